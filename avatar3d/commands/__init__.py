@@ -1,1 +1,1 @@
-"""commands."""
+"""CLI subcommands; each module exposes ``register(subparsers)`` (see ``avatar3d.cli``)."""

@@ -1,0 +1,141 @@
+"""The main job on built-in defaults: build the built-in head, render it, write a short report.
+
+``avatar3d demo --out DIR`` writes ``DIR/*.png`` (neutral from three angles, identities, expressions,
+joint poses), ``DIR/contact_sheet.png`` and ``DIR/report.md`` / ``report.json`` (model statistics,
+timings, rasterizer backend). Later stages of the product (tracking, avatars) extend this.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .models import HeadModel, load_head_model
+
+#: Expressions shown by the demo (skipped when a model lacks one).
+DEMO_EXPRESSIONS = ("jawOpen", "mouthSmileLeft+mouthSmileRight", "eyeBlinkLeft+eyeBlinkRight", "mouthPucker", "browInnerUp", "cheekPuff", "browDownLeft+browDownRight", "mouthFunnel")
+
+
+def orbit_camera(yaw_deg: float, pitch_deg: float, distance: float, target: np.ndarray, width: int, height: int, fov_deg: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV camera (K (3,3), world->cam (4,4)) on a sphere around ``target`` looking at it.
+
+    yaw 0 / pitch 0 puts the camera on the model's +Z axis (in front of the face); positive yaw moves
+    it towards the subject's left (+X).
+    """
+    y, p = math.radians(yaw_deg), math.radians(pitch_deg)
+    eye = target + distance * np.array([math.sin(y) * math.cos(p), math.sin(p), math.cos(y) * math.cos(p)])
+    fwd = (target - eye) / np.linalg.norm(target - eye)  # camera +z
+    down = np.array([0.0, -1.0, 0.0])
+    right = np.cross(down, fwd)  # x = y cross z in a right-handed OpenCV frame
+    right /= np.linalg.norm(right)
+    down = np.cross(fwd, right)
+    R = np.stack([right, down, fwd])  # rows: camera axes in world coordinates
+    w2c = np.eye(4)
+    w2c[:3, :3], w2c[:3, 3] = R, -R @ eye
+    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+    return K, w2c
+
+
+def _weights(model: HeadModel, spec: str) -> Optional[dict[str, float]]:
+    names = spec.split("+")
+    if not all(n in model.expression_names for n in names):
+        return None
+    return {n: 1.0 for n in names}
+
+
+def _render(model: HeadModel, out, K, w2c, size: int) -> np.ndarray:
+    from .render.preview import render_head
+
+    img = render_head(model, out.vertices, torch.as_tensor(K, dtype=torch.float32)[None], torch.as_tensor(w2c, dtype=torch.float32)[None], size, size)
+    return (img[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def contact_sheet(images: list[tuple[str, np.ndarray]], cols: int = 4) -> Image.Image:
+    """Grid of labelled images (all the same size)."""
+    from PIL import ImageDraw
+
+    h, w = images[0][1].shape[:2]
+    rows = math.ceil(len(images) / cols)
+    sheet = Image.new("RGB", (cols * w, rows * (h + 18)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, img) in enumerate(images):
+        x, y = (i % cols) * w, (i // cols) * (h + 18)
+        sheet.paste(Image.fromarray(img), (x, y + 18))
+        draw.text((x + 4, y + 3), label, fill=(0, 0, 0))
+    return sheet
+
+
+def run_demo(out_dir: str | Path, model_spec: str = "builtin", size: int = 384, identities: int = 4, seed: int = 0) -> dict:
+    """Render a head model in a few poses/expressions/identities; return the report dict."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model = load_head_model(model_spec)
+    t_load = time.perf_counter() - t0
+    with torch.no_grad():
+        rest = model()
+    verts = rest.vertices[0].numpy()
+    lo, hi = verts.min(0), verts.max(0)
+    target = (lo + hi) / 2
+    dist = 2.2 * float((hi - lo)[1]) / (2 * math.tan(math.radians(10)))
+    shots: list[tuple[str, np.ndarray]] = []
+    t_render = 0.0
+
+    def shot(label: str, yaw: float = 0.0, pitch: float = 0.0, **params) -> None:
+        nonlocal t_render
+        with torch.no_grad():
+            o = model(**params)
+        K, w2c = orbit_camera(yaw, pitch, dist, target, size, size)
+        t = time.perf_counter()
+        img = _render(model, o, K, w2c, size)
+        t_render += time.perf_counter() - t
+        Image.fromarray(img).save(out / f"{label}.png")
+        shots.append((label, img))
+
+    for label, yaw in (("neutral_front", 0.0), ("neutral_three_quarter", 35.0), ("neutral_profile", 90.0)):
+        shot(label, yaw, 5.0)
+    for spec in DEMO_EXPRESSIONS:
+        w = _weights(model, spec)
+        if w is not None:
+            shot("expr_" + spec.split("+")[0].replace("Left", ""), 15.0, 5.0, expression=model.expression_vector(w))
+    g = torch.Generator().manual_seed(seed)
+    for i in range(identities):
+        beta = torch.randn(1, model.num_shape, generator=g) * 1.5
+        shot(f"identity_{i}", 20.0, 5.0, shape=beta)
+    if "jaw" in model.joint_names:
+        pose = torch.zeros(1, model.num_joints, 3)
+        pose[0, model.joint_names.index("jaw"), 0] = 0.25
+        if "neck" in model.joint_names:
+            pose[0, model.joint_names.index("neck"), 1] = 0.35
+        shot("pose_jaw_neck", 0.0, 5.0, pose=pose)
+    sheet = contact_sheet(shots)
+    sheet.save(out / "contact_sheet.png")
+
+    from .render import backends
+
+    report = {
+        "model": {"name": model.name, "version": model.version, "vertices": model.num_vertices, "faces": int(len(model.faces)),
+                  "identity_modes": model.num_shape, "expressions": model.num_expression, "joints": model.joint_names,
+                  "regions": model.region_names, "height_m": float((hi - lo)[1])},
+        "timings_s": {"load_model": round(t_load, 3), "render_total": round(t_render, 3), "per_image": round(t_render / len(shots), 4)},
+        "rasterizer_backend": backends.active_mesh_backend() if hasattr(backends, "active_mesh_backend") else "auto",
+        "images": [f"{label}.png" for label, _ in shots] + ["contact_sheet.png"],
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    md = [f"# avatar3d demo: {model.name} head ({model.version})", "",
+          f"- {model.num_vertices} vertices, {len(model.faces)} triangles, {model.num_shape} identity modes, "
+          f"{model.num_expression} expressions, joints: {', '.join(model.joint_names)}",
+          f"- height {report['model']['height_m'] * 100:.1f} cm; loaded in {t_load:.2f} s; "
+          f"{len(shots)} images rendered at {size}x{size} in {t_render:.2f} s ({report['rasterizer_backend']})", "",
+          "![contact sheet](contact_sheet.png)", ""]
+    md += [f"- `{label}.png`" for label, _ in shots]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    return report
