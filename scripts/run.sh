@@ -50,7 +50,11 @@ make_venv() {
 python_packages() {
   local vpy="$VENV/bin/python" pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
   local stamp_file="$VENV/.avatar3d-stamp" stamp
-  stamp="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/run.sh" "$ROOT"/package*.json 2>/dev/null | sha1sum | cut -c1-16)"
+  local f files=()
+  for f in "$ROOT/pyproject.toml" "$ROOT/scripts/run.sh" "$ROOT/package.json" "$ROOT/package-lock.json"; do
+    [ -f "$f" ] && files+=("$f")
+  done
+  stamp="$(cat "${files[@]}" | sha1sum | cut -c1-16)"
   if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && "$vpy" -c 'import avatar3d, torch, mediapipe' >/dev/null 2>&1; then
     return 0
   fi
