@@ -21,7 +21,11 @@ def _version(mod: str) -> str:
 def _status_rows(module: str, func: str) -> list[tuple[str, bool, str]]:
     try:
         fn: Callable = getattr(importlib.import_module(module), func)
-        return [tuple(r) for r in fn()]  # type: ignore[misc]
+        rows = []
+        for r in fn():
+            name, ok, detail = (r["name"], r["available"], r.get("detail", "")) if isinstance(r, dict) else tuple(r)[:3]
+            rows.append((str(name), bool(ok), str(detail)))
+        return rows
     except Exception as e:
         return [(f"{module}.{func}", False, f"{type(e).__name__}: {e}")]
 

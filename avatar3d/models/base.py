@@ -69,6 +69,9 @@ class HeadModelData:
     shape_std: Optional[np.ndarray] = None  # (S,) prior std of identity coefficients (1 = unit PCA)
     expression_range: tuple[float, float] = (0.0, 1.0)  # valid coefficient range (blendshape weights)
     extras: dict = field(default_factory=dict)  # model-specific (e.g. texture space)
+    # FLAME/smplx regress joints from the identity+expression mesh; models without that convention
+    # (builtin, ICT) regress them from the identity-only mesh so expressions never move the skeleton.
+    joints_from_expression: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent array."""
@@ -143,6 +146,7 @@ class HeadModel(nn.Module):
         self.region_names = list(data.regions)
         self.expression_range = tuple(data.expression_range)
         self.extras = dict(data.extras)
+        self.joints_from_expression = bool(data.joints_from_expression)
 
         def f(a):
             return torch.as_tensor(np.asarray(a), dtype=dtype)
@@ -275,8 +279,10 @@ class HeadModel(nn.Module):
 
         v_shaped = self.v_template[None] + torch.einsum("vcs,bs->bvc", self.shapedirs, betas)
         v_expr = v_shaped + torch.einsum("vce,be->bvc", self.exprdirs, expr)
-        # Joints come from the identity-shaped mesh (as in FLAME/smplx), not the expression.
-        verts, joints, v_unposed = lbs(v_expr, v_shaped, full_pose, self.j_regressor, self.parents, self.lbs_weights, self.posedirs)
+        # Joints come from the identity-shaped mesh unless the model says otherwise (FLAME/smplx
+        # regress them after expression blendshapes too: ``joints_from_expression``).
+        v_joints = v_expr if self.joints_from_expression else v_shaped
+        verts, joints, v_unposed = lbs(v_expr, v_joints, full_pose, self.j_regressor, self.parents, self.lbs_weights, self.posedirs)
         if transl is not None:
             t = _as_batch(transl, B, 3, "transl", ref)[:, None]
             verts, joints = verts + t, joints + t

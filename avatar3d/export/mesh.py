@@ -1,0 +1,119 @@
+"""Geometry shared by the exporters: UV-seam splitting, normals, 4-influence skin weights, rotations.
+
+Game engines store one UV per vertex, while our models index UVs per face corner (a vertex on a UV
+seam has several). :func:`split_seams` duplicates exactly those vertices; ``src`` maps every
+exported vertex back to the model vertex so positions, blendshapes and skin weights are gathered
+from the model and seams stay watertight in 3D (and share normals, so no shading crease appears).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SplitMesh:
+    """A mesh with one UV per vertex. V' exported vertices, F triangles."""
+
+    src: np.ndarray  #: (V',) int, model vertex of each exported vertex
+    uvs: np.ndarray  #: (V', 2) float32, origin bottom-left (OBJ convention)
+    faces: np.ndarray  #: (F, 3) int, into the exported vertices
+
+
+def split_seams(faces: np.ndarray, uv_faces: np.ndarray, uvs: np.ndarray) -> SplitMesh:
+    """Give every distinct (vertex, uv) corner pair its own vertex.
+
+    Args:
+        faces: (F, 3) model vertex indices; uv_faces: (F, 3) indices into ``uvs`` (T, 2).
+    """
+    faces = np.asarray(faces, np.int64)
+    uv_faces = np.asarray(uv_faces, np.int64)
+    T = max(int(uv_faces.max()) + 1, 1) if uv_faces.size else 1
+    key = faces.reshape(-1) * T + uv_faces.reshape(-1)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    return SplitMesh(src=uniq // T, uvs=np.asarray(uvs, np.float32)[uniq % T], faces=inverse.reshape(-1, 3))
+
+
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(..., V, 3) unit area-weighted vertex normals of (..., V, 3) vertices; isolated vertices get +Z."""
+    v = np.asarray(verts, np.float64)
+    a, b, c = (v[..., faces[:, k], :] for k in range(3))
+    fn = np.cross(b - a, c - a)  # length = 2 * area, so the sum is area-weighted
+    n = np.zeros_like(v)
+    for k in range(3):
+        if v.ndim == 2:
+            np.add.at(n, faces[:, k], fn)
+        else:
+            _add_batched(n, faces[:, k], fn)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    out = np.where(length > 1e-20, n / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
+    return out
+
+
+def _add_batched(n: np.ndarray, idx: np.ndarray, fn: np.ndarray) -> None:
+    # np.add.at over a leading batch axis: fold the batch into the index instead.
+    B, V = n.shape[:2]
+    flat = n.reshape(B * V, 3)
+    np.add.at(flat, (np.arange(B)[:, None] * V + idx[None]).reshape(-1), fn.reshape(-1, 3))
+    n[...] = flat.reshape(B, V, 3)
+
+
+def top4_weights(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Keep the 4 strongest joint influences per vertex (the glTF JOINTS_0/WEIGHTS_0 limit), renormalised.
+
+    Args:
+        weights: (V, J) skinning weights, rows summing to 1.
+    Returns:
+        joints (V, 4) uint8/uint16, weights (V, 4) float32 summing to 1, and the largest weight dropped.
+        Unused slots get joint 0 with weight 0.
+    """
+    w = np.clip(np.asarray(weights, np.float64), 0.0, None)
+    V, J = w.shape
+    if J < 4:
+        w = np.concatenate([w, np.zeros((V, 4 - J))], 1)
+    order = np.argsort(-w, axis=1, kind="stable")[:, :4]
+    top = np.take_along_axis(w, order, 1)
+    dropped = float(np.sort(w, 1)[:, :-4].max()) if w.shape[1] > 4 else 0.0
+    s = top.sum(1, keepdims=True)
+    if np.any(s <= 0):
+        raise ValueError("skinning weights: some vertex has no positive weight")
+    top = top / s
+    joints = np.where(top > 0, order, 0)
+    top32 = top.astype(np.float32)
+    # Make float32 rows sum to 1 as exactly as float32 allows: put the rounding residue on the largest weight.
+    top32[:, 0] += (1.0 - top32.astype(np.float64).sum(1)).astype(np.float32)
+    jdtype = np.uint8 if J <= 256 else np.uint16
+    return joints.astype(jdtype), top32, dropped
+
+
+def axis_angle_to_quat(rvec: np.ndarray) -> np.ndarray:
+    """(..., 3) axis-angle (radians) -> (..., 4) unit quaternions in glTF order (x, y, z, w)."""
+    r = np.asarray(rvec, np.float64)
+    angle = np.linalg.norm(r, axis=-1, keepdims=True)
+    half = 0.5 * angle
+    # sin(a/2)/a -> 1/2 as a -> 0; the series avoids 0/0 for the rest pose.
+    k = np.where(angle > 1e-8, np.sin(half) / np.maximum(angle, 1e-12), 0.5 - angle**2 / 48.0)
+    return np.concatenate([r * k, np.cos(half)], -1)
+
+
+def continuous_quats(q: np.ndarray) -> np.ndarray:
+    """Flip signs along axis 0 ((N, ..., 4) quaternions) so neighbours lie in one hemisphere (slerp takes the short way)."""
+    q = np.array(q, np.float64, copy=True)
+    for i in range(1, len(q)):
+        dot = (q[i] * q[i - 1]).sum(-1, keepdims=True)
+        q[i] = np.where(dot < 0, -q[i], q[i])
+    return q
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """(..., 4) quaternions (x, y, z, w) -> (..., 3, 3) rotation matrices (used by tests and the OBJ path)."""
+    q = np.asarray(q, np.float64)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    x, y, z, w = np.moveaxis(q, -1, 0)
+    return np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+    ], -1).reshape(q.shape[:-1] + (3, 3))

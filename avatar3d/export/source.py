@@ -1,0 +1,170 @@
+"""Resolve an export SOURCE (a head model spec or a tracking output directory) into what exporters need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import BadInputError, MissingFileError
+from ..models import MODEL_NAMES, HeadModel, load_head_model
+from ..tracking.sequence import PARAMS_FILE, TrackedSequence
+
+__all__ = ["ExportSource", "resolve_source", "load_texture"]
+
+
+@dataclass
+class ExportSource:
+    """A head model with the subject's identity, plus the performance when SOURCE was a tracked sequence."""
+
+    model: HeadModel
+    shape: np.ndarray  #: (S,) float64 identity coefficients (zeros = the model's mean head)
+    name: str  #: used for default file names and the glTF node/mesh names
+    sequence: Optional[TrackedSequence] = None
+    albedo: Optional[np.ndarray] = None  #: (H, W, 3) uint8, UV origin bottom-left like the model's uvs
+
+    def shaped_vertices(self) -> np.ndarray:
+        """(V, 3) float64 identity-applied rest vertices in metres (no expression, no pose)."""
+        m = self.model
+        v = m.v_template.detach().double().cpu().numpy()
+        if self.shape.size:
+            v = v + np.einsum("vcs,s->vc", m.shapedirs.detach().double().cpu().numpy(), self.shape)
+        return v
+
+    def rest_joints(self, v_shaped: np.ndarray) -> np.ndarray:
+        """(J, 3) rest joint locations regressed from the identity-applied mesh (as HeadModel.forward does)."""
+        return self.model.j_regressor.detach().double().cpu().numpy() @ v_shaped
+
+    def frame_params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-frame (N, E) expression, (N, J, 3) axis-angle pose and (N, 3) translation, padded to the model's sizes."""
+        seq = self.sequence
+        if seq is None:
+            raise ValueError("this export source has no tracked sequence (no frames)")
+        E = self.model.num_expression
+        expr = np.zeros((seq.num_frames, E))
+        expr[:, : seq.expression.shape[1]] = seq.expression
+        return expr, np.asarray(seq.pose, np.float64), np.asarray(seq.transl, np.float64)
+
+
+def _parse_shape(shape: object, S: int) -> np.ndarray:
+    if shape is None:
+        return np.zeros(S)
+    if isinstance(shape, (str, Path)):
+        p = Path(shape)
+        if p.suffix in (".npy", ".npz") or p.exists():
+            if not p.is_file():
+                raise MissingFileError(p, "Pass an identity as a .npy file of shape coefficients, or as comma-separated numbers.")
+            a = np.load(p, allow_pickle=False)
+            if isinstance(a, np.lib.npyio.NpzFile):
+                if "shape" not in a.files:
+                    raise BadInputError(f"{p} has no 'shape' array (found: {', '.join(a.files)})")
+                a = a["shape"]
+        else:
+            try:
+                a = np.array([float(x) for x in str(shape).split(",") if x.strip()])
+            except ValueError:
+                raise BadInputError(f"identity {shape!r}: expected a .npy file or comma-separated numbers") from None
+    else:
+        a = np.asarray(shape, np.float64)
+    a = np.asarray(a, np.float64).reshape(-1)
+    if a.size > S:
+        raise BadInputError(f"identity has {a.size} coefficients but the model has only {S}")
+    if not np.all(np.isfinite(a)):
+        raise BadInputError("identity coefficients must be finite numbers")
+    out = np.zeros(S)
+    out[: a.size] = a  # leading coefficients, the rest zero (like HeadModel.forward)
+    return out
+
+
+def load_texture(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image from a file, with one clear error when missing or unreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(p, "Pass an existing albedo texture image (PNG or JPEG) or leave the texture option out.")
+    from PIL import Image
+
+    try:
+        with Image.open(p) as im:
+            return np.asarray(im.convert("RGB"), np.uint8)
+    except Exception as e:
+        raise BadInputError(f"{p} is not a readable image ({type(e).__name__}: {e})") from None
+
+
+def _is_model_spec(source: str) -> bool:
+    name = source.partition("=")[0].strip().lower()
+    return name in MODEL_NAMES
+
+
+def resolve_source(
+    source: str | Path | HeadModel | TrackedSequence,
+    *,
+    shape: object = None,
+    model: str | HeadModel | None = None,
+    texture: str | Path | None = None,
+) -> ExportSource:
+    """Turn SOURCE into an :class:`ExportSource`.
+
+    Args:
+        source: a head model spec (``"builtin"``, ``"ict"``, ``"flame=PATH"``), a loaded ``HeadModel``,
+            a tracking output directory (has ``params.npz``), or a ``TrackedSequence``.
+        shape: identity coefficients (S,) (array, ``.npy`` path or "0.1,-0.3,..."); for sequences it
+            replaces the tracked identity.
+        model: the head model for a sequence, overriding the spec stored in it (e.g. a moved FLAME file).
+        texture: an albedo image overriding the model's own texture.
+    """
+    seq: Optional[TrackedSequence] = None
+    if isinstance(source, TrackedSequence):
+        seq, name = source, "performance"
+    elif isinstance(source, HeadModel):
+        hm, name = source, source.name
+    else:
+        s = str(source)
+        p = Path(s)
+        if p.is_dir():
+            if not (p / PARAMS_FILE).is_file():
+                raise BadInputError(f"{p} is not a tracking or avatar output directory (no {PARAMS_FILE}); "
+                                    f"create one with 'avatar3d track VIDEO --out {p}'")
+            seq, name = TrackedSequence.load(p), p.resolve().name
+        elif _is_model_spec(s):
+            hm, name = load_head_model(s), s.partition("=")[0].strip().lower()
+        elif p.exists():
+            raise BadInputError(f"{p} is a file; SOURCE must be a head model (builtin, ict, ict=PATH, flame=PATH) or a tracking output directory")
+        else:
+            raise BadInputError(f"unknown export source {s!r}: expected a head model (builtin, ict, ict=PATH, flame=PATH) "
+                                f"or an existing tracking output directory")
+    if seq is not None:
+        if isinstance(model, HeadModel):
+            hm = model
+        else:
+            hm = load_head_model(model or seq.model)
+        _check_sequence(seq, hm)
+        if shape is None:
+            shape = seq.shape
+    elif model is not None:
+        raise ValueError("the 'model' option only applies when SOURCE is a tracked sequence")
+    albedo = load_texture(texture) if texture is not None else hm.extras.get("albedo")
+    if albedo is not None:
+        albedo = np.asarray(albedo)
+        if albedo.ndim != 3 or albedo.shape[2] not in (3, 4) or albedo.dtype != np.uint8:
+            raise BadInputError(f"albedo texture must be (H, W, 3) uint8, got {albedo.shape} {albedo.dtype}")
+        albedo = np.ascontiguousarray(albedo[..., :3])
+    return ExportSource(model=hm, shape=_parse_shape(shape, hm.num_shape), name=name, sequence=seq, albedo=albedo)
+
+
+def _check_sequence(seq: TrackedSequence, hm: HeadModel) -> None:
+    """A sequence must fit the model it is exported with (joint count, coefficient counts)."""
+    J = hm.num_joints
+    if seq.pose.ndim != 3 or seq.pose.shape[1:] != (J, 3):
+        raise BadInputError(f"tracked pose has shape {seq.pose.shape} but {hm.name} needs (N, {J}, 3) for joints {hm.joint_names}")
+    if seq.joint_names and list(seq.joint_names) != list(hm.joint_names):
+        raise BadInputError(f"tracked joints {seq.joint_names} differ from {hm.name}'s joints {hm.joint_names}")
+    if seq.expression.ndim != 2 or seq.expression.shape[1] > hm.num_expression:
+        raise BadInputError(f"tracked expression has shape {seq.expression.shape}; {hm.name} has {hm.num_expression} expressions")
+    if seq.transl.shape != (seq.num_frames, 3):
+        raise BadInputError(f"tracked transl has shape {seq.transl.shape}, expected ({seq.num_frames}, 3)")
+    if not (np.isfinite(seq.fps) and seq.fps > 0):
+        raise BadInputError(f"tracked sequence has frame rate {seq.fps}; expected a positive number of frames per second")
+    if seq.num_frames < 1:
+        raise BadInputError("tracked sequence has no frames")

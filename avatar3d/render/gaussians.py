@@ -1,0 +1,295 @@
+"""Differentiable tile-based Gaussian splatting (gsplat conventions), with interchangeable backends.
+
+``rasterize_gaussians`` projects 3D Gaussians with EWA splatting (shared PyTorch projection, see
+``gaussians_reference.project_gaussians``) and composites them front to back per 16x16 tile:
+
+* ``"cpu"``   - our C++/OpenMP extension (``cuda/gs_raster_cpu.cpp``), explicit backward;
+* ``"cuda"``  - our CUDA extension (``cuda/gs_raster.cu``), binning with torch ops on the GPU;
+* ``"torch"`` - the dense pure-PyTorch reference (slow, autograd);
+* ``"gsplat"``- ``gsplat.rasterization`` when gsplat with its CUDA build is installed;
+* ``"auto"``  - ``cuda`` on CUDA tensors, else ``cpu``, else ``torch`` when a build failed.
+
+Depth and normals are composited as extra feature channels, so every backend handles them alike.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .._ext import extension_error, load_extension
+from . import gaussians_reference as ref
+from .gaussians_reference import TILE_SIZE, project_gaussians
+
+BACKENDS = ("auto", "cpu", "cuda", "torch", "gsplat")
+_CPU_SOURCES = ["gs_raster_cpu.cpp"]
+_CUDA_SOURCES = ["gs_raster_cuda_bind.cpp", "gs_raster.cu"]
+
+
+def _cpu_ext():
+    return load_extension("a3d_gs_cpu", _CPU_SOURCES)
+
+
+def _cuda_ext():
+    return load_extension("a3d_gs", _CUDA_SOURCES, cuda=True)
+
+
+def _gsplat_rasterization():
+    try:
+        from gsplat import rasterization  # noqa: F401  (imports fine without its CUDA build)
+        from gsplat.cuda._backend import _C
+    except Exception:  # ImportError or a failed JIT build inside gsplat
+        return None
+    return rasterization if _C is not None else None
+
+
+def gaussian_backend_status() -> Dict[str, str]:
+    """One line per backend for ``avatar3d info``: ``{"cpu": "ok (2 threads)", ...}`` (builds the CPU ext)."""
+    out: Dict[str, str] = {"torch": "ok (dense reference, slow)"}
+    ext = _cpu_ext()
+    out["cpu"] = f"ok ({ext.num_threads()} OpenMP threads)" if ext is not None else f"unavailable: {extension_error('a3d_gs_cpu')}"
+    if torch.cuda.is_available():
+        cx = _cuda_ext()
+        out["cuda"] = "ok (unmeasured until a GPU benchmark run exists)" if cx is not None else f"unavailable: {extension_error('a3d_gs_cuda')}"
+    else:
+        out["cuda"] = "unavailable: no CUDA device"
+    try:
+        import gsplat
+
+        out["gsplat"] = f"gsplat {gsplat.__version__} " + ("ok" if _gsplat_rasterization() is not None else "installed, CUDA build unavailable")
+    except Exception:
+        out["gsplat"] = "not installed"
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# binning with torch ops (device-agnostic; the CUDA backend uses it, tests compare it with the C++ one)
+
+
+def bin_gaussians_torch(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int) -> Tuple[Tensor, Tensor]:
+    """Per-tile depth-sorted Gaussian lists: (tile_offsets (C*tiles+1,) int64, flat_ids (M,) int32).
+
+    means2d (C,N,2), radii (C,N,2), depths (C,N). Tile t of camera c owns
+    ``flat_ids[offsets[c*tiles+t] : offsets[c*tiles+t+1]]`` (Gaussian indices, front to back, ties by index).
+    """
+    C, N = depths.shape
+    tw, th = -(-width // TILE_SIZE), -(-height // TILE_SIZE)
+    T = tw * th
+    dev = means2d.device
+    valid = (radii > 0).all(-1)
+    # rank of each Gaussian in its camera's depth order (invalid ones pushed last, never emitted)
+    key = torch.where(valid, depths.detach().float(), torch.full_like(depths, float("inf"), dtype=torch.float32))
+    order = torch.sort(key, dim=1, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(N, device=dev).expand(C, N).contiguous())
+    rect = ref.tile_ranges(means2d, radii, width, height)  # (C,N,4)
+    nx, ny = (rect[..., 1] - rect[..., 0]).clamp_min(0), (rect[..., 3] - rect[..., 2]).clamp_min(0)
+    count = torch.where(valid, nx * ny, torch.zeros_like(nx)).reshape(-1)
+    total = int(count.sum())
+    src = torch.repeat_interleave(torch.arange(C * N, device=dev), count)  # flat (c*N+n) per intersection
+    first = torch.cumsum(count, 0) - count
+    local = torch.arange(total, device=dev) - first[src]  # index within the Gaussian's rectangle
+    r = rect.reshape(-1, 4)[src]
+    w = nx.reshape(-1)[src].clamp_min(1)
+    tx, ty = r[:, 0] + local % w, r[:, 2] + local // w
+    cam = src // N
+    tile_key = cam * T + ty * tw + tx
+    sort_key = tile_key * N + rank.reshape(-1)[src]
+    perm = torch.sort(sort_key).indices
+    flat_ids = (src[perm] % N).to(torch.int32)
+    counts = torch.bincount(tile_key, minlength=C * T)
+    offsets = torch.zeros(C * T + 1, dtype=torch.int64, device=dev)
+    offsets[1:] = torch.cumsum(counts, 0)
+    return offsets, flat_ids
+
+
+# ----------------------------------------------------------------------------------------------------
+# autograd glue around the extensions
+
+
+class _RasterizeExt(torch.autograd.Function):
+    """Compositing with an extension module ``ext`` (forward/backward with identical signatures)."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, features, backgrounds, radii, depths, width, height, ext, is_cuda):
+        bg = backgrounds if backgrounds is not None else means2d.new_zeros(0)
+        if is_cuda:
+            offsets, ids = bin_gaussians_torch(means2d, radii, depths, width, height)
+            images, alphas, last = ext.forward(means2d, conics, opacities, features, bg, offsets, ids, width, height)
+        else:
+            images, alphas, last, offsets, ids = ext.forward(means2d, conics, opacities, features, radii, depths, bg, width, height)
+        ctx.save_for_backward(means2d, conics, opacities, features, bg, alphas, last, offsets, ids)
+        ctx.meta = (width, height, ext, backgrounds is not None)
+        ctx.mark_non_differentiable(last)
+        return images, alphas
+
+    @staticmethod
+    def backward(ctx, v_images, v_alphas):
+        means2d, conics, opacities, features, bg, alphas, last, offsets, ids = ctx.saved_tensors
+        width, height, ext, has_bg = ctx.meta
+        v_images = v_images.contiguous() if v_images is not None else torch.zeros(features.shape[0], height, width, features.shape[2], dtype=features.dtype, device=features.device)
+        v_alphas = v_alphas.contiguous() if v_alphas is not None else torch.zeros(features.shape[0], height, width, 1, dtype=features.dtype, device=features.device)
+        vm, vc, vo, vf, vb = ext.backward(means2d, conics, opacities, features, bg, alphas, last, offsets, ids,
+                                          v_images, v_alphas, width, height)
+        return vm, vc, vo, vf, (vb if has_bg else None), None, None, None, None, None, None
+
+
+def _resolve_backend(backend: str, device: torch.device):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if backend == "auto":
+        ext = _cuda_ext() if device.type == "cuda" else _cpu_ext() if device.type == "cpu" else None
+        return ("cuda" if device.type == "cuda" else "cpu", ext) if ext is not None else ("torch", None)
+    if backend in ("cpu", "cuda"):
+        if device.type != backend:
+            raise ValueError(f"backend={backend!r} needs {backend.upper()} tensors, got tensors on {device}.")
+        ext = _cpu_ext() if backend == "cpu" else _cuda_ext()
+        if ext is None:
+            warnings.warn(f"avatar3d: {backend} Gaussian extension unavailable; using the PyTorch reference.", RuntimeWarning, stacklevel=3)
+            return "torch", None
+        return backend, ext
+    if backend == "gsplat":
+        if _gsplat_rasterization() is None:
+            raise ValueError("backend='gsplat' needs gsplat with its CUDA build (pip install gsplat) and CUDA tensors.")
+        return "gsplat", None
+    return "torch", None
+
+
+def _check_inputs(means, quats, scales, opacities, features, viewmats, Ks, width, height, backgrounds, normals):
+    def bad(name, want, t):
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}.")
+
+    if means.ndim != 2 or means.shape[1] != 3:
+        bad("means", "(N, 3)", means)
+    N = means.shape[0]
+    if quats.shape != (N, 4):
+        bad("quats", f"({N}, 4) wxyz", quats)
+    if scales.shape != (N, 3):
+        bad("scales", f"({N}, 3)", scales)
+    if opacities.shape != (N,):
+        bad("opacities", f"({N},)", opacities)
+    if viewmats.ndim != 3 or viewmats.shape[1:] != (4, 4):
+        bad("viewmats", "(C, 4, 4)", viewmats)
+    C = viewmats.shape[0]
+    if Ks.shape != (C, 3, 3):
+        bad("Ks", f"({C}, 3, 3)", Ks)
+    if not (features.ndim == 2 and features.shape[0] == N) and not (features.ndim == 3 and features.shape[:2] == (C, N)):
+        bad("features", f"({N}, D) or ({C}, {N}, D)", features)
+    if features.shape[-1] < 1:
+        raise ValueError("features need at least one channel (D >= 1).")
+    D = features.shape[-1]
+    if backgrounds is not None and backgrounds.shape not in ((C, D), (D,)):
+        bad("backgrounds", f"({C}, {D}) or ({D},)", backgrounds)
+    if normals is not None and normals.shape != (N, 3):
+        bad("normals", f"({N}, 3)", normals)
+    if int(width) < 1 or int(height) < 1:
+        raise ValueError(f"width and height must be positive integers, got {width}x{height}.")
+
+
+def rasterize_gaussians(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    features: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    backgrounds: Optional[Tensor] = None,
+    normals: Optional[Tensor] = None,
+    depth_mode: str = "expected",
+    eps2d: float = 0.3,
+    backend: str = "auto",
+) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], Dict[str, Any]]:
+    """Render 3D Gaussians into C pinhole cameras (gsplat ``rasterization`` conventions).
+
+    Args:
+        means: (N, 3) centres in world units (metres).
+        quats: (N, 4) rotations, wxyz, need not be normalised.
+        scales: (N, 3) standard deviations along the rotated axes (metres, already activated).
+        opacities: (N,) in [0, 1] (already activated).
+        features: (N, D) or (C, N, D) any channel count (e.g. RGB), composited linearly.
+        viewmats: (C, 4, 4) world->camera, OpenCV camera (x right, y down, looks along +z).
+        Ks: (C, 3, 3) pixel intrinsics; pixel (x, y) covers [x, x+1) x [y, y+1), row 0 = top.
+        width, height: image size in pixels.
+        near_plane, far_plane: camera-z culling range (metres).
+        backgrounds: (C, D) or (D,) colour behind the Gaussians; default black.
+        normals: optional (N, 3) per-Gaussian normals (any frame), composited like features.
+        depth_mode: "expected" (sum w z / alpha, 0 where empty) or "accumulated" (sum w z, gsplat "D").
+        eps2d: low-pass dilation added to 2D covariances (gsplat default 0.3, antialiased=False).
+        backend: "auto", "cpu", "cuda", "torch" or "gsplat" (see module docstring).
+
+    Returns:
+        images (C, H, W, D), alphas (C, H, W, 1), depths (C, H, W, 1), normals (C, H, W, 3) or None
+        (un-normalised weighted sum), and meta with "radii" (C, N, 2) int32, "means2d" (C, N, 2),
+        "conics" (C, N, 3), "depths" (C, N), "tile_size", "backend".
+    """
+    _check_inputs(means, quats, scales, opacities, features, viewmats, Ks, width, height, backgrounds, normals)
+    if depth_mode not in ("expected", "accumulated"):
+        raise ValueError(f"depth_mode must be 'expected' or 'accumulated', got {depth_mode!r}.")
+    width, height = int(width), int(height)
+    C, N, D = viewmats.shape[0], means.shape[0], features.shape[-1]
+    dt = means.dtype
+    if dt not in (torch.float32, torch.float64):
+        raise ValueError(f"Gaussian parameters must be float32 or float64, got {dt}.")
+    name, ext = _resolve_backend(backend, means.device)
+    if name == "cuda" and dt != torch.float32:
+        name, ext = "torch", None  # the CUDA kernels are float32-only; double (gradcheck) uses the reference
+    if backgrounds is not None and backgrounds.ndim == 1:
+        backgrounds = backgrounds.expand(C, D)
+    if name == "gsplat":
+        return _rasterize_gsplat(means, quats, scales, opacities, features, viewmats, Ks, width, height, near_plane,
+                                 far_plane, backgrounds, normals, depth_mode, eps2d)
+
+    radii, means2d, depths, conics, _ = project_gaussians(means, quats, scales, viewmats, Ks, width, height, near_plane, far_plane, eps2d)
+    feats = features if features.ndim == 3 else features.expand(C, N, D)
+    extra = [depths[..., None]] + ([normals.to(dt).expand(C, N, 3)] if normals is not None else [])
+    feats = torch.cat([feats.to(dt)] + extra, -1)
+    bg = None
+    if backgrounds is not None:
+        bg = torch.cat([backgrounds.to(dt), backgrounds.new_zeros(C, feats.shape[-1] - D).to(dt)], -1)
+    opac = opacities.to(dt).expand(C, N)
+    if name == "torch":
+        img, alphas = ref.rasterize_reference(means2d, conics, opac, feats, radii, depths, width, height, bg)
+    else:
+        c = lambda t: t.contiguous()  # noqa: E731
+        img, alphas = _RasterizeExt.apply(c(means2d), c(conics), c(opac), c(feats), None if bg is None else c(bg),
+                                          c(radii), c(depths.detach()), width, height, ext, name == "cuda")
+    meta = {"radii": radii, "means2d": means2d, "conics": conics, "depths": depths, "tile_size": TILE_SIZE, "backend": name}
+    return _split(img, alphas, D, normals is not None, depth_mode) + (meta,)
+
+
+def _split(img: Tensor, alphas: Tensor, D: int, has_normals: bool, depth_mode: str):
+    images, depth = img[..., :D], img[..., D:D + 1]
+    if depth_mode == "expected":
+        # 0 (not NaN) where nothing was drawn; the clamp keeps the gradient finite there too
+        depth = depth / alphas.clamp_min(1e-10)
+    nrm = img[..., D + 1:D + 4] if has_normals else None
+    return images, alphas, depth, nrm
+
+
+def _rasterize_gsplat(means, quats, scales, opacities, features, viewmats, Ks, width, height, near_plane, far_plane,
+                      backgrounds, normals, depth_mode, eps2d):
+    """Delegate to gsplat.rasterization with depth/normals packed as extra colour channels."""
+    rasterization = _gsplat_rasterization()
+    C, N, D = viewmats.shape[0], means.shape[0], features.shape[-1]
+    feats = features if features.ndim == 3 else features.expand(C, N, D)
+    if normals is not None:
+        feats = torch.cat([feats, normals.expand(C, N, 3)], -1)
+    bg = None
+    if backgrounds is not None:
+        bg = torch.cat([backgrounds, backgrounds.new_zeros(C, feats.shape[-1] - D)], -1)
+    render, alphas, meta = rasterization(means, quats, scales, opacities, feats, viewmats, Ks, width, height,
+                                         near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backgrounds=bg,
+                                         render_mode="RGB+D" if depth_mode == "accumulated" else "RGB+ED",
+                                         packed=False, tile_size=TILE_SIZE, sh_degree=None)
+    images, depth = render[..., :D], render[..., -1:]
+    nrm = render[..., D:D + 3] if normals is not None else None
+    meta = dict(meta, backend="gsplat")
+    return images, alphas, depth, nrm, meta

@@ -1,0 +1,78 @@
+"""Camera conventions of the tracker, defined once.
+
+* Head-model / world frame: metres, +Y up, the face looks towards +Z (glTF).
+* Camera: OpenCV pinhole (x right, y down, z forward), intrinsics ``K`` in pixels,
+  extrinsics ``world_to_cam`` (4x4) so that ``x_cam = R @ X + t``.
+
+A camera on the +Z axis looking back at the face (towards -Z) with the image upright has
+``R = diag(1, -1, -1)``: a 180-degree rotation about the X axis (OpenCV's y-down, z-forward
+versus the model's y-up, face-towards-+z). The subject's right eye (at -X) then lands on the
+image's left, as in a photograph.
+
+``transforms.json`` (NeRF / instant-ngp / VHAP) stores camera-to-world in the OpenGL/Blender
+convention (x right, y up, z backward): ``c2w_gl = inv(world_to_cam) @ diag(1, -1, -1, 1)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["R_MODEL_TO_CV", "front_camera", "project", "cv_to_gl_c2w", "look_at_world_to_cam"]
+
+#: Rotation taking model-frame directions to OpenCV camera directions for a camera on +Z facing -Z.
+R_MODEL_TO_CV = np.diag([1.0, -1.0, -1.0])
+
+
+def front_camera(distance: float) -> np.ndarray:
+    """(4, 4) world_to_cam of an upright camera at (0, 0, ``distance``) looking at the origin."""
+    if not distance > 0:
+        raise ValueError(f"camera distance must be positive metres, got {distance}")
+    M = np.eye(4)
+    M[:3, :3] = R_MODEL_TO_CV
+    M[:3, 3] = -R_MODEL_TO_CV @ np.array([0.0, 0.0, distance])  # t = -R C
+    return M
+
+
+def look_at_world_to_cam(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
+    """(4, 4) OpenCV world_to_cam of a camera at ``eye`` looking at ``target`` with ``up`` upwards."""
+    eye, target, up = (np.asarray(a, np.float64) for a in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, -up)  # right = forward x down
+    if np.linalg.norm(x) < 1e-9:
+        raise ValueError("look-at: 'up' is parallel to the viewing direction")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    M = np.eye(4)
+    M[:3, :3] = R
+    M[:3, 3] = -R @ eye
+    return M
+
+
+def project(points: Tensor, K: Tensor, world_to_cam: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+    """Project world points to pixels.
+
+    Args:
+        points: (B, P, 3) metres. K: (B, 3, 3) or (3, 3). world_to_cam: (B, 4, 4) or (4, 4).
+    Returns:
+        (B, P, 2) pixel coordinates (OpenCV: pixel centres at integers) and (B, P) depth in metres.
+    """
+    R = world_to_cam[..., :3, :3]
+    t = world_to_cam[..., :3, 3]
+    cam = points @ R.transpose(-1, -2) + t[..., None, :]
+    z = cam[..., 2]
+    uv = cam[..., :2] / z.clamp_min(eps)[..., None]
+    fx, fy = K[..., 0, 0], K[..., 1, 1]
+    cx, cy = K[..., 0, 2], K[..., 1, 2]
+    u = uv[..., 0] * fx[..., None] + cx[..., None]
+    v = uv[..., 1] * fy[..., None] + cy[..., None]
+    return torch.stack([u, v], -1), z
+
+
+def cv_to_gl_c2w(world_to_cam: np.ndarray) -> np.ndarray:
+    """(…, 4, 4) OpenCV world_to_cam -> OpenGL/NeRF camera-to-world."""
+    c2w = np.linalg.inv(np.asarray(world_to_cam, np.float64))
+    return c2w @ np.diag([1.0, -1.0, -1.0, 1.0])

@@ -1,0 +1,295 @@
+"""Batched landmark fitting: one identity and focal length, per-frame expression and pose.
+
+All N frames are optimised together (Adam on the whole batch) with
+
+* a robust (pseudo-Huber) 2D landmark loss, normalised by the inter-ocular distance so it is
+  independent of the crop size, with zero weight on frames where detection failed (their values
+  come from the temporal terms, i.e. they are interpolated);
+* Gaussian priors on identity (in units of the model's ``shape_std``), expression, jaw and eyes;
+* temporal smoothness (squared second differences) of pose, translation and expression;
+* a weak prior on log focal length around a PnP-based initial estimate: the focal length is
+  estimated (perspective effects across frames constrain it) rather than assumed.
+
+Landmarks are computed by :class:`LandmarkHead` (only the vertices under the landmarks), so a
+30k-vertex model costs about as much as a toy one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..models.base import HeadModel
+from .camera import R_MODEL_TO_CV, front_camera, project
+from .landmark_model import LandmarkHead
+
+__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks"]
+
+
+@dataclass
+class FitConfig:
+    """Weights and schedules of :func:`fit_landmarks` (defaults tuned on the shared videos)."""
+
+    iters_rigid: int = 50
+    iters_full: int = 220
+    huber_delta: float = 0.01  #: pseudo-Huber transition, in inter-ocular distances
+    w_shape: float = 1e-4  #: identity prior weight (per unit-std coefficient, squared)
+    w_expr: float = 1e-4
+    w_jaw: float = 1e-3
+    w_eyes: float = 1e-3
+    w_smooth: float = 0.5  #: second-difference weight, in (inter-ocular units)² of the landmark loss
+    w_smooth_expr: float = 0.01
+    w_focal: float = 1e-3  #: prior on log(focal / initial focal)
+    optimize_focal: bool = True
+    lr: float = 0.01
+    eye_weight: float = 2.0  #: extra weight on eye, iris and lip landmarks (they carry expression)
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters (NumPy, float32) and diagnostics."""
+
+    shape: np.ndarray  #: (S,)
+    expression: np.ndarray  #: (N, E)
+    pose: np.ndarray  #: (N, J, 3) axis-angle; [:, 0] head rotation about the root joint
+    transl: np.ndarray  #: (N, 3) metres
+    focal: float  #: source-image focal length in pixels
+    K: np.ndarray  #: (N, 3, 3) crop intrinsics
+    world_to_cam: np.ndarray  #: (4, 4) fixed OpenCV extrinsics
+    landmarks: np.ndarray  #: (N, 478, 2) fitted landmarks projected into the crop
+    timings: dict = field(default_factory=dict)
+    losses: list = field(default_factory=list)
+
+
+class CropCameras:
+    """Per-frame crop intrinsics from one source camera (shared focal, principal point at the centre).
+
+    Args:
+        boxes: (N, 3) crops (x0, y0, size) in source pixels. source_size: (W, H). resolution: crop side.
+    """
+
+    def __init__(self, boxes: np.ndarray, source_size: tuple[int, int], resolution: int):
+        b = np.asarray(boxes, np.float64)
+        W, H = source_size
+        self.scale = torch.as_tensor(resolution / b[:, 2], dtype=torch.float32)  # (N,) crop px per source px
+        # Source principal point (image centre, pixel-centre convention) mapped into each crop.
+        cx = ((W - 1) / 2 + 0.5 - b[:, 0]) * (resolution / b[:, 2]) - 0.5
+        cy = ((H - 1) / 2 + 0.5 - b[:, 1]) * (resolution / b[:, 2]) - 0.5
+        self.pp = torch.as_tensor(np.stack([cx, cy], 1), dtype=torch.float32)
+        self.source_size = (int(W), int(H))
+        self.default_focal = float(max(W, H))  # ~ a 50 mm-equivalent lens; only the starting point
+
+    def K(self, focal: Tensor | float) -> Tensor:
+        """(N, 3, 3) crop intrinsics for a source focal length in pixels (differentiable)."""
+        f = torch.as_tensor(focal, dtype=torch.float32) * self.scale
+        K = torch.zeros(len(f), 3, 3)
+        K[:, 0, 0], K[:, 1, 1] = f, f
+        K[:, 0, 2], K[:, 1, 2] = self.pp[:, 0], self.pp[:, 1]
+        K[:, 2, 2] = 1
+        return K
+
+
+def _expand_valid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    from ..capture.crop import interpolate_invalid
+
+    return interpolate_invalid(x, valid) if not valid.all() else x
+
+
+def _pnp_init(lmk3d: np.ndarray, lmk2d: np.ndarray, K: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame rigid pose (model -> OpenCV camera) by PnP; returns rvecs (N,3), tvecs (N,3), reprojection px (N,)."""
+    import cv2
+
+    N = len(lmk2d)
+    rv, tv, err = np.zeros((N, 3)), np.zeros((N, 3)), np.full(N, np.inf)
+    obj = lmk3d.astype(np.float64)
+    for i in np.flatnonzero(valid):
+        img = lmk2d[i].astype(np.float64)
+        ok, r, t = cv2.solvePnP(obj, img, K[i], None, flags=cv2.SOLVEPNP_SQPNP)
+        if not ok or t[2, 0] <= 0:
+            continue
+        proj, _ = cv2.projectPoints(obj, r, t, K[i], None)
+        rv[i], tv[i], err[i] = r[:, 0], t[:, 0], np.linalg.norm(proj[:, 0] - img, axis=1).mean()
+    good = np.isfinite(err)
+    if not good.any():
+        raise RuntimeError("landmark fitting: PnP failed on every frame")
+    return _expand_valid(rv, good), _expand_valid(tv, good), err
+
+
+def _landmark_weights(P: int, extra: float) -> Tensor:
+    """(P,) per-landmark weights: eyes, irises and lips count ``extra`` times."""
+    w = torch.ones(P)
+    from ..capture.landmarks import IRIS_LEFT, IRIS_RIGHT
+
+    eyes_lips = [33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173, 263, 249, 390, 373, 374, 380, 381,
+                 382, 362, 466, 388, 387, 386, 385, 384, 398, 61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37,
+                 0, 267, 269, 270, 409, 78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415]
+    idx = [i for i in eyes_lips if i < P] + [i for i in range(IRIS_RIGHT, IRIS_LEFT + 5) if i < P]
+    w[idx] = extra
+    return w / w.mean()
+
+
+def _smooth2(x: Tensor) -> Tensor:
+    """Mean squared second difference along frames of (N, ...) x (0 for N < 3)."""
+    if x.shape[0] < 3:
+        return x.new_zeros(())
+    return ((x[2:] - 2 * x[1:-1] + x[:-2]) ** 2).sum(-1).mean()
+
+
+def fit_landmarks(
+    model: HeadModel,
+    landmarks: np.ndarray,
+    valid: np.ndarray,
+    cameras: CropCameras,
+    config: Optional[FitConfig] = None,
+    init_focal: Optional[float] = None,
+    progress: bool = True,
+) -> FitResult:
+    """Fit ``model`` to detected landmarks of N frames.
+
+    Args:
+        landmarks: (N, 478, ≥2) detected landmarks in crop pixels (interpolated where not valid).
+        valid: (N,) bool; frames with False get no landmark term.
+        cameras: per-frame crop intrinsics from a shared source focal length.
+        init_focal: starting source focal in pixels (None: chosen by PnP over a range of focals).
+    Returns:
+        :class:`FitResult`.
+    """
+    from tqdm import tqdm
+
+    cfg = config or FitConfig()
+    torch.manual_seed(cfg.seed)
+    t_start = time.perf_counter()
+    lm = torch.as_tensor(np.asarray(landmarks)[..., :2], dtype=torch.float32)
+    N, P = lm.shape[:2]
+    valid = np.asarray(valid, bool)
+    if valid.shape != (N,) or not valid.any():
+        raise ValueError(f"valid must be ({N},) bool with at least one True frame")
+    head = LandmarkHead(model)
+    S, E, J = head.num_shape, head.num_expression, head.num_joints
+    jn = model.joint_names
+    with torch.no_grad():
+        rest, _ = head(torch.zeros(S), torch.zeros(1, E), torch.zeros(1, J, 3), torch.zeros(1, 3))
+    rest = rest[0].numpy()
+    lm_np = lm.numpy()
+
+    # ---- initial focal and rigid pose by PnP with the mean shape
+    if init_focal is None:
+        sub = np.flatnonzero(valid)[:: max(1, valid.sum() // 12)]
+        cands = cameras.default_focal * np.geomspace(0.5, 4.0, 10)
+        errs = []
+        for f in cands:
+            K = cameras.K(float(f)).numpy()
+            errs.append(np.median(_pnp_init(rest, lm_np[sub], K[sub], np.ones(len(sub), bool))[2]))
+        init_focal = float(cands[int(np.argmin(errs))])
+    K0 = cameras.K(init_focal).numpy()
+    rv, tv, _ = _pnp_init(rest, lm_np, K0, valid)
+    import cv2
+
+    dist0 = float(np.median(tv[valid, 2]))
+    w2c = front_camera(dist0)
+    Rc, tc = w2c[:3, :3], w2c[:3, 3]
+    j_root = head.j_template[0].numpy()
+    rot0 = np.zeros((N, 3))
+    tr0 = np.zeros((N, 3))
+    for i in range(N):
+        Rp = cv2.Rodrigues(rv[i])[0]
+        Rh = R_MODEL_TO_CV @ Rp  # R_c^T R_pnp (R_c is its own inverse)
+        rot0[i] = cv2.Rodrigues(Rh)[0][:, 0]
+        tr0[i] = Rc.T @ (tv[i] - tc) - j_root + Rh @ j_root
+    # keep axis-angle continuous in time (no 2*pi flips)
+    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+
+    # ---- parameters
+    shape = torch.zeros(S, requires_grad=True)
+    expr = torch.zeros(N, E, requires_grad=True)
+    rot = f32(rot0).requires_grad_(True)
+    transl = f32(tr0).requires_grad_(True)
+    jaw = torch.zeros(N, 3, requires_grad=("jaw" in jn))
+    eyes = torch.zeros(N, 6, requires_grad=("eye_left" in jn and "eye_right" in jn))
+    log_f = torch.zeros((), requires_grad=cfg.optimize_focal)
+    w2c_t = f32(w2c)
+    shape_std = model.shape_std.detach().float()
+    lo, hi = model.expression_range
+    w_lmk = _landmark_weights(P, cfg.eye_weight)
+    vmask = f32(valid)
+    iod = float(np.median(np.linalg.norm(lm_np[valid][:, [33, 133]].mean(1) - lm_np[valid][:, [263, 362]].mean(1), axis=-1)))
+    iod = max(iod, 1.0)
+    # Converts metres of translation into inter-ocular units at the head's distance (for smoothness).
+    m_to_iod = float(init_focal * cameras.scale.mean()) / dist0 / iod
+    delta = cfg.huber_delta
+
+    def full_pose() -> Tensor:
+        cols = [torch.zeros(N, 3) for _ in range(J)]
+        cols[0] = rot
+        if "jaw" in jn:
+            cols[jn.index("jaw")] = jaw
+        if eyes.requires_grad:
+            cols[jn.index("eye_left")], cols[jn.index("eye_right")] = eyes[:, :3], eyes[:, 3:]
+        return torch.stack(cols, 1)
+
+    def predict() -> Tensor:
+        pts, _ = head(shape, expr, full_pose(), transl)
+        K = cameras.K(init_focal * torch.exp(log_f))
+        uv, _ = project(pts, K, w2c_t)
+        return uv
+
+    def loss_fn(rigid: bool) -> Tensor:
+        uv = predict()
+        r2 = ((uv - lm) ** 2).sum(-1) / iod**2
+        rho = torch.sqrt(r2 + delta**2) - delta  # pseudo-Huber in IOD units
+        data = ((rho * w_lmk).mean(-1) * vmask).sum() / vmask.sum()
+        reg = cfg.w_focal * log_f**2
+        reg = reg + cfg.w_smooth * (_smooth2(rot) + _smooth2(transl * m_to_iod))
+        reg = reg + cfg.w_shape * ((shape / shape_std) ** 2).sum()
+        if not rigid:
+            reg = reg + cfg.w_expr * (expr**2).sum(-1).mean() + cfg.w_jaw * (jaw**2).sum(-1).mean() + cfg.w_eyes * (eyes**2).sum(-1).mean()
+            reg = reg + cfg.w_smooth_expr * _smooth2(expr) + cfg.w_smooth * (_smooth2(jaw) + 0.1 * _smooth2(eyes))
+        return data + reg
+
+    losses: list[float] = []
+
+    def run(params: list[dict], iters: int, rigid: bool, desc: str) -> None:
+        params = [p for p in params if p["params"][0].requires_grad]
+        opt = torch.optim.Adam(params)
+        base = [g["lr"] for g in opt.param_groups]
+        for it in tqdm(range(iters), desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
+            frac = it / max(1, iters - 1)
+            for g, b in zip(opt.param_groups, base):
+                g["lr"] = b * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))  # cosine decay to 10%
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(rigid)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                if math.isfinite(lo) and math.isfinite(hi):
+                    expr.clamp_(lo, hi)
+            losses.append(float(loss.detach()))
+
+    lr = cfg.lr
+    t0 = time.perf_counter()
+    run([{"params": [rot], "lr": lr}, {"params": [transl], "lr": lr * dist0 * 0.2}, {"params": [log_f], "lr": lr},
+         {"params": [shape], "lr": lr * 5}], cfg.iters_rigid, True, "fit rigid")
+    t1 = time.perf_counter()
+    run([{"params": [rot], "lr": lr * 0.5}, {"params": [transl], "lr": lr * dist0 * 0.1}, {"params": [log_f], "lr": lr * 0.5},
+         {"params": [shape], "lr": lr * 5}, {"params": [expr], "lr": lr * 3 * max(1.0, (hi - lo) if math.isfinite(hi - lo) else 1.0)},
+         {"params": [jaw], "lr": lr}, {"params": [eyes], "lr": lr}], cfg.iters_full, False, "fit expression")
+    t2 = time.perf_counter()
+    with torch.no_grad():
+        uv = predict().numpy()
+        focal = float(init_focal * torch.exp(log_f))
+        K = cameras.K(focal).numpy()
+        pose = full_pose().numpy()
+    return FitResult(
+        shape=shape.detach().numpy().astype(np.float32), expression=expr.detach().numpy().astype(np.float32),
+        pose=pose.astype(np.float32), transl=transl.detach().numpy().astype(np.float32), focal=focal, K=K.astype(np.float32),
+        world_to_cam=w2c.astype(np.float32), landmarks=uv.astype(np.float32),
+        timings={"init": t0 - t_start, "rigid": t1 - t0, "full": t2 - t1, "total": time.perf_counter() - t_start},
+        losses=losses,
+    )

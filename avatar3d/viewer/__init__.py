@@ -1,0 +1,13 @@
+"""Interactive and headless viewing of heads and tracked sequences (Open3D / Filament).
+
+* :mod:`.params`: named sliders (expressions, joint rotations, identity) and ``--set`` parsing;
+* :mod:`.mesh`: posing a model and its render layout (UV-seam split);
+* :mod:`.envmaps`: procedural environment lights baked to Filament IBL files;
+* :mod:`.scene`: the head in an Open3D scene (display modes, lights, cameras);
+* :mod:`.headless`: offscreen rendering; :mod:`.app`: the GUI (``avatar3d view``).
+"""
+
+from .params import HeadParams, apply_settings, parse_settings, slider_specs
+from .scene import DISPLAY_MODES, Lighting, frontal_camera, project
+
+__all__ = ["HeadParams", "apply_settings", "parse_settings", "slider_specs", "Lighting", "DISPLAY_MODES", "frontal_camera", "project"]

@@ -1,0 +1,313 @@
+"""The ``avatar3d view`` window, built on ``open3d.visualization.gui``.
+
+Left: the 3D view (orbit camera) and, for tracked sequences, the source frame. Right: a panel with
+Drive (grouped expression sliders, joint rotations, identity, parameter file), Play (timeline),
+Relight (directional + environment light) and Display (mode, overlays, camera, screenshot).
+Slider callbacks only mark the head dirty; the tick handler re-poses it once per frame, so a burst
+of slider events costs one mesh update.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import Avatar3DError
+from .envmaps import ENVIRONMENTS
+from .headless import check_offscreen_support
+from .mesh import HeadMesh
+from .params import GROUPS, HeadParams, get_value, load_param_file, set_value, slider_specs
+from .scene import DISPLAY_MODES, HeadScene, frontal_camera
+from .shot import ViewOptions, initial_params
+from .source import ViewerSource
+
+__all__ = ["check_gui_support", "run_app", "ViewerApp"]
+
+
+def check_gui_support() -> None:
+    """Raise one sentence when no window can be opened here."""
+    check_offscreen_support()
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise Avatar3DError("no display found ($DISPLAY is unset): run it in a desktop session, under a virtual X server "
+                            "('xvfb-run -a avatar3d view ...', Debian package xvfb), or render without a window with --screenshot PNG")
+
+
+class ViewerApp:
+    """One viewer window. Create after ``gui.Application.instance.initialize()``."""
+
+    PANEL_W = 340
+
+    def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None):
+        import open3d as o3d
+
+        self.o3d, gui, R = o3d, o3d.visualization.gui, o3d.visualization.rendering
+        self.gui = gui
+        self.source, self.model = source, source.model
+        self.mesh = HeadMesh(self.model)
+        self.params: HeadParams = initial_params(source, opts)
+        self.specs = slider_specs(self.model)
+        self.shape_std = self.model.shape_std.detach().cpu().numpy()
+        self.frame = opts.frame or 0
+        self.playing = False
+        self._play_t0, self._play_f0 = 0.0, 0
+        self._dirty = self._light_dirty = False
+        self._ticks, self._shot_path, self._quit_after = 0, gui_screenshot, quit_after
+        self._shot_requested = self._shot_done = False
+
+        self.window = gui.Application.instance.create_window(f"avatar3d view - {source.label}", 1280, 820)
+        w = self.window
+        em = w.theme.font_size
+        self.scene_widget = gui.SceneWidget()
+        self.scene_widget.scene = R.Open3DScene(w.renderer)
+        self.head = HeadScene(self.scene_widget.scene, self.mesh)
+        self.head.lighting = opts.lighting
+        self.head.mode, self.head.wireframe, self.head.landmarks = opts.mode, opts.wireframe, opts.landmarks
+        self.head.set_params(self.params)
+        self.head.apply_lighting()
+        w.add_child(self.scene_widget)
+
+        self.image_widget = None
+        if source.sequence is not None:
+            img = source.frame_image(self.frame)
+            self.image_widget = gui.ImageWidget(o3d.geometry.Image(img if img is not None else np.zeros((8, 8, 3), np.uint8)))
+            w.add_child(self.image_widget)
+
+        self.panel = gui.ScrollableVert(0.25 * em, gui.Margins(0.5 * em, 0.5 * em, 0.5 * em, 0.5 * em))
+        self.sliders: dict[str, object] = {}
+        self.status = gui.Label("")
+        self._build_panel(em)
+        w.add_child(self.panel)
+        w.set_on_layout(self._on_layout)
+        w.set_on_tick_event(self._on_tick)
+        self.reset_camera()
+
+    # ------------------------------------------------------------------ panel
+    def _section(self, title: str, open_: bool = True):
+        c = self.gui.CollapsableVert(title, 0.25 * self.window.theme.font_size, self.gui.Margins(0.5 * self.window.theme.font_size, 0, 0, 0))
+        c.set_is_open(open_)
+        self.panel.add_child(c)
+        return c
+
+    def _slider(self, parent, label: str, lo: float, hi: float, value: float, on_change, integer: bool = False):
+        gui = self.gui
+        row = gui.Horiz(0.25 * self.window.theme.font_size)
+        lab = gui.Label(label)
+        s = gui.Slider(gui.Slider.INT if integer else gui.Slider.DOUBLE)
+        s.set_limits(lo, hi)
+        s.int_value = int(value) if integer else 0
+        if not integer:
+            s.double_value = float(value)
+        s.set_on_value_changed(on_change)
+        row.add_child(lab)
+        row.add_child(s)
+        parent.add_child(row)
+        return s
+
+    def _button(self, parent, text: str, cb):
+        b = self.gui.Button(text)
+        b.set_on_clicked(cb)
+        parent.add_child(b)
+        return b
+
+    def _build_panel(self, em: float) -> None:
+        gui = self.gui
+        top = self._section(f"Source: {self.source.label}")
+        top.add_child(gui.Label(f"{self.model.name}: {self.model.num_vertices} vertices, {self.model.num_expression} expressions"))
+        row = gui.Horiz(0.25 * em)
+        self.param_edit = gui.TextEdit()
+        self.param_edit.placeholder_text = "parameter file (.json / .npz)"
+        row.add_child(self.param_edit)
+        self._button(row, "Load", self._on_load_params)
+        top.add_child(row)
+        self._button(top, "Reset all", lambda: self._reset(None))
+        top.add_child(self.status)
+
+        if self.source.sequence is not None:
+            play = self._section(f"Play ({self.source.num_frames} frames @ {self.source.fps:g} fps)")
+            row = gui.Horiz(0.25 * em)
+            self.play_button = self._button(row, "Play", self._on_play)
+            play.add_child(row)
+            self.timeline = self._slider(play, "frame", 0, self.source.num_frames - 1, self.frame, self._on_scrub, integer=True)
+
+        groups: dict[str, list] = {}
+        for s in self.specs:
+            groups.setdefault(s.group, []).append(s)
+        titles = [(g, f"Expressions: {g}") for g in GROUPS] + [("pose", "Joints (degrees)"), ("identity", "Identity (prior std)")]
+        for key, title in titles:
+            if key not in groups:
+                continue
+            sec = self._section(title, open_=key in ("jaw", "mouth", "pose"))
+            self._button(sec, f"Reset {key}", lambda k=key: self._reset(k))
+            for s in groups[key]:
+                self.sliders[s.name] = self._slider(sec, s.name, s.lo, s.hi, get_value(s, self.params, self.shape_std),
+                                                    lambda v, spec=s: self._on_slider(spec, v))
+
+        L = self.head.lighting
+        light = self._section("Relight")
+        light.add_child(gui.Label("Directional light"))
+        self._slider(light, "azimuth", -180, 180, L.azimuth, lambda v: self._on_light("azimuth", v))
+        self._slider(light, "elevation", -89, 89, L.elevation, lambda v: self._on_light("elevation", v))
+        self._slider(light, "intensity", 0, 3, L.intensity, lambda v: self._on_light("intensity", v))
+        self.light_color = gui.ColorEdit()
+        self.light_color.color_value = gui.Color(*L.color)
+        self.light_color.set_on_value_changed(lambda c: self._on_light("color", (c.red, c.green, c.blue)))
+        light.add_child(self.light_color)
+        light.add_child(gui.Label("Environment light"))
+        env = gui.Combobox()
+        for name in ENVIRONMENTS:
+            env.add_item(name)
+        env.selected_text = L.environment
+        env.set_on_selection_changed(lambda text, i: self._on_light("environment", text))
+        light.add_child(env)
+        self._slider(light, "rotation", -180, 180, L.env_rotation, lambda v: self._on_light("env_rotation", v))
+        self._slider(light, "intensity", 0, 3, L.env_intensity, lambda v: self._on_light("env_intensity", v))
+        sky = gui.Checkbox("show as background")
+        sky.checked = L.show_environment
+        sky.set_on_checked(lambda c: self._on_light("show_environment", c))
+        light.add_child(sky)
+
+        disp = self._section("Display")
+        mode = gui.Combobox()
+        for m in DISPLAY_MODES:
+            mode.add_item(m)
+        mode.selected_text = self.head.mode
+        mode.set_on_selection_changed(lambda text, i: self.head.set_display(text))
+        disp.add_child(mode)
+        for label, attr in (("wireframe", "wireframe"), ("landmarks", "landmarks")):
+            cb = gui.Checkbox(label)
+            cb.checked = getattr(self.head, attr)
+            cb.set_on_checked(lambda c, a=attr: self.head.set_display(**{a: c}))
+            disp.add_child(cb)
+        self._button(disp, "Reset camera" + (" (tracking)" if self.source.sequence is not None else ""), self.reset_camera)
+        self._button(disp, "Screenshot", self._on_screenshot)
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_layout(self, ctx) -> None:
+        r = self.window.content_rect
+        pw = min(self.PANEL_W * self.window.scaling, r.width * 0.45)
+        view_w = r.width - pw
+        self.panel.frame = self.gui.Rect(r.x + view_w, r.y, pw, r.height)
+        if self.image_widget is not None:
+            half = view_w // 2
+            self.image_widget.frame = self.gui.Rect(r.x, r.y, half, r.height)
+            self.scene_widget.frame = self.gui.Rect(r.x + half, r.y, view_w - half, r.height)
+        else:
+            self.scene_widget.frame = self.gui.Rect(r.x, r.y, view_w, r.height)
+
+    def _on_slider(self, spec, value: float) -> None:
+        set_value(spec, self.params, float(value), self.shape_std)
+        self._dirty = True
+
+    def _on_light(self, attr: str, value) -> None:
+        setattr(self.head.lighting, attr, value)
+        self._light_dirty = True
+
+    def _sync_sliders(self) -> None:
+        for s in self.specs:
+            self.sliders[s.name].double_value = get_value(s, self.params, self.shape_std)
+
+    def _reset(self, group: Optional[str]) -> None:
+        neutral = self.source.frame_params(self.frame) if self.source.sequence is not None else HeadParams.neutral(self.model)
+        for s in self.specs:
+            if group is None or s.group == group:
+                set_value(s, self.params, get_value(s, neutral, self.shape_std), self.shape_std)
+        self._sync_sliders()
+        self._dirty = True
+
+    def _on_load_params(self) -> None:
+        try:
+            self.params = load_param_file(self.param_edit.text_value.strip(), self.model, self.params)
+            self.status.text = f"loaded {Path(self.param_edit.text_value).name}"
+        except (Avatar3DError, ValueError, OSError) as e:
+            self.status.text = str(e)[:120]
+            return
+        self._sync_sliders()
+        self._dirty = True
+
+    def _show_frame(self, i: int) -> None:
+        self.frame = int(i) % max(self.source.num_frames, 1)
+        self.params = self.source.frame_params(self.frame)
+        self._sync_sliders()
+        self.timeline.int_value = self.frame
+        img = self.source.frame_image(self.frame)
+        if img is not None and self.image_widget is not None:
+            self.image_widget.update_image(self.o3d.geometry.Image(img))
+        self._dirty = True
+
+    def _on_play(self) -> None:
+        self.playing = not self.playing
+        self.play_button.text = "Pause" if self.playing else "Play"
+        self._play_t0, self._play_f0 = time.monotonic(), self.frame
+
+    def _on_scrub(self, v: float) -> None:
+        self.playing = False
+        self.play_button.text = "Play"
+        self._show_frame(int(v))
+
+    def reset_camera(self) -> None:
+        sw = self.scene_widget
+        bbox = sw.scene.bounding_box
+        if self.source.sequence is not None:
+            K, w2c, w, h = self.source.frame_camera(self.frame)
+        else:
+            w, h = 640, 640
+            K, w2c = frontal_camera(self.head.vertices, w, h)
+        sw.setup_camera(K, w2c, w, h, bbox)
+        sw.center_of_rotation = bbox.get_center()
+
+    def _on_screenshot(self, path: Optional[str] = None) -> None:
+        path = path or f"avatar3d_view_{time.strftime('%Y%m%d_%H%M%S')}.png"
+
+        def done(img):
+            from PIL import Image
+
+            Image.fromarray(np.asarray(img)).save(path)
+            self._shot_done = True
+            self.gui.Application.instance.post_to_main_thread(self.window, lambda: setattr(self.status, "text", f"saved {path}"))
+
+        self.scene_widget.scene.scene.render_to_image(done)
+        self.window.post_redraw()
+
+    def _on_tick(self) -> bool:
+        self._ticks += 1
+        redraw = False
+        if self.playing and self.source.num_frames:
+            f = self._play_f0 + int((time.monotonic() - self._play_t0) * self.source.fps)
+            if f % self.source.num_frames != self.frame:
+                self._show_frame(f)
+        if self._dirty:
+            self._dirty = False
+            self.head.set_params(self.params)
+            redraw = True
+        if self._light_dirty:
+            self._light_dirty = False
+            self.head.apply_lighting()
+            redraw = True
+        if self._shot_path and not self._shot_requested and self._ticks >= 5:
+            self._shot_requested = True
+            self._on_screenshot(self._shot_path)
+            redraw = True
+        if self._quit_after is not None and self._ticks >= self._quit_after and (self._shot_done or not self._shot_path):
+            # Quit the application (not window.close() from inside its own tick handler, which
+            # crashes Open3D 0.20 at teardown).
+            self.gui.Application.instance.quit()
+            return False
+        if redraw:
+            self.window.post_redraw()
+        return redraw
+
+
+def run_app(source: ViewerSource, opts: Optional[ViewOptions] = None, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None) -> int:
+    """Open the window and run the event loop until it closes; returns 0."""
+    import open3d as o3d
+
+    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+    app = o3d.visualization.gui.Application.instance
+    app.initialize()
+    ViewerApp(source, opts or ViewOptions(), gui_screenshot, quit_after)
+    app.run()
+    return 0

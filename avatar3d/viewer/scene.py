@@ -1,0 +1,205 @@
+"""The head in an Open3D scene: geometry updates, display modes, lights and cameras.
+
+:class:`HeadScene` drives an ``open3d.visualization.rendering.Open3DScene`` and is shared by the
+headless renderer and the GUI app, so a screenshot from the CLI and the window show the same thing.
+Camera convention: OpenCV (x right, y down, z forward), ``K`` in pixels, ``world_to_cam`` (4, 4);
+the head frame is metres, +Y up, face towards +Z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .envmaps import ENVIRONMENTS, bake_environment
+from .mesh import HeadMesh
+from .params import HeadParams
+
+__all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "frontal_camera", "project", "SKIN_COLOR"]
+
+DISPLAY_MODES = ("shaded", "albedo", "normals")
+SKIN_COLOR = (0.78, 0.6, 0.5)  # base colour when the model has no albedo texture (linear-ish sRGB)
+SUN_LUX = 70000.0  # Filament sun illuminance for light intensity 1.0
+IBL_SCALE = 22000.0  # Filament IBL intensity for environment intensity 1.0
+
+
+@dataclass
+class Lighting:
+    """Directional light (angles in degrees; azimuth 0 = from the front, + towards the head's +X)
+    and environment light (one of ``envmaps.ENVIRONMENTS``, rotation about +Y in degrees)."""
+
+    azimuth: float = 30.0
+    elevation: float = 25.0
+    intensity: float = 1.0
+    color: tuple[float, float, float] = (1.0, 0.97, 0.92)
+    environment: str = "studio"
+    env_rotation: float = 0.0
+    env_intensity: float = 1.0
+    show_environment: bool = False  # environment as background instead of a flat colour
+    background: tuple[float, float, float] = field(default=(0.16, 0.17, 0.19))
+
+    def direction(self) -> np.ndarray:
+        """(3,) unit vector the light travels along (from the light towards the head)."""
+        az, el = np.deg2rad(self.azimuth), np.deg2rad(self.elevation)
+        towards_light = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+        return (-towards_light).astype(np.float32)
+
+
+def frontal_camera(verts: np.ndarray, width: int, height: int, fov_deg: float = 25.0, margin: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """A camera on +Z looking at the head: ``K`` (3, 3) and OpenCV ``world_to_cam`` (4, 4)."""
+    lo, hi = verts.min(0), verts.max(0)
+    c = (lo + hi) / 2
+    half = margin * max((hi[1] - lo[1]) / 2, (hi[0] - lo[0]) / 2 * height / width)
+    f = (height / 2) / np.tan(np.deg2rad(fov_deg) / 2)
+    dist = half / np.tan(np.deg2rad(fov_deg) / 2) + (hi[2] - lo[2]) / 2
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], np.float64)
+    R = np.diag([1.0, -1.0, -1.0])  # camera x = +X, y = -Y (down), z = -Z (looking at the face)
+    eye = c + np.array([0.0, 0.0, dist])
+    w2c = np.eye(4)
+    w2c[:3, :3] = R
+    w2c[:3, 3] = -R @ eye
+    return K, w2c
+
+
+def project(points: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:
+    """(N, 2) pixel coordinates (x right, y down) of (N, 3) world points."""
+    pc = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+    uv = pc @ K.T
+    return uv[:, :2] / uv[:, 2:3]
+
+
+class HeadScene:
+    """One head (plus wireframe / landmark overlays) in an ``Open3DScene``; cheap to update."""
+
+    HEAD, WIRE, LMK = "head", "wireframe", "landmarks"
+
+    def __init__(self, o3d_scene, mesh: HeadMesh):
+        import open3d as o3d
+
+        self._o3d = o3d
+        self.scene = o3d_scene
+        self.mesh = mesh
+        self.mode = "shaded"
+        self.wireframe = False
+        self.landmarks = False
+        self.lighting = Lighting()
+        self._ibl_prefix: Optional[str] = None
+        self._albedo_img = o3d.geometry.Image(mesh.albedo) if mesh.albedo is not None else None
+        self._materials = {m: self._material(m) for m in (*DISPLAY_MODES, "mask")}
+        self._verts: Optional[np.ndarray] = None
+        self._lmk = np.zeros((0, 3), np.float32)
+        self.scene.scene.set_sun_light([0, 0, -1], [1, 1, 1], SUN_LUX)  # replaced in apply_lighting
+        self.scene.view.set_shadowing(False)  # shadow maps cost more than the head on llvmpipe
+
+    # ------------------------------------------------------------------ materials
+    def _material(self, mode: str):
+        R = self._o3d.visualization.rendering
+        m = R.MaterialRecord()
+        if mode == "normals":
+            m.shader = "normals"
+            return m
+        m.shader = "defaultLit" if mode == "shaded" else "defaultUnlit"
+        if mode == "mask":
+            m.base_color = [1.0, 1.0, 1.0, 1.0]
+            return m
+        if self._albedo_img is not None:
+            m.base_color = [1.0, 1.0, 1.0, 1.0]
+            m.albedo_img = self._albedo_img
+        else:
+            m.base_color = [*SKIN_COLOR, 1.0]
+        m.base_roughness = 0.55
+        m.base_reflectance = 0.35  # skin: ~4% specular at normal incidence
+        return m
+
+    # ------------------------------------------------------------------ geometry
+    def set_params(self, params: HeadParams) -> None:
+        """Pose the head and replace the geometry's buffers (material objects are reused)."""
+        verts, lmk, _ = self.mesh.pose(params)
+        self.set_vertices(verts, lmk)
+
+    def set_vertices(self, verts: np.ndarray, lmk: Optional[np.ndarray] = None) -> None:
+        self._verts = verts
+        if lmk is not None:
+            self._lmk = lmk
+        self._refresh()
+
+    @property
+    def vertices(self) -> Optional[np.ndarray]:
+        return self._verts
+
+    def _refresh(self) -> None:
+        if self._verts is None:
+            return
+        s = self.scene
+        # Open3D 0.20 can update vertex buffers in place only for point clouds (update_geometry on a
+        # triangle mesh crashes), so the mesh is re-added; with a cached MaterialRecord this costs
+        # a few ms (see benchmarks/bench_viewer.py).
+        if s.has_geometry(self.HEAD):
+            s.remove_geometry(self.HEAD)
+        s.add_geometry(self.HEAD, self.mesh.triangle_mesh(self._verts), self._materials[self.mode])
+        for name in (self.WIRE, self.LMK):
+            if s.has_geometry(name):
+                s.remove_geometry(name)
+        if self.wireframe and self.mode != "mask":
+            R = self._o3d.visualization.rendering
+            m = R.MaterialRecord()
+            m.shader, m.line_width, m.base_color = "unlitLine", 1.0, [0.05, 0.05, 0.08, 1.0]
+            # Nudge lines off the surface along the normals so they win the depth test.
+            nrm = self._normals_model()
+            s.add_geometry(self.WIRE, self.mesh.line_set(self._verts + 4e-4 * nrm), m)
+        if self.landmarks and len(self._lmk) and self.mode != "mask":
+            R = self._o3d.visualization.rendering
+            m = R.MaterialRecord()
+            m.shader, m.point_size, m.base_color = "defaultUnlit", 4.0, [0.1, 1.0, 0.3, 1.0]
+            pc = self._o3d.t.geometry.PointCloud(self._o3d.core.Tensor(np.ascontiguousarray(self._lmk, np.float32)))
+            s.add_geometry(self.LMK, pc, m)
+
+    def _normals_model(self) -> np.ndarray:
+        from .mesh import vertex_normals
+
+        return vertex_normals(self._verts.astype(np.float64), self.mesh.faces).astype(np.float32)
+
+    # ------------------------------------------------------------------ display
+    def set_display(self, mode: Optional[str] = None, wireframe: Optional[bool] = None, landmarks: Optional[bool] = None) -> None:
+        """Display mode (``DISPLAY_MODES`` or "mask": white on black) and overlay toggles."""
+        if mode is not None:
+            if mode not in (*DISPLAY_MODES, "mask"):
+                raise ValueError(f"unknown display mode {mode!r}; expected one of: {', '.join(DISPLAY_MODES)}")
+            self.mode = mode
+        if wireframe is not None:
+            self.wireframe = bool(wireframe)
+        if landmarks is not None:
+            self.landmarks = bool(landmarks)
+        self._refresh()
+        self.apply_lighting()
+
+    # ------------------------------------------------------------------ lights
+    def set_lighting(self, lighting: Lighting) -> None:
+        if lighting.environment not in ENVIRONMENTS:
+            raise ValueError(f"unknown environment {lighting.environment!r}; expected one of: {', '.join(ENVIRONMENTS)}")
+        self.lighting = lighting
+        self.apply_lighting()
+
+    def apply_lighting(self) -> None:
+        L, sc = self.lighting, self.scene.scene
+        sc.set_sun_light(L.direction(), list(map(float, L.color)), float(SUN_LUX * max(L.intensity, 0.0)))
+        sc.enable_sun_light(L.intensity > 0)
+        # Rotation is baked into the cubemap (Open3D's Python API cannot rotate an IBL); 5 degree steps
+        # keep the cache small.
+        prefix = bake_environment(L.environment, round(L.env_rotation / 5.0) * 5.0)
+        if prefix != self._ibl_prefix:
+            if not sc.set_indirect_light(prefix):
+                raise RuntimeError(f"Open3D could not load the generated environment light {prefix}_ibl.ktx")
+            self._ibl_prefix = prefix
+        sc.enable_indirect_light(L.env_intensity > 0)
+        sc.set_indirect_light_intensity(float(IBL_SCALE * max(L.env_intensity, 0.0)))
+        if self.mode == "mask":
+            self.scene.show_skybox(False)
+            self.scene.set_background([0.0, 0.0, 0.0, 1.0])
+        elif L.show_environment:
+            self.scene.show_skybox(True)
+        else:
+            self.scene.show_skybox(False)
+            self.scene.set_background([*L.background, 1.0])

@@ -1,0 +1,86 @@
+"""Headless screenshots: options (as ``avatar3d view --screenshot`` takes them) -> image file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import BadInputError
+from .headless import HeadlessRenderer
+from .mesh import HeadMesh
+from .params import HeadParams, apply_settings, load_param_file
+from .scene import Lighting
+from .source import ViewerSource
+
+__all__ = ["ViewOptions", "render_view", "save_image"]
+
+
+@dataclass
+class ViewOptions:
+    """Everything a headless render needs besides the source."""
+
+    settings: dict[str, float] = field(default_factory=dict)  # slider name -> value (``--set``)
+    param_file: Optional[str] = None
+    frame: Optional[int] = None  # tracked sequences: which frame (default 0)
+    lighting: Lighting = field(default_factory=Lighting)
+    mode: str = "shaded"
+    wireframe: bool = False
+    landmarks: bool = False
+    width: int = 512
+    height: int = 512
+    beside: bool = False  # tracked sequences: put the source frame left of the render
+
+
+def initial_params(source: ViewerSource, opts: ViewOptions) -> HeadParams:
+    """Params of the chosen frame (or neutral), then the parameter file, then ``--set`` values."""
+    m = source.model
+    if source.sequence is not None:
+        p = source.frame_params(opts.frame or 0)
+    elif opts.frame is not None:
+        raise BadInputError(f"--frame needs a tracked sequence directory; {source.label} is a head model")
+    else:
+        p = HeadParams.neutral(m)
+    if opts.param_file:
+        p = load_param_file(opts.param_file, m, p)
+    return apply_settings(m, p, opts.settings) if opts.settings else p
+
+
+def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[HeadlessRenderer] = None) -> tuple[np.ndarray, HeadlessRenderer]:
+    """Render the source once; returns the (H, W, 3) uint8 image and the renderer (for reuse)."""
+    params = initial_params(source, opts)
+    cam = None
+    w, h = opts.width, opts.height
+    if source.sequence is not None:
+        K, w2c, w, h = source.frame_camera(opts.frame or 0)  # the tracking camera, at crop resolution
+        cam = (K, w2c)
+    if renderer is None:
+        renderer = HeadlessRenderer(HeadMesh(source.model), w, h)
+    r = renderer
+    r.head.set_params(params)
+    r.head.set_display(opts.mode, opts.wireframe, opts.landmarks)
+    r.head.set_lighting(opts.lighting)
+    r.set_camera(*(cam or (None, None)))
+    img = r.render()
+    if opts.beside and source.sequence is not None:
+        frame = source.frame_image(opts.frame or 0)
+        if frame is not None:
+            if frame.shape[:2] != img.shape[:2]:
+                from PIL import Image
+
+                frame = np.asarray(Image.fromarray(frame).resize((img.shape[1], img.shape[0])))
+            img = np.concatenate([frame, img], 1)
+    return img, r
+
+
+def save_image(img: np.ndarray, path: str | Path) -> Path:
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise BadInputError(f"screenshot path must end in .png or .jpg, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+    return path

@@ -1,0 +1,152 @@
+"""Landmark embeddings: ray-cast camera maths, MediaPipe embedding on ICT, iBUG-68 table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avatar3d.errors import Avatar3DError, BadInputError
+from avatar3d.models import embedding as E
+
+
+def _sphere(n: int = 24, r: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """A UV sphere (V, 3), (F, 3) with outward-facing triangles."""
+    th, ph = np.meshgrid(np.linspace(0.05, np.pi - 0.05, n), np.linspace(0, 2 * np.pi, 2 * n, endpoint=False), indexing="ij")
+    v = r * np.stack([np.sin(th) * np.sin(ph), np.cos(th), np.sin(th) * np.cos(ph)], -1).reshape(-1, 3)
+    m = 2 * n
+    f = []
+    for i in range(n - 1):
+        for j in range(m):
+            a, b, c, d = i * m + j, i * m + (j + 1) % m, (i + 1) * m + j, (i + 1) * m + (j + 1) % m
+            f += [[a, c, b], [b, c, d]]
+    return v, np.array(f)
+
+
+def test_rays_and_projection_agree():
+    v, f = _sphere()
+    for yaw, pitch in ((0, 0), (25, -10)):
+        view = E.frame_view(v, yaw=yaw, pitch=pitch, size=128)
+        r = E.render_view(v, f, view)
+        assert r["image"].shape == (128, 128, 3) and (r["tri"] >= 0).mean() > 0.3
+        # the surface point hit through a pixel projects back onto that pixel
+        ys, xs = np.nonzero(r["tri"] >= 0)
+        k = np.random.default_rng(0).choice(len(xs), 50, replace=False)
+        px = np.stack([xs[k] + 0.5, ys[k] + 0.5], 1)
+        p3 = E.embedding_points(v, f, r["tri"][ys[k], xs[k]], r["bary"][ys[k], xs[k]])
+        np.testing.assert_allclose(E.project(p3, view), px, atol=1e-3)
+        # and the visible hits are on the camera side of the sphere
+        cam = view.rays(px[:1])[0, :3]
+        assert np.all(np.linalg.norm(p3 - cam, axis=1) < np.linalg.norm(cam) + 1e-6)
+
+
+def test_no_face_and_bad_shapes_are_clear(tmp_path, monkeypatch):
+    monkeypatch.setattr(E, "cache_dir", lambda sub="": tmp_path)
+    v, f = _sphere()
+    with pytest.raises(Avatar3DError, match="no face"):
+        E.compute_mediapipe_embedding(v, f, views=((0.0, 0.0),))
+    with pytest.raises(BadInputError, match=r"\(V, 3\)"):
+        E.compute_mediapipe_embedding(v[:, :2], f)
+    with pytest.raises(BadInputError, match="478"):
+        E.ibug68_from_mediapipe(np.zeros(10, int), np.zeros((10, 3)))
+
+
+def test_ibug68_table_is_well_formed():
+    d = json.loads(E.IBUG68_TABLE_PATH.read_text())
+    idx, w = E.load_ibug68_table()
+    assert idx.shape == w.shape and idx.shape[0] == 68
+    assert idx.min() >= 0 and idx.max() < 468  # face points only, no iris
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-6)
+    assert (w >= 0).all() and len(d["residual_mm_on_ict"]) == 68
+    # symmetric points map to different MediaPipe points (eye corners, mouth corners)
+    heavy = idx[np.arange(68), w.argmax(1)]
+    assert len({heavy[36], heavy[45], heavy[48], heavy[54]}) == 4
+
+
+# ----------------------------------------------------------------------------- on ICT (real data)
+@pytest.fixture(scope="session")
+def ict(tmp_path_factory, ict_archive):
+    """(HeadModel, HeadModelData) of ICT, shared with test_ict.py (one extraction, one cache)."""
+    from test_ict import shared_ict
+
+    s = shared_ict(tmp_path_factory, ict_archive)
+    return s["model"], s["data"]
+
+
+def _render_and_detect(model, data, shape=None, expr=None, yaw=0.0):
+    from avatar3d.models.ict import region_colors, render_face_mask
+
+    with torch.no_grad():
+        out = model(shape=shape, expression=expr)
+    v = out.vertices[0].double().numpy()
+    fm = render_face_mask(data)
+    view = E.frame_view(data.v_template[data.faces[fm]].reshape(-1, 3), yaw=yaw)
+    img = E.render_view(v, data.faces, view, vertex_colors=region_colors(data), face_mask=fm)["image"]
+    det = E.detect_mediapipe(img)
+    assert det is not None, "MediaPipe found no face on the ICT render"
+    return E.project(out.landmarks[0].double().numpy(), view), det, img
+
+
+def _nme(pred: np.ndarray, det: np.ndarray) -> float:
+    """Mean error over the 478 points / inter-ocular distance (outer eye corners 33, 263)."""
+    return float(np.linalg.norm(pred - det, axis=1).mean() / np.linalg.norm(det[33] - det[263]))
+
+
+def test_ict_embedding_matches_mediapipe_on_renders(ict, out_dir):
+    import cv2
+
+    model, data = ict
+    assert model.has_landmarks
+    pred, det, img = _render_and_detect(model, data)
+    nme = _nme(pred, det)
+    # iris points: the geometric ones land on MediaPipe's iris estimate too
+    iris = float(np.linalg.norm(pred[468:] - det[468:], axis=1).mean() / np.linalg.norm(det[33] - det[263]))
+    g = torch.Generator().manual_seed(3)
+    pred2, det2, img2 = _render_and_detect(model, data, torch.randn(1, 100, generator=g), model.expression_vector({"mouthSmile_L": 0.8, "mouthSmile_R": 0.8, "jawOpen": 0.3}))
+    nme2 = _nme(pred2, det2)
+    pred3, det3, _ = _render_and_detect(model, data, yaw=20.0)
+    nme3 = _nme(pred3, det3)
+    print(f"NME frontal {nme:.4f} (iris {iris:.4f}); random identity + smile/jawOpen {nme2:.4f}; yaw 20 {nme3:.4f}")
+    for im, p, d, name in ((img, pred, det, "neutral"), (img2, pred2, det2, "smile")):
+        im = im[:, :, ::-1].copy()
+        for (x, y) in d:
+            cv2.circle(im, (int(x), int(y)), 1, (0, 255, 0), -1)
+        for (x, y) in p:
+            cv2.circle(im, (int(x), int(y)), 1, (0, 0, 255), -1)
+        cv2.imwrite(str(out_dir / f"ict_embedding_{name}.png"), im)
+    assert nme < 0.02
+    assert iris < 0.04
+    assert nme2 < 0.04
+    assert nme3 < 0.04
+
+
+def test_ibug68_from_mediapipe_on_ict_matches_documented_vertices(ict):
+    from avatar3d.models.ict import ICT_LMK68_VERTICES
+
+    model, data = ict
+    v = data.v_template.astype(np.float64)
+    true = v[ICT_LMK68_VERTICES]
+    f_snap, b_snap = E.ibug68_from_mediapipe(data.lmk_faces, data.lmk_bary, v, data.faces)
+    f_fast, b_fast = E.ibug68_from_mediapipe(data.lmk_faces, data.lmk_bary)
+    e_snap = np.linalg.norm(E.embedding_points(v, data.faces, f_snap, b_snap) - true, axis=1)
+    e_fast = np.linalg.norm(E.embedding_points(v, data.faces, f_fast, b_fast) - true, axis=1)
+    print(f"iBUG68 from MediaPipe on ICT: snapped mean {e_snap.mean() * 1000:.2f} mm, heaviest-point mean {e_fast.mean() * 1000:.2f} mm")
+    inner = np.arange(17, 68)  # brows, nose, eyes, mouth: well defined in both schemes
+    assert e_snap[inner].mean() < 0.002 and e_snap.mean() < 0.003
+    assert e_fast[inner].mean() < 0.005
+    np.testing.assert_allclose(b_snap.sum(1), 1.0, atol=1e-5)
+
+
+def test_embedding_is_cached(ict):
+    from avatar3d.models.ict import region_colors, render_face_mask
+
+    _, data = ict
+    eyes = [data.regions["eye_left"], data.regions["eye_right"]]
+    import time
+
+    t = time.perf_counter()
+    lf, lb = E.compute_mediapipe_embedding(data.v_template, data.faces, vertex_colors=region_colors(data), eyeball_masks=eyes, face_mask=render_face_mask(data))
+    assert time.perf_counter() - t < 2.0  # cache hit: no rendering / MediaPipe
+    np.testing.assert_array_equal(lf, data.lmk_faces)
