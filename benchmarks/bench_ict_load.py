@@ -7,6 +7,7 @@ Reference measured in the same run: a full parse of the source without the cache
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,12 +50,19 @@ def main() -> None:
         ict.load_ict(src)  # warm the cache
         t_data = timed(lambda: ict.read_ict_data(src), repeat=3)
         t_model = timed(lambda: ict.load_ict(src), repeat=3)
+        # a fresh interpreter (what a CLI call pays), imports of torch/numpy excluded
+        code = (
+            "import time,torch,avatar3d.models.ict as m;from pathlib import Path;"
+            f"m.cache_dir=lambda sub='': Path({td!r})/sub;t=time.perf_counter();m.load_ict({src!r});print(time.perf_counter()-t)"
+        )
+        t_fresh = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
     print(f"source: {src}")
     print(f"{'step':40s} {'seconds':>8s} {'vs parse':>9s}")
     print(f"{'parse OBJ files (reference, no cache)':40s} {t_parse:8.3f} {1.0:9.2f}")
     print(f"{'cached read_ict_data':40s} {t_data:8.3f} {t_data / t_parse:9.3f}")
     print(f"{'cached load_ict (HeadModel)':40s} {t_model:8.3f} {t_model / t_parse:9.3f}")
-    print(f"target cached load < 1 s: {'PASS' if t_model < 1.0 else 'FAIL'}")
+    print(f"{'cached load_ict, fresh process':40s} {t_fresh:8.3f} {t_fresh / t_parse:9.3f}")
+    print(f"target cached load < 1 s: {'PASS' if max(t_model, t_fresh) < 1.0 else 'FAIL'}")
 
 
 if __name__ == "__main__":

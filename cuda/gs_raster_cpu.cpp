@@ -68,18 +68,37 @@ Bins bin_gaussians(const scalar_t* means2d, const int32_t* radii, const scalar_t
   return b;
 }
 
+// Pixel rectangle of one tile ([X0, X1) x [Y0, Y1)) and, per splat, its 3.33-sigma box clipped to it.
+struct TileRect {
+  int X0, X1, Y0, Y1;
+};
+
 template <typename scalar_t>
 void gather_tile(const Bins& b, int64_t ct, int c, int N, int D, const scalar_t* means2d, const scalar_t* conics,
-                 const scalar_t* opacities, const scalar_t* features, std::vector<Splat<scalar_t>>& sp,
-                 std::vector<scalar_t>& feat) {
+                 const scalar_t* opacities, const scalar_t* features, const int32_t* radii, const TileRect& t,
+                 std::vector<Splat<scalar_t>>& sp, std::vector<scalar_t>& feat, std::vector<int>& box) {
   const int64_t s0 = b.offsets[ct], n = b.offsets[ct + 1] - s0;
   sp.resize(n);
   feat.resize(n * D);
+  box.resize(n * 4);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t k = (int64_t)c * N + b.ids[s0 + i];
     sp[i] = Splat<scalar_t>{means2d[2 * k], means2d[2 * k + 1], conics[3 * k], conics[3 * k + 1], conics[3 * k + 2], opacities[k]};
     for (int d = 0; d < D; ++d) feat[i * D + d] = features[k * D + d];
+    // Pixels whose centre lies outside mean +- radius have sigma >= 0.5 * 3.33^2 = 5.54, i.e.
+    // alpha <= 0.00391 < 1/255 (the radius bounds the ellipse's axis-aligned extent), so gsplat would
+    // skip them anyway: visiting only the box is exact, and much cheaper for small splats.
+    const double mx = (double)sp[i].mx - 0.5, my = (double)sp[i].my - 0.5, rx = radii[2 * k], ry = radii[2 * k + 1];
+    box[4 * i + 0] = (int)std::max<double>(t.X0, std::ceil(mx - rx));
+    box[4 * i + 1] = (int)std::min<double>(t.X1 - 1, std::floor(mx + rx));
+    box[4 * i + 2] = (int)std::max<double>(t.Y0, std::ceil(my - ry));
+    box[4 * i + 3] = (int)std::min<double>(t.Y1 - 1, std::floor(my + ry));
   }
+}
+
+TileRect tile_rect(int tile, int tiles_w, int W, int H) {
+  const int tx = tile % tiles_w, ty = tile / tiles_w;
+  return TileRect{tx * A3D_GS_TILE, std::min(W, (tx + 1) * A3D_GS_TILE), ty * A3D_GS_TILE, std::min(H, (ty + 1) * A3D_GS_TILE)};
 }
 
 void check(const torch::Tensor& t, const char* name, torch::ScalarType dt) {
@@ -99,39 +118,60 @@ void forward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opa
                    *f = features.data_ptr<scalar_t>(), *bg = has_bg ? backgrounds.data_ptr<scalar_t>() : nullptr;
     scalar_t *img = images.data_ptr<scalar_t>(), *alp = alphas.data_ptr<scalar_t>();
     int32_t* lst = last.data_ptr<int32_t>();
+    const int32_t* rad = radii.data_ptr<int32_t>();
 #pragma omp parallel
     {
       std::vector<Splat<scalar_t>> sp;
-      std::vector<scalar_t> feat, acc(D);
+      std::vector<scalar_t> feat, acc, Tr;
+      std::vector<int> box;
+      std::vector<int32_t> end;
+      std::vector<char> done;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t ct = 0; ct < C * T; ++ct) {
-        const int c = ct / T, tile = ct % T, tx = tile % b.tiles_w, ty = tile / b.tiles_w;
-        gather_tile(b, ct, c, N, D, m, cn, op, f, sp, feat);
+        const int c = ct / T;
+        const TileRect t = tile_rect(ct % T, b.tiles_w, W, H);
+        gather_tile(b, ct, c, N, D, m, cn, op, f, rad, t, sp, feat, box);
         const int64_t n = sp.size();
-        for (int y = ty * A3D_GS_TILE; y < std::min(H, (ty + 1) * A3D_GS_TILE); ++y)
-          for (int x = tx * A3D_GS_TILE; x < std::min(W, (tx + 1) * A3D_GS_TILE); ++x) {
-            const scalar_t px = x + scalar_t(0.5), py = y + scalar_t(0.5);
-            scalar_t Tr = 1;
-            int32_t end = 0;
-            std::fill(acc.begin(), acc.end(), scalar_t(0));
-            for (int64_t i = 0; i < n; ++i) {
+        const int tw = t.X1 - t.X0, np = tw * (t.Y1 - t.Y0);
+        // Splat-major traversal with per-pixel state; each pixel still sees the splats in depth order
+        // and stops exactly where gsplat's per-pixel loop stops.
+        acc.assign((size_t)np * D, scalar_t(0));
+        Tr.assign(np, scalar_t(1));
+        end.assign(np, 0);
+        done.assign(np, 0);
+        int ndone = 0;
+        for (int64_t i = 0; i < n && ndone < np; ++i) {
+          const Splat<scalar_t> s = sp[i];
+          const scalar_t* fi = &feat[i * D];
+          for (int y = box[4 * i + 2]; y <= box[4 * i + 3]; ++y)
+            for (int x = box[4 * i]; x <= box[4 * i + 1]; ++x) {
+              const int p = (y - t.Y0) * tw + (x - t.X0);
+              if (done[p]) continue;
               scalar_t dx, dy;
-              const scalar_t sigma = a3d_gs::splat_sigma(sp[i], px, py, dx, dy);
+              const scalar_t sigma = a3d_gs::splat_sigma(s, x + scalar_t(0.5), y + scalar_t(0.5), dx, dy);
               if (sigma < 0) continue;
-              const scalar_t alpha = std::min(scalar_t(A3D_GS_ALPHA_MAX), sp[i].opacity * std::exp(-sigma));
+              const scalar_t alpha = std::min(scalar_t(A3D_GS_ALPHA_MAX), s.opacity * std::exp(-sigma));
               if (alpha < scalar_t(A3D_GS_ALPHA_MIN)) continue;
-              const scalar_t nextT = Tr * (1 - alpha);
-              if (nextT <= scalar_t(A3D_GS_T_EPS)) break;  // this Gaussian is not composited (gsplat)
-              const scalar_t w = alpha * Tr;
-              const scalar_t* fi = &feat[i * D];
-              for (int d = 0; d < D; ++d) acc[d] += fi[d] * w;
-              Tr = nextT;
-              end = (int32_t)(i + 1);
+              const scalar_t nextT = Tr[p] * (1 - alpha);
+              if (nextT <= scalar_t(A3D_GS_T_EPS)) {  // this splat is not composited (gsplat)
+                done[p] = 1;
+                ++ndone;
+                continue;
+              }
+              const scalar_t w = alpha * Tr[p];
+              scalar_t* ap = &acc[(size_t)p * D];
+              for (int d = 0; d < D; ++d) ap[d] += fi[d] * w;
+              Tr[p] = nextT;
+              end[p] = (int32_t)(i + 1);
             }
+        }
+        for (int y = t.Y0; y < t.Y1; ++y)
+          for (int x = t.X0; x < t.X1; ++x) {
+            const int p = (y - t.Y0) * tw + (x - t.X0);
             const int64_t pix = ((int64_t)c * H + y) * W + x;
-            for (int d = 0; d < D; ++d) img[pix * D + d] = acc[d] + (bg ? Tr * bg[c * D + d] : scalar_t(0));
-            alp[pix] = 1 - Tr;
-            lst[pix] = end;
+            for (int d = 0; d < D; ++d) img[pix * D + d] = acc[(size_t)p * D + d] + (bg ? Tr[p] * bg[c * D + d] : scalar_t(0));
+            alp[pix] = 1 - Tr[p];
+            lst[pix] = end[p];
           }
       }
     }
@@ -141,7 +181,7 @@ void forward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opa
 
 template <typename scalar_t>
 void backward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities, torch::Tensor features,
-                   torch::Tensor backgrounds, torch::Tensor alphas, torch::Tensor last, torch::Tensor offsets,
+                   torch::Tensor radii, torch::Tensor backgrounds, torch::Tensor alphas, torch::Tensor last, torch::Tensor offsets,
                    torch::Tensor ids, torch::Tensor v_images, torch::Tensor v_alphas, bool has_bg, int C, int N, int D,
                    int W, int H, torch::Tensor& v_means2d, torch::Tensor& v_conics, torch::Tensor& v_opac,
                    torch::Tensor& v_feat, torch::Tensor& v_bg) {
@@ -153,6 +193,7 @@ void backward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor op
                    *f = features.data_ptr<scalar_t>(), *bg = has_bg ? backgrounds.data_ptr<scalar_t>() : nullptr,
                    *alp = alphas.data_ptr<scalar_t>(), *vi = v_images.data_ptr<scalar_t>(), *va = v_alphas.data_ptr<scalar_t>();
     const int32_t* lst = last.data_ptr<int32_t>();
+    const int32_t* rad = radii.data_ptr<int32_t>();
     Bins b;
     b.tiles_w = tiles_w; b.tiles_h = tiles_h;
     b.offsets.assign(offsets.data_ptr<int64_t>(), offsets.data_ptr<int64_t>() + offsets.numel());
@@ -166,54 +207,71 @@ void backward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor op
       scalar_t* gbuf = &bufs[(size_t)tid * C * N * G];
       scalar_t* bgbuf = &bg_bufs[(size_t)tid * C * D];
       std::vector<Splat<scalar_t>> sp;
-      std::vector<scalar_t> feat, g, S(D), bgv(D);
+      std::vector<scalar_t> feat, g, Tr, tail;
+      std::vector<int> box;
+      std::vector<int32_t> endp;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t ct = 0; ct < C * T; ++ct) {
-        const int c = ct / T, tile = ct % T, tx = tile % tiles_w, ty = tile / tiles_w;
-        gather_tile(b, ct, c, N, D, m, cn, op, f, sp, feat);
+        const int c = ct / T;
+        const TileRect t = tile_rect(ct % T, tiles_w, W, H);
+        gather_tile(b, ct, c, N, D, m, cn, op, f, rad, t, sp, feat, box);
         const int64_t n = sp.size();
         if (n == 0 && !bg) continue;
+        const int tw = t.X1 - t.X0, np = tw * (t.Y1 - t.Y0);
         g.assign(n * G, scalar_t(0));
-        for (int d = 0; d < D; ++d) bgv[d] = bg ? bg[c * D + d] : scalar_t(0);
-        for (int y = ty * A3D_GS_TILE; y < std::min(H, (ty + 1) * A3D_GS_TILE); ++y)
-          for (int x = tx * A3D_GS_TILE; x < std::min(W, (tx + 1) * A3D_GS_TILE); ++x) {
+        Tr.resize(np);
+        tail.resize(np);
+        endp.resize(np);
+        int32_t maxend = 0;
+        for (int y = t.Y0; y < t.Y1; ++y)
+          for (int x = t.X0; x < t.X1; ++x) {
+            const int p = (y - t.Y0) * tw + (x - t.X0);
             const int64_t pix = ((int64_t)c * H + y) * W + x;
             const scalar_t Tfinal = 1 - alp[pix];
             const scalar_t* vout = vi + pix * D;
-            const scalar_t vA = va[pix];
-            if (bg)
-              for (int d = 0; d < D; ++d) bgbuf[c * D + d] += Tfinal * vout[d];
             // dL/dalpha_i = sum_d v_d (f_id T_i - (S_d + Tfinal bg_d) / (1 - a_i)) + vA Tfinal / (1 - a_i),
-            // S_d = sum_{j>i} f_jd a_j T_j, accumulated while walking back to front.
-            scalar_t tail = vA * Tfinal;  // running  sum_d v_d (S_d + Tfinal bg_d) subtracted + vA Tfinal
-            for (int d = 0; d < D; ++d) tail -= vout[d] * Tfinal * bgv[d];
-            scalar_t Tr = Tfinal;
-            const scalar_t px = x + scalar_t(0.5), py = y + scalar_t(0.5);
-            for (int64_t i = (int64_t)lst[pix] - 1; i >= 0; --i) {
+            // S_d = sum_{j>i} f_jd a_j T_j. tail = vA Tfinal - sum_d v_d (S_d + Tfinal bg_d), updated back to front.
+            scalar_t tl = va[pix] * Tfinal;
+            if (bg)
+              for (int d = 0; d < D; ++d) {
+                bgbuf[c * D + d] += Tfinal * vout[d];
+                tl -= vout[d] * Tfinal * bg[c * D + d];
+              }
+            Tr[p] = Tfinal;
+            tail[p] = tl;
+            endp[p] = lst[pix];
+            maxend = std::max(maxend, endp[p]);
+          }
+        for (int64_t i = (int64_t)maxend - 1; i >= 0; --i) {
+          const Splat<scalar_t> s = sp[i];
+          scalar_t* gi = &g[i * G];
+          const scalar_t* fi = &feat[i * D];
+          for (int y = box[4 * i + 2]; y <= box[4 * i + 3]; ++y)
+            for (int x = box[4 * i]; x <= box[4 * i + 1]; ++x) {
+              const int p = (y - t.Y0) * tw + (x - t.X0);
+              if (i >= endp[p]) continue;  // behind the pixel's stopping point
               scalar_t dx, dy;
-              const scalar_t sigma = a3d_gs::splat_sigma(sp[i], px, py, dx, dy);
+              const scalar_t sigma = a3d_gs::splat_sigma(s, x + scalar_t(0.5), y + scalar_t(0.5), dx, dy);
               if (sigma < 0) continue;
               const scalar_t vis = std::exp(-sigma);
-              const scalar_t raw = sp[i].opacity * vis;
+              const scalar_t raw = s.opacity * vis;
               const scalar_t alpha = std::min(scalar_t(A3D_GS_ALPHA_MAX), raw);
               if (alpha < scalar_t(A3D_GS_ALPHA_MIN)) continue;
               const scalar_t ra = 1 / (1 - alpha);
-              const scalar_t Ti = Tr * ra;  // transmittance in front of Gaussian i
+              const scalar_t Ti = Tr[p] * ra;  // transmittance in front of splat i
               const scalar_t w = alpha * Ti;
-              scalar_t* gi = &g[i * G];
-              const scalar_t* fi = &feat[i * D];
-              scalar_t v_alpha = tail * ra;
+              const scalar_t* vout = vi + (((int64_t)c * H + y) * W + x) * D;
               scalar_t fv = 0;
               for (int d = 0; d < D; ++d) {
                 gi[6 + d] += w * vout[d];
                 fv += fi[d] * vout[d];
               }
-              v_alpha += fv * Ti;
-              tail -= fv * w;  // Gaussian i joins S for the ones in front of it
-              if (raw <= scalar_t(A3D_GS_ALPHA_MAX)) a3d_gs::splat_alpha_backward(sp[i], dx, dy, vis, v_alpha, gi);
-              Tr = Ti;
+              const scalar_t v_alpha = tail[p] * ra + fv * Ti;
+              tail[p] -= fv * w;  // splat i joins S for the splats in front of it
+              if (raw <= scalar_t(A3D_GS_ALPHA_MAX)) a3d_gs::splat_alpha_backward(s, dx, dy, vis, v_alpha, gi);
+              Tr[p] = Ti;
             }
-          }
+        }
         const int64_t s0 = b.offsets[ct];
         for (int64_t i = 0; i < n; ++i) {
           scalar_t* dst = gbuf + ((int64_t)c * N + b.ids[s0 + i]) * G;
@@ -276,12 +334,12 @@ std::vector<torch::Tensor> gs_forward(torch::Tensor means2d, torch::Tensor conic
 // Gradients for gs_forward's float inputs. v_images (C,H,W,D), v_alphas (C,H,W,1).
 // Returns v_means2d (C,N,2), v_conics (C,N,3), v_opacities (C,N), v_features (C,N,D), v_backgrounds (C,D).
 std::vector<torch::Tensor> gs_backward(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
-                                      torch::Tensor features, torch::Tensor backgrounds, torch::Tensor alphas,
-                                      torch::Tensor last, torch::Tensor offsets, torch::Tensor ids,
+                                      torch::Tensor features, torch::Tensor radii, torch::Tensor backgrounds,
+                                      torch::Tensor alphas, torch::Tensor last, torch::Tensor offsets, torch::Tensor ids,
                                       torch::Tensor v_images, torch::Tensor v_alphas, int64_t width, int64_t height) {
   const auto dt = means2d.scalar_type();
   check(v_images, "v_images", dt); check(v_alphas, "v_alphas", dt); check(alphas, "alphas", dt);
-  check(last, "last", torch::kInt32); check(offsets, "tile_offsets", torch::kInt64); check(ids, "flat_ids", torch::kInt32);
+  check(radii, "radii", torch::kInt32); check(last, "last", torch::kInt32); check(offsets, "tile_offsets", torch::kInt64); check(ids, "flat_ids", torch::kInt32);
   const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
   const int W = width, H = height;
   const bool has_bg = backgrounds.numel() > 0;
@@ -290,9 +348,9 @@ std::vector<torch::Tensor> gs_backward(torch::Tensor means2d, torch::Tensor coni
   auto v_means2d = torch::empty({C, N, 2}, opts), v_conics = torch::empty({C, N, 3}, opts);
   auto v_opac = torch::empty({C, N}, opts), v_feat = torch::empty({C, N, D}, opts);
   if (dt == torch::kFloat64)
-    backward_impl<double>(means2d, conics, opacities, features, backgrounds, alphas, last, offsets, ids, v_images, v_alphas, has_bg, C, N, D, W, H, v_means2d, v_conics, v_opac, v_feat, v_bg);
+    backward_impl<double>(means2d, conics, opacities, features, radii, backgrounds, alphas, last, offsets, ids, v_images, v_alphas, has_bg, C, N, D, W, H, v_means2d, v_conics, v_opac, v_feat, v_bg);
   else
-    backward_impl<float>(means2d, conics, opacities, features, backgrounds, alphas, last, offsets, ids, v_images, v_alphas, has_bg, C, N, D, W, H, v_means2d, v_conics, v_opac, v_feat, v_bg);
+    backward_impl<float>(means2d, conics, opacities, features, radii, backgrounds, alphas, last, offsets, ids, v_images, v_alphas, has_bg, C, N, D, W, H, v_means2d, v_conics, v_opac, v_feat, v_bg);
   return {v_means2d, v_conics, v_opac, v_feat, v_bg};
 }
 

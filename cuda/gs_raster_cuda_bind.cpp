@@ -37,7 +37,8 @@ std::vector<torch::Tensor> gs_forward_cuda(torch::Tensor means2d, torch::Tensor 
 }
 
 std::vector<torch::Tensor> gs_backward_cuda(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
-                                           torch::Tensor features, torch::Tensor backgrounds, torch::Tensor alphas,
+                                           torch::Tensor features, torch::Tensor radii, torch::Tensor backgrounds,
+                                           torch::Tensor alphas,
                                            torch::Tensor last, torch::Tensor offsets, torch::Tensor ids,
                                            torch::Tensor v_images, torch::Tensor v_alphas, int64_t width, int64_t height) {
   check(v_images, "v_images", torch::kFloat32); check(v_alphas, "v_alphas", torch::kFloat32);

@@ -144,6 +144,15 @@ _Pragma("omp for schedule(static)")
   return buf.sum(0).view_as(pos);
 }
 
+// Per-view triangle orientations (Bp, F) for the antialias silhouette test.
+template <typename T>
+std::vector<signed char> orientations(const T* pp, int64_t Bp, int64_t V, const int* tr, int64_t F) {
+  std::vector<signed char> o((size_t)(Bp * F));
+  _Pragma("omp parallel for schedule(static)")
+  for (int64_t i = 0; i < Bp * F; ++i) o[i] = a3d::tri_orient(pp + (i / F) * V * 4, tr, (int)(i % F));
+  return o;
+}
+
 // ---------------------------------------------------------------------------------- interpolate
 Tensor interpolate_fwd(Tensor attr, Tensor rast, Tensor tri) {
   check_cpu(attr, "attr");
@@ -298,6 +307,8 @@ Tensor antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor a
     const T* col = color.data_ptr<T>();
     const T* rs = rast.data_ptr<T>();
     const T* pp = pos.data_ptr<T>();
+    const int64_t F = tri.size(0);
+    const std::vector<signed char> orient = orientations(pp, Bp, V, tr, F);
     T* o = out.data_ptr<T>();
 _Pragma("omp parallel for schedule(static)")
     for (int64_t i = 0; i < B * P; ++i) {
@@ -309,7 +320,7 @@ _Pragma("omp parallel for schedule(static)")
         long long other;
         bool first;
         a3d::AAPair<T> res;
-        if (!a3d::aa_pixel_pair(pb, tr, ad, ra, (int)H, (int)W, (int)r, (int)c, q, other, first, res)) continue;
+        if (!a3d::aa_pixel_pair(pb, tr, ad, orient.data() + (Bp == 1 ? 0 : b) * F, ra, (int)H, (int)W, (int)r, (int)c, q, other, first, res)) continue;
         if (res.tgt_first != first) continue;  // the blend lands on the other pixel
         for (int64_t k = 0; k < C; ++k) o[i * C + k] += res.alpha * (cb[other * C + k] - cb[pix * C + k]);
       }
@@ -331,6 +342,8 @@ std::vector<Tensor> antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor 
     const T* rs = rast.data_ptr<T>();
     const T* pp = pos.data_ptr<T>();
     const T* g = grad.data_ptr<T>();
+    const int64_t F = tri.size(0);
+    const std::vector<signed char> orient = orientations(pp, Bp, V, tr, F);
     T* gc = gcol.data_ptr<T>();
     T* bb = buf.data_ptr<T>();
 _Pragma("omp parallel")
@@ -348,7 +361,7 @@ _Pragma("omp for schedule(static)")
           long long other;
           bool first;
           a3d::AAPair<T> res;
-          if (!a3d::aa_pixel_pair(pb, tr, ad, ra, (int)H, (int)W, (int)r, (int)c, q, other, first, res)) continue;
+          if (!a3d::aa_pixel_pair(pb, tr, ad, orient.data() + (Bp == 1 ? 0 : b) * F, ra, (int)H, (int)W, (int)r, (int)c, q, other, first, res)) continue;
           if (res.tgt_first == first) {
             // this pixel received alpha * (colour_other - colour_me)
             T galpha = 0;

@@ -101,10 +101,12 @@ Tensor antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor a
   check_cuda(color, "color");
   check_cuda(pos, "pos");
   auto out = torch::empty_like(color);
+  auto orient = torch::empty({pos.size(0) * tri.size(0)}, pos.options().dtype(torch::kInt8));
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd_cuda", [&] {
     a3d::launch_antialias_fwd<scalar_t>(color.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(),
                                         pos.size(0) > 1, (int)pos.size(1), tri.data_ptr<int>(), adj.data_ptr<int>(),
-                                        (int)color.size(0), (int)color.size(1), (int)color.size(2), (int)color.size(3),
+                                        (int)tri.size(0), (int)color.size(0), (int)color.size(1), (int)color.size(2),
+                                        (int)color.size(3), reinterpret_cast<signed char*>(orient.data_ptr<int8_t>()),
                                         out.data_ptr<scalar_t>(), as_stream(stream));
   });
   return out;
@@ -113,11 +115,14 @@ Tensor antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor a
 std::vector<Tensor> antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj, Tensor grad, int64_t stream) {
   auto gc = torch::empty_like(color);
   auto gp = torch::zeros_like(pos);
+  auto orient = torch::empty({pos.size(0) * tri.size(0)}, pos.options().dtype(torch::kInt8));
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd_cuda", [&] {
     a3d::launch_antialias_bwd<scalar_t>(color.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(),
                                         pos.size(0) > 1, (int)pos.size(1), tri.data_ptr<int>(), adj.data_ptr<int>(),
-                                        grad.data_ptr<scalar_t>(), (int)color.size(0), (int)color.size(1), (int)color.size(2),
-                                        (int)color.size(3), gc.data_ptr<scalar_t>(), gp.data_ptr<scalar_t>(), as_stream(stream));
+                                        (int)tri.size(0), grad.data_ptr<scalar_t>(), (int)color.size(0), (int)color.size(1),
+                                        (int)color.size(2), (int)color.size(3),
+                                        reinterpret_cast<signed char*>(orient.data_ptr<int8_t>()), gc.data_ptr<scalar_t>(),
+                                        gp.data_ptr<scalar_t>(), as_stream(stream));
   });
   return {gc, gp};
 }

@@ -154,14 +154,23 @@ __global__ void k_tex_bwd(const T* __restrict__ tex, bool batched, int Ht, int W
 }
 
 template <typename T>
+__global__ void k_orient(const T* __restrict__ pos, int V, const int* __restrict__ tri, long long BF, int F,
+                         signed char* __restrict__ orient) {
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= BF) return;
+  orient[i] = tri_orient(pos + (i / F) * V * 4, tri, (int)(i % F));
+}
+
+template <typename T>
 __global__ void k_aa_fwd(const T* __restrict__ color, const T* __restrict__ rast, const T* __restrict__ pos, bool batched, int V,
-                         const int* __restrict__ tri, const int* __restrict__ adj, int B, int H, int W, int C, T* __restrict__ out) {
+                         const int* __restrict__ tri, const int* __restrict__ adj, const signed char* __restrict__ orient, int F, int B, int H, int W, int C, T* __restrict__ out) {
   const long long P = (long long)H * W;
   const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= B * P) return;
   const long long b = i / P, pix = i % P;
   const int r = (int)(pix / W), c = (int)(pix % W);
   const T* pb = pos + (batched ? b : 0) * V * 4;
+  const signed char* ob = orient + (batched ? b : 0) * F;
   const T* ra = rast + b * P * 4;
   const T* cb = color + b * P * C;
   for (int k = 0; k < C; ++k) out[i * C + k] = cb[pix * C + k];
@@ -169,7 +178,7 @@ __global__ void k_aa_fwd(const T* __restrict__ color, const T* __restrict__ rast
     long long other;
     bool first;
     AAPair<T> res;
-    if (!aa_pixel_pair(pb, tri, adj, ra, H, W, r, c, q, other, first, res)) continue;
+    if (!aa_pixel_pair(pb, tri, adj, ob, ra, H, W, r, c, q, other, first, res)) continue;
     if (res.tgt_first != first) continue;
     for (int k = 0; k < C; ++k) out[i * C + k] += res.alpha * (cb[other * C + k] - cb[pix * C + k]);
   }
@@ -177,7 +186,8 @@ __global__ void k_aa_fwd(const T* __restrict__ color, const T* __restrict__ rast
 
 template <typename T>
 __global__ void k_aa_bwd(const T* __restrict__ color, const T* __restrict__ rast, const T* __restrict__ pos, bool batched, int V,
-                         const int* __restrict__ tri, const int* __restrict__ adj, const T* __restrict__ grad, int B, int H, int W,
+                         const int* __restrict__ tri, const int* __restrict__ adj, const signed char* __restrict__ orient, int F,
+                         const T* __restrict__ grad, int B, int H, int W,
                          int C, T* __restrict__ gcol, T* __restrict__ gpos) {
   const long long P = (long long)H * W;
   const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -186,6 +196,7 @@ __global__ void k_aa_bwd(const T* __restrict__ color, const T* __restrict__ rast
   const int r = (int)(pix / W), c = (int)(pix % W);
   const long long pbi = batched ? b : 0;
   const T* pb = pos + pbi * V * 4;
+  const signed char* ob = orient + pbi * F;
   const T* ra = rast + b * P * 4;
   const T* cb = color + b * P * C;
   const T* gb = grad + b * P * C;
@@ -194,7 +205,7 @@ __global__ void k_aa_bwd(const T* __restrict__ color, const T* __restrict__ rast
     long long other;
     bool first;
     AAPair<T> res;
-    if (!aa_pixel_pair(pb, tri, adj, ra, H, W, r, c, q, other, first, res)) continue;
+    if (!aa_pixel_pair(pb, tri, adj, ob, ra, H, W, r, c, q, other, first, res)) continue;
     if (res.tgt_first == first) {
       T galpha = 0;
       for (int k = 0; k < C; ++k) {
@@ -269,16 +280,21 @@ void launch_texture_bwd(const T* tex, bool tex_batched, int Ht, int Wt, int C, c
 
 template <typename T>
 void launch_antialias_fwd(const T* color, const T* rast, const T* pos, bool pos_batched, int V, const int* tri, const int* adj,
-                          int B, int H, int W, int C, T* out, cudaStream_t stream) {
-  const long long n = (long long)B * H * W;
-  if (n) k_aa_fwd<T><<<blocks_for(n), kThreads, 0, stream>>>(color, rast, pos, pos_batched, V, tri, adj, B, H, W, C, out);
+                          int F, int B, int H, int W, int C, signed char* orient, T* out, cudaStream_t stream) {
+  const long long n = (long long)B * H * W, bf = (long long)(pos_batched ? B : 1) * F;
+  if (bf) k_orient<T><<<blocks_for(bf), kThreads, 0, stream>>>(pos, V, tri, bf, F, orient);
+  if (n) k_aa_fwd<T><<<blocks_for(n), kThreads, 0, stream>>>(color, rast, pos, pos_batched, V, tri, adj, orient, F, B, H, W, C, out);
 }
 
 template <typename T>
 void launch_antialias_bwd(const T* color, const T* rast, const T* pos, bool pos_batched, int V, const int* tri, const int* adj,
-                          const T* grad, int B, int H, int W, int C, T* grad_color, T* grad_pos, cudaStream_t stream) {
-  const long long n = (long long)B * H * W;
-  if (n) k_aa_bwd<T><<<blocks_for(n), kThreads, 0, stream>>>(color, rast, pos, pos_batched, V, tri, adj, grad, B, H, W, C, grad_color, grad_pos);
+                          int F, const T* grad, int B, int H, int W, int C, signed char* orient, T* grad_color, T* grad_pos,
+                          cudaStream_t stream) {
+  const long long n = (long long)B * H * W, bf = (long long)(pos_batched ? B : 1) * F;
+  if (bf) k_orient<T><<<blocks_for(bf), kThreads, 0, stream>>>(pos, V, tri, bf, F, orient);
+  if (n)
+    k_aa_bwd<T><<<blocks_for(n), kThreads, 0, stream>>>(color, rast, pos, pos_batched, V, tri, adj, orient, F, grad, B, H, W, C,
+                                                        grad_color, grad_pos);
 }
 
 #define A3D_INSTANTIATE(T)                                                                                                  \
@@ -292,9 +308,9 @@ void launch_antialias_bwd(const T* color, const T* rast, const T* pos, bool pos_
   template void launch_texture_bwd<T>(const T*, bool, int, int, int, const T*, const T*, int, int, int, int, int, T*, T*,     \
                                       cudaStream_t);                                                                        \
   template void launch_antialias_fwd<T>(const T*, const T*, const T*, bool, int, const int*, const int*, int, int, int, int,  \
-                                        T*, cudaStream_t);                                                                  \
-  template void launch_antialias_bwd<T>(const T*, const T*, const T*, bool, int, const int*, const int*, const T*, int, int,  \
-                                        int, int, T*, T*, cudaStream_t);
+                                        int, signed char*, T*, cudaStream_t);                                               \
+  template void launch_antialias_bwd<T>(const T*, const T*, const T*, bool, int, const int*, const int*, int, const T*, int,  \
+                                        int, int, int, signed char*, T*, T*, cudaStream_t);
 
 A3D_INSTANTIATE(float)
 A3D_INSTANTIATE(double)

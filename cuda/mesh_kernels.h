@@ -27,11 +27,13 @@ void launch_texture_fwd(const T* tex, bool tex_batched, int Ht, int Wt, int C, c
 template <typename T>
 void launch_texture_bwd(const T* tex, bool tex_batched, int Ht, int Wt, int C, const T* uv, const T* grad, int B, int H, int W,
                         int filt, int bound, T* grad_tex, T* grad_uv, cudaStream_t stream);
+// orient: scratch of (pos_batched ? B : 1) * F bytes (per-view triangle orientations).
 template <typename T>
 void launch_antialias_fwd(const T* color, const T* rast, const T* pos, bool pos_batched, int V, const int* tri, const int* adj,
-                          int B, int H, int W, int C, T* out, cudaStream_t stream);
+                          int F, int B, int H, int W, int C, signed char* orient, T* out, cudaStream_t stream);
 template <typename T>
 void launch_antialias_bwd(const T* color, const T* rast, const T* pos, bool pos_batched, int V, const int* tri, const int* adj,
-                          const T* grad, int B, int H, int W, int C, T* grad_color, T* grad_pos, cudaStream_t stream);
+                          int F, const T* grad, int B, int H, int W, int C, signed char* orient, T* grad_color, T* grad_pos,
+                          cudaStream_t stream);
 
 }  // namespace a3d

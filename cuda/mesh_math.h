@@ -234,38 +234,36 @@ struct AAPair {
   T da[2][4];      // d alpha / d clip (x, y, z, w) of vj, vk
 };
 
+// Screen orientation of triangle f: sign of det[v0 v1 v2] over (x, y, w): +1, -1, or 0 (degenerate).
+// Precomputed once per view (orient array) so silhouette tests are a lookup.
 template <typename T>
-A3D_HD T tri_det_xyw(const T* pos, const int* tri, int f) {
+A3D_HD signed char tri_orient(const T* pos, const int* tri, int f) {
   Tri<T> t;
   tri_setup(pos + 4 * tri[3 * f], pos + 4 * tri[3 * f + 1], pos + 4 * tri[3 * f + 2], t);
-  return t.det;
+  return t.det > (T)0 ? 1 : (t.det < (T)0 ? -1 : 0);
 }
 
-// pos: this view's (V,4) positions; ta/tb triangle ids (-1 = background) and depths of the pair.
+// pos: this view's (V,4) positions; orient: this view's (F,) orientations; ta/tb triangle ids
+// (-1 = background) and depths of the pair.
 template <typename T>
-A3D_HD bool aa_pair(const T* pos, const int* tri, const int* adj, int H, int W, int r, int c, bool horiz,
-                    int ta, int tb, T da, T db, AAPair<T>& out) {
+A3D_HD bool aa_pair(const T* pos, const int* tri, const int* adj, const signed char* orient, int H, int W, int r, int c,
+                    bool horiz, int ta, int tb, T da, T db, AAPair<T>& out) {
   if (ta == tb) return false;
   if (ta < 0) da = (T)INFINITY;
   if (tb < 0) db = (T)INFINITY;
   if (!(da != db)) return false;
   const bool a_front = da < db;
   const int f = a_front ? ta : tb;
-  const T det = tri_det_xyw(pos, tri, f);
+  const signed char of = orient[f];
   const T ca[2] = {(T)c + (T)0.5, (T)r + (T)0.5};
   const int ax = horiz ? 0 : 1, ot = 1 - ax;
   const T hw = (T)W * (T)0.5, hh = (T)H * (T)0.5;
   for (int e = 0; e < 3; ++e) {
     const int j = tri[3 * f + e], k = tri[3 * f + (e + 1) % 3];
-    const int nb = adj[3 * f + e];
-    bool sil = nb < 0;
-    if (!sil) {
-      const T dn = tri_det_xyw(pos, tri, nb);
-      sil = ((dn > (T)0) != (det > (T)0)) || dn == (T)0;
-    }
     const T* pj = pos + 4 * j;
     const T* pk = pos + 4 * k;
-    if (!sil || !(pj[3] > (T)0) || !(pk[3] > (T)0)) continue;
+    if (!(pj[3] > (T)0) || !(pk[3] > (T)0)) continue;
+    // does the projected edge cross the segment between the two pixel centres?
     const T A[2] = {(pj[0] / pj[3] + (T)1) * hw, (pj[1] / pj[3] + (T)1) * hh};
     const T B[2] = {(pk[0] / pk[3] + (T)1) * hw, (pk[1] / pk[3] + (T)1) * hh};
     const T den = B[ot] - A[ot];
@@ -274,6 +272,12 @@ A3D_HD bool aa_pair(const T* pos, const int* tri, const int* adj, int H, int W, 
     const T cr = A[ax] + tau * (B[ax] - A[ax]);
     const T tt = cr - ca[ax];
     if (!(tau >= (T)0 && tau <= (T)1 && tt >= (T)0 && tt <= (T)1)) continue;
+    // silhouette: a mesh boundary, or the neighbour across the edge faces the other way (or is degenerate)
+    const int nb = adj[3 * f + e];
+    if (nb >= 0) {
+      const signed char on = orient[nb];
+      if (!((on > 0) != (of > 0) || on == 0)) continue;
+    }
     const T tf = a_front ? tt : (T)1 - tt;
     out.alpha = tf > (T)0.5 ? tf - (T)0.5 : (T)0.5 - tf;
     out.tgt_first = tf > (T)0.5 ? !a_front : a_front;
@@ -305,8 +309,8 @@ A3D_HD bool aa_pair(const T* pos, const int* tri, const int* adj, int H, int W, 
 // (first), up (second). Evaluates the pair; `other` = the neighbour's pixel index, `first` = whether
 // (r, c) is the pair's first pixel. ra: this view's rast (H*W*4).
 template <typename T>
-A3D_HD bool aa_pixel_pair(const T* pos, const int* tri, const int* adj, const T* ra, int H, int W, int r, int c, int q,
-                          long long& other, bool& first, AAPair<T>& res) {
+A3D_HD bool aa_pixel_pair(const T* pos, const int* tri, const int* adj, const signed char* orient, const T* ra, int H, int W,
+                          int r, int c, int q, long long& other, bool& first, AAPair<T>& res) {
   const int dr = (q == 2) ? 1 : (q == 3 ? -1 : 0);
   const int dc = (q == 0) ? 1 : (q == 1 ? -1 : 0);
   first = (q == 0 || q == 2);
@@ -316,7 +320,7 @@ A3D_HD bool aa_pixel_pair(const T* pos, const int* tri, const int* adj, const T*
   other = (long long)r2 * W + c2;
   const long long me = (long long)r * W + c;
   const long long fi = first ? me : other, se = first ? other : me;
-  return aa_pair(pos, tri, adj, H, W, first ? r : r2, first ? c : c2, horiz, (int)ra[4 * fi + 3] - 1,
+  return aa_pair(pos, tri, adj, orient, H, W, first ? r : r2, first ? c : c2, horiz, (int)ra[4 * fi + 3] - 1,
                  (int)ra[4 * se + 3] - 1, ra[4 * fi + 2], ra[4 * se + 2], res);
 }
 

@@ -58,7 +58,13 @@ def main() -> None:
         "weights": np.round(w, 4).tolist(),
         "residual_mm_on_ict": np.round(res * 1000, 2).tolist(),
     }
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    # one row per line: readable diffs when the table is regenerated
+    text = json.dumps(out, indent=1)
+    for key in ("indices", "weights"):
+        rows = ",\n  ".join(json.dumps(r) for r in out[key])
+        text = text.replace(json.dumps({key: out[key]}, indent=1)[2:-2], f'"{key}": [\n  {rows}\n ]')
+    json.loads(text)  # still valid JSON
+    Path(a.out).write_text(text + "\n")
     print("wrote", a.out)
 
 

@@ -345,7 +345,7 @@ def test_cli_bad_input_is_one_sentence(tmp_path):
     assert not (tmp_path / "x.glb").exists()
 
 
-def test_atomic_write_rolls_back_when_a_later_file_fails(tmp_path):
+def test_atomic_write_rolls_back_when_a_later_file_fails(tmp_path, monkeypatch):
     from avatar3d.export.atomic import write_all
 
     (tmp_path / "a.txt").write_text("old")
@@ -357,7 +357,7 @@ def test_atomic_write_rolls_back_when_a_later_file_fails(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         write_all({tmp_path / "a.txt": b"new", tmp_path / "b.txt": boom})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old"
-    # A failure during the renames themselves (b.txt becomes a directory after the pre-check) also rolls back.
+    # A failure during the renames themselves also rolls back, restoring what was there before.
     real_replace = os.replace
 
     def flaky_replace(src, dst):
@@ -367,10 +367,41 @@ def test_atomic_write_rolls_back_when_a_later_file_fails(tmp_path):
 
     import avatar3d.export.atomic as atomic
 
-    atomic.os.replace = flaky_replace
-    try:
-        with pytest.raises(PermissionError):
-            write_all({tmp_path / "a.txt": b"new", tmp_path / "b.txt": b"x"})
-    finally:
-        atomic.os.replace = real_replace
+    monkeypatch.setattr(atomic.os, "replace", flaky_replace)
+    with pytest.raises(PermissionError):
+        write_all({tmp_path / "a.txt": b"new", tmp_path / "b.txt": b"x"})
+    monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old"
+
+
+def test_normal_and_roughness_maps_go_through_the_same_material(tmp_path):
+    from PIL import Image
+
+    model = toy_model()
+    nm = np.zeros((32, 32, 3), np.uint8)
+    nm[...] = (128, 128, 255)  # flat tangent-space normal
+    rough = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
+    model.extras.update(normal_map=nm, roughness_map=rough)
+    out = export(model, "gltf", tmp_path / "m.gltf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.gltf", "m_albedo.png", "m_normal.png", "m_roughness.png"]
+    assert_valid(out)
+    g = Gltf(out)
+    mat = g.json["materials"][0]
+    tan = g.accessor(g.json["meshes"][0]["primitives"][0]["attributes"]["TANGENT"])
+    nrm = g.accessor(g.json["meshes"][0]["primitives"][0]["attributes"]["NORMAL"])
+    np.testing.assert_allclose(np.linalg.norm(tan[:, :3], axis=1), 1, atol=1e-5)
+    assert np.abs((tan[:, :3] * nrm).sum(1)).max() < 1e-5 and set(np.unique(tan[:, 3])) <= {-1.0, 1.0}
+    # On the toy's spherical UVs +u runs around the head: at the front (+Z) the tangent points along +X.
+    front = np.argmax(g.accessor(g.json["meshes"][0]["primitives"][0]["attributes"]["POSITION"])[:, 2])
+    assert tan[front, 0] > 0.9, tan[front]
+    assert "normalTexture" in mat and "metallicRoughnessTexture" in mat["pbrMetallicRoughness"]
+    mr = np.asarray(Image.open(tmp_path / "m_roughness.png"))
+    np.testing.assert_array_equal(mr[..., 1], rough)  # glTF: roughness in G, metalness (0) in B
+    assert mr[..., 2].max() == 0
+    glb = export(model, "glb", tmp_path / "m.glb")
+    assert_valid(glb)
+    assert len(Gltf(glb).json["images"]) == 3 and all("bufferView" in im for im in Gltf(glb).json["images"])
+    model.extras["roughness_map"] = np.zeros((4, 4), np.float32)
+    with pytest.raises(BadInputError, match="roughness map must be \\(H, W\\) uint8"):
+        export(model, "glb", tmp_path / "bad.glb")
+    assert not (tmp_path / "bad.glb").exists()

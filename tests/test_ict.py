@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -251,11 +252,20 @@ def test_models_command_list_install_and_offline(ict_dir, ict_cache, ict_first_l
     assert "github.com/ICT-VGL/ICT-FaceKit" in err and "--from" in err and "Traceback" not in err
     assert main(["models", "download", "ict", "--from", str(tmp_path / "missing.zip")]) == 2
     assert "missing.zip" in capsys.readouterr().err
-    # install from the extracted folder, then it is found without a path
-    assert main(["models", "download", "ict", "--from", str(ict_dir)]) == 0
+    # install from a zip laid out like GitHub's repository download, then it is found without a path
+    zpath = tmp_path / "ICT-FaceKit-master.zip"
+    with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_STORED) as z:  # stored: quick to write
+        z.write(ict_dir / "LICENSE", "ICT-FaceKit-master/LICENSE")
+        for f in sorted((ict_dir / "FaceXModel").iterdir()):
+            z.write(f, f"ICT-FaceKit-master/FaceXModel/{f.name}")
+    assert main(["models", "download", "ict", "--from", str(zpath)]) == 0
     assert (target / "FaceXModel" / "generic_neutral_mesh.obj").is_file()
+    assert "MIT" in (target / "LICENSE").read_text() or "Permission" in (target / "LICENSE").read_text()
     assert ict_mod.status()[0] is True
     main(["models", "list"])
     assert str(target) in capsys.readouterr().out
-    m = ict_mod.load_ict()
-    assert m.num_expression == 53
+    from avatar3d.models import load_head_model
+
+    m = load_head_model("ict")
+    assert m.num_expression == 53 and m.has_landmarks
+    np.testing.assert_array_equal(m.v_template.numpy(), ict_first_load[0].v_template)

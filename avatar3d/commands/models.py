@@ -41,8 +41,8 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _download(url: str, dest: Path) -> None:
-    """Stream ``url`` to ``dest`` with a tqdm progress bar."""
+def _download(url: str, dest: Path, target: Path) -> None:
+    """Stream ``url`` to ``dest`` with a tqdm progress bar (``target``: the install folder, for the error)."""
     from tqdm import tqdm
 
     try:
@@ -59,7 +59,8 @@ def _download(url: str, dest: Path) -> None:
         reason = getattr(e, "reason", e)
         raise Avatar3DError(
             f"Could not download {url} ({reason}). Download the repository zip from https://github.com/ICT-VGL/ICT-FaceKit "
-            "(Code > Download ZIP) on a machine with internet, then run 'avatar3d models download ict --from ICT-FaceKit-master.zip'."
+            "(Code > Download ZIP) on a machine with internet, then run 'avatar3d models download ict --from ICT-FaceKit-master.zip' "
+            f"(it installs into {target}), or unpack it anywhere and set $AVATAR3D_ICT to its FaceXModel folder."
         ) from None
 
 
@@ -90,16 +91,11 @@ def install_ict(source: Path, target: Path, force: bool = False) -> Path:
         dest = tmp / "FaceXModel"
         dest.mkdir()
         n = 0
-        for name, data in _iter_source(src):
+        for name, data in _iter_source(src, licence=True):  # LICENSE/README.md land beside FaceXModel
             (dest / name).write_bytes(data)
-            n += 1
+            n += not name.startswith("../")
         if not (dest / "generic_neutral_mesh.obj").is_file():
             raise BadInputError(f"{source} has no FaceXModel/generic_neutral_mesh.obj; is it the ICT-FaceKit repository?")
-        for extra in ("LICENSE", "README.md"):  # keep the licence with the data
-            for cand in (source / extra, source.parent / extra) if source.is_dir() else ():
-                if cand.is_file():
-                    shutil.copy2(cand, tmp / extra)
-                    break
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -120,7 +116,7 @@ def cmd_download(args) -> int:
         with tempfile.TemporaryDirectory() as td:
             zpath = Path(td) / "ICT-FaceKit.zip"
             print(f"downloading {url}", file=sys.stderr)
-            _download(url, zpath)
+            _download(url, zpath, target)
             install_ict(zpath, target, force=args.force)
     else:
         install_ict(Path(src).expanduser(), target, force=args.force)

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from .atomic import png_bytes, write_all
 from .gltf_doc import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
-from .mesh import axis_angle_to_quat, continuous_quats, quat_to_matrix, split_seams, top4_weights, vertex_normals
+from .mesh import axis_angle_to_quat, continuous_quats, quat_to_matrix, split_seams, top4_weights, vertex_normals, vertex_tangents
 from .source import ExportSource
 
 #: Base colour of the neutral skin material used when a model has no albedo texture (linear RGB).
@@ -73,7 +73,7 @@ class GltfStats:
 def build_gltf(
     src: ExportSource,
     *,
-    image_uri: Optional[str] = None,
+    image_uri: Optional[Callable[[str], str]] = None,
     morph_eps: float = 1e-6,
     normal_eps: float = 1e-3,
     normal_deltas: bool = True,
@@ -82,14 +82,15 @@ def build_gltf(
     """Assemble the glTF document for ``src``.
 
     Args:
-        image_uri: where the albedo PNG lives for .gltf output (None: embedded in the buffer, for GLB).
+        image_uri: maps a texture name ("albedo", "normal", "roughness") to the PNG file name beside a
+            .gltf (None: images embedded in the buffer, for GLB).
         morph_eps: blendshape displacements with every component at most this (metres) are stored as
             zero, so a blendshape touching few vertices becomes a sparse accessor.
         normal_eps: the same for normal deltas (unit-vector components; 1e-3 is a 0.06 degree tilt, invisible in shading).
         normal_deltas: include NORMAL morph deltas (shading follows expressions).
         animation: add the tracked performance (when the source has one).
     Returns:
-        the builder, statistics, and the albedo PNG bytes (None when untextured).
+        the builder, statistics, and ``{texture name: PNG bytes}`` of the material's images.
     """
     m = src.model
     stats = GltfStats()
@@ -110,6 +111,8 @@ def build_gltf(
         # glTF's UV origin is the top-left corner of the image; ours (OBJ) is bottom-left.
         "TEXCOORD_0": gb.accessor(np.stack([split.uvs[:, 0], 1.0 - split.uvs[:, 1]], 1).astype(np.float32), ARRAY_BUFFER),
     }
+    if src.normal_map is not None:  # explicit tangents make the normal map portable across engines
+        attrs["TANGENT"] = gb.accessor(vertex_tangents(v_shaped[s], n_rest[s], split.uvs, split.faces).astype(np.float32), ARRAY_BUFFER)
     J = m.num_joints
     jidx, jw, dropped = top4_weights(m.lbs_weights.detach().double().cpu().numpy())
     stats.max_dropped_weight = dropped
@@ -140,18 +143,8 @@ def build_gltf(
     stats.morph_targets = E
 
     # ---------------------------------------------------------------- material
-    png = None
-    pbr: dict = {"metallicFactor": 0.0, "roughnessFactor": 0.6}
-    if src.albedo is not None:
-        png = png_bytes(src.albedo)
-        sampler = gb.add("samplers", {"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
-        img = gb.image(png, "albedo", uri=image_uri)
-        tex = gb.add("textures", {"sampler": sampler, "source": img})
-        pbr["baseColorTexture"] = {"index": tex, "texCoord": 0}
-        stats.textured = True
-    else:
-        pbr["baseColorFactor"] = list(NEUTRAL_SKIN)
-    material = gb.add("materials", {"name": "skin", "pbrMetallicRoughness": pbr, "doubleSided": False})
+    material, images = _material(gb, src, image_uri)
+    stats.textured = "albedo" in images
 
     prim: dict = {"attributes": attrs, "indices": indices, "material": material, "mode": 4}
     mesh: dict = {"name": f"{src.name}_head", "primitives": [prim]}
@@ -186,7 +179,39 @@ def build_gltf(
     if animation and src.sequence is not None:
         _add_animation(gb, src, mesh_node, joint_nodes, joints_rest[0], stats)
     gb.doc["asset"]["extras"] = {"avatar3d": {"model": m.name, "model_version": m.version, "units": "metres", "up": "+Y", "front": "+Z"}}
-    return gb, stats, png
+    return gb, stats, images
+
+
+def _material(gb: GltfBuilder, src: ExportSource, image_uri: Optional[Callable[[str], str]]) -> tuple[int, dict[str, bytes]]:
+    """PBR skin material: albedo -> baseColorTexture (else a neutral skin colour); optional tangent-space
+    normal map -> normalTexture; optional roughness map -> metallicRoughnessTexture (G channel, metallic 0)."""
+    images: dict[str, bytes] = {}
+    sampler = None
+
+    def texture(name: str, img: np.ndarray) -> dict:
+        nonlocal sampler
+        if sampler is None:  # linear + trilinear mipmaps, clamped so atlas borders do not bleed across
+            sampler = gb.add("samplers", {"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
+        images[name] = png_bytes(img)
+        im = gb.image(images[name], name, uri=image_uri(name) if image_uri else None)
+        return {"index": gb.add("textures", {"sampler": sampler, "source": im}), "texCoord": 0}
+
+    pbr: dict = {"metallicFactor": 0.0, "roughnessFactor": 0.6}
+    mat: dict = {"name": "skin", "pbrMetallicRoughness": pbr, "doubleSided": False}
+    if src.albedo is not None:
+        pbr["baseColorTexture"] = texture("albedo", src.albedo)
+    else:
+        pbr["baseColorFactor"] = list(NEUTRAL_SKIN)
+    if src.normal_map is not None:
+        mat["normalTexture"] = texture("normal", src.normal_map)
+    if src.roughness_map is not None:
+        r = src.roughness_map
+        # glTF reads roughness from G and metalness from B of one texture; skin is not metallic.
+        mr = np.zeros(r.shape + (3,), np.uint8)
+        mr[..., 1] = r
+        pbr["metallicRoughnessTexture"] = texture("roughness", mr)
+        pbr["roughnessFactor"] = 1.0
+    return gb.add("materials", mat), images
 
 
 def _add_animation(gb: GltfBuilder, src: ExportSource, mesh_node: int, joint_nodes: list[int], root_rest: np.ndarray, stats: GltfStats) -> None:
@@ -265,10 +290,9 @@ def write_gltf(src: ExportSource, out: Path, *, binary: bool = True, **kw) -> tu
         gb, stats, _ = build_gltf(src, **kw)
         return write_all({out: gb.to_glb()}), stats
     bin_path = out.with_suffix(".bin")
-    png_path = out.with_name(out.stem + "_albedo.png")
-    gb, stats, png = build_gltf(src, image_uri=png_path.name, **kw)
+    gb, stats, images = build_gltf(src, image_uri=lambda name: f"{out.stem}_{name}.png", **kw)
     js, data = gb.to_gltf(bin_path.name)
     files = {out: js, bin_path: data}
-    if png is not None:
-        files[png_path] = png
+    for name, png in images.items():
+        files[out.with_name(f"{out.stem}_{name}.png")] = png
     return write_all(files), stats

@@ -67,11 +67,10 @@ class GltfBuilder:
     def accessor(self, arr: np.ndarray, target: Optional[int] = None, minmax: bool = False, normalized: bool = False) -> int:
         """A dense accessor for (N,) or (N, C) data; ``minmax`` adds min/max (required for POSITION and anim input)."""
         a, comp, typ = self._check(arr)
-        # Vertex attributes with 1- or 2-byte components need 4-byte aligned strides.
-        stride = None
+        # glTF requires vertex attribute elements aligned to 4 bytes (tightly packed, no byteStride).
         if target == ARRAY_BUFFER and a.itemsize * (a.size // max(len(a), 1)) % 4:
             raise ValueError("vertex attribute rows must be a multiple of 4 bytes")
-        acc: dict[str, Any] = {"bufferView": self.buffer_view(a.tobytes(), target, stride), "componentType": comp, "count": int(len(a)), "type": typ}
+        acc: dict[str, Any] = {"bufferView": self.buffer_view(a.tobytes(), target), "componentType": comp, "count": int(len(a)), "type": typ}
         if normalized:
             acc["normalized"] = True
         if minmax and len(a):

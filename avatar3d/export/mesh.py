@@ -37,27 +37,47 @@ def split_seams(faces: np.ndarray, uv_faces: np.ndarray, uvs: np.ndarray) -> Spl
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(..., V, 3) unit area-weighted vertex normals of (..., V, 3) vertices; isolated vertices get +Z."""
+    """(V, 3) unit area-weighted vertex normals of (V, 3) vertices; unreferenced vertices get +Z."""
     v = np.asarray(verts, np.float64)
-    a, b, c = (v[..., faces[:, k], :] for k in range(3))
+    a, b, c = (v[faces[:, k]] for k in range(3))
     fn = np.cross(b - a, c - a)  # length = 2 * area, so the sum is area-weighted
     n = np.zeros_like(v)
     for k in range(3):
-        if v.ndim == 2:
-            np.add.at(n, faces[:, k], fn)
-        else:
-            _add_batched(n, faces[:, k], fn)
+        np.add.at(n, faces[:, k], fn)
     length = np.linalg.norm(n, axis=-1, keepdims=True)
-    out = np.where(length > 1e-20, n / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
-    return out
+    return np.where(length > 1e-20, n / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
 
 
-def _add_batched(n: np.ndarray, idx: np.ndarray, fn: np.ndarray) -> None:
-    # np.add.at over a leading batch axis: fold the batch into the index instead.
-    B, V = n.shape[:2]
-    flat = n.reshape(B * V, 3)
-    np.add.at(flat, (np.arange(B)[:, None] * V + idx[None]).reshape(-1), fn.reshape(-1, 3))
-    n[...] = flat.reshape(B, V, 3)
+def vertex_tangents(verts: np.ndarray, normals: np.ndarray, uvs: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 4) glTF TANGENT (unit xyz along +u, w = bitangent sign) from per-vertex UVs.
+
+    Per-triangle dP/du and dP/dv (``uvs`` with a bottom-left origin, so the bitangent points "up"
+    the image, the +Y of OpenGL/glTF normal maps) are area-weighted onto vertices, then made
+    orthogonal to the normal (Gram-Schmidt). Degenerate UV triangles contribute nothing.
+    """
+    p = np.asarray(verts, np.float64)
+    t = np.asarray(uvs, np.float64)
+    e1, e2 = p[faces[:, 1]] - p[faces[:, 0]], p[faces[:, 2]] - p[faces[:, 0]]
+    d1, d2 = t[faces[:, 1]] - t[faces[:, 0]], t[faces[:, 2]] - t[faces[:, 0]]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    ok = np.abs(det) > 1e-14
+    r = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)[:, None] * np.abs(det)[:, None]  # sign-correct, area-weighted
+    sdir = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    tdir = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    tan = np.zeros_like(p)
+    bit = np.zeros_like(p)
+    for k in range(3):
+        np.add.at(tan, faces[:, k], sdir)
+        np.add.at(bit, faces[:, k], tdir)
+    n = np.asarray(normals, np.float64)
+    tan = tan - n * (n * tan).sum(1, keepdims=True)
+    length = np.linalg.norm(tan, axis=1, keepdims=True)
+    # Vertices without a usable UV gradient get any unit vector orthogonal to the normal.
+    fallback = np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
+    fallback /= np.linalg.norm(fallback, axis=1, keepdims=True)
+    tan = np.where(length > 1e-12, tan / np.maximum(length, 1e-12), fallback)
+    w = np.where((np.cross(n, tan) * bit).sum(1) < 0, -1.0, 1.0)
+    return np.concatenate([tan, w[:, None]], 1)
 
 
 def top4_weights(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

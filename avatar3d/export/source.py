@@ -24,6 +24,8 @@ class ExportSource:
     name: str  #: used for default file names and the glTF node/mesh names
     sequence: Optional[TrackedSequence] = None
     albedo: Optional[np.ndarray] = None  #: (H, W, 3) uint8, UV origin bottom-left like the model's uvs
+    normal_map: Optional[np.ndarray] = None  #: (H, W, 3) uint8 tangent-space normals (glTF/OpenGL: +Y green up)
+    roughness_map: Optional[np.ndarray] = None  #: (H, W) uint8 perceptual roughness (255 = fully rough)
 
     def shaped_vertices(self) -> np.ndarray:
         """(V, 3) float64 identity-applied rest vertices in metres (no expression, no pose)."""
@@ -113,6 +115,9 @@ def resolve_source(
             replaces the tracked identity.
         model: the head model for a sequence, overriding the spec stored in it (e.g. a moved FLAME file).
         texture: an albedo image overriding the model's own texture.
+
+    Texture maps come from ``model.extras``: ``"albedo"`` (H, W, 3) uint8, and optionally
+    ``"normal_map"`` (H, W, 3) uint8 tangent-space and ``"roughness_map"`` (H, W) uint8.
     """
     seq: Optional[TrackedSequence] = None
     if isinstance(source, TrackedSequence):
@@ -150,7 +155,17 @@ def resolve_source(
         if albedo.ndim != 3 or albedo.shape[2] not in (3, 4) or albedo.dtype != np.uint8:
             raise BadInputError(f"albedo texture must be (H, W, 3) uint8, got {albedo.shape} {albedo.dtype}")
         albedo = np.ascontiguousarray(albedo[..., :3])
-    return ExportSource(model=hm, shape=_parse_shape(shape, hm.num_shape), name=name, sequence=seq, albedo=albedo)
+    normal_map, roughness = hm.extras.get("normal_map"), hm.extras.get("roughness_map")
+    if normal_map is not None and (np.ndim(normal_map) != 3 or np.shape(normal_map)[2] != 3 or np.asarray(normal_map).dtype != np.uint8):
+        raise BadInputError(f"normal map must be (H, W, 3) uint8, got {np.shape(normal_map)}")
+    if roughness is not None:
+        roughness = np.asarray(roughness)
+        if roughness.ndim == 3:
+            roughness = roughness[..., 0]
+        if roughness.ndim != 2 or roughness.dtype != np.uint8:
+            raise BadInputError(f"roughness map must be (H, W) uint8, got {roughness.shape} {roughness.dtype}")
+    return ExportSource(model=hm, shape=_parse_shape(shape, hm.num_shape), name=name, sequence=seq, albedo=albedo,
+                        normal_map=None if normal_map is None else np.ascontiguousarray(normal_map), roughness_map=roughness)
 
 
 def _check_sequence(seq: TrackedSequence, hm: HeadModel) -> None:

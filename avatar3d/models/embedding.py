@@ -393,7 +393,9 @@ def _geometric_irises(v, f, eyes, face_mask, det, view, out_f, out_b) -> None:
     """Replace MediaPipe's iris points (468-477) by points on the eyeballs, in place.
 
     Which group (468-472 / 473-477) belongs to which eyeball, and which ring point points which
-    way, is read off the frontal detection rather than assumed.
+    way, is read off the frontal detection rather than assumed. On ICT this gives 468-472 = the
+    subject's right eye (-X), 473-477 = the left eye (+X), ring points 469/474 towards +X, then
+    up (+Y), -X and down: the same for both eyes.
     """
     centres = [v[m].mean(0) for m in eyes]
     cpx = project(np.stack(centres), view)

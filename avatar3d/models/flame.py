@@ -162,6 +162,8 @@ def _check_raw(raw: Any, path: Path) -> dict[str, np.ndarray]:
         if len(s) != len(shape) or any(e is not None and e != g for e, g in zip(shape, s)):
             raise BadInputError(f"{path}: FLAME {k} must be {desc}, got {s}.")
     f = a["f"]
+    if np.issubdtype(f.dtype, np.floating) and np.isfinite(f).all() and (f == np.round(f)).all():
+        f = a["f"] = f.astype(np.int64)  # faces stored as a chumpy Ch come back as floats
     if not np.issubdtype(f.dtype, np.integer) or f.min() < 0 or f.max() >= V:
         raise BadInputError(f"{path}: FLAME faces f must be integer indices in 0..{V - 1}.")
     for k in ("v_template", "shapedirs", "posedirs", "weights", "J_regressor"):
@@ -415,7 +417,6 @@ def read_flame_data(
     version = detect_version(mpath, raw)
     v = a["v_template"].astype(np.float64)
     faces = a["f"].astype(np.int64)
-    V = len(v)
     D = a["shapedirs"].shape[2]
     # FLAME 2020/2023 store 300 identity + 100 expression modes; very old small releases 10 + 10.
     s_total, e_total = (300, D - 300) if D > 300 else (D // 2, D - D // 2)

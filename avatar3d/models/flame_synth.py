@@ -334,3 +334,15 @@ def write_smplx_flame(folder: Union[str, Path], content: SyntheticFlame) -> Path
         pickle.dump({"lmk_face_idx": fs, "lmk_b_coords": bs}, fh)
     np.save(folder / "flame_dynamic_embedding.npy", np.array({"lmk_face_idx": fd.reshape(79, 17), "lmk_b_coords": bd.reshape(79, 17, 3)}, dtype=object), allow_pickle=True)
     return folder
+
+
+if __name__ == "__main__":  # python -m avatar3d.models.flame_synth OUT_DIR: a FLAME-format folder to try the loader on
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Write a synthetic FLAME-format folder (model + companion files).")
+    ap.add_argument("out", help="output folder")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    c = write_synthetic_flame(Path(a.out) / "generic_model.pkl", seed=a.seed)
+    write_companions(a.out, c)
+    print(f"wrote {Path(a.out) / 'generic_model.pkl'} and companions; load with load_head_model('flame={Path(a.out) / 'generic_model.pkl'}')")

@@ -7,8 +7,9 @@ PCA identity meshes and 53 ARKit-named expression meshes (``vertex_indices.json`
 
 Conversions: ICT is in centimetres, +Y up, face towards +Z -> we scale to metres, axes unchanged.
 Identity mode i = identity{i}.obj - neutral; these meshes already sit at one standard deviation
-(their RMS displacement falls from ~4 mm to ~0.07 mm over the 100 modes), so coefficients are
-~N(0, 1) and ``shape_std`` is 1. Expression e = {name}.obj - neutral, weights in [0, 1].
+(their RMS displacement falls from ~4 mm to ~0.07 mm over the 100 modes, and upstream's
+``FaceModel.randomize_identity`` draws weights from a unit normal), so coefficients are ~N(0, 1)
+and ``shape_std`` is 1. Expression e = {name}.obj - neutral, weights in [0, 1].
 
 The first load parses ~150 OBJ files (a few seconds) and writes a compact ``.npz`` (float32 /
 int32) to ``cache_dir("models")/ict-compiled``, keyed by the source's file names, sizes and
@@ -28,12 +29,24 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
-from ..errors import BadInputError, MissingFileError
+from ..errors import Avatar3DError, BadInputError, MissingFileError
 from ..paths import cache_dir
 from .base import HeadModel, HeadModelData
 from .obj_io import parse_obj, parse_obj_vertices
 
-__all__ = ["load_ict", "read_ict_data", "status", "find_ict", "ICT_REPO_URL", "ICT_LMK68_VERTICES", "ICT_PARTS", "install_dir"]
+__all__ = [
+    "load_ict",
+    "read_ict_data",
+    "status",
+    "find_ict",
+    "install_dir",
+    "render_face_mask",
+    "region_colors",
+    "vertex_embedding",
+    "ICT_REPO_URL",
+    "ICT_LMK68_VERTICES",
+    "ICT_PARTS",
+]
 
 ICT_REPO_URL = "https://github.com/ICT-VGL/ICT-FaceKit"
 HOW_TO_GET = (
@@ -41,7 +54,7 @@ HOW_TO_GET = (
     "'avatar3d models download ict' (offline: 'avatar3d models download ict --from FILE' with the downloaded zip), "
     "or point $AVATAR3D_ICT at the FaceXModel folder."
 )
-CACHE_VERSION = 2  # bump when the compiled layout changes
+CACHE_VERSION = 3  # bump when the compiled layout changes
 CM_TO_M = 0.01
 
 #: Vertex ranges (inclusive start, exclusive end) of the parts, from the upstream README.
@@ -138,12 +151,22 @@ def _wanted(name: str) -> bool:
     return "FaceXModel/" in name.replace("\\", "/") and name.endswith((".obj", "vertex_indices.json"))
 
 
-def _iter_source(src: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield (basename, bytes) of every FaceXModel OBJ/JSON file in a folder or archive, streaming."""
+def _is_licence(name: str) -> bool:
+    """The repository's top-level LICENSE / README.md (kept beside an install: MIT asks for it)."""
+    parts = name.replace("\\", "/").strip("/").split("/")
+    return parts[-1] in ("LICENSE", "README.md") and len(parts) <= 2
+
+
+def _iter_source(src: Path, licence: bool = False) -> Iterator[tuple[str, bytes]]:
+    """Yield (basename, bytes) of every FaceXModel OBJ/JSON file in a folder or archive, streaming;
+    with ``licence`` also the repository's LICENSE and README.md (names prefixed by ``../``)."""
     if src.is_dir():
         for f in sorted(src.iterdir()):
             if f.suffix == ".obj" or f.name == "vertex_indices.json":
                 yield f.name, f.read_bytes()
+        for extra in ("LICENSE", "README.md") if licence else ():
+            if (src.parent / extra).is_file():
+                yield "../" + extra, (src.parent / extra).read_bytes()
         return
     name = src.name.lower()
     try:
@@ -152,26 +175,41 @@ def _iter_source(src: Path) -> Iterator[tuple[str, bytes]]:
                 for info in z.infolist():
                     if _wanted(info.filename):
                         yield info.filename.rsplit("/", 1)[-1], z.read(info)
+                    elif licence and _is_licence(info.filename):
+                        yield "../" + info.filename.rsplit("/", 1)[-1], z.read(info)
             return
         # Stream mode ('r|*') decompresses once, front to back: no random access needed.
         with tarfile.open(src, mode="r|*") as t:
             for m in t:
-                if m.isfile() and _wanted(m.name):
+                keep = _wanted(m.name)
+                if m.isfile() and (keep or (licence and _is_licence(m.name))):
                     fh = t.extractfile(m)
                     if fh is not None:
-                        yield m.name.rsplit("/", 1)[-1], fh.read()
+                        yield ("" if keep else "../") + m.name.rsplit("/", 1)[-1], fh.read()
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
         raise BadInputError(f"{src} is not a readable ICT-FaceKit archive ({e}); {HOW_TO_GET}") from None
 
 
 def _source_key(src: Path) -> str:
-    """Cache key from names, sizes and mtimes (cheap; no need to hash ~400 MB each load)."""
+    """Cache key, cheap to compute (no need to hash ~400 MB on every load).
+
+    Folders: content-based (every file's name, size, first and last 4 KiB, plus the whole neutral
+    mesh), so a copied or reinstalled FaceXModel reuses the cache. Archives: name, size, mtime and
+    the first MiB.
+    """
     h = hashlib.sha1(f"ict-v{CACHE_VERSION}".encode())
     if src.is_dir():
         for f in sorted(src.iterdir()):
             if f.suffix == ".obj" or f.name == "vertex_indices.json":
-                st = f.stat()
-                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+                size = f.stat().st_size
+                h.update(f"{f.name}:{size};".encode())
+                with open(f, "rb") as fh:
+                    if f.name == "generic_neutral_mesh.obj":
+                        h.update(fh.read())
+                    else:
+                        h.update(fh.read(4096))
+                        fh.seek(max(0, size - 4096))
+                        h.update(fh.read())
     else:
         st = src.stat()
         h.update(f"{src.name}:{st.st_size}:{st.st_mtime_ns};".encode())
@@ -282,6 +320,10 @@ def _parse_source(src: Path) -> dict[str, np.ndarray]:
     faces, uv_faces, poly = neutral.triangles()
     uvs = neutral.uvs if len(neutral.uvs) else np.zeros((1, 2))
     mats = np.array(neutral.materials + [""])  # -1 -> ""
+    # Neck boundary: the open-edge loop of the skin (face + head/neck) that reaches lowest
+    # (computed here, once, so cached loads need no graph code).
+    skin_faces = faces[_mask(V, ICT_PARTS["face"], ICT_PARTS["head_neck"])[faces].all(1)]
+    neck = min(_boundary_loops(skin_faces), key=lambda ids: v0[ids, 1].min())
     return {
         "v_template": (v0 * CM_TO_M).astype(np.float32),
         "faces": faces.astype(np.int32),
@@ -294,6 +336,7 @@ def _parse_source(src: Path) -> dict[str, np.ndarray]:
         "exprdirs": exprdirs.astype(np.float32),
         "expression_names": np.array(expr_names, dtype=str),
         "identity_names": np.array(ident, dtype=str),
+        "neck_boundary": neck.astype(np.int32),
     }
 
 
@@ -339,12 +382,8 @@ def _build_data(a: dict[str, np.ndarray], src: Path) -> HeadModelData:
         "eyelashes": _mask(V, P["eyelashes_left"], P["eyelashes_right"]),
         "narrow_face": _mask(V, (0, 6706)),
     }
-    # Neck boundary: the open-edge loop of the skin (face + head/neck) that reaches lowest.
-    skin_faces = faces[_mask(V, P["face"], P["head_neck"])[faces].all(1)]
-    loops = _boundary_loops(skin_faces)
-    low = min(loops, key=lambda ids: v[ids, 1].min())
     regions["neck_boundary"] = np.zeros(V, bool)
-    regions["neck_boundary"][low] = True
+    regions["neck_boundary"][a["neck_boundary"]] = True
 
     # Skeleton: root near the head/neck pivot, one joint per eyeball centre (left = +X).
     c_left = _sphere_centre(v[SCLERA["left"][0]:SCLERA["left"][1]])
@@ -454,8 +493,8 @@ def read_ict_data(path: Optional[PathLike] = None, *, landmarks: bool = True, us
     if landmarks and data.lmk_faces is None:
         try:
             _attach_embedding(data, a, cpath, use_cache)
-        except ImportError as e:  # MediaPipe/Open3D missing: the model still works without it
-            warnings.warn(f"ICT: MediaPipe landmark embedding unavailable ({e}); landmarks will be zeros", stacklevel=2)
+        except (ImportError, Avatar3DError) as e:  # no MediaPipe/Open3D or no detection: still usable
+            warnings.warn(f"ICT: MediaPipe landmark embedding unavailable ({e}); the 478 landmarks will be zeros", stacklevel=2)
     data.validate()
     return data
 

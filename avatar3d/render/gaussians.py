@@ -121,18 +121,18 @@ class _RasterizeExt(torch.autograd.Function):
             images, alphas, last = ext.forward(means2d, conics, opacities, features, bg, offsets, ids, width, height)
         else:
             images, alphas, last, offsets, ids = ext.forward(means2d, conics, opacities, features, radii, depths, bg, width, height)
-        ctx.save_for_backward(means2d, conics, opacities, features, bg, alphas, last, offsets, ids)
+        ctx.save_for_backward(means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids)
         ctx.meta = (width, height, ext, backgrounds is not None)
         ctx.mark_non_differentiable(last)
         return images, alphas
 
     @staticmethod
     def backward(ctx, v_images, v_alphas):
-        means2d, conics, opacities, features, bg, alphas, last, offsets, ids = ctx.saved_tensors
+        means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids = ctx.saved_tensors
         width, height, ext, has_bg = ctx.meta
         v_images = v_images.contiguous() if v_images is not None else torch.zeros(features.shape[0], height, width, features.shape[2], dtype=features.dtype, device=features.device)
         v_alphas = v_alphas.contiguous() if v_alphas is not None else torch.zeros(features.shape[0], height, width, 1, dtype=features.dtype, device=features.device)
-        vm, vc, vo, vf, vb = ext.backward(means2d, conics, opacities, features, bg, alphas, last, offsets, ids,
+        vm, vc, vo, vf, vb = ext.backward(means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids,
                                           v_images, v_alphas, width, height)
         return vm, vc, vo, vf, (vb if has_bg else None), None, None, None, None, None, None
 

@@ -1,9 +1,9 @@
 """Pure-PyTorch Gaussian splatting: EWA projection and a dense, obviously-correct rasterizer.
 
 The projection here is *the* projection for every backend (it is vectorised and cheap next to
-compositing; autograd gives its backward). The dense rasterizer is the slow reference the C++/CUDA
-kernels are tested against: it evaluates every (pixel, Gaussian) pair that gsplat's tile binning
-would evaluate, in depth order, with gsplat's thresholds (alpha in [1/255, 0.999], stop before
+compositing; autograd gives its backward). The rasterizer is the slow reference the C++/CUDA
+kernels are tested against: per tile, it densely evaluates every (pixel, Gaussian) pair that gsplat's
+tile binning would evaluate, in depth order, with gsplat's thresholds (alpha in [1/255, 0.999], stop before
 transmittance drops to <= 1e-4).
 
 Conventions (same as gsplat): OpenCV camera (x right, y down, z forward), world->camera ``viewmats``,
@@ -102,53 +102,59 @@ def tile_ranges(means2d: Tensor, radii: Tensor, width: int, height: int) -> Tens
     return torch.stack([x0, x1, y0, y1], -1).long()
 
 
+def _composite(centres: Tensor, m2: Tensor, cn: Tensor, op: Tensor, ft: Tensor) -> Tuple[Tensor, Tensor]:
+    """Composite depth-sorted splats (M of them) over pixel centres (P,2): -> colour (P,D), final T (P,1)."""
+    d = centres[:, None, :] - m2[None]  # (P,M,2)
+    sigma = 0.5 * (cn[:, 0] * d[..., 0] ** 2 + cn[:, 2] * d[..., 1] ** 2) + cn[:, 1] * d[..., 0] * d[..., 1]
+    # clamp_min keeps exp finite where sigma < 0 (those pairs are masked out anyway)
+    alpha = torch.clamp_max(op * torch.exp(-sigma.clamp_min(0)), ALPHA_MAX)
+    ok = (sigma >= 0) & (alpha >= ALPHA_MIN)
+    a = torch.where(ok, alpha, torch.zeros_like(alpha))
+    # a splat is composited iff the transmittance *after* it stays above T_EPS (monotone => a prefix)
+    with torch.no_grad():
+        keep = torch.cumprod(1 - a, dim=1) > T_EPS
+    a = torch.where(keep, a, torch.zeros_like(a))
+    Tincl = torch.cumprod(1 - a, dim=1)
+    Texcl = torch.cat([torch.ones_like(Tincl[:, :1]), Tincl[:, :-1]], 1)
+    T = Tincl[:, -1:] if a.shape[1] > 0 else torch.ones_like(centres[:, :1])
+    return (a * Texcl) @ ft, T
+
+
 def rasterize_reference(
     means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor, radii: Tensor, depths: Tensor,
-    width: int, height: int, backgrounds: Optional[Tensor] = None, chunk: int = 1 << 22,
+    width: int, height: int, backgrounds: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
-    """Dense front-to-back compositing, differentiable by autograd (slow; for tests and benchmarks).
+    """Front-to-back compositing per 16x16 tile, differentiable by autograd (slow; for tests/benchmarks).
 
     means2d (C,N,2), conics (C,N,3), opacities (C,N), features (C,N,D), radii (C,N,2) int,
     depths (C,N) sort key, backgrounds (C,D) or None. Returns images (C,H,W,D), alphas (C,H,W,1).
-    ``chunk`` bounds the (pixels x Gaussians) block evaluated at once (memory).
+    Every pixel of a tile evaluates every splat whose tile rectangle covers that tile (gsplat's binning),
+    densely, in depth order (ties by index).
     """
     C, N, D = features.shape
     dev, dt = means2d.device, means2d.dtype
-    ys, xs = torch.meshgrid(torch.arange(height, device=dev), torch.arange(width, device=dev), indexing="ij")
-    pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # (P,2) int
-    pix_tile = pix // TILE_SIZE
-    centres = pix.to(dt) + 0.5
+    tw, th = -(-width // TILE_SIZE), -(-height // TILE_SIZE)
     images, alphas = [], []
     for c in range(C):
-        valid = (radii[c] > 0).all(-1)
-        idx = torch.nonzero(valid).squeeze(-1)
+        idx = torch.nonzero((radii[c] > 0).all(-1)).squeeze(-1)
         idx = idx[torch.sort(depths[c, idx].detach(), stable=True).indices]  # front to back, ties by index
         rect = tile_ranges(means2d[c, idx], radii[c, idx], width, height)  # (M,4)
         m2, cn, op, ft = means2d[c, idx], conics[c, idx], opacities[c, idx], features[c, idx]
-        M = idx.numel()
-        rows = max(1, chunk // max(M, 1))
-        img_parts, T_parts = [], []
-        for s in range(0, pix.shape[0], rows):
-            pt, pc = pix_tile[s:s + rows], centres[s:s + rows]
-            # which Gaussians gsplat's binning puts in this pixel's tile list
-            in_tile = ((pt[:, None, 0] >= rect[None, :, 0]) & (pt[:, None, 0] < rect[None, :, 1])
-                       & (pt[:, None, 1] >= rect[None, :, 2]) & (pt[:, None, 1] < rect[None, :, 3]))
-            d = pc[:, None, :] - m2[None]  # (P,M,2)
-            sigma = 0.5 * (cn[:, 0] * d[..., 0] ** 2 + cn[:, 2] * d[..., 1] ** 2) + cn[:, 1] * d[..., 0] * d[..., 1]
-            ok = in_tile & (sigma >= 0)
-            alpha = torch.clamp_max(op * torch.exp(-sigma.clamp_min(0)), ALPHA_MAX)
-            ok = ok & (alpha >= ALPHA_MIN)
-            a = torch.where(ok, alpha, torch.zeros_like(alpha))
-            # a Gaussian is composited iff transmittance *after* it stays above T_EPS (monotone => prefix)
-            with torch.no_grad():
-                keep = torch.cumprod(1 - a, dim=1) > T_EPS
-            a = torch.where(keep, a, torch.zeros_like(a))
-            Tincl = torch.cumprod(1 - a, dim=1)
-            Texcl = torch.cat([torch.ones_like(Tincl[:, :1]), Tincl[:, :-1]], 1)
-            img_parts.append((a * Texcl) @ ft)
-            T_parts.append(Tincl[:, -1:] if M > 0 else torch.ones(pc.shape[0], 1, dtype=dt, device=dev))
-        img = torch.cat(img_parts).reshape(height, width, D)
-        T = torch.cat(T_parts).reshape(height, width, 1)
+        rows_img, rows_T = [], []
+        for ty in range(th):
+            y0, y1 = ty * TILE_SIZE, min(height, (ty + 1) * TILE_SIZE)
+            tiles_img, tiles_T = [], []
+            for tx in range(tw):
+                x0, x1 = tx * TILE_SIZE, min(width, (tx + 1) * TILE_SIZE)
+                sel = torch.nonzero((rect[:, 0] <= tx) & (tx < rect[:, 1]) & (rect[:, 2] <= ty) & (ty < rect[:, 3])).squeeze(-1)
+                ys, xs = torch.meshgrid(torch.arange(y0, y1, device=dev), torch.arange(x0, x1, device=dev), indexing="ij")
+                centres = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1).to(dt) + 0.5
+                col, T = _composite(centres, m2[sel], cn[sel], op[sel], ft[sel])
+                tiles_img.append(col.reshape(y1 - y0, x1 - x0, D))
+                tiles_T.append(T.reshape(y1 - y0, x1 - x0, 1))
+            rows_img.append(torch.cat(tiles_img, 1))
+            rows_T.append(torch.cat(tiles_T, 1))
+        img, T = torch.cat(rows_img, 0), torch.cat(rows_T, 0)
         if backgrounds is not None:
             img = img + T * backgrounds[c]
         images.append(img)

@@ -172,6 +172,8 @@ def _rast_db_reference(pos: Tensor, tri: Tensor, rast: Tensor, ranges: Optional[
         posb = pos if pos.ndim == 3 else pos[None].expand(B, -1, -1)
         tid = rast[..., 3].long() - 1
         m = tid >= 0
+        if tri.shape[0] == 0:
+            return torch.zeros_like(rast)
         pt = posb[torch.arange(B, device=pos.device).view(B, 1, 1, 1), tri.long()[tid.clamp(min=0)]]  # (B,H,W,3,4)
         v = pt[..., [0, 1, 3]]
         n = torch.stack([ref._cross(v[..., 1, :], v[..., 2, :]), ref._cross(v[..., 2, :], v[..., 0, :]), ref._cross(v[..., 0, :], v[..., 1, :])], -2)

@@ -184,6 +184,10 @@ def interpolate(attr: Tensor, rast: Tensor, tri: Tensor, rast_db: Optional[Tenso
     a = attr if attr.ndim == 3 else attr[None].expand(B, -1, -1)
     tid = rast[..., 3].long() - 1  # (B,H,W)
     m = tid >= 0
+    if tri.shape[0] == 0:  # nothing rasterized; keep the graph to attr for a zero gradient
+        out = a[:, :1, None, :].expand(B, H, W, -1) * 0
+        da_n = 0 if diff_attrs is None else 2 * (a.shape[-1] if diff_attrs == "all" else len(diff_attrs))
+        return out, (rast.new_zeros(B, H, W, da_n) if diff_attrs is not None and rast_db is not None else None)
     t = tri.long()[tid.clamp(min=0)]  # (B,H,W,3)
     bidx = torch.arange(B, device=rast.device).view(B, 1, 1, 1).expand_as(t)
     av = a[bidx, t]  # (B,H,W,3,A)

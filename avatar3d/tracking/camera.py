@@ -40,7 +40,7 @@ def look_at_world_to_cam(eye: np.ndarray, target: np.ndarray, up: np.ndarray = n
     eye, target, up = (np.asarray(a, np.float64) for a in (eye, target, up))
     z = target - eye
     z /= np.linalg.norm(z)
-    x = np.cross(z, -up)  # right = forward x down
+    x = np.cross(-up, z)  # right = down x forward (OpenCV: x = y cross z)
     if np.linalg.norm(x) < 1e-9:
         raise ValueError("look-at: 'up' is parallel to the viewing direction")
     x /= np.linalg.norm(x)

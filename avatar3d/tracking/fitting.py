@@ -47,6 +47,8 @@ class FitConfig:
     w_smooth_expr: float = 0.01
     w_focal: float = 1e-3  #: prior on log(focal / initial focal)
     optimize_focal: bool = True
+    focal_search: int = 5  #: focal candidates tried by short fits on a frame subset (0: PnP guess only)
+    focal_search_frames: int = 8
     lr: float = 0.01
     eye_weight: float = 2.0  #: extra weight on eye, iris and lip landmarks (they carry expression)
     seed: int = 0
@@ -66,6 +68,7 @@ class FitResult:
     landmarks: np.ndarray  #: (N, 478, 2) fitted landmarks projected into the crop
     timings: dict = field(default_factory=dict)
     losses: list = field(default_factory=list)
+    data_loss: float = float("nan")  #: final robust landmark term (inter-ocular units)
 
 
 class CropCameras:
@@ -85,6 +88,13 @@ class CropCameras:
         self.pp = torch.as_tensor(np.stack([cx, cy], 1), dtype=torch.float32)
         self.source_size = (int(W), int(H))
         self.default_focal = float(max(W, H))  # ~ a 50 mm-equivalent lens; only the starting point
+
+    def subset(self, idx: np.ndarray) -> "CropCameras":
+        """The cameras of frames ``idx`` only."""
+        c = object.__new__(CropCameras)
+        c.scale, c.pp = self.scale[idx], self.pp[idx]
+        c.source_size, c.default_focal = self.source_size, self.default_focal
+        return c
 
     def K(self, focal: Tensor | float) -> Tensor:
         """(N, 3, 3) crop intrinsics for a source focal length in pixels (differentiable)."""
@@ -163,31 +173,88 @@ def fit_landmarks(
     """
     from tqdm import tqdm
 
-    cfg = config or FitConfig()
-    torch.manual_seed(cfg.seed)
-    t_start = time.perf_counter()
-    lm = torch.as_tensor(np.asarray(landmarks)[..., :2], dtype=torch.float32)
-    N, P = lm.shape[:2]
-    valid = np.asarray(valid, bool)
-    if valid.shape != (N,) or not valid.any():
-        raise ValueError(f"valid must be ({N},) bool with at least one True frame")
-    head = LandmarkHead(model)
+    # The batch is many small tensors: intra-op threads only add synchronisation (and on a shared
+    # 2-core machine, spin-waiting); one thread is faster. Restored on exit.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = config or FitConfig()
+        t0 = time.perf_counter()
+        valid = np.asarray(valid, bool)
+        lm = np.asarray(landmarks, np.float32)[..., :2]
+        if valid.shape != (len(lm),) or not valid.any():
+            raise ValueError(f"valid must be ({len(lm)},) bool with at least one True frame")
+        head = LandmarkHead(model)
+        if init_focal is None:
+            init_focal = _pnp_focal(head, lm, valid, cameras)
+            if cfg.focal_search > 1:
+                init_focal = _search_focal(model, head, lm, valid, cameras, cfg, init_focal)
+        t_focal = time.perf_counter() - t0
+        res = _fit(model, head, lm, valid, cameras, cfg, init_focal, progress)
+        res.timings["focal_search"] = t_focal
+        res.timings["total"] += t_focal
+        return res
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _rest_landmarks(head: LandmarkHead) -> np.ndarray:
     S, E, J = head.num_shape, head.num_expression, head.num_joints
-    jn = model.joint_names
     with torch.no_grad():
         rest, _ = head(torch.zeros(S), torch.zeros(1, E), torch.zeros(1, J, 3), torch.zeros(1, 3))
-    rest = rest[0].numpy()
-    lm_np = lm.numpy()
+    return rest[0].numpy()
 
-    # ---- initial focal and rigid pose by PnP with the mean shape
-    if init_focal is None:
-        sub = np.flatnonzero(valid)[:: max(1, valid.sum() // 12)]
-        cands = cameras.default_focal * np.geomspace(0.5, 4.0, 10)
-        errs = []
-        for f in cands:
-            K = cameras.K(float(f)).numpy()
-            errs.append(np.median(_pnp_init(rest, lm_np[sub], K[sub], np.ones(len(sub), bool))[2]))
-        init_focal = float(cands[int(np.argmin(errs))])
+
+def _pnp_focal(head: LandmarkHead, lm: np.ndarray, valid: np.ndarray, cameras: CropCameras) -> float:
+    """Focal (source px) whose rigid PnP of the mean head reprojects best, over 0.5-4x the image size."""
+    rest = _rest_landmarks(head)
+    sub = np.flatnonzero(valid)[:: max(1, int(valid.sum()) // 12)]
+    cands = cameras.default_focal * np.geomspace(0.5, 4.0, 10)
+    errs = []
+    for f in cands:
+        K = cameras.K(float(f)).numpy()
+        errs.append(np.median(_pnp_init(rest, lm[sub], K[sub], np.ones(len(sub), bool))[2]))
+    return float(cands[int(np.argmin(errs))])
+
+
+def _search_focal(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid: np.ndarray, cameras: CropCameras,
+                  cfg: FitConfig, guess: float) -> float:
+    """Refine the focal length by short full fits (identity + expression) on a few frames.
+
+    A rigid mean-shape PnP confuses identity and expression with perspective; the non-rigid fit
+    residual at a fixed focal is a reliable, smooth function of the focal, minimised here over a
+    log-spaced bracket with a parabolic step around the best candidate.
+    """
+    idx = np.flatnonzero(valid)
+    idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), cfg.focal_search_frames)).round().astype(int)]
+    sub_cfg = FitConfig(**{**cfg.__dict__, "iters_rigid": 25, "iters_full": 80, "optimize_focal": False, "w_smooth": 0.0,
+                           "w_smooth_expr": 0.0, "focal_search": 0})
+    logs = np.log(guess) + np.linspace(np.log(0.5), np.log(2.0), cfg.focal_search)
+    cams = cameras.subset(idx)
+    loss = np.array([_fit(model, head, lm[idx], np.ones(len(idx), bool), cams, sub_cfg, float(np.exp(lf)), False).data_loss
+                     for lf in logs])
+    k = int(np.argmin(loss))
+    if 0 < k < len(logs) - 1:  # vertex of the parabola through the best and its neighbours
+        x, y = logs[k - 1 : k + 2], loss[k - 1 : k + 2]
+        den = (y[0] - 2 * y[1] + y[2])
+        if den > 0:
+            step = 0.5 * (y[0] - y[2]) / den * (x[2] - x[1])
+            return float(np.exp(x[1] + np.clip(step, x[0] - x[1], x[2] - x[1])))
+    return float(np.exp(logs[k]))
+
+
+def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray, cameras: CropCameras, cfg: FitConfig,
+         init_focal: float, progress: bool) -> FitResult:
+    """One optimisation at a starting focal (see :func:`fit_landmarks`)."""
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    t_start = time.perf_counter()
+    lm = torch.as_tensor(lm_np, dtype=torch.float32)
+    N, P = lm.shape[:2]
+    S, E, J = head.num_shape, head.num_expression, head.num_joints
+    jn = model.joint_names
+    rest = _rest_landmarks(head)
     K0 = cameras.K(init_focal).numpy()
     rv, tv, _ = _pnp_init(rest, lm_np, K0, valid)
     import cv2
@@ -197,20 +264,23 @@ def fit_landmarks(
     Rc, tc = w2c[:3, :3], w2c[:3, 3]
     j_root = head.j_template[0].numpy()
     rot0 = np.zeros((N, 3))
-    tr0 = np.zeros((N, 3))
+    piv0 = np.zeros((N, 3))  # camera-space position of the head's pivot (root joint)
     for i in range(N):
         Rp = cv2.Rodrigues(rv[i])[0]
         Rh = R_MODEL_TO_CV @ Rp  # R_c^T R_pnp (R_c is its own inverse)
         rot0[i] = cv2.Rodrigues(Rh)[0][:, 0]
-        tr0[i] = Rc.T @ (tv[i] - tc) - j_root + Rh @ j_root
-    # keep axis-angle continuous in time (no 2*pi flips)
+        piv0[i] = Rp @ j_root + tv[i]
     f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-
     # ---- parameters
     shape = torch.zeros(S, requires_grad=True)
     expr = torch.zeros(N, E, requires_grad=True)
     rot = f32(rot0).requires_grad_(True)
-    transl = f32(tr0).requires_grad_(True)
+    # Head position in the camera as (x/z, y/z, log z - log f): changing the focal length then
+    # scales depth with it at a fixed image size, so Adam does not have to follow the narrow
+    # focal-versus-distance valley (the perspective difference is what determines the focal).
+    ab = f32(piv0[:, :2] / piv0[:, 2:]).requires_grad_(True)
+    logq = f32(np.log(piv0[:, 2])).requires_grad_(True)
+    Rc_t, tc_t = f32(Rc), f32(tc)
     jaw = torch.zeros(N, 3, requires_grad=("jaw" in jn))
     eyes = torch.zeros(N, 6, requires_grad=("eye_left" in jn and "eye_right" in jn))
     log_f = torch.zeros((), requires_grad=cfg.optimize_focal)
@@ -234,8 +304,16 @@ def fit_landmarks(
             cols[jn.index("eye_left")], cols[jn.index("eye_right")] = eyes[:, :3], eyes[:, 3:]
         return torch.stack(cols, 1)
 
+    def translation() -> Tensor:
+        """(N, 3) model translation from the camera-space pivot parametrisation."""
+        z = torch.exp(logq + log_f)[:, None]
+        cam = torch.cat([ab * z, z], 1)
+        pivot_world = (cam - tc_t) @ Rc_t  # R_c^T (cam - t_c)
+        root = head.j_template[0] + head.j_dirs[0] @ shape
+        return pivot_world - root
+
     def predict() -> Tensor:
-        pts, _ = head(shape, expr, full_pose(), transl)
+        pts, _ = head(shape, expr, full_pose(), translation())
         K = cameras.K(init_focal * torch.exp(log_f))
         uv, _ = project(pts, K, w2c_t)
         return uv
@@ -245,8 +323,9 @@ def fit_landmarks(
         r2 = ((uv - lm) ** 2).sum(-1) / iod**2
         rho = torch.sqrt(r2 + delta**2) - delta  # pseudo-Huber in IOD units
         data = ((rho * w_lmk).mean(-1) * vmask).sum() / vmask.sum()
+        last_data[0] = float(data.detach())
         reg = cfg.w_focal * log_f**2
-        reg = reg + cfg.w_smooth * (_smooth2(rot) + _smooth2(transl * m_to_iod))
+        reg = reg + cfg.w_smooth * (_smooth2(rot) + _smooth2(translation() * m_to_iod))
         reg = reg + cfg.w_shape * ((shape / shape_std) ** 2).sum()
         if not rigid:
             reg = reg + cfg.w_expr * (expr**2).sum(-1).mean() + cfg.w_jaw * (jaw**2).sum(-1).mean() + cfg.w_eyes * (eyes**2).sum(-1).mean()
@@ -254,6 +333,7 @@ def fit_landmarks(
         return data + reg
 
     losses: list[float] = []
+    last_data = [float("nan")]
 
     def run(params: list[dict], iters: int, rigid: bool, desc: str) -> None:
         params = [p for p in params if p["params"][0].requires_grad]
@@ -274,10 +354,10 @@ def fit_landmarks(
 
     lr = cfg.lr
     t0 = time.perf_counter()
-    run([{"params": [rot], "lr": lr}, {"params": [transl], "lr": lr * dist0 * 0.2}, {"params": [log_f], "lr": lr},
+    run([{"params": [rot], "lr": lr}, {"params": [ab], "lr": lr * 0.2}, {"params": [logq], "lr": lr * 0.5}, {"params": [log_f], "lr": lr * 2},
          {"params": [shape], "lr": lr * 5}], cfg.iters_rigid, True, "fit rigid")
     t1 = time.perf_counter()
-    run([{"params": [rot], "lr": lr * 0.5}, {"params": [transl], "lr": lr * dist0 * 0.1}, {"params": [log_f], "lr": lr * 0.5},
+    run([{"params": [rot], "lr": lr * 0.5}, {"params": [ab], "lr": lr * 0.1}, {"params": [logq], "lr": lr * 0.25}, {"params": [log_f], "lr": lr},
          {"params": [shape], "lr": lr * 5}, {"params": [expr], "lr": lr * 3 * max(1.0, (hi - lo) if math.isfinite(hi - lo) else 1.0)},
          {"params": [jaw], "lr": lr}, {"params": [eyes], "lr": lr}], cfg.iters_full, False, "fit expression")
     t2 = time.perf_counter()
@@ -288,8 +368,8 @@ def fit_landmarks(
         pose = full_pose().numpy()
     return FitResult(
         shape=shape.detach().numpy().astype(np.float32), expression=expr.detach().numpy().astype(np.float32),
-        pose=pose.astype(np.float32), transl=transl.detach().numpy().astype(np.float32), focal=focal, K=K.astype(np.float32),
+        pose=pose.astype(np.float32), transl=translation().detach().numpy().astype(np.float32), focal=focal, K=K.astype(np.float32),
         world_to_cam=w2c.astype(np.float32), landmarks=uv.astype(np.float32),
         timings={"init": t0 - t_start, "rigid": t1 - t0, "full": t2 - t1, "total": time.perf_counter() - t_start},
-        losses=losses,
+        losses=losses, data_loss=last_data[0],
     )

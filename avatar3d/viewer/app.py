@@ -21,7 +21,7 @@ from .envmaps import ENVIRONMENTS
 from .headless import check_offscreen_support
 from .mesh import HeadMesh
 from .params import GROUPS, HeadParams, get_value, load_param_file, set_value, slider_specs
-from .scene import DISPLAY_MODES, HeadScene, frontal_camera
+from .scene import DISPLAY_MODES, HeadScene, frontal_camera, open3d_intrinsics
 from .shot import ViewOptions, initial_params
 from .source import ViewerSource
 
@@ -93,19 +93,22 @@ class ViewerApp:
         return c
 
     def _slider(self, parent, label: str, lo: float, hi: float, value: float, on_change, integer: bool = False):
+        """Add a label + slider pair to ``parent`` (a 2-column ``VGrid``, so sliders line up)."""
         gui = self.gui
-        row = gui.Horiz(0.25 * self.window.theme.font_size)
-        lab = gui.Label(label)
         s = gui.Slider(gui.Slider.INT if integer else gui.Slider.DOUBLE)
         s.set_limits(lo, hi)
         s.int_value = int(value) if integer else 0
         if not integer:
             s.double_value = float(value)
         s.set_on_value_changed(on_change)
-        row.add_child(lab)
-        row.add_child(s)
-        parent.add_child(row)
+        parent.add_child(gui.Label(label))
+        parent.add_child(s)
         return s
+
+    def _grid(self, parent):
+        g = self.gui.VGrid(2, 0.25 * self.window.theme.font_size)
+        parent.add_child(g)
+        return g
 
     def _button(self, parent, text: str, cb):
         b = self.gui.Button(text)
@@ -131,7 +134,7 @@ class ViewerApp:
             row = gui.Horiz(0.25 * em)
             self.play_button = self._button(row, "Play", self._on_play)
             play.add_child(row)
-            self.timeline = self._slider(play, "frame", 0, self.source.num_frames - 1, self.frame, self._on_scrub, integer=True)
+            self.timeline = self._slider(self._grid(play), "frame", 0, self.source.num_frames - 1, self.frame, self._on_scrub, integer=True)
 
         groups: dict[str, list] = {}
         for s in self.specs:
@@ -142,16 +145,18 @@ class ViewerApp:
                 continue
             sec = self._section(title, open_=key in ("jaw", "mouth", "pose"))
             self._button(sec, f"Reset {key}", lambda k=key: self._reset(k))
+            grid = self._grid(sec)
             for s in groups[key]:
-                self.sliders[s.name] = self._slider(sec, s.name, s.lo, s.hi, get_value(s, self.params, self.shape_std),
+                self.sliders[s.name] = self._slider(grid, s.name, s.lo, s.hi, get_value(s, self.params, self.shape_std),
                                                     lambda v, spec=s: self._on_slider(spec, v))
 
         L = self.head.lighting
         light = self._section("Relight")
         light.add_child(gui.Label("Directional light"))
-        self._slider(light, "azimuth", -180, 180, L.azimuth, lambda v: self._on_light("azimuth", v))
-        self._slider(light, "elevation", -89, 89, L.elevation, lambda v: self._on_light("elevation", v))
-        self._slider(light, "intensity", 0, 3, L.intensity, lambda v: self._on_light("intensity", v))
+        lg = self._grid(light)
+        self._slider(lg, "azimuth", -180, 180, L.azimuth, lambda v: self._on_light("azimuth", v))
+        self._slider(lg, "elevation", -89, 89, L.elevation, lambda v: self._on_light("elevation", v))
+        self._slider(lg, "intensity", 0, 3, L.intensity, lambda v: self._on_light("intensity", v))
         self.light_color = gui.ColorEdit()
         self.light_color.color_value = gui.Color(*L.color)
         self.light_color.set_on_value_changed(lambda c: self._on_light("color", (c.red, c.green, c.blue)))
@@ -163,8 +168,9 @@ class ViewerApp:
         env.selected_text = L.environment
         env.set_on_selection_changed(lambda text, i: self._on_light("environment", text))
         light.add_child(env)
-        self._slider(light, "rotation", -180, 180, L.env_rotation, lambda v: self._on_light("env_rotation", v))
-        self._slider(light, "intensity", 0, 3, L.env_intensity, lambda v: self._on_light("env_intensity", v))
+        eg = self._grid(light)
+        self._slider(eg, "rotation", -180, 180, L.env_rotation, lambda v: self._on_light("env_rotation", v))
+        self._slider(eg, "intensity", 0, 3, L.env_intensity, lambda v: self._on_light("env_intensity", v))
         sky = gui.Checkbox("show as background")
         sky.checked = L.show_environment
         sky.set_on_checked(lambda c: self._on_light("show_environment", c))
@@ -256,7 +262,7 @@ class ViewerApp:
         else:
             w, h = 640, 640
             K, w2c = frontal_camera(self.head.vertices, w, h)
-        sw.setup_camera(K, w2c, w, h, bbox)
+        sw.setup_camera(open3d_intrinsics(K), w2c, w, h, bbox)
         sw.center_of_rotation = bbox.get_center()
 
     def _on_screenshot(self, path: Optional[str] = None) -> None:
@@ -292,9 +298,10 @@ class ViewerApp:
             self._on_screenshot(self._shot_path)
             redraw = True
         if self._quit_after is not None and self._ticks >= self._quit_after and (self._shot_done or not self._shot_path):
-            # Quit the application (not window.close() from inside its own tick handler, which
-            # crashes Open3D 0.20 at teardown).
-            self.gui.Application.instance.quit()
+            # Close via the main-thread queue: closing (or Application.quit) from inside the tick
+            # handler makes Open3D 0.20 crash at teardown.
+            self.gui.Application.instance.post_to_main_thread(self.window, self.window.close)
+            self._quit_after = None
             return False
         if redraw:
             self.window.post_redraw()

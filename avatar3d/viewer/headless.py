@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes.util
 import glob
 import os
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from ..errors import Avatar3DError
 from .mesh import HeadMesh
 from .params import HeadParams
-from .scene import HeadScene, Lighting, frontal_camera
+from .scene import HeadScene, Lighting, frontal_camera, open3d_intrinsics
 
 __all__ = ["check_offscreen_support", "HeadlessRenderer"]
 
@@ -45,16 +46,24 @@ def check_offscreen_support() -> None:
                             "package mesa-vulkan-drivers (sudo apt-get install mesa-vulkan-drivers)")
 
 
+_live: Optional["weakref.ref[HeadlessRenderer]"] = None
+
+
 class HeadlessRenderer:
     """Render a head to (H, W, 3) uint8 images without a window.
 
-    One renderer per process is the rule with Filament; reuse it across frames and parameters.
+    Filament allows one offscreen renderer per process (two alive abort the process when either is
+    destroyed), so creating one closes the previous; reuse it across frames and parameters.
     """
 
     def __init__(self, mesh: HeadMesh, width: int = 512, height: int = 512, fast: bool = False):
+        global _live
         check_offscreen_support()
         import open3d as o3d
 
+        prev = _live() if _live is not None else None
+        if prev is not None:
+            prev.close()
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         self.width, self.height = int(width), int(height)
         if self.width < 8 or self.height < 8:
@@ -65,6 +74,22 @@ class HeadlessRenderer:
             self.renderer.scene.view.set_antialiasing(False)
         self.K: Optional[np.ndarray] = None
         self.world_to_cam: Optional[np.ndarray] = None
+        _live = weakref.ref(self)
+
+    def close(self) -> None:
+        """Release the geometry before the renderer: Filament aborts the process if a renderer is
+        destroyed while a material instance is still attached to a renderable."""
+        r = getattr(self, "renderer", None)
+        if r is not None:
+            r.scene.clear_geometry()
+            self.renderer = None
+            self.head = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def set_camera(self, K: Optional[np.ndarray] = None, world_to_cam: Optional[np.ndarray] = None) -> None:
         """Use ``K``/``world_to_cam`` (OpenCV), or a frontal camera framing the current head if None."""
@@ -74,10 +99,12 @@ class HeadlessRenderer:
                 raise RuntimeError("set the head parameters before the camera")
             K, world_to_cam = frontal_camera(verts, self.width, self.height)
         self.K, self.world_to_cam = np.asarray(K, np.float64), np.asarray(world_to_cam, np.float64)
-        self.renderer.setup_camera(self.K, self.world_to_cam, self.width, self.height)
+        self.renderer.setup_camera(open3d_intrinsics(self.K), self.world_to_cam, self.width, self.height)
 
     def render(self, params: Optional[HeadParams] = None, lighting: Optional[Lighting] = None, mode: Optional[str] = None) -> np.ndarray:
         """(H, W, 3) uint8 image; arguments left None keep their previous state."""
+        if self.renderer is None:
+            raise RuntimeError("this HeadlessRenderer was closed (a newer one replaced it: Filament allows one per process)")
         if params is not None:
             self.head.set_params(params)
         if mode is not None:

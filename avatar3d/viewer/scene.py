@@ -17,7 +17,7 @@ from .envmaps import ENVIRONMENTS, bake_environment
 from .mesh import HeadMesh
 from .params import HeadParams
 
-__all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "frontal_camera", "project", "SKIN_COLOR"]
+__all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "frontal_camera", "project", "open3d_intrinsics", "SKIN_COLOR"]
 
 DISPLAY_MODES = ("shaded", "albedo", "normals")
 SKIN_COLOR = (0.78, 0.6, 0.5)  # base colour when the model has no albedo texture (linear-ish sRGB)
@@ -68,6 +68,16 @@ def project(points: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray) -> np.n
     pc = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
     uv = pc @ K.T
     return uv[:, :2] / uv[:, 2:3]
+
+
+def open3d_intrinsics(K: np.ndarray) -> np.ndarray:
+    """``K`` as Open3D's ``setup_camera`` wants it. OpenCV puts pixel (0, 0)'s centre at 0; Open3D's
+    projection puts it at 0.5 (measured: renders were shifted half a pixel up-left against an
+    OpenCV rasterisation), so the principal point moves by +0.5."""
+    K = np.array(K, np.float64)
+    K[0, 2] += 0.5
+    K[1, 2] += 0.5
+    return K
 
 
 class HeadScene:
@@ -145,7 +155,7 @@ class HeadScene:
         if self.wireframe and self.mode != "mask":
             R = self._o3d.visualization.rendering
             m = R.MaterialRecord()
-            m.shader, m.line_width, m.base_color = "unlitLine", 1.0, [0.05, 0.05, 0.08, 1.0]
+            m.shader, m.line_width, m.base_color = "unlitLine", 1.0, [0.55, 0.62, 0.75, 1.0]
             # Nudge lines off the surface along the normals so they win the depth test.
             nrm = self._normals_model()
             s.add_geometry(self.WIRE, self.mesh.line_set(self._verts + 4e-4 * nrm), m)

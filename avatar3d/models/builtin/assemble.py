@@ -145,28 +145,27 @@ def assemble(A: Anatomy) -> Assembly:
         pass  # bag faces (loop[i], loop[i+1], ...) would repeat the skin's direction: flip below
         bf = bf[:, ::-1].copy()
     faces.append(bf)
-    # Bag UVs: lateral fraction across, depth (+ upper/lower half) up, own copies of the loop.
+    # Bag UVs: a cylinder map, around the lip loop across (seam column duplicated), depth up.
     u0, v0, sz = ATLAS["bag"]
-    lx = np.concatenate([bag_x[:N], bag_x])
-    depth = np.concatenate([np.zeros(N), bag_t])
-    low = np.concatenate([lower, np.tile(lower, ft.BAG_RINGS), [False]])
-    bu = 0.5 + 0.48 * lx
-    bv = 0.5 + np.where(low, -1, 1) * (0.02 + 0.46 * depth)
-    bv[-1] = 0.98
     bag_uv0 = n_t
-    uvs.append(np.array([u0, v0]) + np.stack([bu, bv], 1) * sz)
-    # UV index for the loop copy is bag_uv0 + i, for ring k >= 1 it is bag_uv0 + N + (k-1)*N + i.
-    uring = lambda k, i: bag_uv0 + k * N + i % N  # noqa: E731
+    cu = np.arange(N + 1) / N
+    rows_v = 0.02 + 0.9 * np.arange(ft.BAG_RINGS + 1) / ft.BAG_RINGS
+    g_uv = np.stack(np.meshgrid(cu, rows_v, indexing="xy"), -1).reshape(-1, 2)  # ring-major, N+1 per ring
+    apex = np.stack([(np.arange(N) + 0.5) / N, np.full(N, 0.99)], 1)
+    uvs.append(np.array([u0, v0]) + np.concatenate([g_uv, apex]) * sz)
+    uring = lambda k, i: bag_uv0 + k * (N + 1) + i  # noqa: E731  (i in 0..N, no wrap)
+    apex0 = bag_uv0 + (ft.BAG_RINGS + 1) * (N + 1)
     bu_f = []
     for k in range(ft.BAG_RINGS):
         for i in range(N):
             a, b, c, d = uring(k, i), uring(k, i + 1), uring(k + 1, i + 1), uring(k + 1, i)
             bu_f += [(a, b, c), (a, c, d)]
     for i in range(N):
-        bu_f.append((uring(ft.BAG_RINGS, i), uring(ft.BAG_RINGS, i + 1), bag_uv0 + (ft.BAG_RINGS + 1) * N))
+        bu_f.append((uring(ft.BAG_RINGS, i), uring(ft.BAG_RINGS, i + 1), apex0 + i))
     bu_f = np.array(bu_f)
-    if bf[0, 0] != ring(0, 0):  # flipped above
+    if bf[0, 0] != ring(0, 0):  # flipped above: flip the UV triangles too and mirror u so the map is not mirrored
         bu_f = bu_f[:, ::-1].copy()
+        uvs[-1][:, 0] = 2 * u0 + sz - uvs[-1][:, 0]
     uv_faces.append(bu_f)
     n_v += len(bag_v)
 

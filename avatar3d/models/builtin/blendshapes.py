@@ -79,17 +79,21 @@ class _Ctx:
         self.lower_lip = np.where(self.skin & front & (dl >= 0), np.exp(-(dl / 3.0) ** 2), 0.0) * lat
 
     def lids(self, side: int) -> tuple[np.ndarray, np.ndarray]:
-        """(V,) weights of the upper and lower eyelid of one eye (1 at the margin)."""
-        c0, c1 = self.asm.grid.eye_cols[side]
-        col = self.col
-        inside = np.clip(np.minimum(col - c0 + 1.5, c1 + 1.5 - col) / 2.5, 0, 1)
-        ec = self.A.eye(side)
-        near = np.linalg.norm(self.V - ec, axis=1) < 0.03
-        m = self.skin & near & (col >= 0)
-        du = self.rows - self.r_eye_up
-        dl = self.r_eye_lo - self.rows
-        up = np.where(m & (du >= 0), np.exp(-(du / 4.5) ** 2), 0.0) * smoothstep(inside)
-        lo = np.where(m & (dl >= 0), np.exp(-(dl / 3.0) ** 2), 0.0) * smoothstep(inside)
+        """(V,) weights of the upper and lower eyelid of one eye (1 at the margin, smooth falloff)."""
+        A = self.A
+        ec = A.eye(side)
+        dx = (self.V[:, 0] - ec[0]) * side
+        t = np.clip(dx / A.eye_half_width, -1, 1)
+        up_y = ec[1] + A.eye_open_up * (1 - t**2) ** 0.8
+        lo_y = ec[1] - A.eye_open_down * (1 - t**2)
+        lat = np.exp(-((np.maximum(np.abs(dx) - 0.75 * A.eye_half_width, 0) / 0.004) ** 2))
+        dist = np.linalg.norm(self.V - ec, axis=1)
+        radial = np.exp(-((np.maximum(dist - A.lid_radius, 0) / 0.005) ** 2))
+        m = self.skin & (self.col >= 0)
+        y = self.V[:, 1]
+        # Grid rows decide which lid a vertex belongs to (the two margins nearly touch at the corners).
+        up = np.where(m & (self.rows >= self.r_eye_up), np.exp(-((np.maximum(y - up_y, 0) / 0.0075) ** 2)), 0.0) * lat * radial
+        lo = np.where(m & (self.rows <= self.r_eye_lo), np.exp(-((np.maximum(lo_y - y, 0) / 0.005) ** 2)), 0.0) * lat * radial
         return up, lo
 
     def follow_lips(self, D: np.ndarray) -> np.ndarray:

@@ -164,7 +164,7 @@ def ear(A: Anatomy, side: int, head_x: float) -> Part:
     uf = np.concatenate([[[0.0, 0.0]], np.stack([s, h], -1).reshape(-1, 2)])
     ub = np.concatenate([np.stack([sb, hb], -1).reshape(-1, 2), np.stack([s[:, -1], h[:, -1]], -1), [[0.0, 0.0]]])
     scale = 0.48 / 0.070
-    uvs = np.concatenate([uf * scale * np.array([side * -1.0, 1]) + [0.25, 0.5], ub * scale * np.array([side * 1.0, 1]) + [0.75, 0.5]])
+    uvs = np.concatenate([uf * scale * np.array([side * 1.0, 1]) + [0.25, 0.5], ub * scale * np.array([side * -1.0, 1]) + [0.75, 0.5]])
     nB = len(sb.reshape(-1))
     rim_b0 = 1 + nF + nB
     back_c_uv = rim_b0 + EAR_PHI

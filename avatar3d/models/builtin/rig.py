@@ -61,7 +61,10 @@ def jaw_weight(asm: Assembly, A: Anatomy) -> np.ndarray:
     w = np.clip(below, 0, 1)
     # Fade towards the back of the jaw (the ramus pivots at the TMJ) and down the throat.
     w *= 1 - smoothstep((np.abs(az) - 0.85) / 0.5)
-    w *= smoothstep((V[:, 1] + 0.150) / 0.040)
+    # Below the lower border of the mandible (chin -> jaw angle) the weight fades out within ~2.5 cm,
+    # so the throat and the neck under the ears stretch instead of swinging back with the jaw.
+    y_border = np.interp(V[:, 2], [-0.01, 0.07], [-0.068, -0.108])
+    w *= smoothstep((V[:, 1] - (y_border - 0.025)) / 0.025)
     w[asm.part != PART_IDS["head"]] = 0.0
     bag = asm.part == PART_IDS["bag"]
     w[bag] = np.where(asm.bag_lower[bag], 1.0 - 0.45 * asm.bag_depth[bag], 0.0)

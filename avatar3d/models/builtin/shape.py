@@ -36,22 +36,22 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     d = sdf.smin(d, sdf.capsule(pm, (0.0, 0.029, 0.078), (0.040, 0.028, 0.066), 0.0105, 0.008), 0.012)
     # Cheekbones and cheeks.
     d = sdf.smin(d, sdf.ellipsoid(pm, (0.046, -0.006, 0.055), (0.020, 0.016, 0.022)), 0.016)
-    d = sdf.smin(d, sdf.ellipsoid(pm, (0.034, -0.034, 0.062), (0.022, 0.022, 0.021)), 0.018)
+    d = sdf.smin(d, sdf.ellipsoid(pm, (0.033, -0.030, 0.060), (0.020, 0.020, 0.020)), 0.018)
     # Mandible: jaw angle to chin, and the chin itself.
-    d = sdf.smin(d, sdf.capsule(pm, (0.047, -0.050, -0.004), (0.017, -0.088, 0.062), 0.011, 0.011), 0.022)
+    d = sdf.smin(d, sdf.capsule(pm, (0.046, -0.055, -0.006), (0.017, -0.088, 0.062), 0.009, 0.010), 0.020)
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.086, 0.071), (0.020, 0.020, 0.018)), 0.014)
     # Muzzle under the nose (orbicularis oris area) and the lips.
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.056, 0.076), (0.028, 0.022, 0.017)), 0.012)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.056, 0.075), (0.024, 0.021, 0.017)), 0.012)
     t = np.clip(ax / 0.026, 0, 1)
-    up = sdf.ellipsoid(np.stack([ax, p[:, 1] - (A.mouth_y + 0.0042 - 0.002 * t**2), p[:, 2] - (A.mouth_z - 0.0025 - 0.017 * t**2.2)], 1), (0, 0, 0), (0.025, 0.0052, 0.0072))
-    lo = sdf.ellipsoid(np.stack([ax, p[:, 1] - (A.mouth_y - 0.0055 + 0.003 * t**2), p[:, 2] - (A.mouth_z - 0.0040 - 0.017 * t**2.2)], 1), (0, 0, 0), (0.023, 0.0062, 0.0074))
+    up = sdf.ellipsoid(np.stack([ax, p[:, 1] - (A.mouth_y + 0.0042 - 0.002 * t**2), p[:, 2] - (A.mouth_z - 0.0025 - 0.017 * t**2.2)], 1), (0, 0, 0), (0.025, 0.0058, 0.0080))
+    lo = sdf.ellipsoid(np.stack([ax, p[:, 1] - (A.mouth_y - 0.0055 + 0.003 * t**2), p[:, 2] - (A.mouth_z - 0.0040 - 0.017 * t**2.2)], 1), (0, 0, 0), (0.023, 0.0070, 0.0082))
     d = sdf.smin(d, up, 0.004)
     d = sdf.smin(d, lo, 0.004)
     # Nose: bridge, tip, alae, with a columella under the tip.
     nt = np.array(A.nose_tip)
     d = sdf.smin(d, sdf.capsule(x, (0, 0.020, 0.082), nt + (0, 0.004, -0.006), 0.0068, 0.0095, scale=(0.85, 1, 1)), 0.012)
-    d = sdf.smin(d, sdf.sphere(x, nt + (0, 0.0, -0.005), 0.0100), 0.010)
-    d = sdf.smin(d, sdf.ellipsoid(pm, (0.0125, -0.031, 0.098), (0.0090, 0.0080, 0.0090)), 0.012)
+    d = sdf.smin(d, sdf.sphere(x, nt + (0, 0.0, -0.005), 0.0092), 0.010)
+    d = sdf.smin(d, sdf.ellipsoid(pm, (0.0105, -0.031, 0.097), (0.0075, 0.0072, 0.0085)), 0.010)
     d = sdf.smin(d, sdf.capsule(x, nt + (0, -0.004, -0.004), np.array(A.subnasale) + (0, 0.001, 0), 0.0042, 0.0045), 0.004)
     # Nostril hint: shallow dents on the underside of the nose.
     d = sdf.smax(d, -sdf.ellipsoid(pm, (0.0068, -0.0385, 0.1040), (0.0040, 0.0022, 0.0055)), 0.0015)
@@ -153,6 +153,40 @@ def _row_targets(el_col: np.ndarray, row_lo: int, target_lo: np.ndarray, target_
         rows = np.arange(a0, a1 + 1)
         out[a0 : a1 + 1, c] = np.interp(rows, src, vals)
     return out
+
+
+def sdf_gradient(p: np.ndarray, A: Anatomy, h: float = 2e-4) -> np.ndarray:
+    """(N, 3) unit gradient of :func:`head_sdf` by central differences."""
+    g = np.stack([head_sdf(p + e, A) - head_sdf(p - e, A) for e in np.eye(3) * h], 1)
+    return g / (np.linalg.norm(g, axis=1, keepdims=True) + 1e-12)
+
+
+def relax(verts: np.ndarray, faces: np.ndarray, fixed: np.ndarray, A: Anatomy, iters: int = 6, step: float = 0.5) -> np.ndarray:
+    """Even out triangles where rays graze the surface (nose wings, brow, mouth corners).
+
+    Star-shaped sampling leaves long thin triangles where the surface turns away from the ray
+    centre. A few steps of tangential Laplacian smoothing, each followed by projection back onto
+    the SDF (Newton steps along the gradient), spread those vertices over the surface.
+    """
+    import scipy.sparse as sp
+
+    n = len(verts)
+    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
+    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
+    adj = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adj.data[:] = 1.0
+    deg = np.asarray(adj.sum(1)).ravel()
+    v = verts.copy()
+    free = ~fixed
+    for _ in range(iters):
+        lap = adj @ v / deg[:, None] - v
+        nrm = sdf_gradient(v[free], A)
+        lt = lap[free] - (lap[free] * nrm).sum(1, keepdims=True) * nrm
+        p = v[free] + step * lt
+        for _ in range(2):
+            p = p - head_sdf(p, A)[:, None] * sdf_gradient(p, A)
+        v[free] = p
+    return v
 
 
 def build_grid(A: Anatomy) -> GridSurface:
@@ -264,4 +298,11 @@ def build_grid(A: Anatomy) -> GridSurface:
         faces.append(((R - 1) * C + cc, (R - 1) * C + (cc + 1) % C, pole))
     faces = np.array(faces, np.int64)
     az_g = np.broadcast_to(az, (R, C)).copy()
+    fixed = np.zeros(len(verts), bool)
+    fixed[:C] = True  # the neck cut stays a planar ellipse
+    fixed[-1] = True
+    for (c0, c1) in list(eye_cols.values()) + [mouth_cols]:
+        for r in (eye_rows if (c0, c1) != mouth_cols else (r_m, r_m + 1)):
+            fixed[r * C + np.arange(c0 - 1, c1 + 2)] = True  # opening rims keep their designed shape
+    verts = relax(verts, faces, fixed, A)
     return GridSurface(verts, az_g, el, faces, eye_rows, (r_m, r_m + 1), eye_cols, mouth_cols)

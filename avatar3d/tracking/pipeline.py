@@ -1,0 +1,159 @@
+"""``avatar3d track``: capture -> landmark fitting -> outputs, with progress bars and resumable stages.
+
+Stages and their checkpoints in the output directory ``DIR``:
+
+1. capture (``images/``, ``masks/``, ``capture.npz``): decode, crop, landmarks, masks;
+2. landmark fitting (``params.npz`` via :class:`TrackedSequence`): identity, per-frame expression,
+   pose, jaw, eyes, shared focal length;
+3. outputs: ``transforms.json``, ``metrics.json``, ``overlay.mp4``.
+
+A stage whose checkpoint exists and matches (same source, model and frame count) is skipped when
+``resume`` is on, so an interrupted run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..capture.stage import CaptureResult, run_capture
+from .fitting import CropCameras, FitConfig, FitResult, fit_landmarks
+from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
+from .sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
+
+__all__ = ["TrackOptions", "track"]
+
+
+@dataclass
+class TrackOptions:
+    """Options of :func:`track` (the CLI flags)."""
+
+    model: str = "builtin"
+    fps: Optional[float] = None
+    max_frames: Optional[int] = None
+    resolution: int = 512
+    overlay: bool = True
+    resume: bool = True
+    progress: bool = True
+    fit: Optional[FitConfig] = None
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        from tqdm import tqdm
+
+        tqdm.write(msg)
+
+
+def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, out: Path) -> tuple[TrackedSequence, FitResult | None, float]:
+    """Fit, or reuse ``params.npz`` when resuming a run with the same model and frames."""
+    p = out / PARAMS_FILE
+    if opts.resume and p.is_file():
+        try:
+            seq = TrackedSequence.load(out)
+            if seq.model == opts.model and seq.num_frames == cap.num_frames and seq.frame_names == cap.names:
+                return seq, None, 0.0
+        except Exception:
+            pass
+    t0 = time.perf_counter()
+    cams = CropCameras(cap.boxes, cap.source_size, cap.resolution)
+    res = fit_landmarks(model, cap.landmarks, cap.valid, cams, opts.fit, progress=opts.progress)
+    dt = time.perf_counter() - t0
+    seq = TrackedSequence(
+        model=opts.model, model_version=str(model.version), fps=cap.fps, shape=res.shape, expression=res.expression,
+        pose=res.pose, transl=res.transl, K=res.K, world_to_cam=np.repeat(res.world_to_cam[None], cap.num_frames, 0),
+        width=cap.resolution, height=cap.resolution, joint_names=list(model.joint_names),
+        expression_names=list(model.expression_names), valid=cap.valid, frame_names=list(cap.names),
+    )
+    seq.save(out)
+    np.save(out / "fitted_landmarks.npy", res.landmarks)
+    return seq, res, dt
+
+
+def _posed_vertices(model, seq: TrackedSequence, idx: np.ndarray):
+    import torch
+
+    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        out = model(f(seq.shape)[None].expand(len(idx), -1), f(seq.expression[idx]), f(seq.pose[idx]), f(seq.transl[idx]))
+    return out
+
+
+def _overlay_frames(model, seq: TrackedSequence, cap: CaptureResult, fitted: np.ndarray, out: Path, batch: int = 8):
+    import cv2
+
+    faces = model.faces.numpy()
+    for s in range(0, seq.num_frames, batch):
+        idx = np.arange(s, min(seq.num_frames, s + batch))
+        imgs = np.stack([cv2.imread(str(out / "images" / f"{cap.names[i]}.png"))[..., ::-1] for i in idx])
+        verts = _posed_vertices(model, seq, idx).vertices.numpy()
+        frames = render_overlay_frames(imgs, verts, faces, seq.K[idx], seq.world_to_cam[0], cap.landmarks[idx], fitted[idx])
+        for k, i in enumerate(idx):
+            if not cap.valid[i]:  # make interpolated frames obvious
+                cv2.putText(frames[k], "no detection (interpolated)", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 60, 60), 2)
+            yield frames[k]
+
+
+def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOptions] = None) -> dict:
+    """Track a head in a video / image folder / image and write the tracking directory.
+
+    Returns:
+        the metrics summary (also in ``out_dir/metrics.json``).
+    Raises:
+        BadInputError / MissingFileError: unusable input or model files (one readable sentence).
+    """
+    import torch
+
+    from ..models import load_head_model
+
+    opts = options or TrackOptions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict = {}
+    t0 = time.perf_counter()
+    model = load_head_model(opts.model)
+    if not model.has_landmarks:
+        from ..errors import BadInputError
+
+        raise BadInputError(f"head model {opts.model!r} has no MediaPipe landmark embedding, so it cannot be fitted to video")
+    timings["load_model"] = time.perf_counter() - t0
+
+    _log(f"[1/3] capture: {source}", opts.progress)
+    t0 = time.perf_counter()
+    cap = run_capture(source, out, resolution=opts.resolution, fps=opts.fps, max_frames=opts.max_frames, progress=opts.progress,
+                      resume=opts.resume)
+    timings["capture"] = time.perf_counter() - t0
+    for k, v in cap.timings.items():
+        timings[f"capture_{k}"] = v
+    if (~cap.valid).any():
+        _log(f"      no face in {(~cap.valid).sum()} of {cap.num_frames} frames: flagged and interpolated", opts.progress)
+
+    _log(f"[2/3] landmark fitting ({model.name}, {cap.num_frames} frames)", opts.progress)
+    torch_threads = torch.get_num_threads()
+    seq, res, dt = _fit_stage(model, cap, opts, out)
+    timings["landmark_fit"] = dt
+    fitted = res.landmarks if res is not None else np.load(out / "fitted_landmarks.npy")
+
+    _log("[3/3] outputs: transforms.json, metrics.json" + (", overlay.mp4" if opts.overlay else ""), opts.progress)
+    root = model.j_regressor[0] @ (model.v_template + torch.einsum("vcs,s->vc", model.shapedirs, torch.as_tensor(seq.shape)))
+    write_transforms(out / TRANSFORMS_FILE, seq.K, seq.world_to_cam, cap.names, cap.resolution, cap.resolution,
+                     head_rotation=seq.pose[:, 0], head_translation=seq.transl, head_pivot=root.detach().numpy(), valid=cap.valid)
+    if opts.overlay:
+        t0 = time.perf_counter()
+        write_overlay(out / OVERLAY_FILE, _overlay_frames(model, seq, cap, fitted, out), cap.fps, cap.resolution, cap.resolution,
+                      total=cap.num_frames, progress=opts.progress)
+        timings["overlay"] = time.perf_counter() - t0
+    focal = float(seq.K[0, 0, 0] * cap.boxes[0, 2] / cap.resolution)
+    extra = {
+        "model": opts.model, "model_version": str(model.version), "source": str(source), "fps": cap.fps,
+        "resolution": cap.resolution, "focal_px_source": focal, "source_size": list(cap.source_size),
+        "landmark_fit_fps": cap.num_frames / dt if dt > 0 else None, "torch_threads": torch_threads,
+        "max_faces_seen": int(cap.num_faces.max()),
+    }
+    summary = write_metrics(out / METRICS_FILE, fitted, cap.landmarks, cap.valid, cap.names, timings, extra)
+    return summary

@@ -1,0 +1,139 @@
+"""Landmark fitting on a synthetic head (known parameters), camera conventions, output files."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from avatar3d.tracking.camera import cv_to_gl_c2w, front_camera, look_at_world_to_cam, project
+from avatar3d.tracking.fitting import CropCameras, FitConfig, fit_landmarks
+from avatar3d.tracking.landmark_model import LandmarkHead
+from avatar3d.tracking.metrics import jitter, nme, rms_after_similarity
+from avatar3d.tracking.outputs import write_metrics, write_transforms
+from avatar3d.tracking.synthetic import make_toy_head, toy_sequence
+
+
+def f32(a):
+    return torch.as_tensor(np.asarray(a), dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_toy_head()
+
+
+def test_front_camera_sees_an_upright_face(toy, out_dir):
+    K = f32([[1000, 0, 255.5], [0, 1000, 255.5], [0, 0, 1]])
+    w2c = f32(front_camera(0.6))
+    out = toy()
+    uv, z = project(out.vertices, K, w2c)
+    uv, z = uv[0].numpy(), z[0].numpy()
+    v = out.vertices[0].numpy()
+    assert (z > 0.4).all() and (z < 0.8).all()
+    top, chin = np.argmax(v[:, 1]), np.argmin(v[:, 1])
+    assert uv[top, 1] < 200 < 300 < uv[chin, 1]  # +Y up -> smaller image rows
+    lm, _ = project(out.landmarks, K, w2c)
+    lm = lm[0].numpy()
+    assert lm[33, 0] < lm[263, 0]  # subject's right eye (-X) on the image's left, like a photo
+    # The camera centre of the OpenGL camera-to-world is where we put it, looking down -Z.
+    c2w = cv_to_gl_c2w(front_camera(0.6))
+    assert np.allclose(c2w[:3, 3], [0, 0, 0.6]) and np.allclose(c2w[:3, 2], [0, 0, 1])
+    assert np.allclose(look_at_world_to_cam(np.array([0, 0, 0.6]), np.zeros(3)), front_camera(0.6))
+    img = np.zeros((512, 512, 3), np.uint8)
+    for p in uv.astype(int):
+        cv2.circle(img, tuple(p), 1, (128, 128, 128), -1)
+    for i, col in ((33, (0, 0, 255)), (263, (255, 0, 0))):
+        cv2.circle(img, tuple(lm[i].astype(int)), 5, col, -1)
+    cv2.imwrite(str(out_dir / "camera_convention_toy.png"), img)
+
+
+def test_landmark_head_matches_full_forward(toy):
+    seq = toy_sequence(toy, 6)
+    lh = LandmarkHead(toy, extra_vertices=torch.arange(0, toy.num_vertices, 97))
+    lm, ex = lh(f32(seq["shape"]), f32(seq["expression"]), f32(seq["pose"]), f32(seq["transl"]))
+    ref = toy(f32(seq["shape"])[None].expand(6, -1), f32(seq["expression"]), f32(seq["pose"]), f32(seq["transl"]))
+    assert torch.allclose(ex, ref.vertices[:, ::97], atol=1e-6)
+    # Landmarks blend skinning weights inside a triangle: sub-millimetre even on this coarse mesh.
+    assert (lm - ref.landmarks).norm(dim=-1).max() < 5e-4
+
+
+def test_fit_recovers_synthetic_parameters(toy):
+    N = 40
+    seq = toy_sequence(toy, N, focal=1400.0, noise_px=0.5, seed=3)
+    valid = np.ones(N, bool)
+    valid[[12, 13, 27]] = False  # failed detections: no data, filled by the temporal terms
+    lm = seq["landmarks"].copy()
+    lm[~valid] = 0.0
+    from avatar3d.capture.crop import interpolate_invalid
+
+    lm = interpolate_invalid(lm, valid).astype(np.float32)
+    cams = CropCameras(np.array([[0, 0, 512]] * N), (512, 512), 512)
+    res = fit_landmarks(toy, lm, valid, cams, progress=False)
+    assert nme(res.landmarks, seq["landmarks"], valid) < 0.01
+    assert abs(res.focal / 1400.0 - 1) < 0.2, res.focal  # estimated, starting from a 512 px guess
+    with torch.no_grad():
+        out = toy(f32(res.shape)[None].expand(N, -1), f32(res.expression), f32(res.pose), f32(res.transl))
+    face = toy.region("face").numpy()
+    rms = [rms_after_similarity(out.vertices[i].numpy()[face], seq["vertices"][i][face]) for i in range(N)]
+    assert max(rms) < 0.002, f"face vertices {max(rms) * 1000:.2f} mm RMS"
+    corr = [np.corrcoef(res.expression[:, e], seq["expression"][:, e])[0, 1] for e in range(toy.num_expression)]
+    assert min(corr) > 0.9, corr
+    # Interpolated frames land near the truth too (the true motion is smooth).
+    gt_uv = seq["landmarks"]
+    assert np.abs(res.landmarks[~valid] - gt_uv[~valid]).mean() < 3.0
+    assert jitter(res.landmarks) < jitter(seq["landmarks"])
+    assert res.expression.min() >= 0 and res.expression.max() <= 1  # valid blendshape range
+
+
+def test_fit_single_frame_and_bad_valid(toy):
+    seq = toy_sequence(toy, 1, noise_px=0.3)
+    cams = CropCameras(np.array([[0, 0, 512]]), (512, 512), 512)
+    res = fit_landmarks(toy, seq["landmarks"], np.ones(1, bool), cams, FitConfig(iters_rigid=30, iters_full=80), progress=False)
+    assert res.expression.shape == (1, toy.num_expression) and nme(res.landmarks, seq["landmarks"]) < 0.02
+    with pytest.raises(ValueError, match="at least one True"):
+        fit_landmarks(toy, seq["landmarks"], np.zeros(1, bool), cams, progress=False)
+
+
+def test_transforms_json_reproduces_the_projection(tmp_path, toy):
+    N = 3
+    seq = toy_sequence(toy, N, noise_px=0.0)
+    boxes = np.array([[10, -5, 400], [12, -4, 400], [14, -3, 400]])
+    cams = CropCameras(boxes, (640, 480), 512)
+    K = cams.K(900.0).numpy()
+    w2c = front_camera(0.6)
+    names = ["a", "b", "c"]
+    write_transforms(tmp_path / "transforms.json", K, w2c, names, 512, 512, head_rotation=seq["pose"][:, 0],
+                     head_translation=seq["transl"], head_pivot=toy.j_regressor[0].numpy() @ toy(f32(seq["shape"])[None]).vertices_unposed[0].numpy())
+    data = json.loads((tmp_path / "transforms.json").read_text())
+    assert len(data["frames"]) == N and data["frames"][1]["file_path"] == "images/b.png"
+    X = toy(f32(seq["shape"])[None].expand(N, -1), f32(seq["expression"]), f32(seq["pose"]), f32(seq["transl"])).landmarks.numpy()
+    uv_ref, _ = project(f32(X), f32(K), f32(w2c))
+    for i, fr in enumerate(data["frames"]):
+        c2w = np.array(fr["transform_matrix"])
+        # NeRF convention: camera looks down its -Z, +Y up; pixel centres at +0.5.
+        cam = (X[i] - c2w[:3, 3]) @ c2w[:3, :3]
+        u = fr["fl_x"] * cam[:, 0] / -cam[:, 2] + fr["cx"] - 0.5
+        v = -fr["fl_y"] * cam[:, 1] / -cam[:, 2] + fr["cy"] - 0.5
+        assert np.allclose(np.stack([u, v], 1), uv_ref[i].numpy(), atol=1e-3)
+        # Head-relative camera: the same pixels from the canonical (unposed) head.
+        rest = toy(f32(seq["shape"])[None], f32(seq["expression"][i : i + 1]), f32(seq["pose"][i : i + 1]) * f32([0, 1, 1, 1, 1])[:, None]).landmarks[0].numpy()
+        ch = np.array(fr["transform_matrix_head"])
+        cam = (rest - ch[:3, 3]) @ ch[:3, :3]
+        u2 = fr["fl_x"] * cam[:, 0] / -cam[:, 2] + fr["cx"] - 0.5
+        assert np.allclose(u2, u, atol=1e-2)
+
+
+def test_metrics_json(tmp_path):
+    rng = np.random.default_rng(0)
+    det = rng.uniform(100, 400, (5, 478, 2))
+    det[:, 33], det[:, 133], det[:, 263], det[:, 362] = (150, 200), (190, 200), (350, 200), (310, 200)  # IOD 160
+    fit = det + np.array([3.0, 4.0])  # 5 px everywhere
+    s = write_metrics(tmp_path / "m.json", fit, det, np.array([1, 1, 0, 1, 1], bool), list("abcde"), {"fit": 1.0})
+    assert s["failures"] == 1 and s["failed_frames"] == ["c"]
+    assert s["error_px_mean"] == pytest.approx(5.0) and s["nme_mean"] == pytest.approx(5.0 / 160)
+    per = json.loads((tmp_path / "m.json").read_text())["per_frame"]
+    assert len(per) == 5 and per[2]["valid"] is False

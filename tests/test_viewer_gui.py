@@ -1,0 +1,110 @@
+"""The Open3D GUI starts under Xvfb, shows the head, and its window is captured and checked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def read_xwd(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 from an XWD dump (what Xvfb -fbdir keeps of its screen; 24/32-bit TrueColor)."""
+    d = path.read_bytes()
+    h = struct.unpack(">25I", d[:100])
+    header_size, width, height, bits_per_pixel, bytes_per_line, byte_order, ncolors = h[0], h[4], h[5], h[11], h[12], h[7], h[19]
+    assert bits_per_pixel == 32, f"unexpected XWD depth {bits_per_pixel}"
+    off = header_size + ncolors * 12
+    a = np.frombuffer(d, np.uint8, count=height * bytes_per_line, offset=off).reshape(height, bytes_per_line)
+    a = a[:, : width * 4].reshape(height, width, 4)
+    return (a[..., [2, 1, 0]] if byte_order == 0 else a[..., [1, 2, 3]]).copy()  # LSB first: B G R X
+
+
+@pytest.fixture
+def xvfb(tmp_path):
+    """A private Xvfb whose screen is mirrored to an XWD file; yields (env, screen file)."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb not installed (Debian package xvfb; part of the README set-up)")
+    fb = tmp_path / "fb"
+    fb.mkdir()
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1400x900x24", "-fbdir", str(fb), "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    display = b""
+    with os.fdopen(r, "rb") as f:
+        while not display.endswith(b"\n"):
+            c = f.read(1)
+            if not c:
+                break
+            display += c
+    if not display.strip():
+        proc.kill()
+        pytest.skip("Xvfb did not start")
+    env = dict(os.environ, DISPLAY=f":{display.decode().strip()}")
+    try:
+        yield env, fb / "Xvfb_screen0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+GUI_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import torch
+    torch.set_num_threads(1)
+    from test_viewer_toy import toy_head
+    from avatar3d.viewer.app import check_gui_support, run_app
+    from avatar3d.viewer.shot import ViewOptions
+    from avatar3d.viewer.source import ViewerSource
+    check_gui_support()
+    sys.exit(run_app(ViewerSource(toy_head(), "toy"), ViewOptions(landmarks=True), gui_screenshot=sys.argv[1], quit_after=int(sys.argv[2])))
+    """
+)
+
+
+def test_gui_starts_shows_the_head_and_quits(xvfb, tmp_path, out_dir):
+    env, screen = xvfb
+    shot = tmp_path / "gui.png"
+    script = tmp_path / "gui.py"
+    script.write_text(GUI_SCRIPT.format(tests=str(REPO / "tests")))
+    # ~100 ticks/s: 300 ticks leave a few seconds to grab the whole screen after the view screenshot.
+    proc = subprocess.Popen([sys.executable, str(script), str(shot), "300"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    t0 = time.time()
+    while not shot.exists() and proc.poll() is None and time.time() - t0 < 90:
+        time.sleep(0.1)
+    time.sleep(0.3)  # the PNG is written in one go by the callback; let the window settle
+    window = read_xwd(screen) if proc.poll() is None else None
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    assert shot.exists(), "the GUI did not save its screenshot"
+    view = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    h, w = view.shape[:2]
+    centre = view[h // 2 - 20 : h // 2 + 20, w // 2 - 20 : w // 2 + 20].reshape(-1, 3).mean(0)
+    corner = view[:20, :20].reshape(-1, 3).mean(0)
+    assert view.std() > 10, "3D view screenshot is blank"
+    assert np.abs(centre - corner).sum() > 60, f"no head at the centre of the view: centre {centre}, background {corner}"
+    assert window is not None, "the window closed before the screen could be captured"
+    Image.fromarray(window).save(out_dir / "viewer_gui_window.png")
+    assert window.std() > 10, "the X screen is blank"
+    # The 3D view fills the left of the window: its centre shows the head, unlike the background.
+    ys, xs = np.nonzero(window.sum(2) > 30)  # the window (the root window of Xvfb is black)
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    assert (x1 - x0) > 600 and (y1 - y0) > 400, "no window on the screen"
+    vx = x0 + int((x1 - x0 - 340) / 2)  # panel of ~340 px on the right
+    vy = (y0 + y1) // 2
+    head = window[vy - 15 : vy + 15, vx - 15 : vx + 15].reshape(-1, 3).astype(int).mean(0)
+    bg = window[y0 + 30 : y0 + 50, x0 + 10 : x0 + 30].reshape(-1, 3).astype(int).mean(0)
+    assert np.abs(head - bg).sum() > 60, f"window centre {head} looks like the background {bg}"
