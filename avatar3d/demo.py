@@ -18,30 +18,22 @@ import torch
 from PIL import Image
 
 from .models import HeadModel, load_head_model
+from .render.camera import intrinsics_from_fov, look_at
+from .render.preview import render_mesh
 
 #: Expressions shown by the demo (skipped when a model lacks one).
 DEMO_EXPRESSIONS = ("jawOpen", "mouthSmileLeft+mouthSmileRight", "eyeBlinkLeft+eyeBlinkRight", "mouthPucker", "browInnerUp", "cheekPuff", "browDownLeft+browDownRight", "mouthFunnel")
 
 
-def orbit_camera(yaw_deg: float, pitch_deg: float, distance: float, target: np.ndarray, width: int, height: int, fov_deg: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV camera (K (3,3), world->cam (4,4)) on a sphere around ``target`` looking at it.
+def orbit_camera(yaw_deg: float, pitch_deg: float, distance: float, target: np.ndarray, size: int,
+                 fov_deg: float = 20.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K (3,3), world->cam (4,4)) of an OpenCV camera on a sphere around ``target``, looking at it.
 
-    yaw 0 / pitch 0 puts the camera on the model's +Z axis (in front of the face); positive yaw moves
-    it towards the subject's left (+X).
+    yaw 0 / pitch 0 is in front of the face (+Z); positive yaw moves towards the subject's left (+X).
     """
     y, p = math.radians(yaw_deg), math.radians(pitch_deg)
     eye = target + distance * np.array([math.sin(y) * math.cos(p), math.sin(p), math.cos(y) * math.cos(p)])
-    fwd = (target - eye) / np.linalg.norm(target - eye)  # camera +z
-    down = np.array([0.0, -1.0, 0.0])
-    right = np.cross(down, fwd)  # x = y cross z in a right-handed OpenCV frame
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    R = np.stack([right, down, fwd])  # rows: camera axes in world coordinates
-    w2c = np.eye(4)
-    w2c[:3, :3], w2c[:3, 3] = R, -R @ eye
-    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
-    return K, w2c
+    return intrinsics_from_fov(size, size, fov_deg), look_at(eye, target)
 
 
 def _weights(model: HeadModel, spec: str) -> Optional[dict[str, float]]:
@@ -51,10 +43,13 @@ def _weights(model: HeadModel, spec: str) -> Optional[dict[str, float]]:
     return {n: 1.0 for n in names}
 
 
-def _render(model: HeadModel, out, K, w2c, size: int) -> np.ndarray:
-    from .render.preview import render_head
-
-    img = render_head(model, out.vertices, torch.as_tensor(K, dtype=torch.float32)[None], torch.as_tensor(w2c, dtype=torch.float32)[None], size, size)
+def _render(model: HeadModel, vertices: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 shaded render; textured with the model's albedo when it has one."""
+    albedo = model.extras.get("albedo")
+    kw = {}
+    if albedo is not None:
+        kw = dict(uvs=model.uvs, uv_faces=model.uv_faces, texture_image=torch.as_tensor(np.asarray(albedo), dtype=torch.float32) / 255.0)
+    img = render_mesh(vertices, model.faces, K, w2c, size, size, background=0.93, **kw)
     return (img[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
 
@@ -85,7 +80,7 @@ def run_demo(out_dir: str | Path, model_spec: str = "builtin", size: int = 384, 
     verts = rest.vertices[0].numpy()
     lo, hi = verts.min(0), verts.max(0)
     target = (lo + hi) / 2
-    dist = 2.2 * float((hi - lo)[1]) / (2 * math.tan(math.radians(10)))
+    dist = 1.3 * float((hi - lo)[1]) / (2 * math.tan(math.radians(10)))  # head + neck fill ~75% of the frame
     shots: list[tuple[str, np.ndarray]] = []
     t_render = 0.0
 
@@ -93,9 +88,9 @@ def run_demo(out_dir: str | Path, model_spec: str = "builtin", size: int = 384, 
         nonlocal t_render
         with torch.no_grad():
             o = model(**params)
-        K, w2c = orbit_camera(yaw, pitch, dist, target, size, size)
+        K, w2c = orbit_camera(yaw, pitch, dist, target, size)
         t = time.perf_counter()
-        img = _render(model, o, K, w2c, size)
+        img = _render(model, o.vertices, K, w2c, size)
         t_render += time.perf_counter() - t
         Image.fromarray(img).save(out / f"{label}.png")
         shots.append((label, img))
@@ -126,7 +121,7 @@ def run_demo(out_dir: str | Path, model_spec: str = "builtin", size: int = 384, 
                   "identity_modes": model.num_shape, "expressions": model.num_expression, "joints": model.joint_names,
                   "regions": model.region_names, "height_m": float((hi - lo)[1])},
         "timings_s": {"load_model": round(t_load, 3), "render_total": round(t_render, 3), "per_image": round(t_render / len(shots), 4)},
-        "rasterizer_backend": backends.active_mesh_backend() if hasattr(backends, "active_mesh_backend") else "auto",
+        "rasterizer_backend": backends.get_mesh_backend("auto", model.v_template)[0],
         "images": [f"{label}.png" for label, _ in shots] + ["contact_sheet.png"],
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))

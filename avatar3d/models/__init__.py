@@ -40,10 +40,7 @@ def load_head_model(spec: str = "builtin", **kwargs) -> HeadModel:
         return load_ict(arg, **kwargs)
     from .flame import load_flame
 
-    if arg is None:
-        from ..errors import MissingFileError
-
-        raise MissingFileError("FLAME model file", "Register at https://flame.is.tue.mpg.de, download FLAME 2020 or 2023, and pass flame=/path/to/generic_model.pkl (or flame2023.pkl).")
+    # arg None: $AVATAR3D_FLAME, else a MissingFileError with the registration URL.
     return load_flame(arg, **kwargs)
 
 

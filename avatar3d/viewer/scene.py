@@ -169,7 +169,7 @@ class HeadScene:
     def _normals_model(self) -> np.ndarray:
         from .mesh import vertex_normals
 
-        return vertex_normals(self._verts.astype(np.float64), self.mesh.faces).astype(np.float32)
+        return vertex_normals(np.asarray(self._verts, np.float32), self.mesh.faces)
 
     # ------------------------------------------------------------------ display
     def set_display(self, mode: Optional[str] = None, wireframe: Optional[bool] = None, landmarks: Optional[bool] = None) -> None:

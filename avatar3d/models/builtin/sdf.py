@@ -10,14 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def _len(q: np.ndarray) -> np.ndarray:
+    """Row norms of (N, 3); einsum is several times faster than np.linalg.norm here."""
+    return np.sqrt(np.einsum("ij,ij->i", q, q))
+
+
 def sphere(p: np.ndarray, c, r: float) -> np.ndarray:
-    return np.linalg.norm(p - np.asarray(c, float), axis=1) - r
+    return _len(p - np.asarray(c, float)) - r
 
 
 def ellipsoid(p: np.ndarray, c, radii) -> np.ndarray:
     q = (p - np.asarray(c, float)) / np.asarray(radii, float)
-    k0 = np.linalg.norm(q, axis=1)
-    k1 = np.linalg.norm(q / np.asarray(radii, float), axis=1)
+    k0 = _len(q)
+    k1 = _len(q / np.asarray(radii, float))
     return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
 
 
@@ -30,7 +35,7 @@ def capsule(p: np.ndarray, a, b, ra: float, rb: float | None = None, scale=(1.0,
     ab = b - a
     h = np.clip(((q - a) @ ab) / (ab @ ab), 0.0, 1.0)
     r = ra if rb is None else ra + (rb - ra) * h
-    return (np.linalg.norm(q - (a + h[:, None] * ab), axis=1) - r) * s.min()
+    return (_len(q - (a + h[:, None] * ab)) - r) * s.min()
 
 
 def smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:

@@ -113,7 +113,7 @@ def _az_el(p: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arctan2(q[:, 0], q[:, 2]), np.arctan2(q[:, 1], np.hypot(q[:, 0], q[:, 2]))
 
 
-def march(dirs: np.ndarray, A: Anatomy, t_max: float = 0.32, step: float = 0.002) -> np.ndarray:
+def march(dirs: np.ndarray, A: Anatomy, t_max: float = 0.32, step: float = 0.003) -> np.ndarray:
     """(N,) distance along each unit ray from the ray centre to the outermost SDF crossing."""
     c = np.array(A.ray_center)
     n = len(dirs)
@@ -155,10 +155,11 @@ def _row_targets(el_col: np.ndarray, row_lo: int, target_lo: np.ndarray, target_
     return out
 
 
-def sdf_gradient(p: np.ndarray, A: Anatomy, h: float = 2e-4) -> np.ndarray:
-    """(N, 3) unit gradient of :func:`head_sdf` by central differences."""
-    g = np.stack([head_sdf(p + e, A) - head_sdf(p - e, A) for e in np.eye(3) * h], 1)
-    return g / (np.linalg.norm(g, axis=1, keepdims=True) + 1e-12)
+def sdf_and_gradient(p: np.ndarray, A: Anatomy, h: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) distance and (N, 3) unit gradient of :func:`head_sdf` (forward differences)."""
+    d = head_sdf(p, A)
+    g = np.stack([head_sdf(p + e, A) - d for e in np.eye(3) * h], 1)
+    return d, g / (np.linalg.norm(g, axis=1, keepdims=True) + 1e-12)
 
 
 def relax(verts: np.ndarray, faces: np.ndarray, fixed: np.ndarray, A: Anatomy, iters: int = 6, step: float = 0.5) -> np.ndarray:
@@ -178,14 +179,15 @@ def relax(verts: np.ndarray, faces: np.ndarray, fixed: np.ndarray, A: Anatomy, i
     deg = np.asarray(adj.sum(1)).ravel()
     v = verts.copy()
     free = ~fixed
+    _, nrm = sdf_and_gradient(v[free], A)
     for _ in range(iters):
         lap = adj @ v / deg[:, None] - v
-        nrm = sdf_gradient(v[free], A)
         lt = lap[free] - (lap[free] * nrm).sum(1, keepdims=True) * nrm
         p = v[free] + step * lt
-        for _ in range(2):
-            p = p - head_sdf(p, A)[:, None] * sdf_gradient(p, A)
-        v[free] = p
+        d, nrm = sdf_and_gradient(p, A)
+        v[free] = p - d[:, None] * nrm  # one Newton step: the tangential move is small
+    d, nrm = sdf_and_gradient(v[free], A)
+    v[free] -= d[:, None] * nrm
     return v
 
 
