@@ -116,7 +116,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--models", default="builtin,ict")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(1)  # as the viewer does: posing is a few small matmuls, threads only contend
     rows = []
     for name in args.models.split(","):
         for fast in (False, True):

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gs_common.h"
+#include "gs_cpu_ops.h"
 
 namespace {
 
@@ -355,9 +356,3 @@ std::vector<torch::Tensor> gs_backward(torch::Tensor means2d, torch::Tensor coni
 }
 
 int64_t gs_num_threads() { return omp_get_max_threads(); }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &gs_forward, "Gaussian rasterization forward (CPU)");
-  m.def("backward", &gs_backward, "Gaussian rasterization backward (CPU)");
-  m.def("num_threads", &gs_num_threads, "OpenMP threads used");
-}

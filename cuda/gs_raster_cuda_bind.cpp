@@ -57,8 +57,44 @@ std::vector<torch::Tensor> gs_backward_cuda(torch::Tensor means2d, torch::Tensor
   return {v_means2d, v_conics, v_opac, v_feat, v_bg};
 }
 
+std::vector<torch::Tensor> gs_project_forward_cuda(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
+                                                  torch::Tensor viewmats, torch::Tensor Ks, int64_t width,
+                                                  int64_t height, double near_plane, double far_plane, double eps2d) {
+  check(means, "means", torch::kFloat32); check(quats, "quats", torch::kFloat32); check(scales, "scales", torch::kFloat32);
+  check(viewmats, "viewmats", torch::kFloat32); check(Ks, "Ks", torch::kFloat32);
+  const int64_t N = means.size(0);
+  const int C = viewmats.size(0);
+  auto opts = means.options();
+  auto radii = torch::empty({C, N, 2}, opts.dtype(torch::kInt32));
+  auto means2d = torch::empty({C, N, 2}, opts), depths = torch::empty({C, N}, opts), conics = torch::empty({C, N, 3}, opts);
+  a3d_gs::launch_project_forward(means.data_ptr<float>(), quats.data_ptr<float>(), scales.data_ptr<float>(),
+                                 viewmats.data_ptr<float>(), Ks.data_ptr<float>(), C, N, width, height, near_plane,
+                                 far_plane, eps2d, radii.data_ptr<int32_t>(), means2d.data_ptr<float>(),
+                                 depths.data_ptr<float>(), conics.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+  return {radii, means2d, depths, conics};
+}
+
+std::vector<torch::Tensor> gs_project_backward_cuda(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
+                                                   torch::Tensor viewmats, torch::Tensor Ks, int64_t width,
+                                                   int64_t height, double near_plane, double far_plane, double eps2d,
+                                                   torch::Tensor v_means2d, torch::Tensor v_depths, torch::Tensor v_conics) {
+  check(v_means2d, "v_means2d", torch::kFloat32); check(v_depths, "v_depths", torch::kFloat32);
+  check(v_conics, "v_conics", torch::kFloat32);
+  const int64_t N = means.size(0);
+  const int C = viewmats.size(0);
+  auto v_means = torch::empty_like(means), v_quats = torch::empty_like(quats), v_scales = torch::empty_like(scales);
+  a3d_gs::launch_project_backward(means.data_ptr<float>(), quats.data_ptr<float>(), scales.data_ptr<float>(),
+                                  viewmats.data_ptr<float>(), Ks.data_ptr<float>(), C, N, width, height, near_plane,
+                                  far_plane, eps2d, v_means2d.data_ptr<float>(), v_depths.data_ptr<float>(),
+                                  v_conics.data_ptr<float>(), v_means.data_ptr<float>(), v_quats.data_ptr<float>(),
+                                  v_scales.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+  return {v_means, v_quats, v_scales};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &gs_forward_cuda, "Gaussian rasterization forward (CUDA)");
   m.def("backward", &gs_backward_cuda, "Gaussian rasterization backward (CUDA)");
+  m.def("project_forward", &gs_project_forward_cuda, "EWA projection forward (CUDA)");
+  m.def("project_backward", &gs_project_backward_cuda, "EWA projection backward (CUDA)");
   m.def("num_threads", []() { return (int64_t)0; }, "unused on CUDA");
 }

@@ -268,6 +268,10 @@ A3D_HD bool aa_pair(const T* pos, const int* tri, const int* adj, const signed c
     const T B[2] = {(pk[0] / pk[3] + (T)1) * hw, (pk[1] / pk[3] + (T)1) * hh};
     const T den = B[ot] - A[ot];
     if (den == (T)0) continue;
+    // each edge is handled along one axis only (the pair axis it is closer to perpendicular to);
+    // blending a 45-degree edge along both axes would count its coverage twice
+    const T ext_ax = B[ax] - A[ax];
+    if ((ext_ax < (T)0 ? -ext_ax : ext_ax) > (den < (T)0 ? -den : den)) continue;
     const T tau = (ca[ot] - A[ot]) / den;
     const T cr = A[ax] + tau * (B[ax] - A[ax]);
     const T tt = cr - ca[ax];

@@ -126,7 +126,10 @@ Image.fromarray(np.concatenate(imgs, 1)).save(out_png)
 
 
 def _render(glb: Path, png: Path, views: list[dict], size: int = 256) -> np.ndarray:
-    r = subprocess.run([sys.executable, "-c", _RENDER, str(glb), str(png), str(size), json.dumps(views)], capture_output=True, text=True, timeout=180)
+    try:  # a separate process: Filament's engine state must not leak into the test session
+        r = subprocess.run([sys.executable, "-c", _RENDER, str(glb), str(png), str(size), json.dumps(views)], capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.skip("Open3D offscreen rendering hung for 90 s on this machine (no working Vulkan/EGL software renderer)")
     if r.returncode != 0 or not png.is_file():
         pytest.skip(f"Open3D offscreen rendering unavailable here: {r.stderr.strip().splitlines()[-1:] or r.returncode}")
     from PIL import Image

@@ -62,49 +62,87 @@ def xvfb(tmp_path):
 GUI_SCRIPT = textwrap.dedent(
     """
     import sys
+    from pathlib import Path
     sys.path.insert(0, {tests!r})
     import torch
     torch.set_num_threads(1)
+    import open3d as o3d
     from test_viewer_toy import toy_head
-    from avatar3d.viewer.app import check_gui_support, run_app
+    from avatar3d.viewer.app import ViewerApp, check_gui_support
     from avatar3d.viewer.shot import ViewOptions
-    from avatar3d.viewer.source import ViewerSource
+    from avatar3d.viewer.source import ViewerSource, open_source
     check_gui_support()
-    sys.exit(run_app(ViewerSource(toy_head(), "toy"), ViewOptions(landmarks=True), gui_screenshot=sys.argv[1], quit_after=int(sys.argv[2])))
+    toy = toy_head()
+    if sys.argv[3] == "sequence":
+        from test_viewer_headless import _synthetic_sequence
+        d = Path(sys.argv[1]).parent / "track"
+        _synthetic_sequence(toy, d, n=6)
+        source, play = open_source(str(d), model=toy), True
+    else:
+        source, play = ViewerSource(toy, "toy"), False
+    app = o3d.visualization.gui.Application.instance
+    app.initialize()
+    v = ViewerApp(source, ViewOptions(landmarks=True), gui_screenshot=sys.argv[1], quit_after=int(sys.argv[2]), play=play)
+    app.run()
+    print(f"frames_shown={{v.frames_shown}}")
     """
 )
 
 
-def test_gui_starts_shows_the_head_and_quits(xvfb, tmp_path, out_dir):
+def _run_gui(xvfb, tmp_path, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Run the app on the toy head; returns (3D-view screenshot, whole X screen, stdout)."""
     env, screen = xvfb
     shot = tmp_path / "gui.png"
     script = tmp_path / "gui.py"
     script.write_text(GUI_SCRIPT.format(tests=str(REPO / "tests")))
-    # ~100 ticks/s: 300 ticks leave a few seconds to grab the whole screen after the view screenshot.
-    proc = subprocess.Popen([sys.executable, str(script), str(shot), "300"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # ~100 ticks/s: 200 ticks leave a few seconds to grab the whole screen after the view screenshot.
+    proc = subprocess.Popen([sys.executable, str(script), str(shot), "200", kind], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     t0 = time.time()
     while not shot.exists() and proc.poll() is None and time.time() - t0 < 90:
         time.sleep(0.1)
     time.sleep(0.3)  # the PNG is written in one go by the callback; let the window settle
     window = read_xwd(screen) if proc.poll() is None else None
     out, _ = proc.communicate(timeout=90)
-    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text[-2000:]
     assert shot.exists(), "the GUI did not save its screenshot"
-    view = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert window is not None, "the window closed before the screen could be captured"
+    return np.asarray(Image.open(shot).convert("RGB")).astype(int), window, text
+
+
+def _window_box(window: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(window.sum(2) > 30)  # the window (the root window of Xvfb is black)
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    assert (x1 - x0) > 600 and (y1 - y0) > 400, "no window on the screen"
+    return x0, x1, y0, y1
+
+
+def test_gui_starts_shows_the_head_and_quits(xvfb, tmp_path, out_dir):
+    view, window, _ = _run_gui(xvfb, tmp_path, "model")
     h, w = view.shape[:2]
     centre = view[h // 2 - 20 : h // 2 + 20, w // 2 - 20 : w // 2 + 20].reshape(-1, 3).mean(0)
     corner = view[:20, :20].reshape(-1, 3).mean(0)
     assert view.std() > 10, "3D view screenshot is blank"
     assert np.abs(centre - corner).sum() > 60, f"no head at the centre of the view: centre {centre}, background {corner}"
-    assert window is not None, "the window closed before the screen could be captured"
     Image.fromarray(window).save(out_dir / "viewer_gui_window.png")
     assert window.std() > 10, "the X screen is blank"
     # The 3D view fills the left of the window: its centre shows the head, unlike the background.
-    ys, xs = np.nonzero(window.sum(2) > 30)  # the window (the root window of Xvfb is black)
-    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-    assert (x1 - x0) > 600 and (y1 - y0) > 400, "no window on the screen"
-    vx = x0 + int((x1 - x0 - 340) / 2)  # panel of ~340 px on the right
-    vy = (y0 + y1) // 2
+    x0, x1, y0, y1 = _window_box(window)
+    vx, vy = x0 + int((x1 - x0 - 340) / 2), (y0 + y1) // 2  # panel of ~340 px on the right
     head = window[vy - 15 : vy + 15, vx - 15 : vx + 15].reshape(-1, 3).astype(int).mean(0)
     bg = window[y0 + 30 : y0 + 50, x0 + 10 : x0 + 30].reshape(-1, 3).astype(int).mean(0)
     assert np.abs(head - bg).sum() > 60, f"window centre {head} looks like the background {bg}"
+
+
+def test_gui_plays_a_tracked_sequence_beside_its_frames(xvfb, tmp_path, out_dir):
+    view, window, text = _run_gui(xvfb, tmp_path, "sequence")
+    Image.fromarray(window).save(out_dir / "viewer_gui_sequence.png")
+    shown = int(text.rsplit("frames_shown=", 1)[1].split()[0])
+    assert shown >= 3, f"playback showed only {shown} frames"
+    # Left quarter of the window: the source frame (the synthetic frames are a grey 167 head on 40).
+    x0, x1, y0, y1 = _window_box(window)
+    fx, fy = x0 + int((x1 - x0 - 340) / 4), (y0 + y1) // 2
+    frame_px = window[fy - 10 : fy + 10, fx - 10 : fx + 10].reshape(-1, 3).astype(int).mean(0)
+    assert np.all(np.abs(frame_px - 167) < 25), f"source frame not shown beside the 3D view (got {frame_px})"
+    h, w = view.shape[:2]
+    assert np.abs(view[h // 2, w // 2] - view[5, 5]).sum() > 60, "no head in the 3D view"

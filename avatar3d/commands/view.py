@@ -48,8 +48,11 @@ def options_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..viewer.source import open_source
 
+    torch.set_num_threads(1)  # posing is a few small matmuls; extra threads only contend with the renderer
     opts = options_from_args(args)
     if args.screenshot:
         from ..viewer.headless import check_offscreen_support
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ..viewer.app import check_gui_support, run_app
 
     check_gui_support()
-    return run_app(open_source(args.source), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after)
+    return run_app(open_source(args.source), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,6 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--set", action="append", metavar="NAME=VALUE", help="set a slider, e.g. jawOpen=0.8, jaw_pitch=10 (degrees), shape0=1.5; repeatable")
     d.add_argument("--params", metavar="FILE", help="parameter file: JSON {slider: value} or .npz with shape/expression/pose/transl")
     d.add_argument("--frame", type=int, help="tracked sequences: frame index to show (default 0)")
+    d.add_argument("--play", action="store_true", help="GUI, tracked sequences: start playing at the video's frame rate")
     li = p.add_argument_group("relight")
     li.add_argument("--light-azimuth", type=float, default=30.0, help="directional light azimuth in degrees (0 = from the front, + = from the head's left/viewer's right)")
     li.add_argument("--light-elevation", type=float, default=25.0, help="directional light elevation in degrees")

@@ -1,10 +1,11 @@
 """Differentiable tile-based Gaussian splatting (gsplat conventions), with interchangeable backends.
 
-``rasterize_gaussians`` projects 3D Gaussians with EWA splatting (shared PyTorch projection, see
-``gaussians_reference.project_gaussians``) and composites them front to back per 16x16 tile:
+``rasterize_gaussians`` projects 3D Gaussians with EWA splatting and composites them front to back per
+16x16 tile. The extensions project with explicit backward passes; when ``viewmats`` or ``Ks`` require
+gradients the PyTorch projection (``gaussians_reference.project_gaussians``, autograd) is used instead.
 
-* ``"cpu"``   - our C++/OpenMP extension (``cuda/gs_raster_cpu.cpp``), explicit backward;
-* ``"cuda"``  - our CUDA extension (``cuda/gs_raster.cu``), binning with torch ops on the GPU;
+* ``"cpu"``   - our C++/OpenMP extension (``cuda/gs_project_cpu.cpp``, ``gs_raster_cpu.cpp``), explicit backward;
+* ``"cuda"``  - our CUDA extension (``cuda/gs_raster.cu``, ``gs_project.cu``), binning with torch ops;
 * ``"torch"`` - the dense pure-PyTorch reference (slow, autograd);
 * ``"gsplat"``- ``gsplat.rasterization`` when gsplat with its CUDA build is installed;
 * ``"auto"``  - ``cuda`` on CUDA tensors, else ``cpu``, else ``torch`` when a build failed.
@@ -25,8 +26,8 @@ from . import gaussians_reference as ref
 from .gaussians_reference import TILE_SIZE, project_gaussians
 
 BACKENDS = ("auto", "cpu", "cuda", "torch", "gsplat")
-_CPU_SOURCES = ["gs_raster_cpu.cpp"]
-_CUDA_SOURCES = ["gs_raster_cuda_bind.cpp", "gs_raster.cu"]
+_CPU_SOURCES = ["gs_cpu_bind.cpp", "gs_raster_cpu.cpp", "gs_project_cpu.cpp"]
+_CUDA_SOURCES = ["gs_raster_cuda_bind.cpp", "gs_raster.cu", "gs_project.cu"]
 
 
 def _cpu_ext():
@@ -135,6 +136,46 @@ class _RasterizeExt(torch.autograd.Function):
         vm, vc, vo, vf, vb = ext.backward(means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids,
                                           v_images, v_alphas, width, height)
         return vm, vc, vo, vf, (vb if has_bg else None), None, None, None, None, None, None
+
+
+class _ProjectExt(torch.autograd.Function):
+    """EWA projection with an extension's explicit backward (cameras fixed: no viewmat/K gradients)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, width, height, near, far, eps2d, ext):
+        radii, means2d, depths, conics = ext.project_forward(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks)
+        ctx.meta = (width, height, near, far, eps2d, ext)
+        ctx.mark_non_differentiable(radii)
+        return radii, means2d, depths, conics
+
+    @staticmethod
+    def backward(ctx, _v_radii, v_means2d, v_depths, v_conics):
+        means, quats, scales, viewmats, Ks = ctx.saved_tensors
+        width, height, near, far, eps2d, ext = ctx.meta
+        z = lambda g, like: (torch.zeros_like(like) if g is None else g.contiguous())  # noqa: E731
+        C, N = viewmats.shape[0], means.shape[0]
+        v_means2d = z(v_means2d, means.new_empty(C, N, 2))
+        v_depths = z(v_depths, means.new_empty(C, N))
+        v_conics = z(v_conics, means.new_empty(C, N, 3))
+        vm, vq, vs = ext.project_backward(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d,
+                                          v_means2d, v_depths, v_conics)
+        return vm, vq, vs, None, None, None, None, None, None, None, None
+
+
+def project_gaussians_ext(means, quats, scales, viewmats, Ks, width, height, near_plane=0.01, far_plane=1e10,
+                          eps2d=0.3, backend="cpu"):
+    """Same contract as ``gaussians_reference.project_gaussians`` (minus covars2d), with our extension.
+
+    Returns radii (C,N,2) int32, means2d (C,N,2), depths (C,N), conics (C,N,3). Gradients flow to
+    means/quats/scales only; use the reference projection when cameras need gradients.
+    """
+    ext = _cpu_ext() if backend == "cpu" else _cuda_ext()
+    if ext is None or not hasattr(ext, "project_forward"):
+        raise ValueError(f"the {backend} Gaussian extension is unavailable.")
+    c = lambda t: t.contiguous()  # noqa: E731
+    return _ProjectExt.apply(c(means), c(quats), c(scales), c(viewmats.to(means.dtype)), c(Ks.to(means.dtype)),
+                             int(width), int(height), float(near_plane), float(far_plane), float(eps2d), ext)
 
 
 def _resolve_backend(backend: str, device: torch.device):
@@ -247,7 +288,14 @@ def rasterize_gaussians(
         return _rasterize_gsplat(means, quats, scales, opacities, features, viewmats, Ks, width, height, near_plane,
                                  far_plane, backgrounds, normals, depth_mode, eps2d)
 
-    radii, means2d, depths, conics, _ = project_gaussians(means, quats, scales, viewmats, Ks, width, height, near_plane, far_plane, eps2d)
+    if name != "torch" and hasattr(ext, "project_forward") and not (viewmats.requires_grad or Ks.requires_grad):
+        prj = _ProjectExt.apply(means.contiguous(), quats.to(dt).contiguous(), scales.to(dt).contiguous(),
+                                viewmats.to(dt).contiguous(), Ks.to(dt).contiguous(), width, height, float(near_plane),
+                                float(far_plane), float(eps2d), ext)
+        radii, means2d, depths, conics = prj
+    else:  # reference projection: autograd also reaches viewmats and Ks
+        radii, means2d, depths, conics, _ = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
+                                                              near_plane, far_plane, eps2d)
     feats = features if features.ndim == 3 else features.expand(C, N, D)
     extra = [depths[..., None]] + ([normals.to(dt).expand(C, N, 3)] if normals is not None else [])
     feats = torch.cat([feats.to(dt)] + extra, -1)

@@ -288,7 +288,8 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, adj: Option
     (a mesh boundary, or an edge whose neighbour triangle has the opposite screen orientation)
     crossing the segment between the two pixel centres. With ``t`` in [0, 1] the crossing's
     distance from the nearer pixel's centre, the pixel on the far side of the crossing point takes
-    ``|t - 0.5|`` of the other pixel's colour. The crossing depends on the edge's projected
+    ``|t - 0.5|`` of the other pixel's colour. An edge is handled only along the axis it is closer
+    to perpendicular to (a horizontal pair needs a mostly vertical edge), so no coverage is counted twice. The crossing depends on the edge's projected
     vertices, which gives gradients to ``pos``.
     """
     B, H, W, C = color.shape
@@ -342,7 +343,8 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, adj: Option
             A = torch.stack([sxj, syj], -1)
             Bv = torch.stack([sxk, syk], -1)
             den = Bv[:, ot_i] - A[:, ot_i]
-            ok = ok & (den != 0)
+            # only edges closer to perpendicular to the pair's axis: each edge is handled along one axis
+            ok = ok & (den != 0) & ((Bv[:, ax_i] - A[:, ax_i]).abs() <= den.abs())
             dens = torch.where(ok, den, torch.ones_like(den))
             tau = (ca[:, ot_i] - A[:, ot_i]) / dens
             cross = A[:, ax_i] + tau * (Bv[:, ax_i] - A[:, ax_i])

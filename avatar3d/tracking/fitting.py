@@ -47,7 +47,7 @@ class FitConfig:
     w_smooth_expr: float = 0.01
     w_focal: float = 1e-3  #: prior on log(focal / initial focal)
     optimize_focal: bool = True
-    focal_search: int = 5  #: focal candidates tried by short fits on a frame subset (0: PnP guess only)
+    focal_search: int = 4  #: focal candidates tried by short fits on a frame subset (0: PnP guess only)
     focal_search_frames: int = 8
     lr: float = 0.01
     eye_weight: float = 2.0  #: extra weight on eye, iris and lip landmarks (they carry expression)
@@ -187,7 +187,7 @@ def fit_landmarks(
         head = LandmarkHead(model)
         if init_focal is None:
             init_focal = _pnp_focal(head, lm, valid, cameras)
-            if cfg.focal_search > 1:
+            if cfg.focal_search > 1 and valid.sum() >= 3:  # one or two frames: too little perspective
                 init_focal = _search_focal(model, head, lm, valid, cameras, cfg, init_focal)
         t_focal = time.perf_counter() - t0
         res = _fit(model, head, lm, valid, cameras, cfg, init_focal, progress)
@@ -227,7 +227,7 @@ def _search_focal(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid: n
     """
     idx = np.flatnonzero(valid)
     idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), cfg.focal_search_frames)).round().astype(int)]
-    sub_cfg = FitConfig(**{**cfg.__dict__, "iters_rigid": 25, "iters_full": 80, "optimize_focal": False, "w_smooth": 0.0,
+    sub_cfg = FitConfig(**{**cfg.__dict__, "iters_rigid": 35, "iters_full": 140, "optimize_focal": False, "w_smooth": 0.0,
                            "w_smooth_expr": 0.0, "focal_search": 0})
     logs = np.log(guess) + np.linspace(np.log(0.5), np.log(2.0), cfg.focal_search)
     cams = cameras.subset(idx)

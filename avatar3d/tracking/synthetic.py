@@ -44,11 +44,17 @@ def make_toy_head(num_shape: int = 10, num_expression: int = 8, seed: int = 0) -
         shapedirs[:, :, s] = d * field[:, None] * 0.005
     # Expressions: localised bumps on the front half, each moving in its own direction, ~1 cm at weight 1.
     exprdirs = np.zeros((V, 3, num_expression))
-    front = np.argwhere(d[:, 2] > 0.5).ravel()
+    front = np.argwhere(d[:, 2] > 0.8).ravel()  # where the landmarks are dense
+    # Well-separated bump centres (farthest-point sampling) so every expression is observable.
+    centres = [front[rng.integers(len(front))]]
+    for _ in range(num_expression - 1):
+        dist = np.min(np.stack([np.sum((v[front] - v[c]) ** 2, 1) for c in centres]), 0)
+        centres.append(front[int(np.argmax(dist))])
     for e in range(num_expression):
-        c = v[rng.choice(front)]
+        c = v[centres[e]]
         w = np.exp(-np.sum((v - c) ** 2, 1) / (2 * 0.025 ** 2))
-        direction = rng.standard_normal(3)
+        # Mostly in the image plane: motion along the view axis alone is barely observable.
+        direction = np.array([[1.0, 0.2, 0.3], [0.2, 1.0, 0.3], [0.7, -0.7, 0.3]])[e % 3] + 0.2 * rng.standard_normal(3)
         direction /= np.linalg.norm(direction)
         exprdirs[:, :, e] = w[:, None] * direction * 0.01
     joint_names = ["root", "neck", "jaw", "eye_left", "eye_right"]

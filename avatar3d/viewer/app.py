@@ -21,8 +21,8 @@ from .envmaps import ENVIRONMENTS
 from .headless import check_offscreen_support
 from .mesh import HeadMesh
 from .params import GROUPS, HeadParams, get_value, load_param_file, set_value, slider_specs
-from .scene import DISPLAY_MODES, HeadScene, frontal_camera, open3d_intrinsics
-from .shot import ViewOptions, initial_params
+from .scene import DISPLAY_MODES, HeadScene, open3d_intrinsics
+from .shot import ViewOptions, initial_params, rest_camera
 from .source import ViewerSource
 
 __all__ = ["check_gui_support", "run_app", "ViewerApp"]
@@ -41,7 +41,8 @@ class ViewerApp:
 
     PANEL_W = 340
 
-    def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None):
+    def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
+                 play: bool = False):
         import open3d as o3d
 
         self.o3d, gui, R = o3d, o3d.visualization.gui, o3d.visualization.rendering
@@ -64,6 +65,8 @@ class ViewerApp:
         self.scene_widget = gui.SceneWidget()
         self.scene_widget.scene = R.Open3DScene(w.renderer)
         self.head = HeadScene(self.scene_widget.scene, self.mesh)
+        # Interactive default: no MSAA (Mesa llvmpipe renders ~3x faster; see benchmarks/bench_viewer.py).
+        self.scene_widget.scene.view.set_antialiasing(False)
         self.head.lighting = opts.lighting
         self.head.mode, self.head.wireframe, self.head.landmarks = opts.mode, opts.wireframe, opts.landmarks
         self.head.set_params(self.params)
@@ -84,6 +87,9 @@ class ViewerApp:
         w.set_on_layout(self._on_layout)
         w.set_on_tick_event(self._on_tick)
         self.reset_camera()
+        self.frames_shown = 0  # distinct sequence frames displayed (playback check)
+        if play and source.sequence is not None:
+            self._on_play()
 
     # ------------------------------------------------------------------ panel
     def _section(self, title: str, open_: bool = True):
@@ -188,6 +194,10 @@ class ViewerApp:
             cb.checked = getattr(self.head, attr)
             cb.set_on_checked(lambda c, a=attr: self.head.set_display(**{a: c}))
             disp.add_child(cb)
+        msaa = gui.Checkbox("smooth edges (MSAA, ~3x slower on a CPU)")
+        msaa.checked = False
+        msaa.set_on_checked(lambda c: self.scene_widget.scene.view.set_antialiasing(c))
+        disp.add_child(msaa)
         self._button(disp, "Reset camera" + (" (tracking)" if self.source.sequence is not None else ""), self.reset_camera)
         self._button(disp, "Screenshot", self._on_screenshot)
 
@@ -236,6 +246,7 @@ class ViewerApp:
 
     def _show_frame(self, i: int) -> None:
         self.frame = int(i) % max(self.source.num_frames, 1)
+        self.frames_shown += 1
         self.params = self.source.frame_params(self.frame)
         self._sync_sliders()
         self.timeline.int_value = self.frame
@@ -261,7 +272,7 @@ class ViewerApp:
             K, w2c, w, h = self.source.frame_camera(self.frame)
         else:
             w, h = 640, 640
-            K, w2c = frontal_camera(self.head.vertices, w, h)
+            K, w2c = rest_camera(self.mesh, self.params, w, h)
         sw.setup_camera(open3d_intrinsics(K), w2c, w, h, bbox)
         sw.center_of_rotation = bbox.get_center()
 
@@ -308,13 +319,16 @@ class ViewerApp:
         return redraw
 
 
-def run_app(source: ViewerSource, opts: Optional[ViewOptions] = None, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None) -> int:
+def run_app(source: ViewerSource, opts: Optional[ViewOptions] = None, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
+            play: bool = False) -> int:
     """Open the window and run the event loop until it closes; returns 0."""
     import open3d as o3d
+    import torch
 
+    torch.set_num_threads(1)  # posing is ~2 ms single-threaded; more threads only contend with the renderer
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     app = o3d.visualization.gui.Application.instance
     app.initialize()
-    ViewerApp(source, opts or ViewOptions(), gui_screenshot, quit_after)
+    ViewerApp(source, opts or ViewOptions(), gui_screenshot, quit_after, play)
     app.run()
     return 0

@@ -72,6 +72,7 @@ class HeadMesh:
                 self.albedo = np.ascontiguousarray(a[..., :3])
         self.edges = self._edges(faces)
         self._render_incidence = incidence(faces, model.num_vertices)[self.render_to_model]
+        self._const: Optional[tuple] = None  # open3d tensors of triangles and UVs, made on first use
 
     @staticmethod
     def _edges(faces: np.ndarray) -> np.ndarray:
@@ -98,12 +99,15 @@ class HeadMesh:
         import open3d as o3d
 
         pos, nrm = self.render_arrays(verts)
+        if self._const is None:  # UVs and triangles never change: convert them once
+            uv = o3d.core.Tensor(self.render_uvs) if self.render_uvs is not None else None
+            self._const = (o3d.core.Tensor(self.render_faces), uv)
         tm = o3d.t.geometry.TriangleMesh()
         tm.vertex.positions = o3d.core.Tensor(pos)
         tm.vertex.normals = o3d.core.Tensor(nrm)
-        if self.render_uvs is not None:
-            tm.vertex.texture_uvs = o3d.core.Tensor(self.render_uvs)
-        tm.triangle.indices = o3d.core.Tensor(self.render_faces)
+        if self._const[1] is not None:
+            tm.vertex.texture_uvs = self._const[1]
+        tm.triangle.indices = self._const[0]
         return tm
 
     def line_set(self, verts: np.ndarray):

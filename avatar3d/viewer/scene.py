@@ -22,7 +22,7 @@ __all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "frontal_camera", "project"
 DISPLAY_MODES = ("shaded", "albedo", "normals")
 SKIN_COLOR = (0.78, 0.6, 0.5)  # base colour when the model has no albedo texture (linear-ish sRGB)
 SUN_LUX = 70000.0  # Filament sun illuminance for light intensity 1.0
-IBL_SCALE = 22000.0  # Filament IBL intensity for environment intensity 1.0
+IBL_SCALE = 32000.0  # Filament IBL intensity for environment intensity 1.0
 
 
 @dataclass

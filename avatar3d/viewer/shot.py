@@ -12,10 +12,10 @@ from ..errors import BadInputError
 from .headless import HeadlessRenderer
 from .mesh import HeadMesh
 from .params import HeadParams, apply_settings, load_param_file
-from .scene import Lighting
+from .scene import Lighting, frontal_camera
 from .source import ViewerSource
 
-__all__ = ["ViewOptions", "render_view", "save_image"]
+__all__ = ["ViewOptions", "render_view", "save_image", "rest_camera", "initial_params"]
 
 
 @dataclass
@@ -48,6 +48,15 @@ def initial_params(source: ViewerSource, opts: ViewOptions) -> HeadParams:
     return apply_settings(m, p, opts.settings) if opts.settings else p
 
 
+def rest_camera(mesh: HeadMesh, params: HeadParams, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frontal camera framing the head at rest (this identity, no expression or pose), so changing
+    an expression or a joint never moves the camera (screenshots stay comparable)."""
+    rest = HeadParams.neutral(mesh.model)
+    rest.shape[:] = params.shape
+    verts, _, _ = mesh.pose(rest)
+    return frontal_camera(verts, width, height)
+
+
 def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[HeadlessRenderer] = None) -> tuple[np.ndarray, HeadlessRenderer]:
     """Render the source once; returns the (H, W, 3) uint8 image and the renderer (for reuse)."""
     params = initial_params(source, opts)
@@ -59,10 +68,12 @@ def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[Head
     if renderer is None:
         renderer = HeadlessRenderer(HeadMesh(source.model), w, h)
     r = renderer
+    if cam is None:
+        cam = rest_camera(r.head.mesh, params, r.width, r.height)
     r.head.set_params(params)
     r.head.set_display(opts.mode, opts.wireframe, opts.landmarks)
     r.head.set_lighting(opts.lighting)
-    r.set_camera(*(cam or (None, None)))
+    r.set_camera(*cam)
     img = r.render()
     if opts.beside and source.sequence is not None:
         frame = source.frame_image(opts.frame or 0)

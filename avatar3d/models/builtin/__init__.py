@@ -142,8 +142,17 @@ def build_builtin_data(anatomy: Anatomy = DEFAULT, landmarks: bool = True, textu
 _ARRAYS = ("v_template", "faces", "uvs", "uv_faces", "shapedirs", "exprdirs", "parents", "j_regressor", "lbs_weights", "shape_std", "lmk_faces", "lmk_bary", "lmk68_faces", "lmk68_bary")
 
 
+def _source_hash() -> str:
+    """Hash of this package's sources, so an edited generator never loads stale cached arrays."""
+    h = hashlib.sha1()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def _cache_path() -> Path:
-    return cache_dir("models") / f"{GENERATOR_VERSION}.npz"
+    return cache_dir("models") / f"{GENERATOR_VERSION}-{_source_hash()}.npz"
 
 
 def _save(data: HeadModelData, path: Path) -> None:

@@ -23,7 +23,7 @@ class Anatomy:
     eye_radius: float = 0.0120
     lid_radius: float = 0.0134  #: eyelid skin sits on this sphere around the eyeball centre
     eye_half_width: float = 0.0138  #: half the palpebral fissure length
-    eye_open_up: float = 0.0042  #: upper-lid margin above the eye centre (open eye)
+    eye_open_up: float = 0.0037  #: upper-lid margin above the eye centre (open eye)
     eye_open_down: float = 0.0030  #: lower-lid margin below the eye centre
     mouth_y: float = -0.0625  #: stomion (the lip contact line) at the midline
     mouth_z: float = 0.0955

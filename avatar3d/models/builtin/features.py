@@ -217,11 +217,11 @@ def mouth_bag(loop_pts: np.ndarray, lower: np.ndarray, A: Anatomy) -> tuple[np.n
         t = k / BAG_RINGS
         depth = 0.006 + 0.046 * t
         half_h = 0.004 + 0.013 * np.sin(np.pi * min(t * 1.1, 1.0)) ** 0.7
-        half_w = w * (1.0 + 0.12 * np.sin(np.pi * 0.5 * min(t * 1.6, 1.0))) * (1 - 0.45 * t**3)
+        half_w = w * (1.0 - 0.12 * t) * (1 - 0.45 * t**3)
         ell = np.sqrt(np.clip(1 - xf**2, 0, 1))
         y = A.mouth_y - 0.004 * t + np.where(lower, -1, 1) * half_h * np.maximum(ell, 0.08)
         x = xf * half_w
-        z = A.mouth_z - depth - 0.022 * xf**2
+        z = A.mouth_z - depth - 0.016 * xf**2 * (1 + t)
         out.append(np.stack([x, y, z], 1))
         param.append(np.full(n, t))
     out.append(np.array([[0.0, A.mouth_y - 0.006, A.mouth_z - 0.058]]))

@@ -41,11 +41,11 @@ def _field(name: str, p: np.ndarray, A: Anatomy) -> np.ndarray:
     if name == "head_width":
         d[:, 0] = 0.045 * x * np.clip((y + 0.09) / 0.08, 0, 1)
     elif name == "head_height":
-        d[:, 1] = 0.045 * np.maximum(y - 0.0, 0)
+        d[:, 1] = 0.035 * np.maximum(y - 0.0, 0)
     elif name == "head_depth":
-        d[:, 2] = 0.05 * np.minimum(z + 0.01, 0) * np.clip((y + 0.06) / 0.06, 0, 1)
+        d[:, 2] = 0.04 * np.minimum(z + 0.01, 0) * np.clip((y + 0.06) / 0.06, 0, 1)
     elif name == "face_length":
-        d[:, 1] = -0.07 * np.maximum(-y, 0) * np.clip((z + 0.02) / 0.05, 0, 1) * np.clip((y - A.neck_cut_y) / 0.1, 0, 1)
+        d[:, 1] = -0.05 * np.maximum(-y, 0) * np.clip((z + 0.02) / 0.05, 0, 1) * np.clip((y - A.neck_cut_y) / 0.1, 0, 1)
     elif name == "nose_length":
         g = _g(p, A.nose_tip, (0.016, 0.022, 0.03))
         d[:, 2] = 0.0035 * g
@@ -58,8 +58,8 @@ def _field(name: str, p: np.ndarray, A: Anatomy) -> np.ndarray:
         d[:, 0] = 0.0045 * sx * _sym_g(p, (0.050, -0.060, 0.0), (0.025, 0.03, 0.04))
     elif name == "chin":
         g = _g(p, (0, -0.09, 0.075), (0.022, 0.02, 0.03))
-        d[:, 2] = 0.0045 * g
-        d[:, 1] = -0.0025 * g
+        d[:, 2] = 0.0035 * g
+        d[:, 1] = -0.0020 * g
     elif name == "cheekbones":
         g = _sym_g(p, (0.047, -0.005, 0.055), (0.02, 0.016, 0.025))
         d[:, 0] = 0.0030 * sx * g

@@ -101,6 +101,30 @@ def render(
     return (img[::-1] * 255).astype(np.uint8)
 
 
+def project(
+    points: np.ndarray,
+    *,
+    size: int = 320,
+    yaw_deg: float = 0.0,
+    pitch_deg: float = 0.0,
+    fov_deg: float = 22.0,
+    distance: float = 0.75,
+    target=(0.0, -0.02, 0.01),
+) -> np.ndarray:
+    """(N, 2) pixel coordinates (x right, y down) of 3-D points in a :func:`render` image with the same camera."""
+    yaw, pitch = np.deg2rad(yaw_deg), np.deg2rad(pitch_deg)
+    tgt = np.asarray(target, float)
+    eye = tgt + distance * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
+    fwd = (tgt - eye) / np.linalg.norm(tgt - eye)
+    right = np.cross(fwd, [0, 1, 0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    d = np.asarray(points, float) - eye
+    f = (size / 2) / np.tan(np.deg2rad(fov_deg) / 2)
+    z = d @ fwd
+    return np.stack([size / 2 + f * (d @ right) / z, size / 2 - f * (d @ up) / z], 1)
+
+
 def contact_sheet(images: list[np.ndarray], cols: int) -> np.ndarray:
     """Tile equally sized (H, W, 3) images into a grid, row-major."""
     h, w = images[0].shape[:2]

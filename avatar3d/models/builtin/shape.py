@@ -30,13 +30,15 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     d = sdf.ellipsoid(x, (0, top - 0.095, -0.012), (0.0765, 0.095, 0.100))
     d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.035, -0.040), (0.074, 0.075, 0.072)), 0.02)
     # Face mass (maxilla / mid-face) and forehead front.
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.022, 0.030), (0.060, 0.068, 0.062)), 0.02)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.016, 0.029), (0.058, 0.062, 0.062)), 0.02)
     d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.045, 0.040), (0.064, 0.050, 0.050)), 0.015)
     # Brow ridge.
     d = sdf.smin(d, sdf.capsule(pm, (0.0, 0.029, 0.078), (0.040, 0.028, 0.066), 0.0105, 0.008), 0.012)
     # Cheekbones and cheeks.
     d = sdf.smin(d, sdf.ellipsoid(pm, (0.046, -0.006, 0.055), (0.020, 0.016, 0.022)), 0.016)
-    d = sdf.smin(d, sdf.ellipsoid(pm, (0.033, -0.030, 0.060), (0.020, 0.020, 0.020)), 0.018)
+    d = sdf.smin(d, sdf.ellipsoid(pm, (0.032, -0.028, 0.058), (0.018, 0.019, 0.019)), 0.018)
+    # Buccal fill: smooths the face outline from the cheekbones down to the jaw (no jowl bumps).
+    d = sdf.smin(d, sdf.ellipsoid(pm, (0.040, -0.042, 0.030), (0.020, 0.032, 0.030)), 0.02)
     # Mandible: jaw angle to chin, and the chin itself.
     d = sdf.smin(d, sdf.capsule(pm, (0.046, -0.055, -0.006), (0.017, -0.088, 0.062), 0.009, 0.010), 0.020)
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.086, 0.071), (0.020, 0.020, 0.018)), 0.014)
@@ -51,7 +53,7 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     nt = np.array(A.nose_tip)
     d = sdf.smin(d, sdf.capsule(x, (0, 0.020, 0.082), nt + (0, 0.004, -0.006), 0.0068, 0.0095, scale=(0.85, 1, 1)), 0.012)
     d = sdf.smin(d, sdf.sphere(x, nt + (0, 0.0, -0.005), 0.0092), 0.010)
-    d = sdf.smin(d, sdf.ellipsoid(pm, (0.0105, -0.031, 0.097), (0.0075, 0.0072, 0.0085)), 0.010)
+    d = sdf.smin(d, sdf.ellipsoid(pm, (0.0100, -0.0315, 0.0955), (0.0072, 0.0062, 0.0100)), 0.013)
     d = sdf.smin(d, sdf.capsule(x, nt + (0, -0.004, -0.004), np.array(A.subnasale) + (0, 0.001, 0), 0.0042, 0.0045), 0.004)
     # Nostril hint: shallow dents on the underside of the nose.
     d = sdf.smax(d, -sdf.ellipsoid(pm, (0.0068, -0.0385, 0.1040), (0.0040, 0.0022, 0.0055)), 0.0015)
@@ -65,7 +67,7 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     d = sdf.smin(d, neck, 0.03)
     # Sternocleidomastoid hint and a slight Adam's-apple/larynx bulge.
     d = sdf.smin(d, sdf.capsule(pm, (0.040, -0.045, -0.020), (0.022, -0.19, 0.040), 0.011), 0.02)
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.125, 0.040), (0.014, 0.016, 0.012)), 0.015)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.138, 0.034), (0.012, 0.015, 0.010)), 0.012)
     return d
 
 
@@ -119,16 +121,19 @@ def march(dirs: np.ndarray, A: Anatomy, t_max: float = 0.32, step: float = 0.003
     n = len(dirs)
     ts = np.arange(t_max, 0.0, -step)
     hit_hi = np.full(n, np.nan)
+    # Rays that do not point down the neck start closer in (the head fits in a 0.17 m ball around
+    # the ray centre; the neck reaches 0.25 m): a 2x saving on the walk.
+    t_start = 0.17 + 0.09 * np.clip(-dirs[:, 1], 0, 1)
     # Walk inward until first inside sample; the crossing is between that sample and the previous one.
     for t in ts:
-        todo = np.isnan(hit_hi)
+        todo = np.isnan(hit_hi) & (t <= t_start)
         if not todo.any():
-            break
+            continue
         dd = head_sdf(c + dirs[todo] * t, A)
         idx = np.flatnonzero(todo)[dd < 0]
         hit_hi[idx] = t
     lo, hi = hit_hi, hit_hi + step  # lo inside, hi outside
-    for _ in range(22):
+    for _ in range(18):
         mid = 0.5 * (lo + hi)
         inside = head_sdf(c + dirs * mid[:, None], A) < 0
         lo = np.where(inside, mid, lo)

@@ -45,15 +45,19 @@ def _bary(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndar
     den = np.where(np.abs(den) < 1e-18, 1e-18, den)
     v = (d11 * d20 - d01 * d21) / den
     w = (d00 * d21 - d01 * d20) / den
-    return np.clip(np.stack([1 - v - w, v, w], 1), 0, 1)
+    # Texels on a triangle's rim may lie slightly outside it: clamp, then renormalise so the
+    # interpolated point stays on the triangle (an unnormalised sum would scale the position).
+    b = np.clip(np.stack([1 - v - w, v, w], 1), 0, 1)
+    return b / np.maximum(b.sum(1, keepdims=True), 1e-12)
 
 
 def _noise(p: np.ndarray, seed: int, scale: float) -> np.ndarray:
     """Smooth deterministic value in [-1, 1] from a sum of random plane waves (p in metres)."""
     rng = np.random.default_rng(seed)
-    k = rng.normal(size=(12, 3)) / scale
-    ph = rng.uniform(0, 2 * np.pi, 12)
-    return np.sin(p @ k.T + ph).mean(1) * np.sqrt(2)
+    k = (rng.normal(size=(8, 3)) / scale).astype(np.float32)
+    ph = rng.uniform(0, 2 * np.pi, 8).astype(np.float32)
+    # float32: this runs on ~10^6 texels several times, and the precision is irrelevant for colour noise
+    return np.sin(p.astype(np.float32) @ k.T + ph).mean(1).astype(np.float64) * np.sqrt(2)
 
 
 def _s(x):
@@ -91,6 +95,9 @@ def paint(asm: Assembly, A: Anatomy, size: int = SIZE) -> np.ndarray:
     k = np.clip(0.6 * cheek + 0.5 * nose + 0.5 * earm, 0, 1)[:, None]
     col = col * (1 - k) + col * red * k
     col *= (1 - 0.08 * _s((-0.11 - y) / 0.05))[:, None]
+    # Nostrils: dark openings under the nose (the geometry only has shallow dents).
+    nostril = np.exp(-(((ax - 0.0068) / 0.0032) ** 2 + ((y + 0.0385) / 0.0022) ** 2 + ((z - 0.1035) / 0.006) ** 2))
+    col *= (1 - 0.65 * nostril * (part == PART_IDS["head"]))[:, None]
     # Lips: inside the lip outline around the contact line.
     lx = np.clip(ax / A.mouth_half_width, 0, 1.0)
     beyond = ax < 1.02 * A.mouth_half_width
@@ -112,7 +119,7 @@ def paint(asm: Assembly, A: Anatomy, size: int = SIZE) -> np.ndarray:
     col = col * (1 - 0.85 * brow[:, None]) + BROW * 0.85 * brow[:, None]
     # Short hair on the scalp: above a hairline that is high on the forehead and dips at the temples,
     # going down behind the ears to the nape.
-    hair = _s((y - hairline_y(P, A)) / 0.006 + 0.25 * _noise(P, 4, 0.002)) * (part == PART_IDS["head"])
+    hair = _s((y - hairline_y(P, A)) / 0.006 + 0.55 * _noise(P, 4, 0.0015) + 0.35 * _noise(P, 6, 0.005)) * (part == PART_IDS["head"])
     col = col * (1 - 0.92 * hair[:, None]) + HAIR * (0.92 + 0.08 * _noise(P, 5, 0.001))[:, None] * hair[:, None]
     # Eyeballs: angle from the front pole decides sclera / limbus / iris / pupil.
     for name, side in (("eye_left", 1), ("eye_right", -1)):
