@@ -57,14 +57,19 @@ def step(backend: str, pos: torch.Tensor, tri: torch.Tensor, attr: torch.Tensor,
         torch.cuda.synchronize()
 
 
-def timeit(fn, reps: int) -> float:
+def timeit(fn, reps: int) -> tuple[float, float]:
+    """Median (wall seconds, process CPU seconds) over ``reps`` runs after one warm-up.
+
+    CPU time (all threads) is reported too because shared machines make wall time noisy.
+    """
     fn()  # warm-up (extension load, allocator)
-    ts = []
+    ts, cs = [], []
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+        cs.append(time.process_time() - c)
+    return statistics.median(ts), statistics.median(cs)
 
 
 def main() -> None:
@@ -94,11 +99,11 @@ def main() -> None:
                 t_nv = timeit(lambda: step("nvdiffrast", pc, tc, ac, args.res, None), 20)
                 rows.append(("cuda-ext", "nvdiffrast", tri.shape[0], t_cuda, t_nv))
             except ImportError:
-                rows.append(("cuda-ext", "(nvdiffrast not installed)", tri.shape[0], t_cuda, float("nan")))
+                rows.append(("cuda-ext", "(nvdiffrast not installed)", tri.shape[0], t_cuda, (float("nan"), float("nan"))))
     print(f"\nrasterize+interpolate+antialias fwd+bwd, {args.res}x{args.res}, {args.threads} CPU threads")
-    print(f"{'ours':<10} {'reference':<26} {'triangles':>10} {'ours ms':>10} {'ref ms':>10} {'speed-up':>9}")
-    for ours, ref, nf, t_o, t_r in rows:
-        print(f"{ours:<10} {ref:<26} {nf:>10d} {t_o * 1e3:>10.1f} {t_r * 1e3:>10.1f} {t_r / t_o:>8.1f}x")
+    print(f"{'ours':<10} {'reference':<26} {'triangles':>10} {'ours ms':>9} {'ref ms':>9} {'speed-up':>9} {'cpu-time speed-up':>18}")
+    for ours, ref, nf, (t_o, c_o), (t_r, c_r) in rows:
+        print(f"{ours:<10} {ref:<26} {nf:>10d} {t_o * 1e3:>9.1f} {t_r * 1e3:>9.1f} {t_r / t_o:>8.1f}x {c_r / max(c_o, 1e-9):>17.1f}x")
     if not torch.cuda.is_available():
         print("GPU: no CUDA device in this run; the CUDA path is unmeasured.")
 

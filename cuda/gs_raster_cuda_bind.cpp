@@ -1,8 +1,8 @@
-// Torch bindings of the CUDA Gaussian rasterizer (kernels in gs_raster.cu). Binning (per-tile
+// Torch bindings of the CUDA Gaussian kernels (gs_raster.cu, gs_project.cu). Binning (per-tile
 // depth-sorted lists) is done by the caller with torch ops on the GPU (gaussians.bin_gaussians_torch).
+// The caller passes the current CUDA stream as an integer (torch.cuda.current_stream().cuda_stream),
+// which keeps this file free of CUDA headers (it also compiles against a CPU-only torch).
 #include <torch/extension.h>
-
-#include <ATen/cuda/CUDAContext.h>
 
 #include "gs_raster.h"
 
@@ -18,7 +18,7 @@ void check(const torch::Tensor& t, const char* name, torch::ScalarType dt) {
 
 std::vector<torch::Tensor> gs_forward_cuda(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
                                           torch::Tensor features, torch::Tensor backgrounds, torch::Tensor offsets,
-                                          torch::Tensor ids, int64_t width, int64_t height) {
+                                          torch::Tensor ids, int64_t width, int64_t height, int64_t stream) {
   check(means2d, "means2d", torch::kFloat32); check(conics, "conics", torch::kFloat32);
   check(opacities, "opacities", torch::kFloat32); check(features, "features", torch::kFloat32);
   check(offsets, "tile_offsets", torch::kInt64); check(ids, "flat_ids", torch::kInt32);
@@ -32,7 +32,7 @@ std::vector<torch::Tensor> gs_forward_cuda(torch::Tensor means2d, torch::Tensor 
   a3d_gs::launch_forward(means2d.data_ptr<float>(), conics.data_ptr<float>(), opacities.data_ptr<float>(),
                          features.data_ptr<float>(), has_bg ? backgrounds.data_ptr<float>() : nullptr,
                          offsets.data_ptr<int64_t>(), ids.data_ptr<int32_t>(), C, N, D, W, H, images.data_ptr<float>(),
-                         alphas.data_ptr<float>(), last.data_ptr<int32_t>(), at::cuda::getCurrentCUDAStream().stream());
+                         alphas.data_ptr<float>(), last.data_ptr<int32_t>(), (void*)stream);
   return {images, alphas, last};
 }
 
@@ -40,7 +40,7 @@ std::vector<torch::Tensor> gs_backward_cuda(torch::Tensor means2d, torch::Tensor
                                            torch::Tensor features, torch::Tensor radii, torch::Tensor backgrounds,
                                            torch::Tensor alphas,
                                            torch::Tensor last, torch::Tensor offsets, torch::Tensor ids,
-                                           torch::Tensor v_images, torch::Tensor v_alphas, int64_t width, int64_t height) {
+                                           torch::Tensor v_images, torch::Tensor v_alphas, int64_t width, int64_t height, int64_t stream) {
   check(v_images, "v_images", torch::kFloat32); check(v_alphas, "v_alphas", torch::kFloat32);
   check(alphas, "alphas", torch::kFloat32); check(last, "last", torch::kInt32);
   const bool has_bg = backgrounds.numel() > 0;
@@ -53,13 +53,13 @@ std::vector<torch::Tensor> gs_backward_cuda(torch::Tensor means2d, torch::Tensor
                           offsets.data_ptr<int64_t>(), ids.data_ptr<int32_t>(), alphas.data_ptr<float>(),
                           last.data_ptr<int32_t>(), v_images.data_ptr<float>(), v_alphas.data_ptr<float>(), C, N, D, W,
                           H, v_means2d.data_ptr<float>(), v_conics.data_ptr<float>(), v_opac.data_ptr<float>(),
-                          v_feat.data_ptr<float>(), v_bg.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+                          v_feat.data_ptr<float>(), v_bg.data_ptr<float>(), (void*)stream);
   return {v_means2d, v_conics, v_opac, v_feat, v_bg};
 }
 
 std::vector<torch::Tensor> gs_project_forward_cuda(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
                                                   torch::Tensor viewmats, torch::Tensor Ks, int64_t width,
-                                                  int64_t height, double near_plane, double far_plane, double eps2d) {
+                                                  int64_t height, double near_plane, double far_plane, double eps2d, int64_t stream) {
   check(means, "means", torch::kFloat32); check(quats, "quats", torch::kFloat32); check(scales, "scales", torch::kFloat32);
   check(viewmats, "viewmats", torch::kFloat32); check(Ks, "Ks", torch::kFloat32);
   const int64_t N = means.size(0);
@@ -70,14 +70,15 @@ std::vector<torch::Tensor> gs_project_forward_cuda(torch::Tensor means, torch::T
   a3d_gs::launch_project_forward(means.data_ptr<float>(), quats.data_ptr<float>(), scales.data_ptr<float>(),
                                  viewmats.data_ptr<float>(), Ks.data_ptr<float>(), C, N, width, height, near_plane,
                                  far_plane, eps2d, radii.data_ptr<int32_t>(), means2d.data_ptr<float>(),
-                                 depths.data_ptr<float>(), conics.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+                                 depths.data_ptr<float>(), conics.data_ptr<float>(), (void*)stream);
   return {radii, means2d, depths, conics};
 }
 
 std::vector<torch::Tensor> gs_project_backward_cuda(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
                                                    torch::Tensor viewmats, torch::Tensor Ks, int64_t width,
                                                    int64_t height, double near_plane, double far_plane, double eps2d,
-                                                   torch::Tensor v_means2d, torch::Tensor v_depths, torch::Tensor v_conics) {
+                                                   torch::Tensor v_means2d, torch::Tensor v_depths, torch::Tensor v_conics,
+                                                   int64_t stream) {
   check(v_means2d, "v_means2d", torch::kFloat32); check(v_depths, "v_depths", torch::kFloat32);
   check(v_conics, "v_conics", torch::kFloat32);
   const int64_t N = means.size(0);
@@ -87,7 +88,7 @@ std::vector<torch::Tensor> gs_project_backward_cuda(torch::Tensor means, torch::
                                   viewmats.data_ptr<float>(), Ks.data_ptr<float>(), C, N, width, height, near_plane,
                                   far_plane, eps2d, v_means2d.data_ptr<float>(), v_depths.data_ptr<float>(),
                                   v_conics.data_ptr<float>(), v_means.data_ptr<float>(), v_quats.data_ptr<float>(),
-                                  v_scales.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+                                  v_scales.data_ptr<float>(), (void*)stream);
   return {v_means, v_quats, v_scales};
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,9 @@ def assert_valid(*files: str | Path) -> list[dict]:
     reports = validate(*files)
     for rep in reports:
         print(summarize(rep))
+        if rep.get("issues", {}).get("numWarnings", 0):
+            # Surfaces in pytest's warnings summary, so validator warnings are listed without -s.
+            warnings.warn(f"glTF-Validator warnings: {summarize(rep)}", stacklevel=2)
     bad = [summarize(r) for r in reports if r.get("issues", {}).get("numErrors", 1) != 0]
     assert not bad, "glTF-Validator errors:\n" + "\n".join(bad)
     return reports

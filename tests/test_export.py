@@ -30,8 +30,9 @@ torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-def toy_model(albedo: bool = True) -> HeadModel:
-    """An ellipsoid 'head' (642 vertices) with a UV seam, 4 identity modes, 3 blendshapes and 5 joints."""
+def toy_model(albedo: bool = True, rigged: bool = True) -> HeadModel:
+    """An ellipsoid 'head' (642 vertices) with a UV seam, 4 identity modes, 3 blendshapes and 5 joints
+    (``rigged=False``: no blendshapes and a lone root joint, the least a HeadModel can have)."""
     import trimesh
 
     ico = trimesh.creation.icosphere(subdivisions=3)
@@ -77,6 +78,9 @@ def toy_model(albedo: bool = True) -> HeadModel:
         expression_names=["jawOpen", "browInnerUp", "cheekPuff"], joint_names=["root", "neck", "jaw", "eye_left", "eye_right"],
         parents=np.array([-1, 0, 1, 1, 1]), j_regressor=j_reg, lbs_weights=w, extras=extras,
     )
+    if not rigged:
+        data.exprdirs, data.expression_names = exprdirs[:, :, :0], []
+        data.joint_names, data.parents, data.j_regressor, data.lbs_weights = ["root"], np.array([-1]), j_reg[:1], np.ones((V, 1))
     return HeadModel(data)
 
 
@@ -140,7 +144,7 @@ def gltf_morphed(g: Gltf, weights: np.ndarray) -> np.ndarray:
     """(V', 3) base positions + sum_k weights[k] * target_k deltas (glTF morphing), float64."""
     prim = g.json["meshes"][0]["primitives"][0]
     pos = g.accessor(prim["attributes"]["POSITION"]).astype(np.float64)
-    for w, t in zip(weights, prim["targets"]):
+    for w, t in zip(weights, prim.get("targets", [])):
         pos = pos + float(w) * g.accessor(t["POSITION"])
     return pos
 
@@ -163,7 +167,7 @@ def gltf_skinned(g: Gltf, key: int) -> np.ndarray:
         n_keys = g.json["accessors"][samp["input"]]["count"]
         vals[(ch["target"]["node"], ch["target"]["path"])] = out.reshape(n_keys, -1)[key]
     mesh_node = next(i for i, n in enumerate(g.json["nodes"]) if "mesh" in n)
-    pos = gltf_morphed(g, vals[(mesh_node, "weights")])
+    pos = gltf_morphed(g, vals.get((mesh_node, "weights"), []))
     skin = g.json["skins"][0]
     nodes = g.json["nodes"]
     parent = {c: i for i, n in enumerate(nodes) for c in n.get("children", [])}
@@ -322,6 +326,17 @@ def test_bad_inputs_are_one_clear_error_and_leave_no_files(toy, tmp_path):
         export(toy, "glb", tmp_path / "a.glb", texture=tmp_path / "missing.png")
     with pytest.raises(ValueError, match="should end in .glb"):
         export(toy, "glb", tmp_path / "a.gltf")
+    with pytest.raises(BadInputError, match="identity has 9 coefficients but the model has only 4"):
+        export(toy, "glb", tmp_path / "a.glb", shape=np.ones(9))
+    with pytest.raises(BadInputError, match="expected a .npy file or comma-separated numbers"):
+        export(toy, "glb", tmp_path / "a.glb", shape="0.1,abc")
+    np.save(tmp_path / "id.npy", np.array([0.3, -0.2]))
+    g = Gltf(export(toy, "glb", tmp_path / "id.glb", shape=str(tmp_path / "id.npy")))
+    pos = g.accessor(g.json["meshes"][0]["primitives"][0]["attributes"]["POSITION"])
+    split = split_seams(toy.faces.numpy(), toy.uv_faces.numpy(), toy.uvs.numpy())
+    assert np.abs(pos - model_vertices(toy, [0.3, -0.2, 0, 0])[split.src]).max() < 1e-6  # identity from a .npy file
+    (tmp_path / "id.glb").unlink()
+    (tmp_path / "id.npy").unlink()
     bad = toy_sequence(toy, n=3)
     bad.pose = bad.pose[:, :3]
     with pytest.raises(BadInputError, match="needs \\(N, 5, 3\\)"):
@@ -405,3 +420,17 @@ def test_normal_and_roughness_maps_go_through_the_same_material(tmp_path):
     with pytest.raises(BadInputError, match="roughness map must be \\(H, W\\) uint8"):
         export(model, "glb", tmp_path / "bad.glb")
     assert not (tmp_path / "bad.glb").exists()
+
+
+def test_minimal_model_without_blendshapes_or_skeleton_exports(tmp_path):
+    model = toy_model(albedo=False, rigged=False)
+    seq = toy_sequence(model, n=3)
+    files, stats = export_files(seq, "glb", tmp_path / "min.glb", model=model)
+    assert_valid(files[0])
+    g = Gltf(files[0])
+    assert stats.morph_targets == 0 and "targets" not in g.json["meshes"][0]["primitives"][0] and len(g.json["skins"][0]["joints"]) == 1
+    paths = sorted(c["target"]["path"] for c in g.json["animations"][0]["channels"])
+    assert paths == ["rotation", "translation"]  # head transform only
+    ref = model_vertices(model, seq.shape, None, seq.pose[2], seq.transl[2])
+    split = split_seams(model.faces.numpy(), model.uv_faces.numpy(), model.uvs.numpy())
+    assert np.abs(gltf_skinned(g, 2) - ref[split.src]).max() < 1e-5

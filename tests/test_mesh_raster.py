@@ -166,3 +166,27 @@ def test_texture_nearest_matches_reference(cpu_ext):
         a = M.texture(tex, uv, filter_mode="nearest", boundary_mode=bm, backend="reference")
         b = M.texture(tex, uv, filter_mode="nearest", boundary_mode=bm, backend="cpu")
         assert (a - b).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mipmap_filters(cpu_ext, backend):
+    """Trilinear mipmapping: LOD 0 equals bilinear, a 16-texel footprint on a 16x16 checkerboard gives its mean."""
+    ii = torch.arange(16)
+    tex = ((ii[:, None] + ii[None, :]) % 2).float()[None, :, :, None].expand(1, 16, 16, 2).contiguous()
+    g = torch.Generator().manual_seed(8)
+    uv = torch.rand(1, 6, 7, 2, generator=g)
+    small = torch.full((1, 6, 7, 4), 0.5 / 16)  # half a texel per pixel: LOD < 0 -> level 0
+    lin = M.texture(tex, uv, filter_mode="linear", backend=backend)
+    assert torch.allclose(M.texture(tex, uv, uv_da=small, filter_mode="linear-mipmap-linear", backend=backend), lin, atol=1e-6)
+    big = torch.zeros(1, 6, 7, 4)
+    big[..., 0] = big[..., 3] = 16 / 16  # 16 texels per pixel -> LOD 4 = the 1x1 level
+    out = M.texture(tex, uv, uv_da=big, filter_mode="linear-mipmap-linear", backend=backend)
+    assert torch.allclose(out, torch.full_like(out, 0.5), atol=1e-5)
+    mid = M.texture(tex, uv, uv_da=big * 0.25, filter_mode="linear-mipmap-nearest", backend=backend)  # LOD 2
+    assert torch.allclose(mid, torch.full_like(mid, 0.5), atol=1e-5)  # a 4x4 box of a 1-texel checkerboard
+    # gradients reach the texture through every level used, and the UVs
+    t64 = torch.rand(1, 4, 4, 1, dtype=torch.float64, generator=g).requires_grad_()
+    u64 = (torch.rand(1, 2, 3, 2, dtype=torch.float64, generator=g) * 0.8 + 0.1).requires_grad_()
+    da = torch.full((1, 2, 3, 4), 0.6, dtype=torch.float64)  # LOD ~1.8: levels 1 and 2 blended
+    f = lambda t, u: M.texture(t, u, uv_da=da, filter_mode="linear-mipmap-linear", backend=backend)  # noqa: E731
+    assert gradcheck(f, (t64, u64), eps=1e-6, atol=1e-6)

@@ -60,7 +60,7 @@ def test_head_depth_matches_raycast():
     ours = torch.where(rast[0, ..., 3] > 0, ndc_to_camera_z(rast[0, ..., 2].double()), torch.tensor(float("inf"), dtype=torch.float64)).numpy()
     ref = raycast_depth(v.numpy(), head.faces.numpy(), K, vm, W, H)
     hit_o, hit_r = np.isfinite(ours), np.isfinite(ref)
-    assert hit_r.mean() > 0.2, "the head should fill a good part of the frame"
+    assert hit_r.mean() > 0.1, "the head should fill a good part of the frame"
     # coverage differs only where a pixel centre grazes the silhouette
     assert (hit_o != hit_r).mean() < 0.01
     both = hit_o & hit_r

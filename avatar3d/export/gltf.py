@@ -4,19 +4,21 @@ Mapping from :class:`~avatar3d.models.HeadModel` to glTF (both: metres, +Y up, f
 
 * mesh: identity-applied rest vertices (``v_template + shapedirs @ shape``), split at UV seams;
   glTF UVs have their origin top-left, so ``v`` is flipped.
-* morph targets: one per expression blendshape (``exprdirs[:, :, e]``) with normal deltas, named in
-  ``mesh.extras.targetNames`` in ARKit spelling (``eyeBlink_L`` -> ``eyeBlinkLeft``); morph weight = expression coefficient. Targets that move few vertices
-  are stored as sparse accessors.
+* morph targets: one per expression blendshape (``exprdirs[:, :, e]``) with normal deltas, named
+  in ``mesh.extras.targetNames`` in ARKit spelling (``eyeBlink_L`` -> ``eyeBlinkLeft``); morph
+  weight = expression coefficient. Targets that move few vertices are stored as sparse accessors.
 * skin: one node per model joint. Each joint node's translation is its rest offset from the parent
   (the root's is its rest location), so with identity rotations the skeleton is the bind pose and
   ``inverseBindMatrices`` are plain translations by ``-rest_joint``. This reproduces
   ``lbs.rigid_transforms`` exactly: world_j = parent_world @ [R_j | offset_j], skin_j = world_j @ IBM_j.
-* animation: per frame (plus a key at N/fps holding the last frame, so the clip lasts N/fps s), morph weights = expression, joint rotations = quaternions of the axis-angle
-  pose, root translation = rest root location + ``transl`` (our forward adds ``transl`` after
-  skinning, which equals translating the root joint). Keys at ``frame / fps`` seconds, LINEAR.
-* FLAME regresses joints after expression blendshapes, so its joints move with expression; for a
-  tracked clip every joint's translation is animated so skinning stays exact (a morph weight changed
-  by hand in an engine keeps the rest joint pivots, a sub-millimetre approximation).
+* animation: one key per frame at ``frame / fps`` s (LINEAR) plus one at N/fps holding the last
+  frame, so the clip lasts N/fps s like the video. Morph weights = expression, joint rotations =
+  quaternions of the axis-angle pose, root translation = rest root location + ``transl`` (our
+  forward adds ``transl`` after skinning, which equals translating the root joint).
+* FLAME regresses joints after expression blendshapes, so its joints move with expression. In a
+  tracked clip every joint's translation is animated so that skinning stays exact; when a user
+  drives morph weights by hand in an engine the joints keep their rest pivots (an error that grows
+  with jaw/neck rotation times the expression's joint shift, a few millimetres at most).
 * not expressible: pose-corrective blendshapes (FLAME ``posedirs``) are dropped; skin weights are
   limited to the 4 strongest joints per vertex (renormalised).
 """
@@ -78,7 +80,7 @@ def build_gltf(
     normal_eps: float = 1e-3,
     normal_deltas: bool = True,
     animation: bool = True,
-) -> tuple[GltfBuilder, GltfStats, Optional[bytes]]:
+) -> tuple[GltfBuilder, GltfStats, dict[str, bytes]]:
     """Assemble the glTF document for ``src``.
 
     Args:

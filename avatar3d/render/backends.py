@@ -60,11 +60,27 @@ def mesh_cuda_extension():
     return _cuda_wrapped["m"]
 
 
-def build_extensions() -> list[tuple[str, bool, str]]:
-    """Build (or load from cache) every extension this machine can use; for the set-up script."""
+def build_extensions(verbose: bool = False) -> list[tuple[str, bool, str]]:
+    """Build (or load from cache) every rasterizer extension this machine can use; for the set-up script.
+
+    Mesh extensions first, then the Gaussian module's (if it provides ``_cpu_ext``/``_cuda_ext``).
+    Never raises: failures are reported in the returned status rows (and warned once).
+    """
     mesh_cpu_extension()
     mesh_cuda_extension()
-    return mesh_backend_status()
+    rows = mesh_backend_status()
+    try:
+        from . import gaussians
+
+        for fn in ("_cpu_ext", "_cuda_ext") if torch.cuda.is_available() else ("_cpu_ext",):
+            if hasattr(gaussians, fn):
+                getattr(gaussians, fn)()
+    except Exception as e:  # the set-up must go on; info reports details
+        rows.append(("gaussian-extensions", False, f"{type(e).__name__}: {e}"))
+    if verbose:
+        for name, ok, detail in rows:
+            print(f"{'[x]' if ok else '[ ]'} {name:<18} {detail}")
+    return rows
 
 
 def _has_nvdiffrast() -> bool:

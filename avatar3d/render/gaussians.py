@@ -111,6 +111,11 @@ def bin_gaussians_torch(means2d: Tensor, radii: Tensor, depths: Tensor, width: i
 # autograd glue around the extensions
 
 
+def _stream_arg(t: Tensor) -> tuple:
+    """The CUDA extension takes the current stream as a trailing int; the CPU one takes nothing."""
+    return (torch.cuda.current_stream(t.device).cuda_stream,) if t.is_cuda else ()
+
+
 class _RasterizeExt(torch.autograd.Function):
     """Compositing with an extension module ``ext`` (forward/backward with identical signatures)."""
 
@@ -119,7 +124,8 @@ class _RasterizeExt(torch.autograd.Function):
         bg = backgrounds if backgrounds is not None else means2d.new_zeros(0)
         if is_cuda:
             offsets, ids = bin_gaussians_torch(means2d, radii, depths, width, height)
-            images, alphas, last = ext.forward(means2d, conics, opacities, features, bg, offsets, ids, width, height)
+            images, alphas, last = ext.forward(means2d, conics, opacities, features, bg, offsets, ids, width, height,
+                                               *_stream_arg(means2d))
         else:
             images, alphas, last, offsets, ids = ext.forward(means2d, conics, opacities, features, radii, depths, bg, width, height)
         ctx.save_for_backward(means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids)
@@ -134,7 +140,7 @@ class _RasterizeExt(torch.autograd.Function):
         v_images = v_images.contiguous() if v_images is not None else torch.zeros(features.shape[0], height, width, features.shape[2], dtype=features.dtype, device=features.device)
         v_alphas = v_alphas.contiguous() if v_alphas is not None else torch.zeros(features.shape[0], height, width, 1, dtype=features.dtype, device=features.device)
         vm, vc, vo, vf, vb = ext.backward(means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids,
-                                          v_images, v_alphas, width, height)
+                                          v_images, v_alphas, width, height, *_stream_arg(means2d))
         return vm, vc, vo, vf, (vb if has_bg else None), None, None, None, None, None, None
 
 
@@ -143,7 +149,8 @@ class _ProjectExt(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means, quats, scales, viewmats, Ks, width, height, near, far, eps2d, ext):
-        radii, means2d, depths, conics = ext.project_forward(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d)
+        radii, means2d, depths, conics = ext.project_forward(means, quats, scales, viewmats, Ks, width, height, near, far,
+                                                             eps2d, *_stream_arg(means))
         ctx.save_for_backward(means, quats, scales, viewmats, Ks)
         ctx.meta = (width, height, near, far, eps2d, ext)
         ctx.mark_non_differentiable(radii)
@@ -159,7 +166,7 @@ class _ProjectExt(torch.autograd.Function):
         v_depths = z(v_depths, means.new_empty(C, N))
         v_conics = z(v_conics, means.new_empty(C, N, 3))
         vm, vq, vs = ext.project_backward(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d,
-                                          v_means2d, v_depths, v_conics)
+                                          v_means2d, v_depths, v_conics, *_stream_arg(means))
         return vm, vq, vs, None, None, None, None, None, None, None, None
 
 

@@ -30,7 +30,7 @@ from ..errors import BadInputError
 from . import mesh_reference as ref
 from .backends import get_mesh_backend, nvdiffrast_context
 
-__all__ = ["rasterize", "interpolate", "texture", "antialias", "triangle_adjacency", "BACKENDS"]
+__all__ = ["rasterize", "interpolate", "texture", "texture_mip", "antialias", "triangle_adjacency", "BACKENDS"]
 
 BACKENDS = ("auto", "cuda", "cpu", "reference", "nvdiffrast")
 _FILTERS = {"nearest": 0, "linear": 1}
@@ -229,21 +229,25 @@ def interpolate(attr: Tensor, rast: Tensor, tri: Tensor, rast_db: Optional[Tenso
 
 
 def texture(tex: Tensor, uv: Tensor, uv_da: Optional[Tensor] = None, mip_level_bias: Optional[Tensor] = None,
-            mip=None, filter_mode: str = "auto", boundary_mode: str = "wrap", max_mip_level: Optional[int] = None,
-            backend: str = "auto") -> Tensor:
-    """Sample a texture at per-pixel UVs.
+            mip: Optional[Sequence[Tensor]] = None, filter_mode: str = "auto", boundary_mode: str = "wrap",
+            max_mip_level: Optional[int] = None, backend: str = "auto") -> Tensor:
+    """Sample a texture at per-pixel UVs, optionally mipmapped.
 
     Args:
         tex: (B,Ht,Wt,C) texture (B may be 1 to share it across views).
         uv: (B,H,W,2) texture coordinates; texel ``(r, c)`` centre is at ``((c+0.5)/Wt, (r+0.5)/Ht)``,
             i.e. ``v = 0`` is texture row 0 (flip images loaded with origin bottom-left yourself).
-        uv_da, mip_level_bias, mip, max_mip_level: accepted for nvdiffrast compatibility; mipmapping
-            is not implemented by our backends (``"auto"`` filter means ``"linear"``).
-        filter_mode: ``"auto"``, ``"linear"`` (bilinear) or ``"nearest"``.
+        uv_da: (B,H,W,4) = (du/dX, du/dY, dv/dX, dv/dY) screen-space UV derivatives (from
+            ``interpolate(..., rast_db, diff_attrs="all")``), needed by the mipmap filters.
+        mip_level_bias: (B,H,W) added to the computed level of detail.
+        mip: prebuilt pyramid from :func:`texture_mip` (levels 1..L), reused across calls.
+        filter_mode: ``"auto"`` (``linear-mipmap-linear`` when ``uv_da`` is given, else ``linear``),
+            ``"nearest"``, ``"linear"``, ``"linear-mipmap-nearest"``, ``"linear-mipmap-linear"``.
         boundary_mode: ``"wrap"``, ``"clamp"`` or ``"zero"``.
+        max_mip_level: highest pyramid level used (default: down to 1x1).
 
     Returns:
-        (B,H,W,C) samples, differentiable w.r.t. ``tex`` and (bilinear) ``uv``.
+        (B,H,W,C) samples, differentiable w.r.t. ``tex`` and (bilinear filters) ``uv``.
     """
     if not isinstance(tex, Tensor) or tex.ndim != 4:
         raise BadInputError(f"tex must be (B, Ht, Wt, C), got {getattr(tex, 'shape', type(tex))}")
@@ -251,19 +255,59 @@ def texture(tex: Tensor, uv: Tensor, uv_da: Optional[Tensor] = None, mip_level_b
         raise BadInputError(f"uv must be (B, H, W, 2), got {getattr(uv, 'shape', type(uv))}")
     if tex.shape[0] not in (1, uv.shape[0]):
         raise BadInputError(f"tex batch {tex.shape[0]} must be 1 or match uv batch {uv.shape[0]}")
-    fm = "linear" if filter_mode == "auto" else filter_mode
-    if fm not in _FILTERS:
-        if fm.startswith("linear-mipmap"):
-            raise BadInputError(f"filter_mode {filter_mode!r} (mipmapping) is not supported by avatar3d backends; use 'linear' or backend='nvdiffrast'")
-        raise BadInputError(f"filter_mode must be one of auto, linear, nearest, got {filter_mode!r}")
+    fm = ("linear-mipmap-linear" if uv_da is not None else "linear") if filter_mode == "auto" else filter_mode
+    if fm not in _FILTERS and fm not in ("linear-mipmap-nearest", "linear-mipmap-linear"):
+        raise BadInputError(f"filter_mode must be one of auto, nearest, linear, linear-mipmap-nearest, linear-mipmap-linear, got {filter_mode!r}")
     if boundary_mode not in _BOUNDARY:
         raise BadInputError(f"boundary_mode must be one of wrap, clamp, zero, got {boundary_mode!r}")
     name, ext = get_mesh_backend(backend, uv)
     if name == "nvdiffrast":
         import nvdiffrast.torch as dr
 
-        return dr.texture(tex.contiguous(), uv.contiguous(), uv_da=uv_da, filter_mode=filter_mode, boundary_mode=boundary_mode)
+        return dr.texture(tex.contiguous(), uv.contiguous(), uv_da=uv_da, mip_level_bias=mip_level_bias,
+                          filter_mode=filter_mode, boundary_mode=boundary_mode, max_mip_level=max_mip_level)
     uv = uv.to(tex.dtype)
+    if fm in _FILTERS:
+        return _sample(tex, uv, fm, boundary_mode, ext)
+    if uv_da is None or not isinstance(uv_da, Tensor) or uv_da.shape != uv.shape[:3] + (4,):
+        raise BadInputError(f"filter_mode {fm!r} needs uv_da of shape (B, H, W, 4) (interpolate with diff_attrs)")
+    levels = [tex] + list(mip if mip is not None else texture_mip(tex, max_mip_level))
+    if max_mip_level is not None:
+        levels = levels[: max_mip_level + 1]
+    Ht, Wt = tex.shape[1], tex.shape[2]
+    # isotropic level of detail: log2 of the longer screen-pixel footprint axis, in level-0 texels
+    dx = torch.stack([uv_da[..., 0] * Wt, uv_da[..., 2] * Ht], -1)
+    dy = torch.stack([uv_da[..., 1] * Wt, uv_da[..., 3] * Ht], -1)
+    rho2 = torch.maximum((dx * dx).sum(-1), (dy * dy).sum(-1)).clamp(min=1e-20)
+    lod = 0.5 * torch.log2(rho2)
+    if mip_level_bias is not None:
+        lod = lod + mip_level_bias
+    lod = lod.clamp(0, len(levels) - 1)
+    if fm == "linear-mipmap-nearest":
+        lod = torch.floor(lod + 0.5)
+    out = None
+    for li, lv in enumerate(levels):
+        w = (1 - (lod - li).abs()).clamp(min=0)[..., None]  # trilinear weights: two levels per pixel
+        if not bool((w > 0).any()):
+            continue
+        smp = _sample(lv, uv, "linear", boundary_mode, ext) * w
+        out = smp if out is None else out + smp
+    return out
+
+
+def texture_mip(tex: Tensor, max_mip_level: Optional[int] = None) -> list[Tensor]:
+    """Mip pyramid levels 1..L of ``tex`` (B,Ht,Wt,C) by 2x2 box filtering (differentiable), down to 1x1."""
+    out: list[Tensor] = []
+    cur = tex
+    while (cur.shape[1] > 1 or cur.shape[2] > 1) and (max_mip_level is None or len(out) < max_mip_level):
+        x = cur.permute(0, 3, 1, 2)
+        kh, kw = (2 if cur.shape[1] > 1 else 1), (2 if cur.shape[2] > 1 else 1)
+        cur = torch.nn.functional.avg_pool2d(x, (kh, kw), ceil_mode=True).permute(0, 2, 3, 1).contiguous()
+        out.append(cur)
+    return out
+
+
+def _sample(tex: Tensor, uv: Tensor, fm: str, boundary_mode: str, ext) -> Tensor:
     if ext is None:
         return ref.texture(tex, uv, fm, boundary_mode)
     return _Texture.apply(tex.contiguous(), uv.contiguous(), _FILTERS[fm], _BOUNDARY[boundary_mode], ext)
@@ -295,7 +339,8 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology_ha
     if name == "nvdiffrast":
         import nvdiffrast.torch as dr
 
-        return dr.antialias(color.contiguous(), rast, pos.contiguous(), tri, topology_hash=topology_hash, pos_gradient_boost=pos_gradient_boost)
+        th = None if isinstance(topology_hash, Tensor) else topology_hash  # our adjacency is not nvdiffrast's hash
+        return dr.antialias(color.contiguous(), rast, pos.contiguous(), tri, topology_hash=th, pos_gradient_boost=pos_gradient_boost)
     adj = topology_hash if isinstance(topology_hash, Tensor) else ref.triangle_adjacency(tri)
     adj = adj.to(device=tri.device, dtype=torch.int32).contiguous()
     if pos_gradient_boost != 1.0:

@@ -47,7 +47,7 @@ class FitConfig:
     w_smooth_expr: float = 0.01
     w_focal: float = 1e-3  #: prior on log(focal / initial focal)
     optimize_focal: bool = True
-    focal_search: int = 4  #: focal candidates tried by short fits on a frame subset (0: PnP guess only)
+    focal_search: int = 5  #: focal candidates tried by short fits on a frame subset (0: PnP guess only)
     focal_search_frames: int = 8
     lr: float = 0.01
     eye_weight: float = 2.0  #: extra weight on eye, iris and lip landmarks (they carry expression)
@@ -69,6 +69,7 @@ class FitResult:
     timings: dict = field(default_factory=dict)
     losses: list = field(default_factory=list)
     data_loss: float = float("nan")  #: final robust landmark term (inter-ocular units)
+    group_loss: Optional[np.ndarray] = None  #: per-group landmark term (batched focal search only)
 
 
 class CropCameras:
@@ -230,9 +231,14 @@ def _search_focal(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid: n
     sub_cfg = FitConfig(**{**cfg.__dict__, "iters_rigid": 35, "iters_full": 140, "optimize_focal": False, "w_smooth": 0.0,
                            "w_smooth_expr": 0.0, "focal_search": 0})
     logs = np.log(guess) + np.linspace(np.log(0.5), np.log(2.0), cfg.focal_search)
-    cams = cameras.subset(idx)
-    loss = np.array([_fit(model, head, lm[idx], np.ones(len(idx), bool), cams, sub_cfg, float(np.exp(lf)), False).data_loss
-                     for lf in logs])
+    G, n = len(logs), len(idx)
+    # All candidates in one batch (G groups of n frames, each with its own identity and focal):
+    # one optimisation instead of G, which matters because small batches are overhead-bound.
+    cams = cameras.subset(np.tile(idx, G))
+    group = np.repeat(np.arange(G), n)
+    res = _fit(model, head, np.tile(lm[idx], (G, 1, 1)), np.ones(G * n, bool), cams, sub_cfg, float(guess), False,
+               frame_focal=np.exp(logs)[group], group=group)
+    loss = res.group_loss
     k = int(np.argmin(loss))
     if 0 < k < len(logs) - 1:  # vertex of the parabola through the best and its neighbours
         x, y = logs[k - 1 : k + 2], loss[k - 1 : k + 2]
@@ -244,8 +250,13 @@ def _search_focal(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid: n
 
 
 def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray, cameras: CropCameras, cfg: FitConfig,
-         init_focal: float, progress: bool) -> FitResult:
-    """One optimisation at a starting focal (see :func:`fit_landmarks`)."""
+         init_focal: float, progress: bool, frame_focal: Optional[np.ndarray] = None, group: Optional[np.ndarray] = None) -> FitResult:
+    """One optimisation at a starting focal (see :func:`fit_landmarks`).
+
+    With ``group`` (N,) ints and ``frame_focal`` (N,), frames form independent groups, each with its
+    own identity and fixed focal (the batched focal search); ``FitResult.group_loss`` then holds the
+    final landmark term per group.
+    """
     from tqdm import tqdm
 
     torch.manual_seed(cfg.seed)
@@ -255,7 +266,10 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
     S, E, J = head.num_shape, head.num_expression, head.num_joints
     jn = model.joint_names
     rest = _rest_landmarks(head)
-    K0 = cameras.K(init_focal).numpy()
+    G = 1 if group is None else int(group.max()) + 1
+    gid = torch.zeros(N, dtype=torch.long) if group is None else torch.as_tensor(group, dtype=torch.long)
+    f_frame = torch.full((N,), float(init_focal)) if frame_focal is None else torch.as_tensor(frame_focal, dtype=torch.float32)
+    K0 = cameras.K(f_frame).numpy()
     rv, tv, _ = _pnp_init(rest, lm_np, K0, valid)
     import cv2
 
@@ -272,7 +286,7 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
         piv0[i] = Rp @ j_root + tv[i]
     f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     # ---- parameters
-    shape = torch.zeros(S, requires_grad=True)
+    shape = torch.zeros(G, S, requires_grad=True)
     expr = torch.zeros(N, E, requires_grad=True)
     rot = f32(rot0).requires_grad_(True)
     # Head position in the camera as (x/z, y/z, log z - log f): changing the focal length then
@@ -292,7 +306,7 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
     iod = float(np.median(np.linalg.norm(lm_np[valid][:, [33, 133]].mean(1) - lm_np[valid][:, [263, 362]].mean(1), axis=-1)))
     iod = max(iod, 1.0)
     # Converts metres of translation into inter-ocular units at the head's distance (for smoothness).
-    m_to_iod = float(init_focal * cameras.scale.mean()) / dist0 / iod
+    m_to_iod = float(f_frame.mean() * cameras.scale.mean()) / dist0 / iod
     delta = cfg.huber_delta
 
     def full_pose() -> Tensor:
@@ -309,12 +323,15 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
         z = torch.exp(logq + log_f)[:, None]
         cam = torch.cat([ab * z, z], 1)
         pivot_world = (cam - tc_t) @ Rc_t  # R_c^T (cam - t_c)
-        root = head.j_template[0] + head.j_dirs[0] @ shape
+        root = head.j_template[0] + frame_shape() @ head.j_dirs[0].T
         return pivot_world - root
 
+    def frame_shape() -> Tensor:
+        return shape[0] if G == 1 else shape[gid]
+
     def predict() -> Tensor:
-        pts, _ = head(shape, expr, full_pose(), translation())
-        K = cameras.K(init_focal * torch.exp(log_f))
+        pts, _ = head(frame_shape(), expr, full_pose(), translation())
+        K = cameras.K(f_frame * torch.exp(log_f))
         uv, _ = project(pts, K, w2c_t)
         return uv
 
@@ -322,11 +339,14 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
         uv = predict()
         r2 = ((uv - lm) ** 2).sum(-1) / iod**2
         rho = torch.sqrt(r2 + delta**2) - delta  # pseudo-Huber in IOD units
-        data = ((rho * w_lmk).mean(-1) * vmask).sum() / vmask.sum()
-        last_data[0] = float(data.detach())
+        per_frame = (rho * w_lmk).mean(-1) * vmask
+        data = per_frame.sum() / vmask.sum() * G  # groups are independent problems: sum their means
+        last_data[0] = float(data.detach()) / G
+        if G > 1:
+            last_group[0] = (torch.zeros(G).index_add_(0, gid, per_frame.detach()) / torch.bincount(gid, minlength=G)).numpy()
         reg = cfg.w_focal * log_f**2
         reg = reg + cfg.w_smooth * (_smooth2(rot) + _smooth2(translation() * m_to_iod))
-        reg = reg + cfg.w_shape * ((shape / shape_std) ** 2).sum()
+        reg = reg + cfg.w_shape * ((shape / shape_std) ** 2).sum()  # (per group)
         if not rigid:
             reg = reg + cfg.w_expr * (expr**2).sum(-1).mean() + cfg.w_jaw * (jaw**2).sum(-1).mean() + cfg.w_eyes * (eyes**2).sum(-1).mean()
             reg = reg + cfg.w_smooth_expr * _smooth2(expr) + cfg.w_smooth * (_smooth2(jaw) + 0.1 * _smooth2(eyes))
@@ -334,6 +354,7 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
 
     losses: list[float] = []
     last_data = [float("nan")]
+    last_group = [np.zeros(G)]
 
     def run(params: list[dict], iters: int, rigid: bool, desc: str) -> None:
         params = [p for p in params if p["params"][0].requires_grad]
@@ -367,9 +388,9 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
         K = cameras.K(focal).numpy()
         pose = full_pose().numpy()
     return FitResult(
-        shape=shape.detach().numpy().astype(np.float32), expression=expr.detach().numpy().astype(np.float32),
+        shape=shape.detach()[0].numpy().astype(np.float32), expression=expr.detach().numpy().astype(np.float32),
         pose=pose.astype(np.float32), transl=translation().detach().numpy().astype(np.float32), focal=focal, K=K.astype(np.float32),
         world_to_cam=w2c.astype(np.float32), landmarks=uv.astype(np.float32),
         timings={"init": t0 - t_start, "rigid": t1 - t0, "full": t2 - t1, "total": time.perf_counter() - t_start},
-        losses=losses, data_loss=last_data[0],
+        losses=losses, data_loss=last_data[0], group_loss=last_group[0],
     )

@@ -69,15 +69,20 @@ class LandmarkHead(nn.Module):
         """Posed points.
 
         Args:
-            shape: (S,) identity shared by the batch. expression: (B, E). pose: (B, J, 3) axis-angle.
+            shape: (S,) identity shared by the batch, or (B, S) per item. expression: (B, E).
+            pose: (B, J, 3) axis-angle.
             transl: (B, 3) metres.
         Returns:
             (B, 478, 3) landmarks and (B, K, 3) extra vertices (K = 0 when none), metres.
         """
         B = expression.shape[0]
-        p_shaped = self.p_template + torch.einsum("pcs,s->pc", self.shapedirs, shape)
-        v = p_shaped[None] + (expression @ self.exprdirs).view(B, -1, 3)
-        joints = (self.j_template + torch.einsum("jcs,s->jc", self.j_dirs, shape))[None].expand(B, -1, -1)
+        if shape.ndim == 1:
+            p_shaped = (self.p_template + torch.einsum("pcs,s->pc", self.shapedirs, shape))[None]
+            joints = (self.j_template + torch.einsum("jcs,s->jc", self.j_dirs, shape))[None].expand(B, -1, -1)
+        else:
+            p_shaped = self.p_template[None] + torch.einsum("pcs,bs->bpc", self.shapedirs, shape)
+            joints = self.j_template[None] + torch.einsum("jcs,bs->bjc", self.j_dirs, shape)
+        v = p_shaped + (expression @ self.exprdirs).view(B, -1, 3)
         J = self.num_joints
         rot = batch_rodrigues(pose.reshape(-1, 3)).view(B, J, 3, 3)
         if self.posedirs is not None and J > 1:

@@ -137,6 +137,11 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
     torch_threads = torch.get_num_threads()
     seq, res, dt = _fit_stage(model, cap, opts, out)
     timings["landmark_fit"] = dt
+    if res is None and (out / METRICS_FILE).is_file():  # resumed: keep the fit time of the run that did it
+        try:
+            timings["landmark_fit"] = json.loads((out / METRICS_FILE).read_text())["summary"]["timings_s"]["landmark_fit"]
+        except (KeyError, ValueError):
+            pass
     fitted = res.landmarks if res is not None else np.load(out / "fitted_landmarks.npy")
 
     _log("[3/3] outputs: transforms.json, metrics.json" + (", overlay.mp4" if opts.overlay else ""), opts.progress)
@@ -152,7 +157,7 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
     extra = {
         "model": opts.model, "model_version": str(model.version), "source": str(source), "fps": cap.fps,
         "resolution": cap.resolution, "focal_px_source": focal, "source_size": list(cap.source_size),
-        "landmark_fit_fps": cap.num_frames / dt if dt > 0 else None, "torch_threads": torch_threads,
+        "landmark_fit_fps": cap.num_frames / timings["landmark_fit"] if timings["landmark_fit"] > 0 else None, "torch_threads": torch_threads,
         "max_faces_seen": int(cap.num_faces.max()),
     }
     summary = write_metrics(out / METRICS_FILE, fitted, cap.landmarks, cap.valid, cap.names, timings, extra)
