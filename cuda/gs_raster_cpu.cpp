@@ -74,14 +74,38 @@ struct TileRect {
   int X0, X1, Y0, Y1;
 };
 
+// Columns [xa, xb] of pixel row y (already clipped to the splat's box [x0, x1]) where the splat can
+// reach alpha >= 1/255: sigma <= smax = log(255 opacity) + 0.01 (the 1% alpha margin absorbs rounding,
+// floor/ceil add up to a pixel). Solving the quadratic skips the box corners and, for faint splats,
+// most of the box; pixels outside the span would be skipped by the exact test anyway.
+struct RowQuad {  // per-splat constants of the row-span quadratic (see row_span); inv_2a = 1 / (2 half_a)
+  double smax, half_a, inv_2a, b, half_c, mx, my;
+};
+
+inline bool row_span(const RowQuad& q, int y, int x0, int x1, int& xa, int& xb) {
+  if (!(q.half_a > 0)) { xa = x0; xb = x1; return x0 <= x1; }  // degenerate conic: test the whole row
+  const double dy = y + 0.5 - q.my;
+  const double B = q.b * dy, Cq = q.half_c * dy * dy - q.smax;
+  const double disc = B * B - 4 * q.half_a * Cq;
+  if (disc < 0) return false;
+  const double sq = std::sqrt(disc), base = q.mx - 0.5;
+  // +-1 instead of floor/ceil: same guarantee (at least the exact span), cheaper
+  const double lo = base + (-B - sq) * q.inv_2a - 1, hi = base + (-B + sq) * q.inv_2a + 1;
+  xa = lo > x0 ? (int)lo : x0;
+  xb = hi < x1 ? (int)hi : x1;
+  return xa <= xb;
+}
+
 template <typename scalar_t>
 void gather_tile(const Bins& b, int64_t ct, int c, int N, int D, const scalar_t* means2d, const scalar_t* conics,
                  const scalar_t* opacities, const scalar_t* features, const int32_t* radii, const TileRect& t,
-                 std::vector<Splat<scalar_t>>& sp, std::vector<scalar_t>& feat, std::vector<int>& box) {
+                 std::vector<Splat<scalar_t>>& sp, std::vector<scalar_t>& feat, std::vector<int>& box,
+                 std::vector<RowQuad>& smax) {
   const int64_t s0 = b.offsets[ct], n = b.offsets[ct + 1] - s0;
   sp.resize(n);
   feat.resize(n * D);
   box.resize(n * 4);
+  smax.resize(n);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t k = (int64_t)c * N + b.ids[s0 + i];
     sp[i] = Splat<scalar_t>{means2d[2 * k], means2d[2 * k + 1], conics[3 * k], conics[3 * k + 1], conics[3 * k + 2], opacities[k]};
@@ -94,6 +118,12 @@ void gather_tile(const Bins& b, int64_t ct, int c, int N, int D, const scalar_t*
     box[4 * i + 1] = (int)std::min<double>(t.X1 - 1, std::floor(mx + rx));
     box[4 * i + 2] = (int)std::max<double>(t.Y0, std::ceil(my - ry));
     box[4 * i + 3] = (int)std::min<double>(t.Y1 - 1, std::floor(my + ry));
+    // alpha <= opacity (sigma >= 0): a splat fainter than 1/255 never contributes
+    const double o255 = 255.0 * (double)sp[i].opacity;
+    if (!(o255 >= 1.0)) box[4 * i + 3] = box[4 * i + 2] - 1;  // empty box
+    const double ha = 0.5 * (double)sp[i].a;
+    smax[i] = RowQuad{o255 >= 1.0 ? std::log(o255) + 0.01 : 0.0, ha, ha > 0 ? 0.5 / ha : 0.0, (double)sp[i].b,
+                      0.5 * (double)sp[i].c, (double)sp[i].mx, (double)sp[i].my};
   }
 }
 
@@ -125,13 +155,14 @@ void forward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opa
       std::vector<Splat<scalar_t>> sp;
       std::vector<scalar_t> feat, acc, Tr;
       std::vector<int> box;
+      std::vector<RowQuad> smax;
       std::vector<int32_t> end;
       std::vector<char> done;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t ct = 0; ct < C * T; ++ct) {
         const int c = ct / T;
         const TileRect t = tile_rect(ct % T, b.tiles_w, W, H);
-        gather_tile(b, ct, c, N, D, m, cn, op, f, rad, t, sp, feat, box);
+        gather_tile(b, ct, c, N, D, m, cn, op, f, rad, t, sp, feat, box, smax);
         const int64_t n = sp.size();
         const int tw = t.X1 - t.X0, np = tw * (t.Y1 - t.Y0);
         // Splat-major traversal with per-pixel state; each pixel still sees the splats in depth order
@@ -144,8 +175,10 @@ void forward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opa
         for (int64_t i = 0; i < n && ndone < np; ++i) {
           const Splat<scalar_t> s = sp[i];
           const scalar_t* fi = &feat[i * D];
-          for (int y = box[4 * i + 2]; y <= box[4 * i + 3]; ++y)
-            for (int x = box[4 * i]; x <= box[4 * i + 1]; ++x) {
+          for (int y = box[4 * i + 2]; y <= box[4 * i + 3]; ++y) {
+            int xa, xb;
+            if (!row_span(smax[i], y, box[4 * i], box[4 * i + 1], xa, xb)) continue;
+            for (int x = xa; x <= xb; ++x) {
               const int p = (y - t.Y0) * tw + (x - t.X0);
               if (done[p]) continue;
               scalar_t dx, dy;
@@ -165,6 +198,7 @@ void forward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opa
               Tr[p] = nextT;
               end[p] = (int32_t)(i + 1);
             }
+          }
         }
         for (int y = t.Y0; y < t.Y1; ++y)
           for (int x = t.X0; x < t.X1; ++x) {
@@ -210,12 +244,13 @@ void backward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor op
       std::vector<Splat<scalar_t>> sp;
       std::vector<scalar_t> feat, g, Tr, tail;
       std::vector<int> box;
+      std::vector<RowQuad> smax;
       std::vector<int32_t> endp;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t ct = 0; ct < C * T; ++ct) {
         const int c = ct / T;
         const TileRect t = tile_rect(ct % T, tiles_w, W, H);
-        gather_tile(b, ct, c, N, D, m, cn, op, f, rad, t, sp, feat, box);
+        gather_tile(b, ct, c, N, D, m, cn, op, f, rad, t, sp, feat, box, smax);
         const int64_t n = sp.size();
         if (n == 0 && !bg) continue;
         const int tw = t.X1 - t.X0, np = tw * (t.Y1 - t.Y0);
@@ -247,8 +282,10 @@ void backward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor op
           const Splat<scalar_t> s = sp[i];
           scalar_t* gi = &g[i * G];
           const scalar_t* fi = &feat[i * D];
-          for (int y = box[4 * i + 2]; y <= box[4 * i + 3]; ++y)
-            for (int x = box[4 * i]; x <= box[4 * i + 1]; ++x) {
+          for (int y = box[4 * i + 2]; y <= box[4 * i + 3]; ++y) {
+            int xa, xb;
+            if (!row_span(smax[i], y, box[4 * i], box[4 * i + 1], xa, xb)) continue;
+            for (int x = xa; x <= xb; ++x) {
               const int p = (y - t.Y0) * tw + (x - t.X0);
               if (i >= endp[p]) continue;  // behind the pixel's stopping point
               scalar_t dx, dy;
@@ -272,6 +309,7 @@ void backward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor op
               if (raw <= scalar_t(A3D_GS_ALPHA_MAX)) a3d_gs::splat_alpha_backward(s, dx, dy, vis, v_alpha, gi);
               Tr[p] = Ti;
             }
+          }
         }
         const int64_t s0 = b.offsets[ct];
         for (int64_t i = 0; i < n; ++i) {

@@ -35,7 +35,8 @@ Tensor thread_buffers(int64_t n, const Tensor& like) {
 }
 
 // ------------------------------------------------------------------------------------ rasterize
-std::vector<Tensor> rasterize_fwd(Tensor pos, Tensor tri, int64_t H, int64_t W, Tensor ranges, bool want_db) {
+// want_db is accepted for API symmetry; rast_db is cheap next to the resolve and always computed.
+std::vector<Tensor> rasterize_fwd(Tensor pos, Tensor tri, int64_t H, int64_t W, Tensor ranges, bool /*want_db*/) {
   check_cpu(pos, "pos");
   check_cpu(tri, "tri");
   TORCH_CHECK(pos.dim() == 3 && pos.size(2) == 4, "pos must be (B, V, 4)");
@@ -44,8 +45,9 @@ std::vector<Tensor> rasterize_fwd(Tensor pos, Tensor tri, int64_t H, int64_t W, 
   const int64_t B = range_mode ? ranges.size(0) : pos.size(0);
   const int64_t V = pos.size(1), F = tri.size(0);
   const int64_t P = H * W;
-  auto rast = torch::zeros({B, H, W, 4}, pos.options());
-  auto db = torch::zeros({B, H, W, 4}, pos.options());
+  // empty, not zeros: pass 2 writes every pixel (zeros on background), saving a full memory pass
+  auto rast = torch::empty({B, H, W, 4}, pos.options());
+  auto db = torch::empty({B, H, W, 4}, pos.options());
   if (B == 0 || P == 0) return {rast, db};
   std::vector<uint64_t> zbuf((size_t)(B * P), std::numeric_limits<uint64_t>::max());
   const int* tr = tri.data_ptr<int>();
@@ -92,12 +94,14 @@ _Pragma("omp parallel for schedule(dynamic, 64)")
 _Pragma("omp parallel for schedule(static)")
       for (int64_t i = 0; i < P; ++i) {
         const uint64_t k = zb[i];
-        if (k == std::numeric_limits<uint64_t>::max()) continue;
+        if (k == std::numeric_limits<uint64_t>::max()) {
+          for (int c = 0; c < 4; ++c) ro[4 * i + c] = dbo[4 * i + c] = (T)0;
+          continue;
+        }
         const int f = (int)(uint32_t)(k & 0xffffffffu);
         const T px = a3d::pixel_center<T>((int)(i % W), (int)W), py = a3d::pixel_center<T>((int)(i / W), (int)H);
-        T dtmp[4];
         a3d::raster_resolve(pb + 4 * tr[3 * f], pb + 4 * tr[3 * f + 1], pb + 4 * tr[3 * f + 2], f, px, py, pw, ph,
-                            ro + 4 * i, want_db ? dbo + 4 * i : dtmp);
+                            ro + 4 * i, dbo + 4 * i);
       }
     }
   });
@@ -293,37 +297,53 @@ _Pragma("omp for schedule(static)")
 }
 
 // ------------------------------------------------------------------------------------ antialias
+// Antialias loops run over pixel PAIRS, each evaluated once. Races are avoided by construction:
+// horizontal pairs of a row only touch that row (parallel over rows); vertical pairs (r, r+1) run in
+// two phases, even r then odd r, so concurrently processed pairs never share a row.
+template <typename T, typename Fn>
+void for_each_pair(int64_t H, int64_t W, Fn&& fn) {
+  _Pragma("omp parallel")
+  {
+    _Pragma("omp for schedule(static)")
+    for (int64_t r = 0; r < H; ++r)
+      for (int64_t c = 0; c + 1 < W; ++c) fn(r, c, true);
+    for (int phase = 0; phase < 2; ++phase) {
+      _Pragma("omp for schedule(static)")
+      for (int64_t r = phase; r < H - 1; r += 2)
+        for (int64_t c = 0; c < W; ++c) fn(r, c, false);
+    }
+  }
+}
+
 Tensor antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj) {
   check_cpu(color, "color");
   check_cpu(rast, "rast");
   check_cpu(pos, "pos");
   const int64_t B = color.size(0), H = color.size(1), W = color.size(2), C = color.size(3), V = pos.size(1);
-  const int64_t Bp = pos.size(0), P = H * W;
+  const int64_t Bp = pos.size(0), P = H * W, F = tri.size(0);
   auto out = color.clone();
   const int* tr = tri.data_ptr<int>();
   const int* ad = adj.data_ptr<int>();
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
     using T = scalar_t;
-    const T* col = color.data_ptr<T>();
-    const T* rs = rast.data_ptr<T>();
     const T* pp = pos.data_ptr<T>();
-    const int64_t F = tri.size(0);
     const std::vector<signed char> orient = orientations(pp, Bp, V, tr, F);
-    T* o = out.data_ptr<T>();
-_Pragma("omp parallel for schedule(static)")
-    for (int64_t i = 0; i < B * P; ++i) {
-      const int64_t b = i / P, pix = i % P, r = pix / W, c = pix % W;
-      const T* pb = pp + (Bp == 1 ? 0 : b) * V * 4;
-      const T* ra = rs + b * P * 4;
-      const T* cb = col + b * P * C;
-      for (int q = 0; q < 4; ++q) {
-        long long other;
-        bool first;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t pbi = (Bp == 1 ? 0 : b);
+      const T* pb = pp + pbi * V * 4;
+      const signed char* ob = orient.data() + pbi * F;
+      const T* ra = rast.data_ptr<T>() + b * P * 4;
+      const T* cb = color.data_ptr<T>() + b * P * C;
+      T* o = out.data_ptr<T>() + b * P * C;
+      for_each_pair<T>(H, W, [&](int64_t r, int64_t c, bool horiz) {
+        const int64_t i0 = r * W + c, i1 = horiz ? i0 + 1 : i0 + W;
+        const int t0 = (int)ra[4 * i0 + 3] - 1, t1 = (int)ra[4 * i1 + 3] - 1;
+        if (t0 == t1) return;
         a3d::AAPair<T> res;
-        if (!a3d::aa_pixel_pair(pb, tr, ad, orient.data() + (Bp == 1 ? 0 : b) * F, ra, (int)H, (int)W, (int)r, (int)c, q, other, first, res)) continue;
-        if (res.tgt_first != first) continue;  // the blend lands on the other pixel
-        for (int64_t k = 0; k < C; ++k) o[i * C + k] += res.alpha * (cb[other * C + k] - cb[pix * C + k]);
-      }
+        if (!a3d::aa_pair(pb, tr, ad, ob, (int)H, (int)W, (int)r, (int)c, horiz, t0, t1, ra[4 * i0 + 2], ra[4 * i1 + 2], res)) return;
+        const int64_t tg = res.tgt_first ? i0 : i1, sr = res.tgt_first ? i1 : i0;
+        for (int64_t k = 0; k < C; ++k) o[tg * C + k] += res.alpha * (cb[sr * C + k] - cb[tg * C + k]);
+      });
     }
   });
   return out;
@@ -331,56 +351,47 @@ _Pragma("omp parallel for schedule(static)")
 
 std::vector<Tensor> antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj, Tensor grad) {
   const int64_t B = color.size(0), H = color.size(1), W = color.size(2), C = color.size(3), V = pos.size(1);
-  const int64_t Bp = pos.size(0), P = H * W;
+  const int64_t Bp = pos.size(0), P = H * W, F = tri.size(0);
   auto gcol = grad.clone();
   auto buf = thread_buffers(Bp * V * 4, pos);
   const int* tr = tri.data_ptr<int>();
   const int* ad = adj.data_ptr<int>();
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
     using T = scalar_t;
-    const T* col = color.data_ptr<T>();
-    const T* rs = rast.data_ptr<T>();
     const T* pp = pos.data_ptr<T>();
-    const T* g = grad.data_ptr<T>();
-    const int64_t F = tri.size(0);
     const std::vector<signed char> orient = orientations(pp, Bp, V, tr, F);
-    T* gc = gcol.data_ptr<T>();
     T* bb = buf.data_ptr<T>();
-_Pragma("omp parallel")
-    {
-      T* mine = bb + (int64_t)omp_get_thread_num() * Bp * V * 4;
-_Pragma("omp for schedule(static)")
-      for (int64_t i = 0; i < B * P; ++i) {
-        const int64_t b = i / P, pix = i % P, r = pix / W, c = pix % W;
-        const int64_t pbi = (Bp == 1 ? 0 : b);
-        const T* pb = pp + pbi * V * 4;
-        const T* ra = rs + b * P * 4;
-        const T* cb = col + b * P * C;
-        const T* gb = g + b * P * C;
-        for (int q = 0; q < 4; ++q) {
-          long long other;
-          bool first;
-          a3d::AAPair<T> res;
-          if (!a3d::aa_pixel_pair(pb, tr, ad, orient.data() + (Bp == 1 ? 0 : b) * F, ra, (int)H, (int)W, (int)r, (int)c, q, other, first, res)) continue;
-          if (res.tgt_first == first) {
-            // this pixel received alpha * (colour_other - colour_me)
-            T galpha = 0;
-            for (int64_t k = 0; k < C; ++k) {
-              gc[i * C + k] -= res.alpha * gb[pix * C + k];
-              galpha += gb[pix * C + k] * (cb[other * C + k] - cb[pix * C + k]);
-            }
-            T* mj = mine + (pbi * V + res.vj) * 4;
-            T* mk = mine + (pbi * V + res.vk) * 4;
-            for (int q = 0; q < 4; ++q) {
-              mj[q] += galpha * res.da[0][q];
-              mk[q] += galpha * res.da[1][q];
-            }
-          } else {
-            // the other pixel received alpha * (colour_me - colour_other)
-            for (int64_t k = 0; k < C; ++k) gc[i * C + k] += res.alpha * gb[other * C + k];
-          }
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t pbi = (Bp == 1 ? 0 : b);
+      const T* pb = pp + pbi * V * 4;
+      const signed char* ob = orient.data() + pbi * F;
+      const T* ra = rast.data_ptr<T>() + b * P * 4;
+      const T* cb = color.data_ptr<T>() + b * P * C;
+      const T* gb = grad.data_ptr<T>() + b * P * C;
+      T* gc = gcol.data_ptr<T>() + b * P * C;
+      for_each_pair<T>(H, W, [&](int64_t r, int64_t c, bool horiz) {
+        const int64_t i0 = r * W + c, i1 = horiz ? i0 + 1 : i0 + W;
+        const int t0 = (int)ra[4 * i0 + 3] - 1, t1 = (int)ra[4 * i1 + 3] - 1;
+        if (t0 == t1) return;
+        a3d::AAPair<T> res;
+        if (!a3d::aa_pair(pb, tr, ad, ob, (int)H, (int)W, (int)r, (int)c, horiz, t0, t1, ra[4 * i0 + 2], ra[4 * i1 + 2], res)) return;
+        // out[tg] = col[tg] + alpha * (col[sr] - col[tg])
+        const int64_t tg = res.tgt_first ? i0 : i1, sr = res.tgt_first ? i1 : i0;
+        T galpha = 0;
+        for (int64_t k = 0; k < C; ++k) {
+          const T g = gb[tg * C + k];
+          gc[tg * C + k] -= res.alpha * g;
+          gc[sr * C + k] += res.alpha * g;
+          galpha += g * (cb[sr * C + k] - cb[tg * C + k]);
         }
-      }
+        T* mine = bb + (int64_t)omp_get_thread_num() * Bp * V * 4;
+        T* mj = mine + (pbi * V + res.vj) * 4;
+        T* mk = mine + (pbi * V + res.vk) * 4;
+        for (int q = 0; q < 4; ++q) {
+          mj[q] += galpha * res.da[0][q];
+          mk[q] += galpha * res.da[1][q];
+        }
+      });
     }
   });
   return {gcol, buf.sum(0).view_as(pos)};

@@ -69,8 +69,8 @@ def main() -> None:
         e = m.expression_vector(combo)
         ex.append(render(verts(expr=e), F, yaw_deg=20, **kw))
     pose = torch.zeros(1, 5, 3)
-    pose[0, 2, 0] = 0.3  # jaw joint
-    pose[0, 1, 1] = 0.4  # neck turn
+    pose[0, 2, 0] = 0.25  # jaw joint
+    pose[0, 1, 1] = 0.3  # neck turn (to the subject's left)
     ex.append(render(verts(pose=pose), F, yaw_deg=0, **kw))
     pose = torch.zeros(1, 5, 3)
     pose[0, 3:, 1] = 0.35  # both eyes look to the subject's left

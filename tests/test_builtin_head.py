@@ -88,7 +88,7 @@ def test_mesh_is_clean_and_closed_except_openings(data):
 def test_outward_orientation(data):
     V, F = data.v_template, data.faces
     part = data.extras["part_ids"]
-    for pid in (PART_IDS["eye_left"], PART_IDS["ear_left"], PART_IDS["ear_right"]):
+    for pid in (PART_IDS["eye_left"], PART_IDS["ear_left"], PART_IDS["ear_right"], PART_IDS["teeth_upper"], PART_IDS["teeth_lower"]):
         f = F[part[F].max(1) == pid]
         vol = np.einsum("ij,ij->i", V[f[:, 0]], np.cross(V[f[:, 1]], V[f[:, 2]])).sum() / 6
         assert vol > 0, f"part {pid} is inside out"
@@ -109,7 +109,7 @@ def test_uvs_layout_and_seams(data):
     assert sum(1 for c in per_vertex.values() if c > 1) > 100
     fpart = data.extras["part_ids"][data.faces].max(1)  # bag faces touching the lips count as bag
     boxes = {}
-    for name in ("head", "eye_left", "eye_right", "bag", "ear_left"):
+    for name in ("head", "eye_left", "eye_right", "bag", "ear_left", "ear_right", "teeth_upper"):
         t = np.unique(data.uv_faces[fpart == PART_IDS[name]])
         boxes[name] = (data.uvs[t].min(0), data.uvs[t].max(0))
     for a_ in boxes:
@@ -176,6 +176,12 @@ def test_expressions_move_the_right_region(model):
         mv = _moves(model, name)
         assert 5e-4 < mv.max() < 0.04, name
         assert mv[eyes].max() < 1e-7, f"{name} deforms an eyeball"
+        if not name.startswith("jaw"):
+            assert mv[model.region("teeth").numpy()].max() < 1e-7, f"{name} moves the teeth"
+    # The lower teeth ride on the jaw, the upper ones never move.
+    upper = model.extras["part_ids"] == PART_IDS["teeth_upper"]
+    lower = model.extras["part_ids"] == PART_IDS["teeth_lower"]
+    assert m[upper].max() < 1e-7 and m[lower].min() > 0.005
 
 
 def test_identity_modes_plausible(model, data):

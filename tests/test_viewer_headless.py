@@ -121,6 +121,9 @@ def test_environment_maps_bake_to_filament_files(renderer, toy):
     sil = renderer.silhouette()
     mean = {e: im[sil].mean(0) for e, im in imgs.items()}
     assert mean["sunset"][0] - mean["sunset"][2] > mean["overcast"][0] - mean["overcast"][2] + 5  # warmer
+    # Rotating the studio half a turn puts its key light behind the head: the face gets darker.
+    behind = renderer.render(lighting=Lighting(environment="studio", env_rotation=180.0, intensity=0.0))
+    assert behind[sil].mean() < imgs["studio"][sil].mean() - 5
     dark = renderer.render(lighting=Lighting(intensity=0.0, env_intensity=0.0))
     assert dark[sil].mean() < 0.3 * imgs["overcast"][sil].mean()
     with pytest.raises(ValueError, match="studio, sunset, overcast"):

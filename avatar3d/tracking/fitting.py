@@ -190,6 +190,9 @@ def fit_landmarks(
             init_focal = _pnp_focal(head, lm, valid, cameras)
             if cfg.focal_search > 1 and valid.sum() >= 3:  # one or two frames: too little perspective
                 init_focal = _search_focal(model, head, lm, valid, cameras, cfg, init_focal)
+                # The search already minimised the same residual over the focal; letting Adam move
+                # it again only trades it against the temporal terms.
+                cfg = FitConfig(**{**cfg.__dict__, "optimize_focal": False})
         t_focal = time.perf_counter() - t0
         res = _fit(model, head, lm, valid, cameras, cfg, init_focal, progress)
         res.timings["focal_search"] = t_focal

@@ -67,10 +67,9 @@ class ViewerApp:
         self.head = HeadScene(self.scene_widget.scene, self.mesh)
         # Interactive default: no MSAA (Mesa llvmpipe renders ~3x faster; see benchmarks/bench_viewer.py).
         self.scene_widget.scene.view.set_antialiasing(False)
-        self.head.lighting = opts.lighting
-        self.head.mode, self.head.wireframe, self.head.landmarks = opts.mode, opts.wireframe, opts.landmarks
         self.head.set_params(self.params)
-        self.head.apply_lighting()
+        self.head.set_display(opts.mode, opts.wireframe, opts.landmarks)  # validates the mode
+        self.head.set_lighting(opts.lighting)  # validates the environment name
         w.add_child(self.scene_widget)
 
         self.image_widget = None

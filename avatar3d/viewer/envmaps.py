@@ -137,6 +137,10 @@ def _prefiltered(name: str, rotation_deg: float, n: int, roughness: float, sampl
     # Phong exponent matching GGX roughness a (a = roughness^2): 2 / a^2 - 2 (the usual mapping).
     a = max(roughness * roughness, 1e-3)
     power = max(2.0 / (a * a) - 2.0, 1.0)
+    spacing = np.sqrt(4 * np.pi / len(samples))  # mean angle between sample directions
+    if np.sqrt(2.0 / power) < 2 * spacing:
+        # Lobe narrower than the sample grid: convolving would only alias; the map itself is closer.
+        return radiance(name, d, rotation_deg).reshape(6, n, n, 3)
     w = np.clip(d @ samples.T, 0, 1) ** power  # (n*n*6, S)
     out = (w @ L) / np.maximum(w.sum(1, keepdims=True), 1e-12)
     return out.reshape(6, n, n, 3)
@@ -181,7 +185,7 @@ def bake_environment(name: str, rotation_deg: float = 0.0, size: int = 64, level
         raise ValueError(f"unknown environment {name!r}; expected one of: {', '.join(ENVIRONMENTS)}")
     rot = round(float(rotation_deg) % 360.0, 1)
     d = cache_dir("viewer/ibl")
-    prefix = d / f"{name}_r{rot:05.1f}_s{size}_v2"
+    prefix = d / f"{name}_r{rot:05.1f}_s{size}_v3"
     ibl, sky = Path(f"{prefix}_ibl.ktx"), Path(f"{prefix}_skybox.ktx")
     if ibl.is_file() and sky.is_file():
         return str(prefix)

@@ -25,9 +25,11 @@ ATLAS = {
     "bag": (0.005, 0.005, 0.17),
     "ear_left": (0.360, 0.010, 0.32),
     "ear_right": (0.680, 0.010, 0.32),
+    "teeth_upper": (0.180, 0.005, 0.17),
+    "teeth_lower": (0.180, 0.005, 0.17),
 }
 
-PART_IDS = {"head": 0, "eye_left": 1, "eye_right": 2, "ear_left": 3, "ear_right": 4, "bag": 5}
+PART_IDS = {"head": 0, "eye_left": 1, "eye_right": 2, "ear_left": 3, "ear_right": 4, "bag": 5, "teeth_upper": 6, "teeth_lower": 7}
 
 
 @dataclass
@@ -168,11 +170,14 @@ def assemble(A: Anatomy) -> Assembly:
         uvs[-1][:, 0] = 2 * u0 + sz - uvs[-1][:, 0]
     uv_faces.append(bu_f)
     n_v += len(bag_v)
+    n_t += len(uvs[-1])
+    add(ft.teeth(A, upper=True), "teeth_upper")
+    add(ft.teeth(A, upper=False), "teeth_lower")
 
     V = np.concatenate(verts)
     part = np.concatenate(parts)
     bag_depth = np.zeros(len(V))
-    bag_depth[bag0:] = bag_t
+    bag_depth[bag0 : bag0 + len(bag_v)] = bag_t
     bag_lower = np.zeros(len(V), bool)
-    bag_lower[bag0:] = np.concatenate([np.tile(lower, ft.BAG_RINGS), [True]])
+    bag_lower[bag0 : bag0 + len(bag_v)] = np.concatenate([np.tile(lower, ft.BAG_RINGS), [True]])
     return Assembly(V, np.concatenate(faces).astype(np.int64), np.concatenate(uvs), np.concatenate(uv_faces).astype(np.int64), part, g, bag_depth, bag_lower, loop)

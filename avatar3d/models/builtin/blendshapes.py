@@ -212,4 +212,10 @@ def build_expressions(asm: Assembly, A: Anatomy) -> np.ndarray:
     eyes = (asm.part == PART_IDS["eye_left"]) | (asm.part == PART_IDS["eye_right"])
     basis = np.stack([out[n] for n in EXPRESSION_NAMES], -1)
     basis[eyes] = 0.0
+    # Teeth are rigid: only the jaw shapes move the lower arch (through the jaw weight).
+    teeth = (asm.part == PART_IDS["teeth_upper"]) | (asm.part == PART_IDS["teeth_lower"])
+    jaw_shapes = [EXPRESSION_NAMES.index(n) for n in ("jawOpen", "jawForward", "jawLeft", "jawRight")]
+    keep = basis[teeth][:, :, jaw_shapes].copy()
+    basis[teeth] = 0.0
+    basis[np.ix_(teeth, np.arange(3), jaw_shapes)] = keep
     return basis

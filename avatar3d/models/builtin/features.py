@@ -169,17 +169,6 @@ def ear(A: Anatomy, side: int, head_x: float) -> Part:
     rim_b0 = 1 + nF + nB
     back_c_uv = rim_b0 + EAR_PHI
 
-    def uv_of(vi_face):
-        out = []
-        for vi in vi_face:
-            if vi == 0 or (1 <= vi <= nF):
-                out.append(vi)
-            elif vi == back_c:
-                out.append(back_c_uv)
-            else:
-                out.append(vi)
-        return out
-
     # Back faces use the back island, including their rim vertices.
     uvf = []
     back_set = set(range(1 + nF, back_c + 1))
@@ -193,8 +182,8 @@ def ear(A: Anatomy, side: int, head_x: float) -> Part:
                     j = (v - 1) // EAR_RINGS
                     row.append(rim_b0 + j)
             uvf.append(row)
-        else:
-            uvf.append(uv_of(f))
+        else:  # front island: UV index == vertex index (centre + front rings)
+            uvf.append(list(f))
     return Part(verts, faces, uvs, np.array(uvf))
 
 
@@ -227,3 +216,66 @@ def mouth_bag(loop_pts: np.ndarray, lower: np.ndarray, A: Anatomy) -> tuple[np.n
     out.append(np.array([[0.0, A.mouth_y - 0.006, A.mouth_z - 0.058]]))
     param.append(np.ones(1))
     return np.concatenate(out), np.concatenate(param), np.concatenate([np.tile(xf, BAG_RINGS), [0.0]])
+
+
+TEETH_SEG = 16  #: segments along a dental arch
+
+
+def teeth(A: Anatomy, upper: bool) -> Part:
+    """One closed dental arch (a curved bar of rectangular section) just behind the lips.
+
+    The incisal edges meet at the lip line; the gum side hides inside the lips. UVs: along the
+    arch across, around the section up (seam column duplicated), end caps squeezed into a corner.
+    """
+    phi = np.linspace(-1.25, 1.25, TEETH_SEG + 1)
+    # The lower arch sits just behind the upper one (overbite), so they never intersect.
+    front_z = A.mouth_z - (0.0125 if upper else 0.0175)
+    # Parabolic-ish arch: 22 mm half-width at the back, set back 24 mm at its ends.
+    half_w = 0.0215 if upper else 0.0195
+    ax, az = np.sin(phi) * half_w, front_z - 0.026 * (1 - np.cos(phi))
+    sgn = 1.0 if upper else -1.0
+    edge = A.mouth_y + (-0.0025 if upper else -0.0010)  # incisal edges: the upper overlaps the lower
+    root = edge + sgn * (0.0115 if upper else 0.0095)
+    depth = 0.0045  # front-to-back thickness of the bar
+    # Section corners (outer-edge, outer-root, inner-root, inner-edge), going around consistently.
+    nrm = np.stack([np.sin(phi), np.zeros_like(phi), np.cos(phi)], 1)  # outward in the arch plane
+    base = np.stack([ax, np.zeros_like(ax), az], 1)
+    corners = []
+    for off, yy in ((0.0, edge), (0.0, root), (-depth, root), (-depth, edge)):
+        p = base + off * nrm
+        p[:, 1] = yy
+        corners.append(p)
+    v = np.stack(corners, 1).reshape(-1, 3)  # (SEG+1)*4, index = i*4 + k
+    faces, uvf, uvs = [], [], []
+    for i in range(TEETH_SEG + 1):
+        for k in range(5):
+            uvs.append([i / TEETH_SEG, 0.02 + 0.96 * k / 4])
+    for i in range(TEETH_SEG):
+        for k in range(4):
+            a, b = i * 4 + k, i * 4 + (k + 1) % 4
+            c, d = (i + 1) * 4 + (k + 1) % 4, (i + 1) * 4 + k
+            ta, tb, tc, td = i * 5 + k, i * 5 + k + 1, (i + 1) * 5 + k + 1, (i + 1) * 5 + k
+            faces += [(a, b, c), (a, c, d)]
+            uvf += [(ta, tb, tc), (ta, tc, td)]
+    cap0 = len(uvs)
+    uvs += [[0.0, 0.0], [0.02, 0.0], [0.02, 0.02], [0.0, 0.02]]
+    last = TEETH_SEG * 4
+    faces += [(0, 2, 1), (0, 3, 2), (last, last + 1, last + 2), (last, last + 2, last + 3)]
+    uvf += [(cap0, cap0 + 2, cap0 + 1), (cap0, cap0 + 3, cap0 + 2), (cap0, cap0 + 1, cap0 + 2), (cap0, cap0 + 2, cap0 + 3)]
+    faces, uvf = np.array(faces), np.array(uvf)
+    # Orient outward (positive signed volume), flipping the UV triangles along.
+    vol = np.einsum("ij,ij->i", v[faces[:, 0]] - v.mean(0), np.cross(v[faces[:, 1]] - v.mean(0), v[faces[:, 2]] - v.mean(0))).sum()
+    if vol < 0:
+        faces, uvf = faces[:, ::-1].copy(), uvf[:, ::-1].copy()
+    uvs = np.array(uvs)
+    q = uvs[uvf[0]]
+    if (q[1, 0] - q[0, 0]) * (q[2, 1] - q[0, 1]) - (q[1, 1] - q[0, 1]) * (q[2, 0] - q[0, 0]) < 0:
+        uvs[:cap0, 1] = 1.0 - uvs[:cap0, 1]  # the lower arch winds the other way: mirror its tube map
+    # Each end cap has its own UV square: mirror it where needed so no UV triangle is flipped.
+    for t0 in (len(faces) - 4, len(faces) - 2):
+        q = uvs[uvf[t0]]
+        if (q[1, 0] - q[0, 0]) * (q[2, 1] - q[0, 1]) - (q[1, 1] - q[0, 1]) * (q[2, 0] - q[0, 0]) < 0:
+            mirror = {cap0: cap0, cap0 + 1: cap0 + 3, cap0 + 2: cap0 + 2, cap0 + 3: cap0 + 1}
+            uvf[t0 : t0 + 2] = np.vectorize(mirror.get)(uvf[t0 : t0 + 2])
+    uvs[:, 1] = uvs[:, 1] * 0.48 + (0.51 if upper else 0.01)
+    return Part(v, faces, uvs, uvf)

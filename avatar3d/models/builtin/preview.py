@@ -59,8 +59,6 @@ def render(
     p = prim[hit]
     b1, b2 = buv[hit, 0], buv[hit, 1]
     b0 = 1 - b1 - b2
-    tri = V[Fc[p].astype(np.int64)]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     # Smooth shading: interpolate area-weighted vertex normals.
     vn = np.zeros_like(V)
     fn = np.cross(V[Fc[:, 1]] - V[Fc[:, 0]], V[Fc[:, 2]] - V[Fc[:, 0]])
@@ -96,7 +94,6 @@ def render(
     fill /= np.linalg.norm(fill)
     lam = 0.78 * np.clip(nn @ key, 0, 1) + 0.25 * np.clip(nn @ fill, 0, 1) + 0.22
     img[hit] = np.clip(albedo * lam[:, None], 0, 1)
-    del n
     # Open3D's pinhole rays start at the bottom image row; flip to the usual top-down order.
     return (img[::-1] * 255).astype(np.uint8)
 

@@ -68,6 +68,7 @@ def jaw_weight(asm: Assembly, A: Anatomy) -> np.ndarray:
     w[asm.part != PART_IDS["head"]] = 0.0
     bag = asm.part == PART_IDS["bag"]
     w[bag] = np.where(asm.bag_lower[bag], 1.0 - 0.45 * asm.bag_depth[bag], 0.0)
+    w[asm.part == PART_IDS["teeth_lower"]] = 1.0  # rigid on the jaw
     return w
 
 
@@ -87,7 +88,10 @@ def skinning(asm: Assembly, A: Anatomy) -> tuple[np.ndarray, np.ndarray, np.ndar
         reg[j, ids] = affine_weights(V[ids], J[j])
     W = np.zeros((nV, 5))
     y = V[:, 1]
-    head = smoothstep((y - (A.neck_cut_y + 0.012)) / 0.095)
+    # Head vs. neck-base blend spread over the whole neck (less candy-wrapping when the neck turns);
+    # the height is tilted forward so the underside of the chin still belongs to the head.
+    q = y + 0.35 * np.clip(V[:, 2], 0.0, 0.08)
+    head = smoothstep((q - (A.neck_cut_y + 0.01)) / 0.12)
     jw = jaw_weight(asm, A)
     W[:, 0] = 1 - head
     W[:, 2] = head * jw

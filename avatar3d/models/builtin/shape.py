@@ -217,7 +217,7 @@ def build_grid(A: Anatomy) -> GridSurface:
     el = np.interp(c_min[None] + s * (c_top - c_min[None]), cum, xs)  # (R, C)
 
     # --- eyelid and lip rows: warp the grid so openings follow the anatomy.
-    eye_rows, eye_cols = None, {}
+    eye_cols = {}
     e_az, e_el = _az_el(A.eye(1)[None], c)
     col_e = int(np.argmin(np.abs(az - e_az[0])))
     r_e = int(np.argmin(np.abs(el[:, col_e] - e_el[0])))
@@ -256,7 +256,7 @@ def build_grid(A: Anatomy) -> GridSurface:
         inside = np.flatnonzero((az > a_lo) & (az < a_hi))
         eye_cols[side] = (int(inside.min()), int(inside.max()))
 
-    m_az, m_el = _az_el(A.mouth_line(np.zeros(1)), c)
+    _, m_el = _az_el(A.mouth_line(np.zeros(1)), c)
     r_m = int(np.argmin(np.abs(el[:, int(np.argmin(np.abs(az)))] - m_el[0])))
     mx = np.linspace(-A.mouth_half_width, A.mouth_half_width, 61)
     ml = A.mouth_line(mx)

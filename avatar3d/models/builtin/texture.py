@@ -142,9 +142,22 @@ def paint(asm: Assembly, A: Anatomy, size: int = SIZE) -> np.ndarray:
     mb = part == PART_IDS["bag"]
     if mb.any():
         depth = np.clip((A.mouth_z - z[mb]) / 0.05, 0, 1)
-        teeth = _s((depth - 0.10) / 0.04) * _s((0.32 - depth) / 0.04) * (np.abs(x[mb]) < 0.022)
+        # Inner lips (wet, pink) right behind the lip line, then a row of teeth, then the dark cavity.
+        inner = _s((0.16 - depth) / 0.05)
+        teeth = _s((depth - 0.22) / 0.04) * _s((0.50 - depth) / 0.05) * _s((0.024 - np.abs(x[mb])) / 0.004)
         mc = MOUTH * (1 - 0.6 * depth)[:, None]
+        mc = mc * (1 - inner[:, None]) + LIPS * 0.9 * inner[:, None]
         col[mb] = mc * (1 - teeth[:, None]) + TEETH * teeth[:, None]
+    for name, sgn in (("teeth_upper", 1.0), ("teeth_lower", -1.0)):
+        m = part == PART_IDS[name]
+        if m.any():
+            # Enamel with gaps between teeth, gum towards the root, darker towards the back.
+            gum = _s((sgn * (y[m] - A.mouth_y) - 0.0068) / 0.0015)
+            ang = np.arctan2(x[m], z[m] - (A.mouth_z - 0.04))
+            gap = 1 - 0.25 * np.exp(-((np.sin(ang * 11.0)) ** 2) / 0.02)
+            back = 1 - 0.5 * _s((A.mouth_z - 0.016 - z[m]) / 0.02)
+            tc = TEETH * (gap * back)[:, None]
+            col[m] = tc * (1 - gum[:, None]) + np.array([190, 95, 100]) * back[:, None] * gum[:, None]
     img = np.zeros((size, size, 3), np.float32)
     img[yy, xx] = np.clip(col, 0, 255)
     # Pad islands outward so bilinear lookups near seams never pick up the empty background.
@@ -153,7 +166,6 @@ def paint(asm: Assembly, A: Anatomy, size: int = SIZE) -> np.ndarray:
     filled = (ids >= 0).astype(np.uint8)
     kernel = np.ones((3, 3), np.uint8)
     for _ in range(6):
-        grown = cv2.dilate(img, kernel)
         gm = cv2.dilate(filled, kernel)
         newm = (gm > 0) & (filled == 0)
         # Average of filled neighbours = box-filter(img) / box-filter(mask).
@@ -161,6 +173,5 @@ def paint(asm: Assembly, A: Anatomy, size: int = SIZE) -> np.ndarray:
         n = cv2.blur(filled.astype(np.float32), (3, 3))
         img[newm] = s[newm] / np.maximum(n[newm, None], 1e-6)
         filled = np.maximum(filled, newm.astype(np.uint8))
-        del grown
     img[filled == 0] = SKIN
     return np.clip(img, 0, 255).astype(np.uint8)
