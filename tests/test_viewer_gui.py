@@ -95,8 +95,10 @@ def _run_gui(xvfb, tmp_path, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
     shot = tmp_path / "gui.png"
     script = tmp_path / "gui.py"
     script.write_text(GUI_SCRIPT.format(tests=str(REPO / "tests")))
-    # ~100 ticks/s: 200 ticks leave a few seconds to grab the whole screen after the view screenshot.
-    proc = subprocess.Popen([sys.executable, str(script), str(shot), "200", kind], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # An idle window ticks ~100 times a second, a playing one ~10 (each tick re-poses and redraws):
+    # either way a few seconds remain to grab the whole screen after the view screenshot (tick 5).
+    ticks = "60" if kind == "sequence" else "200"
+    proc = subprocess.Popen([sys.executable, str(script), str(shot), ticks, kind], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     t0 = time.time()
     while not shot.exists() and proc.poll() is None and time.time() - t0 < 90:
         time.sleep(0.1)
