@@ -258,7 +258,11 @@ _Pragma("omp parallel for schedule(static)")
 std::vector<Tensor> texture_bwd(Tensor tex, Tensor uv, Tensor grad, int64_t filt, int64_t bound) {
   const int64_t B = uv.size(0), H = uv.size(1), W = uv.size(2);
   const int64_t Bt = tex.size(0), Ht = tex.size(1), Wt = tex.size(2), C = tex.size(3), P = H * W;
-  auto buf = thread_buffers(Bt * Ht * Wt * C, tex);
+  // Per-thread copies of a big texture would cost threads x its size: above 16M values, all threads
+  // share one buffer with atomic adds instead (texel collisions between threads are rare).
+  const int64_t n = Bt * Ht * Wt * C;
+  const bool shared = n * (int64_t)omp_get_max_threads() > (int64_t(1) << 24);
+  auto buf = shared ? torch::zeros({1, n}, tex.options()) : thread_buffers(n, tex);
   auto guv = torch::zeros_like(uv);
   AT_DISPATCH_FLOATING_TYPES(tex.scalar_type(), "texture_bwd", [&] {
     using T = scalar_t;
@@ -269,7 +273,7 @@ std::vector<Tensor> texture_bwd(Tensor tex, Tensor uv, Tensor grad, int64_t filt
     T* bb = buf.data_ptr<T>();
 _Pragma("omp parallel")
     {
-      T* mine = bb + (int64_t)omp_get_thread_num() * Bt * Ht * Wt * C;
+      T* mine = bb + (shared ? 0 : (int64_t)omp_get_thread_num() * n);
 _Pragma("omp for schedule(static)")
       for (int64_t i = 0; i < B * P; ++i) {
         if (!(std::isfinite(u[2 * i]) && std::isfinite(u[2 * i + 1]))) continue;
@@ -283,7 +287,13 @@ _Pragma("omp for schedule(static)")
           const T gc = g[i * C + c];
           for (int k = 0; k < tp.n; ++k) {
             const T tv = tb[(int64_t)tp.idx[k] * C + c];
-            m[(int64_t)tp.idx[k] * C + c] += tp.w[k] * gc;
+            T* dst = m + (int64_t)tp.idx[k] * C + c;
+            if (shared) {
+              _Pragma("omp atomic")
+              *dst += tp.w[k] * gc;
+            } else {
+              *dst += tp.w[k] * gc;
+            }
             gx += gc * tp.dwx[k] * tv;
             gy += gc * tp.dwy[k] * tv;
           }

@@ -1,4 +1,4 @@
-"""Gaussian rasterizer: C++ CPU extension vs the dense PyTorch reference, gradcheck, gsplat cross-checks."""
+"""Gaussian rasterizer: C++ CPU extension vs the PyTorch reference, gradcheck, gsplat cross-checks."""
 
 from __future__ import annotations
 

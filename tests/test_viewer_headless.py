@@ -190,6 +190,11 @@ def test_tracked_frame_silhouette_overlaps_the_tracking_mask(toy, tmp_path, out_
         ious.append((sil & mask).sum() / (sil | mask).sum())
         Image.fromarray(img).save(out_dir / f"viewer_track_{i}.png")
     print(f"tracked-frame silhouette IoU vs mask: {', '.join(f'{x:.4f}' for x in ious)}")
+    over, r = render_view(src, ViewOptions(frame=2, overlay=0.5), r)
+    frame = src.frame_image(2)
+    assert over.shape == frame.shape
+    assert np.array_equal(over[~sil], frame[~sil])  # the video untouched outside the head
+    assert np.abs(over[sil].astype(int) - frame[sil].astype(int)).mean() > 10  # the head drawn over it
     assert min(ious) > 0.97, ious
     # A frame's mask must not match the other frame's render (the head turns 50 degrees).
     assert (sil & src.frame_mask(0)).sum() / (sil | src.frame_mask(0)).sum() < min(ious) - 0.02

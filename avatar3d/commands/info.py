@@ -21,11 +21,11 @@ def _version(mod: str) -> str:
 def _status_rows(module: str, func: str) -> list[tuple[str, bool, str]]:
     try:
         fn: Callable = getattr(importlib.import_module(module), func)
-        rows = []
-        for r in fn():
-            name, ok, detail = (r["name"], r["available"], r.get("detail", "")) if isinstance(r, dict) else tuple(r)[:3]
-            rows.append((str(name), bool(ok), str(detail)))
-        return rows
+        res = fn()
+        prefix = func.split("_")[0]  # "mesh" / "gaussian"
+        if isinstance(res, dict):  # {backend: "ok (...)" | "unavailable: why"}
+            return [(f"{prefix}-{k}", str(v).startswith("ok"), str(v)) for k, v in res.items()]
+        return [(str(r[0]), bool(r[1]), str(r[2])) for r in res]
     except Exception as e:
         return [(f"{module}.{func}", False, f"{type(e).__name__}: {e}")]
 

@@ -9,7 +9,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tracking.pipeline import TrackOptions, track
 
     opts = TrackOptions(model=args.model, fps=args.fps, max_frames=args.max_frames, resolution=args.resolution,
-                        overlay=not args.no_overlay, resume=not args.restart, progress=not args.quiet)
+                        overlay=not args.no_overlay, photometric=args.photometric, resume=not args.restart, progress=not args.quiet)
     s = track(args.input, args.out, opts)
     print(f"tracked {s['frames']} frames ({s['failures']} without a face, interpolated) with {s['model']}: "
           f"landmark NME {s['nme_mean'] * 100:.2f}% of inter-ocular distance ({s['error_px_mean']:.2f} px), "
@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=_positive_float, default=None, help="subsample the video to this frame rate")
     p.add_argument("--max-frames", type=_positive_int, default=None, help="track at most this many frames")
     p.add_argument("--resolution", type=_positive_int, default=512, help="crop size in pixels (default 512)")
+    p.add_argument("--photometric", action="store_true", help="refine with albedo + SH lighting + silhouette (slow on CPU)")
     p.add_argument("--no-overlay", action="store_true", help="skip rendering overlay.mp4")
     p.add_argument("--restart", action="store_true", help="ignore checkpoints in --out and redo every stage")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -4,7 +4,7 @@ Examples::
 
     avatar3d view builtin                                   # the GUI
     avatar3d view ict --screenshot out.png --set jawOpen=0.8 --light-azimuth 60
-    avatar3d view out/track_d0 --screenshot f12.png --frame 12 --beside
+    avatar3d view out/track_d0 --screenshot f12.png --frame 12 --beside --overlay 0.6
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def options_from_args(args: argparse.Namespace):
                      environment=args.env, env_rotation=args.env_rotation, env_intensity=args.env_intensity, show_environment=args.show_env)
     return ViewOptions(settings=parse_settings(args.set or []), param_file=args.params, frame=args.frame, lighting=light,
                        mode=args.display, wireframe=args.wireframe, landmarks=args.landmarks, width=args.size[0], height=args.size[1],
-                       beside=args.beside)
+                       beside=args.beside, overlay=args.overlay)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--screenshot", metavar="PNG", help="render without a window to this file and exit")
     g.add_argument("--size", type=_size, default=(512, 512), metavar="WxH", help="screenshot size for head models (sequences use the crop size)")
     g.add_argument("--beside", action="store_true", help="sequences: put the source frame left of the render")
+    g.add_argument("--overlay", type=float, default=0.0, metavar="OPACITY", help="sequences: draw the render over the source frame (0..1, e.g. 0.6)")
     d = p.add_argument_group("drive")
     d.add_argument("--set", action="append", metavar="NAME=VALUE", help="set a slider, e.g. jawOpen=0.8, jaw_pitch=10 (degrees), shape0=1.5; repeatable")
     d.add_argument("--params", metavar="FILE", help="parameter file: JSON {slider: value} or .npz with shape/expression/pose/transl")

@@ -6,7 +6,7 @@ gradients the PyTorch projection (``gaussians_reference.project_gaussians``, aut
 
 * ``"cpu"``   - our C++/OpenMP extension (``cuda/gs_project_cpu.cpp``, ``gs_raster_cpu.cpp``), explicit backward;
 * ``"cuda"``  - our CUDA extension (``cuda/gs_raster.cu``, ``gs_project.cu``), binning with torch ops;
-* ``"torch"`` - the dense pure-PyTorch reference (slow, autograd);
+* ``"torch"`` - the pure-PyTorch reference (per-tile dense compositing; slow, autograd);
 * ``"gsplat"``- ``gsplat.rasterization`` when gsplat with its CUDA build is installed;
 * ``"auto"``  - ``cuda`` on CUDA tensors, else ``cpu``, else ``torch`` when a build failed.
 
@@ -49,7 +49,7 @@ def _gsplat_rasterization():
 
 def gaussian_backend_status() -> Dict[str, str]:
     """One line per backend for ``avatar3d info``: ``{"cpu": "ok (2 threads)", ...}`` (builds the CPU ext)."""
-    out: Dict[str, str] = {"torch": "ok (dense reference, slow)"}
+    out: Dict[str, str] = {"torch": "ok (PyTorch reference, slow)"}
     ext = _cpu_ext()
     out["cpu"] = f"ok ({ext.num_threads()} OpenMP threads)" if ext is not None else f"unavailable: {extension_error('a3d_gs_cpu')}"
     if torch.cuda.is_available():
@@ -60,7 +60,9 @@ def gaussian_backend_status() -> Dict[str, str]:
     try:
         import gsplat
 
-        out["gsplat"] = f"gsplat {gsplat.__version__} " + ("ok" if _gsplat_rasterization() is not None else "installed, CUDA build unavailable")
+        # do not import gsplat.cuda._backend here: on CUDA machines that JIT-builds gsplat (minutes)
+        need = "selectable with backend='gsplat'" if torch.cuda.is_available() else "needs CUDA tensors"
+        out["gsplat"] = f"gsplat {gsplat.__version__} installed ({need})"
     except Exception:
         out["gsplat"] = "not installed"
     return out

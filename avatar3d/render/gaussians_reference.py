@@ -1,4 +1,4 @@
-"""Pure-PyTorch Gaussian splatting: EWA projection and a dense, obviously-correct rasterizer.
+"""Pure-PyTorch Gaussian splatting: EWA projection and an obviously-correct (slow) rasterizer.
 
 The projection here is *the* projection for every backend (it is vectorised and cheap next to
 compositing; autograd gives its backward). The rasterizer is the slow reference the C++/CUDA
@@ -48,7 +48,7 @@ def project_gaussians(
     means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
     near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = EPS2D,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """EWA-project 3D Gaussians into C pinhole cameras (gsplat's fully_fused_projection, dense).
+    """EWA-project 3D Gaussians into C pinhole cameras (gsplat's fully_fused_projection).
 
     means (N,3) m, quats (N,4) wxyz, scales (N,3) m, viewmats (C,4,4) world->cam, Ks (C,3,3) pixels.
     Returns radii (C,N,2) int32 pixels (0 = culled: outside [near, far], off-screen or degenerate),

@@ -38,6 +38,7 @@ class TrackOptions:
     max_frames: Optional[int] = None
     resolution: int = 512
     overlay: bool = True
+    photometric: bool = False  #: run photometric refinement after landmark fitting (slow on CPU)
     resume: bool = True
     progress: bool = True
     fit: Optional[FitConfig] = None
@@ -99,6 +100,43 @@ def _overlay_frames(model, seq: TrackedSequence, cap: CaptureResult, fitted: np.
             yield frames[k]
 
 
+def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Path, progress: bool):
+    """Refine ``seq`` photometrically; saves params (with lighting) and ``albedo.png``."""
+    import cv2
+    import torch
+
+    from .camera import project
+    from .photometric import PhotometricConfig, refine_photometric
+
+    cfg = PhotometricConfig()
+    r = cfg.resolution
+    s = r / cap.resolution
+    # Work at the render resolution from the start: memory stays small for long videos.
+    imgs = np.stack([cv2.resize(cv2.imread(str(out / "images" / f"{n}.png"))[..., ::-1], (r, r), interpolation=cv2.INTER_AREA)
+                     for n in cap.names])
+    masks = np.stack([cv2.resize(cv2.imread(str(out / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE), (r, r), interpolation=cv2.INTER_AREA)
+                      for n in cap.names])
+    K = seq.K.copy()
+    K[:, :2] *= s
+    K[:, 0, 2] += 0.5 * s - 0.5  # pixel-centre convention under scaling
+    K[:, 1, 2] += 0.5 * s - 0.5
+    lm = cap.landmarks[..., :2] * s + 0.5 * s - 0.5
+    cfg.iters_joint = max(cfg.iters_joint, int(np.ceil(3 * cap.num_frames / cfg.batch)))  # each frame seen ~3 times
+    pr = refine_photometric(model, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K,
+                            seq.world_to_cam[0], cfg)
+    seq.expression, seq.pose, seq.transl = pr.expression.astype(np.float32), pr.pose.astype(np.float32), pr.transl.astype(np.float32)
+    seq.lighting = pr.sh.astype(np.float32)
+    seq.save(out)
+    cv2.imwrite(str(out / "albedo.png"), (pr.albedo[..., ::-1] * 255).astype(np.uint8))
+    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        o = model(f(seq.shape)[None].expand(seq.num_frames, -1), f(seq.expression), f(seq.pose), f(seq.transl))
+        fitted, _ = project(o.landmarks, f(seq.K), f(seq.world_to_cam[0]))
+    fitted = fitted.numpy()
+    np.save(out / "fitted_landmarks.npy", fitted)
+    return seq, fitted, {"photometric_error_landmark_only": pr.error_landmark_only, "photometric_error_refined": pr.error_refined}
+
+
 def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOptions] = None) -> dict:
     """Track a head in a video / image folder / image and write the tracking directory.
 
@@ -144,6 +182,14 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
             pass
     fitted = res.landmarks if res is not None else np.load(out / "fitted_landmarks.npy")
 
+    photo_extra: dict = {}
+    if opts.photometric and res is not None:
+        _log("[2b] photometric refinement (albedo, SH lighting, per-frame expression/pose)", opts.progress)
+        t0 = time.perf_counter()
+        seq, fitted, photo_extra = _photometric_stage(model, seq, cap, out, opts.progress)
+        timings["photometric"] = time.perf_counter() - t0
+        photo_extra["photometric_s_per_frame"] = timings["photometric"] / cap.num_frames
+
     _log("[3/3] outputs: transforms.json, metrics.json" + (", overlay.mp4" if opts.overlay else ""), opts.progress)
     root = model.j_regressor[0] @ (model.v_template + torch.einsum("vcs,s->vc", model.shapedirs, torch.as_tensor(seq.shape)))
     write_transforms(out / TRANSFORMS_FILE, seq.K, seq.world_to_cam, cap.names, cap.resolution, cap.resolution,
@@ -158,7 +204,7 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
         "model": opts.model, "model_version": str(model.version), "source": str(source), "fps": cap.fps,
         "resolution": cap.resolution, "focal_px_source": focal, "source_size": list(cap.source_size),
         "landmark_fit_fps": cap.num_frames / timings["landmark_fit"] if timings["landmark_fit"] > 0 else None, "torch_threads": torch_threads,
-        "max_faces_seen": int(cap.num_faces.max()),
+        "max_faces_seen": int(cap.num_faces.max()), **photo_extra,
     }
     summary = write_metrics(out / METRICS_FILE, fitted, cap.landmarks, cap.valid, cap.names, timings, extra)
     return summary

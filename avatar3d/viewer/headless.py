@@ -33,8 +33,6 @@ def check_offscreen_support() -> None:
         from open3d.visualization import rendering  # noqa: F401
     except ImportError as e:
         raise Avatar3DError(f"the viewer needs Open3D with rendering ({e}); install it with 'pip install open3d-cpu' (or 'open3d')") from None
-    if os.environ.get("AVATAR3D_SKIP_RENDER_CHECK"):
-        return
     if ctypes.util.find_library("vulkan") is None and not glob.glob("/usr/lib/*/libvulkan.so.1"):
         raise Avatar3DError("offscreen rendering needs the Vulkan loader: install the Debian package libvulkan1 "
                             "(sudo apt-get install libvulkan1 mesa-vulkan-drivers)")

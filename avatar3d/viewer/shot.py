@@ -32,6 +32,7 @@ class ViewOptions:
     width: int = 512
     height: int = 512
     beside: bool = False  # tracked sequences: put the source frame left of the render
+    overlay: float = 0.0  # tracked sequences: blend the render over the source frame with this opacity
 
 
 def initial_params(source: ViewerSource, opts: ViewOptions) -> HeadParams:
@@ -75,14 +76,21 @@ def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[Head
     r.head.set_lighting(opts.lighting)
     r.set_camera(*cam)
     img = r.render()
-    if opts.beside and source.sequence is not None:
+    if not 0.0 <= opts.overlay <= 1.0:
+        raise BadInputError(f"--overlay expects an opacity between 0 and 1, got {opts.overlay}")
+    if (opts.beside or opts.overlay > 0) and source.sequence is not None:
         frame = source.frame_image(opts.frame or 0)
         if frame is not None:
             if frame.shape[:2] != img.shape[:2]:
                 from PIL import Image
 
                 frame = np.asarray(Image.fromarray(frame).resize((img.shape[1], img.shape[0])))
-            img = np.concatenate([frame, img], 1)
+            render = img
+            if opts.overlay > 0:  # the fitted head over the video: how well does the fit sit?
+                sil = r.silhouette()[..., None]
+                blend = frame * (1 - opts.overlay) + render * opts.overlay
+                render = np.where(sil, blend, frame).astype(np.uint8)
+            img = np.concatenate([frame, render], 1) if opts.beside else render
     return img, r
 
 
