@@ -1,5 +1,7 @@
 // Python bindings of the CPU Gaussian extension: rasterization (gs_raster_cpu.cpp) and projection
 // (gs_project_cpu.cpp).
+#include <torch/extension.h>
+
 #include "gs_cpu_ops.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -1,6 +1,7 @@
 // CPU (OpenMP) EWA projection of Gaussians into C cameras, forward and explicit backward.
 // The per-Gaussian maths lives in gs_project.h (shared with the CUDA kernels).
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <vector>
 
@@ -24,25 +25,25 @@ a3d_gs::ProjIn<T> load_in(const T* means, const T* quats, const T* scales, const
   return in;
 }
 
-void check(const torch::Tensor& t, const char* name, torch::ScalarType dt) {
+void check(const at::Tensor& t, const char* name, at::ScalarType dt) {
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == dt, name,
               " must be a contiguous CPU tensor of the Gaussians' dtype");
 }
 
 }  // namespace
 
-std::vector<torch::Tensor> gs_project_forward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
-                                             torch::Tensor viewmats, torch::Tensor Ks, int64_t width, int64_t height,
+std::vector<at::Tensor> gs_project_forward(at::Tensor means, at::Tensor quats, at::Tensor scales,
+                                             at::Tensor viewmats, at::Tensor Ks, int64_t width, int64_t height,
                                              double near_plane, double far_plane, double eps2d) {
   const auto dt = means.scalar_type();
-  TORCH_CHECK(dt == torch::kFloat32 || dt == torch::kFloat64, "means must be float32 or float64");
+  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means must be float32 or float64");
   check(means, "means", dt); check(quats, "quats", dt); check(scales, "scales", dt);
   check(viewmats, "viewmats", dt); check(Ks, "Ks", dt);
   const int64_t N = means.size(0);
   const int C = viewmats.size(0);
   auto opts = means.options();
-  auto radii = torch::empty({C, N, 2}, opts.dtype(torch::kInt32));
-  auto means2d = torch::empty({C, N, 2}, opts), depths = torch::empty({C, N}, opts), conics = torch::empty({C, N, 3}, opts);
+  auto radii = at::empty({C, N, 2}, opts.dtype(at::kInt));
+  auto means2d = at::empty({C, N, 2}, opts), depths = at::empty({C, N}, opts), conics = at::empty({C, N, 3}, opts);
   AT_DISPATCH_FLOATING_TYPES(dt, "gs_project_forward", [&] {
     const scalar_t *m = means.data_ptr<scalar_t>(), *q = quats.data_ptr<scalar_t>(), *s = scales.data_ptr<scalar_t>(),
                    *vm = viewmats.data_ptr<scalar_t>(), *K = Ks.data_ptr<scalar_t>();
@@ -64,15 +65,15 @@ std::vector<torch::Tensor> gs_project_forward(torch::Tensor means, torch::Tensor
   return {radii, means2d, depths, conics};
 }
 
-std::vector<torch::Tensor> gs_project_backward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
-                                              torch::Tensor viewmats, torch::Tensor Ks, int64_t width, int64_t height,
-                                              double near_plane, double far_plane, double eps2d, torch::Tensor v_means2d,
-                                              torch::Tensor v_depths, torch::Tensor v_conics) {
+std::vector<at::Tensor> gs_project_backward(at::Tensor means, at::Tensor quats, at::Tensor scales,
+                                              at::Tensor viewmats, at::Tensor Ks, int64_t width, int64_t height,
+                                              double near_plane, double far_plane, double eps2d, at::Tensor v_means2d,
+                                              at::Tensor v_depths, at::Tensor v_conics) {
   const auto dt = means.scalar_type();
   check(v_means2d, "v_means2d", dt); check(v_depths, "v_depths", dt); check(v_conics, "v_conics", dt);
   const int64_t N = means.size(0);
   const int C = viewmats.size(0);
-  auto v_means = torch::empty_like(means), v_quats = torch::empty_like(quats), v_scales = torch::empty_like(scales);
+  auto v_means = at::empty_like(means), v_quats = at::empty_like(quats), v_scales = at::empty_like(scales);
   AT_DISPATCH_FLOATING_TYPES(dt, "gs_project_backward", [&] {
     const scalar_t *m = means.data_ptr<scalar_t>(), *q = quats.data_ptr<scalar_t>(), *s = scales.data_ptr<scalar_t>(),
                    *vm = viewmats.data_ptr<scalar_t>(), *K = Ks.data_ptr<scalar_t>(), *vm2 = v_means2d.data_ptr<scalar_t>(),

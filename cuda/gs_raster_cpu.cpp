@@ -2,7 +2,8 @@
 // Semantics match gsplat's rasterize_to_pixels (see gs_common.h). Work is split over (camera, tile)
 // pairs; the backward pass accumulates per-Gaussian gradients first per tile (list order, no
 // contention), then into a per-thread buffer that is reduced once at the end (no atomics).
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <omp.h>
 
@@ -132,17 +133,17 @@ TileRect tile_rect(int tile, int tiles_w, int W, int H) {
   return TileRect{tx * A3D_GS_TILE, std::min(W, (tx + 1) * A3D_GS_TILE), ty * A3D_GS_TILE, std::min(H, (ty + 1) * A3D_GS_TILE)};
 }
 
-void check(const torch::Tensor& t, const char* name, torch::ScalarType dt) {
+void check(const at::Tensor& t, const char* name, at::ScalarType dt) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
   TORCH_CHECK(t.scalar_type() == dt, name, " has the wrong dtype");
 }
 
 template <typename scalar_t>
-void forward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities, torch::Tensor features,
-                  torch::Tensor radii, torch::Tensor depths, torch::Tensor backgrounds, bool has_bg, int C, int N, int D,
-                  int W, int H, torch::Tensor& images, torch::Tensor& alphas, torch::Tensor& last,
-                  torch::Tensor& offsets_t, torch::Tensor& ids_t) {
+void forward_impl(at::Tensor means2d, at::Tensor conics, at::Tensor opacities, at::Tensor features,
+                  at::Tensor radii, at::Tensor depths, at::Tensor backgrounds, bool has_bg, int C, int N, int D,
+                  int W, int H, at::Tensor& images, at::Tensor& alphas, at::Tensor& last,
+                  at::Tensor& offsets_t, at::Tensor& ids_t) {
     Bins b = bin_gaussians<scalar_t>(means2d.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), depths.data_ptr<scalar_t>(), C, N, W, H);
     const int64_t T = (int64_t)b.tiles_w * b.tiles_h;
     const scalar_t *m = means2d.data_ptr<scalar_t>(), *cn = conics.data_ptr<scalar_t>(), *op = opacities.data_ptr<scalar_t>(),
@@ -210,16 +211,16 @@ void forward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opa
           }
       }
     }
-    offsets_t = torch::from_blob(b.offsets.data(), {(int64_t)b.offsets.size()}, torch::kInt64).clone();
-    ids_t = torch::from_blob(b.ids.data(), {(int64_t)b.ids.size()}, torch::kInt32).clone();
+    offsets_t = at::from_blob(b.offsets.data(), {(int64_t)b.offsets.size()}, at::kLong).clone();
+    ids_t = at::from_blob(b.ids.data(), {(int64_t)b.ids.size()}, at::kInt).clone();
 }
 
 template <typename scalar_t>
-void backward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities, torch::Tensor features,
-                   torch::Tensor radii, torch::Tensor backgrounds, torch::Tensor alphas, torch::Tensor last, torch::Tensor offsets,
-                   torch::Tensor ids, torch::Tensor v_images, torch::Tensor v_alphas, bool has_bg, int C, int N, int D,
-                   int W, int H, torch::Tensor& v_means2d, torch::Tensor& v_conics, torch::Tensor& v_opac,
-                   torch::Tensor& v_feat, torch::Tensor& v_bg) {
+void backward_impl(at::Tensor means2d, at::Tensor conics, at::Tensor opacities, at::Tensor features,
+                   at::Tensor radii, at::Tensor backgrounds, at::Tensor alphas, at::Tensor last, at::Tensor offsets,
+                   at::Tensor ids, at::Tensor v_images, at::Tensor v_alphas, bool has_bg, int C, int N, int D,
+                   int W, int H, at::Tensor& v_means2d, at::Tensor& v_conics, at::Tensor& v_opac,
+                   at::Tensor& v_feat, at::Tensor& v_bg) {
   const int tiles_w = A3D_DIV_UP(W, A3D_GS_TILE), tiles_h = A3D_DIV_UP(H, A3D_GS_TILE);
   const int64_t T = (int64_t)tiles_w * tiles_h;
   const int G = 6 + D;  // per-Gaussian gradient record: mx, my, a, b, c, opacity, features...
@@ -348,22 +349,22 @@ void backward_impl(torch::Tensor means2d, torch::Tensor conics, torch::Tensor op
 // depths (C,N), backgrounds (C,D) or empty. Returns images (C,H,W,D), alphas (C,H,W,1),
 // last (C,H,W) int32 = end of the contributing prefix of each pixel's tile list,
 // tile_offsets (C*tiles+1) int64, flat_ids (M) int32.
-std::vector<torch::Tensor> gs_forward(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
-                                     torch::Tensor features, torch::Tensor radii, torch::Tensor depths,
-                                     torch::Tensor backgrounds, int64_t width, int64_t height) {
+std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Tensor opacities,
+                                     at::Tensor features, at::Tensor radii, at::Tensor depths,
+                                     at::Tensor backgrounds, int64_t width, int64_t height) {
   const auto dt = means2d.scalar_type();
   check(means2d, "means2d", dt); check(conics, "conics", dt); check(opacities, "opacities", dt);
-  check(features, "features", dt); check(radii, "radii", torch::kInt32); check(depths, "depths", dt);
+  check(features, "features", dt); check(radii, "radii", at::kInt); check(depths, "depths", dt);
   const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
   const int W = width, H = height;
   const bool has_bg = backgrounds.numel() > 0;
   if (has_bg) check(backgrounds, "backgrounds", dt);
   auto opts = means2d.options();
-  auto images = torch::empty({C, H, W, D}, opts);
-  auto alphas = torch::empty({C, H, W, 1}, opts);
-  auto last = torch::empty({C, H, W}, opts.dtype(torch::kInt32));
-  torch::Tensor offsets_t, ids_t;
-  if (dt == torch::kFloat64)
+  auto images = at::empty({C, H, W, D}, opts);
+  auto alphas = at::empty({C, H, W, 1}, opts);
+  auto last = at::empty({C, H, W}, opts.dtype(at::kInt));
+  at::Tensor offsets_t, ids_t;
+  if (dt == at::kDouble)
     forward_impl<double>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
   else
     forward_impl<float>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
@@ -372,21 +373,21 @@ std::vector<torch::Tensor> gs_forward(torch::Tensor means2d, torch::Tensor conic
 
 // Gradients for gs_forward's float inputs. v_images (C,H,W,D), v_alphas (C,H,W,1).
 // Returns v_means2d (C,N,2), v_conics (C,N,3), v_opacities (C,N), v_features (C,N,D), v_backgrounds (C,D).
-std::vector<torch::Tensor> gs_backward(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
-                                      torch::Tensor features, torch::Tensor radii, torch::Tensor backgrounds,
-                                      torch::Tensor alphas, torch::Tensor last, torch::Tensor offsets, torch::Tensor ids,
-                                      torch::Tensor v_images, torch::Tensor v_alphas, int64_t width, int64_t height) {
+std::vector<at::Tensor> gs_backward(at::Tensor means2d, at::Tensor conics, at::Tensor opacities,
+                                      at::Tensor features, at::Tensor radii, at::Tensor backgrounds,
+                                      at::Tensor alphas, at::Tensor last, at::Tensor offsets, at::Tensor ids,
+                                      at::Tensor v_images, at::Tensor v_alphas, int64_t width, int64_t height) {
   const auto dt = means2d.scalar_type();
   check(v_images, "v_images", dt); check(v_alphas, "v_alphas", dt); check(alphas, "alphas", dt);
-  check(radii, "radii", torch::kInt32); check(last, "last", torch::kInt32); check(offsets, "tile_offsets", torch::kInt64); check(ids, "flat_ids", torch::kInt32);
+  check(radii, "radii", at::kInt); check(last, "last", at::kInt); check(offsets, "tile_offsets", at::kLong); check(ids, "flat_ids", at::kInt);
   const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
   const int W = width, H = height;
   const bool has_bg = backgrounds.numel() > 0;
   auto opts = means2d.options();
-  auto v_bg = torch::zeros({C, D}, opts);
-  auto v_means2d = torch::empty({C, N, 2}, opts), v_conics = torch::empty({C, N, 3}, opts);
-  auto v_opac = torch::empty({C, N}, opts), v_feat = torch::empty({C, N, D}, opts);
-  if (dt == torch::kFloat64)
+  auto v_bg = at::zeros({C, D}, opts);
+  auto v_means2d = at::empty({C, N, 2}, opts), v_conics = at::empty({C, N, 3}, opts);
+  auto v_opac = at::empty({C, N}, opts), v_feat = at::empty({C, N, D}, opts);
+  if (dt == at::kDouble)
     backward_impl<double>(means2d, conics, opacities, features, radii, backgrounds, alphas, last, offsets, ids, v_images, v_alphas, has_bg, C, N, D, W, H, v_means2d, v_conics, v_opac, v_feat, v_bg);
   else
     backward_impl<float>(means2d, conics, opacities, features, radii, backgrounds, alphas, last, offsets, ids, v_images, v_alphas, has_bg, C, N, D, W, H, v_means2d, v_conics, v_opac, v_feat, v_bg);
