@@ -74,6 +74,7 @@ def main() -> int:
     models = {m: load_head_model(model_spec(m, data)) for m in args.models.split(",") if m}
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_tracking_"))
     work.mkdir(parents=True, exist_ok=True)
+    summary: dict = {}
 
     # ---------------------------------------------------------------- 1. stage speed
     v0 = data / "videos" / f"{vids[0]}.mp4"
@@ -132,7 +133,6 @@ def main() -> int:
     print("\n## Landmark accuracy (NME = mean fitted-vs-detected distance / inter-ocular distance)\n")
     print("| video | frames | failures | model | NME % (target) | max frame NME % | jitter fitted / detected px | focal px | fit s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    summary = {}
     for (mname, v), (res, dt) in fits.items():
         cap = caps[v]
         e = nme(res.landmarks, cap.landmarks, cap.valid)

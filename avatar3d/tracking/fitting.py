@@ -7,8 +7,9 @@ All N frames are optimised together (Adam on the whole batch) with
   come from the temporal terms, i.e. they are interpolated);
 * Gaussian priors on identity (in units of the model's ``shape_std``), expression, jaw and eyes;
 * temporal smoothness (squared second differences) of pose, translation and expression;
-* a weak prior on log focal length around a PnP-based initial estimate: the focal length is
-  estimated (perspective effects across frames constrain it) rather than assumed.
+* the focal length is estimated, not assumed: a PnP sweep gives a first guess, then short
+  non-rigid fits of a few frames at log-spaced candidate focals (batched into one optimisation)
+  pick the focal with the lowest landmark residual (perspective effects constrain it).
 
 Landmarks are computed by :class:`LandmarkHead` (only the vertices under the landmarks), so a
 30k-vertex model costs about as much as a toy one.
@@ -39,8 +40,8 @@ class FitConfig:
     iters_rigid: int = 50
     iters_full: int = 220
     huber_delta: float = 0.01  #: pseudo-Huber transition, in inter-ocular distances
-    w_shape: float = 1e-4  #: identity prior weight (per unit-std coefficient, squared)
-    w_expr: float = 1e-4
+    w_shape: float = 1e-5  #: identity prior weight (per unit-std coefficient, squared)
+    w_expr: float = 1e-5
     w_jaw: float = 1e-3
     w_eyes: float = 1e-3
     w_smooth: float = 0.5  #: second-difference weight, in (inter-ocular units)² of the landmark loss
@@ -168,12 +169,10 @@ def fit_landmarks(
         landmarks: (N, 478, ≥2) detected landmarks in crop pixels (interpolated where not valid).
         valid: (N,) bool; frames with False get no landmark term.
         cameras: per-frame crop intrinsics from a shared source focal length.
-        init_focal: starting source focal in pixels (None: chosen by PnP over a range of focals).
+        init_focal: source focal in pixels to start from (None: estimated, see module docstring).
     Returns:
         :class:`FitResult`.
     """
-    from tqdm import tqdm
-
     # The batch is many small tensors: intra-op threads only add synchronisation (and on a shared
     # 2-core machine, spin-waiting); one thread is faster. Restored on exit.
     threads = torch.get_num_threads()
