@@ -36,20 +36,10 @@ def front_camera(distance: float) -> np.ndarray:
 
 
 def look_at_world_to_cam(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
-    """(4, 4) OpenCV world_to_cam of a camera at ``eye`` looking at ``target`` with ``up`` upwards."""
-    eye, target, up = (np.asarray(a, np.float64) for a in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(-up, z)  # right = down x forward (OpenCV: x = y cross z)
-    if np.linalg.norm(x) < 1e-9:
-        raise ValueError("look-at: 'up' is parallel to the viewing direction")
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    M = np.eye(4)
-    M[:3, :3] = R
-    M[:3, 3] = -R @ eye
-    return M
+    """(4, 4) OpenCV world_to_cam of a camera at ``eye`` looking at ``target`` with ``up`` upwards (NumPy)."""
+    from ..render.camera import look_at  # one definition of the convention, shared with the renderer
+
+    return look_at(np.asarray(eye, np.float64), np.asarray(target, np.float64), np.asarray(up, np.float64)).double().numpy()
 
 
 def project(points: Tensor, K: Tensor, world_to_cam: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
