@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
 
 from .base import REGION_NAMES, STANDARD_JOINTS, HeadModel, HeadModelData, HeadOutput
 
@@ -45,29 +45,14 @@ def load_head_model(spec: str = "builtin", **kwargs) -> HeadModel:
 
 
 def model_status() -> list[tuple[str, bool, str]]:
-    """For ``avatar3d info``: (model, available, detail) for each model family."""
+    """For ``avatar3d info``: (model, available, detail) for each model family, in MODEL_NAMES order."""
     out: list[tuple[str, bool, str]] = []
-    checks: dict[str, Callable[[], tuple[bool, str]]] = {}
-    try:
-        from .builtin import status as builtin_status
-
-        checks["builtin"] = builtin_status
-    except ImportError as e:
-        out.append(("builtin", False, f"import failed: {e}"))
-    try:
-        from .ict import status as ict_status
-
-        checks["ict"] = ict_status
-    except ImportError as e:
-        out.append(("ict", False, f"import failed: {e}"))
-    try:
-        from .flame import status as flame_status
-
-        checks["flame"] = flame_status
-    except ImportError as e:
-        out.append(("flame", False, f"import failed: {e}"))
-    for k, fn in checks.items():
-        ok, detail = fn()
-        out.append((k, ok, detail))
-    order = {n: i for i, n in enumerate(MODEL_NAMES)}
-    return sorted(out, key=lambda r: order.get(r[0], 99))
+    for name in MODEL_NAMES:
+        try:
+            status = importlib.import_module(f"{__name__}.{name}").status
+        except ImportError as e:
+            out.append((name, False, f"import failed: {e}"))
+            continue
+        ok, detail = status()
+        out.append((name, ok, detail))
+    return out
