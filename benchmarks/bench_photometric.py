@@ -14,8 +14,9 @@ one table row per video x model:
   inside the person mask) of the landmark-only fit and of the refined fit, and the share of frames
   where the refined fit is better;
 * landmark NME (% inter-ocular distance) and jitter (px/frame²) before and after;
-* seconds per frame of the refinement alone and with the baseline, next to the landmark fit's
-  seconds per frame on the same clip (the named reference, same run).
+* seconds per frame of the refinement alone and with the baseline, wall and process CPU time (one
+  torch thread, so CPU time is the wall time on an idle core: the shared machine inflates wall
+  time), next to the landmark fit's seconds per frame on the same clip (the named reference, same run).
 
 ``--out`` keeps the clips and writes ``before_after_<video>_<model>.png`` (crop | landmark-only
 render | refined render | error maps x4) and ``bench_photometric.json``.
@@ -101,8 +102,9 @@ def main() -> int:
           f"{cfg.iters_per_batch} steps, batches of {cfg.batch} frames; clips of {args.frames} frames at {args.fps:g} fps; "
           f"load average {load:.1f} on {os.cpu_count()} cores)\n")
     print("| video | model | frames | image error landmark-only -> refined (grey levels) | frames better | NME % before -> after "
-          "| jitter px before -> after | s/frame refine (+ baseline) | landmark fit s/frame (reference) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| jitter px before -> after | wall s/frame refine (with baseline) | CPU s/frame refine (with baseline) "
+          "| landmark fit wall s/frame (reference, ratio) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for v in [x for x in args.videos.split(",") if x]:
         clip = work / v
@@ -123,13 +125,17 @@ def main() -> int:
             j0, j1 = jitter(fit.landmarks), jitter(lm)
             t_all = pr.timings["total"] / n
             t_ref = (pr.timings["total"] - pr.timings.get("baseline", 0.0)) / n
+            c_all = pr.timings["cpu_total"] / n
+            c_ref = (pr.timings["cpu_total"] - pr.timings.get("cpu_baseline", 0.0)) / n
             better = float(np.mean(pr.errors_refined < pr.errors_landmark_only))
             print(f"| {v} | {mname} | {n} | {pr.error_landmark_only:.3f} -> {pr.error_refined:.3f} "
                   f"({100 * (pr.error_refined / pr.error_landmark_only - 1):+.1f}%) | {100 * better:.0f}% | {100 * n0:.2f} -> {100 * n1:.2f} "
-                  f"| {j0:.2f} -> {j1:.2f} | {t_ref:.2f} ({t_all:.2f}) | {t_fit:.3f} ({t_ref / t_fit:.0f}x) |", flush=True)
+                  f"| {j0:.2f} -> {j1:.2f} | {t_ref:.2f} ({t_all:.2f}) | {c_ref:.2f} ({c_all:.2f}) | {t_fit:.3f} ({t_ref / t_fit:.0f}x) |",
+                  flush=True)
             summary[f"{v}/{mname}"] = dict(frames=n, error_landmark_only=pr.error_landmark_only, error_refined=pr.error_refined,
                                            frames_better=better, nme_before=n0, nme_after=n1, jitter_before=j0, jitter_after=j1,
-                                           s_per_frame=t_ref, s_per_frame_with_baseline=t_all, fit_s_per_frame=t_fit)
+                                           s_per_frame=t_ref, s_per_frame_with_baseline=t_all, cpu_s_per_frame=c_ref,
+                                           cpu_s_per_frame_with_baseline=c_all, fit_s_per_frame=t_fit)
             before_after_png(work / f"before_after_{v}_{mname}.png", model, imgs, masks, fit, pr)
     (work / "bench_photometric.json").write_text(json.dumps(summary, indent=1))
     print(f"\n(results and before/after PNGs in {work})")

@@ -2,7 +2,8 @@
 // Forward stages the tile's depth-sorted splats through shared memory in batches of 256 (gsplat's
 // scheme) and stops a block once every pixel is saturated. Backward walks each pixel's contributing
 // prefix back to front and accumulates gradients with atomics (simple; not yet tuned: the CUDA path
-// is unmeasured until a GPU benchmark run exists). Semantics are identical to gs_raster_cpu.cpp.
+// is unmeasured until a GPU benchmark run exists). The per-pair maths (eval_pair, composite_forward,
+// composite_backward) is gs_common.h's, shared with gs_raster_cpu.cpp, so semantics are identical.
 #include <cuda_runtime.h>
 
 #include "gs_common.h"
@@ -53,21 +54,19 @@ __global__ void forward_kernel(const float* __restrict__ means2d, const float* _
     __syncthreads();
     const int cnt = (int)min((int64_t)kBlock, end - b);
     for (int i = 0; i < cnt && !done; ++i) {
-      float dx, dy;
-      const float sigma = splat_sigma(sh[i], px, py, dx, dy);
-      if (sigma < 0.f) continue;
-      const float alpha = fminf(A3D_GS_ALPHA_MAX, sh[i].opacity * __expf(-sigma));
-      if (alpha < A3D_GS_ALPHA_MIN) continue;
-      const float nextT = Tr * (1.f - alpha);
-      if (nextT <= A3D_GS_T_EPS) {
+      // the same per-pair maths as the CPU kernels (gs_common.h)
+      const PairEval<float> e = eval_pair(sh[i], px, py);
+      float w;
+      int stop;
+      if (composite_forward(e, 1, Tr, w, stop)) {
+        const float* f = features + ((int64_t)c * N + sid[i]) * D;
+        for (int d = 0; d < D; ++d) out[d] += f[d] * w;
+        lastv = (int32_t)(b - start + i + 1);
+      }
+      if (stop) {
         done = true;
         break;
       }
-      const float w = alpha * Tr;
-      const float* f = features + ((int64_t)c * N + sid[i]) * D;
-      for (int d = 0; d < D; ++d) out[d] += f[d] * w;
-      Tr = nextT;
-      lastv = (int32_t)(b - start + i + 1);
     }
   }
   if (!inside) return;
@@ -105,35 +104,21 @@ __global__ void backward_kernel(const float* __restrict__ means2d, const float* 
   for (int64_t i = (int64_t)last[pix] - 1; i >= 0; --i) {
     const int64_t k = (int64_t)c * N + flat_ids[start + i];
     const Splat<float> s = load_splat(means2d, conics, opacities, k);
-    float dx, dy;
-    const float sigma = splat_sigma(s, px, py, dx, dy);
-    if (sigma < 0.f) continue;
-    const float vis = __expf(-sigma);
-    const float raw = s.opacity * vis;
-    const float alpha = fminf(A3D_GS_ALPHA_MAX, raw);
-    if (alpha < A3D_GS_ALPHA_MIN) continue;
-    const float ra = 1.f / (1.f - alpha);
-    const float Ti = Tr * ra;
-    const float w = alpha * Ti;
+    const PairEval<float> e = eval_pair(s, px, py);  // shared with the CPU kernels (gs_common.h)
+    if (!e.ok) continue;
     const float* f = features + k * D;
     float fv = 0.f;
-    for (int d = 0; d < D; ++d) {
-      atomicAdd(&v_features[k * D + d], w * vout[d]);
-      fv += f[d] * vout[d];
+    for (int d = 0; d < D; ++d) fv += f[d] * vout[d];
+    const PairGrad<float> g = composite_backward(s, e, 1, fv, Tr, tail);
+    for (int d = 0; d < D; ++d) atomicAdd(&v_features[k * D + d], g.w * vout[d]);
+    if (e.raw <= A3D_GS_ALPHA_MAX) {  // else alpha is clamped: only the weight has a gradient
+      atomicAdd(&v_means2d[2 * k], g.mx);
+      atomicAdd(&v_means2d[2 * k + 1], g.my);
+      atomicAdd(&v_conics[3 * k], g.a);
+      atomicAdd(&v_conics[3 * k + 1], g.b);
+      atomicAdd(&v_conics[3 * k + 2], g.c);
+      atomicAdd(&v_opacities[k], g.op);
     }
-    const float v_alpha = tail * ra + fv * Ti;
-    tail -= fv * w;
-    if (raw <= A3D_GS_ALPHA_MAX) {
-      float g[6] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-      splat_alpha_backward(s, dx, dy, vis, v_alpha, g);
-      atomicAdd(&v_means2d[2 * k], g[0]);
-      atomicAdd(&v_means2d[2 * k + 1], g[1]);
-      atomicAdd(&v_conics[3 * k], g[2]);
-      atomicAdd(&v_conics[3 * k + 1], g[3]);
-      atomicAdd(&v_conics[3 * k + 2], g[4]);
-      atomicAdd(&v_opacities[k], g[5]);
-    }
-    Tr = Ti;
   }
 }
 

@@ -32,6 +32,7 @@
 namespace {
 
 using a3d_gs::kLanes;
+using a3d_gs::kStride;
 using a3d_gs::kTile;
 using a3d_gs::kTilePix;
 using a3d_gs::PairEval;
@@ -71,47 +72,75 @@ void depth_order(const uint32_t* keys_in, std::vector<int32_t>& idx) {
 }
 
 // Per-camera depth sort, then counting-sort into tiles: lists come out depth-ordered (ties by index).
-// Returns tile_offsets (C*tiles+1,) int64 and flat_ids (M,) int32.
+// Returns tile_offsets (C*tiles+1,) int64 and flat_ids (M,) int32. The counting and scattering run in
+// parallel over contiguous slices of the depth order (per-thread counts), so the order is kept.
 template <typename scalar_t>
 std::pair<at::Tensor, at::Tensor> bin_gaussians(const scalar_t* means2d, const int32_t* radii, const scalar_t* depths,
                                                 int C, int N, int W, int H) {
   const int tiles_w = A3D_DIV_UP(W, kTile), tiles_h = A3D_DIV_UP(H, kTile);
-  const int64_t T = (int64_t)tiles_w * tiles_h;
-  std::vector<std::vector<int32_t>> order(C);
-  std::vector<int> rect((size_t)C * N * 4);
+  const int64_t T = (int64_t)tiles_w * tiles_h, CT = C * T, CN = (int64_t)C * N;
+  std::vector<uint32_t> keys(CN);
+  std::vector<int> rect((size_t)CN * 4);
 #pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < CN; ++k) {
+    keys[k] = sortable((float)depths[k]);
+    int* r = &rect[4 * k];
+    a3d_gs::tile_range((float)means2d[2 * k], (float)means2d[2 * k + 1], (float)radii[2 * k], (float)radii[2 * k + 1],
+                       tiles_w, tiles_h, r[0], r[1], r[2], r[3]);
+    if (!(radii[2 * k] > 0 && radii[2 * k + 1] > 0)) r[1] = r[0];  // culled: no tiles
+  }
+  // flat (c * N + n) keys of the valid Gaussians, camera-major, depth-ordered within each camera
+  std::vector<std::vector<int32_t>> order(C);
+#pragma omp parallel for schedule(dynamic, 1)
   for (int c = 0; c < C; ++c) {
-    std::vector<uint32_t> keys(N);
     std::vector<int32_t>& o = order[c];
     o.reserve(N);
     for (int n = 0; n < N; ++n) {
       const int64_t k = (int64_t)c * N + n;
-      keys[n] = sortable((float)depths[k]);
       if (radii[2 * k] > 0 && radii[2 * k + 1] > 0) o.push_back(n);
-      int* r = &rect[4 * k];
-      a3d_gs::tile_range((float)means2d[2 * k], (float)means2d[2 * k + 1], (float)radii[2 * k], (float)radii[2 * k + 1],
-                         tiles_w, tiles_h, r[0], r[1], r[2], r[3]);
     }
-    depth_order(keys.data(), o);
+    depth_order(keys.data() + (int64_t)c * N, o);
   }
-  at::Tensor offsets_t = at::zeros({C * T + 1}, at::kLong);
-  int64_t* counts = offsets_t.data_ptr<int64_t>();
+  std::vector<int64_t> flat;
+  flat.reserve(CN);
   for (int c = 0; c < C; ++c)
-    for (int32_t n : order[c]) {
-      const int* r = &rect[4 * ((int64_t)c * N + n)];
-      for (int ty = r[2]; ty < r[3]; ++ty)
-        for (int tx = r[0]; tx < r[1]; ++tx) counts[c * T + (int64_t)ty * tiles_w + tx + 1]++;
+    for (int32_t n : order[c]) flat.push_back((int64_t)c * N + n);
+  const int64_t M = (int64_t)flat.size();
+  const int nth = std::max(1, std::min<int>(omp_get_max_threads(), (int)(M / 4096) + 1));
+  std::vector<int64_t> cnt((size_t)nth * CT, 0);  // per slice, per (camera, tile)
+  auto for_tiles = [&](int64_t k, auto&& fn) {
+    const int* r = &rect[4 * k];
+    const int64_t base = (k / N) * T;
+    for (int ty = r[2]; ty < r[3]; ++ty)
+      for (int tx = r[0]; tx < r[1]; ++tx) fn(base + (int64_t)ty * tiles_w + tx);
+  };
+#pragma omp parallel for schedule(static, 1) num_threads(nth)
+  for (int t = 0; t < nth; ++t) {
+    int64_t* ct = &cnt[(size_t)t * CT];
+    for (int64_t j = M * t / nth; j < M * (t + 1) / nth; ++j) for_tiles(flat[j], [&](int64_t q) { ct[q]++; });
+  }
+  at::Tensor offsets_t = at::empty({CT + 1}, at::kLong);
+  int64_t* offs = offsets_t.data_ptr<int64_t>();
+  int64_t run = 0;
+  for (int64_t q = 0; q < CT; ++q) {
+    offs[q] = run;
+    for (int t = 0; t < nth; ++t) {  // turn counts into each slice's write position
+      const int64_t c = cnt[(size_t)t * CT + q];
+      cnt[(size_t)t * CT + q] = run;
+      run += c;
     }
-  for (int64_t j = 0; j < C * T; ++j) counts[j + 1] += counts[j];
-  at::Tensor ids_t = at::empty({counts[C * T]}, at::kInt);
+  }
+  offs[CT] = run;
+  at::Tensor ids_t = at::empty({run}, at::kInt);
   int32_t* ids = ids_t.data_ptr<int32_t>();
-  std::vector<int64_t> fill(counts, counts + C * T);
-  for (int c = 0; c < C; ++c)
-    for (int32_t n : order[c]) {
-      const int* r = &rect[4 * ((int64_t)c * N + n)];
-      for (int ty = r[2]; ty < r[3]; ++ty)
-        for (int tx = r[0]; tx < r[1]; ++tx) ids[fill[c * T + (int64_t)ty * tiles_w + tx]++] = n;
+#pragma omp parallel for schedule(static, 1) num_threads(nth)
+  for (int t = 0; t < nth; ++t) {
+    int64_t* pos = &cnt[(size_t)t * CT];
+    for (int64_t j = M * t / nth; j < M * (t + 1) / nth; ++j) {
+      const int32_t n = (int32_t)(flat[j] % N);
+      for_tiles(flat[j], [&](int64_t q) { ids[pos[q]++] = n; });
     }
+  }
   return {offsets_t, ids_t};
 }
 
@@ -137,12 +166,12 @@ struct FwdState {
   int32_t end[kTilePix];    // one past the last composited list position
   std::vector<T> acc;       // (D, 256)
   int D = 0;
-  uint32_t live[kTile];     // per row: bit x set while pixel x is alive
+  uint32_t live[kTile];     // per row: bit x set while pixel x is alive (padding bits 16.. stay 0)
   int32_t i = 0;            // list position of the splat being walked
   int ndone = 0;            // pixels that stopped during this splat
 
   A3D_FORCE_INLINE void chunk(const Splat<T>& s, int p0, T px0, T py) {
-    const int row = p0 / kTile, x0 = p0 % kTile;
+    const int row = p0 / kStride, x0 = p0 % kStride;
     if (((live[row] >> x0) & ((1u << kLanes) - 1)) == 0) return;  // every lane already saturated
     T w[kLanes];
     int nstop = 0;
@@ -182,7 +211,7 @@ A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T>& st
   for (int p = 0; p < kTilePix; ++p) {
     st.Tr[p] = T(1);
     st.end[p] = 0;
-    st.alive[p] = (p % kTile < nx && p / kTile < ny) ? 1 : 0;
+    st.alive[p] = (p % kStride < nx && p / kStride < ny) ? 1 : 0;
   }
   for (int y = 0; y < kTile; ++y) st.live[y] = y < ny ? (1u << nx) - 1 : 0u;
   std::fill(st.acc.begin(), st.acc.end(), T(0));
@@ -197,7 +226,7 @@ A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T>& st
   }
   for (int y = 0; y < ny; ++y)
     for (int x = 0; x < nx; ++x) {
-      const int p = y * kTile + x;
+      const int p = y * kStride + x;
       const int64_t pix = (int64_t)(ts.Y0 + y) * W + ts.X0 + x;
       for (int d = 0; d < D; ++d) img[pix * D + d] = st.acc[(size_t)d * kTilePix + p] + (bgc ? st.Tr[p] * bgc[d] : T(0));
       alp[pix] = T(1) - st.Tr[p];
@@ -216,13 +245,14 @@ struct BwdState {
   std::vector<T> vout;   // (D, 256) dL/dpixel, channel-major
   std::vector<T> gfeat;  // (D, kLanes) per-lane feature-gradient sums
   T g[6][kLanes];        // per-lane sums of d(mean x, mean y, conic a, b, c, opacity)
-  int32_t chunk_end[kTilePix / kLanes];  // max of endp over each 8-pixel chunk
+  int32_t chunk_end[kTilePix / kLanes];  // max of endp over each aligned 8-pixel group
   const T* fcur = nullptr;
   int D = 0;
   int32_t i = 0;
 
   A3D_FORCE_INLINE void chunk(const Splat<T>& s, int p0, T px0, T py) {
-    if (i >= chunk_end[p0 / kLanes]) return;  // the splat lies behind every lane's stopping point
+    // the splat lies behind every lane's stopping point (lanes span two aligned groups at most)
+    if (i >= chunk_end[p0 / kLanes] && i >= chunk_end[(p0 + kLanes - 1) / kLanes]) return;
     T fv[kLanes], w[kLanes];
 #pragma omp simd
     for (int l = 0; l < kLanes; ++l) fv[l] = T(0);
@@ -274,7 +304,7 @@ A3D_FORCE_INLINE void backward_tile_body(const TileSplats<T>& ts, const int32_t*
   std::fill(st.vout.begin(), st.vout.end(), T(0));
   for (int y = 0; y < ny; ++y)
     for (int x = 0; x < nx; ++x) {
-      const int p = y * kTile + x;
+      const int p = y * kStride + x;
       const int64_t pix = (int64_t)(ts.Y0 + y) * W + ts.X0 + x;
       const T Tfinal = T(1) - alp[pix];
       const T* vo = vi + pix * D;
@@ -316,39 +346,77 @@ A3D_FORCE_INLINE void backward_tile_body(const TileSplats<T>& ts, const int32_t*
   }
 }
 
-// The tile kernels are compiled twice: for the baseline ISA and, on x86 with GCC/Clang, for
-// AVX2+FMA (picked at run time), since the extension build uses no -march flag. Only these leaf
-// functions carry the target attribute, so nothing compiled for AVX2 can leak into shared code.
+// The tile kernels are compiled for the baseline ISA and, on x86-64 with GCC/Clang, for AVX2+FMA and
+// for AVX-512 (still 8 lanes, but 32 vector registers keep the exp constants and tile state in
+// registers, and mask registers replace blends); the best one the CPU has is picked at run time,
+// since the extension build uses no -march flag. Only these leaf functions carry target
+// attributes, so nothing compiled for a newer ISA can leak into shared code.
+enum class Isa { kBase, kAvx2, kAvx512 };
+
 template <typename T>
-void forward_tile(const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img, T* alp, int32_t* lst) {
-  forward_tile_body(ts, st, W, H, bgc, img, alp, lst);
-}
+void forward_tile(Isa isa, const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img, T* alp,
+                  int32_t* lst);
 template <typename T>
-void backward_tile(const TileSplats<T>& ts, const int32_t* ids, BwdState<T>& st, int W, int H, const T* bgc, const T* alp,
-                   const int32_t* lst, const T* vi, const T* va, T* gbuf, T* bgbuf) {
-  backward_tile_body(ts, ids, st, W, H, bgc, alp, lst, vi, va, gbuf, bgbuf);
+void backward_tile(Isa isa, const TileSplats<T>& ts, const int32_t* ids, BwdState<T>& st, int W, int H, const T* bgc,
+                   const T* alp, const int32_t* lst, const T* vi, const T* va, T* gbuf, T* bgbuf);
+
+#define A3D_GS_TILE_KERNELS(SUFFIX, ATTR)                                                                         \
+  template <typename T>                                                                                          \
+  ATTR void forward_tile_##SUFFIX(const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img,   \
+                                  T* alp, int32_t* lst) {                                                        \
+    forward_tile_body(ts, st, W, H, bgc, img, alp, lst);                                                         \
+  }                                                                                                              \
+  template <typename T>                                                                                          \
+  ATTR void backward_tile_##SUFFIX(const TileSplats<T>& ts, const int32_t* ids, BwdState<T>& st, int W, int H,    \
+                                   const T* bgc, const T* alp, const int32_t* lst, const T* vi, const T* va,      \
+                                   T* gbuf, T* bgbuf) {                                                          \
+    backward_tile_body(ts, ids, st, W, H, bgc, alp, lst, vi, va, gbuf, bgbuf);                                   \
+  }
+
+A3D_GS_TILE_KERNELS(base, )
+#if defined(__GNUC__) && defined(__x86_64__)
+#define A3D_GS_X86 1
+A3D_GS_TILE_KERNELS(avx2, __attribute__((target("avx2,fma"))))
+A3D_GS_TILE_KERNELS(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))))
+#endif
+
+// Which build of the tile kernels to run; float only (double is for tests and gradcheck).
+template <typename T>
+Isa pick_isa() {
+#ifdef A3D_GS_X86
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq"))
+      return Isa::kAvx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+    return Isa::kBase;
+  }();
+  return std::is_same<T, float>::value ? isa : Isa::kBase;
+#else
+  return Isa::kBase;
+#endif
 }
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#define A3D_GS_AVX2 1
 template <typename T>
-__attribute__((target("avx2,fma"))) void forward_tile_avx2(const TileSplats<T>& ts, FwdState<T>& st, int W, int H,
-                                                           const T* bgc, T* img, T* alp, int32_t* lst) {
-  forward_tile_body(ts, st, W, H, bgc, img, alp, lst);
-}
-template <typename T>
-__attribute__((target("avx2,fma"))) void backward_tile_avx2(const TileSplats<T>& ts, const int32_t* ids, BwdState<T>& st,
-                                                            int W, int H, const T* bgc, const T* alp, const int32_t* lst,
-                                                            const T* vi, const T* va, T* gbuf, T* bgbuf) {
-  backward_tile_body(ts, ids, st, W, H, bgc, alp, lst, vi, va, gbuf, bgbuf);
-}
-bool use_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-#else
-bool use_avx2() { return false; }
+void forward_tile(Isa isa, const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img, T* alp,
+                  int32_t* lst) {
+#ifdef A3D_GS_X86
+  if (isa == Isa::kAvx512) return forward_tile_avx512(ts, st, W, H, bgc, img, alp, lst);
+  if (isa == Isa::kAvx2) return forward_tile_avx2(ts, st, W, H, bgc, img, alp, lst);
 #endif
+  forward_tile_base(ts, st, W, H, bgc, img, alp, lst);
+}
+
+template <typename T>
+void backward_tile(Isa isa, const TileSplats<T>& ts, const int32_t* ids, BwdState<T>& st, int W, int H, const T* bgc,
+                   const T* alp, const int32_t* lst, const T* vi, const T* va, T* gbuf, T* bgbuf) {
+#ifdef A3D_GS_X86
+  if (isa == Isa::kAvx512) return backward_tile_avx512(ts, ids, st, W, H, bgc, alp, lst, vi, va, gbuf, bgbuf);
+  if (isa == Isa::kAvx2) return backward_tile_avx2(ts, ids, st, W, H, bgc, alp, lst, vi, va, gbuf, bgbuf);
+#endif
+  backward_tile_base(ts, ids, st, W, H, bgc, alp, lst, vi, va, gbuf, bgbuf);
+}
 
 void check(const at::Tensor& t, const char* name, at::ScalarType dt) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
@@ -372,7 +440,7 @@ void forward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at:
   const int32_t* ids = ids_t.data_ptr<int32_t>();
   scalar_t *img = images.data_ptr<scalar_t>(), *alp = alphas.data_ptr<scalar_t>();
   int32_t* lst = last.data_ptr<int32_t>();
-  const bool avx2 = use_avx2() && std::is_same<scalar_t, float>::value;
+  const Isa isa = pick_isa<scalar_t>();
 #pragma omp parallel
   {
     TileSplats<scalar_t> ts;
@@ -387,16 +455,9 @@ void forward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at:
       const scalar_t* bgc = bg ? bg + (int64_t)c * D : nullptr;
       scalar_t *ic = img + (int64_t)c * H * W * D, *ac = alp + (int64_t)c * H * W;
       int32_t* lc = lst + (int64_t)c * H * W;
-#ifdef A3D_GS_AVX2
-      if (avx2) {
-        forward_tile_avx2(ts, st, W, H, bgc, ic, ac, lc);
-        continue;
-      }
-#endif
-      forward_tile(ts, st, W, H, bgc, ic, ac, lc);
+      forward_tile(isa, ts, st, W, H, bgc, ic, ac, lc);
     }
   }
-  (void)avx2;
 }
 
 template <typename scalar_t>
@@ -422,7 +483,7 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
   // one gradient buffer per thread over all (camera, Gaussian) records, reduced after the tile loop
   std::vector<scalar_t> bufs((size_t)nthreads * CN * G);
   std::vector<scalar_t> bg_bufs((size_t)nthreads * C * D, scalar_t(0));
-  const bool avx2 = use_avx2() && std::is_same<scalar_t, float>::value;
+  const Isa isa = pick_isa<scalar_t>();
 #pragma omp parallel num_threads(nthreads)
   {
     const int tid = omp_get_thread_num();
@@ -448,16 +509,9 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
       const int32_t* lc = lst + c * HW;
       scalar_t* gb = gbuf + (int64_t)c * N * G;
       scalar_t* bgb = bgbuf + (int64_t)c * D;
-#ifdef A3D_GS_AVX2
-      if (avx2) {
-        backward_tile_avx2(ts, ids + offs[ct], st, W, H, bgc, ac, lc, vic, vac, gb, bgb);
-        continue;
-      }
-#endif
-      backward_tile(ts, ids + offs[ct], st, W, H, bgc, ac, lc, vic, vac, gb, bgb);
+      backward_tile(isa, ts, ids + offs[ct], st, W, H, bgc, ac, lc, vic, vac, gb, bgb);
     }
   }
-  (void)avx2;
   scalar_t *vm = v_means2d.data_ptr<scalar_t>(), *vc = v_conics.data_ptr<scalar_t>(), *vo = v_opac.data_ptr<scalar_t>(),
            *vf = v_feat.data_ptr<scalar_t>(), *vb = v_bg.data_ptr<scalar_t>();
 #pragma omp parallel for schedule(static)

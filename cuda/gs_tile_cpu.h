@@ -2,14 +2,17 @@
 // (pixel, splat) pair walk shared by the forward and backward passes. The per-pair maths itself
 // (eval_pair, composite_forward/backward) is in gs_common.h, shared with the CUDA kernels.
 //
-// A tile's per-pixel state is stored with a fixed row stride of 16 (pixels outside the image are
-// padding that never composites). A splat visits only the 8-pixel row chunks that intersect the box
-// where its alpha can reach 1/255; inside a chunk the 8 pixels are evaluated as SIMD lanes with
-// selects, so the exact per-pixel tests (and results) are the same as a per-pixel loop's.
+// A tile's per-pixel state is stored with a row stride of 24: columns 16..23 (and pixels outside the
+// image) are padding that never composites, so a chunk of 8 lanes can start at the first column a
+// splat touches in a row (a splat up to 8 pixels wide costs one chunk per row, not two). A splat
+// visits only the row chunks that can hold a pixel with alpha >= 1/255; inside a chunk the 8 pixels
+// are evaluated as SIMD lanes with selects, so the exact per-pixel tests (and results) are the same
+// as a per-pixel loop's.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "gs_common.h"
@@ -23,8 +26,9 @@
 namespace a3d_gs {
 
 constexpr int kTile = A3D_GS_TILE;
-constexpr int kTilePix = kTile * kTile;
-constexpr int kLanes = 8;  // pixels per chunk: one AVX2 float vector, two SSE ones
+constexpr int kLanes = 8;                  // pixels per chunk: one AVX2 float vector, two SSE ones
+constexpr int kStride = kTile + kLanes;    // state row stride: a chunk may start at any column 0..15
+constexpr int kTilePix = kTile * kStride;  // per-pixel state entries of a tile (with padding)
 
 // Inclusive pixel box (image or tile-local coordinates); x0 > x1 or y0 > y1 means empty.
 struct PixBox {
@@ -41,6 +45,19 @@ struct Prepared {
   PixBox box;
   T smax2, det;
 };
+
+// floor / ceil of v clamped to [-1, n] (huge or far splats: no int overflow); no libm call (the
+// extension is built for baseline x86-64, where floor/ceil are calls).
+inline int floor_in(double v, int n) {
+  v = v < -1.0 ? -1.0 : (v > (double)n ? (double)n : v);
+  const int t = (int)v;
+  return t > v ? t - 1 : t;
+}
+inline int ceil_in(double v, int n) {
+  v = v < -1.0 ? -1.0 : (v > (double)n ? (double)n : v);
+  const int t = (int)v;
+  return t < v ? t + 1 : t;
+}
 
 // Box of pixel centres where alpha = opacity exp(-sigma) >= 1/255 is possible: sigma <= smax =
 // log(255 opacity) is an ellipse whose half-extents are sqrt(2 smax cov_xx), sqrt(2 smax cov_yy)
@@ -61,12 +78,12 @@ Prepared<T> prepare_splat(T mx, T my, T a, T b, T c, T opacity, int rx, int ry, 
     p.smax2 = (T)smax2;
     p.det = (T)det;
   }
-  // pixel x has its centre at x + 0.5; clamp in double before converting (huge or far splats)
+  // pixel x has its centre at x + 0.5
   const double cx = (double)mx - 0.5, cy = (double)my - 0.5;
-  p.box.x0 = (int)std::max(0.0, std::ceil(cx - hx));
-  p.box.x1 = (int)std::min((double)W - 1, std::floor(cx + hx));
-  p.box.y0 = (int)std::max(0.0, std::ceil(cy - hy));
-  p.box.y1 = (int)std::min((double)H - 1, std::floor(cy + hy));
+  p.box.x0 = std::max(0, ceil_in(cx - hx, W));
+  p.box.x1 = std::min(W - 1, floor_in(cx + hx, W));
+  p.box.y0 = std::max(0, ceil_in(cy - hy, H));
+  p.box.y1 = std::min(H - 1, floor_in(cy + hy, H));
   return p;
 }
 
@@ -85,7 +102,12 @@ struct TileSplats {
     n = count;
     pr.resize(n);
     feat.resize(n * D);
+    constexpr int kAhead = 8;  // list order is depth order, i.e. random in memory: prefetch
     for (int64_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) {
+        __builtin_prefetch(prep + ids[i + kAhead]);
+        __builtin_prefetch(features + (int64_t)ids[i + kAhead] * D);
+      }
       const int32_t g = ids[i];
       Prepared<T> p = prep[g];
       p.box = PixBox{std::max(p.box.x0 - X0, 0), std::min(p.box.x1 - X0, kTile - 1), std::max(p.box.y0 - Y0, 0),
@@ -98,9 +120,11 @@ struct TileSplats {
 };
 
 // The pair walk: calls v.chunk(s, p0, px0, py) for every 8-pixel chunk of tile rows that can hold a
-// pixel with alpha >= 1/255; p0 = tile-local index of the chunk's first pixel, (px0 + l, py) = centre
-// of lane l. Rows are cut to the ellipse's span (the roots of the row's quadratic, one pixel of
-// margin), so thin or tilted splats skip the chunks their box corners would cost.
+// pixel with alpha >= 1/255; p0 = state index (y * kStride + x) of its first pixel, (px0 + l, py) =
+// centre of lane l. Rows are cut to the ellipse's span (the roots of the row's quadratic, one pixel
+// of margin), so thin or tilted splats skip the chunks their box corners would cost.
+// Two phases: the chunk list is built branch-free first, then walked in one flat loop, so the CPU
+// mispredicts once per splat (not per row) and overlaps the independent chunks' latency chains.
 template <typename T, typename Visitor>
 A3D_FORCE_INLINE void walk_pairs(const TileSplats<T>& ts, int64_t i, Visitor& v) {
   const Prepared<T>& p = ts.pr[i];
@@ -108,15 +132,17 @@ A3D_FORCE_INLINE void walk_pairs(const TileSplats<T>& ts, int64_t i, Visitor& v)
   const Splat<T> s = p.s;
   const bool span = p.det > T(0);
   const T inv_a = span ? T(1) / s.a : T(0);
+  int16_t list[2 * kTile];  // a row needs at most two chunks (clipped width <= 16)
+  int n = 0;
   for (int y = b.y0; y <= b.y1; ++y) {
-    const T py = T(ts.Y0 + y) + T(0.5);
     int xa = b.x0, xb = b.x1;
     if (span) {
       // a dx^2 + 2 b dy dx + c dy^2 <= smax2  <=>  dx in -b dy / a +- sqrt(a smax2 - det dy^2) / a
-      const T dy = py - s.my;
-      const T disc = s.a * p.smax2 - p.det * dy * dy;
-      if (disc < T(0)) continue;
-      const T half = std::sqrt(disc) * inv_a + T(1);  // sqrt: inlined (sqrtss), disc >= 0
+      const T dy = T(ts.Y0 + y) + T(0.5) - s.my;
+      T disc = s.a * p.smax2 - p.det * dy * dy;
+      const int hit = disc >= T(0);
+      disc = hit ? disc : T(0);
+      const T half = std::sqrt(disc) * inv_a + T(1);
       const T mid = s.mx - s.b * dy * inv_a - T(ts.X0) - T(0.5);  // tile-local pixel index of the centre
       // clamped to [-1, 16] (no int overflow); then truncating lo + 1 floors lo, and hi + 1 rounds hi
       // up (by a pixel at most: harmless). Plain selects: a libm or std::min call here would be
@@ -127,8 +153,18 @@ A3D_FORCE_INLINE void walk_pairs(const TileSplats<T>& ts, int64_t i, Visitor& v)
       const int ia = (int)(lo + T(1)) - 1, ib = (int)(hi + T(1));
       xa = ia > xa ? ia : xa;
       xb = ib < xb ? ib : xb;
+      xb = hit ? xb : -1;  // no pixel of this row is inside the ellipse
     }
-    for (int x = xa & ~(kLanes - 1); x <= xb; x += kLanes) v.chunk(s, y * kTile + x, T(ts.X0 + x) + T(0.5), py);
+    const int p0 = y * kStride + xa;
+    list[n] = (int16_t)p0;
+    n += xa <= xb;
+    list[n] = (int16_t)(p0 + kLanes);
+    n += xa + kLanes <= xb;
+  }
+  const int X0 = ts.X0, Y0 = ts.Y0;
+  for (int k = 0; k < n; ++k) {
+    const int p0 = list[k], y = p0 / kStride, x = p0 - y * kStride;
+    v.chunk(s, p0, T(X0 + x) + T(0.5), T(Y0 + y) + T(0.5));
   }
 }
 

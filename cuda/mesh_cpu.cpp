@@ -310,7 +310,7 @@ _Pragma("omp for schedule(static)")
 // Antialias loops run over pixel PAIRS, each evaluated once. Races are avoided by construction:
 // horizontal pairs of a row only touch that row (parallel over rows); vertical pairs (r, r+1) run in
 // two phases, even r then odd r, so concurrently processed pairs never share a row.
-template <typename T, typename Fn>
+template <typename Fn>
 void for_each_pair(int64_t H, int64_t W, Fn&& fn) {
   _Pragma("omp parallel")
   {
@@ -325,84 +325,88 @@ void for_each_pair(int64_t H, int64_t W, Fn&& fn) {
   }
 }
 
+// The silhouette-pair walk shared by the antialias forward and backward: for every view b and every
+// pixel pair that straddles a silhouette edge (a3d::aa_pair), calls
+//   visit(b, pbi, tg, sr, res)
+// with pbi = the view's pos batch index, tg = the flat pixel (within view b) whose colour is blended
+// towards pixel sr's: out[tg] = col[tg] + res.alpha * (col[sr] - col[tg]).
+template <typename T, typename Visit>
+void for_each_silhouette_pair(const Tensor& rast, const Tensor& pos, const Tensor& tri, const Tensor& adj,
+                              const std::vector<signed char>& orient, Visit&& visit) {
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), V = pos.size(1);
+  const int64_t Bp = pos.size(0), P = H * W, F = tri.size(0);
+  const int* tr = tri.data_ptr<int>();
+  const int* ad = adj.data_ptr<int>();
+  const T* pp = pos.data_ptr<T>();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t pbi = (Bp == 1 ? 0 : b);
+    const T* pb = pp + pbi * V * 4;
+    const signed char* ob = orient.data() + pbi * F;
+    const T* ra = rast.data_ptr<T>() + b * P * 4;
+    for_each_pair(H, W, [&](int64_t r, int64_t c, bool horiz) {
+      const int64_t i0 = r * W + c, i1 = horiz ? i0 + 1 : i0 + W;
+      const int t0 = (int)ra[4 * i0 + 3] - 1, t1 = (int)ra[4 * i1 + 3] - 1;
+      if (t0 == t1) return;
+      a3d::AAPair<T> res;
+      if (!a3d::aa_pair(pb, tr, ad, ob, (int)H, (int)W, (int)r, (int)c, horiz, t0, t1, ra[4 * i0 + 2], ra[4 * i1 + 2], res)) return;
+      visit(b, pbi, res.tgt_first ? i0 : i1, res.tgt_first ? i1 : i0, res);
+    });
+  }
+}
+
 Tensor antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj) {
   check_cpu(color, "color");
   check_cpu(rast, "rast");
   check_cpu(pos, "pos");
-  const int64_t B = color.size(0), H = color.size(1), W = color.size(2), C = color.size(3), V = pos.size(1);
+  const int64_t H = color.size(1), W = color.size(2), C = color.size(3), V = pos.size(1);
   const int64_t Bp = pos.size(0), P = H * W, F = tri.size(0);
   auto out = color.clone();
-  const int* tr = tri.data_ptr<int>();
-  const int* ad = adj.data_ptr<int>();
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
     using T = scalar_t;
-    const T* pp = pos.data_ptr<T>();
-    const std::vector<signed char> orient = orientations(pp, Bp, V, tr, F);
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t pbi = (Bp == 1 ? 0 : b);
-      const T* pb = pp + pbi * V * 4;
-      const signed char* ob = orient.data() + pbi * F;
-      const T* ra = rast.data_ptr<T>() + b * P * 4;
-      const T* cb = color.data_ptr<T>() + b * P * C;
-      T* o = out.data_ptr<T>() + b * P * C;
-      for_each_pair<T>(H, W, [&](int64_t r, int64_t c, bool horiz) {
-        const int64_t i0 = r * W + c, i1 = horiz ? i0 + 1 : i0 + W;
-        const int t0 = (int)ra[4 * i0 + 3] - 1, t1 = (int)ra[4 * i1 + 3] - 1;
-        if (t0 == t1) return;
-        a3d::AAPair<T> res;
-        if (!a3d::aa_pair(pb, tr, ad, ob, (int)H, (int)W, (int)r, (int)c, horiz, t0, t1, ra[4 * i0 + 2], ra[4 * i1 + 2], res)) return;
-        const int64_t tg = res.tgt_first ? i0 : i1, sr = res.tgt_first ? i1 : i0;
-        for (int64_t k = 0; k < C; ++k) o[tg * C + k] += res.alpha * (cb[sr * C + k] - cb[tg * C + k]);
-      });
-    }
+    const std::vector<signed char> orient = orientations(pos.data_ptr<T>(), Bp, V, tri.data_ptr<int>(), F);
+    const T* col = color.data_ptr<T>();
+    T* o = out.data_ptr<T>();
+    for_each_silhouette_pair<T>(rast, pos, tri, adj, orient, [&](int64_t b, int64_t, int64_t tg, int64_t sr, const a3d::AAPair<T>& res) {
+      const T* cb = col + b * P * C;
+      T* ob = o + b * P * C;
+      for (int64_t k = 0; k < C; ++k) ob[tg * C + k] += res.alpha * (cb[sr * C + k] - cb[tg * C + k]);
+    });
   });
   return out;
 }
 
 std::vector<Tensor> antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj, Tensor grad) {
-  const int64_t B = color.size(0), H = color.size(1), W = color.size(2), C = color.size(3), V = pos.size(1);
+  const int64_t H = color.size(1), W = color.size(2), C = color.size(3), V = pos.size(1);
   const int64_t Bp = pos.size(0), P = H * W, F = tri.size(0);
   auto gcol = grad.clone();
   auto buf = thread_buffers(Bp * V * 4, pos);
-  const int* tr = tri.data_ptr<int>();
-  const int* ad = adj.data_ptr<int>();
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
     using T = scalar_t;
-    const T* pp = pos.data_ptr<T>();
-    const std::vector<signed char> orient = orientations(pp, Bp, V, tr, F);
+    const std::vector<signed char> orient = orientations(pos.data_ptr<T>(), Bp, V, tri.data_ptr<int>(), F);
+    const T* col = color.data_ptr<T>();
+    const T* gr = grad.data_ptr<T>();
+    T* gc = gcol.data_ptr<T>();
     T* bb = buf.data_ptr<T>();
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t pbi = (Bp == 1 ? 0 : b);
-      const T* pb = pp + pbi * V * 4;
-      const signed char* ob = orient.data() + pbi * F;
-      const T* ra = rast.data_ptr<T>() + b * P * 4;
-      const T* cb = color.data_ptr<T>() + b * P * C;
-      const T* gb = grad.data_ptr<T>() + b * P * C;
-      T* gc = gcol.data_ptr<T>() + b * P * C;
-      for_each_pair<T>(H, W, [&](int64_t r, int64_t c, bool horiz) {
-        const int64_t i0 = r * W + c, i1 = horiz ? i0 + 1 : i0 + W;
-        const int t0 = (int)ra[4 * i0 + 3] - 1, t1 = (int)ra[4 * i1 + 3] - 1;
-        if (t0 == t1) return;
-        a3d::AAPair<T> res;
-        if (!a3d::aa_pair(pb, tr, ad, ob, (int)H, (int)W, (int)r, (int)c, horiz, t0, t1, ra[4 * i0 + 2], ra[4 * i1 + 2], res)) return;
-        // out[tg] = col[tg] + alpha * (col[sr] - col[tg])
-        const int64_t tg = res.tgt_first ? i0 : i1, sr = res.tgt_first ? i1 : i0;
-        T galpha = 0;
-        for (int64_t k = 0; k < C; ++k) {
-          const T g = gb[tg * C + k];
-          gc[tg * C + k] -= res.alpha * g;
-          gc[sr * C + k] += res.alpha * g;
-          galpha += g * (cb[sr * C + k] - cb[tg * C + k]);
-        }
-        T* mine = bb + (int64_t)omp_get_thread_num() * Bp * V * 4;
-        T* mj = mine + (pbi * V + res.vj) * 4;
-        T* mk = mine + (pbi * V + res.vk) * 4;
-        for (int q = 0; q < 4; ++q) {
-          mj[q] += galpha * res.da[0][q];
-          mk[q] += galpha * res.da[1][q];
-        }
-      });
-    }
+    for_each_silhouette_pair<T>(rast, pos, tri, adj, orient, [&](int64_t b, int64_t pbi, int64_t tg, int64_t sr, const a3d::AAPair<T>& res) {
+      // out[tg] = col[tg] + alpha * (col[sr] - col[tg])
+      const T* cb = col + b * P * C;
+      const T* gb = gr + b * P * C;
+      T* gcb = gc + b * P * C;
+      T galpha = 0;
+      for (int64_t k = 0; k < C; ++k) {
+        const T g = gb[tg * C + k];
+        gcb[tg * C + k] -= res.alpha * g;
+        gcb[sr * C + k] += res.alpha * g;
+        galpha += g * (cb[sr * C + k] - cb[tg * C + k]);
+      }
+      T* mine = bb + (int64_t)omp_get_thread_num() * Bp * V * 4;
+      T* mj = mine + (pbi * V + res.vj) * 4;
+      T* mk = mine + (pbi * V + res.vk) * 4;
+      for (int q = 0; q < 4; ++q) {
+        mj[q] += galpha * res.da[0][q];
+        mk[q] += galpha * res.da[1][q];
+      }
+    });
   });
   return {gcol, buf.sum(0).view_as(pos)};
 }

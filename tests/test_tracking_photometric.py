@@ -69,10 +69,10 @@ def test_refinement_recovers_perturbed_geometry_from_pixels(builtin):
     transl[:, 0] += 0.003 * sign()
     transl[:, 1] += 0.002 * sign()
     expr[:, builtin.expression_names.index("jawOpen")] += 0.15 * sign()
-    # No landmark, prior or temporal terms (the per-frame errors here are deliberately jittery).
+    # No landmark, prior or temporal terms, no smoothing (the per-frame errors here are deliberately jittery).
     cfg = PhotometricConfig(resolution=128, texture_size=128, batch=n, appearance_epochs=2, epochs=6, iters_per_batch=4,
                             w_landmarks=0.0, w_temporal=0.0, w_expression_reg=0.0, w_rotation_reg=0.0, w_transl_reg=0.0,
-                            lr_expression=0.02, lr_rotation=0.004, lr_transl=0.001)
+                            lr_expression=0.02, lr_rotation=0.004, lr_transl=0.001, smooth_passes=0, baseline=False)
     pr = refine_photometric(builtin, s["images"], s["masks"], s["landmarks"], np.ones(n, bool), s["shape"], expr, pose, transl,
                             s["K"], s["w2c"], cfg)
     face = builtin.region("face").numpy()

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=_positive_float, default=None, help="subsample the video to this frame rate")
     p.add_argument("--max-frames", type=_positive_int, default=None, help="track at most this many frames")
     p.add_argument("--resolution", type=_positive_int, default=512, help="crop size in pixels (default 512)")
-    p.add_argument("--photometric", action="store_true", help="refine with albedo + SH lighting + silhouette (slow on CPU)")
+    p.add_argument("--photometric", action="store_true", help="after landmark fitting, refine expression and pose per frame against the pixels "
+                   "(albedo texture + SH lighting + silhouette, about 0.3-0.5 s/frame on CPU); writes albedo.png")
     p.add_argument("--no-overlay", action="store_true", help="skip rendering overlay.mp4")
     p.add_argument("--restart", action="store_true", help="ignore checkpoints in --out and redo every stage")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -68,7 +68,8 @@ def compare_to_ground_truth(model, shape: np.ndarray, expression: np.ndarray, po
         dict with ``rms_mm`` (N,) per-frame vertex RMS of ``region`` after similarity alignment (mm),
         ``rms_all_mm`` (RMS over all frames), ``worst_frame``, ``identity_rms_mm`` (neutral fitted vs
         true identity, similarity-aligned), ``corr`` {expression name: Pearson r over frames} for the
-        animated expressions (NaN where the fit is constant).
+        animated expressions (NaN where the fit is constant), ``best_match`` {name: (fitted expression
+        correlating best with its true curve, r)}, which shows where an expression the fit missed went.
     """
     import torch
 
@@ -80,9 +81,16 @@ def compare_to_ground_truth(model, shape: np.ndarray, expression: np.ndarray, po
         a = model(f32(shape)[None]).vertices[0].numpy()
         b = model(f32(truth["shape"])[None]).vertices[0].numpy()
     rms = np.array([rms_after_similarity(fv[i][mask], truth["vertices"][i][mask]) for i in range(n)]) * 1000
-    corr = {}
+    def r(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.corrcoef(x, y)[0, 1]) if x.std() > 1e-9 and y.std() > 1e-9 else float("nan")
+
+    ex, tr = np.asarray(expression), np.asarray(truth["expression"])
+    corr, best = {}, {}
     for e in truth["animated"]:
-        x, y = np.asarray(expression)[:, e], np.asarray(truth["expression"])[:, e]
-        corr[model.expression_names[e]] = float(np.corrcoef(x, y)[0, 1]) if x.std() > 1e-9 and y.std() > 1e-9 else float("nan")
+        name = model.expression_names[e]
+        corr[name] = r(ex[:, e], tr[:, e])
+        rs = np.array([r(ex[:, k], tr[:, e]) for k in range(ex.shape[1])])
+        k = int(np.nanargmax(np.where(np.isnan(rs), -np.inf, rs)))
+        best[name] = (model.expression_names[k], float(rs[k]))
     return dict(rms_mm=rms, rms_all_mm=float(np.sqrt((rms**2).mean())), worst_frame=int(np.argmax(rms)),
-                identity_rms_mm=float(rms_after_similarity(a[mask], b[mask]) * 1000), corr=corr)
+                identity_rms_mm=float(rms_after_similarity(a[mask], b[mask]) * 1000), corr=corr, best_match=best)

@@ -5,6 +5,8 @@ Stages and their checkpoints in the output directory ``DIR``:
 1. capture (``images/``, ``masks/``, ``capture.npz``): decode, crop, landmarks, masks;
 2. landmark fitting (``params.npz`` via :class:`TrackedSequence`): identity, per-frame expression,
    pose, jaw, eyes, shared focal length;
+   2b. with ``photometric``: :func:`~avatar3d.tracking.photometric.refine_photometric` rewrites
+   ``params.npz`` (refined expression/pose/translation, SH ``lighting``) and writes ``albedo.png``;
 3. outputs: ``transforms.json``, ``metrics.json``, ``overlay.mp4``.
 
 A stage whose checkpoint exists and matches (same source, model and frame count) is skipped when
@@ -186,7 +188,8 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
     fitted = res.landmarks if res is not None else np.load(out / "fitted_landmarks.npy")
 
     photo_extra: dict = {}
-    if opts.photometric and res is not None:
+    # Also when resuming a landmark-only run (params without lighting); refined params are reused.
+    if opts.photometric and (res is not None or seq.lighting is None):
         _log("[2b] photometric refinement (albedo, SH lighting, per-frame expression/pose)", opts.progress)
         t0 = time.perf_counter()
         seq, fitted, photo_extra = _photometric_stage(model, seq, cap, out, opts.progress)

@@ -4,7 +4,9 @@
 * :mod:`.mesh`: posing a model and its render layout (UV-seam split);
 * :mod:`.envmaps`: procedural environment lights baked to Filament IBL files;
 * :mod:`.scene`: the head in an Open3D scene (display modes, lights, cameras);
-* :mod:`.headless`: offscreen rendering; :mod:`.app`: the GUI (``avatar3d view``).
+* :mod:`.fastshade`: interactive frames (the lit look per vertex, drawn unlit) while sliders move;
+* :mod:`.headless`: offscreen rendering; :mod:`.app`: the GUI (``avatar3d view``);
+* :mod:`.xvfb`, :mod:`.latency`: a private X server and the slider-to-screen latency probe.
 """
 
 from .params import HeadParams, apply_settings, parse_settings, slider_specs

@@ -3,8 +3,12 @@
 Left: the 3D view (orbit camera) and, for tracked sequences, the source frame. Right: a panel with
 Drive (grouped expression sliders, joint rotations, identity, parameter file), Play (timeline),
 Relight (directional + environment light) and Display (mode, overlays, camera, screenshot).
-Slider callbacks only mark the head dirty; the tick handler re-poses it once per frame, so a burst
-of slider events costs one mesh update.
+Interactivity (``interactive=True``, the default): a slider callback re-poses the head at once and
+draws it with an interactive frame (per-vertex lighting drawn unlit, see :mod:`.fastshade`); ImGui
+runs callbacks before Filament renders, so the change is in the very frame that moves the knob, and
+the 3D view is cached so frames that change nothing in it cost only the UI. Once the sliders rest
+for ``SETTLE_S`` the tick handler draws one full-quality frame. ``interactive=False`` is the old
+path (every change drawn at full quality from the tick handler), kept as the benchmark's reference.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class ViewerApp:
     """One viewer window. Create after ``gui.Application.instance.initialize()``."""
 
     PANEL_W = 340
-    SETTLE_S = 0.25  # sliders still this long -> the full-quality frame replaces the interactive ones
+    SETTLE_S = 0.5  # sliders still this long -> the full-quality frame replaces the interactive ones
+    RETRY_S = 0.04  # while interactive, re-request the 3D view at most this often
 
     def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
                  play: bool = False, interactive: bool = True):
@@ -55,11 +60,11 @@ class ViewerApp:
         self.shape_std = self.model.shape_std.detach().cpu().numpy()
         self.frame = opts.frame or 0
         self.interactive = interactive
-        self._sections: dict[str, object] = {}
         self.playing = False
         self._play_t0, self._play_f0 = 0.0, 0
         self._dirty = self._light_dirty = False
         self._last_drag = 0.0  # time of the last slider change drawn with an interactive frame
+        self._last_retry = 0.0
         self._ticks, self._shot_path, self._quit_after = 0, gui_screenshot, quit_after
         self._shot_requested = self._shot_done = False
 
@@ -75,7 +80,7 @@ class ViewerApp:
             # slider event is no longer a full scene render in front of the one showing it.
             self.scene_widget.enable_scene_caching(True)
             self.head.on_change = self.scene_widget.force_redraw
-        # Interactive default: no MSAA (Mesa llvmpipe renders ~3x faster; see benchmarks/bench_viewer.py).
+        # No MSAA by default (Mesa llvmpipe renders ~3x faster; see benchmarks/bench_viewer.py).
         self.scene_widget.scene.view.set_antialiasing(False)
         self.head.set_params(self.params)
         self.head.set_display(opts.mode, opts.wireframe, opts.landmarks)  # validates the mode
@@ -161,7 +166,6 @@ class ViewerApp:
             if key not in groups:
                 continue
             sec = self._section(title, open_=key in ("jaw", "mouth", "pose"))
-            self._sections[key] = sec
             self._button(sec, f"Reset {key}", lambda k=key: self._reset(k))
             grid = self._grid(sec)
             for s in groups[key]:
@@ -339,6 +343,15 @@ class ViewerApp:
             self.head.set_params(self.params)
             redraw = True
         settled = not self.head.interactive or time.monotonic() - self._last_drag > self.SETTLE_S
+        now = time.monotonic()
+        if self.head.interactive and not settled and now - self._last_retry > self.RETRY_S:
+            # Filament skips a frame while earlier ones are still in flight (llvmpipe renders
+            # asynchronously), and the 3D view is cached: a skipped interactive frame would stay
+            # unseen until the full-quality one. Keep asking for it (throttled: a request that
+            # finds Filament busy still costs a UI pass) until the sliders settle.
+            self._last_retry = now
+            self.scene_widget.force_redraw()
+            redraw = True
         if self._light_dirty and settled:
             self._light_dirty = False
             self.head.apply_lighting()

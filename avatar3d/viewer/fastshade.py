@@ -93,11 +93,22 @@ def _shrink(a: np.ndarray, size: int) -> np.ndarray:
     return a
 
 
-def front_facing(pos: np.ndarray, faces: np.ndarray, eye: np.ndarray) -> np.ndarray:
-    """(F,) bool: triangles whose front (counter-clockwise) side faces the camera at ``eye`` (3,)."""
+def front_facing(pos: np.ndarray, faces: np.ndarray, eye: np.ndarray, normals: Optional[np.ndarray] = None) -> np.ndarray:
+    """(F,) bool: triangles whose front (counter-clockwise) side faces the camera at ``eye`` (3,).
+
+    With vertex ``normals`` (R, 3) a triangle is also kept when the smooth surface around it faces
+    the camera: a few triangles of real meshes are wound the wrong way, and the full-quality
+    (double-sided) material draws them, so culling them would punch holes.
+    """
     tri = pos[faces]
+    to_eye = eye[None] - tri[:, 0]
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return np.einsum("fi,fi->f", eye[None] - tri[:, 0], fn) > 0
+    keep = np.einsum("fi,fi->f", to_eye, fn) > 0
+    if normals is not None:  # only the culled ones need the second test
+        back = np.flatnonzero(~keep)
+        nb = normals[faces[back, 0]] + normals[faces[back, 1]] + normals[faces[back, 2]]
+        keep[back] = np.einsum("fi,fi->f", to_eye[back], nb) > 0
+    return keep
 
 
 class VertexLighting:

@@ -190,7 +190,7 @@ class HeadScene:
         col = self._fast.colors(pos, nrm, eye, L, sh, SUN_LUX, IBL_SCALE)
         tm = self.mesh.triangle_mesh(self._verts, arrays=(pos, nrm))
         tm.vertex.colors = o3d.core.Tensor(col)
-        tm.triangle.indices = o3d.core.Tensor(self.mesh.render_faces[front_facing(pos, self.mesh.render_faces, eye)])
+        tm.triangle.indices = o3d.core.Tensor(self.mesh.render_faces[front_facing(pos, self.mesh.render_faces, eye, nrm)])
         return tm
 
     # ------------------------------------------------------------------ geometry
