@@ -185,12 +185,15 @@ def main() -> int:
                             pfit.transl, pfit.K, pfit.world_to_cam, pcfg)
     sec = (time.perf_counter() - t0) / pcap.num_frames
     sec_refine = (pr.timings["total"] - pr.timings.get("baseline", 0.0)) / pcap.num_frames
+    cpu_refine = (pr.timings["cpu_total"] - pr.timings.get("cpu_baseline", 0.0)) / pcap.num_frames  # one torch thread
     fit_sec = pfit.timings["total"] / pcap.num_frames
     print(f"| photometric refinement, {mname}, {pcfg.resolution} px render ({pcfg.epochs} passes x {pcfg.iters_per_batch} steps, "
-          f"batches of {pcfg.batch}) | {1 / sec_refine:.2f} ({sec_refine:.2f} s/frame; {sec:.2f} with the fair baseline) | "
+          f"batches of {pcfg.batch}) | {1 / sec_refine:.2f} ({sec_refine:.2f} s/frame, CPU {cpu_refine:.2f}; {sec:.2f} with the fair "
+          f"baseline) | "
           f"{sec_refine / fit_sec:.0f} x the landmark fit's time per frame; masked image error {pr.error_landmark_only:.2f} -> "
           f"{pr.error_refined:.2f} grey levels (landmark-only -> refined) |")
-    summary["photometric"] = dict(s_per_frame=sec_refine, s_per_frame_with_baseline=sec, error_landmark_only=pr.error_landmark_only,
+    summary["photometric"] = dict(s_per_frame=sec_refine, cpu_s_per_frame=cpu_refine, s_per_frame_with_baseline=sec,
+                                  error_landmark_only=pr.error_landmark_only,
                                   error_refined=pr.error_refined)
 
     # ---------------------------------------------------------------- 2. accuracy

@@ -8,8 +8,9 @@ for every slider step before (``defaultLit``, SSAO, post-processing; MSAA off):
 1. ``offscreen``: one slider step = write a slider value, pose the model, update the scene, render
    and read the frame back (``OffscreenRenderer.render_to_image``), at 256^2 and 512^2.
 2. ``gui`` (needs Xvfb): ``avatar3d view`` in its default 1280x820 window (3D view 940x820) on a
-   private X server; a synthetic mouse drags the jawOpen slider and the X framebuffer is watched
-   until the 3D view changes (``avatar3d/viewer/latency.py``): what a user sees, end to end.
+   private X server; a synthetic mouse (XTest) clicks the jawOpen slider's track, alternately near
+   its low and high end, and the X framebuffer is watched until the 3D view shows the new
+   expression (``avatar3d/viewer/latency.py``): what a user sees, end to end.
 
 Targets (README): < 50 ms for the built-in head and < 150 ms for ICT on a 2-core CPU. Wall times
 grow with the machine's load (other jobs share the cores), so CPU ms (all threads of the viewer
@@ -94,7 +95,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="256,512", help="offscreen viewport sizes in pixels (square)")
     ap.add_argument("--steps", type=int, default=15, help="slider steps per measurement (offscreen)")
-    ap.add_argument("--gui-steps", type=int, default=12, help="slider drags per GUI measurement")
+    ap.add_argument("--gui-steps", type=int, default=12, help="slider moves per GUI measurement")
     ap.add_argument("--models", default="builtin,ict")
     ap.add_argument("--no-gui", action="store_true", help="skip the windowed measurement (it needs Xvfb)")
     args = ap.parse_args()
@@ -144,7 +145,7 @@ def main() -> int:
             print(f"| {name} | {nv} | {size}² | {path} | {r['pose']:.1f} | {r['update']:.1f} | {r['render']:.1f} | {r['total']:.1f} ({r['p90']:.1f}) "
                   f"| {r['cpu']:.1f} | {row['full']['total'] / r['total']:.2f}x | {target:.0f} | {'yes' if r['total'] < target else 'NO'} |")
     if gui:
-        print(f"\nWindow (mouse drag on the jawOpen slider -> changed pixels in the X framebuffer), median of {args.gui_steps} drags:\n")
+        print(f"\nWindow (mouse press on the jawOpen slider -> new expression in the X framebuffer), median of {args.gui_steps} moves:\n")
         print("| model | vertices | 3D view | path | latency ms (p90) | CPU ms to the frame | speed-up vs full (wall) | target ms | meets |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name, nv, res in gui:

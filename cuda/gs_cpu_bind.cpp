@@ -10,4 +10,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("project_forward", &gs_project_forward, "EWA projection forward (CPU)");
   m.def("project_backward", &gs_project_backward, "EWA projection backward (CPU)");
   m.def("num_threads", &gs_num_threads, "OpenMP threads used");
+  m.def("simd", &gs_simd, "instruction set of the compositing kernels");
 }

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <string>
 #include <vector>
 
 std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Tensor opacities,
@@ -22,3 +23,5 @@ std::vector<at::Tensor> gs_project_backward(at::Tensor means, at::Tensor quats, 
                                               double near_plane, double far_plane, double eps2d,
                                               at::Tensor v_means2d, at::Tensor v_depths, at::Tensor v_conics);
 int64_t gs_num_threads();
+// Instruction set the compositing kernels run with: "avx512", "avx2" or "baseline".
+std::string gs_simd();

@@ -6,6 +6,11 @@
 #include <vector>
 
 #include "gs_cpu_ops.h"
+
+// sqrt without the libm errno fallback call (results are the same IEEE values, NaN included).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-math-errno")
+#endif
 #include "gs_project.h"
 
 namespace {

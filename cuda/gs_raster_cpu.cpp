@@ -2,22 +2,27 @@
 // Semantics match gsplat's rasterize_to_pixels (see gs_common.h for the per-pair maths, shared with
 // the CUDA kernels, and gs_tile_cpu.h for the pair walk, shared by forward and backward).
 //
-// Speed notes (issue #3): per-Gaussian work (conic box, alpha cut-off) is done once per call, not per
-// tile; each tile's splats are gathered contiguously; pixels are processed 8 at a time as SIMD lanes
-// (an AVX2+FMA build of the tile kernels is picked at run time where the CPU has it); a tile stops as
-// soon as all its pixels are saturated; the backward keeps per-lane gradient sums in registers and
-// adds each splat's total once per tile into a per-thread buffer reduced at the end (no atomics).
+// Speed notes (issue #3): binning is a radix depth sort plus a parallel counting sort (gs_bin_cpu.cpp);
+// per-Gaussian work (alpha ellipse box, row-span constants) is done once per call, not per tile;
+// each tile's splats are gathered contiguously; pixels are processed 8 at a time as SIMD lanes (AVX2
+// or AVX-512 builds of the tile kernels are picked at run time); chunks and tiles whose pixels are
+// all saturated are skipped; the backward keeps per-lane gradient sums in registers and adds each
+// splat's total once per tile into a per-thread buffer reduced at the end (no atomics).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <vector>
 
+#include "gs_bin_cpu.h"
 #include "gs_cpu_ops.h"
 
 // The compositing code relies on if-converted selects inside SIMD loops; GCC only does that for
@@ -40,110 +45,6 @@ using a3d_gs::Prepared;
 using a3d_gs::Splat;
 using a3d_gs::TileSplats;
 
-// ------------------------------------------------------------------------------------------- binning
-
-// Float -> unsigned key with the same order (-0 and +0 equal, as with operator<).
-inline uint32_t sortable(float v) {
-  if (v == 0.f) v = 0.f;
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-// Stable LSD radix sort (3 passes of 11 bits) of Gaussian indices by depth: ties keep index order,
-// exactly like a stable comparison sort, at a fraction of its cost for 100k keys.
-void depth_order(const uint32_t* keys_in, std::vector<int32_t>& idx) {
-  const size_t n = idx.size();
-  std::vector<int32_t> tmp(n);
-  std::vector<uint32_t> k(n), ktmp(n);
-  for (size_t j = 0; j < n; ++j) k[j] = keys_in[idx[j]];
-  for (int shift = 0; shift < 32; shift += 11) {
-    uint32_t hist[2049] = {0};
-    for (size_t j = 0; j < n; ++j) hist[((k[j] >> shift) & 2047u) + 1]++;
-    for (int b = 0; b < 2048; ++b) hist[b + 1] += hist[b];
-    for (size_t j = 0; j < n; ++j) {
-      const uint32_t dst = hist[(k[j] >> shift) & 2047u]++;
-      tmp[dst] = idx[j];
-      ktmp[dst] = k[j];
-    }
-    idx.swap(tmp);
-    k.swap(ktmp);
-  }
-}
-
-// Per-camera depth sort, then counting-sort into tiles: lists come out depth-ordered (ties by index).
-// Returns tile_offsets (C*tiles+1,) int64 and flat_ids (M,) int32. The counting and scattering run in
-// parallel over contiguous slices of the depth order (per-thread counts), so the order is kept.
-template <typename scalar_t>
-std::pair<at::Tensor, at::Tensor> bin_gaussians(const scalar_t* means2d, const int32_t* radii, const scalar_t* depths,
-                                                int C, int N, int W, int H) {
-  const int tiles_w = A3D_DIV_UP(W, kTile), tiles_h = A3D_DIV_UP(H, kTile);
-  const int64_t T = (int64_t)tiles_w * tiles_h, CT = C * T, CN = (int64_t)C * N;
-  std::vector<uint32_t> keys(CN);
-  std::vector<int> rect((size_t)CN * 4);
-#pragma omp parallel for schedule(static)
-  for (int64_t k = 0; k < CN; ++k) {
-    keys[k] = sortable((float)depths[k]);
-    int* r = &rect[4 * k];
-    a3d_gs::tile_range((float)means2d[2 * k], (float)means2d[2 * k + 1], (float)radii[2 * k], (float)radii[2 * k + 1],
-                       tiles_w, tiles_h, r[0], r[1], r[2], r[3]);
-    if (!(radii[2 * k] > 0 && radii[2 * k + 1] > 0)) r[1] = r[0];  // culled: no tiles
-  }
-  // flat (c * N + n) keys of the valid Gaussians, camera-major, depth-ordered within each camera
-  std::vector<std::vector<int32_t>> order(C);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int c = 0; c < C; ++c) {
-    std::vector<int32_t>& o = order[c];
-    o.reserve(N);
-    for (int n = 0; n < N; ++n) {
-      const int64_t k = (int64_t)c * N + n;
-      if (radii[2 * k] > 0 && radii[2 * k + 1] > 0) o.push_back(n);
-    }
-    depth_order(keys.data() + (int64_t)c * N, o);
-  }
-  std::vector<int64_t> flat;
-  flat.reserve(CN);
-  for (int c = 0; c < C; ++c)
-    for (int32_t n : order[c]) flat.push_back((int64_t)c * N + n);
-  const int64_t M = (int64_t)flat.size();
-  const int nth = std::max(1, std::min<int>(omp_get_max_threads(), (int)(M / 4096) + 1));
-  std::vector<int64_t> cnt((size_t)nth * CT, 0);  // per slice, per (camera, tile)
-  auto for_tiles = [&](int64_t k, auto&& fn) {
-    const int* r = &rect[4 * k];
-    const int64_t base = (k / N) * T;
-    for (int ty = r[2]; ty < r[3]; ++ty)
-      for (int tx = r[0]; tx < r[1]; ++tx) fn(base + (int64_t)ty * tiles_w + tx);
-  };
-#pragma omp parallel for schedule(static, 1) num_threads(nth)
-  for (int t = 0; t < nth; ++t) {
-    int64_t* ct = &cnt[(size_t)t * CT];
-    for (int64_t j = M * t / nth; j < M * (t + 1) / nth; ++j) for_tiles(flat[j], [&](int64_t q) { ct[q]++; });
-  }
-  at::Tensor offsets_t = at::empty({CT + 1}, at::kLong);
-  int64_t* offs = offsets_t.data_ptr<int64_t>();
-  int64_t run = 0;
-  for (int64_t q = 0; q < CT; ++q) {
-    offs[q] = run;
-    for (int t = 0; t < nth; ++t) {  // turn counts into each slice's write position
-      const int64_t c = cnt[(size_t)t * CT + q];
-      cnt[(size_t)t * CT + q] = run;
-      run += c;
-    }
-  }
-  offs[CT] = run;
-  at::Tensor ids_t = at::empty({run}, at::kInt);
-  int32_t* ids = ids_t.data_ptr<int32_t>();
-#pragma omp parallel for schedule(static, 1) num_threads(nth)
-  for (int t = 0; t < nth; ++t) {
-    int64_t* pos = &cnt[(size_t)t * CT];
-    for (int64_t j = M * t / nth; j < M * (t + 1) / nth; ++j) {
-      const int32_t n = (int32_t)(flat[j] % N);
-      for_tiles(flat[j], [&](int64_t q) { ids[pos[q]++] = n; });
-    }
-  }
-  return {offsets_t, ids_t};
-}
-
 // Per-(camera, Gaussian) splat + alpha box, computed once per call (parallel over C*N).
 template <typename scalar_t>
 std::vector<Prepared<scalar_t>> prepare(const scalar_t* m, const scalar_t* cn, const scalar_t* op, const int32_t* rad,
@@ -158,13 +59,14 @@ std::vector<Prepared<scalar_t>> prepare(const scalar_t* m, const scalar_t* cn, c
 
 // ------------------------------------------------------------------------------------------- forward
 
-// Per-tile state of the front-to-back pass (row stride 16, channel-major colour sums).
+// Per-tile state of the front-to-back pass (row stride kStride = 24, channel-major colour sums).
 template <typename T>
 struct FwdState {
   T Tr[kTilePix];
   int32_t alive[kTilePix];  // 1 while the pixel composites (0: saturated, or padding outside the image)
   int32_t end[kTilePix];    // one past the last composited list position
-  std::vector<T> acc;       // (D, 256)
+  std::vector<T> acc;       // (D, kTilePix)
+  const T* fcur = nullptr;  // features of the splat being walked
   int D = 0;
   uint32_t live[kTile];     // per row: bit x set while pixel x is alive (padding bits 16.. stay 0)
   int32_t i = 0;            // list position of the splat being walked
@@ -199,7 +101,6 @@ struct FwdState {
       for (int l = 0; l < kLanes; ++l) a[l] += fd * w[l];
     }
   }
-  const T* fcur = nullptr;
 };
 
 // Composites one tile of camera c into images/alphas/last. ts holds the tile's gathered splats.
@@ -242,7 +143,7 @@ struct BwdState {
   T Tr[kTilePix];
   T tail[kTilePix];
   int32_t endp[kTilePix];
-  std::vector<T> vout;   // (D, 256) dL/dpixel, channel-major
+  std::vector<T> vout;   // (D, kTilePix) dL/dpixel, channel-major
   std::vector<T> gfeat;  // (D, kLanes) per-lane feature-gradient sums
   T g[6][kLanes];        // per-lane sums of d(mean x, mean y, conic a, b, c, opacity)
   int32_t chunk_end[kTilePix / kLanes];  // max of endp over each aligned 8-pixel group
@@ -381,13 +282,17 @@ A3D_GS_TILE_KERNELS(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx
 #endif
 
 // Which build of the tile kernels to run; float only (double is for tests and gradcheck).
+// AVATAR3D_GS_ISA=base|avx2 caps the choice (tests compare the builds on one machine).
 template <typename T>
 Isa pick_isa() {
 #ifdef A3D_GS_X86
   static const Isa isa = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq"))
+    const char* cap = std::getenv("AVATAR3D_GS_ISA");
+    const std::string want = cap ? cap : "";
+    if (want == "base") return Isa::kBase;
+    if (want != "avx2" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
       return Isa::kAvx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
     return Isa::kBase;
@@ -432,7 +337,7 @@ void forward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at:
   const scalar_t *m = means2d.data_ptr<scalar_t>(), *cn = conics.data_ptr<scalar_t>(), *op = opacities.data_ptr<scalar_t>(),
                  *f = features.data_ptr<scalar_t>(), *bg = has_bg ? backgrounds.data_ptr<scalar_t>() : nullptr;
   const int32_t* rad = radii.data_ptr<int32_t>();
-  std::tie(offsets_t, ids_t) = bin_gaussians<scalar_t>(m, rad, depths.data_ptr<scalar_t>(), C, N, W, H);
+  std::tie(offsets_t, ids_t) = a3d_gs::bin_gaussians_cpu<scalar_t>(m, rad, depths.data_ptr<scalar_t>(), C, N, W, H);
   const std::vector<Prepared<scalar_t>> prep = prepare(m, cn, op, rad, (int64_t)C * N, W, H);
   const int tiles_w = A3D_DIV_UP(W, kTile);
   const int64_t T = (int64_t)tiles_w * A3D_DIV_UP(H, kTile);
@@ -481,7 +386,8 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
   const std::vector<Prepared<scalar_t>> prep = prepare(m, cn, op, rad, (int64_t)C * N, W, H);
   const int64_t CN = (int64_t)C * N;
   // one gradient buffer per thread over all (camera, Gaussian) records, reduced after the tile loop
-  std::vector<scalar_t> bufs((size_t)nthreads * CN * G);
+  // (uninitialised here: each thread zeroes its own slice, in parallel and on its own memory)
+  std::unique_ptr<scalar_t[]> bufs(new scalar_t[(size_t)nthreads * CN * G]);
   std::vector<scalar_t> bg_bufs((size_t)nthreads * C * D, scalar_t(0));
   const Isa isa = pick_isa<scalar_t>();
 #pragma omp parallel num_threads(nthreads)
@@ -597,3 +503,11 @@ std::vector<at::Tensor> gs_backward(at::Tensor means2d, at::Tensor conics, at::T
 }
 
 int64_t gs_num_threads() { return omp_get_max_threads(); }
+
+std::string gs_simd() {
+  switch (pick_isa<float>()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "baseline";
+  }
+}

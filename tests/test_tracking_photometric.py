@@ -108,22 +108,22 @@ def test_bad_inputs_raise_one_clear_error(builtin):
         refine_photometric(*args, PhotometricConfig(region="nose_hair"))
 
 
-def _real_clip(video, tmp_path, frames: int):
+def _real_clip(video, tmp_path, frames: int, fps: float):
     from avatar3d.capture.stage import run_capture
 
-    cap = run_capture(video, tmp_path, fps=10, max_frames=frames, progress=False)
+    cap = run_capture(video, tmp_path, fps=fps, max_frames=frames, progress=False)
     imgs = np.stack([cv2.imread(str(tmp_path / "images" / f"{n}.png"))[..., ::-1] for n in cap.names])
     masks = np.stack([cv2.imread(str(tmp_path / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE) for n in cap.names])
     return cap, imgs, masks
 
 
-@pytest.mark.parametrize("video", ["d3", "d14"])
+@pytest.mark.parametrize("video", ["d3", "d13"])
 def test_refinement_beats_landmark_only_on_real_video(video, videos_dir, tmp_path, out_dir, builtin):
-    """Fair comparison on a short real clip (10 fps, 12 frames, built-in head): lower masked image error,
+    """Fair comparison on a short real clip (12 frames at 5 fps, built-in head): lower masked image error,
     landmark NME and jitter not worse than the landmark fit by more than small margins."""
     from avatar3d.tracking.fitting import CropCameras, fit_landmarks
 
-    cap, imgs, masks = _real_clip(videos_dir / f"{video}.mp4", tmp_path, 12)
+    cap, imgs, masks = _real_clip(videos_dir / f"{video}.mp4", tmp_path, 12, 5.0)
     fit = fit_landmarks(builtin, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
     pr = refine_photometric(builtin, imgs, masks, cap.landmarks, cap.valid, fit.shape, fit.expression, fit.pose, fit.transl, fit.K,
                             fit.world_to_cam, PhotometricConfig())
@@ -132,12 +132,15 @@ def test_refinement_beats_landmark_only_on_real_video(video, videos_dir, tmp_pat
         o = builtin(f32(fit.shape)[None].expand(n, -1), f32(pr.expression), f32(pr.pose), f32(pr.transl))
         lm = project(o.landmarks, f32(fit.K), f32(fit.world_to_cam))[0].numpy()
     # Fair baseline: same appearance optimisation (own albedo + SH), geometry frozen at the landmark fit.
-    assert pr.baseline_albedo is not None
+    n0, n1 = nme(fit.landmarks, cap.landmarks, cap.valid), nme(lm, cap.landmarks, cap.valid)
+    j0, j1 = jitter(fit.landmarks), jitter(lm)
+    print(f"{video}: image error {pr.error_landmark_only:.3f} -> {pr.error_refined:.3f} grey levels, "
+          f"{np.mean(pr.errors_refined < pr.errors_landmark_only):.0%} frames better, NME {n0:.4f} -> {n1:.4f}, jitter {j0:.3f} -> {j1:.3f}")
+    assert pr.baseline_albedo is not None and not pr.fallback
     assert pr.error_refined < 0.995 * pr.error_landmark_only, (pr.error_landmark_only, pr.error_refined)
     assert np.mean(pr.errors_refined < pr.errors_landmark_only) >= 0.75
     assert 1.0 < pr.error_refined < 30.0  # grey levels on face pixels: a real fit, not a degenerate one
-    n0, n1 = nme(fit.landmarks, cap.landmarks, cap.valid), nme(lm, cap.landmarks, cap.valid)
     assert n1 < n0 + 0.003, (n0, n1)  # at most +0.3 % of the inter-ocular distance
-    assert jitter(lm) < 1.1 * jitter(fit.landmarks) + 0.05
+    assert j1 < 1.1 * j0 + 0.05
     assert np.abs(pr.expression - fit.expression).max() < 0.15 and np.abs(pr.pose - fit.pose).max() < 0.03
     cv2.imwrite(str(out_dir / f"photometric_albedo_{video}.png"), (pr.albedo[..., ::-1] * 255).astype(np.uint8))

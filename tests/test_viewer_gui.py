@@ -131,6 +131,10 @@ def test_gui_latency_probe_sees_interactive_frames(out_dir):
     frame (the benchmark's measurement, here only checked to work end to end, not timed)."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb not installed (Debian package xvfb; part of the README set-up)")
+    import ctypes.util
+
+    if ctypes.util.find_library("Xtst") is None:
+        pytest.skip("libXtst not installed (Debian package libxtst6): the probe drags the slider through the XTest extension")
     from avatar3d.viewer.latency import measure_gui_latency
 
     res = measure_gui_latency("builtin", steps=1, fast=True)

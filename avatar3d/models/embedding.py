@@ -309,8 +309,8 @@ def _snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: "_Scene", view
             tri[up], bary[up] = t[iu], b[iu]
             tri[lo], bary[lo] = t[il], b[il]
             snapped[[up, lo]] = True
-    # Points away from the seam: only fix hits on the wrong lip (compare with the inner pairs' labels).
-    for group, ref, take_last in ((UPPER_LIP, UPPER_INNER_LIP, True), (LOWER_LIP, LOWER_INNER_LIP, False)):
+    # Points away from the seam: only fix hits on the wrong lip.
+    for group, take_last in ((UPPER_LIP, True), (LOWER_LIP, False)):
         for k in group:
             t, b = scan(det[k])  # centred on the point; the far end lies on the point's own lip
             ok = t >= 0

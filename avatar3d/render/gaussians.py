@@ -4,7 +4,8 @@
 16x16 tile. The extensions project with explicit backward passes; when ``viewmats`` or ``Ks`` require
 gradients the PyTorch projection (``gaussians_reference.project_gaussians``, autograd) is used instead.
 
-* ``"cpu"``   - our C++/OpenMP extension (``cuda/gs_project_cpu.cpp``, ``gs_raster_cpu.cpp``), explicit backward;
+* ``"cpu"``   - our C++/OpenMP extension (``cuda/gs_project_cpu.cpp``, ``gs_bin_cpu.cpp``, ``gs_raster_cpu.cpp``),
+  explicit backward;
 * ``"cuda"``  - our CUDA extension (``cuda/gs_raster.cu``, ``gs_project.cu``), binning with torch ops;
 * ``"torch"`` - the pure-PyTorch reference (per-tile dense compositing; slow, autograd);
 * ``"gsplat"``- ``gsplat.rasterization`` when gsplat with its CUDA build is installed;
@@ -26,7 +27,7 @@ from . import gaussians_reference as ref
 from .gaussians_reference import TILE_SIZE, project_gaussians
 
 BACKENDS = ("auto", "cpu", "cuda", "torch", "gsplat")
-_CPU_SOURCES = ["gs_cpu_bind.cpp", "gs_raster_cpu.cpp", "gs_project_cpu.cpp"]
+_CPU_SOURCES = ["gs_cpu_bind.cpp", "gs_raster_cpu.cpp", "gs_bin_cpu.cpp", "gs_project_cpu.cpp"]
 _CUDA_SOURCES = ["gs_raster_cuda_bind.cpp", "gs_raster.cu", "gs_project.cu"]
 
 
@@ -51,7 +52,11 @@ def gaussian_backend_status() -> Dict[str, str]:
     """One line per backend for ``avatar3d info``: ``{"cpu": "ok (2 threads)", ...}`` (builds the CPU ext)."""
     out: Dict[str, str] = {"torch": "ok (PyTorch reference, slow)"}
     ext = _cpu_ext()
-    out["cpu"] = f"ok ({ext.num_threads()} OpenMP threads)" if ext is not None else f"unavailable: {extension_error('a3d_gs_cpu')}"
+    if ext is not None:
+        simd = f", {ext.simd()}" if hasattr(ext, "simd") else ""
+        out["cpu"] = f"ok ({ext.num_threads()} OpenMP threads{simd})"
+    else:
+        out["cpu"] = f"unavailable: {extension_error('a3d_gs_cpu')}"
     if torch.cuda.is_available():
         cx = _cuda_ext()
         out["cuda"] = "ok (unmeasured until a GPU benchmark run exists)" if cx is not None else f"unavailable: {extension_error('a3d_gs_cuda')}"
@@ -119,10 +124,16 @@ def _stream_arg(t: Tensor) -> tuple:
 
 
 class _RasterizeExt(torch.autograd.Function):
-    """Compositing with an extension module ``ext`` (forward/backward with identical signatures)."""
+    """Compositing with an extension module ``ext`` (forward/backward with identical signatures).
+
+    The composited channels come back already split at ``splits`` (e.g. colour | depth | normals)
+    as separate tensors: slicing one packed output would make autograd zero-fill a full-size gradient
+    per slice (several image-sized fills per backward, measurable at 512^2).
+    """
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, features, backgrounds, radii, depths, width, height, ext, is_cuda):
+    def forward(ctx, means2d, conics, opacities, features, backgrounds, radii, depths, width, height, ext, is_cuda,
+                splits):
         bg = backgrounds if backgrounds is not None else means2d.new_zeros(0)
         if is_cuda:
             offsets, ids = bin_gaussians_torch(means2d, radii, depths, width, height)
@@ -131,19 +142,22 @@ class _RasterizeExt(torch.autograd.Function):
         else:
             images, alphas, last, offsets, ids = ext.forward(means2d, conics, opacities, features, radii, depths, bg, width, height)
         ctx.save_for_backward(means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids)
-        ctx.meta = (width, height, ext, backgrounds is not None)
+        ctx.meta = (width, height, ext, backgrounds is not None, splits)
         ctx.mark_non_differentiable(last)
-        return images, alphas
+        parts = [p.contiguous() for p in torch.split(images, splits, dim=-1)] if len(splits) > 1 else [images]
+        return (*parts, alphas)
 
     @staticmethod
-    def backward(ctx, v_images, v_alphas):
+    def backward(ctx, *grads):
         means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids = ctx.saved_tensors
-        width, height, ext, has_bg = ctx.meta
-        v_images = v_images.contiguous() if v_images is not None else torch.zeros(features.shape[0], height, width, features.shape[2], dtype=features.dtype, device=features.device)
-        v_alphas = v_alphas.contiguous() if v_alphas is not None else torch.zeros(features.shape[0], height, width, 1, dtype=features.dtype, device=features.device)
+        width, height, ext, has_bg, splits = ctx.meta
+        C = features.shape[0]
+        v_parts = [g if g is not None else features.new_zeros(C, height, width, n) for g, n in zip(grads[:-1], splits)]
+        v_images = (torch.cat(v_parts, -1) if len(v_parts) > 1 else v_parts[0]).contiguous()
+        v_alphas = grads[-1].contiguous() if grads[-1] is not None else features.new_zeros(C, height, width, 1)
         vm, vc, vo, vf, vb = ext.backward(means2d, conics, opacities, features, radii, bg, alphas, last, offsets, ids,
                                           v_images, v_alphas, width, height, *_stream_arg(means2d))
-        return vm, vc, vo, vf, (vb if has_bg else None), None, None, None, None, None, None
+        return vm, vc, vo, vf, (vb if has_bg else None), None, None, None, None, None, None, None
 
 
 class _ProjectExt(torch.autograd.Function):
@@ -312,23 +326,21 @@ def rasterize_gaussians(
     if backgrounds is not None:
         bg = torch.cat([backgrounds.to(dt), backgrounds.new_zeros(C, feats.shape[-1] - D).to(dt)], -1)
     opac = opacities.to(dt).expand(C, N)
+    meta = {"radii": radii, "means2d": means2d, "conics": conics, "depths": depths, "tile_size": TILE_SIZE, "backend": name}
+    splits = [D, 1] + ([3] if normals is not None else [])
     if name == "torch":
         img, alphas = ref.rasterize_reference(means2d, conics, opac, feats, radii, depths, width, height, bg)
+        parts = torch.split(img, splits, dim=-1)
     else:
         c = lambda t: t.contiguous()  # noqa: E731
-        img, alphas = _RasterizeExt.apply(c(means2d), c(conics), c(opac), c(feats), None if bg is None else c(bg),
-                                          c(radii), c(depths.detach()), width, height, ext, name == "cuda")
-    meta = {"radii": radii, "means2d": means2d, "conics": conics, "depths": depths, "tile_size": TILE_SIZE, "backend": name}
-    return _split(img, alphas, D, normals is not None, depth_mode) + (meta,)
-
-
-def _split(img: Tensor, alphas: Tensor, D: int, has_normals: bool, depth_mode: str):
-    images, depth = img[..., :D], img[..., D:D + 1]
+        *parts, alphas = _RasterizeExt.apply(c(means2d), c(conics), c(opac), c(feats), None if bg is None else c(bg),
+                                             c(radii), c(depths.detach()), width, height, ext, name == "cuda", splits)
+    images, depth = parts[0], parts[1]
+    nrm = parts[2] if normals is not None else None
     if depth_mode == "expected":
         # 0 (not NaN) where nothing was drawn; the clamp keeps the gradient finite there too
         depth = depth / alphas.clamp_min(1e-10)
-    nrm = img[..., D + 1:D + 4] if has_normals else None
-    return images, alphas, depth, nrm
+    return images, alphas, depth, nrm, meta
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, features, viewmats, Ks, width, height, near_plane, far_plane,

@@ -58,7 +58,7 @@ class PhotometricConfig:
     resolution: int = 128  #: render / compare size in pixels (crops are area-downsampled to it)
     texture_size: int = 128  #: albedo texture is (texture_size, texture_size, 3); ~ the face's size at the render resolution
     batch: int = 16  #: consecutive frames per mini-batch
-    appearance_epochs: int = 2  #: stage 1 passes (albedo + SH, geometry frozen)
+    appearance_epochs: int = 1  #: stage 1 passes (albedo + SH, geometry frozen; starts from a back-projection)
     epochs: int = 3  #: stage 2 passes (+ per-frame geometry)
     iters_per_batch: int = 4  #: optimiser steps per mini-batch visit
     refine_geometry: bool = True  #: False: stage 2 refines appearance only (what the baseline does)
@@ -76,10 +76,12 @@ class PhotometricConfig:
     w_expression_reg: float = 0.01  #: squared expression change
     w_rotation_reg: float = 0.5  #: squared joint-rotation change (rad²)
     w_transl_reg: float = 50.0  #: squared translation change (m²)
-    w_temporal: float = 0.3  #: squared second difference of the changes (expression units; rotation x10, transl x100)
+    w_temporal: float = 0.5  #: squared second difference of the changes (expression units; rotation x10, transl x100)
     w_texture_tv: float = 0.05
     silhouette_margin: float = 0.05  #: face box growth, fraction of its size
-    smooth_passes: int = 1  #: [1,2,1]/4 filter passes over the per-frame changes along time (0: off)
+    fallback: bool = True  #: return the landmark fit when the refinement does not beat the baseline (needs ``baseline``)
+    polish_epochs: int = 1  #: appearance-only passes after smoothing / reverting (the baseline gets them too)
+    smooth_passes: int = 2  #: [1,2,1]/4 filter passes over the per-frame changes along time (0: off)
     keep_only_improved: bool = True  #: revert frames whose refined geometry does not lower their image error
     seed: int = 0
 
@@ -104,6 +106,7 @@ class PhotometricResult:
     sh: np.ndarray  #: (9, 3) SH lighting, camera frame
     errors_refined: np.ndarray  #: (N,) masked mean |render - image|, grey levels 0..255
     errors_landmark_only: np.ndarray  #: (N,) the same for the landmark-only geometry (baseline appearance when run)
+    fallback: bool = False  #: True: the refinement lost to the baseline, so the landmark fit and baseline appearance are returned
     reverted: Optional[np.ndarray] = None  #: (N,) bool, frames put back to the landmark fit (``keep_only_improved``)
     baseline_albedo: Optional[np.ndarray] = None  #: the baseline's own albedo, when ``config.baseline``
     baseline_sh: Optional[np.ndarray] = None
@@ -396,11 +399,42 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
             reverted = e_cur > e_lmk
             rv = torch.as_tensor(reverted)
             d_e[rv], d_p[rv], d_t[rv] = 0.0, 0.0, 0.0
+    if cfg.refine_geometry and cfg.polish_epochs > 0:
+        # Smoothing and reverting moved the geometry after the albedo last saw it: a short
+        # appearance-only pass fits it to the final geometry. The baseline gets the same pass,
+        # each continuing its own stage-2 optimiser.
+        t5 = time.perf_counter()
+        polish = [c for _ in range(cfg.polish_epochs) for c in _chunks(N, B, rng)]
+        branches = [(lambda idx: verts(idx)[0], tex, sh, opt)]
+        if cfg.baseline:
+            branches.append((verts_init, btex, bsh, bopt))
+        for k, (vf, tx, shx, op) in enumerate(branches):
+            c5 = time.process_time()
+            for idx in polish:
+                with torch.no_grad():
+                    ras = rend.raster(vf(idx), idx)
+                appearance_steps(ras, idx, tx, shx, op)
+            if k == 1:
+                timings["cpu_baseline"] += time.process_time() - c5
+        app = (tex.detach(), sh.detach())
+        if cfg.baseline:
+            base_app = (btex.detach(), bsh.detach())
+        timings["polish"] = time.perf_counter() - t5
+    with torch.no_grad():
         err_base, err_ref = masked_errors(rend, verts_init, base_app, lambda idx: verts(idx)[0], app, img, msk, B)
+        # Sequence-level safety net: when the refined fit does not explain the images better than
+        # the landmark fit with the same appearance budget (near-static or very short clips: the
+        # geometry has nothing to gain), the landmark fit and the baseline appearance are returned.
+        # Reported as ``fallback``; the errors of both candidates are kept as measured.
+        fallback = bool(cfg.fallback and cfg.baseline and cfg.refine_geometry and err_ref.mean() >= err_base.mean())
+        if fallback:
+            for d in (d_e, d_p, d_t):
+                d.zero_()
+            app = base_app
         e_out = e0 + d_e
         if bounded:
             e_out = e_out.clamp(lo, hi)
-    timings["errors"] = time.perf_counter() - t4
+    timings["errors"] = time.perf_counter() - t4 - timings.get("polish", 0.0)
     timings["total"] = time.perf_counter() - t_start
     # Process CPU time (one torch thread): what the wall time would be on an idle core; shared
     # machines inflate the wall time.
@@ -408,6 +442,6 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
     has_base = cfg.baseline and cfg.refine_geometry
     return PhotometricResult(expression=e_out.numpy(), pose=(p0 + d_p).numpy(), transl=(t0 + d_t).numpy(),
                              albedo=app[0].numpy().astype(np.float32), sh=app[1].numpy().astype(np.float32),
-                             errors_refined=err_ref, errors_landmark_only=err_base, reverted=reverted,
+                             errors_refined=err_ref, errors_landmark_only=err_base, reverted=reverted, fallback=fallback,
                              baseline_albedo=base_app[0].numpy() if has_base else None,
                              baseline_sh=base_app[1].numpy() if has_base else None, timings=timings, losses=losses)

@@ -139,6 +139,8 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Pat
     # baseline (same appearance optimisation with geometry frozen at the landmark fit).
     return seq, fitted, {"photometric_error_landmark_only": pr.error_landmark_only, "photometric_error_refined": pr.error_refined,
                          "photometric_frames_improved": float(np.mean(pr.errors_refined < pr.errors_landmark_only)),
+                         "photometric_fallback": pr.fallback,
+                         "photometric_cpu_s_per_frame": pr.timings["cpu_total"] / seq.num_frames,
                          "photometric_resolution": r}
 
 

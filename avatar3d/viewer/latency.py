@@ -1,11 +1,11 @@
 """Slider-to-screen latency of the viewer window, measured the way a user experiences it.
 
 :func:`measure_gui_latency` starts a private Xvfb, opens ``avatar3d view`` on it in a child process,
-then drags an expression slider with synthetic mouse events (the XTest extension, as a real mouse
-would) and watches the X framebuffer (``Xvfb -fbdir``, memory-mapped) until the 3D view shows the
-new expression. Latency = mouse motion sent -> changed pixels in the X server's framebuffer, so it
-includes ImGui's slider handling, the tick, posing, the mesh update, Filament's frame and the
-present; only the monitor's scan-out is missing.
+then clicks an expression slider's track, alternately near its low and high end, with synthetic
+mouse events (the XTest extension, as a real mouse would) and watches the X framebuffer (``Xvfb
+-fbdir``, memory-mapped) until the 3D view shows the new expression. Latency = mouse press sent ->
+the new expression's pixels in the X server's framebuffer, so it includes ImGui's slider handling,
+posing, the mesh update, Filament's frame and the present; only the monitor's scan-out is missing.
 
 The poller shares the 2-core CPU with the viewer (it copies a subsampled view region every
 millisecond, ~5% of a core), so the numbers are, if anything, slightly pessimistic.
@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -63,6 +64,15 @@ class _XTest:
         self.xtst.XTestFakeButtonEvent(self.dpy, 1, int(down), 0)
         self.x11.XSync(self.dpy, 0)
 
+    def click(self, x: int, y: int) -> float:
+        """Press at (x, y) (returns the time it was sent), release 40 ms later."""
+        self.move(x, y)  # the pointer is there already in the measured steps: no motion event
+        t = time.monotonic()
+        self.button(True)
+        time.sleep(0.04)  # a separate release event: ImGui handles press and release frame by frame
+        self.button(False)
+        return t
+
     def close(self) -> None:
         if self.dpy:
             self.x11.XCloseDisplay(self.dpy)
@@ -100,6 +110,24 @@ def _wait_still(screen: ScreenReader, box: tuple, quiet_s: float = 0.5, timeout:
     return last
 
 
+def _wait_change(screen: ScreenReader, box: tuple, ref: np.ndarray, timeout: float = 20.0) -> None:
+    """Wait until the view region differs from ``ref`` (the first frame after a change can take
+    seconds: llvmpipe compiles each new shader variant on first use)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and not _changed(screen.grab(*box), ref, 30):
+        time.sleep(0.01)
+
+
+def _wait_for(screen: ScreenReader, box: tuple, target: np.ndarray, other: np.ndarray, mask: np.ndarray, timeout: float) -> Optional[float]:
+    """Poll every millisecond until the view shows ``target``; the time it did, or None."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if _closer_to(screen.grab(*box), target, other, mask):
+            return time.monotonic()
+        time.sleep(0.001)
+    return None
+
+
 def _closer_to(cur: np.ndarray, target: np.ndarray, other: np.ndarray, mask: np.ndarray) -> bool:
     """Whether ``cur`` shows the target state: nearer to its reference than to the other one where
     the two states differ (robust to the small interactive-vs-full differences and to late frames
@@ -109,12 +137,12 @@ def _closer_to(cur: np.ndarray, target: np.ndarray, other: np.ndarray, mask: np.
 
 
 def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout_s: float = 240.0, log=None) -> dict:
-    """Drag a slider of ``avatar3d view SOURCE`` ``steps`` times; returns latencies in ms.
+    """Move a slider of ``avatar3d view SOURCE`` ``steps`` times (clicks on its track); latencies in ms.
 
     ``fast`` picks the viewer's interactive path (default) or the full-quality path for every
     frame (the reference). Result: ``dict(latency=[ms...], median, p90, timeouts, view=(w, h),
     cpu_to_frame)`` where ``cpu_to_frame`` is the median CPU ms (viewer + X server, all threads) from
-    the mouse motion to the changed frame: a load-independent measure of the work per step.
+    the mouse press to the changed frame: a load-independent measure of the work per step.
     """
     with tempfile.TemporaryDirectory(prefix="avatar3d_latency_") as tmp:
         tmp = Path(tmp)
@@ -140,14 +168,20 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
                 y = int(sy + sh / 2)
                 xs = [int(sx + f * sw) for f in (0.08, 0.9)]  # slider near its low and high end
                 xt = _XTest(disp.display)
-                xt.move(xs[0], y)
-                xt.button(True)  # ImGui: a press on the track jumps the value there; then drag
+                # Each step clicks the slider's track (ImGui jumps the value there, as for a drag
+                # but without depending on a held button surviving busy frames).
                 # References of both slider positions once everything has settled; a step counts as
-                # seen when the view shows the new one (not merely "something changed").
-                refs = [_wait_still(screen, box, 1.0)]
-                xt.move(xs[1], y)
-                time.sleep(0.5)
-                refs.append(_wait_still(screen, box, 1.0))
+                # seen when the view shows the new one (not merely "something changed"). The first
+                # clicks also warm up llvmpipe's shader compilation for both paths.
+                refs: list[np.ndarray] = []
+                still = _wait_still(screen, box, 1.0)
+                for x in (xs[1], xs[0], xs[1]):
+                    xt.click(x, y)
+                    _wait_change(screen, box, still)
+                    time.sleep(1.0)  # past the viewer's settle delay: its full-quality frame
+                    still = _wait_still(screen, box, 1.0)
+                    refs.append(still)
+                refs = refs[1:]  # (low, high)
                 mask = np.abs(refs[0].astype(np.int16) - refs[1].astype(np.int16)).max(2) > 40
                 if mask.sum() < 30:
                     raise Avatar3DError(f"dragging the slider does not visibly change the view ({int(mask.sum())} pixels)")
@@ -156,26 +190,35 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
                 pids = [child.pid, disp.proc.pid]  # the viewer and the X server (it copies each presented frame)
                 for i in range(steps):
                     target, other = refs[i % 2], refs[1 - i % 2]
+                    xt.move(xs[i % 2], y)
+                    time.sleep(0.05)  # the pointer's arrival is not part of the step
+                    if _closer_to(screen.grab(*box), target, other, mask):
+                        # The last step's change never arrived (or arrived late): re-sync so this
+                        # step starts from the other state instead of counting a stale frame.
+                        xt.click(xs[1 - i % 2], y)
+                        _wait_for(screen, box, other, target, mask, 20.0)
+                        time.sleep(1.0)
+                        _wait_still(screen, box, 0.8)
+                        xt.move(xs[i % 2], y)
+                        time.sleep(0.05)
                     c0 = _cpu_ns(pids)
                     t_sent = time.monotonic()
-                    xt.move(xs[i % 2], y + (i % 3) - 1)  # a wiggle in y too: every motion is a new event
-                    seen = None
-                    while time.monotonic() - t_sent < 10.0:
-                        if _closer_to(screen.grab(*box), target, other, mask):
-                            seen = time.monotonic()
-                            cpu_seen.append((_cpu_ns(pids) - c0) / 1e6)
-                            break
-                        time.sleep(0.001)
+                    # A whole click (press, release 40 ms later, as a hand does) from a thread, so
+                    # the polling starts at the press; held buttons let a later move drag the knob.
+                    clicker = threading.Thread(target=xt.click, args=(xs[i % 2], y))
+                    clicker.start()
+                    seen = _wait_for(screen, box, target, other, mask, 10.0)
+                    if seen is not None:
+                        cpu_seen.append((_cpu_ns(pids) - c0) / 1e6)
+                    clicker.join()
                     lat.append(1000 * (seen - t_sent) if seen is not None else float("nan"))
                     # Let the viewer finish the step (its full-quality frame comes SETTLE_S after the
-                    # last change and takes a while on a busy CPU) before the next drag starts:
-                    # the CPU until then is the whole cost of one step.
+                    # last change and takes a while on a busy CPU) before the next press.
                     if i + 1 < steps:
                         time.sleep(1.0)
                         _wait_still(screen, box, 0.8)
                     if log:
                         log(f"  step {i + 1}: {lat[-1]:.1f} ms ({cpu_seen[-1] if seen else float('nan'):.1f} CPU ms to the frame)")
-                xt.button(False)
                 ctrl[QUIT] = 1
                 ctrl.flush()
                 child.wait(60)
