@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from avatar3d.render.gaussians import project_gaussians_ext, rasterize_gaussians  # noqa: E402
 from avatar3d.render.gaussians_reference import covariances, project_gaussians  # noqa: E402
 
-REF_PAIR_BUDGET = 40e6  # (pixel, splat) pairs the reference may hold in its autograd graph (~3 GB peak)
+REF_PAIR_BUDGET = 90e6  # (pixel, splat) pairs the reference may hold in its autograd graph (~56 B each: 5 GB)
 
 
 def head_scene(N: int, res: int, device: str, seed: int = 0):
@@ -152,8 +152,8 @@ def main() -> int:
             print(f"{N:7d} {res:4d} | {t_wall:10.3f} {t_ext:9.3f} | {ref_s} {ratio} | {t_pe:14.3f} {t_po:16.3f} {pg}", flush=True)
     if ratios:
         (wn, wr), worst = min(ratios.items(), key=lambda kv: kv[1])
-        print(f"# target speed-up >= 20x: {'met' if worst >= 20 else 'MISSED'} in {sum(r >= 20 for r in ratios.values())}"
-              f"/{len(ratios)} rows (lowest {worst:.1f}x at {wn}@{wr}^2)")
+        print(f"# target speed-up >= 20x: {'met' if worst >= 20 else 'MISSED'} (reached in {sum(r >= 20 for r in ratios.values())}"
+              f" of {len(ratios)} rows; lowest {worst:.1f}x at {wn}@{wr}^2)")
     if (100000, 512) in walls:
         w = walls[(100000, 512)]
         print(f"# target 100k Gaussians @ 512^2 fwd+bwd < 1 s wall on {a.threads} threads: {w:.3f} s,"

@@ -70,7 +70,7 @@ def test_refinement_recovers_perturbed_geometry_from_pixels(builtin):
     transl[:, 1] += 0.002 * sign()
     expr[:, builtin.expression_names.index("jawOpen")] += 0.15 * sign()
     # No landmark, prior or temporal terms, no smoothing (the per-frame errors here are deliberately jittery).
-    cfg = PhotometricConfig(resolution=128, texture_size=128, batch=n, appearance_epochs=2, epochs=6, iters_per_batch=4,
+    cfg = PhotometricConfig(resolution=128, texture_size=128, batch=n, appearance_epochs=1, epochs=4, iters_per_batch=4,
                             w_landmarks=0.0, w_temporal=0.0, w_expression_reg=0.0, w_rotation_reg=0.0, w_transl_reg=0.0,
                             lr_expression=0.02, lr_rotation=0.004, lr_transl=0.001, smooth_passes=0, baseline=False)
     pr = refine_photometric(builtin, s["images"], s["masks"], s["landmarks"], np.ones(n, bool), s["shape"], expr, pose, transl,
@@ -81,7 +81,7 @@ def test_refinement_recovers_perturbed_geometry_from_pixels(builtin):
         v1 = builtin(f32(s["shape"])[None].expand(n, -1), f32(pr.expression), f32(pr.pose), f32(pr.transl)).vertices.numpy()
     err0 = np.linalg.norm(v0[:, face] - s["vertices"][:, face], axis=-1).mean() * 1000
     err1 = np.linalg.norm(v1[:, face] - s["vertices"][:, face], axis=-1).mean() * 1000
-    assert err1 < 0.6 * err0, (err0, err1)  # mm, face-region vertices (3.9 -> 1.8 when written)
+    assert err1 < 0.6 * err0, (err0, err1)  # mm, face-region vertices (3.9 -> 2.0 when written)
     jaw = builtin.expression_names.index("jawOpen")
     jaw0, jaw1 = (np.abs(e[:, jaw] - s["expression"][:, jaw]).mean() for e in (expr, pr.expression))
     assert jaw1 < 0.7 * jaw0, (jaw0, jaw1)

@@ -100,3 +100,12 @@ def test_cli_track_bad_input_is_one_sentence(tmp_path):
     assert r.returncode == 2 and "not a readable video" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("track", str(tmp_path / "x.mov"), "--out", str(tmp_path / "o"), "--max-frames", "0")
     assert r.returncode == 2 and "positive integer" in r.stderr
+
+
+def test_ict_inner_lips_are_embedded_on_their_own_lip(ict_spec):
+    """ICT's computed embedding: the lower inner-lip points move with jawOpen far more than the upper ones."""
+    from test_tracking_synthetic import lip_opening_mm
+
+    _, model = ict_spec
+    up, lo = lip_opening_mm(model)
+    assert (lo > 10).all() and (up < 0.5 * lo.min()).all(), (up, lo)

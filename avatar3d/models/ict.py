@@ -197,7 +197,9 @@ def _source_key(src: Path) -> str:
     mesh), so a copied or reinstalled FaceXModel reuses the cache. Archives: name, size, mtime and
     the first MiB.
     """
-    h = hashlib.sha1(f"ict-v{CACHE_VERSION}".encode())
+    from .embedding import _EMBED_VERSION  # the cache stores the 478-point embedding
+
+    h = hashlib.sha1(f"ict-v{CACHE_VERSION}-emb{_EMBED_VERSION}".encode())
     if src.is_dir():
         for f in sorted(src.iterdir()):
             if f.suffix == ".obj" or f.name == "vertex_indices.json":

@@ -23,11 +23,16 @@ Schedule (why): stage 1 fits albedo + lighting with the geometry frozen at the l
 starting from a back-projection of the crops, so the appearance is explained before geometry may
 move; stage 2 refines geometry and appearance jointly, with a lower texture learning rate so
 misalignment is corrected by moving the mesh rather than baked into the albedo. Per-frame
-parameters use a row-wise Adam whose moments persist across visits of a frame.
+parameters use a row-wise Adam (moments persist across visits of a frame, second moment shared by
+all frames, cosine decay) so frames that are already aligned barely move. Afterwards the per-frame
+changes are smoothed along time, frames whose change does not lower their own image error are put
+back, and a short appearance-only pass fits the albedo to the final geometry.
 
-Fair comparison (``config.baseline``): the baseline continues stage 2 with the geometry frozen,
-same batches, same iterations, its own albedo and lighting; both fits are then judged on one shared
-pixel set (see :func:`~avatar3d.tracking.photometric_render.masked_errors`).
+Fair comparison (``config.baseline``): the baseline runs the same appearance optimisation (same
+batches, iterations, learning rates, final pass) with the geometry frozen at the landmark fit, with
+its own albedo and lighting; both fits are then judged on one shared pixel set (see
+:func:`~avatar3d.tracking.photometric_render.masked_errors`). If the refined fit does not win, the
+landmark fit is returned (``PhotometricResult.fallback``).
 """
 
 from __future__ import annotations

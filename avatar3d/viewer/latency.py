@@ -1,7 +1,7 @@
 """Slider-to-screen latency of the viewer window, measured the way a user experiences it.
 
 :func:`measure_gui_latency` starts a private Xvfb, opens ``avatar3d view`` on it in a child process,
-then clicks an expression slider's track, alternately near its low and high end, with synthetic
+then presses on an expression slider's track, alternately near its low and high end, with synthetic
 mouse events (the XTest extension, as a real mouse would) and watches the X framebuffer (``Xvfb
 -fbdir``, memory-mapped) until the 3D view shows the new expression. Latency = mouse press sent ->
 the new expression's pixels in the X server's framebuffer, so it includes ImGui's slider handling,
@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -64,15 +63,6 @@ class _XTest:
         self.xtst.XTestFakeButtonEvent(self.dpy, 1, int(down), 0)
         self.x11.XSync(self.dpy, 0)
 
-    def click(self, x: int, y: int) -> float:
-        """Press at (x, y) (returns the time it was sent), release 40 ms later."""
-        self.move(x, y)  # the pointer is there already in the measured steps: no motion event
-        t = time.monotonic()
-        self.button(True)
-        time.sleep(0.04)  # a separate release event: ImGui handles press and release frame by frame
-        self.button(False)
-        return t
-
     def close(self) -> None:
         if self.dpy:
             self.x11.XCloseDisplay(self.dpy)
@@ -110,12 +100,15 @@ def _wait_still(screen: ScreenReader, box: tuple, quiet_s: float = 0.5, timeout:
     return last
 
 
-def _wait_change(screen: ScreenReader, box: tuple, ref: np.ndarray, timeout: float = 20.0) -> None:
+def _wait_change(screen: ScreenReader, box: tuple, ref: np.ndarray, timeout: float = 20.0) -> bool:
     """Wait until the view region differs from ``ref`` (the first frame after a change can take
-    seconds: llvmpipe compiles each new shader variant on first use)."""
+    seconds: llvmpipe compiles each new shader variant on first use); whether it did."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout and not _changed(screen.grab(*box), ref, 30):
+    while time.monotonic() - t0 < timeout:
+        if _changed(screen.grab(*box), ref, 30):
+            return True
         time.sleep(0.01)
+    return False
 
 
 def _wait_for(screen: ScreenReader, box: tuple, target: np.ndarray, other: np.ndarray, mask: np.ndarray, timeout: float) -> Optional[float]:
@@ -137,7 +130,7 @@ def _closer_to(cur: np.ndarray, target: np.ndarray, other: np.ndarray, mask: np.
 
 
 def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout_s: float = 240.0, log=None) -> dict:
-    """Move a slider of ``avatar3d view SOURCE`` ``steps`` times (clicks on its track); latencies in ms.
+    """Move a slider of ``avatar3d view SOURCE`` ``steps`` times (presses on its track); latencies in ms.
 
     ``fast`` picks the viewer's interactive path (default) or the full-quality path for every
     frame (the reference). Result: ``dict(latency=[ms...], median, p90, timeouts, view=(w, h),
@@ -168,16 +161,20 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
                 y = int(sy + sh / 2)
                 xs = [int(sx + f * sw) for f in (0.08, 0.9)]  # slider near its low and high end
                 xt = _XTest(disp.display)
-                # Each step clicks the slider's track (ImGui jumps the value there, as for a drag
-                # but without depending on a held button surviving busy frames).
+                # Each step presses on the slider's track (ImGui jumps the value there).
                 # References of both slider positions once everything has settled; a step counts as
                 # seen when the view shows the new one (not merely "something changed"). The first
-                # clicks also warm up llvmpipe's shader compilation for both paths.
+                # presses also warm up llvmpipe's shader compilation for both paths.
                 refs: list[np.ndarray] = []
                 still = _wait_still(screen, box, 1.0)
                 for x in (xs[1], xs[0], xs[1]):
-                    xt.click(x, y)
-                    _wait_change(screen, box, still)
+                    for _ in range(3):
+                        xt.move(x, y)
+                        xt.button(True)  # held until the view changes: a short click that lands
+                        ok = _wait_change(screen, box, still, 8.0)  # during a slow frame can be lost
+                        xt.button(False)
+                        if ok:
+                            break
                     time.sleep(1.0)  # past the viewer's settle delay: its full-quality frame
                     still = _wait_still(screen, box, 1.0)
                     refs.append(still)
@@ -195,22 +192,23 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
                     if _closer_to(screen.grab(*box), target, other, mask):
                         # The last step's change never arrived (or arrived late): re-sync so this
                         # step starts from the other state instead of counting a stale frame.
-                        xt.click(xs[1 - i % 2], y)
+                        xt.move(xs[1 - i % 2], y)
+                        xt.button(True)
                         _wait_for(screen, box, other, target, mask, 20.0)
+                        xt.button(False)
                         time.sleep(1.0)
                         _wait_still(screen, box, 0.8)
                         xt.move(xs[i % 2], y)
                         time.sleep(0.05)
                     c0 = _cpu_ns(pids)
                     t_sent = time.monotonic()
-                    # A whole click (press, release 40 ms later, as a hand does) from a thread, so
-                    # the polling starts at the press; held buttons let a later move drag the knob.
-                    clicker = threading.Thread(target=xt.click, args=(xs[i % 2], y))
-                    clicker.start()
+                    # Press and hold until the frame is seen (ImGui can lose a short click that lands
+                    # while a slow frame renders), then release.
+                    xt.button(True)
                     seen = _wait_for(screen, box, target, other, mask, 10.0)
                     if seen is not None:
                         cpu_seen.append((_cpu_ns(pids) - c0) / 1e6)
-                    clicker.join()
+                    xt.button(False)
                     lat.append(1000 * (seen - t_sent) if seen is not None else float("nan"))
                     # Let the viewer finish the step (its full-quality frame comes SETTLE_S after the
                     # last change and takes a while on a busy CPU) before the next press.

@@ -158,6 +158,9 @@ def _source_hash() -> str:
     for f in sorted(Path(__file__).parent.glob("*.py")):
         h.update(f.name.encode())
         h.update(f.read_bytes())
+    # The cached arrays include the landmark embedding, so a regenerated asset must invalidate them.
+    if LANDMARKS_ASSET.is_file():
+        h.update(LANDMARKS_ASSET.read_bytes())
     return h.hexdigest()[:10]
 
 
