@@ -32,7 +32,7 @@ class Anatomy:
     subnasale: tuple = (0.0, -0.043, 0.100)
     ray_center: tuple = (0.0, 0.0, -0.005)  #: every head-surface ray starts here (the surface is star-shaped around it)
     neck_center_z: float = -0.012
-    neck_radii: tuple = (0.058, 0.061)  #: neck half-width (x) and half-depth (z) at the cut
+    neck_radii: tuple = (0.060, 0.062)  #: neck half-width (x) and half-depth (z) at the cut
     ear_root: tuple = (0.074, -0.004, -0.008)  #: where the left ear attaches (front of the ear, at the tragus)
     tmj: tuple = (0.0, -0.008, 0.004)  #: jaw hinge axis midpoint (the axis is X)
     skull_base: tuple = (0.0, -0.035, -0.022)  #: neck joint (C1/occipital condyles)

@@ -28,10 +28,10 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     top = A.crown_y
     # Cranium: a broad vault whose widest point (the parietal eminences) sits above the ears, plus
     # a flatter parietal cap so the top reads round-boxy from the front rather than egg-pointed.
-    d = sdf.ellipsoid(x, (0, top - 0.095, -0.018), (0.0775, 0.092, 0.094))
+    d = sdf.ellipsoid(x, (0, top - 0.095, -0.016), (0.0775, 0.092, 0.089))
     d = sdf.smin(d, sdf.ellipsoid(x, (0, top - 0.058, -0.022), (0.064, 0.050, 0.064)), 0.025)
     # Occiput: the back of the skull bulges behind and below the vault, over the nape.
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.008, -0.046), (0.062, 0.056, 0.062)), 0.02)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.008, -0.044), (0.062, 0.056, 0.059)), 0.02)
     # Face mass (maxilla / mid-face) and forehead front.
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.016, 0.029), (0.058, 0.060, 0.062)), 0.02)
     d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.045, 0.038), (0.064, 0.052, 0.052)), 0.015)
@@ -78,7 +78,7 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     # trapezius / shoulder line) and ends in a vertical piece so the cut is a clean ellipse.
     rx, rz = A.neck_radii
     nz = A.neck_center_z
-    neck = sdf.capsule(x, (0, -0.080, nz - 0.010), (0, A.neck_cut_y, nz), 0.86, 1.0, scale=(rx, 0.05, rz))
+    neck = sdf.capsule(x, (0, -0.080, nz - 0.010), (0, A.neck_cut_y, nz), 0.90, 1.0, scale=(rx, 0.05, rz))
     neck = np.minimum(neck, sdf.capsule(x, (0, A.neck_cut_y, nz), (0, A.neck_cut_y - 0.08, nz), 1.0, scale=(rx, 0.05, rz)))
     d = sdf.smin(d, neck, 0.03)
     # Sternocleidomastoid hint and a slight Adam's-apple/larynx bulge.
