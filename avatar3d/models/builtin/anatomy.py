@@ -28,7 +28,7 @@ class Anatomy:
     mouth_y: float = -0.0625  #: stomion (the lip contact line) at the midline
     mouth_z: float = 0.0955
     mouth_half_width: float = 0.0245
-    nose_tip: tuple = (0.0, -0.026, 0.118)
+    nose_tip: tuple = (0.0, -0.026, 0.114)
     subnasale: tuple = (0.0, -0.043, 0.100)
     ray_center: tuple = (0.0, 0.0, -0.005)  #: every head-surface ray starts here (the surface is star-shaped around it)
     neck_center_z: float = -0.012
