@@ -54,9 +54,9 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     # Lower face: one broad mass over the dental arches from the mouth corners to the chin, so
     # the cheeks, the mouth area and the chin read as one surface (no marionette creases).
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.066, 0.050), (0.040, 0.033, 0.034)), 0.02)
-    # Muzzle under the nose (orbicularis oris area), the mentalis between lower lip and chin, and the lips.
+    # Muzzle under the nose (orbicularis oris area); the philtrum, which runs from the subnasale straight
+    # down-forward to the upper lip (no dent under the nose); the mentalis between lower lip and chin; the lips.
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.058, 0.071), (0.028, 0.026, 0.022)), 0.014)
-    # Philtrum: runs from the subnasale straight down-forward to the upper lip (no dent under the nose).
     d = sdf.smin(d, sdf.capsule(x, np.array(A.subnasale) + (0, -0.002, -0.006), (0, A.mouth_y + 0.008, A.mouth_z - 0.004), 0.006, 0.006, scale=(1.4, 1, 1)), 0.008)
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.078, 0.072), (0.019, 0.013, 0.016)), 0.012)
     t = np.clip(ax / 0.026, 0, 1)
