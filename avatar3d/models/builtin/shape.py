@@ -47,7 +47,7 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     # Buccal fill: smooths the face outline from the cheekbones down to the jaw (no jowl bumps).
     d = sdf.smin(d, sdf.ellipsoid(pm, (0.042, -0.045, 0.022), (0.020, 0.030, 0.032)), 0.02)
     # Mandible: ramus from the jaw angle (gonion) forward to the chin, and the chin itself.
-    d = sdf.smin(d, sdf.capsule(pm, (0.049, -0.066, -0.004), (0.016, -0.090, 0.060), 0.007, 0.0075), 0.018)
+    d = sdf.smin(d, sdf.capsule(pm, (0.049, -0.066, -0.004), (0.016, -0.090, 0.060), 0.008, 0.0085), 0.014)
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.085, 0.075), (0.018, 0.016, 0.016)), 0.012)
     # Submental slope: the underside of the chin runs back and down into the throat.
     d = sdf.smin(d, sdf.capsule(x, (0, -0.089, 0.058), (0, -0.115, 0.030), 0.010, 0.012, scale=(2.2, 1, 1)), 0.015)
@@ -57,7 +57,7 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     # Muzzle under the nose (orbicularis oris area); the philtrum, which runs from the subnasale straight
     # down-forward to the upper lip (no dent under the nose); the mentalis between lower lip and chin; the lips.
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.058, 0.071), (0.028, 0.026, 0.022)), 0.014)
-    d = sdf.smin(d, sdf.capsule(x, np.array(A.subnasale) + (0, -0.002, -0.006), (0, A.mouth_y + 0.008, A.mouth_z - 0.004), 0.006, 0.006, scale=(1.4, 1, 1)), 0.008)
+    d = sdf.smin(d, sdf.capsule(x, np.array(A.subnasale) + (0, -0.004, -0.006), (0, A.mouth_y + 0.008, A.mouth_z - 0.004), 0.006, 0.006, scale=(1.15, 1, 1)), 0.008)
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.078, 0.072), (0.019, 0.013, 0.016)), 0.012)
     t = np.clip(ax / 0.026, 0, 1)
     up = sdf.ellipsoid(np.stack([ax, p[:, 1] - (A.mouth_y + 0.0042 - 0.002 * t**2), p[:, 2] - (A.mouth_z - 0.0025 - 0.017 * t**2.2)], 1), (0, 0, 0), (0.025, 0.0058, 0.0080))
@@ -82,7 +82,7 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     nz = A.neck_center_z
     neck = sdf.capsule(x, (0, -0.080, nz - 0.010), (0, A.neck_cut_y, nz), 0.90, 1.0, scale=(rx, 0.05, rz))
     neck = np.minimum(neck, sdf.capsule(x, (0, A.neck_cut_y, nz), (0, A.neck_cut_y - 0.08, nz), 1.0, scale=(rx, 0.05, rz)))
-    d = sdf.smin(d, neck, 0.03)
+    d = sdf.smin(d, neck, 0.025)
     # Sternocleidomastoid hint and a slight Adam's-apple/larynx bulge.
     d = sdf.smin(d, sdf.capsule(pm, (0.042, -0.045, -0.022), (0.020, A.neck_cut_y, 0.040), 0.010), 0.02)
     d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.132, 0.040), (0.011, 0.014, 0.010)), 0.012)
