@@ -78,10 +78,11 @@ def _field(name: str, p: np.ndarray, A: Anatomy) -> np.ndarray:
     elif name == "mouth_width":
         d[:, 0] = 0.0030 * sx * _sym_g(p, A.mouth_line(np.array([A.mouth_half_width]))[0], (0.012, 0.012, 0.02))
     elif name == "neck_width":
-        # Below the jaw only; the common fade below keeps the cut itself unchanged so a body still attaches.
+        # Below the jaw only (~7 mm of neck breadth per std); the common fade below keeps the cut itself
+        # unchanged so a body still attaches.
         w = np.clip((-0.07 - y) / 0.04, 0, 1)
-        d[:, 0] = 0.08 * x * w
-        d[:, 2] = 0.06 * (z - A.neck_center_z) * w
+        d[:, 0] = 0.06 * x * w
+        d[:, 2] = 0.045 * (z - A.neck_center_z) * w
     elif name != "ear_size":
         raise KeyError(name)
     d *= below_neck[:, None]
