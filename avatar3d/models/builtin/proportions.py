@@ -32,9 +32,9 @@ def head_proportions(vertices: np.ndarray, part_ids: np.ndarray, A: Anatomy) -> 
     skin = V[np.asarray(part_ids) == 0]
     crown = skin[:, 1].max()
     mid = skin[np.abs(skin[:, 0]) < 0.003]
-    # Menton: the lowest midline point in front of the throat (the neck front is at centre + radius).
-    neck_front = A.neck_center_z + A.neck_radii[1]
-    menton = mid[mid[:, 2] > neck_front + 0.012][:, 1].min()
+    # Menton: the lowest midline point of the chin, i.e. in front of the submental slope (the chin's
+    # underside is within ~3.5 cm behind the lips).
+    menton = mid[mid[:, 2] > A.mouth_z - 0.035][:, 1].min()
     ey = A.eye_center[1]
     brow = mid[(mid[:, 1] > ey + 0.008) & (mid[:, 1] < ey + 0.04)]
     length = brow[:, 2].max() - skin[:, 2].min()

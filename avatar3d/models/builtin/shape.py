@@ -76,16 +76,16 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     e = np.array(A.eye_center)
     d = sdf.smax(d, -sdf.ellipsoid(pm, e + (0.0, -0.001, 0.015), (0.019, 0.0115, 0.0095)), 0.014)
     d = sdf.smin(d, sdf.sphere(pm, e, A.lid_radius), 0.005)
-    # Neck: an elliptic column blended under the skull that widens a little towards the cut (the
-    # trapezius / shoulder line) and ends in a vertical piece so the cut is a clean ellipse.
+    # Neck: an elliptic column blended under the skull that leans forward going up, widens a little
+    # towards the cut (the trapezius / shoulder line) and ends in a vertical piece so the cut is a clean ellipse.
     rx, rz = A.neck_radii
     nz = A.neck_center_z
-    neck = sdf.capsule(x, (0, -0.080, nz - 0.010), (0, A.neck_cut_y, nz), 0.90, 1.0, scale=(rx, 0.05, rz))
+    neck = sdf.capsule(x, (0, -0.080, nz + 0.010), (0, A.neck_cut_y, nz), 0.90, 1.0, scale=(rx, 0.05, rz))
     neck = np.minimum(neck, sdf.capsule(x, (0, A.neck_cut_y, nz), (0, A.neck_cut_y - 0.08, nz), 1.0, scale=(rx, 0.05, rz)))
     d = sdf.smin(d, neck, 0.025)
     # Sternocleidomastoid hint and a slight Adam's-apple/larynx bulge.
-    d = sdf.smin(d, sdf.capsule(pm, (0.042, -0.045, -0.022), (0.020, A.neck_cut_y, 0.040), 0.010), 0.02)
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.132, 0.040), (0.011, 0.014, 0.010)), 0.012)
+    d = sdf.smin(d, sdf.capsule(pm, (0.042, -0.045, -0.022), (0.020, A.neck_cut_y, nz + rz - 0.016), 0.010), 0.02)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.130, 0.027), (0.011, 0.014, 0.010)), 0.012)
     return d
 
 
