@@ -43,22 +43,23 @@ def test_orbit_camera_sees_the_subjects_left_on_the_image_right():
 
 
 def test_builtin_preview_render_and_project_agree():
-    from avatar3d.models.builtin import build_builtin_data
+    from avatar3d.models.builtin import load_builtin
     from avatar3d.models.builtin.anatomy import DEFAULT as A
     from avatar3d.models.builtin.preview import project, render
 
     torch.set_num_threads(1)
-    data = build_builtin_data(landmarks=False)
+    m = load_builtin(landmarks=False)  # the cached head when another test already built it
+    V, F = m.v_template.numpy(), m.faces.numpy()
     bg = (235, 235, 240)
     cam = dict(size=160, distance=0.6)
-    img = render(data.v_template, data.faces, background=bg, **cam)
+    img = render(V, F, background=bg, **cam)
     fg = (img != np.array(bg, np.uint8)).any(-1)
     assert 0.2 < fg.mean() < 0.8
     pts = np.round(project(np.stack([A.eye(1), A.eye(-1), np.array(A.nose_tip), np.array([0.1, 0.08, 0.0])]), **cam)).astype(int)
     assert pts[0, 0] > pts[1, 0]  # the subject's left eye is on the image right
     assert all(fg[y, x] for x, y in pts[:3]) and not fg[pts[3, 1], pts[3, 0]]  # beside the temple: background
     cam = dict(size=160, distance=1.0)
-    side = render(data.v_template, data.faces, yaw_deg=90, background=bg, **cam)
+    side = render(V, F, yaw_deg=90, background=bg, **cam)
     cols = np.flatnonzero((side != np.array(bg, np.uint8)).any(-1).any(0))
     nose = project(np.array([A.nose_tip]), yaw_deg=90, **cam)[0]
     assert abs(nose[0] - cols.min()) < 4  # seen from the left, the face points to the image left
