@@ -1,20 +1,28 @@
 """Viewer interactivity: slider-to-frame latency on the CPU (Open3D Filament on Mesa llvmpipe).
 
-One "slider step" = write a slider value, pose the model (``HeadModel.forward``), update the head
-geometry in the scene, render a frame and read it back. Measured for the built-in head and ICT
-(when ``../shared/data`` has it), with and without MSAA (``--fast`` in the headless renderer), and
-compared with a named reference measured in the same run: **rebuild**, the naive path that builds a
-new legacy ``TriangleMesh`` (Open3D normals) and a new material (texture re-upload) every step.
+Two measurements, each comparing the viewer's interactive path (**new**: while a slider moves the
+head is lit per vertex and drawn unlit, post-processing off, see ``avatar3d/viewer/fastshade.py``)
+with the named reference measured in the same run, **full**: the full-quality path the viewer used
+for every slider step before (``defaultLit``, SSAO, post-processing; MSAA off):
 
-Targets (README): < 50 ms for the built-in head and < 150 ms for ICT on a 2-core CPU.
+1. ``offscreen``: one slider step = write a slider value, pose the model, update the scene, render
+   and read the frame back (``OffscreenRenderer.render_to_image``), at 256^2 and 512^2.
+2. ``gui`` (needs Xvfb): ``avatar3d view`` in its default 1280x820 window (3D view 940x820) on a
+   private X server; a synthetic mouse drags the jawOpen slider and the X framebuffer is watched
+   until the 3D view changes (``avatar3d/viewer/latency.py``): what a user sees, end to end.
 
-    .venv/bin/python benchmarks/bench_viewer.py [--size 512] [--steps 15] [--models builtin,ict]
+Targets (README): < 50 ms for the built-in head and < 150 ms for ICT on a 2-core CPU. Wall times
+grow with the machine's load (other jobs share the cores), so CPU ms (all threads of the viewer
+and, for the GUI, the X server) are printed as well, and the load average.
+
+    .venv/bin/python benchmarks/bench_viewer.py [--steps 15] [--models builtin,ict] [--sizes 256,512] [--no-gui]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -28,17 +36,14 @@ import torch  # noqa: E402
 TARGET_MS = {"builtin": 50.0, "ict": 150.0}
 
 
-def _model(name: str):
-    from avatar3d.models import load_head_model
+def _model_spec(name: str) -> str | None:
     from avatar3d.paths import shared_data_dir
 
     if name == "ict":
         d = shared_data_dir()
         arc = d / "ict-facekit-light.tar.xz" if d else None
-        if arc is None or not arc.is_file():
-            return None
-        return load_head_model(f"ict={arc}")
-    return load_head_model(name)
+        return f"ict={arc}" if arc is not None and arc.is_file() else None
+    return name
 
 
 def _slider(model):
@@ -49,22 +54,17 @@ def _slider(model):
     return next((s for s in specs if s.name.lower().startswith("jawopen")), specs[0])
 
 
-def bench_model(name: str, size: int, steps: int, fast: bool) -> dict | None:
-    import open3d as o3d
-
+def bench_offscreen(model, size: int, steps: int, interactive: bool) -> dict:
     from avatar3d.viewer.headless import HeadlessRenderer
     from avatar3d.viewer.mesh import HeadMesh
     from avatar3d.viewer.params import HeadParams, set_value
     from avatar3d.viewer.scene import Lighting
 
-    model = _model(name)
-    if model is None:
-        print(f"{name}: skipped (model data not found)")
-        return None
     mesh = HeadMesh(model)
-    r = HeadlessRenderer(mesh, size, size, fast=fast)
+    r = HeadlessRenderer(mesh, size, size, fast=True)  # MSAA off, as the GUI
     p = HeadParams.neutral(model)
     r.render(p, Lighting())
+    r.head.set_interactive(interactive)
     spec = _slider(model)
     t_pose, t_update, t_render, t_total, t_cpu = [], [], [], [], []
     values = np.linspace(0, 1, steps)
@@ -84,58 +84,76 @@ def bench_model(name: str, size: int, steps: int, fast: bool) -> dict | None:
             t_render.append(t3 - t2)
             t_total.append(t3 - t0)
             t_cpu.append(time.process_time() - c0)
-    # Reference: rebuild everything per step (legacy mesh + Open3D normals + fresh material).
-    R = o3d.visualization.rendering
-    t_ref = []
-    faces = mesh.render_faces.astype(np.int32)
-    for k in range(max(steps // 2, 3) + 1):
-        set_value(spec, p, float(values[k % steps]))
-        verts, _, _ = mesh.pose(p)
-        t0 = time.perf_counter()
-        lm = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(verts[mesh.render_to_model].astype(np.float64)),
-                                       o3d.utility.Vector3iVector(faces))
-        lm.compute_vertex_normals()
-        if mesh.render_uvs is not None:
-            lm.triangle_uvs = o3d.utility.Vector2dVector(mesh.render_uvs[mesh.render_faces.reshape(-1)].astype(np.float64))
-        mat = R.MaterialRecord()
-        mat.shader = "defaultLit"
-        if mesh.albedo is not None:
-            mat.albedo_img = o3d.geometry.Image(mesh.albedo.copy())
-        r.renderer.scene.remove_geometry("head")
-        r.renderer.scene.add_geometry("head", lm, mat)
-        if k:
-            t_ref.append(time.perf_counter() - t0)  # the update part only: rendering is the same
-        r.renderer.render_to_image()
     r.close()
     ms = lambda xs: 1000 * statistics.median(xs)  # noqa: E731
-    return dict(model=name, vertices=model.num_vertices, fast=fast, pose=ms(t_pose), update=ms(t_update), render=ms(t_render),
-                total=ms(t_total), p90=1000 * float(np.percentile(t_total, 90)), cpu=ms(t_cpu), ref=ms(t_ref))
+    return dict(pose=ms(t_pose), update=ms(t_update), render=ms(t_render), total=ms(t_total), p90=1000 * float(np.percentile(t_total, 90)),
+                cpu=ms(t_cpu))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=512, help="viewport size in pixels (square)")
-    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--sizes", default="256,512", help="offscreen viewport sizes in pixels (square)")
+    ap.add_argument("--steps", type=int, default=15, help="slider steps per measurement (offscreen)")
+    ap.add_argument("--gui-steps", type=int, default=12, help="slider drags per GUI measurement")
     ap.add_argument("--models", default="builtin,ict")
+    ap.add_argument("--no-gui", action="store_true", help="skip the windowed measurement (it needs Xvfb)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # as the viewer does: posing is a few small matmuls, threads only contend
-    rows = []
+    from avatar3d.models import load_head_model
+
+    models = {}
     for name in args.models.split(","):
-        for fast in (False, True):
-            row = bench_model(name.strip(), args.size, args.steps, fast)
-            if row:
-                rows.append(row)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nslider-to-frame latency, {args.size}x{args.size} viewport, median of {args.steps} steps, torch threads={torch.get_num_threads()}, "
-          f"cpus={os.cpu_count()}, load average={load:.1f} (wall times grow with the load; CPU ms does not)")
-    print("| model | vertices | MSAA | pose ms | mesh update ms | render ms | total wall ms (p90) | total CPU ms | rebuild update ms (reference) "
-          "| update speed-up | target ms | wall meets |")
+        spec = _model_spec(name.strip())
+        if spec is None:
+            print(f"{name}: skipped (model data not found)")
+            continue
+        models[name.strip()] = (spec, load_head_model(spec))
+
+    load0 = os.getloadavg()[0]
+    off = []
+    for name, (spec, model) in models.items():
+        for size in map(int, args.sizes.split(",")):
+            row = {"full": bench_offscreen(model, size, args.steps, False), "new": bench_offscreen(model, size, args.steps, True)}
+            off.append((name, model.num_vertices, size, row))
+            print(f"offscreen {name} {size}: full {row['full']['total']:.1f} ms, new {row['new']['total']:.1f} ms", flush=True)
+
+    gui = []
+    if not args.no_gui and shutil.which("Xvfb"):
+        from avatar3d.viewer.latency import measure_gui_latency
+
+        for name, (spec, model) in models.items():
+            res = {}
+            for path, fast in (("full", False), ("new", True)):
+                res[path] = measure_gui_latency(spec, steps=args.gui_steps, fast=fast)
+                print(f"gui {name} {path}: {res[path]['median']:.1f} ms", flush=True)
+            gui.append((name, model.num_vertices, res))
+    elif not args.no_gui:
+        print("gui: skipped (no Xvfb; Debian package xvfb)")
+
+    load = (load0 + os.getloadavg()[0]) / 2
+    print(f"\nslider-to-frame latency, torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}, mean load average during the run "
+          f"{load:.1f} (wall times grow with the load; CPU ms much less). Reference = full: the full-quality frame per step.")
+    print("\nOffscreen (pose + scene update + render + read-back), median of", args.steps, "steps:\n")
+    print("| model | vertices | viewport | path | pose ms | update ms | render ms | total wall ms (p90) | total CPU ms | speed-up vs full (wall) "
+          "| target ms | wall meets |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        target = TARGET_MS.get(r["model"], float("nan"))
-        print(f"| {r['model']} | {r['vertices']} | {'off' if r['fast'] else 'on'} | {r['pose']:.1f} | {r['update']:.1f} | {r['render']:.1f} | "
-              f"{r['total']:.1f} ({r['p90']:.1f}) | {r['cpu']:.1f} | {r['ref']:.1f} | {r['ref'] / r['update']:.2f}x | {target:.0f} | "
-              f"{'yes' if r['total'] < target else 'NO'} |")
+    for name, nv, size, row in off:
+        target = TARGET_MS.get(name, float("nan"))
+        for path in ("full", "new"):
+            r = row[path]
+            print(f"| {name} | {nv} | {size}² | {path} | {r['pose']:.1f} | {r['update']:.1f} | {r['render']:.1f} | {r['total']:.1f} ({r['p90']:.1f}) "
+                  f"| {r['cpu']:.1f} | {row['full']['total'] / r['total']:.2f}x | {target:.0f} | {'yes' if r['total'] < target else 'NO'} |")
+    if gui:
+        print(f"\nWindow (mouse drag on the jawOpen slider -> changed pixels in the X framebuffer), median of {args.gui_steps} drags:\n")
+        print("| model | vertices | 3D view | path | latency ms (p90) | CPU ms to the frame | speed-up vs full (wall) | target ms | meets |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name, nv, res in gui:
+            target = TARGET_MS.get(name, float("nan"))
+            for path in ("full", "new"):
+                r = res[path]
+                to = f", {r['timeouts']} timed out" if r["timeouts"] else ""
+                print(f"| {name} | {nv} | {r['view'][0]}x{r['view'][1]} | {path} | {r['median']:.0f} ({r['p90']:.0f}{to}) | {r['cpu_to_frame']:.0f} | "
+                      f"{res['full']['median'] / r['median']:.2f}x | {target:.0f} | {'yes' if r['median'] < target else 'NO'} |")
     return 0
 
 

@@ -40,18 +40,26 @@ class FitConfig:
     iters_rigid: int = 50
     iters_full: int = 220
     huber_delta: float = 0.01  #: pseudo-Huber transition, in inter-ocular distances
-    w_shape: float = 1e-5  #: identity prior weight (per unit-std coefficient, squared)
+    # Identity prior: strong enough that the identity does not soak up the detector's systematic
+    # disagreement with the embedding (1e-5 fitted the rendered ground truth's identity to 2.1 mm,
+    # worse than the mean face's 1.2 mm; 1e-3 gives 0.95 mm).
+    w_shape: float = 1e-3  #: identity prior weight (per unit-std coefficient, squared)
     w_expr: float = 1e-5
     w_jaw: float = 1e-3
     w_eyes: float = 1e-3
     w_smooth: float = 0.5  #: second-difference weight, in (inter-ocular units)² of the landmark loss
-    w_smooth_expr: float = 0.01
+    w_smooth_expr: float = 0.3
     w_focal: float = 1e-3  #: prior on log(focal / initial focal)
     optimize_focal: bool = True
     focal_search: int = 5  #: focal candidates tried by short fits on a frame subset (0: PnP guess only)
     focal_search_frames: int = 8
     lr: float = 0.01
     eye_weight: float = 2.0  #: extra weight on eye, iris and lip landmarks (they carry expression)
+    contour_weight: float = 1.0  #: weight of the face-oval landmarks (MediaPipe slides them along the silhouette)
+    #: L1 (sparsity) prior on expression coefficients: with 50+ overlapping blendshapes a little
+    #: detection noise is otherwise spread over many of them (mouthDimple, mouthStretch, ...).
+    w_expr_l1: float = 1e-3
+    brow_extra: bool = False  #: give the eyebrow landmarks the extra weight too
     seed: int = 0
 
 
@@ -134,16 +142,23 @@ def _pnp_init(lmk3d: np.ndarray, lmk2d: np.ndarray, K: np.ndarray, valid: np.nda
     return _expand_valid(rv, good), _expand_valid(tv, good), err
 
 
-def _landmark_weights(P: int, extra: float) -> Tensor:
-    """(P,) per-landmark weights: eyes, irises and lips count ``extra`` times."""
+#: MediaPipe's face-oval (silhouette) landmarks.
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136,
+             172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+
+
+def _landmark_weights(P: int, extra: float, contour: float = 1.0, brow: bool = False) -> Tensor:
+    """(P,) per-landmark weights: eyes, irises and lips count ``extra`` times, the face oval ``contour`` times."""
     w = torch.ones(P)
     from ..capture.landmarks import IRIS_LEFT, IRIS_RIGHT
 
     eyes_lips = [33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173, 263, 249, 390, 373, 374, 380, 381,
                  382, 362, 466, 388, 387, 386, 385, 384, 398, 61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37,
                  0, 267, 269, 270, 409, 78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415]
-    idx = [i for i in eyes_lips if i < P] + [i for i in range(IRIS_RIGHT, IRIS_LEFT + 5) if i < P]
+    brows = [70, 63, 105, 66, 107, 55, 65, 52, 53, 46, 300, 293, 334, 296, 336, 285, 295, 282, 283, 276]
+    idx = [i for i in eyes_lips + (brows if brow else []) if i < P] + [i for i in range(IRIS_RIGHT, IRIS_LEFT + 5) if i < P]
     w[idx] = extra
+    w[[i for i in FACE_OVAL if i < P]] = contour
     return w / w.mean()
 
 
@@ -303,7 +318,7 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
     w2c_t = f32(w2c)
     shape_std = model.shape_std.detach().float()
     lo, hi = model.expression_range
-    w_lmk = _landmark_weights(P, cfg.eye_weight)
+    w_lmk = _landmark_weights(P, cfg.eye_weight, cfg.contour_weight, cfg.brow_extra)
     vmask = f32(valid)
     iod = float(np.median(np.linalg.norm(lm_np[valid][:, [33, 133]].mean(1) - lm_np[valid][:, [263, 362]].mean(1), axis=-1)))
     iod = max(iod, 1.0)
@@ -350,7 +365,7 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
         reg = reg + cfg.w_smooth * (_smooth2(rot) + _smooth2(translation() * m_to_iod))
         reg = reg + cfg.w_shape * ((shape / shape_std) ** 2).sum()  # (per group)
         if not rigid:
-            reg = reg + cfg.w_expr * (expr**2).sum(-1).mean() + cfg.w_jaw * (jaw**2).sum(-1).mean() + cfg.w_eyes * (eyes**2).sum(-1).mean()
+            reg = reg + cfg.w_expr * (expr**2).sum(-1).mean() + cfg.w_expr_l1 * expr.abs().sum(-1).mean() + cfg.w_jaw * (jaw**2).sum(-1).mean() + cfg.w_eyes * (eyes**2).sum(-1).mean()
             reg = reg + cfg.w_smooth_expr * _smooth2(expr) + cfg.w_smooth * (_smooth2(jaw) + 0.1 * _smooth2(eyes))
         return data + reg
 

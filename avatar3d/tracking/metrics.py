@@ -6,7 +6,7 @@ import numpy as np
 
 from ..capture.landmarks import interocular
 
-__all__ = ["landmark_errors", "nme", "jitter", "similarity_align", "rms_after_similarity"]
+__all__ = ["landmark_errors", "nme", "jitter", "similarity_align", "rms_after_similarity", "compare_to_ground_truth"]
 
 
 def landmark_errors(fitted: np.ndarray, detected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,3 +55,34 @@ def similarity_align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 def rms_after_similarity(src: np.ndarray, dst: np.ndarray) -> float:
     """RMS distance between (P, 3) point sets after similarity-aligning ``src`` to ``dst``."""
     return float(np.sqrt(((similarity_align(src, dst) - dst) ** 2).sum(1).mean()))
+
+
+def compare_to_ground_truth(model, shape: np.ndarray, expression: np.ndarray, pose: np.ndarray, transl: np.ndarray, truth: dict,
+                            region: str = "face") -> dict:
+    """Fitted parameters against a rendered ground truth (:func:`avatar3d.tracking.synthetic_video.render_sequence`).
+
+    Args:
+        model: the :class:`HeadModel` both were made with. shape (S,), expression (N, E), pose (N, J, 3),
+            transl (N, 3): the fit. truth: the dict ``render_sequence`` returned.
+    Returns:
+        dict with ``rms_mm`` (N,) per-frame vertex RMS of ``region`` after similarity alignment (mm),
+        ``rms_all_mm`` (RMS over all frames), ``worst_frame``, ``identity_rms_mm`` (neutral fitted vs
+        true identity, similarity-aligned), ``corr`` {expression name: Pearson r over frames} for the
+        animated expressions (NaN where the fit is constant).
+    """
+    import torch
+
+    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    n = len(expression)
+    mask = model.region(region).numpy()
+    with torch.no_grad():
+        fv = model(f32(shape)[None].expand(n, -1), f32(expression), f32(pose), f32(transl)).vertices.numpy()
+        a = model(f32(shape)[None]).vertices[0].numpy()
+        b = model(f32(truth["shape"])[None]).vertices[0].numpy()
+    rms = np.array([rms_after_similarity(fv[i][mask], truth["vertices"][i][mask]) for i in range(n)]) * 1000
+    corr = {}
+    for e in truth["animated"]:
+        x, y = np.asarray(expression)[:, e], np.asarray(truth["expression"])[:, e]
+        corr[model.expression_names[e]] = float(np.corrcoef(x, y)[0, 1]) if x.std() > 1e-9 and y.std() > 1e-9 else float("nan")
+    return dict(rms_mm=rms, rms_all_mm=float(np.sqrt((rms**2).mean())), worst_frame=int(np.argmax(rms)),
+                identity_rms_mm=float(rms_after_similarity(a[mask], b[mask]) * 1000), corr=corr)

@@ -1,16 +1,33 @@
-"""Photometric refinement: per-sequence albedo texture + SH lighting, per-frame expression/pose.
+"""Photometric refinement of a landmark fit (``avatar3d track --photometric``, issue #4 step 4).
 
-After landmark fitting, the tracked head is rendered with the project's differentiable mesh
-rasterizer (:func:`avatar3d.render.preview.render_mesh`) and compared with the crops:
+The landmark fit is rendered with our differentiable mesh rasterizer
+(:mod:`avatar3d.tracking.photometric_render`) at a reduced resolution (default 128 px for 512 px
+crops) and compared with the crops. Unknowns:
 
-* photometric term: L1 between render and image on face-region pixels the segmentation marks
-  as person (hair, glasses, background excluded by the masks);
-* silhouette term: rendered head coverage outside the person mask (the head must lie inside it);
-* landmark term: keeps the refined fit on the detected landmarks (robust, as in fitting);
-* priors: expression/pose stay near the landmark fit; albedo smoothness.
+* per sequence: an albedo texture in the model's UV space and 2nd-order SH lighting (9 x RGB,
+  OpenCV camera frame, as ``render_mesh(sh=...)``);
+* per frame: a change of expression, of every joint rotation (head, jaw, eyes) and of translation.
 
-Phase 1 fits albedo + lighting with the landmark-only geometry (that is the baseline error);
-phase 2 refines geometry jointly. Runs on minibatches of frames at a reduced resolution.
+Loss on a mini-batch of consecutive frames:
+
+* photometric: robust (Charbonnier) colour distance on pixels that are both model face region and
+  person in the segmentation mask (hair, glasses frames and background mostly excluded);
+* silhouette, one-sided and only in a box around the projected face: rendered coverage where the
+  mask says background (hair and shoulders, which the model lacks, must not pull the head);
+* landmarks: robust distance to the *detected* landmarks in inter-ocular units (the NME the landmark
+  fit minimised), so the refinement cannot drift off them;
+* priors: squared change from the landmark fit, second differences of the change along time (no
+  added jitter), albedo total variation.
+
+Schedule (why): stage 1 fits albedo + lighting with the geometry frozen at the landmark fit,
+starting from a back-projection of the crops, so the appearance is explained before geometry may
+move; stage 2 refines geometry and appearance jointly, with a lower texture learning rate so
+misalignment is corrected by moving the mesh rather than baked into the albedo. Per-frame
+parameters use a row-wise Adam whose moments persist across visits of a frame.
+
+Fair comparison (``config.baseline``): the baseline continues stage 2 with the geometry frozen,
+same batches, same iterations, its own albedo and lighting; both fits are then judged on one shared
+pixel set (see :func:`~avatar3d.tracking.photometric_render.masked_errors`).
 """
 
 from __future__ import annotations
@@ -23,138 +40,353 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import BadInputError
 from ..models.base import HeadModel
-from ..render.shading import SH_C
+from .camera import project
+from .photometric_render import HeadRenderer, backproject_albedo, face_box, masked_errors, white_sh
 
 __all__ = ["PhotometricConfig", "PhotometricResult", "refine_photometric"]
+
+# MediaPipe face-mesh eye corners, for the per-frame inter-ocular distance.
+_EYE_L, _EYE_R = [33, 133], [263, 362]
 
 
 @dataclass
 class PhotometricConfig:
-    resolution: int = 128  #: render size (crops are downsampled to it)
-    texture_size: int = 128
-    iters_appearance: int = 60  #: phase 1: albedo + SH with landmark-only geometry
-    iters_joint: int = 60  #: phase 2: + per-frame expression / rotation / translation
-    batch: int = 4
+    """Knobs of :func:`refine_photometric` (defaults: 512 px crops refined at 128 px)."""
+
+    resolution: int = 128  #: render / compare size in pixels (crops are area-downsampled to it)
+    texture_size: int = 128  #: albedo texture is (texture_size, texture_size, 3); ~ the face's size at the render resolution
+    batch: int = 16  #: consecutive frames per mini-batch
+    appearance_epochs: int = 2  #: stage 1 passes (albedo + SH, geometry frozen)
+    epochs: int = 3  #: stage 2 passes (+ per-frame geometry)
+    iters_per_batch: int = 4  #: optimiser steps per mini-batch visit
+    refine_geometry: bool = True  #: False: stage 2 refines appearance only (what the baseline does)
+    baseline: bool = True  #: also run the fair baseline (stage 2 with frozen geometry; cheap, no geometry gradients)
+    region: str = "face"  #: model region compared photometrically
+    lr_texture: float = 0.03
+    lr_texture_joint: float = 0.005  #: stage 2: low, so geometry (not albedo) absorbs misalignment
+    lr_sh: float = 0.02
+    lr_expression: float = 0.01
+    lr_rotation: float = 0.002  #: radians
+    lr_transl: float = 0.0004  #: metres
     w_silhouette: float = 0.5
-    w_landmarks: float = 1.0
-    w_stay: float = 1.0  #: keep geometry near the landmark fit
-    lr: float = 0.02
-    refine_geometry: bool = True  #: False: phase 2 refines appearance only (the fair baseline)
+    w_landmarks: float = 1.0  #: on the robust landmark distance in inter-ocular units (~ NME)
+    landmark_delta: float = 0.01  #: Charbonnier transition, inter-ocular units
+    w_expression_reg: float = 0.01  #: squared expression change
+    w_rotation_reg: float = 0.5  #: squared joint-rotation change (rad²)
+    w_transl_reg: float = 50.0  #: squared translation change (m²)
+    w_temporal: float = 0.3  #: squared second difference of the changes (expression units; rotation x10, transl x100)
+    w_texture_tv: float = 0.05
+    silhouette_margin: float = 0.05  #: face box growth, fraction of its size
+    keep_only_improved: bool = True  #: revert frames whose refined geometry does not lower their image error
     seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting."""
+        for k in ("resolution", "texture_size", "batch"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"PhotometricConfig.{k} must be a positive integer, got {getattr(self, k)}")
+        for k in ("appearance_epochs", "epochs", "iters_per_batch"):
+            if int(getattr(self, k)) < 0:
+                raise ValueError(f"PhotometricConfig.{k} must be >= 0, got {getattr(self, k)}")
 
 
 @dataclass
 class PhotometricResult:
+    """Output of :func:`refine_photometric`; N frames."""
+
     expression: np.ndarray  #: (N, E) refined
-    pose: np.ndarray  #: (N, J, 3)
-    transl: np.ndarray  #: (N, 3)
-    albedo: np.ndarray  #: (T, T, 3) in [0, 1], row 0 = top (v = 1)
-    sh: np.ndarray  #: (9, 3) camera-frame SH lighting
-    error_landmark_only: float  #: masked mean |render - image| after phase 1 (0-1 intensity)
-    error_refined: float  #: after phase 2
-    timings: dict = field(default_factory=dict)
+    pose: np.ndarray  #: (N, J, 3) refined axis-angle
+    transl: np.ndarray  #: (N, 3) metres
+    albedo: np.ndarray  #: (T, T, 3) float32 in [0, 1], row 0 = top (UV v = 1)
+    sh: np.ndarray  #: (9, 3) SH lighting, camera frame
+    errors_refined: np.ndarray  #: (N,) masked mean |render - image|, grey levels 0..255
+    errors_landmark_only: np.ndarray  #: (N,) the same for the landmark-only geometry (baseline appearance when run)
+    reverted: Optional[np.ndarray] = None  #: (N,) bool, frames put back to the landmark fit (``keep_only_improved``)
+    baseline_albedo: Optional[np.ndarray] = None  #: the baseline's own albedo, when ``config.baseline``
+    baseline_sh: Optional[np.ndarray] = None
+    timings: dict = field(default_factory=dict)  #: seconds per stage
+    losses: list = field(default_factory=list)  #: stage 2 loss per step
+
+    @property
+    def error_refined(self) -> float:
+        """Mean over frames of :attr:`errors_refined`."""
+        return float(np.mean(self.errors_refined))
+
+    @property
+    def error_landmark_only(self) -> float:
+        """Mean over frames of :attr:`errors_landmark_only`."""
+        return float(np.mean(self.errors_landmark_only))
 
 
-def _face_index(model: HeadModel) -> Tensor:
-    """(F,) bool: triangles whose three vertices are in the 'face' region (skin the crops show)."""
-    face = model.region("face") if "face" in model.region_names else torch.ones(model.num_vertices, dtype=torch.bool)
-    return face[model.faces].all(1)
+class _RowAdam:
+    """Adam-like optimiser on the rows (frames) of an (N, ...) tensor, stepping only a mini-batch's rows.
+
+    Two changes from torch's Adam, both against jitter: the second moment is shared by all frames
+    (per coordinate), so a frame whose gradient is small - already aligned - takes a small step
+    instead of Adam's unit-size first step; and the learning rate decays (cosine) with each row's
+    own step count, so the last steps do not leave the parameters oscillating by ``lr``. Momentum
+    persists per row across visits (torch's Adam would also move rows outside the batch).
+    """
+
+    def __init__(self, p: Tensor, lr: float, total_steps: int, betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-12):
+        self.p, self.lr, self.total, self.b1, self.b2, self.eps = p, lr, max(1, total_steps), betas[0], betas[1], eps
+        self.m = torch.zeros_like(p)
+        self.v = torch.zeros(p.shape[1:])
+        self.t = torch.zeros(p.shape[0])
+        self.tv = 0
+
+    def step(self, idx: Tensor, g: Tensor) -> None:
+        self.t[idx] += 1
+        self.tv += 1
+        m = self.m[idx] * self.b1 + (1 - self.b1) * g
+        self.m[idx] = m
+        self.v = self.v * self.b2 + (1 - self.b2) * (g * g).mean(0)
+        shape = (-1,) + (1,) * (g.ndim - 1)
+        t = self.t[idx].view(shape)
+        mh = m / (1 - self.b1**t)
+        vh = self.v / (1 - self.b2**self.tv)
+        decay = 0.5 * (1 + torch.cos(torch.pi * ((t - 1) / self.total).clamp(0, 1)))
+        self.p[idx] -= self.lr * decay * mh / (vh.sqrt() + self.eps)
+
+
+def _tv(tex: Tensor) -> Tensor:
+    return (tex[1:] - tex[:-1]).pow(2).mean() + (tex[:, 1:] - tex[:, :-1]).pow(2).mean()
+
+
+def _d2(x: Tensor) -> Tensor:
+    """Mean squared second difference along frames of (B, ...) x (0 for B < 3)."""
+    if x.shape[0] < 3:
+        return x.new_zeros(())
+    return (x[2:] - 2 * x[1:-1] + x[:-2]).pow(2).flatten(1).sum(-1).mean()
+
+
+def _chunks(N: int, B: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Consecutive mini-batches covering 0..N-1 in random order; boundaries shift every pass."""
+    if N <= B:
+        return [np.arange(N)]
+    off = int(rng.integers(0, B))
+    edges = [0] + list(range(off if off > 0 else B, N, B)) + [N]
+    parts = [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return [parts[i] for i in rng.permutation(len(parts))]
+
+
+def _check_inputs(model: HeadModel, images, masks, landmarks, valid, expression, pose, transl, K, world_to_cam) -> int:
+    N = len(expression)
+    if model.uvs is None or model.uv_faces is None:
+        raise BadInputError(f"head model {model.name!r} has no UV layout, so it cannot carry an albedo texture")
+    if images.ndim != 4 or images.shape[0] != N or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+        raise BadInputError(f"images must be (N, S, S, 3) square crops with N = {N}, got {images.shape}")
+    if masks.shape[:3] != images.shape[:3]:
+        raise BadInputError(f"masks must be (N, S, S) matching images {images.shape[:3]}, got {masks.shape}")
+    if landmarks.shape[:2] != (N, 478) or valid.shape != (N,):
+        raise BadInputError(f"landmarks must be (N, 478, 2) and valid (N,) with N = {N}, got {landmarks.shape} and {valid.shape}")
+    if expression.shape[1] != model.num_expression or pose.shape[1:] != (model.num_joints, 3) or transl.shape != (N, 3):
+        raise BadInputError(f"expression/pose/transl must be (N, {model.num_expression}), (N, {model.num_joints}, 3), (N, 3); "
+                            f"got {expression.shape}, {pose.shape}, {transl.shape}")
+    if K.shape != (N, 3, 3) or world_to_cam.shape != (4, 4):
+        raise BadInputError(f"K must be (N, 3, 3) and world_to_cam (4, 4), got {K.shape} and {world_to_cam.shape}")
+    return N
 
 
 def refine_photometric(model: HeadModel, images: np.ndarray, masks: np.ndarray, landmarks: np.ndarray, valid: np.ndarray,
                        shape: np.ndarray, expression: np.ndarray, pose: np.ndarray, transl: np.ndarray, K: np.ndarray,
-                       world_to_cam: np.ndarray, config: Optional[PhotometricConfig] = None) -> PhotometricResult:
-    """Refine a landmark fit photometrically (see module docstring).
+                       world_to_cam: np.ndarray, config: Optional[PhotometricConfig] = None,
+                       progress: bool = False) -> PhotometricResult:
+    """Refine a landmark fit photometrically (see the module docstring).
 
     Args:
-        images: (N, H, W, 3) uint8 crops; masks: (N, H, W) uint8/float person masks.
-        landmarks: (N, 478, 2) detected, crop pixels; valid: (N,) bool.
+        images: (N, S, S, 3) uint8 RGB crops (any S; resized to ``config.resolution``).
+        masks: (N, S, S) uint8 person masks (255 = person) or floats in [0, 1].
+        landmarks: (N, 478, >=2) detected landmarks in crop pixels (OpenCV, centres at integers).
+        valid: (N,) bool, False where detection failed (no landmark term there).
         shape (S,), expression (N, E), pose (N, J, 3), transl (N, 3): the landmark fit.
-        K: (N, 3, 3) crop intrinsics (pixel centres at integers); world_to_cam: (4, 4).
+        K: (N, 3, 3) crop intrinsics in crop pixels; world_to_cam: (4, 4) OpenCV extrinsics.
+    Returns:
+        :class:`PhotometricResult`.
     """
+    # Many small ops per step: extra intra-op threads only add synchronisation, and on a shared
+    # 2-core machine their spin-waiting made steps up to 15x slower. Restored on exit.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _refine(model, images, masks, landmarks, valid, shape, expression, pose, transl, K, world_to_cam,
+                       config or PhotometricConfig(), progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _refine(model, images, masks, landmarks, valid, shape, expression, pose, transl, K, world_to_cam, cfg: PhotometricConfig,
+            progress: bool) -> PhotometricResult:
     import cv2
 
-    from ..render.preview import render_mesh
-    from .camera import project
+    cfg.validate()
+    images, masks = np.asarray(images), np.asarray(masks)
+    landmarks, valid = np.asarray(landmarks, np.float32)[..., :2], np.asarray(valid, bool)
+    expression, pose, transl = (np.asarray(a, np.float32) for a in (expression, pose, transl))
+    K, world_to_cam = np.asarray(K, np.float32), np.asarray(world_to_cam, np.float32)
+    N = _check_inputs(model, images, masks, landmarks, valid, expression, pose, transl, K, world_to_cam)
+    if cfg.region not in model.region_names:
+        raise BadInputError(f"head model {model.name!r} has no region {cfg.region!r} (it has {', '.join(model.region_names)})")
+    t_start = time.perf_counter()
+    timings: dict = {}
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    S, r, B = images.shape[1], int(cfg.resolution), int(cfg.batch)
 
-    cfg = config or PhotometricConfig()
-    g = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.perf_counter()
-    N, H, W = images.shape[:3]
-    r = cfg.resolution
-    img = torch.as_tensor(np.stack([cv2.resize(x, (r, r), interpolation=cv2.INTER_AREA) for x in images]), dtype=torch.float32) / 255
-    msk = np.stack([cv2.resize(np.asarray(m, np.float32), (r, r), interpolation=cv2.INTER_AREA) for m in masks])
-    msk = torch.as_tensor(msk / (255.0 if msk.max() > 1.5 else 1.0), dtype=torch.float32)[..., None]
-    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-    Kr = f32(K).clone()
-    Kr[:, :2] *= r / W
-    Kr[:, 0, 2] += 0.5  # renderer: pixel centres at +0.5
-    Kr[:, 1, 2] += 0.5
-    w2c = f32(world_to_cam)
-    face_idx = _face_index(model)
-    tri_face = model.faces[face_idx]
-    lm_det = f32(landmarks)[..., :2]
-    vmask = f32(valid)
-    iod = float(np.median(np.linalg.norm(landmarks[valid][:, [33, 133], :2].mean(1) - landmarks[valid][:, [263, 362], :2].mean(1), axis=-1)))
+    def small(a: np.ndarray) -> np.ndarray:
+        return a if a.shape[0] == r else cv2.resize(a, (r, r), interpolation=cv2.INTER_AREA)
+
+    img = torch.as_tensor(np.stack([small(x) for x in images]), dtype=torch.float32) / 255.0
+    m = np.stack([small(np.asarray(x, np.float32)) for x in masks])
+    msk = torch.as_tensor(m / (255.0 if m.max() > 1.5 else 1.0), dtype=torch.float32)[..., None]
+    f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    Kt, w2c = f32(K), f32(world_to_cam)
+    rend = HeadRenderer(model, Kt, w2c, S, r, cfg.region)
     beta = f32(shape)[None]
-    e0, p0, t0_ = f32(expression), f32(pose), f32(transl)
-    d_expr = torch.zeros_like(e0, requires_grad=True)
-    d_rot = torch.zeros(N, 3, requires_grad=True)
-    d_tr = torch.zeros(N, 3, requires_grad=True)
-    albedo = torch.full((cfg.texture_size, cfg.texture_size, 3), 0.6, requires_grad=True)
-    sh = torch.zeros(9, 3)
-    sh[0] = 1.0 / SH_C[0]
-    sh.requires_grad_(True)
+    e0, p0, t0 = f32(expression), f32(pose), f32(transl)
+    lm_det, vmask = f32(landmarks), f32(valid)
+    iod = (lm_det[:, _EYE_L].mean(1) - lm_det[:, _EYE_R].mean(1)).norm(dim=-1)
+    iod = torch.where(vmask > 0, iod, iod[vmask > 0].median() if valid.any() else torch.tensor(float(S) / 4)).clamp_min(1.0)
     lo, hi = model.expression_range
+    bounded = bool(np.isfinite(lo) and np.isfinite(hi))
 
-    def geometry(idx: Tensor):
-        e = (e0[idx] + d_expr[idx]).clamp(lo, hi) if np.isfinite(lo) and np.isfinite(hi) else e0[idx] + d_expr[idx]
-        p = p0[idx].clone()
-        p[:, 0] = p[:, 0] + d_rot[idx]
-        return model(beta.expand(len(idx), -1), e, p, t0_[idx] + d_tr[idx])
+    # Per-frame changes from the landmark fit (what stage 2 optimises).
+    d_e, d_p, d_t = torch.zeros_like(e0), torch.zeros_like(p0), torch.zeros_like(t0)
 
-    def losses(idx: Tensor) -> tuple[Tensor, Tensor]:
-        out = geometry(idx)
-        col, alpha = render_mesh(out.vertices, tri_face, Kr[idx], w2c, r, r, uvs=model.uvs, uv_faces=model.uv_faces[face_idx],
-                                 texture_image=albedo.clamp(0, 1), sh=sh, background=0.0, return_alpha=True)
-        wpix = alpha.detach() * msk[idx]
-        photo = (wpix * (col - img[idx]).abs()).sum() / (3 * wpix.sum()).clamp_min(1.0)
-        sil = photo.new_zeros(())
-        if cfg.w_silhouette > 0:
-            _, full_alpha = render_mesh(out.vertices, model.faces, Kr[idx], w2c, r, r, background=0.0, return_alpha=True)
-            sil = (full_alpha * (1 - msk[idx])).mean()
-        uv, _ = project(out.landmarks, f32(K)[idx], w2c)
-        lmk = (torch.sqrt(((uv - lm_det[idx]) ** 2).sum(-1) / iod**2 + 1e-4).mean(-1) * vmask[idx]).mean()
-        stay = (d_expr[idx] ** 2).sum(-1).mean() + (d_rot[idx] ** 2).sum(-1).mean() * 10 + (d_tr[idx] ** 2).sum(-1).mean() * 1e4
-        return photo, cfg.w_silhouette * sil + cfg.w_landmarks * lmk + cfg.w_stay * stay
+    def verts(idx, de=None, dp=None, dt=None):
+        """(B,V,3) posed vertices and (B,478,3) landmarks of frames idx with changes (default: current ones)."""
+        de = d_e[idx] if de is None else de
+        dp = d_p[idx] if dp is None else dp
+        dt = d_t[idx] if dt is None else dt
+        e = e0[idx] + de
+        if bounded:
+            e = e.clamp(lo, hi)
+        out = model(beta.expand(len(idx), -1), e, p0[idx] + dp, t0[idx] + dt)
+        return out.vertices, out.landmarks
 
-    def run(params: list, iters: int, joint: bool) -> None:
-        opt = torch.optim.Adam(params)
-        for _ in range(iters):
-            idx = torch.randperm(N, generator=g)[: min(cfg.batch, N)]
-            opt.zero_grad(set_to_none=True)
-            photo, reg = losses(idx)
-            (photo + (reg if joint else 0.0)).backward()
-            opt.step()
+    def verts_init(idx):
+        return model(beta.expand(len(idx), -1), e0[idx], p0[idx], t0[idx]).vertices
 
-    def masked_error() -> float:
-        with torch.no_grad():
-            errs = [float(losses(torch.arange(s, min(N, s + cfg.batch)))[0]) * len(range(s, min(N, s + cfg.batch))) for s in range(0, N, cfg.batch)]
-        return sum(errs) / N
-
-    app = [{"params": [albedo, sh], "lr": cfg.lr}]
-    run(app, cfg.iters_appearance, False)
-    err_a = masked_error()
+    # ------------------------------------------------------------------ stage 1: appearance only
     t1 = time.perf_counter()
-    # Geometry steps sized to sub-pixel motion at the working resolution (Adam steps ~ lr).
-    geo = [{"params": [d_expr], "lr": cfg.lr * 0.25}, {"params": [d_rot], "lr": cfg.lr * 0.02}, {"params": [d_tr], "lr": cfg.lr * 0.005}]
-    run(app + (geo if cfg.refine_geometry else []), cfg.iters_joint, cfg.refine_geometry)
-    err_b = masked_error()
     with torch.no_grad():
-        e = (e0 + d_expr).clamp(lo, hi) if np.isfinite(lo) and np.isfinite(hi) else e0 + d_expr
-        p = p0.clone()
-        p[:, 0] += d_rot
-    return PhotometricResult(expression=e.numpy(), pose=p.numpy(), transl=(t0_ + d_tr).detach().numpy(),
-                             albedo=albedo.detach().clamp(0, 1).numpy(), sh=sh.detach().numpy(), error_landmark_only=err_a,
-                             error_refined=err_b, timings={"appearance": t1 - t0, "joint": time.perf_counter() - t1})
+        tex0 = backproject_albedo(rend, verts_init, img, msk, int(cfg.texture_size), B)
+    tex = tex0.clone().requires_grad_(True)
+    sh = white_sh().requires_grad_(True)
+    opt = torch.optim.Adam([dict(params=[tex], lr=cfg.lr_texture), dict(params=[sh], lr=cfg.lr_sh)])
+
+    def photo_loss(image: Tensor, ras: dict, idx) -> Tensor:
+        w = ras["region"] * (msk[idx] > 0.5).float()
+        diff = torch.sqrt((image - img[idx]).pow(2).sum(-1, keepdim=True) + 1e-6)
+        return ((diff * w).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp_min(1.0)).mean()
+
+    def appearance_steps(ras: dict, idx, tex_: Tensor, sh_: Tensor, opt_: torch.optim.Optimizer) -> None:
+        for _ in range(cfg.iters_per_batch):
+            opt_.zero_grad(set_to_none=True)
+            loss = photo_loss(rend.shade(ras, tex_, sh_)[0], ras, idx) + cfg.w_texture_tv * _tv(tex_)
+            loss.backward()
+            opt_.step()
+            with torch.no_grad():
+                tex_.clamp_(0, 1)
+
+    for _ in range(cfg.appearance_epochs):
+        for idx in _chunks(N, B, rng):
+            with torch.no_grad():
+                ras = rend.raster(verts_init(idx), idx)
+            appearance_steps(ras, idx, tex, sh, opt)
+    timings["appearance"] = time.perf_counter() - t1
+    stage1 = (tex.detach().clone(), sh.detach().clone())
+
+    # ------------------------------------------------------------------ stage 2: joint
+    t2 = time.perf_counter()
+    schedule = [c for _ in range(cfg.epochs) for c in _chunks(N, B, rng)]  # shared with the baseline
+    opt = torch.optim.Adam([dict(params=[tex], lr=cfg.lr_texture_joint), dict(params=[sh], lr=cfg.lr_sh)])
+    steps = cfg.epochs * cfg.iters_per_batch  # per frame
+    row_opts = [_RowAdam(d_e, cfg.lr_expression, steps), _RowAdam(d_p, cfg.lr_rotation, steps), _RowAdam(d_t, cfg.lr_transl, steps)]
+    losses: list[float] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(schedule), desc="photometric", unit="batch", leave=False)
+    for idx in schedule:
+        it = torch.as_tensor(idx)
+        normals = rend.normals(verts(idx)[0]) if cfg.refine_geometry else None
+        for _ in range(cfg.iters_per_batch if cfg.refine_geometry else 0):
+            de, dp, dt = (x[idx].clone().requires_grad_(True) for x in (d_e, d_p, d_t))
+            v, lmk3 = verts(idx, de, dp, dt)
+            ras = rend.raster(v, idx, normals)
+            image, alpha = rend.shade(ras, tex, sh)
+            loss = photo_loss(image, ras, idx)
+            if cfg.w_silhouette > 0:
+                box = face_box(ras["pos"], rend.region_idx, r, cfg.silhouette_margin)
+                outside = alpha * (1 - msk[idx]) * box
+                loss = loss + cfg.w_silhouette * (outside.sum((1, 2, 3)) / box.sum((1, 2, 3)).clamp_min(1.0)).mean()
+            if cfg.w_landmarks > 0:
+                uv = project(lmk3, Kt[idx], w2c)[0]
+                d = (uv - lm_det[idx]).norm(dim=-1) / iod[idx, None]
+                rob = torch.sqrt(d * d + cfg.landmark_delta**2) - cfg.landmark_delta
+                loss = loss + cfg.w_landmarks * (rob.mean(-1) * vmask[idx]).sum() / vmask[idx].sum().clamp_min(1.0)
+            loss = loss + cfg.w_expression_reg * de.pow(2).sum(-1).mean() + cfg.w_rotation_reg * dp.pow(2).sum((-1, -2)).mean() \
+                + cfg.w_transl_reg * dt.pow(2).sum(-1).mean()
+            loss = loss + cfg.w_temporal * (_d2(de) + 100 * _d2(dp) + 1e4 * _d2(dt))
+            loss = loss + cfg.w_texture_tv * _tv(tex)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for ro, g in zip(row_opts, (de.grad, dp.grad, dt.grad)):
+                    ro.step(it, g)
+                if bounded:  # keep the stored change inside the model's expression range
+                    d_e[idx] = (e0[idx] + d_e[idx]).clamp(lo, hi) - e0[idx]
+                tex.clamp_(0, 1)
+            losses.append(float(loss.detach()))
+        if not cfg.refine_geometry:
+            with torch.no_grad():
+                ras = rend.raster(verts_init(idx), idx)
+            appearance_steps(ras, idx, tex, sh, opt)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    timings["joint"] = time.perf_counter() - t2
+
+    # ------------------------------------------------------------------ baseline: same schedule, geometry frozen
+    base_app = stage1
+    if cfg.baseline and cfg.refine_geometry:
+        t3 = time.perf_counter()
+        btex, bsh = stage1[0].clone().requires_grad_(True), stage1[1].clone().requires_grad_(True)
+        bopt = torch.optim.Adam([dict(params=[btex], lr=cfg.lr_texture_joint), dict(params=[bsh], lr=cfg.lr_sh)])
+        for idx in schedule:
+            with torch.no_grad():
+                ras = rend.raster(verts_init(idx), idx)
+            appearance_steps(ras, idx, btex, bsh, bopt)
+        base_app = (btex.detach(), bsh.detach())
+        timings["baseline"] = time.perf_counter() - t3
+
+    t4 = time.perf_counter()
+    app = (tex.detach(), sh.detach())
+    with torch.no_grad():
+        reverted = np.zeros(N, bool)
+        if cfg.refine_geometry and cfg.keep_only_improved:
+            # A frame keeps its refinement only if, under the refined appearance, it explains the
+            # image better than the landmark fit (static or tiny clips give the geometry nothing to
+            # gain, and its optimiser noise would only add error). The baseline plays no part here.
+            e_lmk, e_cur = masked_errors(rend, verts_init, app, lambda idx: verts(idx)[0], app, img, msk, B)
+            reverted = e_cur > e_lmk
+            rv = torch.as_tensor(reverted)
+            d_e[rv], d_p[rv], d_t[rv] = 0.0, 0.0, 0.0
+        err_base, err_ref = masked_errors(rend, verts_init, base_app, lambda idx: verts(idx)[0], app, img, msk, B)
+        e_out = e0 + d_e
+        if bounded:
+            e_out = e_out.clamp(lo, hi)
+    timings["errors"] = time.perf_counter() - t4
+    timings["total"] = time.perf_counter() - t_start
+    has_base = cfg.baseline and cfg.refine_geometry
+    return PhotometricResult(expression=e_out.numpy(), pose=(p0 + d_p).numpy(), transl=(t0 + d_t).numpy(),
+                             albedo=app[0].numpy().astype(np.float32), sh=app[1].numpy().astype(np.float32),
+                             errors_refined=err_ref, errors_landmark_only=err_base, reverted=reverted,
+                             baseline_albedo=base_app[0].numpy() if has_base else None,
+                             baseline_sh=base_app[1].numpy() if has_base else None, timings=timings, losses=losses)

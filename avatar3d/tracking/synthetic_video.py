@@ -1,14 +1,22 @@
-"""Rendered ground truth: a textured head model driven by known parameters, seen by a known camera.
+"""Rendered ground truth: a textured head model driven by known parameters, seen by a phone camera.
 
 Used by the tests and the benchmark to check the whole tracker (MediaPipe detection included)
-against the truth: :func:`render_sequence` writes PNG frames of the head (project rasterizer,
-albedo texture, Lambert lighting) and returns the parameters and vertices that made them.
+against the truth: :func:`render_sequence` writes PNG frames and returns the parameters and
+vertices that made them. The frames imitate a selfie video rather than an easy lab shot:
+
+* portrait frame (default 360x640, 9:16) with the intrinsics of a phone's 26 mm-equivalent lens
+  (focal = 26/43.3 of the image diagonal), the head ~0.35 m away so the face spans about a
+  quarter of the frame width at the eyes, as in the shared phone video d13;
+* spherical-harmonics lighting (a warm key light from above to one side plus a cool fill) on the
+  model's albedo texture, over a procedural room background, with mild sensor noise;
+* a random identity (0.5 std), six ARKit expressions rising and falling one after another at
+  0.8, and a slow head turn (+-14 degrees), nod (+-5 degrees) and drift (+-1 cm).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,26 +24,83 @@ import torch
 from ..models.base import HeadModel
 from .camera import front_camera
 
-__all__ = ["ANIMATED", "render_sequence"]
+__all__ = ["ANIMATED", "render_sequence", "track_ground_truth", "detector_response", "phone_focal", "directional_sh"]
 
 #: Expressions animated in the synthetic performance (ARKit names; those a model has are used).
 ANIMATED = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "mouthPucker", "eyeBlinkLeft")
 
 
-def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16, size: int = 512, focal: float = 1500.0,
-                    distance: float = 0.65, seed: int = 0, expressions: Sequence[str] = ANIMATED) -> dict:
-    """Render ``num_frames`` frames ``out_dir/000000.png`` ... of a smooth synthetic performance.
+def phone_focal(width: int, height: int, equivalent_mm: float = 26.0) -> float:
+    """Focal length in pixels of a lens with ``equivalent_mm`` 35 mm-equivalent focal (43.27 mm diagonal)."""
+    return float(equivalent_mm / 43.267 * np.hypot(width, height))
 
-    Returns a dict with ``shape`` (S,), ``expression`` (N, E), ``pose`` (N, J, 3), ``transl`` (N, 3),
-    ``vertices`` (N, V, 3) metres, ``K`` (3, 3) (pixel centres at integers), ``world_to_cam`` (4, 4),
-    ``animated`` (indices of the animated expressions).
+
+def directional_sh(lights: Sequence[tuple[Sequence[float], Sequence[float]]], ambient: Sequence[float]) -> torch.Tensor:
+    """(9, 3) SH irradiance of ``ambient`` RGB plus clamped-cosine lights ``[(direction, rgb), ...]``.
+
+    Directions point towards the light in the camera frame (x right, y down, z forward). Fitted by
+    least squares on a dense set of normals, in the basis of :func:`avatar3d.render.shading.sh_irradiance`.
+    """
+    from ..render.shading import sh_irradiance
+
+    g = np.random.default_rng(0)
+    n = g.standard_normal((4000, 3))
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    target = np.tile(np.asarray(ambient, np.float64), (len(n), 1))
+    for d, rgb in lights:
+        d = np.asarray(d, np.float64) / np.linalg.norm(d)
+        target += np.clip(n @ d, 0, None)[:, None] * np.asarray(rgb, np.float64)[None]
+    basis = sh_irradiance(torch.as_tensor(n, dtype=torch.float64)[None].expand(9, -1, -1),
+                          torch.eye(9, dtype=torch.float64)[:, :, None].expand(-1, -1, 3))[..., 0].T  # (M, 9)
+    coef, *_ = np.linalg.lstsq(basis.numpy(), target, rcond=None)
+    return torch.as_tensor(coef, dtype=torch.float32)
+
+
+def _room_background(width: int, height: int, g: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) float image: a lit wall with a vertical gradient, a door frame, a shelf and soft noise."""
+    y = np.linspace(0, 1, height)[:, None, None]
+    x = np.linspace(0, 1, width)[None, :, None]
+    wall = np.array([0.62, 0.58, 0.52]) * (1.05 - 0.35 * y) * (0.9 + 0.2 * x)
+    img = np.broadcast_to(wall, (height, width, 3)).copy()
+    x0 = int(width * g.uniform(0.62, 0.75))  # a door frame on one side
+    img[:, x0 : x0 + max(2, width // 40)] = np.array([0.35, 0.27, 0.2])
+    img[:, x0 + max(2, width // 40) :] *= 0.8
+    yy = int(height * g.uniform(0.15, 0.25))  # a shelf with coloured boxes
+    img[yy : yy + max(2, height // 80), : int(width * 0.4)] = np.array([0.3, 0.22, 0.15])
+    for k in range(4):
+        w = int(width * 0.07)
+        xa = int(width * 0.03) + k * (w + 3)
+        img[yy - int(w * g.uniform(0.8, 1.6)) : yy, xa : xa + w] = g.uniform(0.15, 0.8, 3)
+    import cv2
+
+    noise = cv2.GaussianBlur(g.standard_normal((height, width)).astype(np.float32), (0, 0), 12)[..., None]
+    return np.clip(img * (1 + 0.06 * noise / (noise.std() + 1e-6)), 0, 1)
+
+
+def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16, width: int = 360, height: int = 640,
+                    focal: Optional[float] = None, distance: float = 0.35, seed: int = 0, expressions: Sequence[str] = ANIMATED,
+                    noise: float = 2.0, video: bool = False, fps: float = 30.0) -> dict:
+    """Render ``num_frames`` frames ``out_dir/000000.png`` ... of a smooth synthetic performance (see module docstring).
+
+    With ``video`` the frames go to ``out_dir/synthetic.mp4`` instead (H.264, yuv420p, CRF 18, like a
+    phone's encoder output), so the tracker reads them exactly as it reads a phone clip: MediaPipe in
+    its video (tracking) mode, and chroma subsampling and compression on the pixels.
+
+    Args:
+        width, height: frame size in pixels. focal: pixels (None: a phone's 26 mm-equivalent lens).
+        distance: camera to head-model origin, metres. noise: sensor noise std in 8-bit levels.
+    Returns:
+        dict with ``shape`` (S,), ``expression`` (N, E), ``pose`` (N, J, 3), ``transl`` (N, 3),
+        ``vertices`` (N, V, 3) metres, ``K`` (3, 3) (pixel centres at integers), ``world_to_cam`` (4, 4),
+        ``animated`` (indices of the animated expressions), ``focal`` (pixels), ``path`` (the video, or the folder).
     """
     import cv2
 
-    from ..render.preview import render_mesh
-
     if "albedo" not in model.extras:
         raise ValueError(f"head model {model.name!r} has no albedo texture to render a synthetic video with")
+    if num_frames < 1 or width < 64 or height < 64:
+        raise ValueError(f"need num_frames >= 1 and a frame of at least 64x64 pixels, got {num_frames} frames of {width}x{height}")
+    focal = phone_focal(width, height) if focal is None else float(focal)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     g = np.random.default_rng(seed)
@@ -52,18 +117,147 @@ def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16,
     pose[:, 0, 1] = 0.25 * np.sin(2 * np.pi * t)  # turn
     pose[:, 0, 0] = 0.08 * np.sin(2 * np.pi * 1.5 * t)  # nod
     transl = np.stack([0.01 * np.sin(2 * np.pi * t), 0.005 * np.cos(2 * np.pi * t), np.zeros_like(t)], 1)
-    K = np.array([[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1.0]])
+    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
     w2c = front_camera(distance)
+    writer = _Mp4Writer(out / "synthetic.mp4", width, height, fps) if video else None
+    verts = None
+    for i, frame, verts in _render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, noise):
+        if writer is not None:
+            writer.write(frame)
+        else:
+            cv2.imwrite(str(out / f"{i:06d}.png"), frame[..., ::-1])
+    if writer is not None:
+        writer.close()
+    return dict(shape=shape, expression=expr, pose=pose, transl=transl, vertices=verts, K=K, world_to_cam=w2c,
+                animated=animated, focal=focal, path=out / "synthetic.mp4" if video else out)
+
+
+def _render_frames(model: HeadModel, shape: np.ndarray, expr: np.ndarray, pose: np.ndarray, transl: np.ndarray, K: np.ndarray,
+                   w2c: np.ndarray, width: int, height: int, g: np.random.Generator, noise: float):
+    """Yield ``(i, frame, vertices)``: RGB uint8 (H, W, 3) frames and, with the last one, all (N, V, 3) vertices (else None).
+
+    Lighting, background and noise are the module's phone-clip look (see the module docstring).
+    """
+    from ..render.preview import render_mesh
+
+    n = len(expr)
+    # Key light from the upper left of the camera, fill from the right, both in the camera frame.
+    sh = directional_sh([((-0.5, -0.6, -0.65), (0.75, 0.7, 0.62)), ((0.7, 0.1, -0.7), (0.18, 0.2, 0.24))], (0.35, 0.35, 0.37))
+    bg = torch.as_tensor(_room_background(width, height, g), dtype=torch.float32)
     f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
-        verts = model(f32(shape)[None].expand(num_frames, -1), f32(expr), f32(pose), f32(transl)).vertices
+        verts = model(f32(shape)[None].expand(n, -1), f32(expr), f32(pose), f32(transl)).vertices
         Kr = f32(K).clone()
         Kr[:2, 2] += 0.5  # the renderer's pixel centres are at +0.5
         tex = f32(model.extras["albedo"]) / 255.0
-        for i in range(num_frames):
-            img = render_mesh(verts[i], model.faces, Kr, f32(w2c), size, size, uvs=model.uvs, uv_faces=model.uv_faces,
-                              texture_image=tex, background=(0.35, 0.45, 0.4), ambient=0.45)
-            rgb = (img[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
-            cv2.imwrite(str(out / f"{i:06d}.png"), rgb[..., ::-1])
-    return dict(shape=shape, expression=expr, pose=pose, transl=transl, vertices=verts.numpy(), K=K, world_to_cam=w2c,
-                animated=animated)
+        for i in range(n):
+            img, alpha = render_mesh(verts[i], model.faces, Kr, f32(w2c), width, height, uvs=model.uvs, uv_faces=model.uv_faces,
+                                     texture_image=tex, sh=sh, background=0.0, return_alpha=True)
+            rgb = img[0] + bg * (1 - alpha[0])  # img is premultiplied (antialiased over black)
+            rgb = rgb.numpy() * 255 + g.normal(0, noise, rgb.shape)
+            yield i, np.clip(rgb + 0.5, 0, 255).astype(np.uint8), (verts.numpy() if i == n - 1 else None)
+
+
+def detector_response(model: HeadModel, expressions: Sequence[str] = ANIMATED, yaws: Sequence[float] = (0.0, 0.25, -0.25),
+                      amplitude: float = 0.8, width: int = 360, height: int = 640, distance: float = 0.35, seed: int = 0) -> list[dict]:
+    """How much of each expression's landmark motion MediaPipe reports, per head turn (a diagnostic).
+
+    For each yaw (radians, +: the subject's left side turns away), renders the neutral head and the
+    head with one expression at ``amplitude`` (same identity, light, background and noise), runs
+    MediaPipe (still-image mode) on both and compares the detected landmark motion d with the true
+    motion t of the embedded landmarks (points moving more than 30% of the largest motion):
+    ``gain`` = <d, t> / <t, t> (1: all of it, 0: none) and ``cos`` (direction agreement).
+
+    Returns:
+        one dict per (expression, yaw): ``expression``, ``yaw``, ``effect_px`` (largest true motion),
+        ``gain``, ``cos``; gain and cos are NaN where a detection failed.
+    """
+    from ..capture.landmarks import FaceLandmarker
+    from .camera import project
+
+    g = np.random.default_rng(seed)
+    shape = g.standard_normal(model.num_shape) * 0.5
+    names = [n for n in expressions if n in model.expression_names]
+    E = np.zeros((len(names) + 1, model.num_expression))
+    for i, n in enumerate(names):
+        E[i + 1, model.expression_names.index(n)] = amplitude
+    focal = phone_focal(width, height)
+    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+    w2c = front_camera(distance)
+    rows = []
+    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    with FaceLandmarker(video=False) as fl:
+        for yaw in yaws:
+            pose = np.zeros((len(E), model.num_joints, 3))
+            pose[:, 0, 1] = yaw
+            transl = np.zeros((len(E), 3))
+            dets = [fl(frame) for _, frame, _ in _render_frames(model, shape, E, pose, transl, K, w2c, width, height,
+                                                                np.random.default_rng(seed), 2.0)]
+            with torch.no_grad():
+                out = model(f32(shape)[None].expand(len(E), -1), f32(E), f32(pose), f32(transl))
+                true = project(out.landmarks, f32(K), f32(w2c))[0].numpy()
+            for i, n in enumerate(names, 1):
+                t = true[i] - true[0]
+                mag = np.linalg.norm(t, axis=-1)
+                row = dict(expression=n, yaw=float(yaw), effect_px=float(mag.max()), gain=float("nan"), cos=float("nan"))
+                if dets[0] is not None and dets[i] is not None:
+                    w = mag > 0.3 * mag.max()
+                    d = (dets[i][:, :2] - dets[0][:, :2])[w]
+                    row["gain"] = float((d * t[w]).sum() / (t[w] ** 2).sum())
+                    row["cos"] = float((d * t[w]).sum() / max(np.linalg.norm(d) * np.linalg.norm(t[w]), 1e-9))
+                rows.append(row)
+    return rows
+
+
+def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: int = 24, overlay: bool = False, fit=None,
+                       **render_kw) -> dict:
+    """Render a synthetic phone clip of ``model``, run ``avatar3d track`` on it and compare with the truth.
+
+    The clip goes through exactly what the command does (:func:`avatar3d.tracking.pipeline.track`:
+    video decode, MediaPipe in video mode, crop, segmentation, landmark fitting with the focal
+    length estimated). ``out_dir/render`` holds the clip, ``out_dir/track`` the tracking output.
+
+    Returns:
+        dict with ``truth`` (from :func:`render_sequence`), ``summary`` (the track's metrics summary),
+        ``sequence`` (:class:`TrackedSequence`) and ``report`` (:func:`compare_to_ground_truth`, plus
+        ``focal`` / ``focal_true`` in source pixels).
+    """
+    from ..models import load_head_model
+    from .metrics import compare_to_ground_truth
+    from .pipeline import TrackOptions, track
+    from .sequence import TrackedSequence
+
+    out = Path(out_dir)
+    m = load_head_model(model)
+    truth = render_sequence(m, out / "render", num_frames, video=True, **render_kw)
+    summary = track(truth["path"], out / "track", TrackOptions(model=model, overlay=overlay, progress=False, resume=False, fit=fit))
+    seq = TrackedSequence.load(out / "track")
+    report = compare_to_ground_truth(m, seq.shape, seq.expression, seq.pose, seq.transl, truth)
+    report.update(focal=float(summary["focal_px_source"]), focal_true=float(truth["focal"]))
+    return dict(truth=truth, summary=summary, sequence=seq, report=report)
+
+
+class _Mp4Writer:
+    """H.264 mp4 writer (PyAV) for RGB uint8 frames; width and height must be even (yuv420p)."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float):
+        import av
+        from fractions import Fraction
+
+        if width % 2 or height % 2:
+            raise ValueError(f"an mp4 (yuv420p) needs even frame sizes, got {width}x{height}")
+        self.c = av.open(str(path), "w")
+        self.s = self.c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        self.s.width, self.s.height, self.s.pix_fmt = width, height, "yuv420p"
+        self.s.options = {"crf": "18", "preset": "veryfast"}
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        for p in self.s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+            self.c.mux(p)
+
+    def close(self) -> None:
+        for p in self.s.encode():
+            self.c.mux(p)
+        self.c.close()

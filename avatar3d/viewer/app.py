@@ -40,9 +40,10 @@ class ViewerApp:
     """One viewer window. Create after ``gui.Application.instance.initialize()``."""
 
     PANEL_W = 340
+    SETTLE_S = 0.25  # sliders still this long -> the full-quality frame replaces the interactive ones
 
     def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-                 play: bool = False):
+                 play: bool = False, interactive: bool = True):
         import open3d as o3d
 
         self.o3d, gui, R = o3d, o3d.visualization.gui, o3d.visualization.rendering
@@ -53,9 +54,12 @@ class ViewerApp:
         self.specs = slider_specs(self.model)
         self.shape_std = self.model.shape_std.detach().cpu().numpy()
         self.frame = opts.frame or 0
+        self.interactive = interactive
+        self._sections: dict[str, object] = {}
         self.playing = False
         self._play_t0, self._play_f0 = 0.0, 0
         self._dirty = self._light_dirty = False
+        self._last_drag = 0.0  # time of the last slider change drawn with an interactive frame
         self._ticks, self._shot_path, self._quit_after = 0, gui_screenshot, quit_after
         self._shot_requested = self._shot_done = False
 
@@ -65,6 +69,12 @@ class ViewerApp:
         self.scene_widget = gui.SceneWidget()
         self.scene_widget.scene = R.Open3DScene(w.renderer)
         self.head = HeadScene(self.scene_widget.scene, self.mesh)
+        if interactive:
+            # Render the 3D view only when it changes: frames that only move a slider knob (or
+            # the mouse over the panel) then cost the UI alone, and the frame that handles a
+            # slider event is no longer a full scene render in front of the one showing it.
+            self.scene_widget.enable_scene_caching(True)
+            self.head.on_change = self.scene_widget.force_redraw
         # Interactive default: no MSAA (Mesa llvmpipe renders ~3x faster; see benchmarks/bench_viewer.py).
         self.scene_widget.scene.view.set_antialiasing(False)
         self.head.set_params(self.params)
@@ -144,11 +154,14 @@ class ViewerApp:
         groups: dict[str, list] = {}
         for s in self.specs:
             groups.setdefault(s.group, []).append(s)
-        titles = [(g, f"Expressions: {g}") for g in GROUPS] + [("pose", "Joints (degrees)"), ("identity", "Identity (prior std)")]
+        # Jaw first: jawOpen is the slider users reach for most, so it sits above the fold.
+        order = ("jaw",) + tuple(g for g in GROUPS if g != "jaw")
+        titles = [(g, f"Expressions: {g}") for g in order] + [("pose", "Joints (degrees)"), ("identity", "Identity (prior std)")]
         for key, title in titles:
             if key not in groups:
                 continue
             sec = self._section(title, open_=key in ("jaw", "mouth", "pose"))
+            self._sections[key] = sec
             self._button(sec, f"Reset {key}", lambda k=key: self._reset(k))
             grid = self._grid(sec)
             for s in groups[key]:
@@ -195,7 +208,7 @@ class ViewerApp:
             disp.add_child(cb)
         msaa = gui.Checkbox("smooth edges (MSAA, ~3x slower on a CPU)")
         msaa.checked = False
-        msaa.set_on_checked(lambda c: self.scene_widget.scene.view.set_antialiasing(c))
+        msaa.set_on_checked(self._on_msaa)
         disp.add_child(msaa)
         self._button(disp, "Reset camera" + (" (tracking)" if self.source.sequence is not None else ""), self.reset_camera)
         self._button(disp, "Screenshot", self._on_screenshot)
@@ -213,13 +226,37 @@ class ViewerApp:
         else:
             self.scene_widget.frame = self.gui.Rect(r.x, r.y, view_w, r.height)
 
+    def _on_msaa(self, on: bool) -> None:
+        self.scene_widget.scene.view.set_antialiasing(on)
+        self.scene_widget.force_redraw()
+
     def _on_slider(self, spec, value: float) -> None:
         set_value(spec, self.params, float(value), self.shape_std)
-        self._dirty = True
+        if self.interactive:
+            # ImGui runs this callback while it builds the frame, before Filament draws it: posing
+            # here puts the new head in the very frame that moves the slider knob (waiting for the
+            # tick would cost a whole extra frame). ImGui reports one value per slider per frame,
+            # so a fast drag still poses once per frame.
+            self._drag_frame(lambda: self.head.set_params(self.params))
+        else:
+            self._dirty = True
 
     def _on_light(self, attr: str, value) -> None:
         setattr(self.head.lighting, attr, value)
-        self._light_dirty = True
+        if self.interactive and attr in ("azimuth", "elevation", "intensity", "color", "env_rotation", "env_intensity"):
+            self._light_dirty = True  # the Filament lights (and a re-baked environment) follow on release
+            self._drag_frame(self.head._refresh)
+        else:
+            self._light_dirty = True
+
+    def _drag_frame(self, update) -> None:
+        """Draw the change with an interactive frame (see :mod:`.fastshade`); the tick handler
+        draws one full-quality frame once the sliders rest for ``SETTLE_S``."""
+        self.head.set_interactive(True)
+        update()
+        self._last_drag = time.monotonic()
+
+        self.window.post_redraw()
 
     def _sync_sliders(self) -> None:
         for s in self.specs:
@@ -274,6 +311,7 @@ class ViewerApp:
             K, w2c = rest_camera(self.mesh, self.params, w, h)
         sw.setup_camera(open3d_intrinsics(K), w2c, w, h, bbox)
         sw.center_of_rotation = bbox.get_center()
+        sw.force_redraw()
 
     def _on_screenshot(self, path: Optional[str] = None) -> None:
         path = path or f"avatar3d_view_{time.strftime('%Y%m%d_%H%M%S')}.png"
@@ -290,6 +328,7 @@ class ViewerApp:
 
     def _on_tick(self) -> bool:
         self._ticks += 1
+
         redraw = False
         if self.playing and self.source.num_frames:
             f = self._play_f0 + int((time.monotonic() - self._play_t0) * self.source.fps)
@@ -299,9 +338,14 @@ class ViewerApp:
             self._dirty = False
             self.head.set_params(self.params)
             redraw = True
-        if self._light_dirty:
+        settled = not self.head.interactive or time.monotonic() - self._last_drag > self.SETTLE_S
+        if self._light_dirty and settled:
             self._light_dirty = False
             self.head.apply_lighting()
+            redraw = True
+        if self.head.interactive and settled:
+            self.head.set_interactive(False)  # the slider rests: one full-quality frame
+
             redraw = True
         if self._shot_path and not self._shot_requested and self._ticks >= 5:
             self._shot_requested = True

@@ -8,6 +8,7 @@ and raises one sentence naming the package to install.
 
 from __future__ import annotations
 
+import atexit
 import ctypes.util
 import glob
 import os
@@ -45,6 +46,15 @@ def check_offscreen_support() -> None:
 
 
 _live: Optional["weakref.ref[HeadlessRenderer]"] = None
+
+
+@atexit.register
+def _close_live() -> None:
+    """Close the live renderer while Python still runs: left to interpreter teardown, Filament may
+    be destroyed before the geometry that uses its materials, which aborts the process."""
+    r = _live() if _live is not None else None
+    if r is not None:
+        r.close()
 
 
 class HeadlessRenderer:

@@ -94,11 +94,12 @@ class HeadMesh:
         n = vertex_normals(v, self.faces, self._render_incidence)
         return np.ascontiguousarray(v[self.render_to_model]), np.ascontiguousarray(n, np.float32)
 
-    def triangle_mesh(self, verts: np.ndarray):
-        """An ``open3d.t.geometry.TriangleMesh`` (positions, normals, uvs) for (V, 3) model vertices."""
+    def triangle_mesh(self, verts: np.ndarray, arrays: Optional[tuple[np.ndarray, np.ndarray]] = None):
+        """An ``open3d.t.geometry.TriangleMesh`` (positions, normals, uvs) for (V, 3) model vertices
+        (``arrays``: their ``render_arrays`` when the caller already has them)."""
         import open3d as o3d
 
-        pos, nrm = self.render_arrays(verts)
+        pos, nrm = arrays if arrays is not None else self.render_arrays(verts)
         if self._const is None:  # UVs and triangles never change: convert them once
             uv = o3d.core.Tensor(self.render_uvs) if self.render_uvs is not None else None
             self._const = (o3d.core.Tensor(self.render_faces), uv)

@@ -9,11 +9,12 @@ the head frame is metres, +Y up, face towards +Z.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from .envmaps import ENVIRONMENTS, bake_environment
+from .envmaps import ENVIRONMENTS, bake_environment, irradiance_sh
+from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, front_facing, srgb_decode, srgb_encode, tone_map
 from .mesh import HeadMesh
 from .params import HeadParams
 
@@ -98,6 +99,11 @@ class HeadScene:
         self._ibl_prefix: Optional[str] = None
         self._albedo_img = o3d.geometry.Image(mesh.albedo) if mesh.albedo is not None else None
         self._materials = {m: self._material(m) for m in (*DISPLAY_MODES, "mask")}
+        self.interactive = False
+        self.on_change: Optional[Callable[[], None]] = None  # called after every change to the scene (the GUI's cache)
+        self._fast = VertexLighting(mesh.albedo, mesh.render_uvs, SKIN_COLOR)
+        self._fast_mat = self._fast_material()
+        self._sh_cache: dict = {}
         self._verts: Optional[np.ndarray] = None
         self._lmk = np.zeros((0, 3), np.float32)
         self.scene.scene.set_sun_light([0, 0, -1], [1, 1, 1], SUN_LUX)  # replaced in apply_lighting
@@ -119,9 +125,73 @@ class HeadScene:
             m.albedo_img = self._albedo_img
         else:
             m.base_color = [*SKIN_COLOR, 1.0]
-        m.base_roughness = 0.55
-        m.base_reflectance = 0.35  # skin: ~4% specular at normal incidence
+        m.base_roughness = SKIN_ROUGHNESS
+        m.base_reflectance = SKIN_REFLECTANCE  # skin: ~2% specular at normal incidence
         return m
+
+    def _fast_material(self):
+        """Unlit material of interactive frames (vertex colours x the sRGB-as-linear albedo)."""
+        m = self._o3d.visualization.rendering.MaterialRecord()
+        m.shader, m.base_color = "defaultUnlit", [1.0, 1.0, 1.0, 1.0]
+        if self._fast.texture is not None:
+            m.albedo_img = self._o3d.geometry.Image(self._fast.texture)
+        return m
+
+    # ------------------------------------------------------------------ interactive frames
+    @property
+    def fast_active(self) -> bool:
+        """Whether the next frame uses the interactive path (see :mod:`.fastshade`)."""
+        return self.interactive and self.mode == "shaded" and not self.lighting.show_environment
+
+    def set_interactive(self, on: bool) -> None:
+        """Interactive frames on (while a slider moves) or off (one full-quality frame)."""
+        on = bool(on)
+        if on == self.interactive:
+            return
+        self.interactive = on
+        self._refresh()
+        self._apply_view_settings()
+
+    def _apply_view_settings(self) -> None:
+        fast = self.fast_active
+        view = self.scene.view
+        # The unlit vertex colours are already tone-mapped and sRGB-encoded: post-processing
+        # (~25 % of a frame on llvmpipe) must be off, and SSAO is part of it.
+        view.set_post_processing(not fast)
+        view.set_ambient_occlusion(not fast)
+        if self.mode != "mask" and not self.lighting.show_environment:
+            self.scene.set_background([*self._background(fast), 1.0])
+        self._changed()
+
+    def _background(self, fast: bool) -> tuple:
+        """Background colour to set so both paths show the same pixels: Open3D decodes the colour
+        from sRGB; with post-processing on Filament tone-maps it, with it off it is shown as is."""
+        bg = np.asarray(self.lighting.background, np.float64)
+        if not fast:
+            return tuple(bg)
+        return tuple(srgb_encode(tone_map(srgb_decode(bg)[None])[0]))
+
+    def _eye(self) -> np.ndarray:
+        """(3,) camera position in the head frame."""
+        return np.asarray(self.scene.camera.get_model_matrix(), np.float64)[:3, 3]
+
+    def _fast_mesh(self):
+        """The head for an interactive frame: camera-facing triangles, lit vertex colours."""
+        o3d = self._o3d
+        pos, nrm = self.mesh.render_arrays(self._verts)
+        eye = self._eye()
+        L = self.lighting
+        sh = None
+        if L.env_intensity > 0:
+            key = (L.environment, round(L.env_rotation / 5.0) * 5.0)
+            if key not in self._sh_cache:
+                self._sh_cache[key] = irradiance_sh(*key)
+            sh = self._sh_cache[key]
+        col = self._fast.colors(pos, nrm, eye, L, sh, SUN_LUX, IBL_SCALE)
+        tm = self.mesh.triangle_mesh(self._verts, arrays=(pos, nrm))
+        tm.vertex.colors = o3d.core.Tensor(col)
+        tm.triangle.indices = o3d.core.Tensor(self.mesh.render_faces[front_facing(pos, self.mesh.render_faces, eye)])
+        return tm
 
     # ------------------------------------------------------------------ geometry
     def set_params(self, params: HeadParams) -> None:
@@ -148,7 +218,10 @@ class HeadScene:
         # a few ms (see benchmarks/bench_viewer.py).
         if s.has_geometry(self.HEAD):
             s.remove_geometry(self.HEAD)
-        s.add_geometry(self.HEAD, self.mesh.triangle_mesh(self._verts), self._materials[self.mode])
+        if self.fast_active:
+            s.add_geometry(self.HEAD, self._fast_mesh(), self._fast_mat)
+        else:
+            s.add_geometry(self.HEAD, self.mesh.triangle_mesh(self._verts), self._materials[self.mode])
         for name in (self.WIRE, self.LMK):
             if s.has_geometry(name):
                 s.remove_geometry(name)
@@ -165,6 +238,11 @@ class HeadScene:
             m.shader, m.point_size, m.base_color = "defaultUnlit", 4.0, [0.1, 1.0, 0.3, 1.0]
             pc = self._o3d.t.geometry.PointCloud(self._o3d.core.Tensor(np.ascontiguousarray(self._lmk, np.float32)))
             s.add_geometry(self.LMK, pc, m)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def _normals_model(self) -> np.ndarray:
         from .mesh import vertex_normals
@@ -191,6 +269,8 @@ class HeadScene:
             raise ValueError(f"unknown environment {lighting.environment!r}; expected one of: {', '.join(ENVIRONMENTS)}")
         self.lighting = lighting
         self.apply_lighting()
+        if self.fast_active:  # vertex colours carry the lighting
+            self._refresh()
 
     def apply_lighting(self) -> None:
         L, sc = self.lighting, self.scene.scene
@@ -212,4 +292,4 @@ class HeadScene:
             self.scene.show_skybox(True)
         else:
             self.scene.show_skybox(False)
-            self.scene.set_background([*L.background, 1.0])
+        self._apply_view_settings()

@@ -1,0 +1,140 @@
+"""Photometric refinement on the shared videos: fair before/after image error, landmarks, jitter, speed.
+
+Usage::
+
+    python benchmarks/bench_photometric.py [--videos d0,d3,...] [--models builtin,ict] [--frames 40] [--fps 10]
+                                           [--out DIR]
+
+For every video and model: capture a clip (``--frames`` frames sampled at ``--fps``), fit landmarks,
+then run :func:`avatar3d.tracking.photometric.refine_photometric` with its fair baseline (the same
+albedo + SH optimisation, same batches and iterations, geometry frozen at the landmark fit). Prints
+one table row per video x model:
+
+* masked image error (grey levels 0..255 at the refinement's render size, face-region pixels
+  inside the person mask) of the landmark-only fit and of the refined fit, and the share of frames
+  where the refined fit is better;
+* landmark NME (% inter-ocular distance) and jitter (px/frame²) before and after;
+* seconds per frame of the refinement alone and with the baseline, next to the landmark fit's
+  seconds per frame on the same clip (the named reference, same run).
+
+``--out`` keeps the clips and writes ``before_after_<video>_<model>.png`` (crop | landmark-only
+render | refined render | error maps x4) and ``bench_photometric.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from avatar3d.capture.stage import run_capture  # noqa: E402
+from avatar3d.models import load_head_model  # noqa: E402
+from avatar3d.paths import shared_data_dir  # noqa: E402
+from avatar3d.tracking.camera import project  # noqa: E402
+from avatar3d.tracking.fitting import CropCameras, fit_landmarks  # noqa: E402
+from avatar3d.tracking.metrics import jitter, nme  # noqa: E402
+from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric  # noqa: E402
+from avatar3d.tracking.photometric_render import HeadRenderer  # noqa: E402
+
+f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+
+
+def before_after_png(path: Path, model, imgs: np.ndarray, masks: np.ndarray, fit, pr, size: int = 192, rows: int = 3) -> None:
+    """Write crop | landmark-only render | refined render | |error| x4 (landmark-only, refined) for a few frames."""
+    import cv2
+
+    idx = np.linspace(0, len(imgs) - 1, rows).astype(int)
+    rend = HeadRenderer(model, f32(fit.K), f32(fit.world_to_cam), imgs.shape[1], size)
+    with torch.no_grad():
+        def render(e, p, t, alb, sh):
+            v = model(f32(fit.shape)[None].expand(len(idx), -1), f32(e[idx]), f32(p[idx]), f32(t[idx])).vertices
+            ras = rend.raster(v, idx)
+            return rend.shade(ras, f32(alb), f32(sh))[0].numpy(), ras["region"].numpy()
+
+        base, rb = render(fit.expression, fit.pose, fit.transl, pr.baseline_albedo, pr.baseline_sh)
+        ref, ra = render(pr.expression, pr.pose, pr.transl, pr.albedo, pr.sh)
+    out = []
+    for k, i in enumerate(idx):
+        im = cv2.resize(imgs[i], (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        m = cv2.resize(masks[i], (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)[..., None] / 255
+        w = (np.maximum(ra[k], rb[k]) > 0.5) & (m > 0.5)
+        cols = [im]
+        for r in (base[k], ref[k]):
+            cols.append(np.where(w, r, im * 0.4))
+        for r in (base[k], ref[k]):
+            cols.append(np.repeat(np.abs(r - im).mean(-1, keepdims=True) * w * 4, 3, -1))
+        out.append(np.concatenate(cols, 1))
+    cv2.imwrite(str(path), (np.clip(np.concatenate(out, 0), 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1])
+
+
+def main() -> int:
+    import cv2
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", default="d0,d3,d6,d12,d13,d14")
+    ap.add_argument("--models", default="builtin,ict")
+    ap.add_argument("--frames", type=int, default=40, help="frames per clip")
+    ap.add_argument("--fps", type=float, default=10.0, help="sampling rate of the clip (spreads it over the video)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    data = shared_data_dir()
+    if data is None:
+        print("real data not found (../shared/data); nothing to benchmark")
+        return 1
+    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_photometric_"))
+    work.mkdir(parents=True, exist_ok=True)
+    specs = {"builtin": "builtin", "ict": f"ict={data / 'ict-facekit-light.tar.xz'}"}
+    models = {m: load_head_model(specs.get(m, m)) for m in args.models.split(",") if m}
+    cfg = PhotometricConfig()
+    load = os.getloadavg()[0]
+    print(f"\n## Photometric refinement ({cfg.resolution} px render of 512 px crops, {cfg.epochs} joint passes x "
+          f"{cfg.iters_per_batch} steps, batches of {cfg.batch} frames; clips of {args.frames} frames at {args.fps:g} fps; "
+          f"load average {load:.1f} on {os.cpu_count()} cores)\n")
+    print("| video | model | frames | image error landmark-only -> refined (grey levels) | frames better | NME % before -> after "
+          "| jitter px before -> after | s/frame refine (+ baseline) | landmark fit s/frame (reference) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    summary = {}
+    for v in [x for x in args.videos.split(",") if x]:
+        clip = work / v
+        cap = run_capture(data / "videos" / f"{v}.mp4", clip, fps=args.fps, max_frames=args.frames, progress=False)
+        imgs = np.stack([cv2.imread(str(clip / "images" / f"{n}.png"))[..., ::-1] for n in cap.names])
+        masks = np.stack([cv2.imread(str(clip / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE) for n in cap.names])
+        for mname, model in models.items():
+            t0 = time.perf_counter()
+            fit = fit_landmarks(model, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
+            t_fit = (time.perf_counter() - t0) / cap.num_frames
+            pr = refine_photometric(model, imgs, masks, cap.landmarks, cap.valid, fit.shape, fit.expression, fit.pose, fit.transl,
+                                    fit.K, fit.world_to_cam, cfg)
+            n = cap.num_frames
+            with torch.no_grad():
+                o = model(f32(fit.shape)[None].expand(n, -1), f32(pr.expression), f32(pr.pose), f32(pr.transl))
+                lm = project(o.landmarks, f32(fit.K), f32(fit.world_to_cam))[0].numpy()
+            n0, n1 = nme(fit.landmarks, cap.landmarks, cap.valid), nme(lm, cap.landmarks, cap.valid)
+            j0, j1 = jitter(fit.landmarks), jitter(lm)
+            t_all = pr.timings["total"] / n
+            t_ref = (pr.timings["total"] - pr.timings.get("baseline", 0.0)) / n
+            better = float(np.mean(pr.errors_refined < pr.errors_landmark_only))
+            print(f"| {v} | {mname} | {n} | {pr.error_landmark_only:.3f} -> {pr.error_refined:.3f} "
+                  f"({100 * (pr.error_refined / pr.error_landmark_only - 1):+.1f}%) | {100 * better:.0f}% | {100 * n0:.2f} -> {100 * n1:.2f} "
+                  f"| {j0:.2f} -> {j1:.2f} | {t_ref:.2f} ({t_all:.2f}) | {t_fit:.3f} ({t_ref / t_fit:.0f}x) |", flush=True)
+            summary[f"{v}/{mname}"] = dict(frames=n, error_landmark_only=pr.error_landmark_only, error_refined=pr.error_refined,
+                                           frames_better=better, nme_before=n0, nme_after=n1, jitter_before=j0, jitter_after=j1,
+                                           s_per_frame=t_ref, s_per_frame_with_baseline=t_all, fit_s_per_frame=t_fit)
+            before_after_png(work / f"before_after_{v}_{mname}.png", model, imgs, masks, fit, pr)
+    (work / "bench_photometric.json").write_text(json.dumps(summary, indent=1))
+    print(f"\n(results and before/after PNGs in {work})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+// CPU side of the Gaussian compositing (gs_raster_cpu.cpp): per-tile splat gathering and the
+// (pixel, splat) pair walk shared by the forward and backward passes. The per-pair maths itself
+// (eval_pair, composite_forward/backward) is in gs_common.h, shared with the CUDA kernels.
+//
+// A tile's per-pixel state is stored with a fixed row stride of 16 (pixels outside the image are
+// padding that never composites). A splat visits only the 8-pixel row chunks that intersect the box
+// where its alpha can reach 1/255; inside a chunk the 8 pixels are evaluated as SIMD lanes with
+// selects, so the exact per-pixel tests (and results) are the same as a per-pixel loop's.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "gs_common.h"
+
+#if defined(__GNUC__)
+#define A3D_FORCE_INLINE inline __attribute__((always_inline))
+#else
+#define A3D_FORCE_INLINE inline
+#endif
+
+namespace a3d_gs {
+
+constexpr int kTile = A3D_GS_TILE;
+constexpr int kTilePix = kTile * kTile;
+constexpr int kLanes = 8;  // pixels per chunk: one AVX2 float vector, two SSE ones
+
+// Inclusive pixel box (image or tile-local coordinates); x0 > x1 or y0 > y1 means empty.
+struct PixBox {
+  int x0, x1, y0, y1;
+  bool empty() const { return x0 > x1 || y0 > y1; }
+};
+
+// A projected splat with the pixel box outside which its alpha is certainly below 1/255, and the
+// constants of the per-row span test (see walk_pairs): the alpha >= 1/255 region is the ellipse
+// a dx^2 + 2 b dx dy + c dy^2 <= smax2 = 2 (log(255 opacity) + 0.01); det = a c - b^2 (0: no test).
+template <typename T>
+struct Prepared {
+  Splat<T> s;
+  PixBox box;
+  T smax2, det;
+};
+
+// Box of pixel centres where alpha = opacity exp(-sigma) >= 1/255 is possible: sigma <= smax =
+// log(255 opacity) is an ellipse whose half-extents are sqrt(2 smax cov_xx), sqrt(2 smax cov_yy)
+// (cov = conic^-1). A 0.01 margin on smax and one pixel on each side absorb float rounding; the
+// exact per-pixel test still decides. It lies inside gsplat's 3.33-sigma radius box (used as is for
+// non-positive-definite conics), and for faint splats it is much smaller.
+template <typename T>
+Prepared<T> prepare_splat(T mx, T my, T a, T b, T c, T opacity, int rx, int ry, int W, int H) {
+  Prepared<T> p{Splat<T>{mx, my, a, b, c, opacity}, PixBox{0, -1, 0, -1}, T(0), T(0)};
+  const double o255 = 255.0 * (double)opacity;
+  if (!(o255 >= 1.0) || rx <= 0 || ry <= 0) return p;  // alpha <= opacity < 1/255: never composited
+  double hx = rx, hy = ry;
+  const double da = a, db = b, dc = c, det = da * dc - db * db;  // in double: no cancellation
+  if (da > 0 && dc > 0 && det > 0 && std::isfinite(det)) {
+    const double smax2 = 2.0 * (log(o255) + 0.01);
+    hx = std::min(hx, sqrt(smax2 * dc / det) + 1.0);
+    hy = std::min(hy, sqrt(smax2 * da / det) + 1.0);
+    p.smax2 = (T)smax2;
+    p.det = (T)det;
+  }
+  // pixel x has its centre at x + 0.5; clamp in double before converting (huge or far splats)
+  const double cx = (double)mx - 0.5, cy = (double)my - 0.5;
+  p.box.x0 = (int)std::max(0.0, std::ceil(cx - hx));
+  p.box.x1 = (int)std::min((double)W - 1, std::floor(cx + hx));
+  p.box.y0 = (int)std::max(0.0, std::ceil(cy - hy));
+  p.box.y1 = (int)std::min((double)H - 1, std::floor(cy + hy));
+  return p;
+}
+
+// One tile's depth-ordered splats, gathered contiguously (front to back, tile-list order), with
+// their boxes clipped to the tile in tile-local coordinates and their features (n, D).
+template <typename T>
+struct TileSplats {
+  int X0 = 0, Y0 = 0;  // tile origin in the image
+  int64_t n = 0;
+  std::vector<Prepared<T>> pr;
+  std::vector<T> feat;
+
+  void gather(const Prepared<T>* prep, const T* features, const int32_t* ids, int64_t count, int D, int tx, int ty) {
+    X0 = tx * kTile;
+    Y0 = ty * kTile;
+    n = count;
+    pr.resize(n);
+    feat.resize(n * D);
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t g = ids[i];
+      Prepared<T> p = prep[g];
+      p.box = PixBox{std::max(p.box.x0 - X0, 0), std::min(p.box.x1 - X0, kTile - 1), std::max(p.box.y0 - Y0, 0),
+                     std::min(p.box.y1 - Y0, kTile - 1)};
+      pr[i] = p;
+      const T* f = features + (int64_t)g * D;
+      for (int d = 0; d < D; ++d) feat[i * D + d] = f[d];
+    }
+  }
+};
+
+// The pair walk: calls v.chunk(s, p0, px0, py) for every 8-pixel chunk of tile rows that can hold a
+// pixel with alpha >= 1/255; p0 = tile-local index of the chunk's first pixel, (px0 + l, py) = centre
+// of lane l. Rows are cut to the ellipse's span (the roots of the row's quadratic, one pixel of
+// margin), so thin or tilted splats skip the chunks their box corners would cost.
+template <typename T, typename Visitor>
+A3D_FORCE_INLINE void walk_pairs(const TileSplats<T>& ts, int64_t i, Visitor& v) {
+  const Prepared<T>& p = ts.pr[i];
+  const PixBox b = p.box;
+  const Splat<T> s = p.s;
+  const bool span = p.det > T(0);
+  const T inv_a = span ? T(1) / s.a : T(0);
+  for (int y = b.y0; y <= b.y1; ++y) {
+    const T py = T(ts.Y0 + y) + T(0.5);
+    int xa = b.x0, xb = b.x1;
+    if (span) {
+      // a dx^2 + 2 b dy dx + c dy^2 <= smax2  <=>  dx in -b dy / a +- sqrt(a smax2 - det dy^2) / a
+      const T dy = py - s.my;
+      const T disc = s.a * p.smax2 - p.det * dy * dy;
+      if (disc < T(0)) continue;
+      const T half = std::sqrt(disc) * inv_a + T(1);  // sqrt: inlined (sqrtss), disc >= 0
+      const T mid = s.mx - s.b * dy * inv_a - T(ts.X0) - T(0.5);  // tile-local pixel index of the centre
+      // clamped to [-1, 16] (no int overflow); then truncating lo + 1 floors lo, and hi + 1 rounds hi
+      // up (by a pixel at most: harmless). Plain selects: a libm or std::min call here would be
+      // outlined in the AVX2 build and make every chunk reload its constants.
+      T lo = mid - half, hi = mid + half;
+      lo = lo < T(-1) ? T(-1) : (lo > T(kTile) ? T(kTile) : lo);
+      hi = hi < T(-1) ? T(-1) : (hi > T(kTile) ? T(kTile) : hi);
+      const int ia = (int)(lo + T(1)) - 1, ib = (int)(hi + T(1));
+      xa = ia > xa ? ia : xa;
+      xb = ib < xb ? ib : xb;
+    }
+    for (int x = xa & ~(kLanes - 1); x <= xb; x += kLanes) v.chunk(s, y * kTile + x, T(ts.X0 + x) + T(0.5), py);
+  }
+}
+
+}  // namespace a3d_gs
