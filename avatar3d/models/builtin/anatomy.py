@@ -19,7 +19,7 @@ class Anatomy:
     crown_y: float = 0.125  #: top of the head
     chin_y: float = -0.105  #: menton (bottom of the chin)
     neck_cut_y: float = -0.19  #: the open boundary where a body would attach
-    eye_center: tuple = (0.0315, 0.012, 0.064)  #: left eyeball centre (right is mirrored)
+    eye_center: tuple = (0.0315, 0.012, 0.067)  #: left eyeball centre (right is mirrored)
     eye_radius: float = 0.0120
     lid_radius: float = 0.0134  #: eyelid skin sits on this sphere around the eyeball centre
     eye_half_width: float = 0.0138  #: half the palpebral fissure length

@@ -117,20 +117,6 @@ def paint(asm: Assembly, A: Anatomy, size: int = SIZE) -> np.ndarray:
     brow = _s((thick - np.abs(y - arch)) / 0.0015 + 0.3 * _noise(P, 3, 0.0012)) * _s(u / 0.08) * _s((1.05 - u) / 0.1) * (z > 0.04)
     brow *= part == PART_IDS["head"]
     col = col * (1 - 0.85 * brow[:, None]) + BROW * 0.85 * brow[:, None]
-    # Lash lines: a dark band along each upper-lid margin and a faint one along the lower margin
-    # (the same almond as the eye openings in shape.build_grid). Painted on the lid skin, they ride
-    # down with the lid, so a closed eye shows a dark line where a real one shows its lashes.
-    xs = (ax - ex) / A.eye_half_width
-    inside_eye = _s((1.08 - np.abs(xs)) / 0.08) * (z > A.eye_center[2]) * (part == PART_IDS["head"])
-    xc = np.clip(xs, -1, 1)
-    tilt = 0.0012 * xc  # outer corner slightly higher (mirrored: ax is already the outer side)
-    up_m = ey + tilt + A.eye_open_up * (1 - xc**2) ** 0.8 * (1 + 0.15 * xc)
-    lo_m = ey + tilt - A.eye_open_down * (1 - xc**2)
-    # Widths are ~2 texels of the 1024² atlas over the lids (a lash line is 1-2 mm wide seen from the front).
-    lash = _s((0.0022 * (1 - 0.4 * xc**2) - (y - up_m)) / 0.0006) * _s((y - up_m + 0.0006) / 0.0003)
-    lash_lo = 0.45 * _s((0.0010 - (lo_m - y)) / 0.0004) * _s((lo_m - y + 0.0006) / 0.0003)
-    lash = np.maximum(lash, lash_lo) * inside_eye
-    col = col * (1 - 0.8 * lash[:, None]) + BROW * 0.5 * 0.8 * lash[:, None]
     # Short hair on the scalp: above a hairline that is high on the forehead and dips at the temples,
     # going down behind the ears to the nape.
     hair = _s((y - hairline_y(P, A)) / 0.006 + 0.55 * _noise(P, 4, 0.0015) + 0.35 * _noise(P, 6, 0.005)) * (part == PART_IDS["head"])
