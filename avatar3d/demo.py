@@ -18,22 +18,10 @@ import torch
 from PIL import Image
 
 from .models import HeadModel, load_head_model
-from .render.camera import intrinsics_from_fov, look_at
-from .render.preview import render_mesh
+from .render.preview import contact_sheet, orbit_camera, render_mesh, to_uint8
 
 #: Expressions shown by the demo (skipped when a model lacks one).
 DEMO_EXPRESSIONS = ("jawOpen", "mouthSmileLeft+mouthSmileRight", "eyeBlinkLeft+eyeBlinkRight", "mouthPucker", "browInnerUp", "cheekPuff", "browDownLeft+browDownRight", "mouthFunnel")
-
-
-def orbit_camera(yaw_deg: float, pitch_deg: float, distance: float, target: np.ndarray, size: int,
-                 fov_deg: float = 20.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K (3,3), world->cam (4,4)) of an OpenCV camera on a sphere around ``target``, looking at it.
-
-    yaw 0 / pitch 0 is in front of the face (+Z); positive yaw moves towards the subject's left (+X).
-    """
-    y, p = math.radians(yaw_deg), math.radians(pitch_deg)
-    eye = target + distance * np.array([math.sin(y) * math.cos(p), math.sin(p), math.cos(y) * math.cos(p)])
-    return intrinsics_from_fov(size, size, fov_deg), look_at(eye, target)
 
 
 def _weights(model: HeadModel, spec: str) -> Optional[dict[str, float]]:
@@ -49,23 +37,7 @@ def _render(model: HeadModel, vertices: torch.Tensor, K: torch.Tensor, w2c: torc
     kw = {}
     if albedo is not None:
         kw = dict(uvs=model.uvs, uv_faces=model.uv_faces, texture_image=torch.as_tensor(np.asarray(albedo), dtype=torch.float32) / 255.0)
-    img = render_mesh(vertices, model.faces, K, w2c, size, size, background=0.93, **kw)
-    return (img[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def contact_sheet(images: list[tuple[str, np.ndarray]], cols: int = 4) -> Image.Image:
-    """Grid of labelled images (all the same size)."""
-    from PIL import ImageDraw
-
-    h, w = images[0][1].shape[:2]
-    rows = math.ceil(len(images) / cols)
-    sheet = Image.new("RGB", (cols * w, rows * (h + 18)), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for i, (label, img) in enumerate(images):
-        x, y = (i % cols) * w, (i // cols) * (h + 18)
-        sheet.paste(Image.fromarray(img), (x, y + 18))
-        draw.text((x + 4, y + 3), label, fill=(0, 0, 0))
-    return sheet
+    return to_uint8(render_mesh(vertices, model.faces, K, w2c, size, size, background=0.93, **kw))
 
 
 def run_demo(out_dir: str | Path, model_spec: str = "builtin", size: int = 384, identities: int = 4, seed: int = 0) -> dict:
@@ -111,8 +83,8 @@ def run_demo(out_dir: str | Path, model_spec: str = "builtin", size: int = 384, 
         if "neck" in model.joint_names:
             pose[0, model.joint_names.index("neck"), 1] = 0.35
         shot("pose_jaw_neck", 0.0, 5.0, pose=pose)
-    sheet = contact_sheet(shots)
-    sheet.save(out / "contact_sheet.png")
+    sheet = contact_sheet([img for _, img in shots], cols=4, labels=[label for label, _ in shots])
+    Image.fromarray(sheet).save(out / "contact_sheet.png")
 
     from .render import backends
 

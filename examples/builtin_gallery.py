@@ -16,7 +16,10 @@ import numpy as np
 import torch
 
 from avatar3d.models.builtin import LANDMARKS_ASSET, geometry_hash, load_builtin
-from avatar3d.models.builtin.preview import contact_sheet, project, render
+from avatar3d.models.builtin.anatomy import DEFAULT
+from avatar3d.models.builtin.preview import project, render
+from avatar3d.models.builtin.proportions import head_proportions
+from avatar3d.render.preview import contact_sheet
 
 
 def _save(img: np.ndarray, path: Path) -> None:
@@ -46,7 +49,10 @@ def main() -> None:
             return m(shape=shape, expression=expr, pose=pose).vertices[0].numpy()
 
     v0 = verts()
-    neutral = [render(v0, F, yaw_deg=y, **kw) for y in (0, 35, 90, 160)]
+    p = head_proportions(v0, np.asarray(m.extras["part_ids"]), DEFAULT)
+    print("proportions (metres; eye_height as a fraction of the height): " + ", ".join(f"{k} {v:.3f}" for k, v in p.items()))
+    # The whole head and neck (crown 0.13 m .. neck cut -0.19 m) fits the 22 degree view at 0.9 m.
+    neutral = [render(v0, F, yaw_deg=y, distance=0.9, target=(0.0, -0.03, 0.0), **kw) for y in (0, 35, 90, 160)]
     _save(contact_sheet(neutral, 4), out / "builtin_neutral.png")
 
     rng = np.random.default_rng(7)

@@ -16,6 +16,7 @@ from PIL import Image
 from avatar3d.models.embedding import frame_view, render_view
 from avatar3d.models.ict import load_ict, region_colors, render_face_mask, read_ict_data
 from avatar3d.paths import ASSETS
+from avatar3d.render.preview import contact_sheet
 
 
 def tile(model, data, shape=None, expr=None, yaw=0.0, size=220, eye_pose=None) -> np.ndarray:
@@ -29,8 +30,7 @@ def tile(model, data, shape=None, expr=None, yaw=0.0, size=220, eye_pose=None) -
 
 
 def sheet(tiles: list[np.ndarray], cols: int) -> Image.Image:
-    rows = [np.concatenate(tiles[i:i + cols], 1) for i in range(0, len(tiles), cols)]
-    return Image.fromarray(np.concatenate(rows, 0))
+    return Image.fromarray(contact_sheet(tiles, cols))
 
 
 def main() -> None:

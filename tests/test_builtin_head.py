@@ -59,6 +59,30 @@ def test_sizes_names_and_validate(data):
     assert v[:, 2].max() > 0.1 and v[:, 2].max() > -v[:, 2].min()
 
 
+def test_proportions_of_an_adult_head(data):
+    from avatar3d.models.builtin.proportions import head_proportions
+
+    p = head_proportions(data.v_template, data.extras["part_ids"], A)
+    # Adult soft-tissue anthropometry: chin-vertex ~0.23 m, breadth ~0.15 m, length 0.19-0.20 m,
+    # pupils near half the head height, neck ~0.11-0.12 m wide and about as deep.
+    assert 0.22 < p["height"] < 0.245, p
+    assert 0.145 < p["breadth"] < 0.16, p
+    assert 0.19 < p["length"] < 0.21, p
+    assert 0.47 < p["eye_height"] < 0.55, p
+    assert 0.105 < p["neck_width"] < 0.125 and 0.105 < p["neck_depth"] < 0.135, p
+    assert 0.65 < p["neck_width"] / p["breadth"] < 0.8, p
+    # A short neck below the chin (a body attaches at the cut), wider at the cut than in the middle.
+    assert 0.06 < p["neck_length"] < 0.10 and p["neck_cut_width"] >= p["neck_width"], p
+
+
+def test_identity_modes_keep_the_neck_cut(data):
+    # A body attaches at the neck cut: no identity mode may move it.
+    cut = data.regions["neck_boundary"]
+    assert np.abs(data.shapedirs[cut]).max() < 1e-9
+    k = data.extras["shape_names"].index("neck_width")
+    assert np.abs(data.shapedirs[:, :, k]).max() > 1e-3  # but the neck above it does change
+
+
 def test_deterministic(data):
     asm = assemble(A)
     np.testing.assert_array_equal(asm.vertices.astype(np.float32), data.v_template)

@@ -6,6 +6,7 @@ differentiable w.r.t. vertices, colours and texture.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -18,7 +19,7 @@ from .camera import intrinsics_from_fov, look_at, world_to_clip
 from .mesh import antialias, interpolate, rasterize, texture
 from .shading import lambert, sh_irradiance, vertex_normals
 
-__all__ = ["render_mesh", "save_image", "framing_camera"]
+__all__ = ["render_mesh", "save_image", "framing_camera", "orbit_camera", "to_uint8", "contact_sheet"]
 
 
 def render_mesh(vertices: Tensor, faces: Tensor, K: Tensor, viewmat: Tensor, width: int, height: int,
@@ -121,3 +122,56 @@ def save_image(img: Tensor, path: Union[str, Path]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path)
     return path
+
+
+def orbit_camera(yaw_deg: float, pitch_deg: float, distance: float, target: Sequence[float], size: int,
+                 fov_deg: float = 20.0) -> tuple[Tensor, Tensor]:
+    """(K (3,3), world->cam (4,4)) of a square OpenCV camera on a sphere around ``target`` (metres), looking at it.
+
+    yaw 0 / pitch 0 is in front of the face (+Z); positive yaw moves towards the subject's left (+X),
+    positive pitch looks from above.
+    """
+    y, p = math.radians(yaw_deg), math.radians(pitch_deg)
+    t = np.asarray(target, np.float64)
+    eye = t + distance * np.array([math.sin(y) * math.cos(p), math.sin(p), math.cos(y) * math.cos(p)])
+    return intrinsics_from_fov(size, size, fov_deg), look_at(eye, t)
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """(H,W,3) or (1,H,W,3) float image in [0,1] -> (H,W,3) uint8 array (row 0 = top)."""
+    a = img.detach().float().cpu()
+    if a.ndim == 4:
+        a = a[0]
+    return (a.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def contact_sheet(images: Sequence[np.ndarray], cols: int = 4, labels: Optional[Sequence[str]] = None,
+                  background: int = 255) -> np.ndarray:
+    """Tile equally sized (H,W,3) uint8 images row-major into one (rows*(H+L), cols*W, 3) uint8 sheet.
+
+    With ``labels`` (one per image) each tile gets an L = 18 px caption strip above it.
+    """
+    if len(images) == 0:
+        raise BadInputError("contact_sheet needs at least one image")
+    if labels is not None and len(labels) != len(images):
+        raise BadInputError(f"contact_sheet got {len(images)} images but {len(labels)} labels")
+    h, w = images[0].shape[:2]
+    if any(im.shape[:2] != (h, w) for im in images):
+        raise BadInputError(f"contact_sheet needs images of one size, got {sorted({im.shape[:2] for im in images})}")
+    lab = 18 if labels is not None else 0
+    rows = (len(images) + cols - 1) // cols
+    out = np.full((rows * (h + lab), cols * w, 3), background, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        y0 = r * (h + lab) + lab
+        out[y0 : y0 + h, c * w : (c + 1) * w] = np.asarray(im)[..., :3]
+    if labels is not None:
+        from PIL import Image, ImageDraw
+
+        pil = Image.fromarray(out)
+        draw = ImageDraw.Draw(pil)
+        for i, text in enumerate(labels):
+            r, c = divmod(i, cols)
+            draw.text((c * w + 4, r * (h + lab) + 3), str(text), fill=(0, 0, 0))
+        out = np.asarray(pil).copy()
+    return out

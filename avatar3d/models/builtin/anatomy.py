@@ -18,8 +18,8 @@ class Anatomy:
 
     crown_y: float = 0.125  #: top of the head
     chin_y: float = -0.105  #: menton (bottom of the chin)
-    neck_cut_y: float = -0.20  #: the open boundary where a body would attach
-    eye_center: tuple = (0.0315, 0.012, 0.064)  #: left eyeball centre (right is mirrored)
+    neck_cut_y: float = -0.19  #: the open boundary where a body would attach
+    eye_center: tuple = (0.0315, 0.012, 0.067)  #: left eyeball centre (right is mirrored)
     eye_radius: float = 0.0120
     lid_radius: float = 0.0134  #: eyelid skin sits on this sphere around the eyeball centre
     eye_half_width: float = 0.0138  #: half the palpebral fissure length
@@ -28,15 +28,15 @@ class Anatomy:
     mouth_y: float = -0.0625  #: stomion (the lip contact line) at the midline
     mouth_z: float = 0.0955
     mouth_half_width: float = 0.0245
-    nose_tip: tuple = (0.0, -0.026, 0.118)
+    nose_tip: tuple = (0.0, -0.026, 0.114)
     subnasale: tuple = (0.0, -0.043, 0.100)
     ray_center: tuple = (0.0, 0.0, -0.005)  #: every head-surface ray starts here (the surface is star-shaped around it)
-    neck_center_z: float = -0.012
-    neck_radii: tuple = (0.051, 0.056)  #: neck half-width (x) and half-depth (z) at the cut
+    neck_center_z: float = -0.030  #: the neck sits behind the ear canal and leans forward going up (as in scans)
+    neck_radii: tuple = (0.060, 0.062)  #: neck half-width (x) and half-depth (z) at the cut
     ear_root: tuple = (0.074, -0.004, -0.008)  #: where the left ear attaches (front of the ear, at the tragus)
     tmj: tuple = (0.0, -0.008, 0.004)  #: jaw hinge axis midpoint (the axis is X)
     skull_base: tuple = (0.0, -0.035, -0.022)  #: neck joint (C1/occipital condyles)
-    neck_base: tuple = (0.0, -0.19, -0.012)  #: root joint
+    neck_base: tuple = (0.0, -0.18, -0.029)  #: root joint
 
     def eye(self, side: int) -> np.ndarray:
         """Eyeball centre for side +1 (left, +X) or -1 (right)."""

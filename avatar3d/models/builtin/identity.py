@@ -45,7 +45,8 @@ def _field(name: str, p: np.ndarray, A: Anatomy) -> np.ndarray:
     elif name == "head_depth":
         d[:, 2] = 0.04 * np.minimum(z + 0.01, 0) * np.clip((y + 0.06) / 0.06, 0, 1)
     elif name == "face_length":
-        d[:, 1] = -0.05 * np.maximum(-y, 0) * np.clip((z + 0.02) / 0.05, 0, 1) * np.clip((y - A.neck_cut_y) / 0.1, 0, 1)
+        # 3.5 % of the depth below the ear canal per std (~3.5 mm at the chin): face-height SD of adults.
+        d[:, 1] = -0.035 * np.maximum(-y, 0) * np.clip((z + 0.02) / 0.05, 0, 1) * np.clip((y - A.neck_cut_y) / 0.1, 0, 1)
     elif name == "nose_length":
         g = _g(p, A.nose_tip, (0.016, 0.022, 0.03))
         d[:, 2] = 0.0035 * g
@@ -77,12 +78,14 @@ def _field(name: str, p: np.ndarray, A: Anatomy) -> np.ndarray:
     elif name == "mouth_width":
         d[:, 0] = 0.0030 * sx * _sym_g(p, A.mouth_line(np.array([A.mouth_half_width]))[0], (0.012, 0.012, 0.02))
     elif name == "neck_width":
-        d[:, 0] = 0.08 * x * np.clip((-0.07 - y) / 0.05, 0, 1)
-        d[:, 2] = 0.06 * (z - A.neck_center_z) * np.clip((-0.07 - y) / 0.05, 0, 1)
+        # Below the jaw only (~7 mm of neck breadth per std); the common fade below keeps the cut itself
+        # unchanged so a body still attaches.
+        w = np.clip((-0.07 - y) / 0.04, 0, 1)
+        d[:, 0] = 0.06 * x * w
+        d[:, 2] = 0.045 * (z - A.neck_center_z) * w
     elif name != "ear_size":
         raise KeyError(name)
-    if name not in ("neck_width",):
-        d *= below_neck[:, None]
+    d *= below_neck[:, None]
     return d
 
 

@@ -26,24 +26,39 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     ax = np.abs(p[:, 0])
     pm = np.stack([ax, p[:, 1], p[:, 2]], 1)  # mirrored: features defined for the left side only
     top = A.crown_y
-    # Cranium: a slightly egg-shaped ellipsoid, wider at the back than at the temples.
-    d = sdf.ellipsoid(x, (0, top - 0.095, -0.012), (0.0765, 0.095, 0.100))
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.035, -0.040), (0.074, 0.075, 0.072)), 0.02)
+    # Cranium: a broad vault whose widest point (the parietal eminences) sits above the ears, plus
+    # a flatter parietal cap so the top reads round-boxy from the front rather than egg-pointed.
+    d = sdf.ellipsoid(x, (0, top - 0.095, -0.016), (0.0775, 0.092, 0.089))
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, top - 0.058, -0.022), (0.064, 0.050, 0.064)), 0.025)
+    # Occiput: the back of the skull bulges behind and below the vault, over the nape.
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.008, -0.044), (0.062, 0.056, 0.059)), 0.02)
     # Face mass (maxilla / mid-face) and forehead front.
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.016, 0.029), (0.058, 0.062, 0.062)), 0.02)
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.045, 0.040), (0.064, 0.050, 0.050)), 0.015)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.016, 0.029), (0.058, 0.060, 0.062)), 0.02)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, 0.045, 0.038), (0.064, 0.052, 0.052)), 0.015)
+    # Temples: fill the hollow between the vault and the cheekbones.
+    d = sdf.smin(d, sdf.ellipsoid(pm, (0.052, 0.022, 0.030), (0.020, 0.030, 0.030)), 0.02)
     # Brow ridge.
     d = sdf.smin(d, sdf.capsule(pm, (0.0, 0.029, 0.078), (0.040, 0.028, 0.066), 0.0105, 0.008), 0.012)
     # Cheekbones and cheeks.
     d = sdf.smin(d, sdf.ellipsoid(pm, (0.046, -0.006, 0.055), (0.020, 0.016, 0.022)), 0.016)
     d = sdf.smin(d, sdf.ellipsoid(pm, (0.032, -0.028, 0.058), (0.018, 0.019, 0.019)), 0.018)
+    # Cheek fat pad: fills the hollow under the cheekbone so the outline runs smoothly to the jaw.
+    d = sdf.smin(d, sdf.ellipsoid(pm, (0.040, -0.030, 0.042), (0.022, 0.024, 0.024)), 0.02)
     # Buccal fill: smooths the face outline from the cheekbones down to the jaw (no jowl bumps).
-    d = sdf.smin(d, sdf.ellipsoid(pm, (0.040, -0.042, 0.030), (0.020, 0.032, 0.030)), 0.02)
-    # Mandible: jaw angle to chin, and the chin itself.
-    d = sdf.smin(d, sdf.capsule(pm, (0.046, -0.055, -0.006), (0.017, -0.088, 0.062), 0.009, 0.010), 0.020)
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.086, 0.071), (0.020, 0.020, 0.018)), 0.014)
-    # Muzzle under the nose (orbicularis oris area) and the lips.
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.056, 0.075), (0.024, 0.021, 0.017)), 0.012)
+    d = sdf.smin(d, sdf.ellipsoid(pm, (0.042, -0.045, 0.022), (0.020, 0.030, 0.032)), 0.02)
+    # Mandible: ramus from the jaw angle (gonion) forward to the chin, and the chin itself.
+    d = sdf.smin(d, sdf.capsule(pm, (0.049, -0.066, -0.004), (0.016, -0.090, 0.060), 0.008, 0.0085), 0.014)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.085, 0.075), (0.018, 0.016, 0.016)), 0.012)
+    # Submental slope: the underside of the chin runs back and down into the throat.
+    d = sdf.smin(d, sdf.capsule(x, (0, -0.089, 0.058), (0, -0.115, 0.030), 0.010, 0.012, scale=(2.2, 1, 1)), 0.015)
+    # Lower face: one broad mass over the dental arches from the mouth corners to the chin, so
+    # the cheeks, the mouth area and the chin read as one surface (no marionette creases).
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.066, 0.050), (0.040, 0.033, 0.034)), 0.02)
+    # Muzzle under the nose (orbicularis oris area); the philtrum, which runs from the subnasale straight
+    # down-forward to the upper lip (no dent under the nose); the mentalis between lower lip and chin; the lips.
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.058, 0.071), (0.028, 0.026, 0.022)), 0.014)
+    d = sdf.smin(d, sdf.capsule(x, np.array(A.subnasale) + (0, -0.004, -0.006), (0, A.mouth_y + 0.008, A.mouth_z - 0.004), 0.006, 0.006, scale=(1.15, 1, 1)), 0.008)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.078, 0.072), (0.019, 0.013, 0.016)), 0.012)
     t = np.clip(ax / 0.026, 0, 1)
     up = sdf.ellipsoid(np.stack([ax, p[:, 1] - (A.mouth_y + 0.0042 - 0.002 * t**2), p[:, 2] - (A.mouth_z - 0.0025 - 0.017 * t**2.2)], 1), (0, 0, 0), (0.025, 0.0058, 0.0080))
     lo = sdf.ellipsoid(np.stack([ax, p[:, 1] - (A.mouth_y - 0.0055 + 0.003 * t**2), p[:, 2] - (A.mouth_z - 0.0040 - 0.017 * t**2.2)], 1), (0, 0, 0), (0.023, 0.0070, 0.0082))
@@ -61,13 +76,16 @@ def head_sdf(p: np.ndarray, A: Anatomy) -> np.ndarray:
     e = np.array(A.eye_center)
     d = sdf.smax(d, -sdf.ellipsoid(pm, e + (0.0, -0.001, 0.015), (0.019, 0.0115, 0.0095)), 0.014)
     d = sdf.smin(d, sdf.sphere(pm, e, A.lid_radius), 0.005)
-    # Neck: an elliptic column blended under the skull; straight below the jaw so the cut is a clean ellipse.
+    # Neck: an elliptic column blended under the skull that leans forward going up, widens a little
+    # towards the cut (the trapezius / shoulder line) and ends in a vertical piece so the cut is a clean ellipse.
     rx, rz = A.neck_radii
-    neck = sdf.capsule(x, (0, -0.085, A.neck_center_z - 0.004), (0, A.neck_cut_y - 0.08, A.neck_center_z), 1.0, scale=(rx, 0.05, rz))
-    d = sdf.smin(d, neck, 0.03)
+    nz = A.neck_center_z
+    neck = sdf.capsule(x, (0, -0.080, nz + 0.010), (0, A.neck_cut_y, nz), 0.90, 1.0, scale=(rx, 0.05, rz))
+    neck = np.minimum(neck, sdf.capsule(x, (0, A.neck_cut_y, nz), (0, A.neck_cut_y - 0.08, nz), 1.0, scale=(rx, 0.05, rz)))
+    d = sdf.smin(d, neck, 0.025)
     # Sternocleidomastoid hint and a slight Adam's-apple/larynx bulge.
-    d = sdf.smin(d, sdf.capsule(pm, (0.040, -0.045, -0.020), (0.022, -0.19, 0.040), 0.011), 0.02)
-    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.138, 0.034), (0.012, 0.015, 0.010)), 0.012)
+    d = sdf.smin(d, sdf.capsule(pm, (0.042, -0.045, -0.022), (0.020, A.neck_cut_y, nz + rz - 0.016), 0.010), 0.02)
+    d = sdf.smin(d, sdf.ellipsoid(x, (0, -0.130, 0.027), (0.011, 0.014, 0.010)), 0.012)
     return d
 
 
