@@ -12,7 +12,7 @@ VENV="${AVATAR3D_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 TORCH_VERSION="2.13.0"
 MEDIAPIPE_VERSION="0.10.14"
-APT_PACKAGES=(libusb-1.0-0 libvulkan1 mesa-vulkan-drivers xvfb libegl1 libgl1 libgomp1)
+APT_PACKAGES=(libusb-1.0-0 libvulkan1 mesa-vulkan-drivers xvfb libegl1 libgl1 libgomp1 libxtst6)
 
 log() { printf '\033[1m[avatar3d setup]\033[0m %s\n' "$*" >&2; }
 

@@ -150,3 +150,102 @@ def test_embedding_is_cached(ict):
     lf, lb = E.compute_mediapipe_embedding(data.v_template, data.faces, vertex_colors=region_colors(data), eyeball_masks=eyes, face_mask=render_face_mask(data))
     assert time.perf_counter() - t < 2.0  # cache hit: no rendering / MediaPipe
     np.testing.assert_array_equal(lf, data.lmk_faces)
+
+
+# ----------------------------------------------------------------------------- eyelids (issue #4)
+EYE_CONTOUR = (*E.UPPER_LID, *E.LOWER_LID, *E.EYE_CORNERS)
+
+
+def _lid_and_eyeball() -> tuple[np.ndarray, np.ndarray, int]:
+    """A flat 'lid' sheet (z = 0, 40 x 40 mm) with a 20 x 8 mm eye opening, and an eyeball sphere behind it.
+
+    Returns vertices (V, 3), faces (F, 3) and the number of lid triangles (the eyeball's come after)."""
+    n, h = 80, 0.0005
+    xs = np.arange(n + 1) * h - 0.02
+    gx, gy = np.meshgrid(xs, xs, indexing="ij")
+    v_lid = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
+    f = []
+    for i in range(n):
+        for j in range(n):
+            cx, cy = xs[i] + h / 2, xs[j] + h / 2
+            if abs(cx) < 0.01 and abs(cy) < 0.004:
+                continue  # the eye opening
+            a, b, c, d = i * (n + 1) + j, (i + 1) * (n + 1) + j, i * (n + 1) + j + 1, (i + 1) * (n + 1) + j + 1
+            f += [[a, b, c], [b, d, c]]
+    f_lid = np.array(f)
+    v_eye, f_eye = _sphere(24, 0.012)
+    v = np.vstack([v_lid, v_eye + [0.0, 0.0, -0.013]])  # eyeball front 1 mm behind the lid
+    return v, np.vstack([f_lid, f_eye + len(v_lid)]), len(f_lid)
+
+
+def test_lid_points_on_the_eyeball_snap_to_their_own_lid_margin():
+    v, f, n_lid = _lid_and_eyeball()
+    eyeball_tri = np.arange(len(f)) >= n_lid
+    view = E.View(centre=(0.0, 0.0, 0.0), distance=0.3, focal=4000.0, width=400, height=400)
+    p = np.full((478, 3), [0.5, 0.5, 0.0])  # off the mesh: rays miss, so those points are left alone
+    # the right eye's contour just inside the opening (on the eyeball); 159 already on the lid skin
+    for k in E.UPPER_LID[7:]:
+        p[k] = (0.008 * np.sin(k), 0.0035, 0.0)
+    for k in E.LOWER_LID[7:]:
+        p[k] = (0.008 * np.sin(k), -0.0035, 0.0)
+    p[159] = (0.0, 0.0047, 0.0)
+    p[33], p[133] = (-0.0095, 0.0, 0.0), (0.0095, 0.0, 0.0)
+    p[[263, 362]] = (0.07, 0.0, 0.0)  # the other eye, for the inter-ocular distance
+    p[468] = (0.0, 0.0, 0.0)  # iris centre: on the eyeball, must stay
+    det = E.project(p, view)
+    scene = E._Scene(v, f, np.arange(len(f)))
+    tri, bary, _ = scene.cast(view.rays(det))
+    before = tri.copy(), bary.copy()
+    assert eyeball_tri[tri[[33, 133, 468, *E.UPPER_LID[7:], *E.LOWER_LID[7:]]]].sum() == 2 + 1 + 13  # 159 is on the lid
+    E._snap_lids_off_eyeballs(scene, view, det, tri, bary, eyeball_tri)
+    q = E.embedding_points(v, f, np.maximum(tri, 0), bary)
+    for k in set(E.UPPER_LID[7:]) - {159}:
+        assert not eyeball_tri[tri[k]] and 0.004 - 1e-6 <= q[k, 1] < 0.0045, (k, q[k])  # the upper margin, not past it
+        assert abs(q[k, 0] - p[k, 0]) < 1e-4  # walked straight up
+    for k in E.LOWER_LID[7:]:
+        assert not eyeball_tri[tri[k]] and -0.0045 < q[k, 1] <= -0.004 + 1e-6, (k, q[k])
+    for k, sx in ((33, -1), (133, 1)):  # corners: the nearest lid skin, outside the opening's end
+        assert not eyeball_tri[tri[k]] and sx * q[k, 0] >= 0.01 - 1e-6 and np.linalg.norm(q[k, :2] - p[k, :2]) < 0.001
+    assert tri[159] == before[0][159] and tri[468] == before[0][468]  # lid skin and iris untouched
+    np.testing.assert_array_equal(tri[263], before[0][263])
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    from avatar3d.models import load_head_model
+
+    m = load_head_model("builtin")
+    if not m.has_landmarks:
+        pytest.skip("built-in head has no landmark embedding (MediaPipe unavailable)")
+    return m
+
+
+def _on_eyeball(faces: np.ndarray, lmk_faces: np.ndarray, eye_left: np.ndarray, eye_right: np.ndarray) -> np.ndarray:
+    return (eye_left | eye_right)[np.asarray(faces)[np.asarray(lmk_faces)]].any(1)
+
+
+def test_builtin_eye_contours_are_on_the_lids_and_follow_blinks(builtin):
+    m = builtin
+    on_eye = _on_eyeball(m.faces.numpy(), m.lmk_faces.numpy(), m.region("eye_left").numpy(), m.region("eye_right").numpy())
+    assert not on_eye[list(EYE_CONTOUR)].any(), [k for k in EYE_CONTOUR if on_eye[k]]
+    assert on_eye[468:].all()  # iris points stay on the eyeballs
+    with torch.no_grad():
+        rest = m().landmarks[0].numpy()
+        pose = torch.zeros(1, m.num_joints, 3)
+        pose[0, [m.joint_names.index("eye_left"), m.joint_names.index("eye_right")], 0] = 0.3  # both eyes look down
+        rolled = m(pose=pose).landmarks[0].numpy()
+        for name, upper in (("eyeBlinkLeft", E.UPPER_LID[:7]), ("eyeBlinkRight", E.UPPER_LID[7:])):
+            closed = m(expression=m.expression_vector({name: 1.0})).landmarks[0].numpy()
+            drop = (rest[list(upper), 1] - closed[list(upper), 1]) * 1000
+            # every upper-lid point closes with the lid (the lateral three did not move at all when
+            # they sat on the eyeball); the ones near the inner corner move least
+            assert drop.min() > 0.5 and np.sort(drop)[-5:].min() > 3.0, (name, np.round(drop, 2))
+    moved = np.linalg.norm(rolled - rest, axis=1) * 1000
+    assert moved[list(EYE_CONTOUR)].max() < 1e-3 and moved[468:].min() > 1.0  # eye rotation moves irises only
+
+
+def test_ict_eye_contours_are_on_the_lids(ict):
+    _, data = ict
+    on_eye = _on_eyeball(data.faces, data.lmk_faces, data.regions["eye_left"], data.regions["eye_right"])
+    assert not on_eye[list(EYE_CONTOUR)].any(), [k for k in EYE_CONTOUR if on_eye[k]]
+    assert on_eye[468:].all()

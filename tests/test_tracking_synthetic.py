@@ -5,16 +5,24 @@ lighting, room background, sensor noise, H.264) is rendered through 24 frames of
 expressions and head motion, then tracked by exactly what ``avatar3d track`` runs (video decode,
 MediaPipe in video mode, crop, segmentation, landmark fitting with the focal length estimated).
 
-Two of the six animated expressions are not asserted at 0.9, on purpose and with the reason
-measured by ``benchmarks/bench_tracking.py --synthetic-only`` (rendered with and without each
-expression, everything else equal, through MediaPipe): ``browInnerUp`` moves MediaPipe's points by
-only 0.25-0.37 of the true landmark motion at any head turn, about 2-3 px here, which is below the
+Two of the six animated expressions are not asserted at 0.9 from landmarks alone, on purpose and
+with the reason measured by ``benchmarks/bench_tracking.py --synthetic-only`` (rendered with and
+without each expression, everything else equal, through MediaPipe): ``browInnerUp`` moves
+MediaPipe's points by only a fraction of the true landmark motion, about 2-3 px here, near the
 detector's pose-dependent disagreement with the embedding (~3% of the inter-ocular distance);
-``mouthSmileLeft`` peaks at the largest turn away from that mouth corner (reported gain 0.42 versus
-0.83 turned towards it) while the open jaw, which MediaPipe also under-reports, is still closing;
-the fit then explains the cheek and lower-lid motion it does see with cheekSquintLeft (whose
-fitted curve correlates 0.92 with the true smile). Both correlate about -0.15 to -0.3 with the
-truth; the test only checks they stay in range.
+``mouthSmileLeft`` peaks at the largest turn away from that mouth corner while the open jaw, which
+MediaPipe also under-reports, is still closing. With the built-in head of the 'look-head' merge the
+landmark fit reaches about 0.87 (brow) and 0.45 (left smile); the previous head gave -0.14 / -0.28.
+
+Photometric refinement (``avatar3d track --photometric``, tested below on the same clip) sees the
+brow in the pixels: browInnerUp rises to about 0.97 and is asserted at 0.9. The left smile it does
+not recover (0.40-0.47), measured in /work/notes (h_synth2 report): started from the true
+expressions the same refinement keeps them (all six >= 0.99, 1.1 mm), so the truth is a stable
+point of the objective, but from the landmark fit, which explains the left smile by shifting the
+mouth (mouthRight + mouthStretchRight ~0.19 each), its per-frame changes there stay below 0.03;
+putting the true smile into the refined fit lowers those frames' image error by only 0.05-0.13 of
+~7 grey levels, too weak a pull against the landmark term and the priors at 128 px. A
+coarse-to-fine (blurred residual) schedule lowered the image error 5% but not this.
 
 The 2 mm holds for this clip's identity (seed 0), not for every identity: with seeds 1-3 the same
 tracker gives 2.3, 2.6 and 2.9 mm, dominated by the identity recovered from landmarks (1.5, 2.1 and
@@ -31,6 +39,8 @@ from avatar3d.tracking.metrics import jitter
 
 #: Expressions the detections carry well enough for correlation >= 0.9 (see the module docstring).
 VISIBLE = ("jawOpen", "mouthSmileRight", "mouthPucker", "eyeBlinkLeft")
+#: ... and those the photometric refinement carries to >= 0.9 (the brow from the pixels).
+VISIBLE_PHOTOMETRIC = VISIBLE + ("browInnerUp",)
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +125,41 @@ def test_builtin_inner_lips_are_embedded_on_their_own_lip():
     up, lo = lip_opening_mm(m)
     assert (lo > 10).all(), lo  # the built-in jawOpen drops the lower lip by ~25 mm
     assert (up < 0.5 * lo.min()).all(), up
+
+
+@pytest.fixture(scope="module")
+def refined(tracked, tmp_path_factory):
+    """The same clip through ``avatar3d track --photometric``, resuming the landmark run's capture and fit."""
+    import shutil
+
+    from avatar3d.models import load_head_model
+    from avatar3d.tracking.metrics import compare_to_ground_truth
+    from avatar3d.tracking.pipeline import TrackOptions, track
+    from avatar3d.tracking.sequence import TrackedSequence
+
+    truth = tracked["truth"]
+    dst = tmp_path_factory.mktemp("synthetic_gt_photometric") / "track"
+    shutil.copytree(truth["path"].parent.parent / "track", dst)  # resume: capture and landmark fit are reused
+    summary = track(truth["path"], dst, TrackOptions(model="builtin", photometric=True, resume=True, overlay=False, progress=False))
+    seq = TrackedSequence.load(dst)
+    report = compare_to_ground_truth(load_head_model("builtin"), seq.shape, seq.expression, seq.pose, seq.transl, truth)
+    return dict(summary=summary, sequence=seq, report=report)
+
+
+def test_photometric_refinement_recovers_the_brow(tracked, refined):
+    before, after, s = tracked["report"], refined["report"], refined["summary"]
+    c0, c1 = before["corr"], after["corr"]
+    msg = (f"RMS {before['rms_all_mm']:.3f} -> {after['rms_all_mm']:.3f} mm; image error {s['photometric_error_landmark_only']:.3f} -> "
+           f"{s['photometric_error_refined']:.3f}; corr " + ", ".join(f"{k} {c0[k]:.3f} -> {c1[k]:.3f}" for k in c1))
+    print(msg)
+    assert s["photometric_fallback"] is False, msg  # the refinement won the fair comparison
+    assert s["photometric_error_refined"] < s["photometric_error_landmark_only"], msg
+    assert after["rms_all_mm"] < before["rms_all_mm"] + 0.02, msg  # pixels must not cost geometry
+    low = {k: round(c1[k], 3) for k in VISIBLE_PHOTOMETRIC if not c1[k] >= 0.9}
+    assert not low, f"photometric expression correlation below 0.9: {low}; {msg}"
+    # What the pixels add over the landmarks: the brow motion MediaPipe under-reports.
+    assert c1["browInnerUp"] > c0["browInnerUp"] + 0.03, msg
+    # Not recovered (module docstring): only checked not to get much worse.
+    assert c1["mouthSmileLeft"] > c0["mouthSmileLeft"] - 0.15, msg
+    # Per-frame changes stay small and smooth: the fitted landmarks do not jitter more than the landmark fit's.
+    assert s["jitter_fitted_px"] < tracked["summary"]["jitter_fitted_px"] * 1.1 + 0.05, msg

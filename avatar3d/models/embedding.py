@@ -50,7 +50,7 @@ IRIS_RADIUS_M = 0.0059
 #: (yaw, pitch) in degrees of the renders combined by default: frontal plus small turns.
 DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-12.0, 0.0), (12.0, 0.0), (0.0, -8.0), (0.0, 8.0))
 IBUG68_TABLE_PATH = ASSETS / "mediapipe_to_ibug68.json"
-_EMBED_VERSION = 5  # bump when the algorithm changes (invalidates cached embeddings)
+_EMBED_VERSION = 6  # bump when the algorithm changes (invalidates cached embeddings)
 _INVALID = np.uint32(0xFFFFFFFF)
 #: MediaPipe's inner-lip contour, upper and lower halves, as vertically aligned pairs (corners 78/308 excluded).
 UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
@@ -62,6 +62,10 @@ MOUTH_CORNER_PAIRS = ((61, 291), (76, 306), (62, 292), (78, 308))
 #: Midline landmarks (nose tip and bridge, lips, chin) used to find the mesh's mirror plane.
 MIDLINE = (1, 4, 5, 6, 168, 197, 195, 0, 13, 14, 17, 152)
 LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 77, 90, 180, 85, 16, 315, 404, 320, 307, 96, 89, 179, 86, 15, 316, 403, 319, 325)
+#: MediaPipe's eye contours (FACEMESH_LEFT_EYE / _RIGHT_EYE): upper lid, lower lid (corners excluded), corners.
+UPPER_LID = (466, 388, 387, 386, 385, 384, 398, 246, 161, 160, 159, 158, 157, 173)
+LOWER_LID = (249, 390, 373, 374, 380, 381, 382, 7, 163, 144, 145, 153, 154, 155)
+EYE_CORNERS = (263, 362, 33, 133)
 
 
 # ----------------------------------------------------------------------------- camera + ray casting
@@ -329,6 +333,65 @@ def _snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: "_Scene", view
     return snapped
 
 
+# ----------------------------------------------------------------------------- eyelids
+def _eye_of(k: int) -> tuple[int, ...]:
+    """The contour (upper, lower lid and corners) of the eye that landmark ``k`` belongs to."""
+    left = (263, 362, *UPPER_LID[:7], *LOWER_LID[:7])  # MediaPipe's LEFT_EYE: the subject's left
+    return left if k in left else tuple(i for i in (*EYE_CORNERS, *UPPER_LID, *LOWER_LID) if i not in left)
+
+
+def _snap_lids_off_eyeballs(scene: "_Scene", view: View, det: np.ndarray, tri: np.ndarray, bary: np.ndarray, eyeball_tri: np.ndarray) -> None:
+    """Move eye-contour landmarks whose hit lies on an eyeball onto their lid's margin, in place.
+
+    MediaPipe's lid contour is the boundary between lid and eyeball, and a pixel inside it is enough
+    for the ray to hit the eyeball: the point then follows the eye joint instead of the lid, and the
+    tracker explains a blink by rolling the eyes. From the landmark we walk away from the eye opening
+    (upper lid: up in the image, lower lid: down, corners: away from the eye's centre) and take the
+    first pixel that hits something other than an eyeball: the margin of the point's own lid. A point
+    with no lid within reach gets ``tri = -1`` (this view then gives no candidate for it).
+    ``eyeball_tri``: (F,) bool triangles of the eyeballs (any vertex on one).
+    """
+    iod = float(np.linalg.norm(det[[33, 133]].mean(0) - det[[263, 362]].mean(0)))
+    if not iod > 0:
+        return
+    steps = np.arange(0.25, 0.12 * iod, 0.25)  # up to ~7 mm from the point: an open eye is ~10 mm high
+    for group, dy in ((UPPER_LID, -1.0), (LOWER_LID, 1.0), (EYE_CORNERS, 0.0)):
+        for k in group:
+            if tri[k] < 0 or not eyeball_tri[tri[k]]:
+                continue
+            d = np.array([0.0, dy]) if dy else det[k] - det[list(_eye_of(k))].mean(0)
+            d /= max(float(np.linalg.norm(d)), 1e-9)
+            # A corner is where both lids meet, so the nearest lid may be above, below or outside it.
+            turns = (0.0,) if dy else (0.0, -np.pi / 4, np.pi / 4, -np.pi / 2, np.pi / 2)
+            best = (len(steps), -1, None)
+            for a in turns:
+                da = np.array([np.cos(a) * d[0] - np.sin(a) * d[1], np.sin(a) * d[0] + np.cos(a) * d[1]])
+                t, b, _ = scene.cast(view.rays(det[k] + steps[:, None] * da))
+                lid = np.flatnonzero((t >= 0) & ~eyeball_tri[np.maximum(t, 0)])  # misses (gaps) are skipped
+                if len(lid) and lid[0] < best[0]:
+                    best = (lid[0], t[lid[0]], b[lid[0]])
+            tri[k] = best[1]
+            if best[2] is not None:
+                bary[k] = best[2]
+
+
+def _lids_off_eyeballs_by_proximity(v: np.ndarray, f: np.ndarray, ids: np.ndarray, eyeball_tri: np.ndarray, out_f: np.ndarray,
+                                    out_b: np.ndarray) -> None:
+    """Last resort, in place: an eye-contour point still on an eyeball goes to the closest lid surface point."""
+    import open3d as o3d
+
+    for k in (*UPPER_LID, *LOWER_LID, *EYE_CORNERS):
+        if not eyeball_tri[out_f[k]]:
+            continue
+        q = embedding_points(v, f, out_f[k:k + 1], out_b[k:k + 1])
+        near = ids[~eyeball_tri[ids] & (np.linalg.norm(v[f[ids]].mean(1) - q, axis=1) < 0.008)]
+        if len(near) == 0:
+            continue
+        cp = _Scene(v, f, near).scene.compute_closest_points(o3d.core.Tensor(q.astype(np.float32)))
+        uv = cp["primitive_uvs"].numpy()[0].astype(np.float64)
+        out_f[k], out_b[k] = near[int(cp["primitive_ids"].numpy()[0])], (1 - uv[0] - uv[1], uv[0], uv[1])
+
+
 # ----------------------------------------------------------------------------- the embedding
 def embedding_points(vertices: np.ndarray, faces: np.ndarray, lmk_faces: np.ndarray, lmk_bary: np.ndarray) -> np.ndarray:
     """(N, 3) surface points of an embedding on (V, 3) vertices."""
@@ -420,6 +483,8 @@ def compute_mediapipe_embedding(
 
     ids = np.flatnonzero(fm_mask) if fm_mask is not None else np.arange(len(f))
     scene = _Scene(v, f, ids)
+    # eyeball triangles: no eye-contour landmark may stay on them (see _snap_lids_off_eyeballs)
+    eye_tri = None if eyes is None else np.logical_or.reduce(eyes)[f].any(1)
     normals = _face_normals(v, f)
     lo, hi = v[f[ids]].reshape(-1, 3).min(0), v[f[ids]].reshape(-1, 3).max(0)
     box = np.stack([lo, hi])
@@ -444,6 +509,8 @@ def compute_mediapipe_embedding(
             rays = view.rays(det)
             tri, bary, _ = scene.cast(rays)
             cand_snap.append(_snap_lips_to_their_side(v, f, scene, view, det, tri, bary))
+            if eye_tri is not None:
+                _snap_lids_off_eyeballs(scene, view, det, tri, bary, eye_tri)
             ok = tri >= 0
             # keep only hits on surfaces facing the camera (grazing hits jump between layers)
             facing = np.zeros(len(tri), bool)
@@ -483,6 +550,7 @@ def compute_mediapipe_embedding(
 
     _symmetric_mouth_corners(v, f, ids, out_f, out_b)
     if eyes is not None:
+        _lids_off_eyeballs_by_proximity(v, f, ids, eye_tri, out_f, out_b)
         if len(eyes) != 2:
             raise BadInputError(f"eyeball_masks must be two (V,) masks, got {len(eyes)}")
         _geometric_irises(v, f, eyes, fm_mask, frontal_det, frontal_view, out_f, out_b)
