@@ -249,3 +249,28 @@ def test_ict_eye_contours_are_on_the_lids(ict):
     on_eye = _on_eyeball(data.faces, data.lmk_faces, data.regions["eye_left"], data.regions["eye_right"])
     assert not on_eye[list(EYE_CONTOUR)].any(), [k for k in EYE_CONTOUR if on_eye[k]]
     assert on_eye[468:].all()
+
+
+def test_bad_eyeball_masks_are_one_sentence():
+    v, f = _sphere()
+    with pytest.raises(BadInputError, match="eyeball_masks must be two"):
+        E.compute_mediapipe_embedding(v, f, eyeball_masks=[np.zeros(len(v), bool)])
+    with pytest.raises(BadInputError, match="vertex masks"):
+        E.compute_mediapipe_embedding(v, f, eyeball_masks=[np.zeros(3, bool), np.zeros(3, bool)])
+
+
+def test_last_resort_moves_a_lid_point_to_the_closest_lid_skin():
+    v, f, n_lid = _lid_and_eyeball()
+    eyeball_tri = np.arange(len(f)) >= n_lid
+    # an embedding with 159 on the eyeball's front (just behind the upper part of the opening)
+    scene = E._Scene(v, f, np.arange(n_lid, len(f)))
+    t, b, _ = scene.cast(np.array([[0.0, 0.0035, 0.1, 0.0, 0.0, -1.0]]))
+    out_f, out_b = np.full(478, n_lid), np.tile([1.0, 0.0, 0.0], (478, 1))
+    out_f[0] = 0  # a non-contour point on the eyeball region is not touched
+    out_f[159], out_b[159] = t[0], b[0]
+    q0 = E.embedding_points(v, f, out_f[159:160], out_b[159:160])[0]
+    E._lids_off_eyeballs_by_proximity(v, f, np.arange(len(f)), eyeball_tri, out_f, out_b)
+    q = E.embedding_points(v, f, out_f[159:160], out_b[159:160])[0]
+    assert not eyeball_tri[out_f[159]] and abs(q[2]) < 1e-9  # on the lid sheet
+    assert np.linalg.norm(q - q0) < 0.002 and q[1] >= 0.004 - 1e-6  # the nearby upper margin
+    assert out_f[0] == 0 and out_f[100] == n_lid

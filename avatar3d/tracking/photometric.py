@@ -72,7 +72,7 @@ class PhotometricConfig:
     lr_texture: float = 0.03
     lr_texture_joint: float = 0.005  #: stage 2: low, so geometry (not albedo) absorbs misalignment
     lr_sh: float = 0.02
-    lr_expression: float = 0.03
+    lr_expression: float = 0.05  #: per step; 0.01 capped the change at ~0.06 in 12 steps, so a brow the landmarks missed stayed missed
     lr_rotation: float = 0.002  #: radians
     lr_transl: float = 0.0004  #: metres
     w_silhouette: float = 0.5

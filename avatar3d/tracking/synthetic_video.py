@@ -24,7 +24,8 @@ import torch
 from ..models.base import HeadModel
 from .camera import front_camera
 
-__all__ = ["ANIMATED", "render_sequence", "track_ground_truth", "detector_response", "phone_focal", "directional_sh"]
+__all__ = ["ANIMATED", "render_sequence", "track_ground_truth", "refine_ground_truth", "detector_response", "phone_focal",
+           "directional_sh"]
 
 #: Expressions animated in the synthetic performance (ARKit names; those a model has are used).
 ANIMATED = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "mouthPucker", "eyeBlinkLeft")
@@ -235,6 +236,35 @@ def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: 
     report = compare_to_ground_truth(m, seq.shape, seq.expression, seq.pose, seq.transl, truth)
     report.update(focal=float(summary["focal_px_source"]), focal_true=float(truth["focal"]))
     return dict(truth=truth, summary=summary, sequence=seq, report=report)
+
+
+def refine_ground_truth(tracked: dict, out_dir: str | Path, model: str = "builtin") -> dict:
+    """Run ``avatar3d track --photometric`` on a :func:`track_ground_truth` result and compare with the truth.
+
+    The landmark run's tracking directory is copied to ``out_dir`` and resumed with photometric
+    refinement (the capture and the landmark fit are reused, exactly as the command does when
+    ``--photometric`` is added to a finished run), so both results start from one landmark fit.
+
+    Returns:
+        dict with ``summary`` (its ``photometric_*`` entries: fair image errors, fallback, CPU
+        s/frame), ``sequence`` and ``report`` (:func:`compare_to_ground_truth`), like the input.
+    """
+    import shutil
+
+    from ..models import load_head_model
+    from .metrics import compare_to_ground_truth
+    from .pipeline import TrackOptions, track
+    from .sequence import TrackedSequence
+
+    truth = tracked["truth"]
+    src, dst = Path(truth["path"]).parent.parent / "track", Path(out_dir)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    summary = track(truth["path"], dst, TrackOptions(model=model, photometric=True, resume=True, overlay=False, progress=False))
+    seq = TrackedSequence.load(dst)
+    report = compare_to_ground_truth(load_head_model(model), seq.shape, seq.expression, seq.pose, seq.transl, truth)
+    return dict(summary=summary, sequence=seq, report=report)
 
 
 class _Mp4Writer:
