@@ -74,9 +74,9 @@ def synthetic_section(work: Path, summary: dict, num_frames: int = 24) -> None:
     t0 = time.perf_counter()
     r = track_ground_truth(work / "synthetic", "builtin", num_frames=num_frames)
     wall = time.perf_counter() - t0
-    # The same landmark fit resumed with `--photometric` (second column of the table).
-    p = refine_ground_truth(r, work / "synthetic" / "track_photometric")
-    rep, s, prep, ps = r["report"], r["summary"], p["report"], p["summary"]
+    # The same landmark fit refined with the `--photometric` settings (second column of the table).
+    p = refine_ground_truth(r)
+    rep, s, prep, pr = r["report"], r["summary"], p["report"], p["result"]
     m = load_head_model("builtin")
     face = m.region("face").numpy()
     with torch.no_grad():
@@ -93,11 +93,11 @@ def synthetic_section(work: Path, summary: dict, num_frames: int = 24) -> None:
           f"{np.median(prms):.2f} / {prms.max():.2f} mm (frame {prep['worst_frame']}) | |")
     print(f"| identity alone (neutral, fitted vs true shape) | {rep['identity_rms_mm']:.2f} mm | (shape not refined) | mean face: {ref:.2f} mm |")
     print(f"| focal length | {rep['focal']:.0f} px | | true {rep['focal_true']:.0f} px |")
-    print(f"| landmark NME / jitter fitted vs detected | {s['nme_mean'] * 100:.2f} % / {s['jitter_fitted_px']:.2f} vs {s['jitter_detected_px']:.2f} px "
-          f"| {ps['nme_mean'] * 100:.2f} % / {ps['jitter_fitted_px']:.2f} px | |")
-    print(f"| masked image error, fair baseline vs refined (grey levels, 128 px) | {ps['photometric_error_landmark_only']:.3f} | "
-          f"{ps['photometric_error_refined']:.3f} (fallback: {ps['photometric_fallback']}) | |")
-    print(f"| photometric CPU s/frame (with baseline) | | {ps['photometric_cpu_s_per_frame']:.2f} | 0.5 |")
+    print(f"| landmark NME / jitter fitted vs detected | {s['nme_mean'] * 100:.2f} % / {s['jitter_fitted_px']:.2f} vs {s['jitter_detected_px']:.2f} px | | |")
+    print(f"| masked image error, fair baseline vs refined (grey levels, 128 px) | {pr.error_landmark_only:.3f} | "
+          f"{pr.error_refined:.3f} (fallback: {pr.fallback}) | |")
+    cpu = pr.timings["cpu_total"] / len(pr.expression)
+    print(f"| photometric CPU s/frame (with baseline) | | {cpu:.2f} | 0.5 |")
     for k, v in rep["corr"].items():
         bm, br = rep["best_match"][k]
         note = "" if bm == k else f" (best-correlated fitted expression: {bm}, {br:.2f})"
@@ -119,8 +119,8 @@ def synthetic_section(work: Path, summary: dict, num_frames: int = 24) -> None:
     summary["synthetic"] = dict(rms_all_mm=rep["rms_all_mm"], rms_mm_median=float(np.median(rms)), rms_mm_max=float(rms.max()),
                                 worst_frame=rep["worst_frame"], identity_rms_mm=rep["identity_rms_mm"], mean_face_rms_mm=ref,
                                 focal=rep["focal"], focal_true=rep["focal_true"], corr=rep["corr"], detector_response=rows, wall_s=wall,
-                                photometric=dict(rms_all_mm=prep["rms_all_mm"], corr=prep["corr"],
-                                                 **{k: v for k, v in ps.items() if k.startswith("photometric_")}))
+                                photometric=dict(rms_all_mm=prep["rms_all_mm"], corr=prep["corr"], error_baseline=pr.error_landmark_only,
+                                                 error_refined=pr.error_refined, fallback=pr.fallback, cpu_s_per_frame=cpu))
 
 
 def main() -> int:

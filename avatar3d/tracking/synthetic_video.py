@@ -238,33 +238,42 @@ def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: 
     return dict(truth=truth, summary=summary, sequence=seq, report=report)
 
 
-def refine_ground_truth(tracked: dict, out_dir: str | Path, model: str = "builtin") -> dict:
-    """Run ``avatar3d track --photometric`` on a :func:`track_ground_truth` result and compare with the truth.
+def refine_ground_truth(tracked: dict, config=None, model: str = "builtin") -> dict:
+    """Photometric refinement of a :func:`track_ground_truth` result, compared with the truth.
 
-    The landmark run's tracking directory is copied to ``out_dir`` and resumed with photometric
-    refinement (the capture and the landmark fit are reused, exactly as the command does when
-    ``--photometric`` is added to a finished run), so both results start from one landmark fit.
+    Does what ``avatar3d track --photometric`` does after the landmark fit (crops and masks at the
+    render size, intrinsics and detected landmarks rescaled to it) but with ``config``
+    (:class:`~avatar3d.tracking.photometric.PhotometricConfig`, default: the command's), so a
+    caller can e.g. switch the fallback off to measure what the refinement itself recovers.
 
     Returns:
-        dict with ``summary`` (its ``photometric_*`` entries: fair image errors, fallback, CPU
-        s/frame), ``sequence`` and ``report`` (:func:`compare_to_ground_truth`), like the input.
+        dict with ``result`` (:class:`~avatar3d.tracking.photometric.PhotometricResult`) and
+        ``report`` (:func:`compare_to_ground_truth` of the refined parameters).
     """
-    import shutil
+    import cv2
 
+    from ..capture.stage import CaptureResult
     from ..models import load_head_model
     from .metrics import compare_to_ground_truth
-    from .pipeline import TrackOptions, track
-    from .sequence import TrackedSequence
+    from .photometric import PhotometricConfig, refine_photometric
 
-    truth = tracked["truth"]
-    src, dst = Path(truth["path"]).parent.parent / "track", Path(out_dir)
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    summary = track(truth["path"], dst, TrackOptions(model=model, photometric=True, resume=True, overlay=False, progress=False))
-    seq = TrackedSequence.load(dst)
-    report = compare_to_ground_truth(load_head_model(model), seq.shape, seq.expression, seq.pose, seq.transl, truth)
-    return dict(summary=summary, sequence=seq, report=report)
+    cfg = config or PhotometricConfig()
+    out = Path(tracked["truth"]["path"]).parent.parent / "track"
+    seq, cap = tracked["sequence"], CaptureResult.load(out / "capture.npz")
+    r = int(cfg.resolution)
+    s = r / cap.resolution
+    imgs = np.stack([cv2.resize(cv2.imread(str(out / "images" / f"{n}.png"))[..., ::-1], (r, r), interpolation=cv2.INTER_AREA)
+                     for n in cap.names])
+    masks = np.stack([cv2.resize(cv2.imread(str(out / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE), (r, r), interpolation=cv2.INTER_AREA)
+                      for n in cap.names])
+    K = seq.K.copy()
+    K[:, :2] *= s
+    K[:, :2, 2] += 0.5 * s - 0.5  # pixel-centre convention under scaling
+    lm = cap.landmarks[..., :2] * s + 0.5 * s - 0.5
+    m = load_head_model(model)
+    pr = refine_photometric(m, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K, seq.world_to_cam[0], cfg)
+    report = compare_to_ground_truth(m, seq.shape, pr.expression, pr.pose, pr.transl, tracked["truth"])
+    return dict(result=pr, report=report)
 
 
 class _Mp4Writer:
