@@ -102,6 +102,28 @@ def _overlay_frames(model, seq: TrackedSequence, cap: CaptureResult, fitted: np.
             yield frames[k]
 
 
+def photometric_inputs(out: Path, cap: CaptureResult, K: np.ndarray, resolution: int):
+    """Crops, masks, intrinsics and detected landmarks of a tracking directory at ``resolution``.
+
+    Returns images (N, r, r, 3) uint8 RGB, masks (N, r, r) uint8, K (N, 3, 3) scaled to the
+    resolution, landmarks (N, 478, 2) px. Loads at the render resolution from the start, so memory
+    stays small for long videos.
+    """
+    import cv2
+
+    r = int(resolution)
+    s = r / cap.resolution
+    imgs = np.stack([cv2.resize(cv2.imread(str(out / "images" / f"{n}.png"))[..., ::-1], (r, r), interpolation=cv2.INTER_AREA)
+                     for n in cap.names])
+    masks = np.stack([cv2.resize(cv2.imread(str(out / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE), (r, r), interpolation=cv2.INTER_AREA)
+                      for n in cap.names])
+    K = np.array(K, copy=True)
+    K[:, :2] *= s
+    K[:, :2, 2] += 0.5 * s - 0.5  # pixel-centre convention under scaling
+    lm = cap.landmarks[..., :2] * s + 0.5 * s - 0.5
+    return imgs, masks, K, lm
+
+
 def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Path, progress: bool):
     """Refine ``seq`` photometrically; saves params (with lighting) and ``albedo.png``."""
     import cv2
@@ -111,18 +133,7 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Pat
     from .photometric import PhotometricConfig, refine_photometric
 
     cfg = PhotometricConfig()
-    r = cfg.resolution
-    s = r / cap.resolution
-    # Work at the render resolution from the start: memory stays small for long videos.
-    imgs = np.stack([cv2.resize(cv2.imread(str(out / "images" / f"{n}.png"))[..., ::-1], (r, r), interpolation=cv2.INTER_AREA)
-                     for n in cap.names])
-    masks = np.stack([cv2.resize(cv2.imread(str(out / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE), (r, r), interpolation=cv2.INTER_AREA)
-                      for n in cap.names])
-    K = seq.K.copy()
-    K[:, :2] *= s
-    K[:, 0, 2] += 0.5 * s - 0.5  # pixel-centre convention under scaling
-    K[:, 1, 2] += 0.5 * s - 0.5
-    lm = cap.landmarks[..., :2] * s + 0.5 * s - 0.5
+    imgs, masks, K, lm = photometric_inputs(out, cap, seq.K, cfg.resolution)
     pr = refine_photometric(model, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K,
                             seq.world_to_cam[0], cfg, progress=progress)
     seq.expression, seq.pose, seq.transl = pr.expression.astype(np.float32), pr.pose.astype(np.float32), pr.transl.astype(np.float32)
@@ -141,7 +152,7 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Pat
                          "photometric_frames_improved": float(np.mean(pr.errors_refined < pr.errors_landmark_only)),
                          "photometric_fallback": pr.fallback,
                          "photometric_cpu_s_per_frame": pr.timings["cpu_total"] / seq.num_frames,
-                         "photometric_resolution": r}
+                         "photometric_resolution": cfg.resolution}
 
 
 def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOptions] = None) -> dict:

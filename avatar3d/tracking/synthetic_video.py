@@ -250,26 +250,16 @@ def refine_ground_truth(tracked: dict, config=None, model: str = "builtin") -> d
         dict with ``result`` (:class:`~avatar3d.tracking.photometric.PhotometricResult`) and
         ``report`` (:func:`compare_to_ground_truth` of the refined parameters).
     """
-    import cv2
-
     from ..capture.stage import CaptureResult
     from ..models import load_head_model
     from .metrics import compare_to_ground_truth
     from .photometric import PhotometricConfig, refine_photometric
+    from .pipeline import photometric_inputs
 
     cfg = config or PhotometricConfig()
     out = Path(tracked["truth"]["path"]).parent.parent / "track"
     seq, cap = tracked["sequence"], CaptureResult.load(out / "capture.npz")
-    r = int(cfg.resolution)
-    s = r / cap.resolution
-    imgs = np.stack([cv2.resize(cv2.imread(str(out / "images" / f"{n}.png"))[..., ::-1], (r, r), interpolation=cv2.INTER_AREA)
-                     for n in cap.names])
-    masks = np.stack([cv2.resize(cv2.imread(str(out / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE), (r, r), interpolation=cv2.INTER_AREA)
-                      for n in cap.names])
-    K = seq.K.copy()
-    K[:, :2] *= s
-    K[:, :2, 2] += 0.5 * s - 0.5  # pixel-centre convention under scaling
-    lm = cap.landmarks[..., :2] * s + 0.5 * s - 0.5
+    imgs, masks, K, lm = photometric_inputs(out, cap, seq.K, cfg.resolution)
     m = load_head_model(model)
     pr = refine_photometric(m, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K, seq.world_to_cam[0], cfg)
     report = compare_to_ground_truth(m, seq.shape, pr.expression, pr.pose, pr.transl, tracked["truth"])
