@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from avatar3d.capture.stage import run_capture  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
 from avatar3d.paths import shared_data_dir  # noqa: E402
-from avatar3d.tracking.camera import project  # noqa: E402
+from avatar3d.tracking.camera import project_landmarks  # noqa: E402
 from avatar3d.tracking.fitting import CropCameras, fit_landmarks  # noqa: E402
 from avatar3d.tracking.metrics import jitter, nme  # noqa: E402
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric  # noqa: E402
@@ -118,9 +118,7 @@ def main() -> int:
             pr = refine_photometric(model, imgs, masks, cap.landmarks, cap.valid, fit.shape, fit.expression, fit.pose, fit.transl,
                                     fit.K, fit.world_to_cam, cfg)
             n = cap.num_frames
-            with torch.no_grad():
-                o = model(f32(fit.shape)[None].expand(n, -1), f32(pr.expression), f32(pr.pose), f32(pr.transl))
-                lm = project(o.landmarks, f32(fit.K), f32(fit.world_to_cam))[0].numpy()
+            lm = project_landmarks(model, fit.shape, pr.expression, pr.pose, pr.transl, fit.K, fit.world_to_cam)
             n0, n1 = nme(fit.landmarks, cap.landmarks, cap.valid), nme(lm, cap.landmarks, cap.valid)
             j0, j1 = jitter(fit.landmarks), jitter(lm)
             t_all = pr.timings["total"] / n

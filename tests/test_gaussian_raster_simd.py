@@ -19,16 +19,9 @@ import torch
 
 from avatar3d.render import gaussians as G
 from avatar3d.render.gaussians import rasterize_gaussians
+from test_gaussian_raster import cpu_ext  # noqa: F401  (shared fixture)
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def cpu_ext():
-    ext = G._cpu_ext()
-    if ext is None:
-        pytest.fail(f"the CPU Gaussian extension failed to build: {G.extension_error('a3d_gs_cpu')}")
-    return ext
 
 
 def shell_scene(N: int, W: int, H: int, opacity=(0.9, 0.99), thin: bool = False, seed: int = 0):

@@ -11,7 +11,7 @@ import torch
 
 from avatar3d.errors import BadInputError
 from avatar3d.models import load_head_model
-from avatar3d.tracking.camera import front_camera, project
+from avatar3d.tracking.camera import front_camera, project, project_landmarks
 from avatar3d.tracking.metrics import jitter, nme
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric
 from avatar3d.tracking.photometric_render import HeadRenderer, white_sh
@@ -127,10 +127,7 @@ def test_refinement_beats_landmark_only_on_real_video(video, videos_dir, tmp_pat
     fit = fit_landmarks(builtin, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
     pr = refine_photometric(builtin, imgs, masks, cap.landmarks, cap.valid, fit.shape, fit.expression, fit.pose, fit.transl, fit.K,
                             fit.world_to_cam, PhotometricConfig())
-    n = cap.num_frames
-    with torch.no_grad():
-        o = builtin(f32(fit.shape)[None].expand(n, -1), f32(pr.expression), f32(pr.pose), f32(pr.transl))
-        lm = project(o.landmarks, f32(fit.K), f32(fit.world_to_cam))[0].numpy()
+    lm = project_landmarks(builtin, fit.shape, pr.expression, pr.pose, pr.transl, fit.K, fit.world_to_cam)
     # Fair baseline: same appearance optimisation (own albedo + SH), geometry frozen at the landmark fit.
     n0, n1 = nme(fit.landmarks, cap.landmarks, cap.valid), nme(lm, cap.landmarks, cap.valid)
     j0, j1 = jitter(fit.landmarks), jitter(lm)

@@ -11,8 +11,7 @@ from avatar3d.viewer import fastshade
 from avatar3d.viewer.fastshade import display_curve, front_facing
 from avatar3d.viewer.params import HeadParams, apply_settings
 from avatar3d.viewer.scene import Lighting
-from test_viewer_headless import _region_mask, renderer, toy  # noqa: F401  (shared fixtures: one renderer per process)
-from test_viewer_toy import FOREHEAD_Y, JAW_REGION_Y
+from test_viewer_headless import _mouth_and_forehead, renderer, toy  # noqa: F401  (shared fixtures: one renderer per process)
 
 
 def _frames(r, params, lighting):
@@ -60,10 +59,7 @@ def test_interactive_frames_follow_sliders_and_lights(toy, renderer):
     try:
         neutral = renderer.render(p0)
         opened = renderer.render(apply_settings(toy, p0, {"jawOpen": 1.0}))
-        v = toy.v_template.numpy()
-        front = v[:, 2] > 0.04
-        mouth = _region_mask(v[front & (v[:, 1] < JAW_REGION_Y - 0.02)], renderer)
-        forehead = _region_mask(v[front & (v[:, 1] > FOREHEAD_Y)], renderer)
+        mouth, forehead = _mouth_and_forehead(toy, renderer)
         diff = np.abs(neutral.astype(float) - opened.astype(float)).mean(2)
         assert diff[mouth].mean() > 8.0 and diff[forehead].mean() < 0.5
         renderer.render(p0)

@@ -54,14 +54,18 @@ def _region_mask(points: np.ndarray, r: HeadlessRenderer, radius: int = 3) -> np
     return m.astype(bool)
 
 
+def _mouth_and_forehead(toy, r: HeadlessRenderer) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) bool masks around the toy head's front mouth/jaw and forehead vertices."""
+    v = toy.v_template.numpy()
+    front = v[:, 2] > 0.04
+    return _region_mask(v[front & (v[:, 1] < JAW_REGION_Y - 0.02)], r), _region_mask(v[front & (v[:, 1] > FOREHEAD_Y)], r)
+
+
 def test_jaw_open_changes_the_mouth_not_the_forehead(toy, renderer, out_dir):
     p0 = HeadParams.neutral(toy)
     neutral = renderer.render(p0, Lighting())
     opened = renderer.render(apply_settings(toy, p0, {"jawOpen": 1.0}))
-    v = toy.v_template.numpy()
-    front = v[:, 2] > 0.04
-    mouth = _region_mask(v[front & (v[:, 1] < JAW_REGION_Y - 0.02)], renderer)
-    forehead = _region_mask(v[front & (v[:, 1] > FOREHEAD_Y)], renderer)
+    mouth, forehead = _mouth_and_forehead(toy, renderer)
     diff = np.abs(neutral.astype(float) - opened.astype(float)).mean(2)
     Image.fromarray(np.concatenate([neutral, opened], 1)).save(out_dir / "viewer_jaw.png")
     assert mouth.sum() > 200 and forehead.sum() > 200

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["R_MODEL_TO_CV", "front_camera", "project", "cv_to_gl_c2w", "look_at_world_to_cam"]
+__all__ = ["R_MODEL_TO_CV", "front_camera", "project", "project_landmarks", "cv_to_gl_c2w", "look_at_world_to_cam"]
 
 #: Rotation taking model-frame directions to OpenCV camera directions for a camera on +Z facing -Z.
 R_MODEL_TO_CV = np.diag([1.0, -1.0, -1.0])
@@ -60,6 +60,24 @@ def project(points: Tensor, K: Tensor, world_to_cam: Tensor, eps: float = 1e-6) 
     u = uv[..., 0] * fx[..., None] + cx[..., None]
     v = uv[..., 1] * fy[..., None] + cy[..., None]
     return torch.stack([u, v], -1), z
+
+
+def project_landmarks(model, shape: np.ndarray, expression: np.ndarray, pose: np.ndarray, transl: np.ndarray,
+                      K: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:
+    """Pixel positions of a head model's landmarks for per-frame parameters (no gradients).
+
+    Args:
+        model: a :class:`~avatar3d.models.base.HeadModel`. shape: (S,) shared identity.
+        expression: (N, E). pose: (N, J, 3) axis-angle. transl: (N, 3) metres.
+        K: (N, 3, 3) or (3, 3) pixels. world_to_cam: (N, 4, 4) or (4, 4).
+    Returns:
+        (N, L, 2) float32 pixel coordinates (OpenCV: pixel centres at integers).
+    """
+    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    n = len(expression)
+    with torch.no_grad():
+        out = model(f(shape)[None].expand(n, -1), f(expression), f(pose), f(transl))
+        return project(out.landmarks, f(K), f(world_to_cam))[0].numpy()
 
 
 def cv_to_gl_c2w(world_to_cam: np.ndarray) -> np.ndarray:

@@ -127,9 +127,8 @@ def photometric_inputs(out: Path, cap: CaptureResult, K: np.ndarray, resolution:
 def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Path, progress: bool):
     """Refine ``seq`` photometrically; saves params (with lighting) and ``albedo.png``."""
     import cv2
-    import torch
 
-    from .camera import project
+    from .camera import project_landmarks
     from .photometric import PhotometricConfig, refine_photometric
 
     cfg = PhotometricConfig()
@@ -140,11 +139,7 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Pat
     seq.lighting = pr.sh.astype(np.float32)
     seq.save(out)
     cv2.imwrite(str(out / "albedo.png"), (pr.albedo[..., ::-1] * 255).astype(np.uint8))
-    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-    with torch.no_grad():
-        o = model(f(seq.shape)[None].expand(seq.num_frames, -1), f(seq.expression), f(seq.pose), f(seq.transl))
-        fitted, _ = project(o.landmarks, f(seq.K), f(seq.world_to_cam[0]))
-    fitted = fitted.numpy()
+    fitted = project_landmarks(model, seq.shape, seq.expression, seq.pose, seq.transl, seq.K, seq.world_to_cam[0])
     np.save(out / "fitted_landmarks.npy", fitted)
     # Grey levels (0..255) at the refinement's render size; the landmark-only number is the fair
     # baseline (same appearance optimisation with geometry frozen at the landmark fit).
