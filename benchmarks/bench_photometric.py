@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_photometric.py [--videos d0,d3,...] [--models builtin,ict] [--frames 40] [--fps 10]
-                                           [--out DIR]
+                                           [--out DIR] [--reference GIT_REV]
 
 For every video and model: capture a clip (``--frames`` frames sampled at ``--fps``), fit landmarks,
 then run :func:`avatar3d.tracking.photometric.refine_photometric` with its fair baseline (the same
@@ -18,6 +18,12 @@ one table row per video x model:
   torch thread, so CPU time is the wall time on an idle core: the shared machine inflates wall
   time), next to the landmark fit's seconds per frame on the same clip (the named reference, same run).
 
+``--reference GIT_REV`` (e.g. ``HEAD~1``) also runs the refinement of that revision of this
+repository (``git archive`` into a temporary folder, run in a subprocess) on the same clip and
+landmark fit, alternating with the current code, and prints a second table: seconds per frame
+all-in (with the fair baseline, what the user waits for) and refinement-only, wall and CPU, current
+vs reference with their ratio, and both image-error reductions.
+
 ``--out`` keeps the clips and writes ``before_after_<video>_<model>.png`` (crop | landmark-only
 render | refined render | error maps x4) and ``bench_photometric.json``.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +55,38 @@ from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric 
 from avatar3d.tracking.photometric_render import HeadRenderer  # noqa: E402
 
 f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+
+#: Runs one refinement with the ``avatar3d`` of another source tree (argv: tree, inputs .npz, model spec, output .json).
+_REF_SCRIPT = """
+import json, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+torch.set_num_threads(1)
+from avatar3d.models import load_head_model
+from avatar3d.render.mesh import rasterize
+from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric
+rasterize(torch.zeros(1, 3, 4), torch.zeros(1, 3, dtype=torch.int32), (8, 8))  # load the extension before timing
+a = np.load(sys.argv[2])
+model = load_head_model(sys.argv[3])
+pr = refine_photometric(model, a["images"], a["masks"], a["landmarks"], a["valid"], a["shape"], a["expression"], a["pose"],
+                        a["transl"], a["K"], a["world_to_cam"], PhotometricConfig())
+json.dump(dict(timings=pr.timings, error_landmark_only=pr.error_landmark_only, error_refined=pr.error_refined),
+          open(sys.argv[4], "w"))
+"""
+
+
+def reference_tree(rev: str, dest: Path) -> Path:
+    """Export revision ``rev`` of this repository into ``dest`` (``git archive``) and return it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
+    return dest
+
+
+def per_frame(timings: dict, n: int) -> tuple[float, float, float, float]:
+    """(wall all-in, wall refinement-only, CPU all-in, CPU refinement-only) seconds per frame."""
+    return (timings["total"] / n, (timings["total"] - timings.get("baseline", 0.0)) / n, timings["cpu_total"] / n,
+            (timings["cpu_total"] - timings.get("cpu_baseline", 0.0)) / n)
 
 
 def before_after_png(path: Path, model, imgs: np.ndarray, masks: np.ndarray, fit, pr, size: int = 192, rows: int = 3) -> None:
@@ -87,6 +126,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=40, help="frames per clip")
     ap.add_argument("--fps", type=float, default=10.0, help="sampling rate of the clip (spreads it over the video)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--reference", default=None, help="git revision whose refinement to time alongside (e.g. HEAD~1)")
     args = ap.parse_args()
     data = shared_data_dir()
     if data is None:
@@ -97,6 +137,11 @@ def main() -> int:
     specs = {"builtin": "builtin", "ict": f"ict={data / 'ict-facekit-light.tar.xz'}"}
     models = {m: load_head_model(specs.get(m, m)) for m in args.models.split(",") if m}
     cfg = PhotometricConfig()
+    from avatar3d.render.mesh import rasterize
+
+    rasterize(torch.zeros(1, 3, 4), torch.zeros(1, 3, dtype=torch.int32), (8, 8))  # load the extension before timing
+    ref_dir = reference_tree(args.reference, work / "reference_tree") if args.reference else None
+    ref_rows = []
     load = os.getloadavg()[0]
     print(f"\n## Photometric refinement ({cfg.resolution} px render of 512 px crops, {cfg.epochs} joint passes x "
           f"{cfg.iters_per_batch} steps, batches of {cfg.batch} frames; clips of {args.frames} frames at {args.fps:g} fps; "
@@ -115,9 +160,22 @@ def main() -> int:
             t0 = time.perf_counter()
             fit = fit_landmarks(model, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
             t_fit = (time.perf_counter() - t0) / cap.num_frames
+            ref = None
+            if ref_dir is not None:  # the reference first, then the current code, on the same inputs
+                inp, res = work / f"inputs_{v}_{mname}.npz", work / f"reference_{v}_{mname}.json"
+                np.savez(inp, images=imgs, masks=masks, landmarks=cap.landmarks, valid=cap.valid, shape=fit.shape,
+                         expression=fit.expression, pose=fit.pose, transl=fit.transl, K=fit.K, world_to_cam=fit.world_to_cam)
+                subprocess.run([sys.executable, "-c", _REF_SCRIPT, str(ref_dir), str(inp), specs.get(mname, mname), str(res)], check=True)
+                ref = json.loads(res.read_text())
             pr = refine_photometric(model, imgs, masks, cap.landmarks, cap.valid, fit.shape, fit.expression, fit.pose, fit.transl,
                                     fit.K, fit.world_to_cam, cfg)
             n = cap.num_frames
+            if ref is not None:
+                new, old = per_frame(pr.timings, n), per_frame(ref["timings"], n)
+                red = lambda a, b: 100 * (b / a - 1)  # noqa: E731
+                ref_rows.append(f"| {v} | {mname} | " + " | ".join(f"{a:.3f} / {b:.3f} ({a / b:.2f})" for a, b in zip(new, old))
+                                + f" | {red(pr.error_landmark_only, pr.error_refined):+.2f}% / "
+                                  f"{red(ref['error_landmark_only'], ref['error_refined']):+.2f}% |")
             lm = project_landmarks(model, fit.shape, pr.expression, pr.pose, pr.transl, fit.K, fit.world_to_cam)
             n0, n1 = nme(fit.landmarks, cap.landmarks, cap.valid), nme(lm, cap.landmarks, cap.valid)
             j0, j1 = jitter(fit.landmarks), jitter(lm)
@@ -135,6 +193,13 @@ def main() -> int:
                                            s_per_frame=t_ref, s_per_frame_with_baseline=t_all, cpu_s_per_frame=c_ref,
                                            cpu_s_per_frame_with_baseline=c_all, fit_s_per_frame=t_fit)
             before_after_png(work / f"before_after_{v}_{mname}.png", model, imgs, masks, fit, pr)
+    if ref_rows:
+        print(f"\n## Current code / reference {args.reference} (same clips and landmark fits, run alternately; "
+              f"load average now {os.getloadavg()[0]:.1f})\n")
+        print("| video | model | wall s/frame all-in: current / reference (ratio) | wall refine-only | CPU all-in | CPU refine-only "
+              "| image error change vs fair baseline: current / reference |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(ref_rows))
     (work / "bench_photometric.json").write_text(json.dumps(summary, indent=1))
     print(f"\n(results and before/after PNGs in {work})")
     return 0

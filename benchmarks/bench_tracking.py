@@ -9,7 +9,8 @@ Prints three tables:
 
 1. stage speed on the first video, each with a named reference measured in the same run:
    detection+landmarks vs plain decoding, batched landmark fitting (frames/s) vs one full-mesh
-   ``HeadModel.forward``+backward per iteration (what fitting without :class:`LandmarkHead` costs);
+   ``HeadModel.forward``+backward per iteration (what fitting without :class:`LandmarkHead` costs)
+   and vs the same fit with the landmark term through autograd (``FitConfig(fused=False)``);
 2. landmark NME (% of inter-ocular distance) and jitter (fitted vs detected, px/frame²) per
    video and model, with the issue's targets (3% ICT, 4% built-in);
 3. the whole ``avatar3d track`` of ``--end-to-end`` video (default d13, 352 frames), wall time;
@@ -41,7 +42,7 @@ from avatar3d.capture.stage import detect_landmarks, run_capture  # noqa: E402
 from avatar3d.capture.video import open_source  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
 from avatar3d.paths import shared_data_dir  # noqa: E402
-from avatar3d.tracking.fitting import CropCameras, fit_landmarks  # noqa: E402
+from avatar3d.tracking.fitting import CropCameras, default_config, fit_landmarks  # noqa: E402
 from avatar3d.tracking.metrics import jitter, nme  # noqa: E402
 from avatar3d.tracking.pipeline import TrackOptions, track  # noqa: E402
 
@@ -179,8 +180,20 @@ def main() -> int:
         per_iter = full_mesh_iteration_time(model, cap.num_frames)
         iters = len(res.losses)
         ref_fps = cap.num_frames / (per_iter * iters)
+        # Second reference: the same fit with the landmark term through autograd instead of its
+        # hand-written backward pass (FitConfig.fused=False; same maths, same iterations).
+        cfg = default_config(model)
+        cfg.fused = False
+        t0 = time.perf_counter()
+        res_ag = fit_landmarks(model, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), cfg, progress=False)
+        ag_fps = cap.num_frames / (time.perf_counter() - t0)
+        same = np.abs(res_ag.landmarks - res.landmarks).max()
         print(f"| landmark fitting, {mname} ({iters} iterations + focal search) | {cap.num_frames / dt:.1f} | "
-              f"{(cap.num_frames / dt) / ref_fps:.1f} x the full-mesh reference ({ref_fps:.2f} frames/s, same iterations) |")
+              f"{(cap.num_frames / dt) / ref_fps:.1f} x the full-mesh reference ({ref_fps:.2f} frames/s, same iterations); "
+              f"{(cap.num_frames / dt) / ag_fps:.2f} x the autograd landmark term ({ag_fps:.1f} frames/s, fitted landmarks within "
+              f"{same:.3f} px) |")
+        summary[f"fit_speed/{mname}"] = dict(fps=cap.num_frames / dt, full_mesh_ref_fps=ref_fps, autograd_ref_fps=ag_fps,
+                                             max_landmark_diff_px=float(same), video=vids[0], iterations=iters)
     # Photometric refinement on the first 16 frames of the first video (ICT, or the first model).
     mname = "ict" if "ict" in models else next(iter(models))
     pdir = work / "photometric"
@@ -211,7 +224,8 @@ def main() -> int:
 
     # ---------------------------------------------------------------- 2. accuracy
     print("\n## Landmark accuracy (NME = mean fitted-vs-detected distance / inter-ocular distance)\n")
-    print("| video | frames | failures | model | NME % (target) | max frame NME % | jitter fitted / detected px | focal px | fit s |")
+    print("| video | frames | failures | model | NME % (target) | max frame NME % | jitter fitted / detected px | focal px | fit s "
+          "(frames/s) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for (mname, v), (res, dt) in fits.items():
         cap = caps[v]
@@ -223,8 +237,9 @@ def main() -> int:
         jf, jd = jitter(res.landmarks), jitter(cap.landmarks[..., :2])
         ok = "ok" if e * 100 <= target else "MISS"
         print(f"| {v} | {cap.num_frames} | {(~cap.valid).sum()} | {mname} | {e * 100:.2f} ({target:.0f}, {ok}) | {per.max() * 100:.2f} | "
-              f"{jf:.2f} / {jd:.2f} | {res.focal:.0f} | {dt:.1f} |")
-        summary[f"{mname}/{v}"] = dict(nme=e, jitter_fitted=jf, jitter_detected=jd, frames=cap.num_frames, fit_s=dt)
+              f"{jf:.2f} / {jd:.2f} | {res.focal:.0f} | {dt:.1f} ({cap.num_frames / dt:.1f}) |")
+        summary[f"{mname}/{v}"] = dict(nme=e, jitter_fitted=jf, jitter_detected=jd, frames=cap.num_frames, fit_s=dt,
+                                       fit_fps=cap.num_frames / dt)
 
     # ---------------------------------------------------------------- 2b. rendered ground truth
     if "builtin" in models and not args.skip_synthetic:

@@ -11,7 +11,8 @@ import torch
 
 from avatar3d.tracking.camera import cv_to_gl_c2w, front_camera, look_at_world_to_cam, project
 from avatar3d.tracking.fitting import CropCameras, FitConfig, fit_landmarks
-from avatar3d.tracking.landmark_model import LandmarkHead
+from avatar3d.models.lbs import batch_rodrigues
+from avatar3d.tracking.landmark_model import LandmarkHead, project_points, projected_landmark_loss
 from avatar3d.tracking.metrics import jitter, nme, rms_after_similarity
 from avatar3d.tracking.outputs import write_metrics, write_transforms
 from avatar3d.tracking.synthetic import make_toy_head, toy_sequence
@@ -59,6 +60,37 @@ def test_landmark_head_matches_full_forward(toy):
     assert torch.allclose(ex, ref.vertices[:, ::97], atol=1e-6)
     # Landmarks blend skinning weights inside a triangle: sub-millimetre even on this coarse mesh.
     assert (lm - ref.landmarks).norm(dim=-1).max() < 5e-4
+
+
+def test_fused_landmark_term_matches_autograd(toy):
+    """The fitting's fused landmark term: same pixels as LandmarkHead + project, same value and gradients as autograd."""
+    N = 5
+    seq = toy_sequence(toy, N, focal=1300.0, noise_px=1.0, seed=1)
+    head = LandmarkHead(toy).double()
+    d = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    shape, w2c = d(seq["shape"]), d(front_camera(0.6))
+    pose = d(seq["pose"]) + 0.05 * torch.randn(N, toy.num_joints, 3, dtype=torch.float64)  # every joint rotated
+    K = d(CropCameras(np.array([[0, 0, 512]] * N), (512, 512), 512).K(1300.0))
+    f, pp = K[:, 0, 0], K[:, :2, 2]
+    R = batch_rodrigues(pose.reshape(-1, 3)).view(N, -1, 3, 3)
+    v = head.rest_points(shape, d(seq["expression"]), R).requires_grad_(True)
+    A = head.camera_transforms(shape, R, d(seq["transl"]), w2c).requires_grad_(True)
+    uv = project_points(v, A, f, pp, head.weights_t)
+    ref, _ = project(head(shape, d(seq["expression"]), pose, d(seq["transl"]))[0], K, w2c)
+    assert (uv - ref).abs().max() < 1e-4  # pixels
+    target, w = d(seq["landmarks"]), torch.rand(uv.shape[1], dtype=torch.float64)
+    args = (pp, target.transpose(1, 2).contiguous(), head.weights_t, w, 1 / 60.0, 0.01)
+    fused = projected_landmark_loss(v, A, f, *args)
+    r2 = ((uv - target) ** 2).sum(-1) / 60.0**2
+    plain = ((torch.sqrt(r2 + 0.01**2) - 0.01) * w).sum(-1)  # the pseudo-Huber term of fitting.py, autograd
+    assert torch.allclose(fused, plain, rtol=1e-10) and fused.min() > 0
+    gw = torch.rand(N, dtype=torch.float64)
+    g_fused = torch.autograd.grad((fused * gw).sum(), (v, A))
+    g_plain = torch.autograd.grad((plain * gw).sum(), (v, A))
+    for a, b in zip(g_fused, g_plain):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-12) and b.abs().max() > 0
+    fc = f.clone().requires_grad_(True)  # and the focal length (fitted when there is no focal search)
+    assert torch.autograd.gradcheck(lambda f_: projected_landmark_loss(v.detach(), A.detach(), f_, *args), (fc,))
 
 
 def test_fit_recovers_synthetic_parameters(toy):

@@ -14,7 +14,7 @@ from avatar3d.models import load_head_model
 from avatar3d.tracking.camera import front_camera, project, project_landmarks
 from avatar3d.tracking.metrics import jitter, nme
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric
-from avatar3d.tracking.photometric_render import HeadRenderer, white_sh
+from avatar3d.tracking.photometric_render import HeadRenderer, RasterCache, SubmeshPoser, white_sh
 
 f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
 
@@ -88,6 +88,84 @@ def test_refinement_recovers_perturbed_geometry_from_pixels(builtin):
     assert pr.error_refined < pr.error_landmark_only
     assert (pr.errors_refined < pr.errors_landmark_only).all()
     assert pr.albedo.shape == (128, 128, 3) and np.isfinite(pr.sh).all()
+
+
+def _posed(model, n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    shape = torch.randn(model.num_shape, generator=g) * 0.5
+    expr = torch.rand(n, model.num_expression, generator=g) * 0.4
+    pose = torch.randn(n, model.num_joints, 3, generator=g) * 0.05
+    pose[:, 0, 1] = torch.linspace(-0.5, 0.5, n)  # turned heads: silhouettes across the face
+    transl = torch.randn(n, 3, generator=g) * 0.005
+    return shape, expr, pose, transl
+
+
+def _check_poser(model, size: int = 64, n: int = 3):
+    shape, expr, pose, transl = _posed(model, n)
+    K = f32(np.repeat(np.array([[1500.0 * size / 512, 0, (size - 1) / 2], [0, 1500.0 * size / 512, (size - 1) / 2], [0, 0, 1]])[None], n, 0))
+    rend = HeadRenderer(model, K, f32(front_camera(0.65)), size, size)
+    assert len(rend.vertex_ids) < model.num_vertices  # the back of the head and the teeth are not posed
+    v, lmk = SubmeshPoser(model, rend.vertex_ids, shape)(expr, pose, transl)
+    with torch.no_grad():
+        out = model(shape[None].expand(n, -1), expr, pose, transl)
+    assert torch.allclose(v, out.vertices[:, rend.vertex_ids], atol=1e-6)
+    assert torch.allclose(lmk, out.landmarks, atol=1e-6)
+    return rend, out.vertices
+
+
+def test_submesh_poser_matches_the_model(builtin):
+    """The sub-mesh posing of the refinement is HeadModel.forward restricted to the drawn vertices."""
+    rend, verts = _check_poser(builtin)
+    # Normals through the sparse incidence matmul = render.shading.vertex_normals on the drawn triangles.
+    from avatar3d.render.shading import vertex_normals
+
+    sub = verts[:, rend.vertex_ids]
+    ref = vertex_normals(sub, rend.faces) @ rend.w2c[:3, :3].T
+    used = torch.unique(rend.faces)
+    assert torch.allclose(rend.normals(verts)[:, used], ref[:, used], atol=1e-5)
+
+
+def test_submesh_poser_matches_the_ict_model(ict_archive):
+    _check_poser(load_head_model(f"ict={ict_archive}"))
+
+
+def test_cached_frozen_geometry_shades_like_the_renderer(builtin):
+    """RasterCache passes (SH basis kept, antialiasing as a sparse linear map) give the images and
+    albedo/lighting gradients of a fresh rasterize -> antialias pass, also after forget()."""
+    n, size = 4, 64
+    shape, expr, pose, transl = _posed(builtin, n, seed=1)
+    K = f32(np.repeat(np.array([[1500.0 * size / 512, 0, (size - 1) / 2], [0, 1500.0 * size / 512, (size - 1) / 2], [0, 0, 1]])[None], n, 0))
+    rend = HeadRenderer(builtin, K, f32(front_camera(0.65)), size, size)
+    poser = SubmeshPoser(builtin, rend.vertex_ids, shape)
+    state = {"expr": expr}
+    verts_fn = lambda idx: poser(state["expr"][idx], pose[idx], transl[idx])[0]  # noqa: E731
+    cache = RasterCache(rend, verts_fn, n)
+    g = torch.Generator().manual_seed(2)
+    tex = torch.rand(32, 32, 3, generator=g)
+    sh = white_sh() + 0.2 * torch.randn(9, 3, generator=g)
+    target = torch.rand(2, size, size, 3, generator=g)
+
+    def image_and_grads(ras):
+        t, s = tex.clone().requires_grad_(True), sh.clone().requires_grad_(True)
+        img, alpha = rend.shade(ras, t, s)
+        ((img - target) ** 2).sum().add(alpha.sum()).backward()
+        return img.detach(), alpha.detach(), t.grad, s.grad
+
+    for idx in (np.arange(1, 3), np.array([0, 3]), np.arange(1, 3)):  # fill, gather, then stored views
+        with torch.no_grad():
+            fresh = rend.raster(verts_fn(idx), idx)
+        want, got = image_and_grads(fresh), image_and_grads(cache(idx))
+        assert (want[1] > 0).any() and (want[1] < 1).any()  # antialiased edges present
+        for w, c in zip(want, got):
+            assert torch.allclose(w, c, atol=2e-5), float((w - c).abs().max())
+    state["expr"] = expr * 0 + 0.8  # new geometry for frame 1 only once forgotten
+    assert torch.equal(cache(np.arange(1, 3))["rast"], cache(np.arange(1, 3))["rast"])
+    before = cache(np.arange(1, 2))["rast"].clone()
+    cache.forget(np.array([1]))
+    after = cache(np.arange(1, 2))["rast"]
+    assert not torch.equal(before, after)
+    with torch.no_grad():
+        assert torch.equal(after, rend.raster(verts_fn(np.arange(1, 2)), np.arange(1, 2))["rast"])
 
 
 def test_bad_inputs_raise_one_clear_error(builtin):

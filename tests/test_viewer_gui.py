@@ -125,3 +125,106 @@ def test_gui_plays_a_tracked_sequence_beside_its_frames(xvfb, tmp_path, out_dir)
     h, w = view.shape[:2]
     assert np.abs(view[h // 2, w // 2] - view[5, 5]).sum() > 60, "no head in the 3D view"
 
+
+
+DRAG_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    import torch
+    torch.set_num_threads(1)
+    import open3d as o3d
+    from test_viewer_toy import toy_head
+    from avatar3d.viewer.app import ViewerApp
+    from avatar3d.viewer.shot import ViewOptions
+    from avatar3d.viewer.source import ViewerSource
+    d = Path(sys.argv[1])
+    app = o3d.visualization.gui.Application.instance
+    app.initialize()
+    v = ViewerApp(ViewerSource(toy_head(), "toy"), ViewOptions())
+    spec = next(s for s in v.specs if s.name == "jawOpen")
+    st = {{"k": 0, "phase": "neutral"}}
+    orig = v._on_tick
+
+    def tick():
+        st["k"] += 1
+        ph = st["phase"]
+        if ph == "neutral" and st["k"] > 30:
+            f, o = v.scene_widget.frame, v.window.os_frame
+            (d / "box").write_text(f"{{o.x + f.x}} {{o.y + f.y}} {{f.width}} {{f.height}}")
+            st["phase"] = "wait_neutral"
+        elif ph == "wait_neutral" and (d / "grabbed_neutral").exists():
+            v._on_slider(spec, 1.0)  # what ImGui calls when the jawOpen slider moves
+            v.SETTLE_S = 1e9  # hold the drag until the screen is grabbed
+            st["phase"], st["t"] = "dragging", time.monotonic()
+        elif ph == "dragging" and time.monotonic() - st["t"] > 1.0:
+            (d / "dragged").write_text(f"{{v._soft_state}} {{int(v.soft_widget.visible)}} {{int(v.scene_widget.visible)}}")
+            st["phase"] = "wait_drag"
+        elif ph == "wait_drag" and (d / "grabbed_drag").exists():
+            v.SETTLE_S = 0.5
+            st["phase"] = "settling"
+        elif ph == "settling" and v._soft_state == "off":
+            st["phase"], st["t"] = "settled", time.monotonic()
+        elif ph == "settled" and time.monotonic() - st["t"] > 1.5:
+            (d / "done").write_text(f"{{v._soft_state}} {{int(v.soft_widget.visible)}} {{int(v.scene_widget.visible)}}")
+            st["phase"] = "wait_done"
+        elif ph == "wait_done" and (d / "grabbed_done").exists():
+            st["phase"] = "quit"
+            app.post_to_main_thread(v.window, v.window.close)
+        return orig()
+
+    v.window.set_on_tick_event(tick)
+    app.run()
+    """
+)
+
+
+def test_gui_slider_drag_draws_software_frames_then_full_quality(xvfb, tmp_path, out_dir):
+    """A slider step in the window: the image widget shows our rasterizer's picture of the new
+    expression (the SceneWidget is hidden); once the slider rests, the full-quality 3D view is back
+    and shows the same expression."""
+    env, screen = xvfb
+    script = tmp_path / "drag.py"
+    script.write_text(DRAG_SCRIPT.format(tests=str(REPO / "tests")))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def wait_for(name: str, timeout: float = 90.0) -> str:
+        t0 = time.time()
+        while not (tmp_path / name).exists():
+            assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")[-2000:]
+            assert time.time() - t0 < timeout, f"the viewer never reached {name!r}"
+            time.sleep(0.05)
+        time.sleep(0.05)
+        return (tmp_path / name).read_text()
+
+    try:
+        x, y, w, h = map(int, wait_for("box").split())
+        time.sleep(1.5)  # the first full-quality frame
+        grab = lambda: read_xwd(screen)[y : y + h, x : x + w].astype(float)  # noqa: E731
+        neutral = grab()
+        (tmp_path / "grabbed_neutral").touch()
+        state = wait_for("dragged").split()
+        dragged = grab()
+        (tmp_path / "grabbed_drag").touch()
+        done_state = wait_for("done").split()
+        settled = grab()
+        (tmp_path / "grabbed_done").touch()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert state == ["shown", "1", "0"], f"while dragging: (state, image widget visible, scene widget visible) = {state}"
+    assert done_state == ["off", "0", "1"], f"after the slider rests: {done_state}"
+    Image.fromarray(np.concatenate([neutral, dragged, settled], 1).astype(np.uint8)).save(out_dir / "viewer_gui_drag.png")
+    moved = np.abs(dragged - neutral).max(2) > 40
+    assert moved.sum() > 300, f"the drag did not change the view ({int(moved.sum())} pixels)"
+    ys = np.nonzero(moved)[0]
+    assert ys.mean() > h * 0.5, "the jaw (lower half of the head) should be what changes"
+    # The software frame and the full-quality frame after it show the same expression.
+    settle_moved = np.abs(settled - neutral).max(2) > 40
+    iou = (moved & settle_moved).sum() / (moved | settle_moved).sum()
+    assert iou > 0.6, f"software frame and full-quality frame disagree on what moved (IoU {iou:.2f})"
+    head = np.abs(settled - settled[5, 5]).sum(2) > 30
+    assert np.abs(dragged - settled)[head].mean() < 15, "software and full-quality frames look different"

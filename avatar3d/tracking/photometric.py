@@ -48,7 +48,7 @@ from torch import Tensor
 from ..errors import BadInputError
 from ..models.base import HeadModel
 from .camera import project
-from .photometric_render import HeadRenderer, backproject_albedo, face_box, masked_errors, white_sh
+from .photometric_render import HeadRenderer, RasterCache, SubmeshPoser, backproject_albedo, face_box, masked_errors, white_sh
 
 __all__ = ["PhotometricConfig", "PhotometricResult", "refine_photometric"]
 
@@ -88,6 +88,7 @@ class PhotometricConfig:
     polish_epochs: int = 1  #: appearance-only passes after smoothing / reverting (the baseline gets them too)
     smooth_passes: int = 2  #: [1,2,1]/4 filter passes over the per-frame changes along time (0: off)
     keep_only_improved: bool = True  #: revert frames whose refined geometry does not lower their image error
+    cache_mb: float = 768.0  #: memory for rasterizations of fixed geometry (landmark fit, final fit) kept across passes; longer clips re-rasterize
     seed: int = 0
 
     def validate(self) -> None:
@@ -264,7 +265,7 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
     f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     Kt, w2c = f32(K), f32(world_to_cam)
     rend = HeadRenderer(model, Kt, w2c, S, r, cfg.region)
-    beta = f32(shape)[None]
+    pose_sub = SubmeshPoser(model, rend.vertex_ids, f32(shape))  # poses only what is drawn, identity blended once
     e0, p0, t0 = f32(expression), f32(pose), f32(transl)
     lm_det, vmask = f32(landmarks), f32(valid)
     iod = (lm_det[:, _EYE_L].mean(1) - lm_det[:, _EYE_R].mean(1)).norm(dim=-1)
@@ -276,23 +277,26 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
     d_e, d_p, d_t = torch.zeros_like(e0), torch.zeros_like(p0), torch.zeros_like(t0)
 
     def verts(idx, de=None, dp=None, dt=None):
-        """(B,V,3) posed vertices and (B,478,3) landmarks of frames idx with changes (default: current ones)."""
+        """(B,Vs,3) posed sub-mesh vertices and (B,478,3) landmarks of frames idx with changes (default: current ones)."""
         de = d_e[idx] if de is None else de
         dp = d_p[idx] if dp is None else dp
         dt = d_t[idx] if dt is None else dt
         e = e0[idx] + de
         if bounded:
             e = e.clamp(lo, hi)
-        out = model(beta.expand(len(idx), -1), e, p0[idx] + dp, t0[idx] + dt)
-        return out.vertices, out.landmarks
+        return pose_sub(e, p0[idx] + dp, t0[idx] + dt)
 
     def verts_init(idx):
-        return model(beta.expand(len(idx), -1), e0[idx], p0[idx], t0[idx]).vertices
+        return pose_sub(e0[idx], p0[idx], t0[idx])[0]
+
+    # The landmark-fit geometry never changes: back-projection, stage 1, the baseline, its polish and
+    # the error checks all draw it, so each frame is rasterized once.
+    init_ras = RasterCache(rend, verts_init, N, cfg.cache_mb * 0.5e6)
 
     # ------------------------------------------------------------------ stage 1: appearance only
     t1 = time.perf_counter()
     with torch.no_grad():
-        tex0 = backproject_albedo(rend, verts_init, img, msk, int(cfg.texture_size), B)
+        tex0 = backproject_albedo(init_ras, img, msk, int(cfg.texture_size), B)
     tex = tex0.clone().requires_grad_(True)
     sh = white_sh().requires_grad_(True)
     opt = torch.optim.Adam([dict(params=[tex], lr=cfg.lr_texture), dict(params=[sh], lr=cfg.lr_sh)])
@@ -313,9 +317,7 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
 
     for _ in range(cfg.appearance_epochs):
         for idx in _chunks(N, B, rng):
-            with torch.no_grad():
-                ras = rend.raster(verts_init(idx), idx)
-            appearance_steps(ras, idx, tex, sh, opt)
+            appearance_steps(init_ras(idx), idx, tex, sh, opt)
     timings["appearance"] = time.perf_counter() - t1
     stage1 = (tex.detach().clone(), sh.detach().clone())
 
@@ -364,9 +366,7 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
                 tex.clamp_(0, 1)
             losses.append(float(loss.detach()))
         if not cfg.refine_geometry:
-            with torch.no_grad():
-                ras = rend.raster(verts_init(idx), idx)
-            appearance_steps(ras, idx, tex, sh, opt)
+            appearance_steps(init_ras(idx), idx, tex, sh, opt)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -380,9 +380,7 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
         btex, bsh = stage1[0].clone().requires_grad_(True), stage1[1].clone().requires_grad_(True)
         bopt = torch.optim.Adam([dict(params=[btex], lr=cfg.lr_texture_joint), dict(params=[bsh], lr=cfg.lr_sh)])
         for idx in schedule:
-            with torch.no_grad():
-                ras = rend.raster(verts_init(idx), idx)
-            appearance_steps(ras, idx, btex, bsh, bopt)
+            appearance_steps(init_ras(idx), idx, btex, bsh, bopt)
         base_app = (btex.detach(), bsh.detach())
         timings["baseline"] = time.perf_counter() - t3
         timings["cpu_baseline"] = time.process_time() - c3
@@ -396,29 +394,31 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
             # the frame-to-frame noise of the changes (jitter) and keeps their slow part.
             for d in (d_e, d_p, d_t):
                 d.copy_(_smooth121(d))
+        # The refined geometry is fixed from here on (but for frames put back below): rasterized once
+        # for the revert check, the polish and the final errors.
+        cur_ras = RasterCache(rend, lambda idx: verts(idx)[0], N, cfg.cache_mb * 0.5e6) if cfg.refine_geometry else init_ras
         if cfg.refine_geometry and cfg.keep_only_improved:
             # A frame keeps its refinement only if, under the refined appearance, it explains the
             # image better than the landmark fit (static or tiny clips give the geometry nothing to
             # gain, and its optimiser noise would only add error). The baseline plays no part here.
-            e_lmk, e_cur = masked_errors(rend, verts_init, app, lambda idx: verts(idx)[0], app, img, msk, B)
+            e_lmk, e_cur = masked_errors(rend, init_ras, app, cur_ras, app, img, msk, B)
             reverted = e_cur > e_lmk
             rv = torch.as_tensor(reverted)
             d_e[rv], d_p[rv], d_t[rv] = 0.0, 0.0, 0.0
+            cur_ras.forget(reverted)
     if cfg.refine_geometry and cfg.polish_epochs > 0:
         # Smoothing and reverting moved the geometry after the albedo last saw it: a short
         # appearance-only pass fits it to the final geometry. The baseline gets the same pass,
         # each continuing its own stage-2 optimiser.
         t5 = time.perf_counter()
         polish = [c for _ in range(cfg.polish_epochs) for c in _chunks(N, B, rng)]
-        branches = [(lambda idx: verts(idx)[0], tex, sh, opt)]
+        branches = [(cur_ras, tex, sh, opt)]
         if cfg.baseline:
-            branches.append((verts_init, btex, bsh, bopt))
-        for k, (vf, tx, shx, op) in enumerate(branches):
+            branches.append((init_ras, btex, bsh, bopt))
+        for k, (rf, tx, shx, op) in enumerate(branches):
             c5 = time.process_time()
             for idx in polish:
-                with torch.no_grad():
-                    ras = rend.raster(vf(idx), idx)
-                appearance_steps(ras, idx, tx, shx, op)
+                appearance_steps(rf(idx), idx, tx, shx, op)
             if k == 1:
                 timings["cpu_baseline"] += time.process_time() - c5
         app = (tex.detach(), sh.detach())
@@ -426,7 +426,7 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
             base_app = (btex.detach(), bsh.detach())
         timings["polish"] = time.perf_counter() - t5
     with torch.no_grad():
-        err_base, err_ref = masked_errors(rend, verts_init, base_app, lambda idx: verts(idx)[0], app, img, msk, B)
+        err_base, err_ref = masked_errors(rend, init_ras, base_app, cur_ras, app, img, msk, B)
         # Sequence-level safety net: when the refined fit does not explain the images better than
         # the landmark fit with the same appearance budget (near-static or very short clips: the
         # geometry has nothing to gain), the landmark fit and the baseline appearance are returned.

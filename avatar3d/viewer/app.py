@@ -48,7 +48,7 @@ class ViewerApp:
     RETRY_S = 0.04  # while interactive, re-request the 3D view at most this often
 
     def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-                 play: bool = False, interactive: bool = True):
+                 play: bool = False, interactive: bool = True, software: bool = True):
         import open3d as o3d
 
         self.o3d, gui, R = o3d, o3d.visualization.gui, o3d.visualization.rendering
@@ -60,6 +60,13 @@ class ViewerApp:
         self.shape_std = self.model.shape_std.detach().cpu().numpy()
         self.frame = opts.frame or 0
         self.interactive = interactive
+        # Interactive frames drawn by our CPU rasterizer into an image widget (see .softview): one
+        # window frame per slider step instead of two. False keeps Filament's interactive frames.
+        self.software = bool(interactive and software)
+        self._soft_state = "off"  # "off" | "shown" (image widget up) | "settling" (full frame rendering behind it)
+        self._swap_tick = 0
+        self._soft_retry = False
+        self.soft_ms = float("nan")
         self.playing = False
         self._play_t0, self._play_f0 = 0.0, 0
         self._dirty = self._light_dirty = False
@@ -85,19 +92,31 @@ class ViewerApp:
         self.head.set_params(self.params)
         self.head.set_display(opts.mode, opts.wireframe, opts.landmarks)  # validates the mode
         self.head.set_lighting(opts.lighting)  # validates the environment name
-        w.add_child(self.scene_widget)
+        self.soft_widget = gui.ImageWidget(o3d.geometry.Image(np.zeros((8, 8, 3), np.uint8)))
+        self.soft_widget.visible = False
+        if self.software:
+            from ..render.backends import get_mesh_backend
+            import torch
+
+            get_mesh_backend("auto", torch.zeros(1, 3, 4))  # load the rasterizer now, not on the first drag
 
         self.image_widget = None
         if source.sequence is not None:
             img = source.frame_image(self.frame)
             self.image_widget = gui.ImageWidget(o3d.geometry.Image(img if img is not None else np.zeros((8, 8, 3), np.uint8)))
-            w.add_child(self.image_widget)
 
         self.panel = gui.ScrollableVert(0.25 * em, gui.Margins(0.5 * em, 0.5 * em, 0.5 * em, 0.5 * em))
         self.sliders: dict[str, object] = {}
         self.status = gui.Label("")
         self._build_panel(em)
+        # The panel is drawn first: ImGui runs slider callbacks while it draws the panel, so the 3D
+        # view and the software picture drawn after it in the same frame already show the change
+        # (drawn before it, they would show it only in the next frame).
         w.add_child(self.panel)
+        w.add_child(self.scene_widget)
+        w.add_child(self.soft_widget)
+        if self.image_widget is not None:
+            w.add_child(self.image_widget)
         w.set_on_layout(self._on_layout)
         w.set_on_tick_event(self._on_tick)
         self.reset_camera()
@@ -229,6 +248,7 @@ class ViewerApp:
             self.scene_widget.frame = self.gui.Rect(r.x + half, r.y, view_w - half, r.height)
         else:
             self.scene_widget.frame = self.gui.Rect(r.x, r.y, view_w, r.height)
+        self.soft_widget.frame = self.scene_widget.frame
 
     def _on_msaa(self, on: bool) -> None:
         self.scene_widget.scene.view.set_antialiasing(on)
@@ -236,6 +256,8 @@ class ViewerApp:
 
     def _on_slider(self, spec, value: float) -> None:
         set_value(spec, self.params, float(value), self.shape_std)
+        if self._software_step(pose=True):
+            return
         if self.interactive:
             # ImGui runs this callback while it builds the frame, before Filament draws it: posing
             # here puts the new head in the very frame that moves the slider knob (waiting for the
@@ -247,11 +269,66 @@ class ViewerApp:
 
     def _on_light(self, attr: str, value) -> None:
         setattr(self.head.lighting, attr, value)
-        if self.interactive and attr in ("azimuth", "elevation", "intensity", "color", "env_rotation", "env_intensity"):
+        drag = attr in ("azimuth", "elevation", "intensity", "color", "env_rotation", "env_intensity")
+        if drag and self._software_step(pose=False):
+            self._light_dirty = True  # the Filament lights follow when the sliders rest
+            return
+        if self.interactive and drag:
             self._light_dirty = True  # the Filament lights (and a re-baked environment) follow on release
             self._drag_frame(self.head._refresh)
         else:
             self._light_dirty = True
+
+    def _software_step(self, pose: bool) -> bool:
+        """Draw a slider step with our CPU rasterizer into the image widget (the Filament scene is
+        left alone until the sliders rest); False when that path is off or cannot draw this state."""
+        if not self.software or not self.head.software_ok or self.head.vertices is None:
+            return False
+        t0 = time.perf_counter()
+        if pose:
+            verts, lmk, _ = self.mesh.pose(self.params)
+            self.head.set_vertices(verts, lmk, update_scene=False)
+        f = self.scene_widget.frame
+        if f.width < 8 or f.height < 8:
+            return False
+        img = self.head.software_frame(f.width, f.height)
+        self.soft_widget.update_image(self.o3d.geometry.Image(img))
+        self.soft_ms = 1000 * (time.perf_counter() - t0)  # posing + drawing + handing over (benchmark)
+        if self._soft_state != "shown":
+            self.soft_widget.visible = True
+            self.scene_widget.visible = False
+            self._soft_state = "shown"
+        self._last_drag = time.monotonic()
+        self._soft_retry = True
+        self.window.post_redraw()
+        return True
+
+    def _settle_software(self) -> bool:
+        """Tick-side end of a software drag: bring the Filament scene up to date at full quality
+        behind the image widget, and a frame later swap the widgets (the scene view's texture is
+        composited one frame after it renders, so swapping at once would flash the old head).
+        True while it still needs frames."""
+        if self._soft_state == "shown" and (time.monotonic() - self._last_drag > self.SETTLE_S or not self.head.software_ok):
+            self.head.set_interactive(False)
+            self.head._refresh()  # the Filament geometry follows the drag's vertices
+            if self._light_dirty:
+                self._light_dirty = False
+                self.head.apply_lighting()
+            self.scene_widget.force_redraw()
+            self._soft_state, self._swap_tick = "settling", self._ticks + 2
+            return True
+        if self._soft_state == "shown" and self._soft_retry and time.monotonic() - self._last_drag > self.RETRY_S:
+            # One more frame shortly after a step: Filament skips a frame while the previous one
+            # is still in flight, and the picture would then wait for the next event. (Not a
+            # steady stream: every window frame costs ~60-110 ms of llvmpipe CPU.)
+            self._soft_retry = False
+            return True
+        if self._soft_state == "settling" and self._ticks >= self._swap_tick:
+            self.scene_widget.visible = True
+            self.soft_widget.visible = False
+            self._soft_state = "off"
+            return True
+        return self._soft_state == "settling"
 
     def _drag_frame(self, update) -> None:
         """Draw the change with an interactive frame (see :mod:`.fastshade`); the tick handler
@@ -319,6 +396,8 @@ class ViewerApp:
 
     def _on_screenshot(self, path: Optional[str] = None) -> None:
         path = path or f"avatar3d_view_{time.strftime('%Y%m%d_%H%M%S')}.png"
+        if self._soft_state == "shown":
+            self.head._refresh()  # the Filament scene lags a software drag: catch it up first
 
         def done(img):
             from PIL import Image
@@ -340,8 +419,11 @@ class ViewerApp:
                 self._show_frame(f)
         if self._dirty:
             self._dirty = False
-            self.head.set_params(self.params)
+            if not self._software_step(pose=True):  # (playback, resets, parameter files)
+                self.head.set_params(self.params)
             redraw = True
+        if self._soft_state != "off":
+            redraw = self._settle_software() or redraw
         settled = not self.head.interactive or time.monotonic() - self._last_drag > self.SETTLE_S
         now = time.monotonic()
         if self.head.interactive and not settled and now - self._last_retry > self.RETRY_S:

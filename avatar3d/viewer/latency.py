@@ -31,7 +31,7 @@ from .xvfb import ScreenReader, VirtualDisplay
 __all__ = ["measure_gui_latency"]
 
 # Control block shared by the benchmark and the viewer process (float64 slots of a small file).
-READY, VIEW_X, VIEW_Y, VIEW_W, VIEW_H, SL_X, SL_Y, SL_W, SL_H, QUIT, FAST = range(11)
+READY, VIEW_X, VIEW_Y, VIEW_W, VIEW_H, SL_X, SL_Y, SL_W, SL_H, QUIT, FAST, CB_T, CB_N, CB_MS = range(14)
 _CTRL_LEN = 16
 
 
@@ -79,6 +79,19 @@ def _cpu_ns(pids: list[int]) -> int:
             except (OSError, ValueError, IndexError):
                 pass
     return total
+
+
+def _wait_idle(pids: list[int], quiet_s: float = 0.06, timeout: float = 3.0) -> None:
+    """Wait until ``pids`` use less than 10% of a core for ``quiet_s`` (their frames are done)."""
+    t0 = time.monotonic()
+    c, t = _cpu_ns(pids), time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        time.sleep(0.01)
+        c1, t1 = _cpu_ns(pids), time.monotonic()
+        if c1 - c > 0.1 * 1e9 * (t1 - t):
+            c, t = c1, t1
+        elif t1 - t > quiet_s:
+            return
 
 
 def _changed(a: np.ndarray, b: np.ndarray, min_pixels: int) -> bool:
@@ -129,14 +142,26 @@ def _closer_to(cur: np.ndarray, target: np.ndarray, other: np.ndarray, mask: np.
     return int(np.abs(c - target[mask]).sum()) < int(np.abs(c - other[mask]).sum())
 
 
-def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout_s: float = 240.0, log=None) -> dict:
+PATHS = ("software", "filament", "full")
+
+
+def measure_gui_latency(source: str, steps: int = 16, path: str = "software", size: Optional[tuple[int, int]] = None,
+                        timeout_s: float = 240.0, log=None) -> dict:
     """Move a slider of ``avatar3d view SOURCE`` ``steps`` times (presses on its track); latencies in ms.
 
-    ``fast`` picks the viewer's interactive path (default) or the full-quality path for every
-    frame (the reference). Result: ``dict(latency=[ms...], median, p90, timeouts, view=(w, h),
-    cpu_to_frame)`` where ``cpu_to_frame`` is the median CPU ms (viewer + X server, all threads) from
-    the mouse press to the changed frame: a load-independent measure of the work per step.
+    ``path`` picks how the viewer draws slider steps: ``"software"`` (the default viewer: our CPU
+    rasterizer into an image widget, :mod:`.softview`), ``"filament"`` (Filament's interactive
+    frames in the 3D view, :mod:`.fastshade`; the viewer's previous default) or ``"full"`` (every
+    step at full quality; the original viewer). ``size`` (w, h) overrides the default window size.
+
+    Result: ``dict(latency=[ms...], median, p90, timeouts, undelivered, view=(w, h), cpu_to_frame,
+    callback_ms)``: ``cpu_to_frame`` is the median CPU ms (viewer + X server, all threads) from the
+    press to the changed frame, a load-independent measure of the work per step; ``callback_ms`` the
+    median time the viewer spent in the slider callback (posing, and for "software" drawing the
+    picture); ``undelivered`` counts presses whose slider event never reached the viewer.
     """
+    if path not in PATHS:
+        raise ValueError(f"unknown viewer path {path!r}; expected one of: {', '.join(PATHS)}")
     with tempfile.TemporaryDirectory(prefix="avatar3d_latency_") as tmp:
         tmp = Path(tmp)
         ctrl_path = tmp / "ctrl"
@@ -144,7 +169,9 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
         ctrl[:] = 0
         ctrl.flush()
         with VirtualDisplay(tmp / "fb") as disp:
-            cmd = [sys.executable, "-m", "avatar3d.viewer.latency", "--child", str(ctrl_path), source, "--fast" if fast else "--full"]
+            cmd = [sys.executable, "-m", "avatar3d.viewer.latency", "--child", str(ctrl_path), source, "--path", path]
+            if size is not None:
+                cmd += ["--size", f"{int(size[0])}x{int(size[1])}"]
             child = subprocess.Popen(cmd, env=disp.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             xt: Optional[_XTest] = None
             try:
@@ -184,11 +211,15 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
                     raise Avatar3DError(f"dragging the slider does not visibly change the view ({int(mask.sum())} pixels)")
                 lat: list[float] = []
                 cpu_seen: list[float] = []
+                cb_ms: list[float] = []
+                undelivered = 0
                 pids = [child.pid, disp.proc.pid]  # the viewer and the X server (it copies each presented frame)
                 for i in range(steps):
                     target, other = refs[i % 2], refs[1 - i % 2]
                     xt.move(xs[i % 2], y)
-                    time.sleep(0.05)  # the pointer's arrival is not part of the step
+                    # The pointer's arrival is not part of the step: the hover frame it triggers
+                    # (~100-250 ms of llvmpipe work) would otherwise compete with the press.
+                    _wait_idle(pids)
                     if _closer_to(screen.grab(*box), target, other, mask):
                         # The last step's change never arrived (or arrived late): re-sync so this
                         # step starts from the other state instead of counting a stale frame.
@@ -199,8 +230,9 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
                         time.sleep(1.0)
                         _wait_still(screen, box, 0.8)
                         xt.move(xs[i % 2], y)
-                        time.sleep(0.05)
+                        _wait_idle(pids)
                     c0 = _cpu_ns(pids)
+                    n0 = int(ctrl[CB_N])
                     t_sent = time.monotonic()
                     # Press and hold until the frame is seen (ImGui can lose a short click that lands
                     # while a slow frame renders), then release.
@@ -210,13 +242,18 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
                         cpu_seen.append((_cpu_ns(pids) - c0) / 1e6)
                     xt.button(False)
                     lat.append(1000 * (seen - t_sent) if seen is not None else float("nan"))
+                    delivered = int(ctrl[CB_N]) > n0
+                    undelivered += not delivered
+                    if delivered:
+                        cb_ms.append(float(ctrl[CB_MS]))
+                    if log:
+                        cb = f"slider callback {1000 * (ctrl[CB_T] - t_sent):.1f} ms after the press, took {ctrl[CB_MS]:.1f} ms" if delivered else "slider event not delivered"
+                        log(f"  step {i + 1}: {lat[-1]:.1f} ms ({cpu_seen[-1] if seen else float('nan'):.1f} CPU ms to the frame; {cb})")
                     # Let the viewer finish the step (its full-quality frame comes SETTLE_S after the
                     # last change and takes a while on a busy CPU) before the next press.
                     if i + 1 < steps:
                         time.sleep(1.0)
                         _wait_still(screen, box, 0.8)
-                    if log:
-                        log(f"  step {i + 1}: {lat[-1]:.1f} ms ({cpu_seen[-1] if seen else float('nan'):.1f} CPU ms to the frame)")
                 ctrl[QUIT] = 1
                 ctrl.flush()
                 child.wait(60)
@@ -228,13 +265,15 @@ def measure_gui_latency(source: str, steps: int = 16, fast: bool = True, timeout
                     child.wait()
         ok = [x for x in lat if x == x]
         if not ok:
-            raise Avatar3DError("the viewer never showed a slider change (latency probe timed out on every step)")
+            why = f"{undelivered} of {len(lat)} slider events never reached the viewer" if undelivered else "the events reached it"
+            raise Avatar3DError(f"the viewer never showed a slider change (latency probe timed out on every step; {why})")
         return dict(latency=lat, median=statistics.median(ok), p90=float(np.percentile(ok, 90)), timeouts=len(lat) - len(ok),
-                    view=(box[2], box[3]), cpu_to_frame=statistics.median(cpu_seen) if cpu_seen else float("nan"))
+                    undelivered=undelivered, view=(box[2], box[3]), cpu_to_frame=statistics.median(cpu_seen) if cpu_seen else float("nan"),
+                    callback_ms=statistics.median(cb_ms) if cb_ms else float("nan"))
 
 
 # ---------------------------------------------------------------------------------------- child side
-def _child(ctrl_path: str, source_spec: str, fast: bool) -> int:
+def _child(ctrl_path: str, source_spec: str, path: str, size: Optional[tuple[int, int]]) -> int:
     import open3d as o3d
     import torch
 
@@ -248,9 +287,21 @@ def _child(ctrl_path: str, source_spec: str, fast: bool) -> int:
     src = open_source(source_spec)
     app = o3d.visualization.gui.Application.instance
     app.initialize()
-    v = ViewerApp(src, ViewOptions(), interactive=fast)
+    v = ViewerApp(src, ViewOptions(), interactive=path != "full", software=path == "software")
+    if size is not None:
+        v.window.size = o3d.visualization.gui.Size(*size)
+
     name = next((s.name for s in v.specs if s.name.lower().startswith("jawopen")), v.specs[0].name)
     orig = v._on_tick
+    orig_slider = v._on_slider
+
+    def on_slider(spec, value):  # when the viewer got the slider event (CLOCK_MONOTONIC, shared)
+        ctrl[CB_T] = time.monotonic()
+        ctrl[CB_N] += 1
+        orig_slider(spec, value)
+        ctrl[CB_MS] = 1000 * (time.monotonic() - ctrl[CB_T])
+
+    v._on_slider = on_slider
     t_start = time.monotonic()
     state = {"ticks": 0}
 
@@ -281,7 +332,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", required=True)
     ap.add_argument("source")
-    ap.add_argument("--fast", dest="fast", action="store_true", default=True)
-    ap.add_argument("--full", dest="fast", action="store_false")
+    ap.add_argument("--path", choices=PATHS, default="software")
+    ap.add_argument("--size", default=None, help="window size WxH")
     a = ap.parse_args()
-    sys.exit(_child(a.child, a.source, a.fast))
+    sys.exit(_child(a.child, a.source, a.path, tuple(map(int, a.size.split("x"))) if a.size else None))

@@ -104,6 +104,7 @@ class HeadScene:
         self._fast = VertexLighting(mesh.albedo, mesh.render_uvs, SKIN_COLOR)
         self._fast_mat = self._fast_material()
         self._sh_cache: dict = {}
+        self._soft = None  # softview.SoftwareView, made on first use
         self._verts: Optional[np.ndarray] = None
         self._lmk = np.zeros((0, 3), np.float32)
         self.scene.scene.set_sun_light([0, 0, -1], [1, 1, 1], SUN_LUX)  # replaced in apply_lighting
@@ -180,18 +181,43 @@ class HeadScene:
         o3d = self._o3d
         pos, nrm = self.mesh.render_arrays(self._verts)
         eye = self._eye()
-        L = self.lighting
-        sh = None
-        if L.env_intensity > 0:
-            key = (L.environment, round(L.env_rotation / 5.0) * 5.0)
-            if key not in self._sh_cache:
-                self._sh_cache[key] = irradiance_sh(*key)
-            sh = self._sh_cache[key]
-        col = self._fast.colors(pos, nrm, eye, L, sh, SUN_LUX, IBL_SCALE)
+        col = self._fast.colors(pos, nrm, eye, self.lighting, self._env_sh(), SUN_LUX, IBL_SCALE)
         tm = self.mesh.triangle_mesh(self._verts, arrays=(pos, nrm))
         tm.vertex.colors = o3d.core.Tensor(col)
         tm.triangle.indices = o3d.core.Tensor(self.mesh.render_faces[front_facing(pos, self.mesh.render_faces, eye, nrm)])
         return tm
+
+    def _env_sh(self) -> Optional[np.ndarray]:
+        """(9, 3) irradiance SH of the current environment (5 degree rotation steps), None when off."""
+        L = self.lighting
+        if L.env_intensity <= 0:
+            return None
+        key = (L.environment, round(L.env_rotation / 5.0) * 5.0)
+        if key not in self._sh_cache:
+            self._sh_cache[key] = irradiance_sh(*key)
+        return self._sh_cache[key]
+
+    @property
+    def software_ok(self) -> bool:
+        """Whether :meth:`software_frame` can draw the current state (shaded mode, flat background, no
+        overlays); otherwise the window keeps Filament's interactive frames."""
+        return self.mode == "shaded" and not self.lighting.show_environment and not self.wireframe and not self.landmarks
+
+    def software_frame(self, width: int, height: int) -> np.ndarray:
+        """The interactive frame of the current state, drawn by our CPU rasterizer
+        (:mod:`.softview`) through the scene's camera: (height, width, 3) uint8, reused by the
+        next call."""
+        from .softview import SoftwareView, open3d_clip_matrix
+
+        # (The background colour given to Filament is decoded from sRGB and, without
+        # post-processing, shown as is: srgb_decode of it is what the screen shows.)
+
+        if self._verts is None:
+            raise RuntimeError("set the head parameters before drawing a frame")
+        if self._soft is None:
+            self._soft = SoftwareView(self.mesh, self._fast)
+        return self._soft.render(self._verts, open3d_clip_matrix(self.scene.camera), self._eye(), int(width), int(height), self.lighting,
+                                 self._env_sh(), SUN_LUX, IBL_SCALE, tuple(srgb_decode(self._background(True))))
 
     # ------------------------------------------------------------------ geometry
     def set_params(self, params: HeadParams) -> None:
@@ -199,11 +225,14 @@ class HeadScene:
         verts, lmk, _ = self.mesh.pose(params)
         self.set_vertices(verts, lmk)
 
-    def set_vertices(self, verts: np.ndarray, lmk: Optional[np.ndarray] = None) -> None:
+    def set_vertices(self, verts: np.ndarray, lmk: Optional[np.ndarray] = None, update_scene: bool = True) -> None:
+        """New vertices (V, 3); ``update_scene=False`` only records them (for :meth:`software_frame`;
+        the Filament geometry follows at the next :meth:`_refresh`)."""
         self._verts = verts
         if lmk is not None:
             self._lmk = lmk
-        self._refresh()
+        if update_scene:
+            self._refresh()
 
     @property
     def vertices(self) -> Optional[np.ndarray]:
