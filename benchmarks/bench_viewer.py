@@ -135,12 +135,18 @@ def main() -> int:
             off.append((name, model.num_vertices, size, row))
             print(f"offscreen {name} {size}: " + ", ".join(f"{k} {v['total']:.1f} ms" for k, v in row.items()), flush=True)
 
-    gui = []
+    gui, floors = [], []
     if not args.no_gui and shutil.which("Xvfb"):
         from avatar3d.errors import Avatar3DError
-        from avatar3d.viewer.latency import measure_gui_latency
+        from avatar3d.viewer.latency import measure_gui_latency, measure_window_floor
 
         sizes = [None if w == "default" else tuple(map(int, w.split("x"))) for w in args.windows.split(",")]
+        for size in sizes:
+            try:
+                floors.append(measure_window_floor(size or (1280, 820), changes=10))
+                print(f"window floor {floors[-1]['size']}: {floors[-1]['median']:.1f} ms", flush=True)
+            except Avatar3DError as e:
+                print(f"window floor {size}: failed: {e}", flush=True)
         for name, (spec, model) in models.items():
             for size in sizes:
                 res = {}
@@ -186,6 +192,13 @@ def main() -> int:
                 vs = lambda ref: f"{res[ref]['median'] / r['median']:.2f}x" if ref in res else "-"  # noqa: E731
                 print(f"| {name} | {win} | {r['view'][0]}x{r['view'][1]} | {path} | {r['median']:.0f} ({r['p90']:.0f}{to}) | {r['cpu_to_frame']:.0f} | "
                       f"{r['callback_ms']:.1f} | {vs('full')} | {vs('filament')} | {target:.0f} | {'yes' if r['median'] < target else 'NO'} |")
+    if floors:
+        print("\nFloor: an Open3D window showing one label (no 3D view, no panel) changes the label's text; change -> new pixels "
+              "(what any frame of the viewer window costs at least):\n")
+        print("| window | latency ms (p90) | CPU ms per frame (window + X server) |")
+        print("|---|---|---|")
+        for f in floors:
+            print(f"| {f['size'][0]}x{f['size'][1]} | {f['median']:.0f} ({f['p90']:.0f}) | {f['cpu']:.0f} |")
     return 0
 
 

@@ -60,6 +60,13 @@ def test_landmark_head_matches_full_forward(toy):
     assert torch.allclose(ex, ref.vertices[:, ::97], atol=1e-6)
     # Landmarks blend skinning weights inside a triangle: sub-millimetre even on this coarse mesh.
     assert (lm - ref.landmarks).norm(dim=-1).max() < 5e-4
+    # Pose correctives (FLAME has them; the toy head does not): random ones, ~1 cm per radian.
+    posed = make_toy_head()
+    posed.posedirs = 0.01 * torch.randn(9 * (posed.num_joints - 1), 3 * posed.num_vertices, generator=torch.Generator().manual_seed(0))
+    _, ex = LandmarkHead(posed, extra_vertices=torch.arange(0, toy.num_vertices, 97))(
+        f32(seq["shape"]), f32(seq["expression"]), f32(seq["pose"]), f32(seq["transl"]))
+    ref2 = posed(f32(seq["shape"])[None].expand(6, -1), f32(seq["expression"]), f32(seq["pose"]), f32(seq["transl"]))
+    assert torch.allclose(ex, ref2.vertices[:, ::97], atol=1e-6) and not torch.allclose(ex, ref.vertices[:, ::97], atol=1e-4)
 
 
 def test_fused_landmark_term_matches_autograd(toy):

@@ -110,6 +110,9 @@ def _check_poser(model, size: int = 64, n: int = 3):
         out = model(shape[None].expand(n, -1), expr, pose, transl)
     assert torch.allclose(v, out.vertices[:, rend.vertex_ids], atol=1e-6)
     assert torch.allclose(lmk, out.landmarks, atol=1e-6)
+    shuffled = rend.vertex_ids[torch.randperm(len(rend.vertex_ids), generator=torch.Generator().manual_seed(0))]
+    v2 = SubmeshPoser(model, shuffled, shape)(expr, pose, transl)[0]  # any vertex order (skinning groups not contiguous)
+    assert torch.allclose(v2, out.vertices[:, shuffled], atol=1e-6)
     return rend, out.vertices
 
 

@@ -57,7 +57,6 @@ class LandmarkHead(nn.Module):
         def soa(a: Tensor) -> Tensor:  # (P, 3, K) -> (K, 3P), coordinate-major: rows view as (3, P)
             return a.permute(2, 1, 0).reshape(a.shape[2], -1).contiguous()
 
-        P = self.num_points
         self.register_buffer("p_template", mix(model.v_template).T.contiguous())  # (3, P)
         self.register_buffer("shapedirs", soa(mix(model.shapedirs)))  # (S, 3P)
         self.register_buffer("exprdirs", soa(mix(model.exprdirs)))  # (E, 3P): the batched blend is one GEMM
@@ -77,7 +76,6 @@ class LandmarkHead(nn.Module):
         self.num_shape = model.num_shape
         self.num_expression = model.num_expression
         self.num_joints = model.num_joints
-        assert P == self.p_template.shape[1]
 
     def joints(self, shape: Tensor) -> Tensor:
         """Rest joint locations (J, 3) for an (S,) identity, or (B, J, 3) for (B, S) identities."""

@@ -51,11 +51,13 @@ class HeadRenderer:
         used = [faces.reshape(-1), torch.nonzero(model.region(region))[:, 0]]
         if model.lmk_faces is not None:
             used.append(model.faces[model.lmk_faces].reshape(-1))
-        self.vertex_ids = torch.unique(torch.cat(used))
+        vid = torch.unique(torch.cat(used))
+        # Ordered by skinning group (rows rigid to one joint, joint by joint, then blended rows), so
+        # SubmeshPoser skins each group with one small matmul on a contiguous slice.
+        self.vertex_ids = vid[torch.argsort(skinning_groups(model.lbs_weights[vid]), stable=True)]
         self.num_model_vertices = model.num_vertices
         remap = torch.full((model.num_vertices,), -1, dtype=torch.long)
         remap[self.vertex_ids] = torch.arange(len(self.vertex_ids))
-        self.remap = remap  #: (V,) model vertex -> sub-mesh row, -1 when not drawn
         self.faces = remap[faces].contiguous()
         self.tri = self.faces.to(torch.int32).contiguous()
         self.uv_tri = model.uv_faces[keep].to(torch.int32).contiguous()
@@ -264,12 +266,20 @@ class SubmeshPoser:
             self.joint_dirs = torch.einsum("jv,vce->jce", model.j_regressor, model.exprdirs) if model.joints_from_expression else None
             vid = torch.as_tensor(vertex_ids, dtype=torch.long)
             Vs, E = len(vid), model.num_expression
-            self.v = v_shaped[vid].contiguous()  # (Vs,3)
-            self.dirs = model.exprdirs[vid].permute(2, 0, 1).reshape(E, Vs * 3).contiguous()  # (E, 3Vs)
-            self.weights = model.lbs_weights[vid].contiguous()  # (Vs,J)
+            # Rows are posed sorted by skinning group (HeadRenderer's order already is: no reordering).
+            key = skinning_groups(model.lbs_weights[vid])
+            order = torch.argsort(key, stable=True)
+            self.unsort = None if torch.equal(order, torch.arange(Vs)) else torch.argsort(order)
+            vs, key = vid[order], key[order]
+            ends = torch.cumsum(torch.bincount(key, minlength=model.num_joints + 1), 0).tolist()
+            #: (joint or J for blended, first row, end row) per non-empty group
+            self.groups = [(j, a, b) for j, (a, b) in enumerate(zip([0] + ends[:-1], ends)) if b > a]
+            self.v = v_shaped[vs].contiguous()  # (Vs,3)
+            self.dirs = model.exprdirs[vs].permute(2, 0, 1).reshape(E, Vs * 3).contiguous()  # (E, 3Vs)
+            self.weights = model.lbs_weights[vs].contiguous()  # (Vs,J)
             self.posedirs = None
             if model.posedirs is not None:
-                self.posedirs = model.posedirs.view(model.posedirs.shape[0], -1, 3)[:, vid].reshape(model.posedirs.shape[0], -1)
+                self.posedirs = model.posedirs.view(model.posedirs.shape[0], -1, 3)[:, vs].reshape(model.posedirs.shape[0], -1)
             self.parents = model.parents
             self.lmk_tri = self.lmk_bary = None
             if model.lmk_faces is not None:
@@ -291,12 +301,26 @@ class SubmeshPoser:
         joints = self.joints.expand(B, -1, -1)
         if self.joint_dirs is not None:
             joints = joints + torch.einsum("jce,be->bjc", self.joint_dirs, expression)
-        skin = rigid_transforms(rot, joints, self.parents)[1]  # (B,J,4,4)
-        T = (self.weights @ skin[:, :, :3, :].reshape(B, J, 12)).view(B, -1, 3, 4)  # (B,Vs,3,4) blended transforms
-        verts = (T[..., :3] * v[:, :, None, :]).sum(-1) + T[..., 3] + transl[:, None]
+        skin = rigid_transforms(rot, joints, self.parents)[1][:, :, :3]  # (B,J,3,4)
+        parts = []
+        for j, a, b in self.groups:
+            if j < J:  # rigid to joint j: R_j v + t_j as one batched matmul
+                parts.append(torch.baddbmm(skin[:, j, None, :, 3], v[:, a:b], skin[:, j, :, :3].transpose(1, 2)))
+            else:  # blended: per-vertex transform from the skinning weights
+                T = (self.weights[a:b] @ skin.reshape(B, J, 12)).view(B, -1, 3, 4)
+                parts.append((T[..., :3] * v[:, a:b, None, :]).sum(-1) + T[..., 3])
+        verts = (torch.cat(parts, 1) if len(parts) > 1 else parts[0]) + transl[:, None]
+        if self.unsort is not None:
+            verts = verts[:, self.unsort]
         if self.lmk_tri is None:
             return verts, verts.new_zeros(B, 478, 3)
         return verts, (verts[:, self.lmk_tri] * self.lmk_bary[None, :, :, None]).sum(2)
+
+
+def skinning_groups(weights: Tensor) -> Tensor:
+    """(V,) group of each row of (V,J) skinning weights: the joint it is rigidly bound to (weight 1), or J when blended."""
+    rigid = weights.max(1)
+    return torch.where(rigid.values >= 1.0, rigid.indices, torch.full_like(rigid.indices, weights.shape[1]))
 
 
 def sh_basis(normals: Tensor) -> Tensor:

@@ -3,12 +3,22 @@
 Left: the 3D view (orbit camera) and, for tracked sequences, the source frame. Right: a panel with
 Drive (grouped expression sliders, joint rotations, identity, parameter file), Play (timeline),
 Relight (directional + environment light) and Display (mode, overlays, camera, screenshot).
-Interactivity (``interactive=True``, the default): a slider callback re-poses the head at once and
-draws it with an interactive frame (per-vertex lighting drawn unlit, see :mod:`.fastshade`); ImGui
-runs callbacks before Filament renders, so the change is in the very frame that moves the knob, and
-the 3D view is cached so frames that change nothing in it cost only the UI. Once the sliders rest
-for ``SETTLE_S`` the tick handler draws one full-quality frame. ``interactive=False`` is the old
-path (every change drawn at full quality from the tick handler), kept as the benchmark's reference.
+
+Interactivity (``interactive=True``, the default). Two facts of Open3D 0.20 on a CPU (Mesa
+llvmpipe) shape it, both measured with :mod:`.latency`: every window frame costs ~60-110 ms of
+llvmpipe CPU at 1280x820 whatever it shows (the GUI pass draws the whole window), and a change of
+the ``SceneWidget`` reaches the screen only with the frame *after* the one that renders it (the GUI
+pass composites the 3D view's texture before Filament re-renders it). So while a slider moves
+(``software=True``, the default) the viewer poses the head in the slider callback, draws it with
+our own CPU rasterizer (:mod:`.softview`: the same picture as Filament's interactive frame) and
+shows it in an image widget in place of the hidden ``SceneWidget``: one window frame per step and
+no Filament 3D pass. The panel is the window's first child, so ImGui runs the slider callback
+before it draws the 3D area in the same frame. Once the sliders rest for ``SETTLE_S`` the tick
+handler updates the Filament scene at full quality behind the picture and swaps the widgets back a
+frame later. States the rasterizer does not draw (display modes other than shaded, overlays, the
+environment as background) use Filament's interactive frames (:mod:`.fastshade`,
+``software=False``), and ``interactive=False`` draws every change at full quality (the original
+path, the benchmark's reference).
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ class ViewerApp:
     PANEL_W = 340
     SETTLE_S = 0.5  # sliders still this long -> the full-quality frame replaces the interactive ones
     RETRY_S = 0.04  # while interactive, re-request the 3D view at most this often
+    FLUSH_S, FLUSH_EVERY_S = 0.4, 0.1  # after a 3D view change: a frame every 0.1 s for 0.4 s
 
     def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
                  play: bool = False, interactive: bool = True, software: bool = True):
@@ -66,6 +77,7 @@ class ViewerApp:
         self._soft_state = "off"  # "off" | "shown" (image widget up) | "settling" (full frame rendering behind it)
         self._swap_tick = 0
         self._soft_retry = False
+        self._flush_until = self._last_flush = 0.0  # extra frames after a 3D view change (see _on_tick)
         self.soft_ms = float("nan")
         self.playing = False
         self._play_t0, self._play_f0 = 0.0, 0
@@ -81,12 +93,11 @@ class ViewerApp:
         self.scene_widget = gui.SceneWidget()
         self.scene_widget.scene = R.Open3DScene(w.renderer)
         self.head = HeadScene(self.scene_widget.scene, self.mesh)
-        if interactive:
-            # Render the 3D view only when it changes: frames that only move a slider knob (or
-            # the mouse over the panel) then cost the UI alone, and the frame that handles a
-            # slider event is no longer a full scene render in front of the one showing it.
-            self.scene_widget.enable_scene_caching(True)
-            self.head.on_change = self.scene_widget.force_redraw
+        # Render the 3D view only when it changes: frames that only move a slider knob (or the
+        # mouse over the panel) then cost the UI alone, and the frames that bring a change to the
+        # screen (see _on_tick) do not render it again.
+        self.scene_widget.enable_scene_caching(True)
+        self.head.on_change = self._scene_changed
         # No MSAA by default (Mesa llvmpipe renders ~3x faster; see benchmarks/bench_viewer.py).
         self.scene_widget.scene.view.set_antialiasing(False)
         self.head.set_params(self.params)
@@ -250,9 +261,15 @@ class ViewerApp:
             self.scene_widget.frame = self.gui.Rect(r.x, r.y, view_w, r.height)
         self.soft_widget.frame = self.scene_widget.frame
 
+    def _scene_changed(self) -> None:
+        """The Filament scene changed: render the 3D view again and bring it to the screen (the
+        tick handler draws a few more frames, see _on_tick)."""
+        self.scene_widget.force_redraw()
+        self._flush_until, self._last_flush = time.monotonic() + self.FLUSH_S, 0.0
+
     def _on_msaa(self, on: bool) -> None:
         self.scene_widget.scene.view.set_antialiasing(on)
-        self.scene_widget.force_redraw()
+        self._scene_changed()
 
     def _on_slider(self, spec, value: float) -> None:
         set_value(spec, self.params, float(value), self.shape_std)
@@ -303,11 +320,11 @@ class ViewerApp:
         self.window.post_redraw()
         return True
 
-    def _settle_software(self) -> bool:
+    def _settle_software(self) -> Optional[str]:
         """Tick-side end of a software drag: bring the Filament scene up to date at full quality
         behind the image widget, and a frame later swap the widgets (the scene view's texture is
         composited one frame after it renders, so swapping at once would flash the old head).
-        True while it still needs frames."""
+        Returns "scene" (a frame with a changed 3D view), "ui" (a frame) or None (no frame needed)."""
         if self._soft_state == "shown" and (time.monotonic() - self._last_drag > self.SETTLE_S or not self.head.software_ok):
             self.head.set_interactive(False)
             self.head._refresh()  # the Filament geometry follows the drag's vertices
@@ -316,19 +333,19 @@ class ViewerApp:
                 self.head.apply_lighting()
             self.scene_widget.force_redraw()
             self._soft_state, self._swap_tick = "settling", self._ticks + 2
-            return True
+            return "scene"
         if self._soft_state == "shown" and self._soft_retry and time.monotonic() - self._last_drag > self.RETRY_S:
             # One more frame shortly after a step: Filament skips a frame while the previous one
             # is still in flight, and the picture would then wait for the next event. (Not a
             # steady stream: every window frame costs ~60-110 ms of llvmpipe CPU.)
             self._soft_retry = False
-            return True
+            return "ui"
         if self._soft_state == "settling" and self._ticks >= self._swap_tick:
             self.scene_widget.visible = True
             self.soft_widget.visible = False
             self._soft_state = "off"
-            return True
-        return self._soft_state == "settling"
+            return "ui"
+        return "ui" if self._soft_state == "settling" else None
 
     def _drag_frame(self, update) -> None:
         """Draw the change with an interactive frame (see :mod:`.fastshade`); the tick handler
@@ -392,7 +409,7 @@ class ViewerApp:
             K, w2c = rest_camera(self.mesh, self.params, w, h)
         sw.setup_camera(open3d_intrinsics(K), w2c, w, h, bbox)
         sw.center_of_rotation = bbox.get_center()
-        sw.force_redraw()
+        self._scene_changed()
 
     def _on_screenshot(self, path: Optional[str] = None) -> None:
         path = path or f"avatar3d_view_{time.strftime('%Y%m%d_%H%M%S')}.png"
@@ -412,7 +429,16 @@ class ViewerApp:
     def _on_tick(self) -> bool:
         self._ticks += 1
 
-        redraw = False
+        redraw = scene = False
+        now = time.monotonic()
+        if now < self._flush_until and now - self._last_flush >= self.FLUSH_EVERY_S:
+            # The GUI pass composites the 3D view's texture before Filament re-renders it, so a
+            # changed 3D view reaches the screen only with a later frame, and Filament skips a
+            # frame while the previous one is still in flight: without these few extra frames
+            # the change waits for the next mouse event (measured: viewer/latency.py timed out
+            # on most steps). The 3D view is cached, so they cost the GUI pass only.
+            self._last_flush = now
+            redraw = True
         if self.playing and self.source.num_frames:
             f = self._play_f0 + int((time.monotonic() - self._play_t0) * self.source.fps)
             if f % self.source.num_frames != self.frame:
@@ -421,9 +447,11 @@ class ViewerApp:
             self._dirty = False
             if not self._software_step(pose=True):  # (playback, resets, parameter files)
                 self.head.set_params(self.params)
+                scene = True
             redraw = True
         if self._soft_state != "off":
-            redraw = self._settle_software() or redraw
+            need = self._settle_software()
+            redraw, scene = redraw or need is not None, scene or need == "scene"
         settled = not self.head.interactive or time.monotonic() - self._last_drag > self.SETTLE_S
         now = time.monotonic()
         if self.head.interactive and not settled and now - self._last_retry > self.RETRY_S:
@@ -434,14 +462,13 @@ class ViewerApp:
             self._last_retry = now
             self.scene_widget.force_redraw()
             redraw = True
-        if self._light_dirty and settled:
+        if self._light_dirty and settled and self._soft_state == "off":
             self._light_dirty = False
             self.head.apply_lighting()
-            redraw = True
+            redraw = scene = True
         if self.head.interactive and settled:
             self.head.set_interactive(False)  # the slider rests: one full-quality frame
-
-            redraw = True
+            redraw = scene = True
         if self._shot_path and not self._shot_requested and self._ticks >= 5:
             self._shot_requested = True
             self._on_screenshot(self._shot_path)
@@ -454,6 +481,8 @@ class ViewerApp:
             return False
         if redraw:
             self.window.post_redraw()
+        if scene:
+            self._flush_until, self._last_flush = time.monotonic() + self.FLUSH_S, 0.0
         return redraw
 
 

@@ -8,7 +8,11 @@ the new expression's pixels in the X server's framebuffer, so it includes ImGui'
 posing, the mesh update, Filament's frame and the present; only the monitor's scan-out is missing.
 
 The poller shares the 2-core CPU with the viewer (it copies a subsampled view region every
-millisecond, ~5% of a core), so the numbers are, if anything, slightly pessimistic.
+millisecond, ~5% of a core), so the numbers are, if anything, slightly pessimistic. Before each
+press it waits until the viewer and the X server are idle (moving the pointer onto the slider
+draws a hover frame that would otherwise compete with the press), and it records whether the
+slider event reached the viewer (a shared counter the child's slider callback bumps) and how long
+the callback took, so a timeout says whether the event or the frame went missing.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 from ..errors import Avatar3DError
 from .xvfb import ScreenReader, VirtualDisplay
 
-__all__ = ["measure_gui_latency"]
+__all__ = ["measure_gui_latency", "measure_window_floor", "PATHS"]
 
 # Control block shared by the benchmark and the viewer process (float64 slots of a small file).
 READY, VIEW_X, VIEW_Y, VIEW_W, VIEW_H, SL_X, SL_Y, SL_W, SL_H, QUIT, FAST, CB_T, CB_N, CB_MS = range(14)
@@ -272,6 +276,94 @@ def measure_gui_latency(source: str, steps: int = 16, path: str = "software", si
                     callback_ms=statistics.median(cb_ms) if cb_ms else float("nan"))
 
 
+def measure_window_floor(size: tuple[int, int] = (1280, 820), changes: int = 10, timeout_s: float = 120.0) -> dict:
+    """The floor under any slider latency: an Open3D window showing one label (no 3D view, no
+    panel) changes the label's text every 0.7 s; time from the change to the new pixels in the X
+    framebuffer and CPU ms (window process + X server) per change. Result: ``dict(median, p90,
+    cpu, size)``."""
+    with tempfile.TemporaryDirectory(prefix="avatar3d_floor_") as tmp:
+        tmp = Path(tmp)
+        ctrl = np.memmap(tmp / "ctrl", np.float64, mode="w+", shape=(_CTRL_LEN,))
+        ctrl[:] = 0
+        ctrl.flush()
+        with VirtualDisplay(tmp / "fb") as disp:
+            cmd = [sys.executable, "-m", "avatar3d.viewer.latency", "--child", str(tmp / "ctrl"), "-", "--bare", "--size", f"{size[0]}x{size[1]}"]
+            child = subprocess.Popen(cmd, env=disp.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            try:
+                t0 = time.monotonic()
+                while ctrl[READY] != 1:
+                    if child.poll() is not None or time.monotonic() - t0 > timeout_s:
+                        out = child.stdout.read().decode(errors="replace") if child.poll() is not None else ""
+                        raise Avatar3DError(f"the bare window did not come up: {out[-1500:]}")
+                    time.sleep(0.05)
+                screen = ScreenReader(disp.screen)
+                box = (int(ctrl[VIEW_X]), int(ctrl[VIEW_Y]), int(ctrl[VIEW_W]), int(ctrl[VIEW_H]), 2)
+                pids = [child.pid, disp.proc.pid]
+                lat, cpu = [], []
+                seen_n = int(ctrl[CB_N])
+                while len(lat) < changes and time.monotonic() - t0 < timeout_s:
+                    if int(ctrl[CB_N]) == seen_n:
+                        time.sleep(0.001)
+                        continue
+                    seen_n, t_change, c0 = int(ctrl[CB_N]), float(ctrl[CB_T]), _cpu_ns(pids)
+                    ref = screen.grab(*box)
+                    while time.monotonic() - t_change < 2.0:
+                        if _changed(screen.grab(*box), ref, 20):
+                            if seen_n > 2:  # the first changes warm up the shaders
+                                lat.append(1000 * (time.monotonic() - t_change))
+                                cpu.append((_cpu_ns(pids) - c0) / 1e6)
+                            break
+                        time.sleep(0.001)
+                ctrl[QUIT] = 1
+                ctrl.flush()
+                child.wait(60)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+    if not lat:
+        raise Avatar3DError("the bare window never showed a change")
+    return dict(median=statistics.median(lat), p90=float(np.percentile(lat, 90)), cpu=statistics.median(cpu), size=tuple(size))
+
+
+def _bare_child(ctrl_path: str, size: tuple[int, int]) -> int:
+    """A window with one label whose text changes every 0.7 s (see measure_window_floor)."""
+    import open3d as o3d
+
+    gui = o3d.visualization.gui
+    ctrl = np.memmap(ctrl_path, np.float64, mode="r+", shape=(_CTRL_LEN,))
+    app = gui.Application.instance
+    app.initialize()
+    w = app.create_window("floor", *size)
+    label = gui.Label("0")
+    w.add_child(label)
+    st = {"ticks": 0, "last": 0.0}
+
+    def tick() -> bool:
+        st["ticks"] += 1
+        if ctrl[READY] == 0 and st["ticks"] > 20:
+            f = w.os_frame
+            ctrl[VIEW_X:VIEW_H + 1] = (f.x, f.y, min(size[0], 400), min(size[1], 60))  # where the label is
+            ctrl[READY] = 1
+        if ctrl[QUIT] == 1:
+            ctrl[QUIT] = 2
+            app.post_to_main_thread(w, w.close)
+            return False
+        if ctrl[READY] == 1 and time.monotonic() - st["last"] > 0.7:
+            st["last"] = time.monotonic()
+            n = int(ctrl[CB_N]) + 1
+            label.text = ("wide " * 6 if n % 2 else "narrow") + f" {n}"
+            ctrl[CB_T] = time.monotonic()
+            ctrl[CB_N] = n
+            w.post_redraw()
+            return True
+        return False
+
+    w.set_on_tick_event(tick)
+    app.run()
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- child side
 def _child(ctrl_path: str, source_spec: str, path: str, size: Optional[tuple[int, int]]) -> int:
     import open3d as o3d
@@ -334,5 +426,8 @@ if __name__ == "__main__":
     ap.add_argument("source")
     ap.add_argument("--path", choices=PATHS, default="software")
     ap.add_argument("--size", default=None, help="window size WxH")
+    ap.add_argument("--bare", action="store_true", help="a window with one label (measure_window_floor)")
     a = ap.parse_args()
+    if a.bare:
+        sys.exit(_bare_child(a.child, tuple(map(int, a.size.split("x")))))
     sys.exit(_child(a.child, a.source, a.path, tuple(map(int, a.size.split("x"))) if a.size else None))
