@@ -27,9 +27,13 @@ class LandmarkHead(nn.Module):
     Args:
         model: a head model with a 478-point embedding (``model.has_landmarks``).
         extra_vertices: (K,) vertex indices also returned by :meth:`forward`, or None.
+        response: the detector's view of the model (:func:`avatar3d.tracking.detector_response.load_response`):
+            ``expression`` (E, 478, 3) and ``shape`` (S, 478, 3) metres per unit coefficient replace
+            the mesh's own blendshape and identity motion of the landmark points and ``offset``
+            (478, 3) metres moves their rest position (extra vertices keep the mesh's); or None.
     """
 
-    def __init__(self, model: HeadModel, extra_vertices: Optional[Tensor] = None):
+    def __init__(self, model: HeadModel, extra_vertices: Optional[Tensor] = None, response: Optional[dict[str, Tensor]] = None):
         super().__init__()
         if not model.has_landmarks:
             raise ValueError(f"head model {model.name!r} has no 478-point landmark embedding to fit")
@@ -46,6 +50,8 @@ class LandmarkHead(nn.Module):
             b = bary.view(bary.shape + (1,) * (rows.ndim - 2))
             return (rows * b).sum(1).contiguous()
 
+        if response is not None:
+            mix = _with_response(mix, model, response, self.num_landmarks)
         self.register_buffer("p_template", mix(model.v_template))
         self.register_buffer("shapedirs", mix(model.shapedirs))  # (P, 3, S)
         # Stored as (E, 3P) so the batched expression blend is one GEMM.
@@ -93,3 +99,23 @@ class LandmarkHead(nn.Module):
         pts = (T[..., :3] * v[:, :, None, :]).sum(-1) + T[..., 3] + transl[:, None]
         n = self.num_landmarks
         return pts[:, :n], pts[:, n:]
+
+
+def _with_response(mix, model: HeadModel, response: dict[str, Tensor], L: int):
+    """``mix`` with the landmark rows of the template, identity and expression bases taken from ``response``."""
+    want = {"expression": (model.num_expression, L, 3), "shape": (model.num_shape, L, 3), "offset": (L, 3)}
+    bad = {k: tuple(response[k].shape) if k in response else None for k in want if k not in response or tuple(response[k].shape) != want[k]}
+    if bad:
+        raise ValueError(f"response tables must have shapes {want}, got {bad}")
+
+    def mixed(a: Tensor) -> Tensor:
+        out = mix(a)
+        if a is model.v_template:
+            out[:L] += response["offset"].to(out.dtype)
+        elif a is model.shapedirs:  # (P, 3, S)
+            out[:L] = response["shape"].to(out.dtype).permute(1, 2, 0)
+        elif a is model.exprdirs:  # (P, 3, E)
+            out[:L] = response["expression"].to(out.dtype).permute(1, 2, 0)
+        return out
+
+    return mixed

@@ -272,6 +272,9 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
     lo, hi = model.expression_range
     bounded = bool(np.isfinite(lo) and np.isfinite(hi))
 
+    from .fitting import landmark_head
+
+    lhead = landmark_head(model)
     # Per-frame changes from the landmark fit (what stage 2 optimises).
     d_e, d_p, d_t = torch.zeros_like(e0), torch.zeros_like(p0), torch.zeros_like(t0)
 
@@ -284,7 +287,8 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
         if bounded:
             e = e.clamp(lo, hi)
         out = model(beta.expand(len(idx), -1), e, p0[idx] + dp, t0[idx] + dt)
-        return out.vertices, out.landmarks
+        # Landmarks as the landmark fit sees them (MediaPipe's measured view of the model, where one ships).
+        return out.vertices, lhead(beta[0], e, p0[idx] + dp, t0[idx] + dt)[0]
 
     def verts_init(idx):
         return model(beta.expand(len(idx), -1), e0[idx], p0[idx], t0[idx]).vertices
