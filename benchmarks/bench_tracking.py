@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_tracking.py [--videos d0,d3,...] [--models ict,builtin] [--max-frames N]
-                                        [--end-to-end d13] [--out DIR]
+                                        [--end-to-end d13] [--synthetic-only] [--seeds 1,2] [--out DIR]
 
 Prints three tables:
 
@@ -17,7 +17,9 @@ Prints three tables:
 
 and, between 2 and 3, the rendered ground truth (``--synthetic-only`` runs just that, without real
 data): face-vertex RMS, identity error against the mean face, focal length and expression
-correlations of a tracked synthetic phone clip, plus MediaPipe's measured response to each
+correlations of a tracked synthetic phone clip (and, as the reference measured in the same run, the
+same capture fitted without the detector-response table; ``--seeds`` adds other random identities),
+plus MediaPipe's measured response to each
 expression per head turn (why some expressions cannot be recovered from landmarks).
 
 Set ``OMP_NUM_THREADS``/torch threads as in production (the 2-core CI machine: 2).
@@ -63,6 +65,43 @@ def full_mesh_iteration_time(model, n_frames: int, iters: int = 3) -> float:
     return (time.perf_counter() - t0) / iters
 
 
+def refit_without_response(tracked: dict) -> dict:
+    """Landmark fit of a :func:`track_ground_truth` capture with the mesh's own landmark motion, compared with the truth."""
+    from avatar3d.capture.stage import CaptureResult
+    from avatar3d.tracking.fitting import FitConfig, default_config
+    from avatar3d.tracking.metrics import compare_to_ground_truth
+
+    m = load_head_model("builtin")
+    cap = CaptureResult.load(Path(tracked["truth"]["path"]).parent.parent / "track" / "capture.npz")
+    cfg = FitConfig(**{**default_config(m).__dict__, "detector_response": False})
+    res = fit_landmarks(m, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), cfg, progress=False)
+    return compare_to_ground_truth(m, res.shape, res.expression, res.pose, res.transl, tracked["truth"])
+
+
+def other_seeds_section(work: Path, seeds: list[int], summary: dict, num_frames: int = 24) -> None:
+    """The same clip with other random identities (``seed``): landmark fit with and without the detector-response table."""
+    print("\n### Other random identities (same motions; landmark fit)\n")
+    print("| seed | face RMS (worst frame) | without the table | identity / mean face | focal (true) | "
+          "corr jawOpen / smileL / smileR / browInnerUp / pucker / blinkL |\n|---|---|---|---|---|---|")
+    from avatar3d.tracking.metrics import rms_after_similarity
+    from avatar3d.tracking.synthetic_video import track_ground_truth
+
+    m = load_head_model("builtin")
+    face = m.region("face").numpy()
+    for seed in seeds:
+        r = track_ground_truth(work / f"synthetic_seed{seed}", "builtin", num_frames=num_frames, seed=seed)
+        rep, plain = r["report"], refit_without_response(r)
+        with torch.no_grad():
+            true_face = m(torch.as_tensor(r["truth"]["shape"], dtype=torch.float32)[None]).vertices[0].numpy()
+            ref = rms_after_similarity(m().vertices[0].numpy()[face], true_face[face]) * 1000
+        c = " / ".join(f"{v:.2f}" for v in rep["corr"].values())
+        print(f"| {seed} | {rep['rms_all_mm']:.2f} ({rep['rms_mm'].max():.2f}) mm | {plain['rms_all_mm']:.2f} ({plain['rms_mm'].max():.2f}) mm "
+              f"| {rep['identity_rms_mm']:.2f} / {ref:.2f} mm | {rep['focal']:.0f} ({rep['focal_true']:.0f}) | {c} |")
+        summary.setdefault("synthetic_seeds", {})[seed] = dict(rms_all_mm=rep["rms_all_mm"], rms_mm_max=float(rep["rms_mm"].max()),
+                                                               without_table_rms_all_mm=plain["rms_all_mm"], corr=rep["corr"],
+                                                               identity_rms_mm=rep["identity_rms_mm"], mean_face_rms_mm=ref)
+
+
 def synthetic_section(work: Path, summary: dict, num_frames: int = 24) -> None:
     """Rendered phone clip of the built-in head through ``avatar3d track``, compared with the truth.
 
@@ -99,13 +138,18 @@ def synthetic_section(work: Path, summary: dict, num_frames: int = 24) -> None:
           f"{pr.error_refined:.3f} (fallback: {pr.fallback}) | |")
     cpu = pr.timings["cpu_total"] / len(pr.expression)
     print(f"| photometric CPU s/frame (with baseline) | | {cpu:.2f} | 0.5 |")
+    # Reference in the same run: the same capture fitted with the mesh's own landmark motion
+    # (no detector-response table), i.e. what the table changes.
+    plain = refit_without_response(r)
+    print(f"| same capture, landmark fit without the detector-response table | {plain['rms_all_mm']:.2f} mm, worst "
+          f"{plain['rms_mm'].max():.2f} mm, identity {plain['identity_rms_mm']:.2f} mm | | reference |")
     for k, v in rep["corr"].items():
         bm, br = rep["best_match"][k]
         note = "" if bm == k else f" (best-correlated fitted expression: {bm}, {br:.2f})"
         pv = prep["corr"][k]
         bm, br = prep["best_match"][k]
         pnote = "" if bm == k else f" (best-correlated: {bm}, {br:.2f})"
-        print(f"| correlation {k} | {v:.3f}{note} | {pv:.3f}{pnote} | 0.9 |")
+        print(f"| correlation {k} | {v:.3f}{note} | {pv:.3f}{pnote} | 0.9 (without the table: {plain['corr'][k]:.3f}) |")
     # Why some expressions cannot be recovered from landmarks: how much of each expression's true
     # landmark motion MediaPipe reports (rendered with and without it, same everything else).
     rows = detector_response(m)
@@ -132,12 +176,15 @@ def main() -> int:
     ap.add_argument("--end-to-end", default="d13", help="video for the whole-command timing ('' to skip)")
     ap.add_argument("--skip-synthetic", action="store_true", help="skip the rendered ground-truth check")
     ap.add_argument("--synthetic-only", action="store_true", help="only the rendered ground-truth check (no real data needed)")
+    ap.add_argument("--seeds", default="", help="also run the rendered ground truth with these other identities, e.g. 1,2")
     ap.add_argument("--out", default=None, help="keep outputs here (default: a temporary folder)")
     args = ap.parse_args()
     if args.synthetic_only:
         work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_tracking_"))
         only: dict = {}
         synthetic_section(work, only)
+        if args.seeds:
+            other_seeds_section(work, [int(x) for x in args.seeds.split(",")], only)
         (work / "bench_tracking.json").write_text(json.dumps(only, indent=1))
         print(f"\n(results in {work / 'bench_tracking.json'})")
         return 0
@@ -244,6 +291,8 @@ def main() -> int:
     # ---------------------------------------------------------------- 2b. rendered ground truth
     if "builtin" in models and not args.skip_synthetic:
         synthetic_section(work, summary)
+        if args.seeds:
+            other_seeds_section(work, [int(x) for x in args.seeds.split(",")], summary)
 
     # ---------------------------------------------------------------- 3. end to end
     if args.end_to_end:

@@ -100,9 +100,14 @@ def _posed(model, n: int, seed: int = 0):
     return shape, expr, pose, transl
 
 
+def _intrinsics(size: int, n: int) -> torch.Tensor:
+    f = 1500.0 * size / 512
+    return f32(np.repeat(np.array([[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1]])[None], n, 0))
+
+
 def _check_poser(model, size: int = 64, n: int = 3):
     shape, expr, pose, transl = _posed(model, n)
-    K = f32(np.repeat(np.array([[1500.0 * size / 512, 0, (size - 1) / 2], [0, 1500.0 * size / 512, (size - 1) / 2], [0, 0, 1]])[None], n, 0))
+    K = _intrinsics(size, n)
     rend = HeadRenderer(model, K, f32(front_camera(0.65)), size, size)
     assert len(rend.vertex_ids) < model.num_vertices  # the back of the head and the teeth are not posed
     v, lmk = SubmeshPoser(model, rend.vertex_ids, shape)(expr, pose, transl)
@@ -128,6 +133,24 @@ def test_submesh_poser_matches_the_model(builtin):
     assert torch.allclose(rend.normals(verts)[:, used], ref[:, used], atol=1e-5)
 
 
+def test_submesh_poser_handles_pose_correctives_and_expression_joints(builtin):
+    """FLAME-style options the built-in head and ICT lack: pose correctives, joints regressed after the expression blend."""
+    from avatar3d.models.base import HeadModel, HeadModelData
+
+    m = builtin
+    J, V = m.num_joints, m.num_vertices
+    g = np.random.default_rng(0)
+    arr = lambda t: t.detach().numpy()  # noqa: E731
+    data = HeadModelData(
+        name="flame_like", version="test", v_template=arr(m.v_template), faces=arr(m.faces), uvs=arr(m.uvs), uv_faces=arr(m.uv_faces),
+        shapedirs=arr(m.shapedirs), exprdirs=arr(m.exprdirs), expression_names=m.expression_names, joint_names=m.joint_names,
+        parents=arr(m.parents), j_regressor=arr(m.j_regressor), lbs_weights=arr(m.lbs_weights),
+        posedirs=(g.standard_normal(((J - 1) * 9, V * 3)) * 1e-3).astype(np.float32),
+        regions={k: arr(m.region(k)) for k in m.region_names}, lmk_faces=arr(m.lmk_faces), lmk_bary=arr(m.lmk_bary),
+        expression_range=m.expression_range, joints_from_expression=True)
+    _check_poser(HeadModel(data))
+
+
 def test_submesh_poser_matches_the_ict_model(ict_archive):
     _check_poser(load_head_model(f"ict={ict_archive}"))
 
@@ -137,7 +160,7 @@ def test_cached_frozen_geometry_shades_like_the_renderer(builtin):
     albedo/lighting gradients of a fresh rasterize -> antialias pass, also after forget()."""
     n, size = 4, 64
     shape, expr, pose, transl = _posed(builtin, n, seed=1)
-    K = f32(np.repeat(np.array([[1500.0 * size / 512, 0, (size - 1) / 2], [0, 1500.0 * size / 512, (size - 1) / 2], [0, 0, 1]])[None], n, 0))
+    K = _intrinsics(size, n)
     rend = HeadRenderer(builtin, K, f32(front_camera(0.65)), size, size)
     poser = SubmeshPoser(builtin, rend.vertex_ids, shape)
     state = {"expr": expr}
@@ -198,21 +221,20 @@ def _real_clip(video, tmp_path, frames: int, fps: float):
     return cap, imgs, masks
 
 
-@pytest.mark.parametrize("video", ["d3", "d13"])
-def test_refinement_beats_landmark_only_on_real_video(video, videos_dir, tmp_path, out_dir, builtin):
-    """Fair comparison on a short real clip (12 frames at 5 fps, built-in head): lower masked image error,
-    landmark NME and jitter not worse than the landmark fit by more than small margins."""
+def _check_real_video(model, video, clip_dir, out_dir, frames: int, fps: float) -> None:
+    """Fair comparison on a real clip: lower masked image error than the baseline, landmark NME and
+    jitter not worse than the landmark fit by more than small margins."""
     from avatar3d.tracking.fitting import CropCameras, fit_landmarks
 
-    cap, imgs, masks = _real_clip(videos_dir / f"{video}.mp4", tmp_path, 12, 5.0)
-    fit = fit_landmarks(builtin, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
-    pr = refine_photometric(builtin, imgs, masks, cap.landmarks, cap.valid, fit.shape, fit.expression, fit.pose, fit.transl, fit.K,
+    cap, imgs, masks = _real_clip(video, clip_dir, frames, fps)
+    fit = fit_landmarks(model, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
+    pr = refine_photometric(model, imgs, masks, cap.landmarks, cap.valid, fit.shape, fit.expression, fit.pose, fit.transl, fit.K,
                             fit.world_to_cam, PhotometricConfig())
-    lm = project_landmarks(builtin, fit.shape, pr.expression, pr.pose, pr.transl, fit.K, fit.world_to_cam)
+    lm = project_landmarks(model, fit.shape, pr.expression, pr.pose, pr.transl, fit.K, fit.world_to_cam)
     # Fair baseline: same appearance optimisation (own albedo + SH), geometry frozen at the landmark fit.
     n0, n1 = nme(fit.landmarks, cap.landmarks, cap.valid), nme(lm, cap.landmarks, cap.valid)
     j0, j1 = jitter(fit.landmarks), jitter(lm)
-    print(f"{video}: image error {pr.error_landmark_only:.3f} -> {pr.error_refined:.3f} grey levels, "
+    print(f"{video.stem} {model.name}: image error {pr.error_landmark_only:.3f} -> {pr.error_refined:.3f} grey levels, "
           f"{np.mean(pr.errors_refined < pr.errors_landmark_only):.0%} frames better, NME {n0:.4f} -> {n1:.4f}, jitter {j0:.3f} -> {j1:.3f}")
     assert pr.baseline_albedo is not None and not pr.fallback
     assert pr.error_refined < 0.995 * pr.error_landmark_only, (pr.error_landmark_only, pr.error_refined)
@@ -221,7 +243,20 @@ def test_refinement_beats_landmark_only_on_real_video(video, videos_dir, tmp_pat
     assert n1 < n0 + 0.003, (n0, n1)  # at most +0.3 % of the inter-ocular distance
     assert j1 < 1.1 * j0 + 0.05
     assert np.abs(pr.expression - fit.expression).max() < 0.15 and np.abs(pr.pose - fit.pose).max() < 0.03
-    cv2.imwrite(str(out_dir / f"photometric_albedo_{video}.png"), (pr.albedo[..., ::-1] * 255).astype(np.uint8))
+    cv2.imwrite(str(out_dir / f"photometric_albedo_{video.stem}_{model.name}.png"), (pr.albedo[..., ::-1] * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("video", ["d3", "d13"])
+def test_refinement_beats_landmark_only_on_real_video(video, videos_dir, tmp_path, out_dir, builtin):
+    """Built-in head, 12 frames at 5 fps."""
+    _check_real_video(builtin, videos_dir / f"{video}.mp4", tmp_path, out_dir, 12, 5.0)
+
+
+def test_ict_refinement_beats_landmark_only_on_real_video(videos_dir, ict_archive, tmp_path, out_dir):
+    """ICT head on d13, 24 frames at 10 fps: on 12-16 frame clips at 5 fps ICT's refinement wins little
+    or loses to the baseline on d3 (measured -0.4% on d13, +0.7% on d3 -> fallback, before and after the
+    speed work alike); at 24 frames it wins 3-4% on both (d13 -4.4%, d3 -3.3%)."""
+    _check_real_video(load_head_model(f"ict={ict_archive}"), videos_dir / "d13.mp4", tmp_path, out_dir, 24, 10.0)
 
 
 def test_track_command_with_photometric_writes_refined_outputs(videos_dir, tmp_path):

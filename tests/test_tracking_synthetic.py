@@ -5,34 +5,29 @@ lighting, room background, sensor noise, H.264) is rendered through 24 frames of
 expressions and head motion, then tracked by exactly what ``avatar3d track`` runs (video decode,
 MediaPipe in video mode, crop, segmentation, landmark fitting with the focal length estimated).
 
-Two of the six animated expressions are not asserted at 0.9 from landmarks alone, on purpose and
-with the reason measured by ``benchmarks/bench_tracking.py --synthetic-only`` (rendered with and
-without each expression, everything else equal, through MediaPipe): ``browInnerUp`` moves
-MediaPipe's points by only a fraction of the true landmark motion, about 2-3 px here, near the
-detector's pose-dependent disagreement with the embedding (~3% of the inter-ocular distance);
-``mouthSmileLeft`` peaks at the largest turn away from that mouth corner while the open jaw, which
-MediaPipe also under-reports, is still closing. With the built-in head of the 'look-head' merge the
-landmark fit reaches about 0.87 (brow) and 0.45 (left smile); the previous head gave -0.14 / -0.28.
+The fit compares detections with the model's landmarks *as MediaPipe reports them*
+(:mod:`avatar3d.tracking.detector_response`: its measured view of the mean face, identity and each
+blendshape, lifted from renders of the mean-identity head at three head turns). Before, the fit
+used the mesh's own landmark motion and stopped at jawOpen ~0.22 of a true 0.8 in the open-jaw
+frames 0-5 (chin 7 mm off, face RMS 2.13 mm, worst frame 4.4 mm): MediaPipe reports only 0.6-0.8
+of the jaw's motion on its chin and lip points and also drops the mouth corners, which the mesh's
+jawOpen does not move, so the detections were explained as a little jawOpen plus mouthLowerDown /
+mouthStretch / mouthRight. With the table: 1.23 mm (worst frame 1.5 mm), jawOpen 0.65-0.75 there,
+and the focal length 464 px for the true 441 (565 before: the mean-face offset was the "flat"
+MediaPipe face). ``benchmarks/bench_tracking.py --synthetic-only --seeds 1,2`` prints both, measured
+in the same run, and two other identities.
 
-Photometric refinement (``avatar3d track --photometric``, tested below on the same clip, resuming
-the landmark run) sees the brow in the pixels: browInnerUp correlates 0.92-0.99 after it (0.86-0.93
-from landmarks, which vary run to run) and is asserted at 0.9, though only ~0.15 of the true 0.78
-amplitude is recovered (with the old expression learning rate 0.01 it reached only 0.93 here, and
-0.09 from -0.14 with the previous head: the per-frame change was capped at ~0.06). The left smile
-it does not recover (0.40-0.47 -> 0.31-0.40), for a measured reason: started from the *true*
-expressions the same refinement keeps them (all six >= 0.99, 1.1 mm RMS, lower image error than
-from the landmark start), so the truth is a stable point of the objective; but the landmark fit
-explains the left smile by shifting the mouth (mouthRight, mouthStretchRight, mouthLowerDownLeft
-~0.19 each at frame 4), and from there the refinement's changes stay below 0.03: putting the true
-smile back into the refined fit lowers those frames' image error by only 0.05-0.13 of ~7 grey
-levels (1-2%), too weak a pull at 128 px against the landmark term. A coarse-to-fine schedule
-(blurred residual, sigma 3 -> 1.5 -> 0 px) lowered the image error 5% but not this; larger
-expression steps (0.1-0.3) lowered jawOpen/eyeBlink correlations and raised the RMS instead.
+``mouthSmileLeft`` is not asserted at 0.9 (0.47-0.62 here, 0.41 before): it rises while the jaw is
+still open and the head turned 0.2-0.25 rad, and there MediaPipe's response is not additive: on
+renders of this identity, the left smile alone moves the left mouth corner by (+4.0, -6.2) px as
+detected (true (+3.5, -8.3)), jawOpen 0.43 alone by (-3.8, +4.7) px (true 0), both together by
+(-5.0, +1.5) px, i.e. the smile's lift is mostly lost under the open jaw. A linear response table
+cannot model that; the photometric refinement (below) does not recover it either (0.52-0.54 with a
+weaker landmark term, weaker expression prior or more epochs: the pixel pull at 128 px is 1-2% of
+the image error).
 
-The 2 mm holds for this clip's identity (seed 0), not for every identity: with seeds 1-3 the same
-tracker gives 2.3, 2.6 and 2.9 mm, dominated by the identity recovered from landmarks (1.5, 2.1 and
-2.5 mm from the truth, against 1.4, 2.3 and 3.1 mm for the mean face); expression correlations are
-the same across seeds (jawOpen, mouthSmileRight, mouthPucker, eyeBlinkLeft all >= 0.94).
+Other identities (the same motions, seeds 1 and 2): 1.6-1.9 mm face RMS (2.5 / 2.7 mm before),
+now dominated by the identity recovered from landmarks (1.6-1.7 mm, mean face 1.4 / 2.3 mm).
 """
 
 from __future__ import annotations
@@ -42,10 +37,10 @@ import pytest
 
 from avatar3d.tracking.metrics import jitter
 
-#: Expressions the detections carry well enough for correlation >= 0.9 (see the module docstring).
-VISIBLE = ("jawOpen", "mouthSmileRight", "mouthPucker", "eyeBlinkLeft")
-#: ... and those the photometric refinement carries to >= 0.9 (the brow from the pixels).
-VISIBLE_PHOTOMETRIC = VISIBLE + ("browInnerUp",)
+#: Expressions the detections carry well enough for correlation >= 0.9 (all but mouthSmileLeft, see the module docstring).
+VISIBLE = ("jawOpen", "mouthSmileRight", "mouthPucker", "eyeBlinkLeft", "browInnerUp")
+#: ... and those the photometric refinement keeps at >= 0.9 (its brow timing is noisier: 0.85-0.95 measured).
+VISIBLE_PHOTOMETRIC = ("jawOpen", "mouthSmileRight", "mouthPucker", "eyeBlinkLeft")
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +61,14 @@ def test_face_vertices_within_2mm(tracked, out_dir):
     msg = f"face RMS {rep['rms_all_mm']:.2f} mm over all frames, worst frame {rep['worst_frame']} at {rms.max():.2f} mm, per frame {np.round(rms, 2)}"
     print(msg)
     assert tracked["summary"]["failures"] == 0
-    # Issue #4 asks for 2 mm. The previous built-in head gave 1.93 mm (max 3.6); the 'look-head' merge
-    # gives 2.14 mm (max 4.4) with a better identity (0.90 mm): the excess is all in the open-jaw
-    # frames 0-5 (3-4.4 mm), where MediaPipe reports only part of the opening and the new lips/jaw
-    # move more. Asserted at the measured value plus a margin, so a regression still fails.
-    assert rep["rms_all_mm"] < 2.3, msg
-    assert rms.max() < 5.0, msg
-    assert rep["identity_rms_mm"] < 1.5, f"identity {rep['identity_rms_mm']:.2f} mm"
+    # Issue #4 asks for 2 mm: measured 1.23 mm, worst frame 1.5 mm (2.13 / 4.4 mm before the detector-response
+    # table). Asserted with a margin for MediaPipe, which is not bit-reproducible, tight enough that the
+    # open-jaw failure (frames 0-5 at 3-4.4 mm) fails it.
+    assert rep["rms_all_mm"] < 1.6, msg
+    assert rms.max() < 2.2, msg
+    assert rep["identity_rms_mm"] < 1.3, f"identity {rep['identity_rms_mm']:.2f} mm"
+    jaw = tracked["sequence"].expression_names.index("jawOpen")
+    assert tracked["sequence"].expression[:4, jaw].min() > 0.5, tracked["sequence"].expression[:6, jaw]  # true 0.63-0.8
     # Keep the worst frame and a neutral one to look at (fitted mesh over the rendered crop).
     import av
     import cv2
@@ -101,9 +97,9 @@ def test_focal_and_stability(tracked):
     rep, s = tracked["report"], tracked["summary"]
     ratio = rep["focal"] / rep["focal_true"]
     print(f"focal {rep['focal']:.0f} px vs true {rep['focal_true']:.0f} px; jitter fitted {s['jitter_fitted_px']:.2f} vs detected {s['jitter_detected_px']:.2f}")
-    # Perspective from 2D landmarks is weak: MediaPipe's points look flatter than the true head, which
-    # biases the focal long; the similarity-aligned vertex error above is what it costs.
-    assert 0.7 < ratio < 1.6, ratio
+    # MediaPipe's points look flatter than the true head: fitted with the mesh's own landmarks that biased
+    # the focal long (565 px for 441); the table's mean-face offset models that flatness (464 px).
+    assert 0.9 < ratio < 1.25, ratio
     assert s["jitter_fitted_px"] < s["jitter_detected_px"]
     assert s["nme_mean"] < 0.04
     # The truth is smooth: the fit's landmarks must not jitter more than the true motion plus a margin.
@@ -159,10 +155,10 @@ def test_photometric_refinement_recovers_the_brow(tracked, refined):
     assert after["rms_all_mm"] < before["rms_all_mm"] + 0.02, msg  # pixels must not cost geometry
     low = {k: round(c1[k], 3) for k in VISIBLE_PHOTOMETRIC if not c1[k] >= 0.9}
     assert not low, f"photometric expression correlation below 0.9: {low}; {msg}"
-    # What the pixels add over the landmarks: the brow motion MediaPipe under-reports. The landmark
-    # fit's brow correlation varies from run to run (0.86-0.93: MediaPipe is not bit-reproducible),
-    # the refined one stays >= 0.92 in every run measured; its amplitude stays small (~0.15 of 0.78).
-    assert c1["browInnerUp"] > c0["browInnerUp"] - 0.02, msg
+    # What the pixels add over the landmarks: brow amplitude, which MediaPipe under-reports (peak 0.07-0.08 ->
+    # 0.14-0.16 of the true 0.79 measured). The brow's timing is already in the landmark fit (0.95); the
+    # refinement's per-frame changes make it noisier (0.85-0.95 in three runs), so only a floor is asserted.
+    assert c1["browInnerUp"] > 0.8, msg
     assert peak1 > peak0, msg
     # Not recovered (module docstring): only checked not to get much worse.
     assert c1["mouthSmileLeft"] > c0["mouthSmileLeft"] - 0.15, msg

@@ -66,6 +66,10 @@ def project_landmarks(model, shape: np.ndarray, expression: np.ndarray, pose: np
                       K: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:
     """Pixel positions of a head model's landmarks for per-frame parameters (no gradients).
 
+    The landmarks are those the landmark fit compares with detections
+    (:func:`avatar3d.tracking.fitting.landmark_head`: MediaPipe's measured view of the model where
+    one ships), so NME figures mean the same before and after a refinement.
+
     Args:
         model: a :class:`~avatar3d.models.base.HeadModel`. shape: (S,) shared identity.
         expression: (N, E). pose: (N, J, 3) axis-angle. transl: (N, 3) metres.
@@ -73,11 +77,12 @@ def project_landmarks(model, shape: np.ndarray, expression: np.ndarray, pose: np
     Returns:
         (N, L, 2) float32 pixel coordinates (OpenCV: pixel centres at integers).
     """
+    from .fitting import landmark_head
+
     f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-    n = len(expression)
     with torch.no_grad():
-        out = model(f(shape)[None].expand(n, -1), f(expression), f(pose), f(transl))
-        return project(out.landmarks, f(K), f(world_to_cam))[0].numpy()
+        pts, _ = landmark_head(model)(f(shape), f(expression), f(pose), f(transl))
+        return project(pts, f(K), f(world_to_cam))[0].numpy()
 
 
 def cv_to_gl_c2w(world_to_cam: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from ..models.lbs import batch_rodrigues
 from .camera import R_MODEL_TO_CV, front_camera
 from .landmark_model import LandmarkHead, project_points, projected_landmark_loss
 
-__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "MODEL_PRIORS"]
+__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "landmark_head", "MODEL_PRIORS"]
 
 
 @dataclass
@@ -61,6 +61,10 @@ class FitConfig:
     #: L1 (sparsity) prior on expression coefficients: with 50+ overlapping blendshapes a little
     #: detection noise is otherwise spread over many of them (mouthDimple, mouthStretch, ...).
     w_expr_l1: float = 0.0
+    #: compare detections with the model's landmarks as MediaPipe reports them (its measured view of
+    #: the mean face, identity and blendshapes, :mod:`avatar3d.tracking.detector_response`) where the
+    #: model ships that table, rather than with the mesh's own landmark motion
+    detector_response: bool = True
     seed: int = 0
     #: Landmark term through :func:`~avatar3d.tracking.landmark_model.projected_landmark_loss` (analytic
     #: backward, ~3x faster per iteration); False: the same expression through autograd (the reference
@@ -221,7 +225,7 @@ def fit_landmarks(
         lm = np.asarray(landmarks, np.float32)[..., :2]
         if valid.shape != (len(lm),) or not valid.any():
             raise ValueError(f"valid must be ({len(lm)},) bool with at least one True frame")
-        head = LandmarkHead(model)
+        head = landmark_head(model, cfg)
         if init_focal is None:
             init_focal = _pnp_focal(head, lm, valid, cameras)
             if cfg.focal_search > 1 and valid.sum() >= 3:  # one or two frames: too little perspective
@@ -236,6 +240,15 @@ def fit_landmarks(
         return res
     finally:
         torch.set_num_threads(threads)
+
+
+def landmark_head(model: HeadModel, cfg: Optional[FitConfig] = None) -> LandmarkHead:
+    """The :class:`LandmarkHead` the fit compares with detections: with MediaPipe's measured view of the
+    model (:mod:`avatar3d.tracking.detector_response`) where one ships and ``cfg.detector_response`` is on."""
+    from .detector_response import load_response
+
+    cfg = cfg or default_config(model)
+    return LandmarkHead(model, response=load_response(model) if cfg.detector_response else None)
 
 
 def _rest_landmarks(head: LandmarkHead) -> np.ndarray:

@@ -34,9 +34,13 @@ class LandmarkHead(nn.Module):
     Args:
         model: a head model with a 478-point embedding (``model.has_landmarks``).
         extra_vertices: (K,) vertex indices also returned by :meth:`forward`, or None.
+        response: the detector's view of the model (:func:`avatar3d.tracking.detector_response.load_response`):
+            ``expression`` (E, 478, 3) and ``shape`` (S, 478, 3) metres per unit coefficient replace
+            the mesh's own blendshape and identity motion of the landmark points and ``offset``
+            (478, 3) metres moves their rest position (extra vertices keep the mesh's); or None.
     """
 
-    def __init__(self, model: HeadModel, extra_vertices: Optional[Tensor] = None):
+    def __init__(self, model: HeadModel, extra_vertices: Optional[Tensor] = None, response: Optional[dict[str, Tensor]] = None):
         super().__init__()
         if not model.has_landmarks:
             raise ValueError(f"head model {model.name!r} has no 478-point landmark embedding to fit")
@@ -53,6 +57,9 @@ class LandmarkHead(nn.Module):
             rows = a[tri]  # (P, 3, ...)
             b = bary.view(bary.shape + (1,) * (rows.ndim - 2))
             return (rows * b).sum(1).contiguous()
+
+        if response is not None:  # the detector's view of the landmark points replaces the mesh's rows
+            mix = _with_response(mix, model, response, self.num_landmarks)
 
         def soa(a: Tensor) -> Tensor:  # (P, 3, K) -> (K, 3P), coordinate-major: rows view as (3, P)
             return a.permute(2, 1, 0).reshape(a.shape[2], -1).contiguous()
@@ -233,3 +240,23 @@ def project_points(v: Tensor, A: Tensor, focal: Tensor, pp: Tensor, weights_t: T
     cam = skin_points(A, v, weights_t)
     uv = cam[:, :2] * (focal[:, None] / cam[:, 2].clamp_min(1e-6))[:, None] + pp[:, :, None]
     return uv.transpose(1, 2)
+
+
+def _with_response(mix, model: HeadModel, response: dict[str, Tensor], L: int):
+    """``mix`` with the landmark rows of the template, identity and expression bases taken from ``response``."""
+    want = {"expression": (model.num_expression, L, 3), "shape": (model.num_shape, L, 3), "offset": (L, 3)}
+    bad = {k: tuple(response[k].shape) if k in response else None for k in want if k not in response or tuple(response[k].shape) != want[k]}
+    if bad:
+        raise ValueError(f"response tables must have shapes {want}, got {bad}")
+
+    def mixed(a: Tensor) -> Tensor:
+        out = mix(a)
+        if a is model.v_template:
+            out[:L] += response["offset"].to(out.dtype)
+        elif a is model.shapedirs:  # (P, 3, S)
+            out[:L] = response["shape"].to(out.dtype).permute(1, 2, 0)
+        elif a is model.exprdirs:  # (P, 3, E)
+            out[:L] = response["expression"].to(out.dtype).permute(1, 2, 0)
+        return out
+
+    return mixed

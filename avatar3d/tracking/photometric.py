@@ -97,7 +97,8 @@ class PhotometricConfig:
     polish_epochs: int = 1  #: appearance-only passes after smoothing / reverting (the baseline gets them too)
     smooth_passes: int = 2  #: [1,2,1]/4 filter passes over the per-frame changes along time (0: off)
     keep_only_improved: bool = True  #: revert frames whose refined geometry does not lower their image error
-    cache_mb: float = 768.0  #: memory for rasterizations of fixed geometry (landmark fit, final fit) kept across passes; longer clips re-rasterize
+    #: memory (MB) for the rasterizations of fixed geometry (landmark fit, final fit) kept across passes; longer clips re-rasterize
+    cache_mb: float = 768.0
     seed: int = 0
 
     def validate(self) -> None:
@@ -282,6 +283,11 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
     lo, hi = model.expression_range
     bounded = bool(np.isfinite(lo) and np.isfinite(hi))
 
+    from .detector_response import load_response
+    from .fitting import landmark_head
+
+    lhead = landmark_head(model) if load_response(model) is not None else None
+    beta = f32(shape).reshape(-1)
     # Per-frame changes from the landmark fit (what stage 2 optimises).
     d_e, d_p, d_t = torch.zeros_like(e0), torch.zeros_like(p0), torch.zeros_like(t0)
 
@@ -293,7 +299,10 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
         e = e0[idx] + de
         if bounded:
             e = e.clamp(lo, hi)
-        return pose_sub(e, p0[idx] + dp, t0[idx] + dt)
+        v, lmk = pose_sub(e, p0[idx] + dp, t0[idx] + dt)
+        if lhead is not None:  # landmarks as the landmark fit sees them (MediaPipe's measured view of the model)
+            lmk = lhead(beta, e, p0[idx] + dp, t0[idx] + dt)[0]
+        return v, lmk
 
     def verts_init(idx):
         return pose_sub(e0[idx], p0[idx], t0[idx])[0]

@@ -4,20 +4,23 @@ Everything here is built from the differentiable mesh ops in :mod:`avatar3d.rend
 (rasterize -> interpolate -> texture -> antialias). Shapes: B frames in a batch, V vertices of the
 model, Vs vertices of the drawn sub-mesh, r x r render resolution, T x T albedo texture.
 
-Speed (issue #4, 0.5 s per frame on two CPU cores): the renderer draws only the triangles near the
-front of the face, and :class:`SubmeshPoser` poses only their vertices for the one identity of the
-sequence (for ICT 21k of 27k vertices, with the 100-mode identity blend done once instead of at
-every step); the SH basis of a rasterization is computed once and reused by every shading step.
+Speed (issue #4, 0.5 s per frame on two CPU cores), all exact to float rounding: the renderer draws
+only the triangles near the front of the face, and :class:`SubmeshPoser` poses only their vertices
+for the one identity of the sequence (for ICT 21k of 27k vertices; the 100-mode identity blend done
+once instead of at every step; vertices rigid to one joint skinned by one matmul per joint); vertex
+normals are one sparse matmul; :class:`RasterCache` keeps the passes of geometry that no longer
+changes, with their SH basis and their antialiasing as a sparse linear map
+(:meth:`HeadRenderer.aa_weights`), for the many appearance-only steps.
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import Callable, Optional
+
 import numpy as np
 import torch
 from torch import Tensor
-
-import warnings
-from typing import Callable, Optional
 
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues, rigid_transforms
@@ -38,6 +41,9 @@ class HeadRenderer:
         world_to_cam: (4, 4) OpenCV extrinsics shared by all frames.
         crop: crop side in pixels; r: render side in pixels.
         region: model region whose pixels are compared (weight channel of :meth:`raster`).
+
+    Draws the Vs-vertex sub-mesh ``vertex_ids`` (model vertex per row); :meth:`raster` takes model
+    or sub-mesh vertices.
     """
 
     def __init__(self, model: HeadModel, K: Tensor, world_to_cam: Tensor, crop: int, r: int, region: str = "face",
@@ -108,7 +114,7 @@ class HeadRenderer:
         """Geometry-only pass for frames ``idx``: clip positions, rast, texture uv, camera normals, region weight.
 
         ``verts``: (B,V,3) model vertices or (B,Vs,3) sub-mesh vertices (:class:`SubmeshPoser`).
-        ``normals`` (B,V,3) from :meth:`normals` may be passed to reuse them across steps: they
+        ``normals`` (B,Vs,3) from :meth:`normals` may be passed to reuse them across steps: they
         carry no gradient (shading is a weak, noisy cue for geometry at this resolution, and their
         scatter-adds cost a fifth of a step) and barely change within a few steps.
         """
@@ -423,8 +429,9 @@ def masked_errors(rend: HeadRenderer, raster_a, app_a: tuple[Tensor, Tensor], ra
     """Per-frame mean |render - image| in grey levels (0..255) of two fits, on one shared pixel set.
 
     Each fit is rendered with its own appearance ``(albedo (T,T,3), sh (9,3))``; ``raster_a(idx)`` /
-    ``raster_b(idx)`` give the :meth:`HeadRenderer.raster` passes of its geometry (e.g. :class:`RasterCache`). The pixel set is the person mask intersected with the
-    union of both renders' face-region footprints, so neither fit chooses where it is judged.
+    ``raster_b(idx)`` give the :meth:`HeadRenderer.raster` passes of its geometry (e.g. :class:`RasterCache`).
+    The pixel set is the person mask intersected with the union of both renders' face-region
+    footprints, so neither fit chooses where it is judged.
     """
     N = img.shape[0]
     ea, eb = np.zeros(N), np.zeros(N)
