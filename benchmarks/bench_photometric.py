@@ -45,6 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from avatar3d._tensor import f32
 from avatar3d.capture.stage import run_capture  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
 from avatar3d.paths import shared_data_dir  # noqa: E402
@@ -54,7 +55,6 @@ from avatar3d.tracking.metrics import jitter, nme  # noqa: E402
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric  # noqa: E402
 from avatar3d.tracking.photometric_render import HeadRenderer  # noqa: E402
 
-f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
 
 #: Runs one refinement with the ``avatar3d`` of another source tree (argv: tree, inputs .npz, model spec, output .json).
 _REF_SCRIPT = """

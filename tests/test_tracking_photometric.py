@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from avatar3d._tensor import f32
 from avatar3d.errors import BadInputError
 from avatar3d.models import load_head_model
 from avatar3d.tracking.camera import front_camera, project, project_landmarks
@@ -16,7 +17,6 @@ from avatar3d.tracking.metrics import jitter, nme
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric
 from avatar3d.tracking.photometric_render import HeadRenderer, RasterCache, SubmeshPoser, white_sh
 
-f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from ..viewer.app import check_gui_support, run_app
 
     check_gui_support()
-    return run_app(open_source(args.source), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play)
+    return run_app(open_source(args.source), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play,
+                   window_size=args.window)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     di.add_argument("--display", choices=("shaded", "albedo", "normals"), default="shaded", help="shading mode")
     di.add_argument("--wireframe", action="store_true", help="draw mesh edges")
     di.add_argument("--landmarks", action="store_true", help="draw the 478 face-mesh landmarks")
+    di.add_argument("--window", type=_size, default=(1280, 820), metavar="WxH",
+                    help="GUI window size (default 1280x820; smaller windows redraw faster on software-rendered displays)")
     gu = p.add_argument_group("GUI testing")
     gu.add_argument("--gui-screenshot", metavar="PNG", help="GUI: save a screenshot of the 3D view after the first frames")
     gu.add_argument("--quit-after", type=int, metavar="N", help="GUI: close the window after N frames")

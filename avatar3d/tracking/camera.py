@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._tensor import f32
+
 __all__ = ["R_MODEL_TO_CV", "front_camera", "project", "project_landmarks", "cv_to_gl_c2w", "look_at_world_to_cam"]
 
 #: Rotation taking model-frame directions to OpenCV camera directions for a camera on +Z facing -Z.
@@ -79,10 +81,9 @@ def project_landmarks(model, shape: np.ndarray, expression: np.ndarray, pose: np
     """
     from .fitting import landmark_head
 
-    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
-        pts, _ = landmark_head(model)(f(shape), f(expression), f(pose), f(transl))
-        return project(pts, f(K), f(world_to_cam))[0].numpy()
+        pts, _ = landmark_head(model)(f32(shape), f32(expression), f32(pose), f32(transl))
+        return project(pts, f32(K), f32(world_to_cam))[0].numpy()
 
 
 def cv_to_gl_c2w(world_to_cam: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._tensor import f32
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues
 from .camera import R_MODEL_TO_CV, front_camera
@@ -336,7 +337,6 @@ def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndar
         Rh = R_MODEL_TO_CV @ Rp  # R_c^T R_pnp (R_c is its own inverse)
         rot0[i] = cv2.Rodrigues(Rh)[0][:, 0]
         piv0[i] = Rp @ j_root + tv[i]
-    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     # ---- parameters
     shape = torch.zeros(G, S, requires_grad=True)
     expr = torch.zeros(N, E, requires_grad=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._tensor import f32
 from ..capture.landmarks import interocular
 
 __all__ = ["landmark_errors", "nme", "jitter", "similarity_align", "rms_after_similarity", "compare_to_ground_truth"]
@@ -73,7 +74,6 @@ def compare_to_ground_truth(model, shape: np.ndarray, expression: np.ndarray, po
     """
     import torch
 
-    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     n = len(expression)
     mask = model.region(region).numpy()
     with torch.no_grad():

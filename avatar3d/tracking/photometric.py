@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._tensor import f32
 from ..errors import BadInputError
 from ..models.base import HeadModel
 from .camera import project
@@ -272,7 +273,6 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
     img = torch.as_tensor(np.stack([small(x) for x in images]), dtype=torch.float32) / 255.0
     m = np.stack([small(np.asarray(x, np.float32)) for x in masks])
     msk = torch.as_tensor(m / (255.0 if m.max() > 1.5 else 1.0), dtype=torch.float32)[..., None]
-    f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     Kt, w2c = f32(K), f32(world_to_cam)
     rend = HeadRenderer(model, Kt, w2c, S, r, cfg.region)
     pose_sub = SubmeshPoser(model, rend.vertex_ids, f32(shape))  # poses only what is drawn, identity blended once

@@ -23,6 +23,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._tensor import f32
 from ..capture.stage import CaptureResult, run_capture
 from .fitting import CropCameras, FitConfig, FitResult, fit_landmarks
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
@@ -81,9 +82,8 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, out: Path) -> tupl
 def _posed_vertices(model, seq: TrackedSequence, idx: np.ndarray):
     import torch
 
-    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
-        out = model(f(seq.shape)[None].expand(len(idx), -1), f(seq.expression[idx]), f(seq.pose[idx]), f(seq.transl[idx]))
+        out = model(f32(seq.shape)[None].expand(len(idx), -1), f32(seq.expression[idx]), f32(seq.pose[idx]), f32(seq.transl[idx]))
     return out
 
 

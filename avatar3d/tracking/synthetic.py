@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._tensor import f32
 from ..models.base import HeadModel, HeadModelData
 from .camera import front_camera, project
 
@@ -114,7 +115,6 @@ def toy_sequence(model: HeadModel, num_frames: int = 40, focal: float = 1400.0, 
     transl = np.stack([0.02 * np.sin(2 * np.pi * 0.4 * t[:, 0]), 0.01 * np.cos(2 * np.pi * 0.6 * t[:, 0]), 0.03 * t[:, 0]], 1)
     K = np.array([[focal, 0, size / 2 - 0.5], [0, focal, size / 2 - 0.5], [0, 0, 1.0]])
     w2c = front_camera(distance)
-    f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
         out = model(f32(shape)[None].expand(num_frames, -1), f32(expr), f32(pose), f32(transl))
         uv, _ = project(out.landmarks, f32(K), f32(w2c))

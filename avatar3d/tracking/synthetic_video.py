@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .._tensor import f32
 from ..models.base import HeadModel
 from .camera import front_camera
 
@@ -145,7 +146,6 @@ def _render_frames(model: HeadModel, shape: np.ndarray, expr: np.ndarray, pose: 
     # Key light from the upper left of the camera, fill from the right, both in the camera frame.
     sh = directional_sh([((-0.5, -0.6, -0.65), (0.75, 0.7, 0.62)), ((0.7, 0.1, -0.7), (0.18, 0.2, 0.24))], (0.35, 0.35, 0.37))
     bg = torch.as_tensor(_room_background(width, height, g), dtype=torch.float32)
-    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
         verts = model(f32(shape)[None].expand(n, -1), f32(expr), f32(pose), f32(transl)).vertices
         Kr = f32(K).clone()
@@ -186,7 +186,6 @@ def detector_response(model: HeadModel, expressions: Sequence[str] = ANIMATED, y
     K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
     w2c = front_camera(distance)
     rows = []
-    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     with FaceLandmarker(video=False) as fl:
         for yaw in yaws:
             pose = np.zeros((len(E), model.num_joints, 3))

@@ -59,7 +59,7 @@ class ViewerApp:
     FLUSH_S, FLUSH_EVERY_S = 0.4, 0.1  # after a 3D view change: a frame every 0.1 s for 0.4 s
 
     def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-                 play: bool = False, interactive: bool = True, software: bool = True):
+                 play: bool = False, interactive: bool = True, software: bool = True, window_size: tuple[int, int] = (1280, 820)):
         import open3d as o3d
 
         self.o3d, gui, R = o3d, o3d.visualization.gui, o3d.visualization.rendering
@@ -87,7 +87,7 @@ class ViewerApp:
         self._ticks, self._shot_path, self._quit_after = 0, gui_screenshot, quit_after
         self._shot_requested = self._shot_done = False
 
-        self.window = gui.Application.instance.create_window(f"avatar3d view - {source.label}", 1280, 820)
+        self.window = gui.Application.instance.create_window(f"avatar3d view - {source.label}", *window_size)
         w = self.window
         em = w.theme.font_size
         self.scene_widget = gui.SceneWidget()
@@ -487,8 +487,8 @@ class ViewerApp:
 
 
 def run_app(source: ViewerSource, opts: Optional[ViewOptions] = None, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-            play: bool = False) -> int:
-    """Open the window and run the event loop until it closes; returns 0."""
+            play: bool = False, window_size: tuple[int, int] = (1280, 820)) -> int:
+    """Open the window (``window_size`` (width, height) in pixels) and run the event loop until it closes; returns 0."""
     import open3d as o3d
     import torch
 
@@ -496,6 +496,6 @@ def run_app(source: ViewerSource, opts: Optional[ViewOptions] = None, gui_screen
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     app = o3d.visualization.gui.Application.instance
     app.initialize()
-    ViewerApp(source, opts or ViewOptions(), gui_screenshot, quit_after, play)
+    ViewerApp(source, opts or ViewOptions(), gui_screenshot, quit_after, play, window_size=window_size)
     app.run()
     return 0
