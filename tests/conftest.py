@@ -42,3 +42,18 @@ def videos_dir(shared_data: Path) -> Path:
 def out_dir(tmp_path_factory) -> Path:
     """Where tests write images worth looking at (kept under pytest's tmp)."""
     return tmp_path_factory.mktemp("renders")
+
+
+@pytest.fixture(scope="session")
+def builtin():
+    """The built-in head model with its 478-point embedding (shared: tests must not modify it)."""
+    from avatar3d.errors import Avatar3DError
+    from avatar3d.models import load_head_model
+
+    try:
+        m = load_head_model("builtin")
+    except (ImportError, Avatar3DError) as e:
+        pytest.skip(f"built-in head not available: {e}")
+    if not m.has_landmarks:
+        pytest.skip("built-in head has no landmark embedding (MediaPipe unavailable)")
+    return m

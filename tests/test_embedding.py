@@ -210,15 +210,6 @@ def test_lid_points_on_the_eyeball_snap_to_their_own_lid_margin():
     np.testing.assert_array_equal(tri[263], before[0][263])
 
 
-@pytest.fixture(scope="module")
-def builtin():
-    from avatar3d.models import load_head_model
-
-    m = load_head_model("builtin")
-    if not m.has_landmarks:
-        pytest.skip("built-in head has no landmark embedding (MediaPipe unavailable)")
-    return m
-
 
 def _on_eyeball(faces: np.ndarray, lmk_faces: np.ndarray, eye_left: np.ndarray, eye_right: np.ndarray) -> np.ndarray:
     return (eye_left | eye_right)[np.asarray(faces)[np.asarray(lmk_faces)]].any(1)

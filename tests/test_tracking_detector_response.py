@@ -11,20 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from avatar3d.models import load_head_model
 from avatar3d.tracking.detector_response import _projection_jacobian, load_response, measure_response, response_path, save_response
 from avatar3d.tracking.landmark_model import LandmarkHead
 
 f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
 CORNERS = [61, 291]  # MediaPipe mouth corners (subject's right, left)
 
-
-@pytest.fixture(scope="module")
-def builtin():
-    m = load_head_model("builtin")
-    if not m.has_landmarks:
-        pytest.skip("built-in head model has no 478-point landmark embedding")
-    return m
 
 
 def _own(model) -> dict:

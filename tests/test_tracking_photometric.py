@@ -19,10 +19,6 @@ from avatar3d.tracking.photometric_render import HeadRenderer, RasterCache, Subm
 
 
 
-@pytest.fixture(scope="module")
-def builtin():
-    return load_head_model("builtin")
-
 
 def _synthetic(model, n: int = 6, size: int = 128):
     """Textured, SH-lit renders of the built-in head with known parameters (crop = render size)."""

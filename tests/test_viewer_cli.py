@@ -29,15 +29,6 @@ def _need_renderer():
         pytest.skip(str(e))
 
 
-@pytest.fixture(scope="module")
-def builtin():
-    try:
-        from avatar3d.models import load_head_model
-
-        return load_head_model("builtin")
-    except (ImportError, Avatar3DError) as e:
-        pytest.skip(f"built-in head not available: {e}")
-
 
 def _shot(tmp_path, name: str, *args: str) -> np.ndarray:
     out = tmp_path / f"{name}.png"
