@@ -29,19 +29,6 @@ def ict_spec(ict_archive):
     return spec, load_head_model(spec)
 
 
-@pytest.fixture(scope="module")
-def builtin_model():
-    from avatar3d.models import load_head_model
-
-    try:
-        m = load_head_model("builtin")
-    except (ImportError, NotImplementedError) as e:
-        pytest.skip(f"built-in head model not available yet: {e}")
-    if not m.has_landmarks:
-        pytest.skip("built-in head model has no 478-point landmark embedding yet")
-    return m
-
-
 def test_track_pipeline_ict_d13(ict_spec, videos_dir, tmp_path_factory, out_dir):
     spec, _ = ict_spec
     out = tmp_path_factory.mktemp("track_d13")
@@ -80,9 +67,9 @@ def test_ict_landmark_fit_accuracy(ict_spec, videos_dir, video):
     assert jitter(res.landmarks) < jitter(cap.landmarks[..., :2])
 
 
-def test_builtin_landmark_fit_accuracy(builtin_model, videos_dir):
+def test_builtin_landmark_fit_accuracy(builtin, videos_dir):
     cap = run_capture(videos_dir / "d0.mp4", None, max_frames=30, progress=False)
-    res = fit_landmarks(builtin_model, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
+    res = fit_landmarks(builtin, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
     err = nme(res.landmarks, cap.landmarks, cap.valid)
     assert err < 0.04, f"built-in head: NME {err:.4f}"
 
