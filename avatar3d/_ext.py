@@ -1,7 +1,7 @@
 """Build-and-cache loader for the C++/CUDA extensions whose sources live in ``cuda/``.
 
 Extensions are compiled on first use with ``torch.utils.cpp_extension.load`` into the user cache
-(keyed by torch version and a hash of the sources, so a rebuild happens only when either changes).
+(keyed by torch version, the checkout and a hash of the sources, so a rebuild happens only when one changes).
 A failed build warns once and returns ``None``; callers fall back to the pure-PyTorch reference.
 Set ``AVATAR3D_NO_EXT=1`` to skip building (tests of the fallback path use it).
 """
@@ -50,7 +50,9 @@ def load_extension(name: str, sources: Sequence[str], cuda: bool = False, verbos
 
             src = [CUDA_DIR / s for s in sources]
             headers = list(CUDA_DIR.glob("*.h")) + list(CUDA_DIR.glob("*.cuh"))
-            tag = _digest(src + headers, f"{torch.__version__}|{sys.version_info[:2]}|{cuda}")
+            # The checkout's path is part of the key: torch's build files record absolute source paths,
+            # so two checkouts sharing one build folder would rebuild each other's extension.
+            tag = _digest(src + headers, f"{torch.__version__}|{sys.version_info[:2]}|{cuda}|{CUDA_DIR.resolve()}")
             build = cache_dir(f"ext/{key}_{tag}")
             flags = ["-O3", "-std=c++17"]
             kw = dict(extra_cflags=flags + ["-fopenmp"], extra_ldflags=["-fopenmp"])
