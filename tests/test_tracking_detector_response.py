@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from avatar3d._tensor import f32
 from avatar3d.tracking.detector_response import _projection_jacobian, load_response, measure_response, response_path, save_response
 from avatar3d.tracking.landmark_model import LandmarkHead
 
-f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
 CORNERS = [61, 291]  # MediaPipe mouth corners (subject's right, left)
-
 
 
 def _own(model) -> dict:

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .._tensor import f32
 from ..models.base import HeadModel
 
 __all__ = ["measure_response", "load_response", "save_response", "response_path", "RESPONSE_YAWS"]
@@ -99,7 +100,6 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
     std = model.shape_std.detach().double().numpy()
     shape[1 + ne + np.arange(ns), si] = std[si] * shape_amplitude
     unit = np.concatenate([np.full(ne, amplitude), std[si] * shape_amplitude])
-    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
         rest = model(f32(shape), f32(expr)).landmarks.double().numpy()  # (M, P, 3) unposed
     t3 = np.concatenate([(rest[1:] - rest[:1]) / unit[:, None, None], np.zeros((1,) + rest.shape[1:])])  # (M, P, 3); last: offset
@@ -146,7 +146,6 @@ def _projection_jacobian(model: HeadModel, pose: np.ndarray, K: np.ndarray, w2c:
     """(P, 2, 3) d(pixel)/d(rest-frame landmark displacement) of the mean head at ``pose`` (J, 3), and the mean pixels per metre."""
     from ..models.lbs import batch_rodrigues
 
-    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
         out = model(None, None, f32(pose)[None])
         X = out.landmarks[0].double().numpy()  # (P, 3) posed

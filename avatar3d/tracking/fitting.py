@@ -79,9 +79,10 @@ MODEL_PRIORS: dict[str, dict] = {
     # view of it loosely: with the generic priors the identity soaks up the detector's systematic
     # disagreement with the embedding (rendered ground truth: identity 2.1 mm from the truth, worse
     # than the mean face's 1.2 mm) and detection noise spreads over many similar blendshapes.
-    # These values give 0.94 mm identity and ~1.9 mm face RMS on the rendered phone clip
-    # (tests/test_tracking_synthetic.py) and keep real-video NME within 3.8% (target 4%); 3x stronger
-    # ones reach 1.8 mm but d6 (fast extreme expressions) 4.2%. ICT keeps the generic ones: 1e-3
+    # Chosen before the detector-response table (then: 0.94 mm identity, ~1.9 mm face RMS on the
+    # rendered phone clip, tests/test_tracking_synthetic.py; 3x stronger ones reached 1.8 mm but d6,
+    # fast extreme expressions, 4.2% NME). With the table: 1.24 mm face RMS and real-video NME at most
+    # 3.0% (target 4%); weaker or stronger priors were measured worse there. ICT keeps the generic ones: 1e-3
     # priors raise its d12 NME from 2.46% to 3.30% (target 3%), and it has no texture to render a
     # ground truth with.
     "builtin": dict(w_shape=3e-4, w_expr_l1=3e-4, w_smooth_expr=0.3),

@@ -58,15 +58,21 @@ class LandmarkHead(nn.Module):
             b = bary.view(bary.shape + (1,) * (rows.ndim - 2))
             return (rows * b).sum(1).contiguous()
 
-        if response is not None:  # the detector's view of the landmark points replaces the mesh's rows
-            mix = _with_response(mix, model, response, self.num_landmarks)
-
         def soa(a: Tensor) -> Tensor:  # (P, 3, K) -> (K, 3P), coordinate-major: rows view as (3, P)
             return a.permute(2, 1, 0).reshape(a.shape[2], -1).contiguous()
 
-        self.register_buffer("p_template", mix(model.v_template).T.contiguous())  # (3, P)
-        self.register_buffer("shapedirs", soa(mix(model.shapedirs)))  # (S, 3P)
-        self.register_buffer("exprdirs", soa(mix(model.exprdirs)))  # (E, 3P): the batched blend is one GEMM
+        template, shapedirs, exprdirs = mix(model.v_template), mix(model.shapedirs), mix(model.exprdirs)  # (P, 3), (P, 3, S), (P, 3, E)
+        #: True when the landmark rows come from the detector's view of the model (``response``)
+        self.uses_response = response is not None
+        if response is not None:
+            L = self.num_landmarks
+            _check_response(response, model.num_expression, model.num_shape, L)
+            template[:L] += response["offset"].to(template.dtype)
+            shapedirs[:L] = response["shape"].to(shapedirs.dtype).permute(1, 2, 0)
+            exprdirs[:L] = response["expression"].to(exprdirs.dtype).permute(1, 2, 0)
+        self.register_buffer("p_template", template.T.contiguous())  # (3, P)
+        self.register_buffer("shapedirs", soa(shapedirs))  # (S, 3P)
+        self.register_buffer("exprdirs", soa(exprdirs))  # (E, 3P): the batched blend is one GEMM
         w = mix(model.lbs_weights)
         # Rows sum to 1 (up to float rounding, renormalised): the translation can then be part of the blend.
         self.register_buffer("weights_t", (w / w.sum(1, keepdim=True)).T.contiguous())  # (J, P)
@@ -242,21 +248,9 @@ def project_points(v: Tensor, A: Tensor, focal: Tensor, pp: Tensor, weights_t: T
     return uv.transpose(1, 2)
 
 
-def _with_response(mix, model: HeadModel, response: dict[str, Tensor], L: int):
-    """``mix`` with the landmark rows of the template, identity and expression bases taken from ``response``."""
-    want = {"expression": (model.num_expression, L, 3), "shape": (model.num_shape, L, 3), "offset": (L, 3)}
+def _check_response(response: dict[str, Tensor], E: int, S: int, L: int) -> None:
+    """Raise ValueError unless ``response`` has ``expression`` (E, L, 3), ``shape`` (S, L, 3) and ``offset`` (L, 3)."""
+    want = {"expression": (E, L, 3), "shape": (S, L, 3), "offset": (L, 3)}
     bad = {k: tuple(response[k].shape) if k in response else None for k in want if k not in response or tuple(response[k].shape) != want[k]}
     if bad:
         raise ValueError(f"response tables must have shapes {want}, got {bad}")
-
-    def mixed(a: Tensor) -> Tensor:
-        out = mix(a)
-        if a is model.v_template:
-            out[:L] += response["offset"].to(out.dtype)
-        elif a is model.shapedirs:  # (P, 3, S)
-            out[:L] = response["shape"].to(out.dtype).permute(1, 2, 0)
-        elif a is model.exprdirs:  # (P, 3, E)
-            out[:L] = response["expression"].to(out.dtype).permute(1, 2, 0)
-        return out
-
-    return mixed

@@ -283,10 +283,10 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
     lo, hi = model.expression_range
     bounded = bool(np.isfinite(lo) and np.isfinite(hi))
 
-    from .detector_response import load_response
     from .fitting import landmark_head
 
-    lhead = landmark_head(model) if load_response(model) is not None else None
+    lhead = landmark_head(model)
+    lhead = lhead if lhead.uses_response else None  # without a response table, the sub-mesh's own landmarks are the same points
     beta = f32(shape).reshape(-1)
     # Per-frame changes from the landmark fit (what stage 2 optimises).
     d_e, d_p, d_t = torch.zeros_like(e0), torch.zeros_like(p0), torch.zeros_like(t0)
