@@ -45,10 +45,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from avatar3d._tensor import f32
+from avatar3d._tensor import f32  # noqa: E402
 from avatar3d.capture.stage import run_capture  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
 from avatar3d.paths import shared_data_dir  # noqa: E402
+from avatar3d.render.backends import mesh_cpu_extension  # noqa: E402
 from avatar3d.tracking.camera import project_landmarks  # noqa: E402
 from avatar3d.tracking.fitting import CropCameras, fit_landmarks  # noqa: E402
 from avatar3d.tracking.metrics import jitter, nme  # noqa: E402
@@ -137,9 +138,7 @@ def main() -> int:
     specs = {"builtin": "builtin", "ict": f"ict={data / 'ict-facekit-light.tar.xz'}"}
     models = {m: load_head_model(specs.get(m, m)) for m in args.models.split(",") if m}
     cfg = PhotometricConfig()
-    from avatar3d.render.mesh import rasterize
-
-    rasterize(torch.zeros(1, 3, 4), torch.zeros(1, 3, dtype=torch.int32), (8, 8))  # load the extension before timing
+    mesh_cpu_extension()  # build/load the C++ extension before timing
     ref_dir = reference_tree(args.reference, work / "reference_tree") if args.reference else None
     ref_rows = []
     load = os.getloadavg()[0]

@@ -254,9 +254,9 @@ def main() -> int:
     imgs = np.stack([cv2.imread(str(pdir / "images" / f"{n}.png"))[..., ::-1] for n in pcap.names])
     masks = np.stack([cv2.imread(str(pdir / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE) for n in pcap.names])
     pcfg = PhotometricConfig()
-    from avatar3d.render.mesh import rasterize
+    from avatar3d.render.backends import mesh_cpu_extension
 
-    rasterize(torch.zeros(1, 3, 4), torch.zeros(1, 3, dtype=torch.int32), (8, 8))  # build/load the extension before timing
+    mesh_cpu_extension()  # build/load the C++ extension before timing
     t0 = time.perf_counter()
     pr = refine_photometric(models[mname], imgs, masks, pcap.landmarks, pcap.valid, pfit.shape, pfit.expression, pfit.pose,
                             pfit.transl, pfit.K, pfit.world_to_cam, pcfg)
