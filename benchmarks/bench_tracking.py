@@ -71,8 +71,8 @@ def refit_without_response(tracked: dict) -> dict:
     from avatar3d.tracking.fitting import FitConfig, default_config
     from avatar3d.tracking.metrics import compare_to_ground_truth
 
-    m = load_head_model("builtin")
-    cap = CaptureResult.load(Path(tracked["truth"]["path"]).parent.parent / "track" / "capture.npz")
+    m = tracked["model"]
+    cap = CaptureResult.load(tracked["track_dir"] / "capture.npz")
     cfg = FitConfig(**{**default_config(m).__dict__, "detector_response": False})
     res = fit_landmarks(m, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), cfg, progress=False)
     return compare_to_ground_truth(m, res.shape, res.expression, res.pose, res.transl, tracked["truth"])
@@ -117,7 +117,7 @@ def synthetic_section(work: Path, summary: dict, num_frames: int = 24) -> None:
     # The same landmark fit refined with the `--photometric` settings (second column of the table).
     p = refine_ground_truth(r)
     rep, s, prep, pr = r["report"], r["summary"], p["report"], p["result"]
-    m = load_head_model("builtin")
+    m = r["model"]
     face = m.region("face").numpy()
     with torch.no_grad():
         mean_face = m().vertices[0].numpy()

@@ -44,12 +44,7 @@ VISIBLE_PHOTOMETRIC = ("jawOpen", "mouthSmileRight", "mouthPucker", "eyeBlinkLef
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory):
-    from avatar3d.models import load_head_model
-
-    m = load_head_model("builtin")
-    if not m.has_landmarks:
-        pytest.skip("built-in head model has no 478-point landmark embedding")
+def tracked(tmp_path_factory, builtin):  # builtin: skips when the head has no landmark embedding
     from avatar3d.tracking.synthetic_video import track_ground_truth
 
     return track_ground_truth(tmp_path_factory.mktemp("synthetic_gt"), "builtin", num_frames=24, overlay=True)
@@ -73,7 +68,7 @@ def test_face_vertices_within_2mm(tracked, out_dir):
     import av
     import cv2
 
-    with av.open(str(tracked["truth"]["path"].parent.parent / "track" / "overlay.mp4")) as c:
+    with av.open(str(tracked["track_dir"] / "overlay.mp4")) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     calm = int(np.argmin(rms))
     cv2.imwrite(str(out_dir / "synthetic_gt_worst_and_best.png"), np.concatenate([frames[rep["worst_frame"]], frames[calm]], 1)[..., ::-1])
@@ -103,7 +98,7 @@ def test_focal_and_stability(tracked):
     assert s["jitter_fitted_px"] < s["jitter_detected_px"]
     assert s["nme_mean"] < 0.04
     # The truth is smooth: the fit's landmarks must not jitter more than the true motion plus a margin.
-    assert jitter(np.load(tracked["truth"]["path"].parent.parent / "track" / "fitted_landmarks.npy")) < s["jitter_detected_px"]
+    assert jitter(np.load(tracked["track_dir"] / "fitted_landmarks.npy")) < s["jitter_detected_px"]
 
 
 def lip_opening_mm(model) -> tuple[np.ndarray, np.ndarray]:
@@ -119,15 +114,10 @@ def lip_opening_mm(model) -> tuple[np.ndarray, np.ndarray]:
     return dy[list(UPPER_INNER_LIP)], dy[list(LOWER_INNER_LIP)]
 
 
-def test_builtin_inner_lips_are_embedded_on_their_own_lip():
+def test_builtin_inner_lips_are_embedded_on_their_own_lip(builtin):
     """The shipped embedding: lower inner-lip points ride on the lower lip, so an open jaw is visible to the fit
     (before the seam fix in ``avatar3d.models.embedding`` all 9 sat on the upper lip and did not move)."""
-    from avatar3d.models import load_head_model
-
-    m = load_head_model("builtin")
-    if not m.has_landmarks:
-        pytest.skip("built-in head model has no 478-point landmark embedding")
-    up, lo = lip_opening_mm(m)
+    up, lo = lip_opening_mm(builtin)
     assert (lo > 10).all(), lo  # the built-in jawOpen drops the lower lip by ~25 mm
     assert (up < 0.5 * lo.min()).all(), up
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import Avatar3DError, BadInputError
 from ..paths import ASSETS, cache_dir
-from .embedding_contours import (  # noqa: F401  (re-exported: tests and tracking use them from here)
+from .embedding_contours import (  # noqa: F401  (re-exported: the tests use them from here)
     EYE_CORNERS,
     LOWER_INNER_LIP,
     LOWER_LID,

@@ -70,13 +70,14 @@ def _snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: "_Scene", view
     of the lower lip (the two sides of the seam, where the inner lip contour is once the mouth
     opens). Other lip points only move when their hit lies on the wrong lip.
     """
+    from .embedding import embedding_points  # lazy: embedding imports this module
+
     snapped = np.zeros(len(tri), bool)
-    iod = float(np.linalg.norm(det[[33, 133]].mean(0) - det[[263, 362]].mean(0)))
+    iod = _eye_corner_distance(det)
     if not iod > 0:
         return snapped
     half = 0.05 * iod  # scan +-3 mm around the seam: a lip is ~8-10 mm high, a mouth corner >~8 mm away
     steps = np.arange(-half, half + 1e-9, max(0.25, half / 40))
-    hit_pts = lambda t, b: (v[f[t]] * b[:, :, None]).sum(1)  # noqa: E731
 
     def scan(px: np.ndarray):
         p = np.stack([np.full_like(steps, px[0]), px[1] + steps], 1)
@@ -92,7 +93,7 @@ def _snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: "_Scene", view
         ok = t >= 0
         if ok.sum() < 3:
             continue
-        centre = hit_pts(t[ok], b[ok])[len(t[ok]) // 2]
+        centre = embedding_points(v, f, t[ok], b[ok])[len(t[ok]) // 2]
         lab = labels(t, b, centre)
         first, last = lab[ok][0], lab[ok][-1]  # top of the scan: upper lip; bottom: lower lip
         if first < 0 or last < 0 or first == last:
@@ -106,14 +107,16 @@ def _snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: "_Scene", view
     # Points away from the seam: only fix hits on the wrong lip.
     for group, take_last in ((UPPER_LIP, True), (LOWER_LIP, False)):
         for k in group:
+            if tri[k] < 0:  # no hit in this view: nothing to fix
+                continue
             t, b = scan(det[k])  # centred on the point; the far end lies on the point's own lip
             ok = t >= 0
             if ok.sum() < 3:
                 continue
-            centre = hit_pts(t[ok], b[ok])[len(t[ok]) // 2]
+            centre = embedding_points(v, f, t[ok], b[ok])[len(t[ok]) // 2]
             lab = labels(t, b, centre)
             own = lab[ok][0] if take_last else lab[ok][-1]  # the lip the point belongs to, away from the seam
-            if tri[k] < 0 or own < 0:
+            if own < 0:
                 continue
             comp_k = lab[len(steps) // 2]  # the scan's middle pixel is the landmark itself
             if comp_k != own:
@@ -121,6 +124,11 @@ def _snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: "_Scene", view
                 j = side[-1] if take_last else side[0]
                 tri[k], bary[k] = t[j], b[j]
     return snapped
+
+
+def _eye_corner_distance(det: np.ndarray) -> float:
+    """Pixels between the two eyes' corner midpoints of (478, 2) detections (a scale for the scans)."""
+    return float(np.linalg.norm(det[[33, 133]].mean(0) - det[[263, 362]].mean(0)))
 
 
 # ----------------------------------------------------------------------------- eyelids
@@ -141,7 +149,7 @@ def _snap_lids_off_eyeballs(scene: "_Scene", view: View, det: np.ndarray, tri: n
     with no lid within reach gets ``tri = -1`` (this view then gives no candidate for it).
     ``eyeball_tri``: (F,) bool triangles of the eyeballs (any vertex on one).
     """
-    iod = float(np.linalg.norm(det[[33, 133]].mean(0) - det[[263, 362]].mean(0)))
+    iod = _eye_corner_distance(det)
     if not iod > 0:
         return
     steps = np.arange(0.25, 0.12 * iod, 0.25)  # up to ~7 mm from the point: an open eye is ~10 mm high

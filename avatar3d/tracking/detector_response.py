@@ -77,7 +77,7 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
     """
     from ..capture.landmarks import FaceLandmarker
     from .camera import front_camera, project
-    from .synthetic_video import _render_frames, phone_focal
+    from .synthetic_video import _render_frames, centred_K, phone_focal
 
     if "albedo" not in model.extras or not model.has_landmarks:
         raise ValueError(f"head model {model.name!r} needs an albedo texture and a landmark embedding to measure the detector's response")
@@ -89,7 +89,7 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
     ei = np.array([names.index(n) for n in expressions] if expressions is not None else np.arange(E), int)
     si = np.arange(S) if identity else np.zeros(0, int)
     focal = phone_focal(width, height)
-    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+    K = centred_K(focal, width, height)
     w2c = front_camera(distance)
     # Frame 0 the reference, then one frame per measured expression, then one per identity coefficient.
     ne, ns = len(ei), len(si)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._tensor import f32
 from ..capture.landmarks import interocular
 
 __all__ = ["landmark_errors", "nme", "jitter", "similarity_align", "rms_after_similarity", "compare_to_ground_truth"]
@@ -72,7 +71,9 @@ def compare_to_ground_truth(model, shape: np.ndarray, expression: np.ndarray, po
         animated expressions (NaN where the fit is constant), ``best_match`` {name: (fitted expression
         correlating best with its true curve, r)}, which shows where an expression the fit missed went.
     """
-    import torch
+    import torch  # lazily: the landmark measures above are numpy only
+
+    from .._tensor import f32
 
     n = len(expression)
     mask = model.region(region).numpy()

@@ -1,7 +1,7 @@
 """Rendered ground truth: a textured head model driven by known parameters, seen by a phone camera.
 
 Used by the tests and the benchmark to check the whole tracker (MediaPipe detection included)
-against the truth: :func:`render_sequence` writes PNG frames and returns the parameters and
+against the truth: :func:`render_sequence` writes PNG frames or an H.264 clip and returns the parameters and
 vertices that made them. The frames imitate a selfie video rather than an easy lab shot:
 
 * portrait frame (default 360x640, 9:16) with the intrinsics of a phone's 26 mm-equivalent lens
@@ -25,7 +25,7 @@ from .._tensor import f32
 from ..models.base import HeadModel
 from .camera import front_camera
 
-__all__ = ["ANIMATED", "render_sequence", "track_ground_truth", "refine_ground_truth", "detector_response", "phone_focal",
+__all__ = ["ANIMATED", "render_sequence", "track_ground_truth", "refine_ground_truth", "detector_response", "phone_focal", "centred_K",
            "directional_sh"]
 
 #: Expressions animated in the synthetic performance (ARKit names; those a model has are used).
@@ -35,6 +35,11 @@ ANIMATED = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "mout
 def phone_focal(width: int, height: int, equivalent_mm: float = 26.0) -> float:
     """Focal length in pixels of a lens with ``equivalent_mm`` 35 mm-equivalent focal (43.27 mm diagonal)."""
     return float(equivalent_mm / 43.267 * np.hypot(width, height))
+
+
+def centred_K(focal: float, width: int, height: int) -> np.ndarray:
+    """(3, 3) OpenCV intrinsics with ``focal`` pixels and the principal point at the image centre."""
+    return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
 
 
 def directional_sh(lights: Sequence[tuple[Sequence[float], Sequence[float]]], ambient: Sequence[float]) -> torch.Tensor:
@@ -119,7 +124,7 @@ def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16,
     pose[:, 0, 1] = 0.25 * np.sin(2 * np.pi * t)  # turn
     pose[:, 0, 0] = 0.08 * np.sin(2 * np.pi * 1.5 * t)  # nod
     transl = np.stack([0.01 * np.sin(2 * np.pi * t), 0.005 * np.cos(2 * np.pi * t), np.zeros_like(t)], 1)
-    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+    K = centred_K(focal, width, height)
     w2c = front_camera(distance)
     writer = _Mp4Writer(out / "synthetic.mp4", width, height, fps) if video else None
     verts = None
@@ -183,7 +188,7 @@ def detector_response(model: HeadModel, expressions: Sequence[str] = ANIMATED, y
     for i, n in enumerate(names):
         E[i + 1, model.expression_names.index(n)] = amplitude
     focal = phone_focal(width, height)
-    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+    K = centred_K(focal, width, height)
     w2c = front_camera(distance)
     rows = []
     with FaceLandmarker(video=False) as fl:
@@ -219,8 +224,9 @@ def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: 
 
     Returns:
         dict with ``truth`` (from :func:`render_sequence`), ``summary`` (the track's metrics summary),
-        ``sequence`` (:class:`TrackedSequence`) and ``report`` (:func:`compare_to_ground_truth`, plus
-        ``focal`` / ``focal_true`` in source pixels).
+        ``sequence`` (:class:`TrackedSequence`), ``report`` (:func:`compare_to_ground_truth`, plus
+        ``focal`` / ``focal_true`` in source pixels), ``track_dir`` (the tracking output) and ``model``
+        (the loaded head model).
     """
     from ..models import load_head_model
     from .metrics import compare_to_ground_truth
@@ -234,10 +240,10 @@ def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: 
     seq = TrackedSequence.load(out / "track")
     report = compare_to_ground_truth(m, seq.shape, seq.expression, seq.pose, seq.transl, truth)
     report.update(focal=float(summary["focal_px_source"]), focal_true=float(truth["focal"]))
-    return dict(truth=truth, summary=summary, sequence=seq, report=report)
+    return dict(truth=truth, summary=summary, sequence=seq, report=report, track_dir=out / "track", model=m)
 
 
-def refine_ground_truth(tracked: dict, config=None, model: str = "builtin") -> dict:
+def refine_ground_truth(tracked: dict, config=None) -> dict:
     """Photometric refinement of a :func:`track_ground_truth` result, compared with the truth.
 
     Does what ``avatar3d track --photometric`` does after the landmark fit (crops and masks at the
@@ -250,16 +256,14 @@ def refine_ground_truth(tracked: dict, config=None, model: str = "builtin") -> d
         ``report`` (:func:`compare_to_ground_truth` of the refined parameters).
     """
     from ..capture.stage import CaptureResult
-    from ..models import load_head_model
     from .metrics import compare_to_ground_truth
     from .photometric import PhotometricConfig, refine_photometric
     from .pipeline import photometric_inputs
 
     cfg = config or PhotometricConfig()
-    out = Path(tracked["truth"]["path"]).parent.parent / "track"
+    out, m = tracked["track_dir"], tracked["model"]
     seq, cap = tracked["sequence"], CaptureResult.load(out / "capture.npz")
     imgs, masks, K, lm = photometric_inputs(out, cap, seq.K, cfg.resolution)
-    m = load_head_model(model)
     pr = refine_photometric(m, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K, seq.world_to_cam[0], cfg)
     report = compare_to_ground_truth(m, seq.shape, pr.expression, pr.pose, pr.transl, tracked["truth"])
     return dict(result=pr, report=report)
