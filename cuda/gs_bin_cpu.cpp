@@ -41,13 +41,12 @@ void depth_order(const uint32_t* keys_in, std::vector<int32_t>& idx) {
   }
 }
 
-// Per-camera depth sort, then counting-sort into tiles: lists come out depth-ordered (ties by index).
-// Returns tile_offsets (C*tiles+1,) int64 and flat_ids (M,) int32. The counting and scattering run in
-// parallel over contiguous slices of the depth order (per-thread counts), so the order is kept.
 }  // namespace
 
 namespace a3d_gs {
 
+// (See gs_bin_cpu.h.) The counting and scattering run in parallel over contiguous slices of the
+// depth order (per-thread counts), so the order is kept.
 template <typename scalar_t>
 std::pair<at::Tensor, at::Tensor> bin_gaussians_cpu(const scalar_t* means2d, const int32_t* radii, const scalar_t* depths,
                                                 int C, int N, int W, int H) {
@@ -60,8 +59,7 @@ std::pair<at::Tensor, at::Tensor> bin_gaussians_cpu(const scalar_t* means2d, con
     keys[k] = sortable((float)depths[k]);
     int* r = &rect[4 * k];
     a3d_gs::tile_range((float)means2d[2 * k], (float)means2d[2 * k + 1], (float)radii[2 * k], (float)radii[2 * k + 1],
-                       tiles_w, tiles_h, r[0], r[1], r[2], r[3]);
-    if (!(radii[2 * k] > 0 && radii[2 * k + 1] > 0)) r[1] = r[0];  // culled: no tiles
+                       tiles_w, tiles_h, r[0], r[1], r[2], r[3]);  // read only for the valid ones (flat, below)
   }
   // flat (c * N + n) keys of the valid Gaussians, camera-major, depth-ordered within each camera
   std::vector<std::vector<int32_t>> order(C);

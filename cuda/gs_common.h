@@ -114,7 +114,7 @@ struct PairGrad {
 
 // Back-to-front step. On entry Tr is the transmittance behind the splat (after it) and
 //   tail = vA Tfinal - sum_d v_d (S_d + Tfinal bg_d),  S_d = sum_{j behind i} f_jd alpha_j T_j,
-// so dL/dalpha_i = fv T_i - tail / (1 - alpha_i) with fv = sum_d f_id v_d (v = dL/dpixel, vA = dL/dalpha).
+// so dL/dalpha_i = fv T_i + tail / (1 - alpha_i) with fv = sum_d f_id v_d (v = dL/dpixel, vA = dL/dalpha).
 // On exit Tr and tail describe the pixel in front of the splat. `use` false = no-op with zero grads.
 // The feature gradient is w * v_d (left to the caller: any channel count).
 template <typename T>

@@ -92,7 +92,7 @@ __global__ void backward_kernel(const float* __restrict__ means2d, const float* 
   const int64_t pix = ((int64_t)c * H + y) * W + x;
   const float Tfinal = 1.f - alphas[pix];
   const float* vout = v_images + pix * D;
-  float tail = v_alphas[pix] * Tfinal;  // see gs_raster_cpu.cpp for the derivation
+  float tail = v_alphas[pix] * Tfinal;  // see composite_backward in gs_common.h for the derivation
   for (int d = 0; d < D; ++d) {
     const float bg = backgrounds != nullptr ? backgrounds[(int64_t)c * D + d] : 0.f;
     tail -= vout[d] * Tfinal * bg;

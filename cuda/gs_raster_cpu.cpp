@@ -254,13 +254,6 @@ A3D_FORCE_INLINE void backward_tile_body(const TileSplats<T>& ts, const int32_t*
 // attributes, so nothing compiled for a newer ISA can leak into shared code.
 enum class Isa { kBase, kAvx2, kAvx512 };
 
-template <typename T>
-void forward_tile(Isa isa, const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img, T* alp,
-                  int32_t* lst);
-template <typename T>
-void backward_tile(Isa isa, const TileSplats<T>& ts, const int32_t* ids, BwdState<T>& st, int W, int H, const T* bgc,
-                   const T* alp, const int32_t* lst, const T* vi, const T* va, T* gbuf, T* bgbuf);
-
 #define A3D_GS_TILE_KERNELS(SUFFIX, ATTR)                                                                         \
   template <typename T>                                                                                          \
   ATTR void forward_tile_##SUFFIX(const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img,   \
@@ -390,6 +383,9 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
   std::unique_ptr<scalar_t[]> bufs(new scalar_t[(size_t)nthreads * CN * G]);
   std::vector<scalar_t> bg_bufs((size_t)nthreads * C * D, scalar_t(0));
   const Isa isa = pick_isa<scalar_t>();
+  // OpenMP may give fewer threads than asked (OMP_THREAD_LIMIT, nested regions): only the slices of
+  // the threads that ran are zeroed and written, so only those are reduced below.
+  int team = nthreads;
 #pragma omp parallel num_threads(nthreads)
   {
     const int tid = omp_get_thread_num();
@@ -401,7 +397,8 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
     st.D = D;
     st.vout.resize((size_t)D * kTilePix);
     st.gfeat.resize((size_t)D * kLanes);
-#pragma omp barrier
+#pragma omp single
+    team = omp_get_num_threads();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ct = 0; ct < C * T; ++ct) {
       const int c = ct / T, tile = ct % T;
@@ -430,7 +427,7 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
       acc = big.data();
     }
     for (int j = 0; j < G; ++j) acc[j] = 0;
-    for (int t = 0; t < nthreads; ++t) {
+    for (int t = 0; t < team; ++t) {
       const scalar_t* src = &bufs[((size_t)t * CN + k) * G];
       for (int j = 0; j < G; ++j) acc[j] += src[j];
     }
@@ -442,7 +439,7 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
     vo[k] = acc[5];
     for (int d = 0; d < D; ++d) vf[k * D + d] = acc[6 + d];
   }
-  for (int t = 0; t < nthreads; ++t)
+  for (int t = 0; t < team; ++t)
     for (int j = 0; j < C * D; ++j) vb[j] += bg_bufs[(size_t)t * C * D + j];
 }
 

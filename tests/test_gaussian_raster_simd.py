@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from avatar3d.render import gaussians as G
 from avatar3d.render.gaussians import rasterize_gaussians
 from test_gaussian_raster import cpu_ext  # noqa: F401  (shared fixture)
 
@@ -114,3 +113,21 @@ def test_simd_builds_agree(cpu_ext, tmp_path):
         for k in first["grads"]:
             a, b = first["grads"][k], other["grads"][k]
             assert ((a - b).norm() / b.norm()).item() < 1e-4, (name, k)
+
+
+_CHILD_THREAD_LIMIT = """
+import sys, torch
+sys.path[:0] = [{repo!r}, {tests!r}]
+from test_gaussian_raster_simd import assert_close_to_reference, shell_scene
+for seed in range(5):  # small scenes: their per-thread buffers come from reused (dirty) heap memory
+    assert_close_to_reference(shell_scene(60, 40, 30, opacity=(0.3, 0.99), seed=seed))
+"""
+
+
+def test_backward_with_fewer_openmp_threads_than_asked(cpu_ext):
+    """OMP_THREAD_LIMIT below OMP_NUM_THREADS: the backward reduces only the per-thread buffers that ran
+    (it once summed never-zeroed ones and returned garbage gradients)."""
+    env = dict(os.environ, OMP_NUM_THREADS="2", OMP_THREAD_LIMIT="1")
+    r = subprocess.run([sys.executable, "-c", _CHILD_THREAD_LIMIT.format(repo=str(REPO), tests=str(REPO / "tests"))], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]

@@ -53,8 +53,7 @@ def gaussian_backend_status() -> Dict[str, str]:
     out: Dict[str, str] = {"torch": "ok (PyTorch reference, slow)"}
     ext = _cpu_ext()
     if ext is not None:
-        simd = f", {ext.simd()}" if hasattr(ext, "simd") else ""
-        out["cpu"] = f"ok ({ext.num_threads()} OpenMP threads{simd})"
+        out["cpu"] = f"ok ({ext.num_threads()} OpenMP threads, {ext.simd()})"
     else:
         out["cpu"] = f"unavailable: {extension_error('a3d_gs_cpu')}"
     if torch.cuda.is_available():
