@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 TARGET_MS = {"builtin": 50.0, "ict": 150.0}
-OFF_PATHS = ("full", "filament", "software")
+PATHS = ("full", "filament", "software")  # ways to draw a slider step, compared offscreen and in the window
 
 
 def _model_spec(name: str) -> str | None:
@@ -131,7 +131,7 @@ def main() -> int:
     off = []
     for name, (spec, model) in models.items():
         for size in ([] if args.no_offscreen else map(int, args.sizes.split(","))):
-            row = {path: bench_offscreen(model, size, args.steps, path) for path in OFF_PATHS}
+            row = {path: bench_offscreen(model, size, args.steps, path) for path in PATHS}
             off.append((name, model.num_vertices, size, row))
             print(f"offscreen {name} {size}: " + ", ".join(f"{k} {v['total']:.1f} ms" for k, v in row.items()), flush=True)
 
@@ -143,14 +143,14 @@ def main() -> int:
         sizes = [None if w == "default" else tuple(map(int, w.split("x"))) for w in args.windows.split(",")]
         for size in sizes:
             try:
-                floors.append(measure_window_floor(size or (1280, 820), changes=10))
+                floors.append(measure_window_floor(size, changes=10))
                 print(f"window floor {floors[-1]['size']}: {floors[-1]['median']:.1f} ms", flush=True)
             except Avatar3DError as e:
                 print(f"window floor {size}: failed: {e}", flush=True)
         for name, (spec, model) in models.items():
             for size in sizes:
                 res = {}
-                for path in ("full", "filament", "software"):
+                for path in PATHS:
                     try:
                         res[path] = measure_gui_latency(spec, steps=args.gui_steps, path=path, size=size)
                         print(f"gui {name} {size or 'default'} {path}: {res[path]['median']:.1f} ms", flush=True)
@@ -170,7 +170,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, nv, size, row in off:
         target = TARGET_MS.get(name, float("nan"))
-        for path in OFF_PATHS:
+        for path in PATHS:
             r = row[path]
             print(f"| {name} | {nv} | {size}² | {path} | {r['pose']:.1f} | {r['update']:.1f} | {r['render']:.1f} | {r['total']:.1f} ({r['p90']:.1f}) "
                   f"| {r['cpu']:.1f} | {row['full']['total'] / r['total']:.2f}x | {target:.0f} | {'yes' if r['total'] < target else 'NO'} |")
@@ -184,7 +184,7 @@ def main() -> int:
         for name, nv, size, res in gui:
             target = TARGET_MS.get(name, float("nan"))
             win = "default" if size is None else f"{size[0]}x{size[1]}"
-            for path in ("full", "filament", "software"):
+            for path in PATHS:
                 if path not in res:
                     continue
                 r = res[path]

@@ -100,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     di.add_argument("--display", choices=("shaded", "albedo", "normals"), default="shaded", help="shading mode")
     di.add_argument("--wireframe", action="store_true", help="draw mesh edges")
     di.add_argument("--landmarks", action="store_true", help="draw the 478 face-mesh landmarks")
-    di.add_argument("--window", type=_size, default=(1280, 820), metavar="WxH",
+    di.add_argument("--window", type=_size, default=(1280, 820), metavar="WxH",  # viewer.app.DEFAULT_WINDOW (not imported at start-up)
                     help="GUI window size (default 1280x820; smaller windows redraw faster on software-rendered displays)")
     gu = p.add_argument_group("GUI testing")
     gu.add_argument("--gui-screenshot", metavar="PNG", help="GUI: save a screenshot of the 3D view after the first frames")

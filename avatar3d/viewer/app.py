@@ -15,10 +15,11 @@ shows it in an image widget in place of the hidden ``SceneWidget``: one window f
 no Filament 3D pass. The panel is the window's first child, so ImGui runs the slider callback
 before it draws the 3D area in the same frame. Once the sliders rest for ``SETTLE_S`` the tick
 handler updates the Filament scene at full quality behind the picture and swaps the widgets back a
-frame later. States the rasterizer does not draw (display modes other than shaded, overlays, the
-environment as background) use Filament's interactive frames (:mod:`.fastshade`,
-``software=False``), and ``interactive=False`` draws every change at full quality (the original
-path, the benchmark's reference).
+frame later. In shaded mode with the wireframe or landmark overlays (which the rasterizer does not
+draw), and with ``software=False``, slider steps use Filament's interactive frames
+(:mod:`.fastshade`); other display modes and the environment shown as background are drawn at full
+quality, as is every change with ``interactive=False`` (the original path, the benchmark's
+reference).
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ from .scene import DISPLAY_MODES, HeadScene, open3d_intrinsics
 from .shot import ViewOptions, initial_params, rest_camera
 from .source import ViewerSource
 
-__all__ = ["check_gui_support", "run_app", "ViewerApp"]
+__all__ = ["check_gui_support", "run_app", "ViewerApp", "DEFAULT_WINDOW"]
+
+#: Window size (width, height) in pixels when none is asked for.
+DEFAULT_WINDOW = (1280, 820)
 
 
 def check_gui_support() -> None:
@@ -59,7 +63,7 @@ class ViewerApp:
     FLUSH_S, FLUSH_EVERY_S = 0.4, 0.1  # after a 3D view change: a frame every 0.1 s for 0.4 s
 
     def __init__(self, source: ViewerSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-                 play: bool = False, interactive: bool = True, software: bool = True, window_size: tuple[int, int] = (1280, 820)):
+                 play: bool = False, interactive: bool = True, software: bool = True, window_size: tuple[int, int] = DEFAULT_WINDOW):
         import open3d as o3d
 
         self.o3d, gui, R = o3d, o3d.visualization.gui, o3d.visualization.rendering
@@ -78,7 +82,6 @@ class ViewerApp:
         self._swap_tick = 0
         self._soft_retry = False
         self._flush_until = self._last_flush = 0.0  # extra frames after a 3D view change (see _on_tick)
-        self.soft_ms = float("nan")
         self.playing = False
         self._play_t0, self._play_f0 = 0.0, 0
         self._dirty = self._light_dirty = False
@@ -287,30 +290,23 @@ class ViewerApp:
     def _on_light(self, attr: str, value) -> None:
         setattr(self.head.lighting, attr, value)
         drag = attr in ("azimuth", "elevation", "intensity", "color", "env_rotation", "env_intensity")
+        self._light_dirty = True  # the Filament lights (and a re-baked environment) follow when the sliders rest
         if drag and self._software_step(pose=False):
-            self._light_dirty = True  # the Filament lights follow when the sliders rest
             return
         if self.interactive and drag:
-            self._light_dirty = True  # the Filament lights (and a re-baked environment) follow on release
             self._drag_frame(self.head._refresh)
-        else:
-            self._light_dirty = True
 
     def _software_step(self, pose: bool) -> bool:
         """Draw a slider step with our CPU rasterizer into the image widget (the Filament scene is
         left alone until the sliders rest); False when that path is off or cannot draw this state."""
-        if not self.software or not self.head.software_ok or self.head.vertices is None:
+        f = self.scene_widget.frame
+        if not self.software or not self.head.software_ok or self.head.vertices is None or f.width < 8 or f.height < 8:
             return False
-        t0 = time.perf_counter()
         if pose:
             verts, lmk, _ = self.mesh.pose(self.params)
             self.head.set_vertices(verts, lmk, update_scene=False)
-        f = self.scene_widget.frame
-        if f.width < 8 or f.height < 8:
-            return False
         img = self.head.software_frame(f.width, f.height)
         self.soft_widget.update_image(self.o3d.geometry.Image(img))
-        self.soft_ms = 1000 * (time.perf_counter() - t0)  # posing + drawing + handing over (benchmark)
         if self._soft_state != "shown":
             self.soft_widget.visible = True
             self.scene_widget.visible = False
@@ -487,7 +483,7 @@ class ViewerApp:
 
 
 def run_app(source: ViewerSource, opts: Optional[ViewOptions] = None, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-            play: bool = False, window_size: tuple[int, int] = (1280, 820)) -> int:
+            play: bool = False, window_size: tuple[int, int] = DEFAULT_WINDOW) -> int:
     """Open the window (``window_size`` (width, height) in pixels) and run the event loop until it closes; returns 0."""
     import open3d as o3d
     import torch

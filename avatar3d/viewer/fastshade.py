@@ -21,6 +21,8 @@ from typing import Optional
 
 import numpy as np
 
+from .envmaps import _sh_poly
+
 __all__ = ["VertexLighting", "display_curve", "srgb_encode", "srgb_decode", "front_facing", "EXPOSURE"]
 
 # Open3D's default camera exposure (f/16, 1/125 s, ISO 100): EV100 = log2(16^2 * 125), and Filament's
@@ -28,10 +30,10 @@ __all__ = ["VertexLighting", "display_curve", "srgb_encode", "srgb_decode", "fro
 EXPOSURE = 1.0 / (1.2 * 16.0**2 * 125.0)
 # Our per-vertex estimate of what ``defaultLit`` outputs comes out ~2.4x too bright against Filament's
 # own frames (measured on the built-in head under all three environments and several sun angles, see
-# tests/test_viewer_fast.py); one global factor fitted there brings the mean difference near zero.
+# tests/test_viewer_fast.py checks it); one global factor, fitted on those frames, brings the mean difference near zero.
 LIT_GAIN = 0.42
 # The SH stand-in for the prefiltered environment is broader and dimmer than Filament's cubemap
-# at roughness 0.55 (it misses the key lights' reflections); fitted like LIT_GAIN.
+# at roughness 0.55 (it misses the key lights' reflections); fitted on the same frames as LIT_GAIN.
 IBL_SPEC_GAIN = 3.0
 # Texture of interactive frames: llvmpipe samples a 1024^2 albedo ~1.5x slower than the whole rest
 # of an unlit frame (cache misses); the head spans at most ~800 pixels of the view, and interactive
@@ -65,9 +67,6 @@ def display_curve(x: np.ndarray) -> np.ndarray:
     return y
 
 
-tone_map = display_curve  # (N, 3) linear colours -> displayed sRGB values
-
-
 def srgb_decode(c: np.ndarray) -> np.ndarray:
     c = np.asarray(c, np.float64)
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
@@ -80,8 +79,6 @@ def srgb_encode(c: np.ndarray) -> np.ndarray:
 
 def _sh_basis(n: np.ndarray) -> np.ndarray:
     """(N, 9) real SH basis in Filament's order and normalisation (as ``envmaps.irradiance_sh``)."""
-    from .envmaps import _sh_poly
-
     return _sh_poly(n)
 
 
@@ -125,10 +122,12 @@ class VertexLighting:
             a = np.asarray(albedo[..., :3], np.uint8)
             # The shader decodes sRGB -> linear; feed it encode(sRGB / 255) so it reads the sRGB value.
             lut = np.round(srgb_encode(np.arange(256) / 255.0) * 255).astype(np.uint8)
-            self.texture: Optional[np.ndarray] = np.ascontiguousarray(lut[_shrink(a, TEXTURE_SIZE)])
+            #: (h, w, 3) uint8 sRGB albedo at the interactive frames' size (:mod:`.softview` samples it as is)
+            self.texture_srgb: Optional[np.ndarray] = _shrink(a, TEXTURE_SIZE)
+            self.texture: Optional[np.ndarray] = np.ascontiguousarray(lut[self.texture_srgb])
             self.vertex_srgb = self._vertex_albedo(a, uvs)
         else:
-            self.texture = None
+            self.texture_srgb = self.texture = None
             self.vertex_srgb = np.broadcast_to(srgb_encode(np.asarray(base_color, np.float64)), (1, 3)).copy()
         self.vertex_srgb = np.maximum(self.vertex_srgb, 1e-3).astype(np.float32)
         self.vertex_linear = srgb_decode(self.vertex_srgb).astype(np.float32)

@@ -276,11 +276,14 @@ def measure_gui_latency(source: str, steps: int = 16, path: str = "software", si
                     callback_ms=statistics.median(cb_ms) if cb_ms else float("nan"))
 
 
-def measure_window_floor(size: tuple[int, int] = (1280, 820), changes: int = 10, timeout_s: float = 120.0) -> dict:
+def measure_window_floor(size: Optional[tuple[int, int]] = None, changes: int = 10, timeout_s: float = 120.0) -> dict:
     """The floor under any slider latency: an Open3D window showing one label (no 3D view, no
     panel) changes the label's text every 0.7 s; time from the change to the new pixels in the X
-    framebuffer and CPU ms (window process + X server) per change. Result: ``dict(median, p90,
-    cpu, size)``."""
+    framebuffer and CPU ms (window process + X server) per change. ``size``: window (w, h), None:
+    the viewer's default. Result: ``dict(median, p90, cpu, size)``."""
+    from .app import DEFAULT_WINDOW
+
+    size = size or DEFAULT_WINDOW
     with tempfile.TemporaryDirectory(prefix="avatar3d_floor_") as tmp:
         tmp = Path(tmp)
         ctrl = np.memmap(tmp / "ctrl", np.float64, mode="w+", shape=(_CTRL_LEN,))
@@ -369,7 +372,7 @@ def _child(ctrl_path: str, source_spec: str, path: str, size: Optional[tuple[int
     import open3d as o3d
     import torch
 
-    from .app import ViewerApp
+    from .app import DEFAULT_WINDOW, ViewerApp
     from .shot import ViewOptions
     from .source import open_source
 
@@ -379,9 +382,7 @@ def _child(ctrl_path: str, source_spec: str, path: str, size: Optional[tuple[int
     src = open_source(source_spec)
     app = o3d.visualization.gui.Application.instance
     app.initialize()
-    v = ViewerApp(src, ViewOptions(), interactive=path != "full", software=path == "software")
-    if size is not None:
-        v.window.size = o3d.visualization.gui.Size(*size)
+    v = ViewerApp(src, ViewOptions(), interactive=path != "full", software=path == "software", window_size=size or DEFAULT_WINDOW)
 
     name = next((s.name for s in v.specs if s.name.lower().startswith("jawopen")), v.specs[0].name)
     orig = v._on_tick

@@ -8,13 +8,14 @@ the head frame is metres, +Y up, face towards +Z.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 
 from .envmaps import ENVIRONMENTS, bake_environment, irradiance_sh
-from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, front_facing, srgb_decode, srgb_encode, tone_map
+from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, display_curve, front_facing, srgb_decode, srgb_encode
 from .mesh import HeadMesh
 from .params import HeadParams
 
@@ -101,8 +102,6 @@ class HeadScene:
         self._materials = {m: self._material(m) for m in (*DISPLAY_MODES, "mask")}
         self.interactive = False
         self.on_change: Optional[Callable[[], None]] = None  # called after every change to the scene (the GUI's cache)
-        self._fast = VertexLighting(mesh.albedo, mesh.render_uvs, SKIN_COLOR)
-        self._fast_mat = self._fast_material()
         self._sh_cache: dict = {}
         self._soft = None  # softview.SoftwareView, made on first use
         self._verts: Optional[np.ndarray] = None
@@ -129,6 +128,15 @@ class HeadScene:
         m.base_roughness = SKIN_ROUGHNESS
         m.base_reflectance = SKIN_REFLECTANCE  # skin: ~2% specular at normal incidence
         return m
+
+    # Interactive-frame state, made on first use: headless screenshots never draw interactive frames.
+    @functools.cached_property
+    def _fast(self) -> VertexLighting:
+        return VertexLighting(self.mesh.albedo, self.mesh.render_uvs, SKIN_COLOR)
+
+    @functools.cached_property
+    def _fast_mat(self):
+        return self._fast_material()
 
     def _fast_material(self):
         """Unlit material of interactive frames (vertex colours x the sRGB-as-linear albedo)."""
@@ -170,7 +178,7 @@ class HeadScene:
         bg = np.asarray(self.lighting.background, np.float64)
         if not fast:
             return tuple(bg)
-        return tuple(srgb_encode(tone_map(srgb_decode(bg)[None])[0]))
+        return tuple(srgb_encode(display_curve(srgb_decode(bg)[None])[0]))
 
     def _eye(self) -> np.ndarray:
         """(3,) camera position in the head frame."""
@@ -200,7 +208,7 @@ class HeadScene:
     @property
     def software_ok(self) -> bool:
         """Whether :meth:`software_frame` can draw the current state (shaded mode, flat background, no
-        overlays); otherwise the window keeps Filament's interactive frames."""
+        overlays); otherwise slider steps go through Filament (interactive frames where :meth:`fast_active`)."""
         return self.mode == "shaded" and not self.lighting.show_environment and not self.wireframe and not self.landmarks
 
     def software_frame(self, width: int, height: int) -> np.ndarray:
@@ -209,13 +217,12 @@ class HeadScene:
         next call."""
         from .softview import SoftwareView, open3d_clip_matrix
 
-        # (The background colour given to Filament is decoded from sRGB and, without
-        # post-processing, shown as is: srgb_decode of it is what the screen shows.)
-
         if self._verts is None:
             raise RuntimeError("set the head parameters before drawing a frame")
         if self._soft is None:
             self._soft = SoftwareView(self.mesh, self._fast)
+        # The background colour given to Filament is decoded from sRGB and, without post-processing,
+        # shown as is: srgb_decode of it is what the screen shows.
         return self._soft.render(self._verts, open3d_clip_matrix(self.scene.camera), self._eye(), int(width), int(height), self.lighting,
                                  self._env_sh(), SUN_LUX, IBL_SCALE, tuple(srgb_decode(self._background(True))))
 

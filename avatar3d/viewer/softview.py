@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..render.mesh import interpolate, rasterize, texture
-from .fastshade import TEXTURE_SIZE, VertexLighting, _shrink, front_facing
+from .fastshade import VertexLighting, front_facing
 from .mesh import HeadMesh
 
 __all__ = ["SoftwareView", "open3d_clip_matrix"]
@@ -48,14 +48,13 @@ class SoftwareView:
         self.shade = lighting_model
         self.faces = mesh.render_faces.astype(np.int32)
         self._tex: Optional[torch.Tensor] = None
-        if mesh.albedo is not None and mesh.render_uvs is not None:
+        if lighting_model.texture_srgb is not None and mesh.render_uvs is not None:
             # The sRGB albedo as the unlit shader sees it (fastshade uploads it re-encoded so that
             # Filament's sRGB decode returns these values), at the interactive frames' size.
-            self._tex = torch.from_numpy(_shrink(mesh.albedo, TEXTURE_SIZE).astype(np.float32) / 255.0)[None].contiguous()
+            self._tex = torch.from_numpy(lighting_model.texture_srgb.astype(np.float32) / 255.0)[None].contiguous()
             uv = mesh.render_uvs
             self._uv = np.ascontiguousarray(np.stack([uv[:, 0], 1.0 - uv[:, 1]], 1), np.float32)  # row 0 = top
         self._buf: Optional[np.ndarray] = None
-        self.last_timing: dict = {}
 
     def render(self, verts: np.ndarray, clip: np.ndarray, eye: np.ndarray, width: int, height: int, lighting, sh: Optional[np.ndarray],
                sun_lux: float, ibl_scale: float, background: tuple) -> np.ndarray:
@@ -105,20 +104,4 @@ class SoftwareView:
         covered = rast[0, ..., 3:4] > 0
         pix = torch.where(covered, (c * 255.0 + 0.5).clamp_(0, 255), torch.from_numpy(bg.astype(np.float32)))
         out[y0:y1, x0:x1] = pix.to(torch.uint8).numpy()
-        return out
-        t = tri[tid.reshape(-1)[cov] - 1]  # (N, 3) render vertices of the covered pixels
-        bu = r[..., 0].reshape(-1)[cov, None]
-        bv = r[..., 1].reshape(-1)[cov, None]
-        b2 = 1.0 - bu - bv  # the rasterizer's (u, v) weigh the triangle's first two corners
-        c = col[t[:, 0]] * bu + col[t[:, 1]] * bv + col[t[:, 2]] * b2
-        if self._tex is not None:
-            uv = self._uv[t[:, 0]] * bu + self._uv[t[:, 1]] * bv + self._uv[t[:, 2]] * b2
-            a = texture(self._tex, torch.from_numpy(np.ascontiguousarray(uv, np.float32))[None, :, None], filter_mode="linear",
-                        boundary_mode="clamp")
-            c *= a[0, :, 0].numpy()
-        else:
-            c *= self.shade.vertex_srgb[0]
-        crop = out[y0:y1, x0:x1].reshape(-1, 3)
-        crop[cov] = np.clip(c * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        out[y0:y1, x0:x1] = crop.reshape(hc, wc, 3)
         return out
