@@ -19,9 +19,14 @@ and renders are unchanged. Measured effect: rendered ground truth 2.13 -> 1.23 m
 other identities 2.5 / 2.7 -> 1.8 / 1.9 mm, real-video NME 2.2-3.2% -> 1.7-2.6% (the table is
 measured on renders, and describes MediaPipe on real faces too).
 
-Only models with an albedo texture can be measured (the built-in head). The table ships as
-``data/detector_response_<model>.npz`` and is ignored, with a warning, when the model's version or
-expressions changed (regenerate: ``python -m avatar3d.tracking.detector_response builtin``, ~2 min).
+The table is linear, and MediaPipe is not (a smile under an open jaw, the far side of a turned
+head): the same file also holds a small network trained on 24,000 random renders that adds the
+non-linear rest (:mod:`~avatar3d.tracking.detector_correction`).
+
+Only models with an albedo texture can be measured (the built-in head). Table and network ship as
+``data/detector_response_<model>.npz`` and are ignored, with a warning, when the model's version or
+expressions changed (regenerate: ``python -m avatar3d.tracking.detector_response builtin``: ~2 min
+for the table, ~17 min on 2 cores for the network's renders, ~1 min to train it).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ RESPONSE_YAWS = (-0.25, 0.0, 0.25)
 _DATA = Path(__file__).resolve().parent / "data"
 _warned: set = set()
 _cache: dict = {}
+_TABLES = ("expression", "shape", "offset")
 
 
 def response_path(model_name: str) -> Path:
@@ -159,18 +165,24 @@ def _projection_jacobian(model: HeadModel, pose: np.ndarray, K: np.ndarray, w2c:
     return dpdc @ (w2c[:3, :3] @ R), float(np.mean(fx / z))
 
 
-def save_response(model: HeadModel, response: dict[str, np.ndarray], path: Optional[Path] = None) -> Path:
-    """Write a :func:`measure_response` result with the model's name, version and expression names."""
+def save_response(model: HeadModel, response: dict, path: Optional[Path] = None) -> Path:
+    """Write a :func:`measure_response` result (plus an optional ``correction``,
+    :class:`~avatar3d.tracking.detector_correction.DetectorCorrection`) with the model's name, version
+    and expression names."""
     p = Path(path) if path is not None else response_path(model.name)
     p.parent.mkdir(parents=True, exist_ok=True)
     # float16: metres per unit to ~0.1% (sub-micrometre), half the size of the shipped file.
-    np.savez_compressed(p, **{k: np.asarray(v, np.float16) for k, v in response.items()}, model=model.name, version=str(model.version),
+    tables = {k: np.asarray(response[k], np.float16) for k in _TABLES}
+    extra = response["correction"].to_arrays() if response.get("correction") is not None else {}
+    np.savez_compressed(p, **tables, **extra, model=model.name, version=str(model.version),
                         expression_names=np.array(model.expression_names), yaws=np.array(RESPONSE_YAWS))
     return p
 
 
-def load_response(model: HeadModel, path: Optional[Path] = None) -> Optional[dict[str, torch.Tensor]]:
-    """The :func:`measure_response` tables of ``model`` as tensors, or None when none ships or they are stale (warns once)."""
+def load_response(model: HeadModel, path: Optional[Path] = None, correction: bool = True) -> Optional[dict]:
+    """The :func:`measure_response` tables of ``model`` as tensors (and, with ``correction``, its
+    :class:`~avatar3d.tracking.detector_correction.DetectorCorrection` under ``correction`` where the file
+    has one), or None when none ships or they are stale (warns once)."""
     p = Path(path) if path is not None else response_path(model.name)
     if not p.is_file():
         return None
@@ -188,20 +200,46 @@ def load_response(model: HeadModel, path: Optional[Path] = None) -> Optional[dic
             warnings.warn(f"{p.name} was measured on another version of head model {model.name!r}; the landmark fit uses the mesh's own "
                           f"landmark motion (regenerate: python -m avatar3d.tracking.detector_response {model.name})", stacklevel=2)
         return None
-    return {k: torch.as_tensor(z[k], dtype=torch.float32) for k in ("expression", "shape", "offset")}
+    out = {k: torch.as_tensor(z[k], dtype=torch.float32) for k in _TABLES}
+    if correction and "correction.joints" in z:
+        if "correction" not in z:  # built once per file: the network is shared by every head that loads it
+            from .detector_correction import DetectorCorrection
+
+            z["correction"] = DetectorCorrection.from_arrays(z)
+        out["correction"] = z["correction"]
+    return out
 
 
 def _main() -> None:
     import argparse
 
     from ..models import load_head_model
+    from .landmark_model import LandmarkHead
 
-    ap = argparse.ArgumentParser(description="Measure and save MediaPipe's response to a head model's blendshapes.")
+    ap = argparse.ArgumentParser(description="Measure MediaPipe's response to a head model (linear table, then the non-linear "
+                                             "correction trained on random renders) and save it where the fit finds it.")
     ap.add_argument("model", nargs="?", default="builtin")
+    ap.add_argument("--samples", type=int, default=16000, help="random renders for the correction (0: table only)")
+    ap.add_argument("--workers", type=int, default=2, help="processes rendering and detecting the samples")
+    ap.add_argument("--cache", type=Path, help="an .npz of samples to reuse (written when missing)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     m = load_head_model(args.model)
-    print(save_response(m, measure_response(m, progress=True)))
+    resp = measure_response(m, progress=True)
+    if args.samples > 0:
+        from .detector_correction import sample_detections_parallel, train_correction
+
+        if args.cache is not None and args.cache.is_file():
+            samples = dict(np.load(args.cache))
+        else:
+            samples = sample_detections_parallel(args.model, args.samples, args.workers)
+            if args.cache is not None:
+                np.savez(args.cache, **samples)
+        torch.set_num_threads(max(1, args.workers))
+        head = LandmarkHead(m, response={k: torch.as_tensor(v) for k, v in resp.items()})
+        resp["correction"], report = train_correction(m, head, samples, progress=True)
+        print("detector correction, mean pseudo-Huber px: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
+    print(save_response(m, resp))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ class FitConfig:
     #: the mean face, identity and blendshapes, :mod:`avatar3d.tracking.detector_response`) where the
     #: model ships that table, rather than with the mesh's own landmark motion
     detector_response: bool = True
+    #: ... including the table's non-linear correction (:mod:`avatar3d.tracking.detector_correction`) where it ships
+    detector_correction: bool = True
     seed: int = 0
     #: Landmark term through :func:`~avatar3d.tracking.landmark_model.projected_landmark_loss` (analytic
     #: backward, ~3x faster per iteration); False: the same expression through autograd (the reference
@@ -77,15 +79,16 @@ class FitConfig:
 MODEL_PRIORS: dict[str, dict] = {
     # The built-in head's procedural identity space (41 modes) and blendshapes describe MediaPipe's
     # view of it loosely: with the generic priors the identity soaks up the detector's systematic
-    # disagreement with the embedding (rendered ground truth: identity 2.1 mm from the truth, worse
-    # than the mean face's 1.2 mm) and detection noise spreads over many similar blendshapes.
-    # Chosen before the detector-response table (then: 0.94 mm identity, ~1.9 mm face RMS on the
-    # rendered phone clip, tests/test_tracking_synthetic.py; 3x stronger ones reached 1.8 mm but d6,
-    # fast extreme expressions, 4.2% NME). With the table: 1.24 mm face RMS and real-video NME at most
-    # 3.0% (target 4%); weaker or stronger priors were measured worse there. ICT keeps the generic ones: 1e-3
-    # priors raise its d12 NME from 2.46% to 3.30% (target 3%), and it has no texture to render a
-    # ground truth with.
-    "builtin": dict(w_shape=3e-4, w_expr_l1=3e-4, w_smooth_expr=0.3),
+    # disagreement with the embedding and detection noise spreads over many similar blendshapes.
+    # With the response table and its non-linear correction (tracking/detector_correction.py) the
+    # landmark points follow MediaPipe closely enough for weaker priors, measured on the rendered
+    # ground truth (ten identities) and the six real videos together: w_shape 1e-4 (was 3e-4) and
+    # w_smooth_expr 0.03 (was 0.3, which had made the fitted expressions lag and blur into each
+    # other: mouthSmileLeft peaked 3 frames late) and w_expr_l1 3e-5 (was 3e-4, which had traded
+    # weak smiles for cheaper shapes: mouthSmileLeft >= 0.9 on 4 -> 6 of ten identities). Real-video
+    # NME dropped on every video (e.g. d13 1.88 -> 1.13%) with jitter still below the detections'. ICT keeps the generic ones: 1e-3 priors
+    # raise its d12 NME from 2.46% to 3.30% (target 3%), and it has no texture to render a ground truth with.
+    "builtin": dict(w_shape=1e-4, w_expr_l1=3e-5, w_smooth_expr=0.03),
 }
 
 
@@ -246,11 +249,12 @@ def fit_landmarks(
 
 def landmark_head(model: HeadModel, cfg: Optional[FitConfig] = None) -> LandmarkHead:
     """The :class:`LandmarkHead` the fit compares with detections: with MediaPipe's measured view of the
-    model (:mod:`avatar3d.tracking.detector_response`) where one ships and ``cfg.detector_response`` is on."""
+    model (:mod:`avatar3d.tracking.detector_response`, and its non-linear correction) where one ships and
+    ``cfg.detector_response`` (``cfg.detector_correction``) is on."""
     from .detector_response import load_response
 
     cfg = cfg or default_config(model)
-    return LandmarkHead(model, response=load_response(model) if cfg.detector_response else None)
+    return LandmarkHead(model, response=load_response(model, correction=cfg.detector_correction) if cfg.detector_response else None)
 
 
 def _rest_landmarks(head: LandmarkHead) -> np.ndarray:

@@ -37,7 +37,9 @@ class LandmarkHead(nn.Module):
         response: the detector's view of the model (:func:`avatar3d.tracking.detector_response.load_response`):
             ``expression`` (E, 478, 3) and ``shape`` (S, 478, 3) metres per unit coefficient replace
             the mesh's own blendshape and identity motion of the landmark points and ``offset``
-            (478, 3) metres moves their rest position (extra vertices keep the mesh's); or None.
+            (478, 3) metres moves their rest position (extra vertices keep the mesh's); an optional
+            ``correction`` (:class:`~avatar3d.tracking.detector_correction.DetectorCorrection`) adds its
+            non-linear part as a function of expressions and joint rotations; or None.
     """
 
     def __init__(self, model: HeadModel, extra_vertices: Optional[Tensor] = None, response: Optional[dict[str, Tensor]] = None):
@@ -70,6 +72,8 @@ class LandmarkHead(nn.Module):
             template[:L] += response["offset"].to(template.dtype)
             shapedirs[:L] = response["shape"].to(shapedirs.dtype).permute(1, 2, 0)
             exprdirs[:L] = response["expression"].to(exprdirs.dtype).permute(1, 2, 0)
+        #: the non-linear part of the detector's view (landmark points only), or None
+        self.correction = response.get("correction") if response is not None else None
         self.register_buffer("p_template", template.T.contiguous())  # (3, P)
         self.register_buffer("shapedirs", soa(shapedirs))  # (S, 3P)
         self.register_buffer("exprdirs", soa(exprdirs))  # (E, 3P): the batched blend is one GEMM
@@ -96,11 +100,13 @@ class LandmarkHead(nn.Module):
             return self.j_template + torch.einsum("jcs,s->jc", self.j_dirs, shape)
         return self.j_template[None] + torch.einsum("jcs,bs->bjc", self.j_dirs, shape)
 
-    def rest_points(self, shape: Tensor, expression: Tensor, rot: Optional[Tensor] = None) -> Tensor:
-        """(B, 3, P) unposed points: identity + expression blendshapes (+ pose correctives from ``rot``).
+    def rest_points(self, shape: Tensor, expression: Tensor, rot: Optional[Tensor] = None, correct: bool = True) -> Tensor:
+        """(B, 3, P) unposed points: identity + expression blendshapes (+ pose correctives and the detector
+        correction, which need ``rot``).
 
         Args:
             shape: (S,) shared or (B, S) per item. expression: (B, E). rot: (B, J, 3, 3) local joint rotations.
+            correct: add :attr:`correction` (when there is one and ``rot`` is given).
         """
         B, P = expression.shape[0], self.num_points
         if shape.ndim == 1:
@@ -111,7 +117,11 @@ class LandmarkHead(nn.Module):
         if self.posedirs is not None and rot is not None and self.num_joints > 1:
             eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
             v = v + (rot[:, 1:] - eye).reshape(B, -1) @ self.posedirs
-        return v.view(B, 3, P)
+        v = v.view(B, 3, P)
+        if correct and self.correction is not None and rot is not None:
+            d = self.correction(expression, rot)  # (B, 3, L): landmark points only
+            v = torch.cat([v[:, :, : d.shape[2]] + d, v[:, :, d.shape[2] :]], 2) if P > d.shape[2] else v + d
+        return v
 
     def skin_transforms(self, shape: Tensor, rot: Tensor) -> Tensor:
         """(B, J, 3, 4) transforms taking rest-pose points to posed points (model frame, no translation).

@@ -128,11 +128,19 @@ def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16,
     w2c = front_camera(distance)
     writer = _Mp4Writer(out / "synthetic.mp4", width, height, fps) if video else None
     verts = None
-    for i, frame, verts in _render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, noise):
-        if writer is not None:
-            writer.write(frame)
-        else:
-            cv2.imwrite(str(out / f"{i:06d}.png"), frame[..., ::-1])
+    # One thread: the rasterizer's antialiasing sums in thread order, and MediaPipe turns a one-level
+    # pixel difference into landmark changes of up to ~3 px, so the clip (the ground truth's input)
+    # must be bit-identical whatever the caller's thread count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for i, frame, verts in _render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, noise):
+            if writer is not None:
+                writer.write(frame)
+            else:
+                cv2.imwrite(str(out / f"{i:06d}.png"), frame[..., ::-1])
+    finally:
+        torch.set_num_threads(threads)
     if writer is not None:
         writer.close()
     return dict(shape=shape, expression=expr, pose=pose, transl=transl, vertices=verts, K=K, world_to_cam=w2c,
@@ -140,16 +148,18 @@ def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16,
 
 
 def _render_frames(model: HeadModel, shape: np.ndarray, expr: np.ndarray, pose: np.ndarray, transl: np.ndarray, K: np.ndarray,
-                   w2c: np.ndarray, width: int, height: int, g: np.random.Generator, noise: float):
+                   w2c: np.ndarray, width: int, height: int, g: np.random.Generator, noise: float, sh: Optional[torch.Tensor] = None):
     """Yield ``(i, frame, vertices)``: RGB uint8 (H, W, 3) frames and, with the last one, all (N, V, 3) vertices (else None).
 
-    Lighting, background and noise are the module's phone-clip look (see the module docstring).
+    Lighting (unless ``sh``, (9, 3) camera-frame SH coefficients, is given), background and noise are
+    the module's phone-clip look (see the module docstring).
     """
     from ..render.preview import render_mesh
 
     n = len(expr)
     # Key light from the upper left of the camera, fill from the right, both in the camera frame.
-    sh = directional_sh([((-0.5, -0.6, -0.65), (0.75, 0.7, 0.62)), ((0.7, 0.1, -0.7), (0.18, 0.2, 0.24))], (0.35, 0.35, 0.37))
+    if sh is None:
+        sh = directional_sh([((-0.5, -0.6, -0.65), (0.75, 0.7, 0.62)), ((0.7, 0.1, -0.7), (0.18, 0.2, 0.24))], (0.35, 0.35, 0.37))
     bg = torch.as_tensor(_room_background(width, height, g), dtype=torch.float32)
     with torch.no_grad():
         verts = model(f32(shape)[None].expand(n, -1), f32(expr), f32(pose), f32(transl)).vertices
