@@ -4,7 +4,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "gs_bin_cpu.h"
@@ -13,12 +12,7 @@
 namespace {
 
 // Float -> unsigned key with the same order (-0 and +0 equal, as with operator<).
-inline uint32_t sortable(float v) {
-  if (v == 0.f) v = 0.f;
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
+inline uint32_t sortable(float v) { return a3d::float_order_bits(v == 0.f ? 0.f : v); }
 
 // Stable LSD radix sort (3 passes of 11 bits) of Gaussian indices by depth: ties keep index order,
 // exactly like a stable comparison sort, at a fraction of its cost for 100k keys.

@@ -17,14 +17,12 @@
 #define A3D_GS_ALPHA_MAX 0.999f
 #define A3D_GS_T_EPS 1e-4f
 
-// The per-pair functions must be inlined into the CPU kernels' SIMD loops (a call, or a struct passed
-// through memory, stops GCC from vectorising them), hence always_inline on the host.
+// The per-pair functions must be inlined into the CPU kernels' SIMD loops, hence A3D_FORCE_INLINE
+// (always_inline) on the host.
 #if defined(__CUDACC__)
 #define A3D_GS_PAIR __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-#define A3D_GS_PAIR inline __attribute__((always_inline))
 #else
-#define A3D_GS_PAIR inline
+#define A3D_GS_PAIR A3D_FORCE_INLINE
 #endif
 
 namespace a3d_gs {

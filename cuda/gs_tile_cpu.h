@@ -15,13 +15,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "gs_common.h"
-
-#if defined(__GNUC__)
-#define A3D_FORCE_INLINE inline __attribute__((always_inline))
-#else
-#define A3D_FORCE_INLINE inline
-#endif
+#include "gs_common.h"  // (A3D_FORCE_INLINE comes from common.h)
 
 namespace a3d_gs {
 

@@ -331,13 +331,13 @@ void for_each_pair(int64_t H, int64_t W, Fn&& fn) {
 // with pbi = the view's pos batch index, tg = the flat pixel (within view b) whose colour is blended
 // towards pixel sr's: out[tg] = col[tg] + res.alpha * (col[sr] - col[tg]).
 template <typename T, typename Visit>
-void for_each_silhouette_pair(const Tensor& rast, const Tensor& pos, const Tensor& tri, const Tensor& adj,
-                              const std::vector<signed char>& orient, Visit&& visit) {
+void for_each_silhouette_pair(const Tensor& rast, const Tensor& pos, const Tensor& tri, const Tensor& adj, Visit&& visit) {
   const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), V = pos.size(1);
   const int64_t Bp = pos.size(0), P = H * W, F = tri.size(0);
   const int* tr = tri.data_ptr<int>();
   const int* ad = adj.data_ptr<int>();
   const T* pp = pos.data_ptr<T>();
+  const std::vector<signed char> orient = orientations(pp, Bp, V, tr, F);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t pbi = (Bp == 1 ? 0 : b);
     const T* pb = pp + pbi * V * 4;
@@ -358,15 +358,13 @@ Tensor antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor a
   check_cpu(color, "color");
   check_cpu(rast, "rast");
   check_cpu(pos, "pos");
-  const int64_t H = color.size(1), W = color.size(2), C = color.size(3), V = pos.size(1);
-  const int64_t Bp = pos.size(0), P = H * W, F = tri.size(0);
+  const int64_t H = color.size(1), W = color.size(2), C = color.size(3), P = H * W;
   auto out = color.clone();
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
     using T = scalar_t;
-    const std::vector<signed char> orient = orientations(pos.data_ptr<T>(), Bp, V, tri.data_ptr<int>(), F);
     const T* col = color.data_ptr<T>();
     T* o = out.data_ptr<T>();
-    for_each_silhouette_pair<T>(rast, pos, tri, adj, orient, [&](int64_t b, int64_t, int64_t tg, int64_t sr, const a3d::AAPair<T>& res) {
+    for_each_silhouette_pair<T>(rast, pos, tri, adj, [&](int64_t b, int64_t, int64_t tg, int64_t sr, const a3d::AAPair<T>& res) {
       const T* cb = col + b * P * C;
       T* ob = o + b * P * C;
       for (int64_t k = 0; k < C; ++k) ob[tg * C + k] += res.alpha * (cb[sr * C + k] - cb[tg * C + k]);
@@ -377,17 +375,16 @@ Tensor antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor a
 
 std::vector<Tensor> antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj, Tensor grad) {
   const int64_t H = color.size(1), W = color.size(2), C = color.size(3), V = pos.size(1);
-  const int64_t Bp = pos.size(0), P = H * W, F = tri.size(0);
+  const int64_t Bp = pos.size(0), P = H * W;
   auto gcol = grad.clone();
   auto buf = thread_buffers(Bp * V * 4, pos);
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
     using T = scalar_t;
-    const std::vector<signed char> orient = orientations(pos.data_ptr<T>(), Bp, V, tri.data_ptr<int>(), F);
     const T* col = color.data_ptr<T>();
     const T* gr = grad.data_ptr<T>();
     T* gc = gcol.data_ptr<T>();
     T* bb = buf.data_ptr<T>();
-    for_each_silhouette_pair<T>(rast, pos, tri, adj, orient, [&](int64_t b, int64_t pbi, int64_t tg, int64_t sr, const a3d::AAPair<T>& res) {
+    for_each_silhouette_pair<T>(rast, pos, tri, adj, [&](int64_t b, int64_t pbi, int64_t tg, int64_t sr, const a3d::AAPair<T>& res) {
       // out[tg] = col[tg] + alpha * (col[sr] - col[tg])
       const T* cb = col + b * P * C;
       const T* gb = gr + b * P * C;

@@ -15,7 +15,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "common.h"
 
@@ -117,11 +116,7 @@ A3D_HD bool tri_bbox(const T* p0, const T* p1, const T* p2, int H, int W, int& x
 // Depth-then-id key for an atomic 64-bit min: smaller depth wins, ties go to the smaller id.
 template <typename T>
 A3D_HD uint64_t depth_key(T d, int tid) {
-  float f = (float)d;
-  uint32_t b;
-  memcpy(&b, &f, 4);
-  b = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // order-preserving float -> uint
-  return ((uint64_t)b << 32) | (uint32_t)tid;
+  return ((uint64_t)float_order_bits((float)d) << 32) | (uint32_t)tid;
 }
 
 // -------------------------------------------------------------------------------- per pixel ops

@@ -149,10 +149,20 @@ class _Scene:
         hit = prim != _INVALID
         tri = np.full(len(rays), -1, dtype=np.int64)
         tri[hit] = self.face_ids[prim[hit]]
-        uv = r["primitive_uvs"].numpy().astype(np.float64)
-        # Open3D: point = (1-u-v) A + u B + v C
-        bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
-        return tri, bary, r["t_hit"].numpy()
+        return tri, _uv_to_bary(r["primitive_uvs"].numpy()), r["t_hit"].numpy()
+
+    def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) or (3,) points -> full-mesh triangle id (N,) of the closest surface point and its
+        barycentrics (N, 3) float64 (not clipped: Open3D's can be off by rounding)."""
+        q = np.ascontiguousarray(np.reshape(points, (-1, 3)), dtype=np.float32)
+        cp = self.scene.compute_closest_points(self.o3d.core.Tensor(q))
+        return self.face_ids[cp["primitive_ids"].numpy().astype(np.int64)], _uv_to_bary(cp["primitive_uvs"].numpy())
+
+
+def _uv_to_bary(uv: np.ndarray) -> np.ndarray:
+    """Open3D's (N, 2) primitive uvs -> (N, 3) float64 barycentrics (point = (1-u-v) A + u B + v C)."""
+    uv = np.asarray(uv, dtype=np.float64)
+    return np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
 
 
 def _face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -284,13 +294,9 @@ def _iris_points(
     top = v[eye_mask, 2].max() + 0.05
     rays = np.concatenate([xy, np.full((len(xy), 1), top), np.tile([0.0, 0.0, -1.0], (len(xy), 1))], 1)
     tri, bary, _ = scene.cast(rays)
-    if (tri < 0).any():  # a ring point past the eyeball's silhouette: fall back to the nearest surface point
-        for k in np.flatnonzero(tri < 0):
-            q = np.array([*xy[k], apex[2]])
-            cp = scene.scene.compute_closest_points(scene.o3d.core.Tensor(q[None].astype(np.float32)))
-            t = int(cp["primitive_ids"].numpy()[0])
-            uv = cp["primitive_uvs"].numpy()[0]
-            tri[k], bary[k] = ids[t], (1 - uv[0] - uv[1], uv[0], uv[1])
+    miss = tri < 0
+    if miss.any():  # a ring point past the eyeball's silhouette: fall back to the nearest surface point
+        tri[miss], bary[miss] = scene.closest(np.column_stack([xy[miss], np.full(int(miss.sum()), apex[2])]))
     return tri, bary
 
 
@@ -395,9 +401,8 @@ def compute_mediapipe_embedding(
             # to the frontal ray at the depth of the face
             ray = frontal_view.rays(frontal_det[k:k + 1])[0]
             q = ray[:3] + ray[3:] * (frontal_view.distance - 0.5 * (hi[2] - lo[2]))
-            cp = scene.scene.compute_closest_points(scene.o3d.core.Tensor(q[None].astype(np.float32)))
-            uv = cp["primitive_uvs"].numpy()[0]
-            out_f[k], out_b[k] = ids[int(cp["primitive_ids"].numpy()[0])], (1 - uv[0] - uv[1], uv[0], uv[1])
+            t, b = scene.closest(q)
+            out_f[k], out_b[k] = t[0], b[0]
             continue
         med = np.median(P[good, k], axis=0)
         best = good[np.argmin(np.linalg.norm(P[good, k] - med, axis=1))]
@@ -487,11 +492,6 @@ def ibug68_from_mediapipe(
     cent = v[f].mean(1)
     hits = cKDTree(cent).query_ball_point(p478[np.unique(idx.ravel())], r=0.01)
     close = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
-    scene = _Scene(v, f, close)
-    import open3d as o3d
-
-    cp = scene.scene.compute_closest_points(o3d.core.Tensor(target.astype(np.float32)))
-    prim = cp["primitive_ids"].numpy().astype(np.int64)
-    uv = cp["primitive_uvs"].numpy().astype(np.float64)
-    bary = np.clip(np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1), 0, 1)
-    return close[prim], (bary / bary.sum(1, keepdims=True)).astype(np.float32)
+    tri, bary = _Scene(v, f, close).closest(target)
+    bary = np.clip(bary, 0, 1)
+    return tri, (bary / bary.sum(1, keepdims=True)).astype(np.float32)

@@ -176,8 +176,6 @@ def _snap_lids_off_eyeballs(scene: "_Scene", view: View, det: np.ndarray, tri: n
 def _lids_off_eyeballs_by_proximity(v: np.ndarray, f: np.ndarray, ids: np.ndarray, eyeball_tri: np.ndarray, out_f: np.ndarray,
                                     out_b: np.ndarray) -> None:
     """Last resort, in place: an eye-contour point still on an eyeball goes to the closest lid surface point."""
-    import open3d as o3d
-
     from .embedding import _Scene, embedding_points
 
     for k in (*UPPER_LID, *LOWER_LID, *EYE_CORNERS):
@@ -187,9 +185,8 @@ def _lids_off_eyeballs_by_proximity(v: np.ndarray, f: np.ndarray, ids: np.ndarra
         near = ids[~eyeball_tri[ids] & (np.linalg.norm(v[f[ids]].mean(1) - q, axis=1) < 0.008)]
         if len(near) == 0:
             continue
-        cp = _Scene(v, f, near).scene.compute_closest_points(o3d.core.Tensor(q.astype(np.float32)))
-        uv = cp["primitive_uvs"].numpy()[0].astype(np.float64)
-        out_f[k], out_b[k] = near[int(cp["primitive_ids"].numpy()[0])], (1 - uv[0] - uv[1], uv[0], uv[1])
+        t, b = _Scene(v, f, near).closest(q)
+        out_f[k], out_b[k] = t[0], b[0]
 
 
 def _symmetric_mouth_corners(v: np.ndarray, f: np.ndarray, ids: np.ndarray, out_f: np.ndarray, out_b: np.ndarray) -> None:
@@ -201,8 +198,6 @@ def _symmetric_mouth_corners(v: np.ndarray, f: np.ndarray, ids: np.ndarray, out_
     pair's mean (one point mirrored across the head's mirror plane, found from the midline
     landmarks) is put back on the surface on both sides, which sits in the blend on both.
     """
-    import open3d as o3d
-
     from .embedding import _Scene, embedding_points
 
     p = embedding_points(v, f, out_f, out_b)
@@ -216,9 +211,5 @@ def _symmetric_mouth_corners(v: np.ndarray, f: np.ndarray, ids: np.ndarray, out_
         near = ids[np.linalg.norm(cent - targets[:, None], axis=-1).min(0) < 0.006]
         if len(near) == 0:
             continue
-        scene = _Scene(v, f, near)
-        cp = scene.scene.compute_closest_points(o3d.core.Tensor(targets.astype(np.float32)))
-        prim = cp["primitive_ids"].numpy().astype(np.int64)
-        uv = cp["primitive_uvs"].numpy().astype(np.float64)
-        for k, lm in enumerate((r, l)):
-            out_f[lm], out_b[lm] = near[prim[k]], (1 - uv[k, 0] - uv[k, 1], uv[k, 0], uv[k, 1])
+        tri, bary = _Scene(v, f, near).closest(targets)
+        out_f[[r, l]], out_b[[r, l]] = tri, bary

@@ -266,7 +266,8 @@ class ViewerApp:
 
     def _scene_changed(self) -> None:
         """The Filament scene changed: render the 3D view again and bring it to the screen (the
-        tick handler draws a few more frames, see _on_tick)."""
+        tick handler draws a few more frames, see _on_tick). HeadScene calls it after each of its
+        changes (``on_change``): the tick handler need not request it again."""
         self.scene_widget.force_redraw()
         self._flush_until, self._last_flush = time.monotonic() + self.FLUSH_S, 0.0
 
@@ -316,37 +317,38 @@ class ViewerApp:
         self.window.post_redraw()
         return True
 
-    def _settle_software(self) -> Optional[str]:
+    def _settle_software(self) -> bool:
         """Tick-side end of a software drag: bring the Filament scene up to date at full quality
         behind the image widget, and a frame later swap the widgets (the scene view's texture is
         composited one frame after it renders, so swapping at once would flash the old head).
-        Returns "scene" (a frame with a changed 3D view), "ui" (a frame) or None (no frame needed)."""
+        Returns whether a window frame is needed."""
         if self._soft_state == "shown" and (time.monotonic() - self._last_drag > self.SETTLE_S or not self.head.software_ok):
-            self.head.set_interactive(False)
-            self.head._refresh()  # the Filament geometry follows the drag's vertices
+            self.head.set_interactive(False, refresh=False)
+            # the Filament geometry follows the drag's vertices (and _scene_changed redraws the view)
+            self.head._refresh()
             if self._light_dirty:
                 self._light_dirty = False
                 self.head.apply_lighting()
-            self.scene_widget.force_redraw()
             self._soft_state, self._swap_tick = "settling", self._ticks + 2
-            return "scene"
+            return True
         if self._soft_state == "shown" and self._soft_retry and time.monotonic() - self._last_drag > self.RETRY_S:
             # One more frame shortly after a step: Filament skips a frame while the previous one
             # is still in flight, and the picture would then wait for the next event. (Not a
             # steady stream: every window frame costs ~60-110 ms of llvmpipe CPU.)
             self._soft_retry = False
-            return "ui"
+            return True
         if self._soft_state == "settling" and self._ticks >= self._swap_tick:
             self.scene_widget.visible = True
             self.soft_widget.visible = False
             self._soft_state = "off"
-            return "ui"
-        return "ui" if self._soft_state == "settling" else None
+            return True
+        return self._soft_state == "settling"
 
     def _drag_frame(self, update) -> None:
         """Draw the change with an interactive frame (see :mod:`.fastshade`); the tick handler
-        draws one full-quality frame once the sliders rest for ``SETTLE_S``."""
-        self.head.set_interactive(True)
+        draws one full-quality frame once the sliders rest for ``SETTLE_S``. ``update`` re-adds the
+        geometry (posing or lights), so switching to interactive frames does not refresh it first."""
+        self.head.set_interactive(True, refresh=False)
         update()
         self._last_drag = time.monotonic()
 
@@ -425,7 +427,7 @@ class ViewerApp:
     def _on_tick(self) -> bool:
         self._ticks += 1
 
-        redraw = scene = False
+        redraw = False
         now = time.monotonic()
         if now < self._flush_until and now - self._last_flush >= self.FLUSH_EVERY_S:
             # The GUI pass composites the 3D view's texture before Filament re-renders it, so a
@@ -443,11 +445,9 @@ class ViewerApp:
             self._dirty = False
             if not self._software_step(pose=True):  # (playback, resets, parameter files)
                 self.head.set_params(self.params)
-                scene = True
             redraw = True
         if self._soft_state != "off":
-            need = self._settle_software()
-            redraw, scene = redraw or need is not None, scene or need == "scene"
+            redraw = self._settle_software() or redraw
         settled = not self.head.interactive or time.monotonic() - self._last_drag > self.SETTLE_S
         now = time.monotonic()
         if self.head.interactive and not settled and now - self._last_retry > self.RETRY_S:
@@ -461,10 +461,10 @@ class ViewerApp:
         if self._light_dirty and settled and self._soft_state == "off":
             self._light_dirty = False
             self.head.apply_lighting()
-            redraw = scene = True
+            redraw = True
         if self.head.interactive and settled:
             self.head.set_interactive(False)  # the slider rests: one full-quality frame
-            redraw = scene = True
+            redraw = True
         if self._shot_path and not self._shot_requested and self._ticks >= 5:
             self._shot_requested = True
             self._on_screenshot(self._shot_path)
@@ -476,9 +476,8 @@ class ViewerApp:
             self._quit_after = None
             return False
         if redraw:
+            # (a changed Filament scene already started its flush frames: HeadScene.on_change)
             self.window.post_redraw()
-        if scene:
-            self._flush_until, self._last_flush = time.monotonic() + self.FLUSH_S, 0.0
         return redraw
 
 

@@ -24,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -149,6 +151,59 @@ def _closer_to(cur: np.ndarray, target: np.ndarray, other: np.ndarray, mask: np.
 PATHS = ("software", "filament", "full")
 
 
+@dataclass
+class _Probe:
+    """A child window on a private Xvfb that has reported READY (see :func:`_child_window`)."""
+
+    ctrl: np.ndarray  # the shared control block (float64 memmap)
+    disp: VirtualDisplay
+    child: subprocess.Popen
+    screen: ScreenReader
+    box: tuple  # (x, y, w, h, subsample) of the watched region, from the child's READY report
+    t0: float  # time.monotonic() when the child was started
+
+    @property
+    def pids(self) -> list[int]:
+        """The child and the X server (it copies each presented frame): whose CPU a frame costs."""
+        return [self.child.pid, self.disp.proc.pid]
+
+
+@contextmanager
+def _child_window(args: list[str], timeout_s: float, what: str) -> Iterator[_Probe]:
+    """Start a private Xvfb and ``python -m avatar3d.viewer.latency --child CTRL *args`` on it; yield
+    once the child has written READY (its window is up and the watched region is in the control
+    block). A normal exit asks the child to quit and waits for it; an error kills it.
+
+    Raises Avatar3DError naming ``what`` when the child exits, reports failure (READY = -1) or is not
+    ready within ``timeout_s``."""
+    with tempfile.TemporaryDirectory(prefix="avatar3d_latency_") as tmp:
+        tmp = Path(tmp)
+        ctrl = np.memmap(tmp / "ctrl", np.float64, mode="w+", shape=(_CTRL_LEN,))
+        ctrl[:] = 0
+        ctrl.flush()
+        with VirtualDisplay(tmp / "fb") as disp:
+            cmd = [sys.executable, "-m", "avatar3d.viewer.latency", "--child", str(tmp / "ctrl"), *args]
+            child = subprocess.Popen(cmd, env=disp.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            try:
+                t0 = time.monotonic()
+                while ctrl[READY] != 1:
+                    if child.poll() is not None or time.monotonic() - t0 > timeout_s or ctrl[READY] == -1:
+                        if ctrl[READY] == -1:  # the child saw a problem and is closing: let it print why
+                            child.wait(20)
+                        out = child.stdout.read().decode(errors="replace") if child.poll() is not None else ""
+                        raise Avatar3DError(f"{what} did not come up: {out[-1500:]}")
+                    time.sleep(0.05)
+                box = (int(ctrl[VIEW_X]), int(ctrl[VIEW_Y]), int(ctrl[VIEW_W]), int(ctrl[VIEW_H]), 2)
+                yield _Probe(ctrl, disp, child, ScreenReader(disp.screen), box, t0)
+                ctrl[QUIT] = 1
+                ctrl.flush()
+                child.wait(60)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+
+
 def measure_gui_latency(source: str, steps: int = 16, path: str = "software", size: Optional[tuple[int, int]] = None,
                         timeout_s: float = 240.0, log=None) -> dict:
     """Move a slider of ``avatar3d view SOURCE`` ``steps`` times (presses on its track); latencies in ms.
@@ -166,114 +221,91 @@ def measure_gui_latency(source: str, steps: int = 16, path: str = "software", si
     """
     if path not in PATHS:
         raise ValueError(f"unknown viewer path {path!r}; expected one of: {', '.join(PATHS)}")
-    with tempfile.TemporaryDirectory(prefix="avatar3d_latency_") as tmp:
-        tmp = Path(tmp)
-        ctrl_path = tmp / "ctrl"
-        ctrl = np.memmap(ctrl_path, np.float64, mode="w+", shape=(_CTRL_LEN,))
-        ctrl[:] = 0
-        ctrl.flush()
-        with VirtualDisplay(tmp / "fb") as disp:
-            cmd = [sys.executable, "-m", "avatar3d.viewer.latency", "--child", str(ctrl_path), source, "--path", path]
-            if size is not None:
-                cmd += ["--size", f"{int(size[0])}x{int(size[1])}"]
-            child = subprocess.Popen(cmd, env=disp.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            xt: Optional[_XTest] = None
-            try:
-                t0 = time.monotonic()
-                while ctrl[READY] != 1:
-                    if child.poll() is not None or time.monotonic() - t0 > timeout_s or ctrl[READY] == -1:
-                        child.wait(20) if ctrl[READY] == -1 else None
-                        out = child.stdout.read().decode(errors="replace") if child.poll() is not None else ""
-                        raise Avatar3DError(f"the viewer did not come up for the latency probe: {out[-1500:]}")
-                    time.sleep(0.05)
-                screen = ScreenReader(disp.screen)
-                box = (int(ctrl[VIEW_X]), int(ctrl[VIEW_Y]), int(ctrl[VIEW_W]), int(ctrl[VIEW_H]), 2)
-                sx, sy, sw, sh = (float(ctrl[i]) for i in (SL_X, SL_Y, SL_W, SL_H))
-                y = int(sy + sh / 2)
-                xs = [int(sx + f * sw) for f in (0.08, 0.9)]  # slider near its low and high end
-                xt = _XTest(disp.display)
-                # Each step presses on the slider's track (ImGui jumps the value there).
-                # References of both slider positions once everything has settled; a step counts as
-                # seen when the view shows the new one (not merely "something changed"). The first
-                # presses also warm up llvmpipe's shader compilation for both paths.
-                refs: list[np.ndarray] = []
-                still = _wait_still(screen, box, 1.0)
-                for x in (xs[1], xs[0], xs[1]):
-                    for _ in range(3):
-                        xt.move(x, y)
-                        xt.button(True)  # held until the view changes: a short click that lands
-                        ok = _wait_change(screen, box, still, 8.0)  # during a slow frame can be lost
-                        xt.button(False)
-                        if ok:
-                            break
-                    time.sleep(1.0)  # past the viewer's settle delay: its full-quality frame
-                    still = _wait_still(screen, box, 1.0)
-                    refs.append(still)
-                refs = refs[1:]  # (low, high)
-                mask = np.abs(refs[0].astype(np.int16) - refs[1].astype(np.int16)).max(2) > 40
-                if mask.sum() < 30:
-                    raise Avatar3DError(f"dragging the slider does not visibly change the view ({int(mask.sum())} pixels)")
-                lat: list[float] = []
-                cpu_seen: list[float] = []
-                cb_ms: list[float] = []
-                undelivered = 0
-                pids = [child.pid, disp.proc.pid]  # the viewer and the X server (it copies each presented frame)
-                for i in range(steps):
-                    target, other = refs[i % 2], refs[1 - i % 2]
-                    xt.move(xs[i % 2], y)
-                    # The pointer's arrival is not part of the step: the hover frame it triggers
-                    # (~100-250 ms of llvmpipe work) would otherwise compete with the press.
-                    _wait_idle(pids)
-                    if _closer_to(screen.grab(*box), target, other, mask):
-                        # The last step's change never arrived (or arrived late): re-sync so this
-                        # step starts from the other state instead of counting a stale frame.
-                        xt.move(xs[1 - i % 2], y)
-                        xt.button(True)
-                        _wait_for(screen, box, other, target, mask, 20.0)
-                        xt.button(False)
-                        time.sleep(1.0)
-                        _wait_still(screen, box, 0.8)
-                        xt.move(xs[i % 2], y)
-                        _wait_idle(pids)
-                    c0 = _cpu_ns(pids)
-                    n0 = int(ctrl[CB_N])
-                    t_sent = time.monotonic()
-                    # Press and hold until the frame is seen (ImGui can lose a short click that lands
-                    # while a slow frame renders), then release.
-                    xt.button(True)
-                    seen = _wait_for(screen, box, target, other, mask, 10.0)
-                    if seen is not None:
-                        cpu_seen.append((_cpu_ns(pids) - c0) / 1e6)
+    args = [source, "--path", path] + (["--size", f"{int(size[0])}x{int(size[1])}"] if size is not None else [])
+    with _child_window(args, timeout_s, "the viewer for the latency probe") as probe:
+        ctrl, screen, box = probe.ctrl, probe.screen, probe.box
+        xt: Optional[_XTest] = None
+        try:
+            sx, sy, sw, sh = (float(ctrl[i]) for i in (SL_X, SL_Y, SL_W, SL_H))
+            y = int(sy + sh / 2)
+            xs = [int(sx + f * sw) for f in (0.08, 0.9)]  # slider near its low and high end
+            xt = _XTest(probe.disp.display)
+            # Each step presses on the slider's track (ImGui jumps the value there).
+            # References of both slider positions once everything has settled; a step counts as
+            # seen when the view shows the new one (not merely "something changed"). The first
+            # presses also warm up llvmpipe's shader compilation for both paths.
+            refs: list[np.ndarray] = []
+            still = _wait_still(screen, box, 1.0)
+            for x in (xs[1], xs[0], xs[1]):
+                for _ in range(3):
+                    xt.move(x, y)
+                    xt.button(True)  # held until the view changes: a short click that lands
+                    ok = _wait_change(screen, box, still, 8.0)  # during a slow frame can be lost
                     xt.button(False)
-                    lat.append(1000 * (seen - t_sent) if seen is not None else float("nan"))
-                    delivered = int(ctrl[CB_N]) > n0
-                    undelivered += not delivered
-                    if delivered:
-                        cb_ms.append(float(ctrl[CB_MS]))
-                    if log:
-                        cb = f"slider callback {1000 * (ctrl[CB_T] - t_sent):.1f} ms after the press, took {ctrl[CB_MS]:.1f} ms" if delivered else "slider event not delivered"
-                        log(f"  step {i + 1}: {lat[-1]:.1f} ms ({cpu_seen[-1] if seen else float('nan'):.1f} CPU ms to the frame; {cb})")
-                    # Let the viewer finish the step (its full-quality frame comes SETTLE_S after the
-                    # last change and takes a while on a busy CPU) before the next press.
-                    if i + 1 < steps:
-                        time.sleep(1.0)
-                        _wait_still(screen, box, 0.8)
-                ctrl[QUIT] = 1
-                ctrl.flush()
-                child.wait(60)
-            finally:
-                if xt is not None:
-                    xt.close()
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
-        ok = [x for x in lat if x == x]
-        if not ok:
-            why = f"{undelivered} of {len(lat)} slider events never reached the viewer" if undelivered else "the events reached it"
-            raise Avatar3DError(f"the viewer never showed a slider change (latency probe timed out on every step; {why})")
-        return dict(latency=lat, median=statistics.median(ok), p90=float(np.percentile(ok, 90)), timeouts=len(lat) - len(ok),
-                    undelivered=undelivered, view=(box[2], box[3]), cpu_to_frame=statistics.median(cpu_seen) if cpu_seen else float("nan"),
-                    callback_ms=statistics.median(cb_ms) if cb_ms else float("nan"))
+                    if ok:
+                        break
+                time.sleep(1.0)  # past the viewer's settle delay: its full-quality frame
+                still = _wait_still(screen, box, 1.0)
+                refs.append(still)
+            refs = refs[1:]  # (low, high)
+            mask = np.abs(refs[0].astype(np.int16) - refs[1].astype(np.int16)).max(2) > 40
+            if mask.sum() < 30:
+                raise Avatar3DError(f"dragging the slider does not visibly change the view ({int(mask.sum())} pixels)")
+            lat: list[float] = []
+            cpu_seen: list[float] = []
+            cb_ms: list[float] = []
+            undelivered = 0
+            pids = probe.pids
+            for i in range(steps):
+                target, other = refs[i % 2], refs[1 - i % 2]
+                xt.move(xs[i % 2], y)
+                # The pointer's arrival is not part of the step: the hover frame it triggers
+                # (~100-250 ms of llvmpipe work) would otherwise compete with the press.
+                _wait_idle(pids)
+                if _closer_to(screen.grab(*box), target, other, mask):
+                    # The last step's change never arrived (or arrived late): re-sync so this
+                    # step starts from the other state instead of counting a stale frame.
+                    xt.move(xs[1 - i % 2], y)
+                    xt.button(True)
+                    _wait_for(screen, box, other, target, mask, 20.0)
+                    xt.button(False)
+                    time.sleep(1.0)
+                    _wait_still(screen, box, 0.8)
+                    xt.move(xs[i % 2], y)
+                    _wait_idle(pids)
+                c0 = _cpu_ns(pids)
+                n0 = int(ctrl[CB_N])
+                t_sent = time.monotonic()
+                # Press and hold until the frame is seen (ImGui can lose a short click that lands
+                # while a slow frame renders), then release.
+                xt.button(True)
+                seen = _wait_for(screen, box, target, other, mask, 10.0)
+                if seen is not None:
+                    cpu_seen.append((_cpu_ns(pids) - c0) / 1e6)
+                xt.button(False)
+                lat.append(1000 * (seen - t_sent) if seen is not None else float("nan"))
+                delivered = int(ctrl[CB_N]) > n0
+                undelivered += not delivered
+                if delivered:
+                    cb_ms.append(float(ctrl[CB_MS]))
+                if log:
+                    cb = f"slider callback {1000 * (ctrl[CB_T] - t_sent):.1f} ms after the press, took {ctrl[CB_MS]:.1f} ms" if delivered else "slider event not delivered"
+                    log(f"  step {i + 1}: {lat[-1]:.1f} ms ({cpu_seen[-1] if seen else float('nan'):.1f} CPU ms to the frame; {cb})")
+                # Let the viewer finish the step (its full-quality frame comes SETTLE_S after the
+                # last change and takes a while on a busy CPU) before the next press.
+                if i + 1 < steps:
+                    time.sleep(1.0)
+                    _wait_still(screen, box, 0.8)
+        finally:
+            if xt is not None:
+                xt.close()
+    ok = [x for x in lat if x == x]
+    if not ok:
+        why = f"{undelivered} of {len(lat)} slider events never reached the viewer" if undelivered else "the events reached it"
+        raise Avatar3DError(f"the viewer never showed a slider change (latency probe timed out on every step; {why})")
+    return dict(latency=lat, median=statistics.median(ok), p90=float(np.percentile(ok, 90)), timeouts=len(lat) - len(ok),
+                undelivered=undelivered, view=(box[2], box[3]), cpu_to_frame=statistics.median(cpu_seen) if cpu_seen else float("nan"),
+                callback_ms=statistics.median(cb_ms) if cb_ms else float("nan"))
 
 
 def measure_window_floor(size: Optional[tuple[int, int]] = None, changes: int = 10, timeout_s: float = 120.0) -> dict:
@@ -284,46 +316,23 @@ def measure_window_floor(size: Optional[tuple[int, int]] = None, changes: int = 
     from .app import DEFAULT_WINDOW
 
     size = size or DEFAULT_WINDOW
-    with tempfile.TemporaryDirectory(prefix="avatar3d_floor_") as tmp:
-        tmp = Path(tmp)
-        ctrl = np.memmap(tmp / "ctrl", np.float64, mode="w+", shape=(_CTRL_LEN,))
-        ctrl[:] = 0
-        ctrl.flush()
-        with VirtualDisplay(tmp / "fb") as disp:
-            cmd = [sys.executable, "-m", "avatar3d.viewer.latency", "--child", str(tmp / "ctrl"), "-", "--bare", "--size", f"{size[0]}x{size[1]}"]
-            child = subprocess.Popen(cmd, env=disp.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            try:
-                t0 = time.monotonic()
-                while ctrl[READY] != 1:
-                    if child.poll() is not None or time.monotonic() - t0 > timeout_s:
-                        out = child.stdout.read().decode(errors="replace") if child.poll() is not None else ""
-                        raise Avatar3DError(f"the bare window did not come up: {out[-1500:]}")
-                    time.sleep(0.05)
-                screen = ScreenReader(disp.screen)
-                box = (int(ctrl[VIEW_X]), int(ctrl[VIEW_Y]), int(ctrl[VIEW_W]), int(ctrl[VIEW_H]), 2)
-                pids = [child.pid, disp.proc.pid]
-                lat, cpu = [], []
-                seen_n = int(ctrl[CB_N])
-                while len(lat) < changes and time.monotonic() - t0 < timeout_s:
-                    if int(ctrl[CB_N]) == seen_n:
-                        time.sleep(0.001)
-                        continue
-                    seen_n, t_change, c0 = int(ctrl[CB_N]), float(ctrl[CB_T]), _cpu_ns(pids)
-                    ref = screen.grab(*box)
-                    while time.monotonic() - t_change < 2.0:
-                        if _changed(screen.grab(*box), ref, 20):
-                            if seen_n > 2:  # the first changes warm up the shaders
-                                lat.append(1000 * (time.monotonic() - t_change))
-                                cpu.append((_cpu_ns(pids) - c0) / 1e6)
-                            break
-                        time.sleep(0.001)
-                ctrl[QUIT] = 1
-                ctrl.flush()
-                child.wait(60)
-            finally:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
+    with _child_window(["-", "--bare", "--size", f"{size[0]}x{size[1]}"], timeout_s, "the bare window") as probe:
+        ctrl, screen, box, pids = probe.ctrl, probe.screen, probe.box, probe.pids
+        lat, cpu = [], []
+        seen_n = int(ctrl[CB_N])
+        while len(lat) < changes and time.monotonic() - probe.t0 < timeout_s:
+            if int(ctrl[CB_N]) == seen_n:
+                time.sleep(0.001)
+                continue
+            seen_n, t_change, c0 = int(ctrl[CB_N]), float(ctrl[CB_T]), _cpu_ns(pids)
+            ref = screen.grab(*box)
+            while time.monotonic() - t_change < 2.0:
+                if _changed(screen.grab(*box), ref, 20):
+                    if seen_n > 2:  # the first changes warm up the shaders
+                        lat.append(1000 * (time.monotonic() - t_change))
+                        cpu.append((_cpu_ns(pids) - c0) / 1e6)
+                    break
+                time.sleep(0.001)
     if not lat:
         raise Avatar3DError("the bare window never showed a change")
     return dict(median=statistics.median(lat), p90=float(np.percentile(lat, 90)), cpu=statistics.median(cpu), size=tuple(size))

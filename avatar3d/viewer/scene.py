@@ -152,13 +152,15 @@ class HeadScene:
         """Whether the next frame uses the interactive path (see :mod:`.fastshade`)."""
         return self.interactive and self.mode == "shaded" and not self.lighting.show_environment
 
-    def set_interactive(self, on: bool) -> None:
-        """Interactive frames on (while a slider moves) or off (one full-quality frame)."""
+    def set_interactive(self, on: bool, refresh: bool = True) -> None:
+        """Interactive frames on (while a slider moves) or off (one full-quality frame).
+        ``refresh=False``: the caller re-adds the geometry itself right after (:meth:`_refresh`)."""
         on = bool(on)
         if on == self.interactive:
             return
         self.interactive = on
-        self._refresh()
+        if refresh:
+            self._refresh()
         self._apply_view_settings()
 
     def _apply_view_settings(self) -> None:
