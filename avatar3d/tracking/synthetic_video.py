@@ -126,23 +126,23 @@ def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16,
     transl = np.stack([0.01 * np.sin(2 * np.pi * t), 0.005 * np.cos(2 * np.pi * t), np.zeros_like(t)], 1)
     K = centred_K(focal, width, height)
     w2c = front_camera(distance)
-    writer = _Mp4Writer(out / "synthetic.mp4", width, height, fps) if video else None
+    frames = []
     verts = None
     # One thread: the rasterizer's antialiasing sums in thread order, and MediaPipe turns a one-level
     # pixel difference into landmark changes of up to ~3 px, so the clip (the ground truth's input)
-    # must be bit-identical whatever the caller's thread count.
+    # must not depend on the caller's thread count.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for i, frame, verts in _render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, noise):
-            if writer is not None:
-                writer.write(frame)
+            if video:
+                frames.append(frame)
             else:
                 cv2.imwrite(str(out / f"{i:06d}.png"), frame[..., ::-1])
     finally:
         torch.set_num_threads(threads)
-    if writer is not None:
-        writer.close()
+    if video:
+        encode_mp4(np.stack(frames), out / "synthetic.mp4", fps)
     return dict(shape=shape, expression=expr, pose=pose, transl=transl, vertices=verts, K=K, world_to_cam=w2c,
                 animated=animated, focal=focal, path=out / "synthetic.mp4" if video else out)
 
@@ -279,6 +279,29 @@ def refine_ground_truth(tracked: dict, config=None) -> dict:
     return dict(result=pr, report=report)
 
 
+def encode_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
+    """Write (N, H, W, 3) uint8 RGB frames as an H.264 mp4 (:class:`_Mp4Writer`) from a fresh child process.
+
+    libx264's output depends on the calling process's floating-point state: measured, after MediaPipe
+    had been loaded in the same process the same frames encoded differently (up to 45 levels after
+    decoding) from run to run. A child process starts from a clean state, so the clip is the same
+    whoever asks for it.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "frames.npy"
+        np.save(src, np.ascontiguousarray(frames, np.uint8))
+        code = ("import sys, numpy as np; from pathlib import Path; from avatar3d.tracking.synthetic_video import _Mp4Writer; "
+                "f = np.load(sys.argv[1]); w = _Mp4Writer(Path(sys.argv[2]), f.shape[2], f.shape[1], float(sys.argv[3])); "
+                "[w.write(x) for x in f]; w.close()")
+        r = subprocess.run([sys.executable, "-c", code, str(src), str(path), repr(float(fps))], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"encoding {path} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+
+
 class _Mp4Writer:
     """H.264 mp4 writer (PyAV) for RGB uint8 frames; width and height must be even (yuv420p)."""
 
@@ -291,12 +314,17 @@ class _Mp4Writer:
         self.c = av.open(str(path), "w")
         self.s = self.c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         self.s.width, self.s.height, self.s.pix_fmt = width, height, "yuv420p"
-        self.s.options = {"crf": "18", "preset": "veryfast"}
+        self.s.options = {"crf": "18", "preset": "veryfast", "threads": "1"}  # one thread: the same file every time
+        self.s.codec_context.time_base = 1 / Fraction(fps).limit_denominator(1000)
+        self.n = 0
 
     def write(self, rgb: np.ndarray) -> None:
         import av
 
-        for p in self.s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts, frame.time_base = self.n, self.s.codec_context.time_base
+        self.n += 1
+        for p in self.s.encode(frame):
             self.c.mux(p)
 
     def close(self) -> None:
