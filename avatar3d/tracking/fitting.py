@@ -82,12 +82,14 @@ MODEL_PRIORS: dict[str, dict] = {
     # disagreement with the embedding and detection noise spreads over many similar blendshapes.
     # With the response table and its non-linear correction (tracking/detector_correction.py) the
     # landmark points follow MediaPipe closely enough for weaker priors, measured on the rendered
-    # ground truth (ten identities) and the six real videos together: w_shape 1e-4 (was 3e-4) and
-    # w_smooth_expr 0.03 (was 0.3, which had made the fitted expressions lag and blur into each
-    # other: mouthSmileLeft peaked 3 frames late) and w_expr_l1 3e-5 (was 3e-4, which had traded
-    # weak smiles for cheaper shapes: mouthSmileLeft >= 0.9 on 4 -> 6 of ten identities). Real-video
-    # NME dropped on every video (e.g. d13 1.88 -> 1.13%) with jitter still below the detections'. ICT keeps the generic ones: 1e-3 priors
-    # raise its d12 NME from 2.46% to 3.30% (target 3%), and it has no texture to render a ground truth with.
+    # ground truth (ten identities) and the six real videos together: w_shape 1e-4 (was 3e-4),
+    # w_smooth_expr 0.03 (was 0.3, which made the fitted expressions lag and blur into each other:
+    # mouthSmileLeft peaked 3 frames late) and w_expr_l1 3e-5 (was 3e-4, which traded weak smiles
+    # for cheaper shapes: all six rendered expressions >= 0.9 on 4 -> 7 of ten identities). Real-video
+    # NME dropped on every video (d13 1.88 -> 1.13%), jitter stays below the detections', but the
+    # coefficients are denser (24-26 shapes above 0.1 per frame, ICT's level; was 10-11): for sparse
+    # ARKit curves to retarget, w_expr_l1=1e-3 (README, "What is not there yet"). ICT keeps the
+    # generic ones: 1e-3 priors raise its d12 NME from 2.46% to 3.30% (target 3%).
     "builtin": dict(w_shape=1e-4, w_expr_l1=3e-5, w_smooth_expr=0.03),
 }
 
