@@ -9,7 +9,8 @@ def run(args: argparse.Namespace) -> int:
     from ..tracking.pipeline import TrackOptions, track
 
     opts = TrackOptions(model=args.model, fps=args.fps, max_frames=args.max_frames, resolution=args.resolution,
-                        overlay=not args.no_overlay, photometric=args.photometric, resume=not args.restart, progress=not args.quiet)
+                        overlay=not args.no_overlay, photometric=args.photometric, resume=not args.restart, progress=not args.quiet,
+                        sparse_expressions=args.sparse_expressions)
     s = track(args.input, args.out, opts)
     print(f"tracked {s['frames']} frames ({s['failures']} without a face, interpolated) with {s['model']}: "
           f"landmark NME {s['nme_mean'] * 100:.2f}% of inter-ocular distance ({s['error_px_mean']:.2f} px), "
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=_positive_int, default=512, help="crop size in pixels (default 512)")
     p.add_argument("--photometric", action="store_true", help="after landmark fitting, refine expression and pose per frame against the pixels "
                    "(albedo texture + SH lighting + silhouette, about 0.3-0.5 s/frame on CPU); writes albedo.png")
+    p.add_argument("--sparse-expressions", action="store_true",
+                   help="fewer, larger expression coefficients (ARKit-like curves to retarget to another rig) for a slightly higher "
+                        "landmark error")
     p.add_argument("--no-overlay", action="store_true", help="skip rendering overlay.mp4")
     p.add_argument("--restart", action="store_true", help="ignore checkpoints in --out and redo every stage")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

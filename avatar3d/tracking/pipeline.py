@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -25,11 +25,14 @@ import numpy as np
 
 from .._tensor import f32
 from ..capture.stage import CaptureResult, run_capture
-from .fitting import CropCameras, FitConfig, FitResult, fit_landmarks
+from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
 from .sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
 
 __all__ = ["TrackOptions", "track"]
+
+#: the landmark fit's settings (:class:`FitConfig` as JSON): a resumed run reuses ``params.npz`` only if they match
+FIT_SETTINGS_FILE = "fit_settings.json"
 
 
 @dataclass
@@ -44,7 +47,9 @@ class TrackOptions:
     photometric: bool = False  #: run photometric refinement after landmark fitting (slow on CPU)
     resume: bool = True
     progress: bool = True
-    fit: Optional[FitConfig] = None
+    fit: Optional[FitConfig] = None  #: None: the model's :func:`~avatar3d.tracking.fitting.default_config`
+    #: fewer, ARKit-like expression coefficients (:func:`~avatar3d.tracking.fitting.sparse_expressions`)
+    sparse_expressions: bool = False
 
 
 def _log(msg: str, progress: bool) -> None:
@@ -57,16 +62,21 @@ def _log(msg: str, progress: bool) -> None:
 def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, out: Path) -> tuple[TrackedSequence, FitResult | None, float]:
     """Fit, or reuse ``params.npz`` when resuming a run with the same model and frames."""
     p = out / PARAMS_FILE
+    cfg = opts.fit or default_config(model)
+    if opts.sparse_expressions:
+        cfg = sparse_expressions(cfg)
+    settings = json.dumps(asdict(cfg), sort_keys=True)
     if opts.resume and p.is_file():
         try:
             seq = TrackedSequence.load(out)
-            if seq.model == opts.model and seq.num_frames == cap.num_frames and seq.frame_names == cap.names:
+            same_fit = (out / FIT_SETTINGS_FILE).read_text() == settings  # e.g. not when --sparse-expressions changed
+            if seq.model == opts.model and seq.num_frames == cap.num_frames and seq.frame_names == cap.names and same_fit:
                 return seq, None, 0.0
         except Exception:
             pass
     t0 = time.perf_counter()
     cams = CropCameras(cap.boxes, cap.source_size, cap.resolution)
-    res = fit_landmarks(model, cap.landmarks, cap.valid, cams, opts.fit, progress=opts.progress)
+    res = fit_landmarks(model, cap.landmarks, cap.valid, cams, cfg, progress=opts.progress)
     dt = time.perf_counter() - t0
     seq = TrackedSequence(
         model=opts.model, model_version=str(model.version), fps=cap.fps, shape=res.shape, expression=res.expression,
@@ -76,6 +86,7 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, out: Path) -> tupl
     )
     seq.save(out)
     np.save(out / "fitted_landmarks.npy", res.landmarks)
+    (out / FIT_SETTINGS_FILE).write_text(settings)
     return seq, res, dt
 
 
