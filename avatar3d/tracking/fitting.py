@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._tensor import f32
+from .._tensor import f32, torch_threads
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues
 from .camera import R_MODEL_TO_CV, front_camera
@@ -235,9 +235,7 @@ def fit_landmarks(
     """
     # The batch is many small tensors: intra-op threads only add synchronisation (and on a shared
     # 2-core machine, spin-waiting); one thread is faster. Restored on exit.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         cfg = config or default_config(model)
         t0 = time.perf_counter()
         valid = np.asarray(valid, bool)
@@ -257,8 +255,6 @@ def fit_landmarks(
         res.timings["focal_search"] = t_focal
         res.timings["total"] += t_focal
         return res
-    finally:
-        torch.set_num_threads(threads)
 
 
 def landmark_head(model: HeadModel, cfg: Optional[FitConfig] = None) -> LandmarkHead:

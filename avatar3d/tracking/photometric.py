@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._tensor import f32
+from .._tensor import f32, torch_threads
 from ..errors import BadInputError
 from ..models.base import HeadModel
 from .camera import project
@@ -240,13 +240,9 @@ def refine_photometric(model: HeadModel, images: np.ndarray, masks: np.ndarray, 
     """
     # Many small ops per step: extra intra-op threads only add synchronisation, and on a shared
     # 2-core machine their spin-waiting made steps up to 15x slower. Restored on exit.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _refine(model, images, masks, landmarks, valid, shape, expression, pose, transl, K, world_to_cam,
                        config or PhotometricConfig(), progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _refine(model, images, masks, landmarks, valid, shape, expression, pose, transl, K, world_to_cam, cfg: PhotometricConfig,

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .._tensor import f32
+from .._tensor import f32, torch_threads
 from ..models.base import HeadModel
 from .camera import front_camera
 
@@ -131,16 +131,12 @@ def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16,
     # One thread: the rasterizer's antialiasing sums in thread order, and MediaPipe turns a one-level
     # pixel difference into landmark changes of up to ~3 px, so the clip (the ground truth's input)
     # must not depend on the caller's thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         for i, frame, verts in _render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, noise):
             if video:
                 frames.append(frame)
             else:
                 cv2.imwrite(str(out / f"{i:06d}.png"), frame[..., ::-1])
-    finally:
-        torch.set_num_threads(threads)
     if video:
         encode_mp4(np.stack(frames), out / "synthetic.mp4", fps)
     return dict(shape=shape, expression=expr, pose=pose, transl=transl, vertices=verts, K=K, world_to_cam=w2c,
@@ -314,7 +310,9 @@ class _Mp4Writer:
         self.c = av.open(str(path), "w")
         self.s = self.c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         self.s.width, self.s.height, self.s.pix_fmt = width, height, "yuv420p"
-        self.s.options = {"crf": "18", "preset": "veryfast", "threads": "1"}  # one thread: the same file every time
+        # One encoder thread and explicit timestamps: fewer ways for the bitstream to vary (encode_mp4 runs this
+        # in a child process, which is what made the clip reproducible).
+        self.s.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
         self.s.codec_context.time_base = 1 / Fraction(fps).limit_denominator(1000)
         self.n = 0
 
