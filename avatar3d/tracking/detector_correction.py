@@ -82,8 +82,9 @@ class DetectorCorrection(nn.Module):
         w0, basis = z["correction.net.0.weight"], z["correction.basis.weight"]
         joints = tuple(int(j) for j in z["correction.joints"])
         m = cls(w0.shape[1] - 9 * len(joints), joints, basis.shape[0] // 3, w0.shape[0], basis.shape[1])
-        m.load_state_dict({k[len("correction."):]: torch.as_tensor(np.asarray(v, np.float32)) for k, v in z.items()
-                           if k.startswith("correction.") and k != "correction.joints"}, strict=False)
+        state = {k[len("correction."):]: torch.as_tensor(np.asarray(v, np.float32)) for k, v in z.items()
+                 if k.startswith("correction.") and k != "correction.joints"}
+        m.load_state_dict({**state, "joints": m.joints})  # strict: a missing or extra weight is an error
         for p in m.parameters():
             p.requires_grad_(False)
         return m

@@ -219,7 +219,7 @@ def _main() -> None:
     ap = argparse.ArgumentParser(description="Measure MediaPipe's response to a head model (linear table, then the non-linear "
                                              "correction trained on random renders) and save it where the fit finds it.")
     ap.add_argument("model", nargs="?", default="builtin")
-    ap.add_argument("--samples", type=int, default=16000, help="random renders for the correction (0: table only)")
+    ap.add_argument("--samples", type=int, default=24000, help="random renders for the correction (0: table only)")
     ap.add_argument("--workers", type=int, default=2, help="processes rendering and detecting the samples")
     ap.add_argument("--cache", type=Path, help="an .npz of samples to reuse (written when missing)")
     args = ap.parse_args()
