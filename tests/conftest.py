@@ -57,3 +57,78 @@ def builtin():
     if not m.has_landmarks:
         pytest.skip("built-in head has no landmark embedding (MediaPipe unavailable)")
     return m
+
+
+@pytest.fixture(scope="session")
+def ict_session(tmp_path_factory, ict_archive: Path) -> dict:
+    """ICT-FaceKit extracted once per session into pytest's tmp, with the ICT / embedding caches pointed
+    at a private folder (so the first load really parses); shared by test_ict.py and test_embedding.py.
+    Returns {"dir": ICT-FaceKit folder, "cache": cache folder, "data": first HeadModelData,
+    "first_load_s": seconds, "model": HeadModel}."""
+    import tarfile
+    import time
+
+    from avatar3d.models import embedding
+    from avatar3d.models import ict as ict_mod
+
+    cache = tmp_path_factory.mktemp("ict_cache")
+
+    def cdir(sub: str = "") -> Path:
+        p = cache / sub
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    # Left in place for the session: later ICT users share the warm private cache.
+    ict_mod.cache_dir = cdir
+    embedding.cache_dir = cdir
+    d = tmp_path_factory.mktemp("ict")
+    with tarfile.open(ict_archive) as t:
+        t.extractall(d, filter="data")
+    src = d / "ICT-FaceKit"
+    t0 = time.perf_counter()
+    data = ict_mod.read_ict_data(src)
+    return dict(dir=src, cache=cache, data=data, first_load_s=time.perf_counter() - t0, model=ict_mod.load_ict(src))
+
+
+@pytest.fixture(scope="module")
+def cpu_ext():
+    """The C++ CPU Gaussian extension (a build failure fails the test: it must build here)."""
+    from avatar3d.render import gaussians as G
+
+    ext = G._cpu_ext()
+    if ext is None:
+        pytest.fail(f"the CPU Gaussian extension failed to build: {G.extension_error('a3d_gs_cpu')}")
+    return ext
+
+
+# ----------------------------------------------------------------------------- viewer (toy head)
+VIEWER_SIZE = 256  # pixels, both sides, of the shared headless renderer
+_viewer_cache: dict = {}
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """The viewer tests' toy head (tests/helpers/viewer_toy.py); test_export.py has its own ``toy``."""
+    from helpers.viewer_toy import toy_head
+
+    return toy_head()
+
+
+@pytest.fixture
+def renderer(toy):
+    """A shared 256x256 renderer, re-created if another test's renderer replaced it (one per process)."""
+    from avatar3d.errors import Avatar3DError
+    from avatar3d.viewer.headless import HeadlessRenderer, check_offscreen_support
+    from avatar3d.viewer.mesh import HeadMesh
+    from avatar3d.viewer.params import HeadParams
+    from avatar3d.viewer.scene import Lighting
+
+    try:
+        check_offscreen_support()
+    except Avatar3DError as e:
+        pytest.skip(str(e))
+    r = _viewer_cache.get("r")
+    if r is None or r.renderer is None:
+        r = _viewer_cache["r"] = HeadlessRenderer(HeadMesh(toy), VIEWER_SIZE, VIEWER_SIZE)
+        r.render(HeadParams.neutral(toy), Lighting())  # frames the neutral head: the camera stays fixed after
+    return r

@@ -67,12 +67,9 @@ def test_ibug68_table_is_well_formed():
 
 # ----------------------------------------------------------------------------- on ICT (real data)
 @pytest.fixture(scope="session")
-def ict(tmp_path_factory, ict_archive):
+def ict(ict_session):
     """(HeadModel, HeadModelData) of ICT, shared with test_ict.py (one extraction, one cache)."""
-    from test_ict import shared_ict
-
-    s = shared_ict(tmp_path_factory, ict_archive)
-    return s["model"], s["data"]
+    return ict_session["model"], ict_session["data"]
 
 
 def _render_and_detect(model, data, shape=None, expr=None, yaw=0.0):

@@ -1,7 +1,7 @@
 """Export of the real head models (built-in, ICT-FaceKit, FLAME-format) to GLB, validated and re-read.
 
 Each model is skipped with a reason when it is unavailable. The heavy checks (Khronos validator,
-hand-applied morph weights and glTF skinning against HeadModel.forward) live in test_export.py.
+hand-applied morph weights and glTF skinning against HeadModel.forward) live in test_export.py and tests/helpers/export_toy.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from avatar3d.export import export_files
 from avatar3d.export.gltf import arkit_target_names
 from gltf_validator import assert_valid
-from test_export import check_glb_against_model, toy_model, toy_sequence
+from helpers.export_toy import check_glb_against_model, toy_model, toy_sequence
 
 torch.set_num_threads(1)
 

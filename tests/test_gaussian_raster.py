@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from avatar3d.render import gaussians as G
 from avatar3d.render.gaussians import bin_gaussians_torch, rasterize_gaussians
 from avatar3d.render.gaussians_reference import covariances, project_gaussians
-
-
-@pytest.fixture(scope="module")
-def cpu_ext():
-    ext = G._cpu_ext()
-    if ext is None:
-        pytest.fail(f"the CPU Gaussian extension failed to build: {G.extension_error('a3d_gs_cpu')}")
-    return ext
 
 
 def make_scene(N: int, C: int = 2, W: int = 70, H: int = 45, D: int = 3, seed: int = 0, dtype=torch.float32):

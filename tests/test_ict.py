@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -74,43 +73,6 @@ def test_missing_ict_names_file_and_how_to_get_it(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- real data
-_SESSION: dict = {}
-
-
-def shared_ict(tmp_path_factory, archive: Path) -> dict:
-    """Extract the archive once per session into pytest's tmp and point the ICT / embedding caches
-    at a private folder (so the first load really parses); memoised, shared with test_embedding.py.
-    Returns {"dir": ICT-FaceKit folder, "cache": cache folder, "data": first HeadModelData,
-    "first_load_s": seconds, "model": HeadModel}."""
-    if _SESSION:
-        return _SESSION
-    from avatar3d.models import embedding
-
-    cache = tmp_path_factory.mktemp("ict_cache")
-
-    def cdir(sub: str = "") -> Path:
-        p = cache / sub
-        p.mkdir(parents=True, exist_ok=True)
-        return p
-
-    # Left in place for the session: later ICT users share the warm private cache.
-    ict_mod.cache_dir = cdir
-    embedding.cache_dir = cdir
-    d = tmp_path_factory.mktemp("ict")
-    with tarfile.open(archive) as t:
-        t.extractall(d, filter="data")
-    src = d / "ICT-FaceKit"
-    t0 = time.perf_counter()
-    data = ict_mod.read_ict_data(src)
-    _SESSION.update(dir=src, cache=cache, data=data, first_load_s=time.perf_counter() - t0, model=ict_mod.load_ict(src))
-    return _SESSION
-
-
-@pytest.fixture(scope="session")
-def ict_session(tmp_path_factory, ict_archive) -> dict:
-    return shared_ict(tmp_path_factory, ict_archive)
-
-
 @pytest.fixture(scope="session")
 def ict_dir(ict_session) -> Path:
     return ict_session["dir"]

@@ -115,7 +115,7 @@ def test_cli_track_bad_input_is_one_sentence(tmp_path):
 
 def test_ict_inner_lips_are_embedded_on_their_own_lip(ict_spec):
     """ICT's computed embedding: the lower inner-lip points move with jawOpen far more than the upper ones."""
-    from test_tracking_synthetic import lip_opening_mm
+    from helpers.landmarks import lip_opening_mm
 
     _, model = ict_spec
     up, lo = lip_opening_mm(model)

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from avatar3d.tracking.metrics import jitter
+from helpers.landmarks import lip_opening_mm
 
 #: Asserted at correlation >= 0.9 (measured on this clip: 0.94-0.99; with 0.3 px of extra noise on the
 #: detections, eight draws: mouthSmileLeft 0.93-0.94, the lowest of all six 0.91-0.93).
@@ -91,19 +92,6 @@ def test_focal_and_stability(tracked):
     assert s["nme_mean"] < 0.04
     # The truth is smooth: the fit's landmarks must not jitter more than the true motion plus a margin.
     assert jitter(np.load(tracked["track_dir"] / "fitted_landmarks.npy")) < s["jitter_detected_px"]
-
-
-def lip_opening_mm(model) -> tuple[np.ndarray, np.ndarray]:
-    """Downward motion (mm) of the upper and lower inner-lip landmarks at jawOpen = 1."""
-    import torch
-
-    from avatar3d.models.embedding import LOWER_INNER_LIP, UPPER_INNER_LIP
-
-    with torch.no_grad():
-        rest = model().landmarks[0]
-        opened = model(expression=model.expression_vector({"jawOpen": 1.0})).landmarks[0]
-    dy = (rest[:, 1] - opened[:, 1]).numpy() * 1000
-    return dy[list(UPPER_INNER_LIP)], dy[list(LOWER_INNER_LIP)]
 
 
 def test_builtin_inner_lips_are_embedded_on_their_own_lip(builtin):

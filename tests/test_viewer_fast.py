@@ -11,7 +11,7 @@ from avatar3d.viewer import fastshade
 from avatar3d.viewer.fastshade import display_curve, front_facing
 from avatar3d.viewer.params import HeadParams, apply_settings
 from avatar3d.viewer.scene import Lighting
-from test_viewer_headless import _mouth_and_forehead, renderer, toy  # noqa: F401  (shared fixtures: one renderer per process)
+from helpers.viewer_toy import mouth_and_forehead
 
 
 def _frames(r, params, lighting):
@@ -59,7 +59,7 @@ def test_interactive_frames_follow_sliders_and_lights(toy, renderer):
     try:
         neutral = renderer.render(p0)
         opened = renderer.render(apply_settings(toy, p0, {"jawOpen": 1.0}))
-        mouth, forehead = _mouth_and_forehead(toy, renderer)
+        mouth, forehead = mouth_and_forehead(toy, renderer)
         diff = np.abs(neutral.astype(float) - opened.astype(float)).mean(2)
         assert diff[mouth].mean() > 8.0 and diff[forehead].mean() < 0.5
         renderer.render(p0)

@@ -43,16 +43,16 @@ GUI_SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     import open3d as o3d
-    from test_viewer_toy import toy_head
+    from helpers.viewer_toy import toy_head
     from avatar3d.viewer.app import ViewerApp, check_gui_support
     from avatar3d.viewer.shot import ViewOptions
     from avatar3d.viewer.source import ViewerSource, open_source
     check_gui_support()
     toy = toy_head()
     if sys.argv[3] == "sequence":
-        from test_viewer_headless import _synthetic_sequence
+        from helpers.viewer_toy import synthetic_sequence
         d = Path(sys.argv[1]).parent / "track"
-        _synthetic_sequence(toy, d, n=6)
+        synthetic_sequence(toy, d, n=6)
         source, play = open_source(str(d), model=toy), True
     else:
         source, play = ViewerSource(toy, "toy"), False
@@ -135,7 +135,7 @@ DRAG_SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     import open3d as o3d
-    from test_viewer_toy import toy_head
+    from helpers.viewer_toy import toy_head
     from avatar3d.viewer.app import ViewerApp
     from avatar3d.viewer.shot import ViewOptions
     from avatar3d.viewer.source import ViewerSource

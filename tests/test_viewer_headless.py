@@ -4,68 +4,27 @@ from __future__ import annotations
 
 import struct
 
-import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from avatar3d.errors import Avatar3DError
-from avatar3d.tracking.sequence import TrackedSequence
 from avatar3d.viewer import envmaps
-from avatar3d.viewer.headless import HeadlessRenderer, check_offscreen_support
-from avatar3d.viewer.mesh import HeadMesh
+from avatar3d.viewer.headless import check_offscreen_support
 from avatar3d.viewer.params import HeadParams, apply_settings
-from avatar3d.viewer.scene import Lighting, project
+from avatar3d.viewer.scene import Lighting
 from avatar3d.viewer.shot import ViewOptions, render_view
 from avatar3d.viewer.source import open_source
-from test_viewer_toy import FOREHEAD_Y, JAW_REGION_Y, toy_head
+from helpers.viewer_toy import mouth_and_forehead, synthetic_sequence
 
-SIZE = 256
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_head()
-
-
-_cache: dict = {}
-
-
-@pytest.fixture
-def renderer(toy):
-    """A shared 256x256 renderer, re-created if another test's renderer replaced it (one per process)."""
-    try:
-        check_offscreen_support()
-    except Avatar3DError as e:
-        pytest.skip(str(e))
-    r = _cache.get("r")
-    if r is None or r.renderer is None:
-        r = _cache["r"] = HeadlessRenderer(HeadMesh(toy), SIZE, SIZE)
-        r.render(HeadParams.neutral(toy), Lighting())  # frames the neutral head: the camera stays fixed after
-    return r
-
-
-def _region_mask(points: np.ndarray, r: HeadlessRenderer, radius: int = 3) -> np.ndarray:
-    """(H, W) bool: discs around the projected points."""
-    m = np.zeros((r.height, r.width), np.uint8)
-    for x, y in project(points, r.K, r.world_to_cam).round().astype(int):
-        cv2.circle(m, (int(x), int(y)), radius, 1, -1)
-    return m.astype(bool)
-
-
-def _mouth_and_forehead(toy, r: HeadlessRenderer) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) bool masks around the toy head's front mouth/jaw and forehead vertices."""
-    v = toy.v_template.numpy()
-    front = v[:, 2] > 0.04
-    return _region_mask(v[front & (v[:, 1] < JAW_REGION_Y - 0.02)], r), _region_mask(v[front & (v[:, 1] > FOREHEAD_Y)], r)
+SIZE = 256  # the shared renderer's size (conftest.py)
 
 
 def test_jaw_open_changes_the_mouth_not_the_forehead(toy, renderer, out_dir):
     p0 = HeadParams.neutral(toy)
     neutral = renderer.render(p0, Lighting())
     opened = renderer.render(apply_settings(toy, p0, {"jawOpen": 1.0}))
-    mouth, forehead = _mouth_and_forehead(toy, renderer)
+    mouth, forehead = mouth_and_forehead(toy, renderer)
     diff = np.abs(neutral.astype(float) - opened.astype(float)).mean(2)
     Image.fromarray(np.concatenate([neutral, opened], 1)).save(out_dir / "viewer_jaw.png")
     assert mouth.sum() > 200 and forehead.sum() > 200
@@ -135,53 +94,9 @@ def test_environment_maps_bake_to_filament_files(renderer, toy):
     renderer.render(lighting=Lighting())
 
 
-def _rasterize_silhouette(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, w2c: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Reference mask, independent of Open3D: fill every projected triangle (OpenCV camera)."""
-    uv = project(verts, K, w2c)
-    m = np.zeros((h, w), np.uint8)
-    pts = (uv[faces] * 16).round().astype(np.int32)  # 4 fractional bits, as cv2's shift=4 expects
-    for tri in pts:  # one by one: fillPoly on all of them would apply the even-odd rule to overlaps
-        cv2.fillConvexPoly(m, tri, 255, lineType=cv2.LINE_8, shift=4)
-    return m
-
-
-def _synthetic_sequence(model, directory, n: int = 3, size: int = 160) -> TrackedSequence:
-    E, J = model.num_expression, model.num_joints
-    expr = np.zeros((n, E), np.float32)
-    expr[:, 0] = np.linspace(0, 1, n)
-    pose = np.zeros((n, J, 3), np.float32)
-    pose[:, 0, 1] = np.deg2rad(np.linspace(-25, 25, n))  # head turns
-    pose[:, 0, 0] = np.deg2rad(10)
-    transl = np.tile(np.array([0.01, -0.005, 0.0], np.float32), (n, 1))
-    f = 2.2 * size
-    K = np.tile(np.array([[f, 0, size / 2 + 3], [0, f, size / 2 - 2], [0, 0, 1]], np.float32), (n, 1, 1))
-    # Camera 0.55 m in front of the face, slightly rolled (not the viewer's own frontal camera).
-    a = np.deg2rad(8)
-    Rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    R = Rz @ np.diag([1.0, -1.0, -1.0])
-    w2c = np.eye(4, dtype=np.float32)
-    w2c[:3, :3] = R
-    w2c[:3, 3] = -R @ np.array([0.0, 0.0, 0.55])
-    seq = TrackedSequence(model="toy", model_version="1", fps=25.0, shape=np.zeros(model.num_shape, np.float32), expression=expr,
-                          pose=pose, transl=transl, K=K, world_to_cam=np.tile(w2c, (n, 1, 1)), width=size, height=size,
-                          joint_names=list(model.joint_names), expression_names=list(model.expression_names))
-    seq.save(directory)
-    (directory / "images").mkdir()
-    (directory / "masks").mkdir()
-    faces = model.faces.numpy()
-    with torch.no_grad():
-        verts = model(expression=torch.from_numpy(expr), pose=torch.from_numpy(pose), transl=torch.from_numpy(transl)).vertices.numpy()
-    for i in range(n):
-        mask = _rasterize_silhouette(verts[i], faces, K[i].astype(float), w2c.astype(float), size, size)
-        Image.fromarray(mask).save(directory / "masks" / f"{i:06d}.png")
-        img = np.dstack([mask // 2 + 40] * 3).astype(np.uint8)
-        Image.fromarray(img).save(directory / "images" / f"{i:06d}.png")
-    return seq
-
-
 def test_tracked_frame_silhouette_overlaps_the_tracking_mask(toy, tmp_path, out_dir):
     seq_dir = tmp_path / "track"
-    _synthetic_sequence(toy, seq_dir)
+    synthetic_sequence(toy, seq_dir)
     src = open_source(str(seq_dir), model=toy)
     assert src.num_frames == 3 and src.fps == 25.0
     ious = []

@@ -8,7 +8,7 @@ from PIL import Image
 
 from avatar3d.viewer.params import HeadParams, apply_settings
 from avatar3d.viewer.scene import Lighting
-from test_viewer_headless import _mouth_and_forehead, renderer, toy  # noqa: F401  (shared fixtures: one renderer per process)
+from helpers.viewer_toy import mouth_and_forehead
 
 
 def _filament_and_software(r, params=None, lighting=None):
@@ -49,7 +49,7 @@ def test_software_frames_follow_the_jaw_and_keep_the_forehead(toy, renderer):
     verts, lmk, _ = renderer.head.mesh.pose(apply_settings(toy, p0, {"jawOpen": 1.0}))
     renderer.head.set_vertices(verts, lmk, update_scene=False)  # what a slider step in the window does
     opened = renderer.head.software_frame(renderer.width, renderer.height).copy()
-    mouth, forehead = _mouth_and_forehead(toy, renderer)
+    mouth, forehead = mouth_and_forehead(toy, renderer)
     diff = np.abs(neutral.astype(float) - opened.astype(float)).mean(2)
     assert diff[mouth].mean() > 8.0 and diff[forehead].mean() < 0.5, (diff[mouth].mean(), diff[forehead].mean())
     renderer.render(p0)
