@@ -176,7 +176,7 @@ def _rast_db_reference(pos: Tensor, tri: Tensor, rast: Tensor, ranges: Optional[
             return torch.zeros_like(rast)
         pt = posb[torch.arange(B, device=pos.device).view(B, 1, 1, 1), tri.long()[tid.clamp(min=0)]]  # (B,H,W,3,4)
         v = pt[..., [0, 1, 3]]
-        n = torch.stack([ref._cross(v[..., 1, :], v[..., 2, :]), ref._cross(v[..., 2, :], v[..., 0, :]), ref._cross(v[..., 0, :], v[..., 1, :])], -2)
+        n = torch.stack([ref.cross(v[..., 1, :], v[..., 2, :]), ref.cross(v[..., 2, :], v[..., 0, :]), ref.cross(v[..., 0, :], v[..., 1, :])], -2)
         px = ref.pixel_centers(W, pos.device, pos.dtype).view(1, 1, W, 1)
         py = ref.pixel_centers(H, pos.device, pos.dtype).view(1, H, 1, 1)
         s = n[..., 0] * px + n[..., 1] * py + n[..., 2]

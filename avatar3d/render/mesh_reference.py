@@ -32,7 +32,7 @@ def pixel_centers(n: int, device, dtype=torch.float32) -> Tensor:
     return (2 * torch.arange(n, device=device) + 1).to(dtype) / n - 1.0
 
 
-def _cross(a: Tensor, b: Tensor) -> Tensor:
+def cross(a: Tensor, b: Tensor) -> Tensor:
     """Cross product over the last dim (3), written out so the float order matches the C++."""
     return torch.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
                         a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
@@ -42,7 +42,7 @@ def _cross(a: Tensor, b: Tensor) -> Tensor:
 def _edge_normals(vx: Tensor) -> tuple[Tensor, Tensor]:
     """Rows of adj(M) for M = [v0 v1 v2] in (x, y, w): n_i = v_j x v_k. vx (..., 3, 3) -> ((..., 3, 3), det (...))."""
     v0, v1, v2 = vx[..., 0, :], vx[..., 1, :], vx[..., 2, :]
-    n = torch.stack([_cross(v1, v2), _cross(v2, v0), _cross(v0, v1)], -2)
+    n = torch.stack([cross(v1, v2), cross(v2, v0), cross(v0, v1)], -2)
     det = (n[..., 0, 0] * v0[..., 0] + n[..., 0, 1] * v0[..., 1]) + n[..., 0, 2] * v0[..., 2]
     return n, det
 
