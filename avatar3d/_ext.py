@@ -1,7 +1,7 @@
-"""Build-and-cache loader for the C++/CUDA extensions whose sources live in ``cuda/``.
+"""Build-and-cache loader for the C++/CUDA extensions whose sources live in ``avatar3d/csrc/``.
 
-Extensions are compiled on first use with ``torch.utils.cpp_extension.load`` into the user cache
-(keyed by torch version, the checkout and a hash of the sources, so a rebuild happens only when one changes).
+The sources are package data (an installed wheel carries them). Extensions are compiled on first use with ``torch.utils.cpp_extension.load`` into the user cache
+(keyed by torch version, the sources' folder and a hash of the sources, so a rebuild happens only when one changes).
 A failed build warns once and returns ``None``; callers fall back to the pure-PyTorch reference.
 Set ``AVATAR3D_NO_EXT=1`` to skip building (tests of the fallback path use it).
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
-from .paths import REPO_ROOT, cache_dir
+from .paths import cache_dir
 
-CUDA_DIR = REPO_ROOT / "cuda"
+CSRC_DIR = Path(__file__).resolve().parent / "csrc"
 _loaded: dict[str, Optional[ModuleType]] = {}
 _errors: dict[str, str] = {}
 
@@ -32,9 +32,9 @@ def _digest(paths: Sequence[Path], extra: str) -> str:
 
 
 def load_extension(name: str, sources: Sequence[str], cuda: bool = False, verbose: bool = False) -> Optional[ModuleType]:
-    """Compile (once) and import the extension ``name`` from ``cuda/`` source file names.
+    """Compile (once) and import the extension ``name`` from source file names in ``CSRC_DIR``.
 
-    Headers in ``cuda/`` (``*.h``, ``*.cuh``) are part of the cache key. Returns ``None`` when the
+    Headers in ``CSRC_DIR`` (``*.h``, ``*.cuh``) are part of the cache key. Returns ``None`` when the
     build fails or is disabled; :func:`extension_error` then says why.
     """
     key = f"{name}{'_cuda' if cuda else ''}"
@@ -48,17 +48,17 @@ def load_extension(name: str, sources: Sequence[str], cuda: bool = False, verbos
             import torch
             from torch.utils.cpp_extension import load
 
-            src = [CUDA_DIR / s for s in sources]
-            headers = list(CUDA_DIR.glob("*.h")) + list(CUDA_DIR.glob("*.cuh"))
-            # The checkout's path is part of the key: torch's build files record absolute source paths,
-            # so two checkouts sharing one build folder would rebuild each other's extension.
-            tag = _digest(src + headers, f"{torch.__version__}|{sys.version_info[:2]}|{cuda}|{CUDA_DIR.resolve()}")
+            src = [CSRC_DIR / s for s in sources]
+            headers = list(CSRC_DIR.glob("*.h")) + list(CSRC_DIR.glob("*.cuh"))
+            # The sources' path is part of the key: torch's build files record absolute source paths,
+            # so two checkouts (or installs) sharing one build folder would rebuild each other's extension.
+            tag = _digest(src + headers, f"{torch.__version__}|{sys.version_info[:2]}|{cuda}|{CSRC_DIR}")
             build = cache_dir(f"ext/{key}_{tag}")
             flags = ["-O3", "-std=c++17"]
             kw = dict(extra_cflags=flags + ["-fopenmp"], extra_ldflags=["-fopenmp"])
             if cuda:
                 kw["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-std=c++17"]
-            mod = load(name=f"{key}_{tag}", sources=[str(s) for s in src], extra_include_paths=[str(CUDA_DIR)],
+            mod = load(name=f"{key}_{tag}", sources=[str(s) for s in src], extra_include_paths=[str(CSRC_DIR)],
                        build_directory=str(build), verbose=verbose, **kw)
         except Exception as e:  # any compiler/linker failure: fall back, never break import
             _errors[key] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"

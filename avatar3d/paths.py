@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSETS = REPO_ROOT / "assets"
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout (for ../shared/data beside it)
+ASSETS = Path(__file__).resolve().parent / "assets"  # small generated data the runtime reads (installed with the package)
 
 
 def cache_dir(sub: str = "") -> Path:

@@ -4,7 +4,7 @@
 
 Contact sheets: neutral (front, 3/4, profile, back), identities at +-2 std, expressions, and the
 478 MediaPipe landmarks of the embedding drawn on the neutral head. ``--landmarks`` also writes
-``assets/builtin/landmarks.npz`` (geometry hash + embeddings) so loads need no MediaPipe run.
+``avatar3d/assets/builtin/landmarks.npz`` (geometry hash + embeddings) so loads need no MediaPipe run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Derive assets/mediapipe_to_ibug68.json: the 68 iBUG / Multi-PIE points as mixes of MediaPipe points.
+"""Derive avatar3d/assets/mediapipe_to_ibug68.json: the 68 iBUG / Multi-PIE points as mixes of MediaPipe points.
 
 ICT-FaceKit documents its 68 landmark vertices. We embed MediaPipe's 478 points on ICT's neutral
 head (renders + MediaPipe, :func:`compute_mediapipe_embedding`), then express each of the 68 true

@@ -1,4 +1,4 @@
-"""Every ``cuda/*.cu`` compiles with the machine's nvcc (compile check only: no GPU here).
+"""Every ``avatar3d/csrc/*.cu`` compiles with the machine's nvcc (compile check only: no GPU here).
 
 Kernel sources are torch-free translation units (the torch bindings are separate small .cpp files),
 so ``nvcc -c`` needs nothing but the CUDA toolkit. The mesh torch binding is additionally
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-CUDA_DIR = Path(__file__).resolve().parent.parent / "cuda"
+CUDA_DIR = Path(__file__).resolve().parent.parent / "avatar3d" / "csrc"
 CU_FILES = sorted(p.name for p in CUDA_DIR.glob("*.cu"))
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
 

@@ -231,7 +231,7 @@ def test_gs_cuda_binding_syntax():
 
     import torch.utils.cpp_extension as ce
 
-    from avatar3d._ext import CUDA_DIR as cuda_dir
+    from avatar3d._ext import CSRC_DIR as cuda_dir
     inc = [f"-I{cuda_dir}"] + [f"-isystem{p}" for p in ce.include_paths()] + [f"-isystem{sysconfig.get_paths()['include']}"]
     r = subprocess.run(["g++", "-fsyntax-only", "-std=c++17", "-DTORCH_EXTENSION_NAME=a3d_check", *inc,
                         str(cuda_dir / "gs_raster_cuda_bind.cpp")], capture_output=True, text=True, timeout=300)

@@ -1,7 +1,7 @@
 """Which rasterizer backend runs an op, and what ``avatar3d info`` reports about them.
 
-Mesh backends: our CUDA extension (``cuda/mesh_kernels.cu`` + ``cuda/mesh_cuda_bind.cpp``), our CPU
-extension (``cuda/mesh_cpu.cpp``, OpenMP), the pure-PyTorch reference, and nvdiffrast when installed.
+Mesh backends: our CUDA extension (``csrc/mesh_kernels.cu`` + ``csrc/mesh_cuda_bind.cpp``), our CPU
+extension (``csrc/mesh_cpu.cpp``, OpenMP), the pure-PyTorch reference, and nvdiffrast when installed.
 Extensions build on first use (cached in the user cache); a failed build warns once (in
 :func:`avatar3d._ext.load_extension`) and ``auto`` falls back to the reference.
 

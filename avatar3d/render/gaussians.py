@@ -4,9 +4,9 @@
 16x16 tile. The extensions project with explicit backward passes; when ``viewmats`` or ``Ks`` require
 gradients the PyTorch projection (``gaussians_reference.project_gaussians``, autograd) is used instead.
 
-* ``"cpu"``   - our C++/OpenMP extension (``cuda/gs_project_cpu.cpp``, ``gs_bin_cpu.cpp``, ``gs_raster_cpu.cpp``),
+* ``"cpu"``   - our C++/OpenMP extension (``avatar3d/csrc/gs_project_cpu.cpp``, ``gs_bin_cpu.cpp``, ``gs_raster_cpu.cpp``),
   explicit backward;
-* ``"cuda"``  - our CUDA extension (``cuda/gs_raster.cu``, ``gs_project.cu``), binning with torch ops;
+* ``"cuda"``  - our CUDA extension (``avatar3d/csrc/gs_raster.cu``, ``gs_project.cu``), binning with torch ops;
 * ``"torch"`` - the pure-PyTorch reference (per-tile dense compositing; slow, autograd);
 * ``"gsplat"``- ``gsplat.rasterization`` when gsplat with its CUDA build is installed;
 * ``"auto"``  - ``cuda`` on CUDA tensors, else ``cpu``, else ``torch`` when a build failed.

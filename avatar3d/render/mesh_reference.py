@@ -1,6 +1,6 @@
 """Pure-PyTorch reference implementations of the mesh ops (slow, obviously correct, autograd-differentiable).
 
-They define the semantics the C++/CUDA kernels (``cuda/mesh_*``) must reproduce; tests compare
+They define the semantics the C++/CUDA kernels (``avatar3d/csrc/mesh_*``) must reproduce; tests compare
 against them. Conventions are nvdiffrast's (see :mod:`avatar3d.render.mesh` for shapes):
 
 * pixel ``(row i, col j)`` has its centre at NDC ``x = (2j+1)/W - 1``, ``y = (2i+1)/H - 1``
@@ -13,7 +13,7 @@ against them. Conventions are nvdiffrast's (see :mod:`avatar3d.render.mesh` for 
   to the smallest triangle id;
 * ``rast = (u, v, z/w, id + 1)`` with the surface point ``u*v0 + v*v1 + (1-u-v)*v2``.
 
-The floating-point evaluation order here matches ``cuda/mesh_math.h`` so that the CPU extension
+The floating-point evaluation order here matches ``avatar3d/csrc/mesh_math.h`` so that the CPU extension
 produces the same triangle ids, not just close values.
 """
 
@@ -60,7 +60,7 @@ def _inside(s: Tensor, n: Tensor, det: Tensor) -> Tensor:
 def _bbox(p: Tensor, H: int, W: int) -> Tensor:
     """Inclusive pixel-index boxes (F,4) = (x0, x1, y0, y1) of triangles p (F,3,4); empty when x1 < x0.
 
-    Same float formulas as ``a3d_tri_bbox`` in ``cuda/mesh_math.h``.
+    Same float formulas as ``a3d_tri_bbox`` in ``avatar3d/csrc/mesh_math.h``.
     """
     w = p[..., 3]
     allpos = (w > 0).all(-1)

@@ -15,7 +15,7 @@ five plus ``teeth``, ``eye_left``, ``eye_right`` and ``ears``.
 
 Generation takes a few seconds and is deterministic; ``load_builtin`` caches the arrays in
 ``cache_dir("models")`` keyed by :data:`GENERATOR_VERSION` and a hash of this package's sources.
-Landmark embeddings come from ``assets/builtin/landmarks.npz`` (checked against a hash of the
+Landmark embeddings come from ``avatar3d/assets/builtin/landmarks.npz`` (checked against a hash of the
 neutral geometry; refresh with ``python examples/builtin_gallery.py --landmarks``), else they
 are computed once with MediaPipe (``avatar3d.models.embedding``) and cached.
 """
@@ -108,7 +108,7 @@ def build_builtin_data(anatomy: Anatomy = DEFAULT, landmarks: bool = True, textu
     """Generate the built-in head from scratch (deterministic, a few seconds).
 
     Args:
-        landmarks: fill lmk_* from ``assets/builtin/landmarks.npz`` when its geometry hash matches,
+        landmarks: fill lmk_* from ``avatar3d/assets/builtin/landmarks.npz`` when its geometry hash matches,
             else compute them with MediaPipe (cached); False leaves them None.
     """
     A = anatomy
