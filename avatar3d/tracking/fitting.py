@@ -63,10 +63,10 @@ class FitConfig:
     #: detection noise is otherwise spread over many of them (mouthDimple, mouthStretch, ...).
     w_expr_l1: float = 0.0
     #: compare detections with the model's landmarks as MediaPipe reports them (its measured view of
-    #: the mean face, identity and blendshapes, :mod:`avatar3d.tracking.detector_response`) where the
+    #: the mean face, identity and blendshapes, :mod:`avatar3d.calibration.detector_response`) where the
     #: model ships that table, rather than with the mesh's own landmark motion
     detector_response: bool = True
-    #: ... including the table's non-linear correction (:mod:`avatar3d.tracking.detector_correction`) where it ships
+    #: ... including the table's non-linear correction (:mod:`avatar3d.calibration.detector_correction`) where it ships
     detector_correction: bool = True
     seed: int = 0
     #: Landmark term through :func:`~avatar3d.tracking.landmark_model.projected_landmark_loss` (analytic
@@ -80,7 +80,7 @@ MODEL_PRIORS: dict[str, dict] = {
     # The built-in head's procedural identity space (41 modes) and blendshapes describe MediaPipe's
     # view of it loosely: with the generic priors the identity soaks up the detector's systematic
     # disagreement with the embedding and detection noise spreads over many similar blendshapes.
-    # With the response table and its non-linear correction (tracking/detector_correction.py) the
+    # With the response table and its non-linear correction (calibration/detector_correction.py) the
     # landmark points follow MediaPipe closely enough for weaker priors, measured on the rendered
     # ground truth (ten identities) and the six real videos together: w_shape 1e-4 (was 3e-4),
     # w_smooth_expr 0.03 (was 0.3, which made the fitted expressions lag and blur into each other:
@@ -259,9 +259,9 @@ def fit_landmarks(
 
 def landmark_head(model: HeadModel, cfg: Optional[FitConfig] = None) -> LandmarkHead:
     """The :class:`LandmarkHead` the fit compares with detections: with MediaPipe's measured view of the
-    model (:mod:`avatar3d.tracking.detector_response`, and its non-linear correction) where one ships and
+    model (:mod:`avatar3d.tracking.detector_model`, and its non-linear correction) where one ships and
     ``cfg.detector_response`` (``cfg.detector_correction``) is on."""
-    from .detector_response import load_response
+    from .detector_model import load_response
 
     cfg = cfg or default_config(model)
     return LandmarkHead(model, response=load_response(model, correction=cfg.detector_correction) if cfg.detector_response else None)

@@ -34,11 +34,11 @@ class LandmarkHead(nn.Module):
     Args:
         model: a head model with a 478-point embedding (``model.has_landmarks``).
         extra_vertices: (K,) vertex indices also returned by :meth:`forward`, or None.
-        response: the detector's view of the model (:func:`avatar3d.tracking.detector_response.load_response`):
+        response: the detector's view of the model (:func:`avatar3d.tracking.detector_model.load_response`):
             ``expression`` (E, 478, 3) and ``shape`` (S, 478, 3) metres per unit coefficient replace
             the mesh's own blendshape and identity motion of the landmark points and ``offset``
             (478, 3) metres moves their rest position (extra vertices keep the mesh's); an optional
-            ``correction`` (:class:`~avatar3d.tracking.detector_correction.DetectorCorrection`) adds its
+            ``correction`` (:class:`~avatar3d.tracking.detector_model.DetectorCorrection`) adds its
             non-linear part as a function of expressions and joint rotations; or None.
     """
 
