@@ -35,9 +35,9 @@ from .._tensor import f32, torch_threads
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues
 from .camera import R_MODEL_TO_CV, front_camera
-from .landmark_model import LandmarkHead, project_points, projected_landmark_loss
+from .landmark_model import LandmarkHead, landmark_head, project_points, projected_landmark_loss
 
-__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "landmark_head", "MODEL_PRIORS"]
+__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "MODEL_PRIORS"]
 
 
 @dataclass
@@ -242,7 +242,7 @@ def fit_landmarks(
         lm = np.asarray(landmarks, np.float32)[..., :2]
         if valid.shape != (len(lm),) or not valid.any():
             raise ValueError(f"valid must be ({len(lm)},) bool with at least one True frame")
-        head = landmark_head(model, cfg)
+        head = landmark_head(model, cfg.detector_response, cfg.detector_correction)
         if init_focal is None:
             init_focal = _pnp_focal(head, lm, valid, cameras)
             if cfg.focal_search > 1 and valid.sum() >= 3:  # one or two frames: too little perspective
@@ -255,16 +255,6 @@ def fit_landmarks(
         res.timings["focal_search"] = t_focal
         res.timings["total"] += t_focal
         return res
-
-
-def landmark_head(model: HeadModel, cfg: Optional[FitConfig] = None) -> LandmarkHead:
-    """The :class:`LandmarkHead` the fit compares with detections: with MediaPipe's measured view of the
-    model (:mod:`avatar3d.tracking.detector_model`, and its non-linear correction) where one ships and
-    ``cfg.detector_response`` (``cfg.detector_correction``) is on."""
-    from .detector_model import load_response
-
-    cfg = cfg or default_config(model)
-    return LandmarkHead(model, response=load_response(model, correction=cfg.detector_correction) if cfg.detector_response else None)
 
 
 def _rest_landmarks(head: LandmarkHead) -> np.ndarray:

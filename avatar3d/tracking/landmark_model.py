@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues, rigid_transforms
+from .detector_model import load_response
 
-__all__ = ["LandmarkHead", "skin_points", "projected_landmark_loss"]
+__all__ = ["LandmarkHead", "landmark_head", "skin_points", "projected_landmark_loss"]
 
 
 class LandmarkHead(nn.Module):
@@ -161,6 +162,14 @@ class LandmarkHead(nn.Module):
         pts = skin_points(A, self.rest_points(shape, expression, rot), self.weights_t).transpose(1, 2)
         n = self.num_landmarks
         return pts[:, :n], pts[:, n:]
+
+
+def landmark_head(model: HeadModel, response: bool = True, correction: bool = True) -> LandmarkHead:
+    """The :class:`LandmarkHead` the fit compares with detections: with MediaPipe's measured view of the
+    model (:func:`~avatar3d.tracking.detector_model.load_response`) where one ships and ``response`` is
+    on, and its non-linear correction where ``correction`` is also on (the fit passes
+    ``FitConfig.detector_response`` / ``detector_correction``; NME and refinement use the defaults)."""
+    return LandmarkHead(model, response=load_response(model, correction=correction) if response else None)
 
 
 def blend_transforms(A: Tensor, weights_t: Tensor) -> Tensor:
