@@ -190,11 +190,11 @@ def test_lid_points_on_the_eyeball_snap_to_their_own_lid_margin():
     p[[263, 362]] = (0.07, 0.0, 0.0)  # the other eye, for the inter-ocular distance
     p[468] = (0.0, 0.0, 0.0)  # iris centre: on the eyeball, must stay
     det = E.project(p, view)
-    scene = E._Scene(v, f, np.arange(len(f)))
+    scene = E.RaycastScene(v, f, np.arange(len(f)))
     tri, bary, _ = scene.cast(view.rays(det))
     before = tri.copy(), bary.copy()
     assert eyeball_tri[tri[[33, 133, 468, *E.UPPER_LID[7:], *E.LOWER_LID[7:]]]].sum() == 2 + 1 + 13  # 159 is on the lid
-    E._snap_lids_off_eyeballs(scene, view, det, tri, bary, eyeball_tri)
+    E.snap_lids_off_eyeballs(scene, view, det, tri, bary, eyeball_tri)
     q = E.embedding_points(v, f, np.maximum(tri, 0), bary)
     for k in set(E.UPPER_LID[7:]) - {159}:
         assert not eyeball_tri[tri[k]] and 0.004 - 1e-6 <= q[k, 1] < 0.0045, (k, q[k])  # the upper margin, not past it
@@ -251,13 +251,13 @@ def test_last_resort_moves_a_lid_point_to_the_closest_lid_skin():
     v, f, n_lid = _lid_and_eyeball()
     eyeball_tri = np.arange(len(f)) >= n_lid
     # an embedding with 159 on the eyeball's front (just behind the upper part of the opening)
-    scene = E._Scene(v, f, np.arange(n_lid, len(f)))
+    scene = E.RaycastScene(v, f, np.arange(n_lid, len(f)))
     t, b, _ = scene.cast(np.array([[0.0, 0.0035, 0.1, 0.0, 0.0, -1.0]]))
     out_f, out_b = np.full(478, n_lid), np.tile([1.0, 0.0, 0.0], (478, 1))
     out_f[0] = 0  # a non-contour point on the eyeball region is not touched
     out_f[159], out_b[159] = t[0], b[0]
     q0 = E.embedding_points(v, f, out_f[159:160], out_b[159:160])[0]
-    E._lids_off_eyeballs_by_proximity(v, f, np.arange(len(f)), eyeball_tri, out_f, out_b)
+    E.lids_off_eyeballs_by_proximity(v, f, np.arange(len(f)), eyeball_tri, out_f, out_b)
     q = E.embedding_points(v, f, out_f[159:160], out_b[159:160])[0]
     assert not eyeball_tri[out_f[159]] and abs(q[2]) < 1e-9  # on the lid sheet
     assert np.linalg.norm(q - q0) < 0.002 and q[1] >= 0.004 - 1e-6  # the nearby upper margin

@@ -76,7 +76,7 @@ def test_ict_glb_has_arkit_targets_and_matches(ict_archive, tmp_path):
 def _flame_pickle(tmp_path: Path) -> Path:
     """A FLAME-format pickle (chumpy-style objects) from the project's synthetic generator."""
     try:
-        from avatar3d.models.flame_synth import write_synthetic_flame
+        from avatar3d.synthetic.flame import write_synthetic_flame
     except ImportError as e:
         pytest.skip(f"no FLAME-format pickle generator in this build: {e}")
     p = tmp_path / "generic_model.pkl"

@@ -1,6 +1,6 @@
 """FLAME loader: chumpy-free reading of FLAME-format pickles, checked against smplx's FLAME layer.
 
-The real FLAME cannot be shipped, so ``avatar3d.models.flame_synth`` writes a file with FLAME's key
+The real FLAME cannot be shipped, so ``avatar3d.synthetic.flame`` writes a file with FLAME's key
 set, shapes and Python-2/chumpy pickle layout; smplx reads a plain-NumPy copy of the same data.
 """
 
@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from avatar3d.errors import BadInputError, MissingFileError
-from avatar3d.models import flame_synth as fs
+from avatar3d.synthetic import flame as fs
 from avatar3d.models import load_head_model
 from avatar3d.models import pickle_compat as pc
 from avatar3d.models.flame import FLAME_URL, detect_version, load_flame, read_flame_data, status

@@ -15,7 +15,7 @@ from avatar3d.models.lbs import batch_rodrigues
 from avatar3d.tracking.landmark_model import LandmarkHead, project_points, projected_landmark_loss
 from avatar3d.tracking.metrics import jitter, nme, rms_after_similarity
 from avatar3d.tracking.outputs import write_metrics, write_transforms
-from avatar3d.tracking.synthetic import make_toy_head, toy_sequence
+from avatar3d.synthetic.toy_head import make_toy_head, toy_sequence
 
 
 def f32(a):

@@ -1,4 +1,4 @@
-"""The non-linear part of MediaPipe's view of the built-in head (avatar3d.tracking.detector_correction).
+"""The non-linear part of MediaPipe's view of the built-in head (avatar3d.calibration.detector_correction).
 
 The shipped correction is what lifts mouthSmileLeft on the rendered ground truth
 (tests/test_tracking_synthetic.py); these tests check how LandmarkHead uses it, that it survives the
@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from avatar3d.tracking.detector_correction import DetectorCorrection, _joint_indices, _projector, sample_detections, train_correction
-from avatar3d.tracking.detector_response import load_response, save_response
+from avatar3d.calibration.detector_correction import sample_detections, sample_projector, train_correction
+from avatar3d.calibration.detector_response import save_response
+from avatar3d.tracking.detector_model import DetectorCorrection, joint_indices, load_response
 from avatar3d.tracking.landmark_model import LandmarkHead
 
 
 def _random_correction(model, seed: int = 0, scale: float = 0.05) -> DetectorCorrection:
-    c = DetectorCorrection(model.num_expression, _joint_indices(model), hidden=32, rank=8)
+    c = DetectorCorrection(model.num_expression, joint_indices(model), hidden=32, rank=8)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in c.parameters():
@@ -51,7 +52,7 @@ def test_untrained_correction_changes_nothing(builtin, table):
     extra = torch.arange(0, builtin.num_vertices, 997)
     args = _args(builtin)
     plain = LandmarkHead(builtin, extra_vertices=extra, response=table)
-    zero = LandmarkHead(builtin, extra_vertices=extra, response={**table, "correction": DetectorCorrection(builtin.num_expression, _joint_indices(builtin))})
+    zero = LandmarkHead(builtin, extra_vertices=extra, response={**table, "correction": DetectorCorrection(builtin.num_expression, joint_indices(builtin))})
     a, b = plain(*args), zero(*args)
     # (Equal up to float rounding: the concatenated points take another GEMM path.)
     torch.testing.assert_close(b, a, rtol=0, atol=1e-7)
@@ -98,11 +99,11 @@ def test_training_reduces_the_detection_error(builtin, table, fresh):
 def test_shipped_correction_generalises_to_fresh_renders(builtin, table, fresh):
     shipped = load_response(builtin)
     if shipped is None or "correction" not in shipped:
-        pytest.skip("no shipped detector correction: python -m avatar3d.tracking.detector_response builtin")
+        pytest.skip("no shipped detector correction: python -m avatar3d.calibration builtin")
     ok = np.isfinite(fresh["detections"]).all((1, 2))
     assert ok.mean() > 0.9  # MediaPipe finds the head in the random renders
     s = {k: (v[ok] if k != "K" else v) for k, v in fresh.items()}
-    expr, rot, v0, project = _projector(LandmarkHead(builtin, response=table), s)
+    expr, rot, v0, project = sample_projector(LandmarkHead(builtin, response=table), s)
     det = torch.as_tensor(s["detections"], dtype=torch.float32)
     idx = torch.arange(len(det))
     with torch.no_grad():

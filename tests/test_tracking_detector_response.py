@@ -1,4 +1,4 @@
-"""MediaPipe's measured view of the built-in head (avatar3d.tracking.detector_response) and its use in the fit.
+"""MediaPipe's measured view of the built-in head (avatar3d.calibration.detector_response) and its use in the fit.
 
 The shipped table is what makes the rendered ground truth reach 2 mm (tests/test_tracking_synthetic.py);
 these tests check the table belongs to the current model, that the lifting is right, and a small
@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from avatar3d._tensor import f32
-from avatar3d.tracking.detector_response import _projection_jacobian, load_response, measure_response, response_path, save_response
+from avatar3d.calibration.detector_response import measure_response, projection_jacobian, save_response
+from avatar3d.tracking.detector_model import load_response, response_path
 from avatar3d.tracking.landmark_model import LandmarkHead
 
 CORNERS = [61, 291]  # MediaPipe mouth corners (subject's right, left)
@@ -35,7 +36,7 @@ def _gain(resp: np.ndarray, own: np.ndarray) -> float:
 def test_shipped_table_belongs_to_the_current_builtin_head(builtin):
     """Fails when the built-in head changes without regenerating the table (the fit would silently lose it)."""
     r = load_response(builtin)
-    assert r is not None, f"{response_path('builtin')} is missing or stale: python -m avatar3d.tracking.detector_response builtin"
+    assert r is not None, f"{response_path('builtin')} is missing or stale: python -m avatar3d.calibration builtin"
     own = _own(builtin)
     jaw = builtin.expression_names.index("jawOpen")
     e, t = r["expression"][jaw].numpy(), own["expression"][jaw].numpy()
@@ -75,7 +76,7 @@ def test_projection_jacobian_matches_finite_differences(builtin):
     pose[0] = [0.05, 0.25, 0.0]
     K = np.array([[440.0, 0, 179.5], [0, 440.0, 319.5], [0, 0, 1]])
     w2c = front_camera(0.35)
-    Jv, scale = _projection_jacobian(builtin, pose, K, w2c)
+    Jv, scale = projection_jacobian(builtin, pose, K, w2c)
     assert 1300 < scale < 2100  # 440 px / ~0.26 m (the face is ~9 cm in front of the model origin at 0.35 m)
     args = (torch.zeros(builtin.num_shape), torch.zeros(1, builtin.num_expression), f32(pose)[None], torch.zeros(1, 3))
     base = project(LandmarkHead(builtin)(*args)[0], f32(K), f32(w2c))[0][0].numpy()

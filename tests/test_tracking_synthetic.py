@@ -6,9 +6,9 @@ expressions and head motion, then tracked by exactly what ``avatar3d track`` run
 MediaPipe in video mode, crop, segmentation, landmark fitting with the focal length estimated).
 
 The fit compares detections with the model's landmarks *as MediaPipe reports them*: the linear
-response table (:mod:`avatar3d.tracking.detector_response`: its measured view of the mean face,
+response table (:mod:`avatar3d.calibration.detector_response`: its measured view of the mean face,
 identity and each blendshape, lifted from renders of the mean-identity head at three head turns)
-plus its non-linear correction (:mod:`avatar3d.tracking.detector_correction`: a small network
+plus its non-linear correction (:mod:`avatar3d.calibration.detector_correction`: a small network
 trained on 24,000 random renders). Without the table the fit stopped at jawOpen ~0.22 of a true
 0.8 in the open-jaw frames 0-5 (face RMS 2.13 mm, focal 565 px for 441): MediaPipe reports only
 0.6-0.8 of the jaw's motion and also drops the mouth corners. With the table alone mouthSmileLeft,
@@ -40,7 +40,7 @@ VISIBLE_PHOTOMETRIC = ("jawOpen", "mouthSmileRight", "mouthPucker", "eyeBlinkLef
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, builtin):  # builtin: skips when the head has no landmark embedding
-    from avatar3d.tracking.synthetic_video import track_ground_truth
+    from avatar3d.synthetic.video import track_ground_truth
 
     return track_ground_truth(tmp_path_factory.mktemp("synthetic_gt"), "builtin", num_frames=24, overlay=True)
 
@@ -106,7 +106,7 @@ def test_builtin_inner_lips_are_embedded_on_their_own_lip(builtin):
 def refined(tracked):
     """The landmark fit refined photometrically (the command's settings, fallback off: what the refinement itself gives)."""
     from avatar3d.tracking.photometric import PhotometricConfig
-    from avatar3d.tracking.synthetic_video import refine_ground_truth
+    from avatar3d.synthetic.video import refine_ground_truth
 
     return refine_ground_truth(tracked, PhotometricConfig(fallback=False))
 

@@ -56,21 +56,30 @@ class FaceLandmarker:
             the one overlapping the previous choice most (so a second, passing face does not steal
             the track).
         min_confidence: detection / tracking confidence threshold.
+        min_detection_confidence: the face detector's threshold alone (default ``min_confidence``; the
+            landmark embedding's flat-shaded renders need a lower one).
+        dtype: of the returned landmarks. float64 keeps the exact pixel positions (MediaPipe's
+            normalised float32 coordinates times the image size); float32 rounds them once.
 
-    Call with an RGB uint8 (H, W, 3) image; returns (478, 3) float32 landmarks in pixels
+    Call with an RGB uint8 (H, W, 3) image; returns (478, 3) landmarks in pixels
     (x right, y down, z relative depth in the same pixel scale, smaller = nearer) or None.
     """
 
-    def __init__(self, video: bool = True, max_faces: int = 2, min_confidence: float = 0.5):
-        import mediapipe as mp
+    def __init__(self, video: bool = True, max_faces: int = 2, min_confidence: float = 0.5, min_detection_confidence: Optional[float] = None,
+                 dtype: type = np.float32):
+        try:
+            import mediapipe as mp
+        except ImportError as e:  # pragma: no cover - mediapipe is a dependency
+            raise ImportError(f"mediapipe is needed to detect face landmarks ({e})") from e
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=not video,
             max_num_faces=max_faces,
             refine_landmarks=True,  # 478 points: adds the 10 iris points
-            min_detection_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
+            min_detection_confidence=min_confidence if min_detection_confidence is None else min_detection_confidence,
+            min_tracking_confidence=min_confidence,  # also drops low-presence landmarks of still images
         )
+        self._dtype = dtype
         self._prev_box: Optional[np.ndarray] = None
         self.num_faces_last = 0
 
@@ -94,8 +103,8 @@ class FaceLandmarker:
             return None
         cands = []
         for f in faces:
-            a = np.array([(p.x, p.y, p.z) for p in f.landmark], np.float32)
-            a *= np.array([w, h, w], np.float32)  # normalised -> pixels; z uses the x scale (MediaPipe docs)
+            a = np.array([(p.x, p.y, p.z) for p in f.landmark], self._dtype)
+            a *= np.array([w, h, w], self._dtype)  # normalised -> pixels; z uses the x scale (MediaPipe docs)
             cands.append(a)
         boxes = [_bbox(c) for c in cands]
         areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]

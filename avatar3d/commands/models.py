@@ -70,20 +70,20 @@ def install_ict(source: Path, target: Path, force: bool = False) -> Path:
     The files are copied/extracted to a temporary folder beside ``target`` and checked by loading
     the neutral mesh header before the old install is replaced, so a failed install keeps the old.
     """
-    from ..models.ict import _facex_dir, _is_archive, _iter_source
+    from ..models.ict import facex_dir, is_archive, iter_source
 
     if not source.exists():
         raise MissingFileError(source, "Give a downloaded ICT-FaceKit zip / tar.xz or a FaceXModel folder with --from.")
-    if target.exists() and not force and _facex_dir(target) is not None:
+    if target.exists() and not force and facex_dir(target) is not None:
         print(f"ICT-FaceKit already installed at {target} (use --force to replace it)")
         return target
     src = source
     if source.is_dir():
-        d = _facex_dir(source)
+        d = facex_dir(source)
         if d is None:
             raise BadInputError(f"{source} holds no FaceXModel/generic_neutral_mesh.obj; give the ICT-FaceKit folder or its zip")
         src = d
-    elif not _is_archive(source):
+    elif not is_archive(source):
         raise BadInputError(f"{source} is not a zip / tar archive or a folder; give the ICT-FaceKit repository zip or tar.xz")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ict-install-", dir=target.parent))
@@ -91,7 +91,7 @@ def install_ict(source: Path, target: Path, force: bool = False) -> Path:
         dest = tmp / "FaceXModel"
         dest.mkdir()
         n = 0
-        for name, data in _iter_source(src, licence=True):  # LICENSE/README.md land beside FaceXModel
+        for name, data in iter_source(src, licence=True):  # LICENSE/README.md land beside FaceXModel
             (dest / name).write_bytes(data)
             n += not name.startswith("../")
         if not (dest / "generic_neutral_mesh.obj").is_file():

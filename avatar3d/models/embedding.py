@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from ..capture.landmarks import FaceLandmarker
 from ..errors import Avatar3DError, BadInputError
 from ..paths import ASSETS, cache_dir
 from .embedding_contours import (  # noqa: F401  (re-exported: the tests use them from here)
@@ -41,11 +41,12 @@ from .embedding_contours import (  # noqa: F401  (re-exported: the tests use the
     UPPER_INNER_LIP,
     UPPER_LID,
     UPPER_LIP,
-    _lids_off_eyeballs_by_proximity,
-    _snap_lids_off_eyeballs,
-    _snap_lips_to_their_side,
-    _symmetric_mouth_corners,
+    lids_off_eyeballs_by_proximity,
+    snap_lids_off_eyeballs,
+    snap_lips_to_their_side,
+    symmetric_mouth_corners,
 )
+from .embedding_views import RaycastScene, View, embedding_points, face_normals, frame_view, project, render_view
 
 __all__ = [
     "View",
@@ -60,6 +61,7 @@ __all__ = [
     "ibug68_from_mediapipe",
     "load_ibug68_table",
     "IBUG68_TABLE_PATH",
+    "EMBED_VERSION",
 ]
 
 #: Human iris radius (about 11.8 mm diameter).
@@ -67,202 +69,31 @@ IRIS_RADIUS_M = 0.0059
 #: (yaw, pitch) in degrees of the renders combined by default: frontal plus small turns.
 DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-12.0, 0.0), (12.0, 0.0), (0.0, -8.0), (0.0, 8.0))
 IBUG68_TABLE_PATH = ASSETS / "mediapipe_to_ibug68.json"
-_EMBED_VERSION = 6  # bump when the algorithm changes (invalidates cached embeddings)
-_INVALID = np.uint32(0xFFFFFFFF)
-
-
-# ----------------------------------------------------------------------------- camera + ray casting
-@dataclass
-class View:
-    """A pinhole camera on +Z looking at ``centre`` after rotating the mesh by yaw then pitch.
-
-    The mesh is rotated about ``centre`` (yaw about +Y, pitch about +X, degrees), the camera stays at
-    ``centre + (0, 0, distance)``; pixel (u, v) has its origin top-left, pixel centres at +0.5.
-    """
-
-    yaw: float = 0.0
-    pitch: float = 0.0
-    centre: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    distance: float = 0.6  # metres
-    focal: float = 1200.0  # pixels
-    width: int = 512
-    height: int = 512
-
-    def rotation(self) -> np.ndarray:
-        """(3, 3) rotation applied to the mesh (yaw about Y, then pitch about X)."""
-        y, p = np.deg2rad(self.yaw), np.deg2rad(self.pitch)
-        Ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-        Rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-        return Rx @ Ry
-
-    def to_camera(self, pts: np.ndarray) -> np.ndarray:
-        """(N, 3) world points -> (N, 3) camera-frame points (camera at origin, looking down -Z)."""
-        c = np.asarray(self.centre)
-        return (pts - c) @ self.rotation().T + np.array([0.0, 0.0, -self.distance])
-
-    def rays(self, px: np.ndarray) -> np.ndarray:
-        """(N, 2) pixel coordinates -> (N, 6) rays (origin, unit direction) in the world frame."""
-        d = np.stack([(px[:, 0] - self.width / 2) / self.focal, -(px[:, 1] - self.height / 2) / self.focal, -np.ones(len(px))], 1)
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        R = self.rotation()
-        c = np.asarray(self.centre)
-        origin = (np.array([0.0, 0.0, self.distance])) @ R + c  # inverse rotation of the camera centre
-        return np.concatenate([np.broadcast_to(origin, d.shape), d @ R], 1).astype(np.float32)
-
-
-def frame_view(vertices: np.ndarray, yaw: float = 0.0, pitch: float = 0.0, size: int = 512, fill: float = 0.85) -> View:
-    """A :class:`View` whose image holds the mesh's bounding box (``fill`` of the frame)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    lo, hi = v.min(0), v.max(0)
-    centre = 0.5 * (lo + hi)
-    extent = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-6))
-    distance = 3.0 * extent  # mild perspective, like a phone held at arm's length
-    focal = fill * size * distance / extent
-    return View(yaw, pitch, tuple(centre), distance, focal, size, size)
-
-
-def project(points: np.ndarray, view: View) -> np.ndarray:
-    """(N, 3) world points -> (N, 2) pixel coordinates in ``view``."""
-    pc = view.to_camera(np.asarray(points, dtype=np.float64))
-    z = -pc[:, 2]
-    return np.stack([view.focal * pc[:, 0] / z + view.width / 2, -view.focal * pc[:, 1] / z + view.height / 2], 1)
-
-
-class _Scene:
-    """Open3D ray-casting scene over a subset of triangles; ids map back to the full face list."""
-
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, face_ids: np.ndarray):
-        import open3d as o3d
-
-        self.o3d = o3d
-        self.face_ids = np.asarray(face_ids, dtype=np.int64)
-        self.scene = o3d.t.geometry.RaycastingScene()
-        self.scene.add_triangles(
-            o3d.core.Tensor(np.ascontiguousarray(vertices, dtype=np.float32)),
-            o3d.core.Tensor(np.ascontiguousarray(faces[self.face_ids], dtype=np.uint32)),
-        )
-
-    def cast(self, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(N, 6) rays -> full-mesh triangle id (N,) (-1 = miss), barycentrics (N, 3), distance (N,)."""
-        r = self.scene.cast_rays(self.o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)))
-        prim = r["primitive_ids"].numpy()
-        hit = prim != _INVALID
-        tri = np.full(len(rays), -1, dtype=np.int64)
-        tri[hit] = self.face_ids[prim[hit]]
-        return tri, _uv_to_bary(r["primitive_uvs"].numpy()), r["t_hit"].numpy()
-
-    def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 3) or (3,) points -> full-mesh triangle id (N,) of the closest surface point and its
-        barycentrics (N, 3) float64 (not clipped: Open3D's can be off by rounding)."""
-        q = np.ascontiguousarray(np.reshape(points, (-1, 3)), dtype=np.float32)
-        cp = self.scene.compute_closest_points(self.o3d.core.Tensor(q))
-        return self.face_ids[cp["primitive_ids"].numpy().astype(np.int64)], _uv_to_bary(cp["primitive_uvs"].numpy())
-
-
-def _uv_to_bary(uv: np.ndarray) -> np.ndarray:
-    """Open3D's (N, 2) primitive uvs -> (N, 3) float64 barycentrics (point = (1-u-v) A + u B + v C)."""
-    uv = np.asarray(uv, dtype=np.float64)
-    return np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
-
-
-def _face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
-def render_view(
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    view: View,
-    vertex_colors: Optional[np.ndarray] = None,
-    texture: Optional[np.ndarray] = None,
-    uvs: Optional[np.ndarray] = None,
-    uv_faces: Optional[np.ndarray] = None,
-    face_mask: Optional[np.ndarray] = None,
-    scene: Optional[_Scene] = None,
-    background: float = 0.35,
-) -> dict[str, np.ndarray]:
-    """Ray-cast one image. Returns ``image`` (H, W, 3) uint8 RGB, ``tri`` (H, W) int (-1 = background),
-    ``bary`` (H, W, 3). Shading: Lambert (head light + a key light from above) times the albedo
-    (vertex colours, texture sampled at interpolated UVs, else light grey)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    if scene is None:
-        ids = np.flatnonzero(face_mask) if face_mask is not None else np.arange(len(f))
-        scene = _Scene(v, f, ids)
-    H, W = view.height, view.width
-    u, vv = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
-    px = np.stack([u.ravel(), vv.ravel()], 1)
-    tri, bary, _ = scene.cast(view.rays(px))
-    hit = tri >= 0
-    img = np.full((H * W, 3), background)
-    if hit.any():
-        t, b = tri[hit], bary[hit]
-        if texture is not None and uvs is not None and uv_faces is not None:
-            uvp = (np.asarray(uvs)[np.asarray(uv_faces)[t]] * b[:, :, None]).sum(1)
-            tex = np.asarray(texture)
-            tex = tex / 255.0 if tex.dtype == np.uint8 else tex
-            th, tw = tex.shape[:2]
-            x = np.clip((uvp[:, 0] * tw).astype(int), 0, tw - 1)
-            y = np.clip(((1 - uvp[:, 1]) * th).astype(int), 0, th - 1)  # OBJ uv origin is bottom-left
-            albedo = tex[y, x, :3]
-        elif vertex_colors is not None:
-            albedo = (np.asarray(vertex_colors, dtype=np.float64)[f[t]] * b[:, :, None]).sum(1)
-        else:
-            albedo = np.full((len(t), 3), 0.75)
-        n = _face_normals(v, f[t]) @ view.rotation().T  # normals in the camera frame
-        n *= np.where(n[:, 2:3] < 0, -1.0, 1.0)  # two-sided: inner shells (mouth) stay lit
-        key = np.array([0.0, 0.5, 1.0]) / np.sqrt(1.25)
-        shade = 0.25 + 0.5 * np.clip(n[:, 2], 0, 1) + 0.3 * np.clip(n @ key, 0, 1)
-        img[hit] = albedo * shade[:, None]
-    return {
-        "image": (np.clip(img, 0, 1) * 255).astype(np.uint8).reshape(H, W, 3),
-        "tri": tri.reshape(H, W),
-        "bary": bary.reshape(H, W, 3),
-    }
+#: Version of the embedding algorithm, part of every cache key: bump when its results change (invalidates cached embeddings).
+EMBED_VERSION = 6
 
 
 # ----------------------------------------------------------------------------- MediaPipe
-class _FaceMesh:
-    """One MediaPipe FaceMesh for a batch of still images (creating it costs ~0.3 s)."""
+def _face_landmarker() -> FaceLandmarker:
+    """MediaPipe for a batch of still renders (creating it costs ~0.3 s): one face, exact float64 pixels."""
+    return FaceLandmarker(video=False, max_faces=1, min_detection_confidence=0.3, dtype=np.float64)
 
-    def __init__(self):
-        try:
-            import mediapipe as mp
-        except ImportError as e:  # pragma: no cover - mediapipe is a dependency
-            raise ImportError(f"mediapipe is needed for landmark embeddings ({e})") from e
-        self.fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.3)
 
-    def __call__(self, image: np.ndarray) -> Optional[np.ndarray]:
-        res = self.fm.process(np.ascontiguousarray(image))
-        if not res.multi_face_landmarks:
-            return None
-        h, w = image.shape[:2]
-        lm = res.multi_face_landmarks[0].landmark
-        return np.array([[p.x * w, p.y * h] for p in lm], dtype=np.float64)
-
-    def close(self) -> None:
-        self.fm.close()
+def _detect(fl: FaceLandmarker, image: np.ndarray) -> Optional[np.ndarray]:
+    """(478, 2) float64 pixel coordinates of the face in ``image``, or None."""
+    det = fl(image)
+    return None if det is None else np.ascontiguousarray(det[:, :2])
 
 
 def detect_mediapipe(image: np.ndarray) -> Optional[np.ndarray]:
     """(478, 2) pixel coordinates of MediaPipe FaceMesh (refined, iris incl.) on an RGB uint8 image, or None."""
-    fm = _FaceMesh()
-    try:
-        return fm(image)
-    finally:
-        fm.close()
+    with _face_landmarker() as fl:
+        return _detect(fl, image)
 
 
 # ----------------------------------------------------------------------------- the embedding
-def embedding_points(vertices: np.ndarray, faces: np.ndarray, lmk_faces: np.ndarray, lmk_bary: np.ndarray) -> np.ndarray:
-    """(N, 3) surface points of an embedding on (V, 3) vertices."""
-    tri = np.asarray(vertices)[np.asarray(faces)[np.asarray(lmk_faces)]]
-    return (tri * np.asarray(lmk_bary)[:, :, None]).sum(1)
-
-
 def _cache_key(arrays: Sequence[Optional[np.ndarray]], extra: str) -> str:
-    h = hashlib.sha1(f"mp-embed-v{_EMBED_VERSION}-{extra}".encode())
+    h = hashlib.sha1(f"mp-embed-v{EMBED_VERSION}-{extra}".encode())
     for a in arrays:
         if a is None:
             h.update(b"none")
@@ -288,7 +119,7 @@ def _iris_points(
     ids = np.flatnonzero(on_eye)
     if len(ids) == 0:
         raise BadInputError("eyeball mask selects no triangles")
-    scene = _Scene(v, f, ids)
+    scene = RaycastScene(v, f, ids)
     apex = v[np.flatnonzero(eye_mask)[np.argmax(v[eye_mask, 2])]]
     xy = np.vstack([apex[:2], apex[:2] + IRIS_RADIUS_M * dirs])
     top = v[eye_mask, 2].max() + 0.05
@@ -343,10 +174,10 @@ def compute_mediapipe_embedding(
             return z["lmk_faces"].astype(np.int64), z["lmk_bary"].astype(np.float32)
 
     ids = np.flatnonzero(fm_mask) if fm_mask is not None else np.arange(len(f))
-    scene = _Scene(v, f, ids)
-    # eyeball triangles: no eye-contour landmark may stay on them (see _snap_lids_off_eyeballs)
+    scene = RaycastScene(v, f, ids)
+    # eyeball triangles: no eye-contour landmark may stay on them (see snap_lids_off_eyeballs)
     eye_tri = None if eyes is None else np.logical_or.reduce(eyes)[f].any(1)
-    normals = _face_normals(v, f)
+    normals = face_normals(v, f)
     lo, hi = v[f[ids]].reshape(-1, 3).min(0), v[f[ids]].reshape(-1, 3).max(0)
     box = np.stack([lo, hi])
     cand_tri: list[np.ndarray] = []
@@ -355,12 +186,11 @@ def compute_mediapipe_embedding(
     cand_snap: list[np.ndarray] = []
     frontal_det: Optional[np.ndarray] = None
     frontal_view: Optional[View] = None
-    fm = _FaceMesh()
-    try:
+    with _face_landmarker() as fl:
         for yaw, pitch in views:
             view = frame_view(box, yaw, pitch, size)
             img = render_view(v, f, view, vertex_colors, texture, uvs, uv_faces, scene=scene)["image"]
-            det = fm(img)
+            det = _detect(fl, img)
             if det is None:
                 if frontal_det is None and (yaw, pitch) == tuple(views[0]):
                     raise Avatar3DError("MediaPipe found no face in the frontal render of the head mesh; check that it is in metres, +Y up and looks towards +Z")
@@ -369,9 +199,9 @@ def compute_mediapipe_embedding(
                 frontal_det, frontal_view = det, view
             rays = view.rays(det)
             tri, bary, _ = scene.cast(rays)
-            cand_snap.append(_snap_lips_to_their_side(v, f, scene, view, det, tri, bary))
+            cand_snap.append(snap_lips_to_their_side(v, f, scene, view, det, tri, bary))
             if eye_tri is not None:
-                _snap_lids_off_eyeballs(scene, view, det, tri, bary, eye_tri)
+                snap_lids_off_eyeballs(scene, view, det, tri, bary, eye_tri)
             ok = tri >= 0
             # keep only hits on surfaces facing the camera (grazing hits jump between layers)
             facing = np.zeros(len(tri), bool)
@@ -379,8 +209,6 @@ def compute_mediapipe_embedding(
             cand_tri.append(tri)
             cand_bary.append(bary)
             cand_ok.append(ok & facing)
-    finally:
-        fm.close()
     if frontal_det is None:
         raise Avatar3DError("MediaPipe found no face in any render of the head mesh")
 
@@ -408,9 +236,9 @@ def compute_mediapipe_embedding(
         best = good[np.argmin(np.linalg.norm(P[good, k] - med, axis=1))]
         out_f[k], out_b[k] = T[best, k], B[best, k]
 
-    _symmetric_mouth_corners(v, f, ids, out_f, out_b)
+    symmetric_mouth_corners(v, f, ids, out_f, out_b)
     if eyes is not None:
-        _lids_off_eyeballs_by_proximity(v, f, ids, eye_tri, out_f, out_b)
+        lids_off_eyeballs_by_proximity(v, f, ids, eye_tri, out_f, out_b)
         _geometric_irises(v, f, eyes, fm_mask, frontal_det, frontal_view, out_f, out_b)
 
     out_b = np.clip(out_b, 0.0, 1.0)
@@ -492,6 +320,6 @@ def ibug68_from_mediapipe(
     cent = v[f].mean(1)
     hits = cKDTree(cent).query_ball_point(p478[np.unique(idx.ravel())], r=0.01)
     close = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
-    tri, bary = _Scene(v, f, close).closest(target)
+    tri, bary = RaycastScene(v, f, close).closest(target)
     bary = np.clip(bary, 0, 1)
     return tri, (bary / bary.sum(1, keepdims=True)).astype(np.float32)

@@ -8,12 +8,9 @@ calls them per view and once more on the result.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:  # only for annotations: embedding imports this module
-    from .embedding import View, _Scene
+from .embedding_views import RaycastScene, View, embedding_points
 
 #: MediaPipe's inner-lip contour, upper and lower halves, as vertically aligned pairs (corners 78/308 excluded).
 UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
@@ -54,7 +51,7 @@ def _local_components(v: np.ndarray, f: np.ndarray, centre: np.ndarray, radius: 
     return dict(zip(ids.tolist(), lab.tolist()))
 
 
-def _snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: "_Scene", view: View, det: np.ndarray, tri: np.ndarray,
+def snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: RaycastScene, view: View, det: np.ndarray, tri: np.ndarray,
                              bary: np.ndarray) -> np.ndarray:
     """Move lip landmarks onto the correct lip, in place (``tri``/``bary`` of one view's 478 hits).
 
@@ -70,7 +67,6 @@ def _snap_lips_to_their_side(v: np.ndarray, f: np.ndarray, scene: "_Scene", view
     of the lower lip (the two sides of the seam, where the inner lip contour is once the mouth
     opens). Other lip points only move when their hit lies on the wrong lip.
     """
-    from .embedding import embedding_points  # lazy: embedding imports this module
 
     snapped = np.zeros(len(tri), bool)
     iod = _eye_corner_distance(det)
@@ -138,7 +134,7 @@ def _eye_of(k: int) -> tuple[int, ...]:
     return left if k in left else tuple(i for i in (*EYE_CORNERS, *UPPER_LID, *LOWER_LID) if i not in left)
 
 
-def _snap_lids_off_eyeballs(scene: "_Scene", view: View, det: np.ndarray, tri: np.ndarray, bary: np.ndarray, eyeball_tri: np.ndarray) -> None:
+def snap_lids_off_eyeballs(scene: RaycastScene, view: View, det: np.ndarray, tri: np.ndarray, bary: np.ndarray, eyeball_tri: np.ndarray) -> None:
     """Move eye-contour landmarks whose hit lies on an eyeball onto their lid's margin, in place.
 
     MediaPipe's lid contour is the boundary between lid and eyeball, and a pixel inside it is enough
@@ -173,11 +169,9 @@ def _snap_lids_off_eyeballs(scene: "_Scene", view: View, det: np.ndarray, tri: n
                 bary[k] = best[2]
 
 
-def _lids_off_eyeballs_by_proximity(v: np.ndarray, f: np.ndarray, ids: np.ndarray, eyeball_tri: np.ndarray, out_f: np.ndarray,
+def lids_off_eyeballs_by_proximity(v: np.ndarray, f: np.ndarray, ids: np.ndarray, eyeball_tri: np.ndarray, out_f: np.ndarray,
                                     out_b: np.ndarray) -> None:
     """Last resort, in place: an eye-contour point still on an eyeball goes to the closest lid surface point."""
-    from .embedding import _Scene, embedding_points
-
     for k in (*UPPER_LID, *LOWER_LID, *EYE_CORNERS):
         if not eyeball_tri[out_f[k]]:
             continue
@@ -185,11 +179,11 @@ def _lids_off_eyeballs_by_proximity(v: np.ndarray, f: np.ndarray, ids: np.ndarra
         near = ids[~eyeball_tri[ids] & (np.linalg.norm(v[f[ids]].mean(1) - q, axis=1) < 0.008)]
         if len(near) == 0:
             continue
-        t, b = _Scene(v, f, near).closest(q)
+        t, b = RaycastScene(v, f, near).closest(q)
         out_f[k], out_b[k] = t[0], b[0]
 
 
-def _symmetric_mouth_corners(v: np.ndarray, f: np.ndarray, ids: np.ndarray, out_f: np.ndarray, out_b: np.ndarray) -> None:
+def symmetric_mouth_corners(v: np.ndarray, f: np.ndarray, ids: np.ndarray, out_f: np.ndarray, out_b: np.ndarray) -> None:
     """Make each left/right mouth-corner pair mirror images of each other, in place.
 
     The corners sit where the upper and lower lip blend into each other: a pixel up or down puts a
@@ -198,8 +192,6 @@ def _symmetric_mouth_corners(v: np.ndarray, f: np.ndarray, ids: np.ndarray, out_
     pair's mean (one point mirrored across the head's mirror plane, found from the midline
     landmarks) is put back on the surface on both sides, which sits in the blend on both.
     """
-    from .embedding import _Scene, embedding_points
-
     p = embedding_points(v, f, out_f, out_b)
     x0 = float(np.median(p[list(MIDLINE), 0]))
     mirror = lambda q: q * np.array([-1.0, 1.0, 1.0]) + np.array([2 * x0, 0.0, 0.0])  # noqa: E731
@@ -211,5 +203,5 @@ def _symmetric_mouth_corners(v: np.ndarray, f: np.ndarray, ids: np.ndarray, out_
         near = ids[np.linalg.norm(cent - targets[:, None], axis=-1).min(0) < 0.006]
         if len(near) == 0:
             continue
-        tri, bary = _Scene(v, f, near).closest(targets)
+        tri, bary = RaycastScene(v, f, near).closest(targets)
         out_f[[r, l]], out_b[[r, l]] = tri, bary

@@ -40,6 +40,9 @@ __all__ = [
     "status",
     "find_ict",
     "install_dir",
+    "facex_dir",
+    "is_archive",
+    "iter_source",
     "render_face_mask",
     "region_colors",
     "vertex_embedding",
@@ -98,7 +101,7 @@ def install_dir() -> Path:
     return cache_dir("models") / "ict"
 
 
-def _facex_dir(p: Path) -> Optional[Path]:
+def facex_dir(p: Path) -> Optional[Path]:
     """The folder holding generic_neutral_mesh.obj at or just below ``p`` (FaceXModel layouts)."""
     for c in (p, p / "FaceXModel", p / "ICT-FaceKit" / "FaceXModel", p / "ICT-FaceKit-master" / "FaceXModel"):
         if (c / "generic_neutral_mesh.obj").is_file():
@@ -106,7 +109,8 @@ def _facex_dir(p: Path) -> Optional[Path]:
     return None
 
 
-def _is_archive(p: Path) -> bool:
+def is_archive(p: Path) -> bool:
+    """Whether ``p`` is a file with an archive suffix ICT-FaceKit may come as (zip, tar, tar.xz/gz/bz2)."""
     n = p.name.lower()
     return p.is_file() and (n.endswith((".zip", ".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2")))
 
@@ -120,15 +124,15 @@ def find_ict(path: Optional[PathLike] = None) -> Path:
         env = os.environ.get("AVATAR3D_ICT")
         if env:
             return find_ict(env)
-        d = _facex_dir(install_dir())
+        d = facex_dir(install_dir())
         if d is not None:
             return d
         raise MissingFileError("ICT-FaceKit FaceXModel/generic_neutral_mesh.obj", HOW_TO_GET)
     p = Path(path).expanduser()
-    if _is_archive(p):
+    if is_archive(p):
         return p
     if p.is_dir():
-        d = _facex_dir(p)
+        d = facex_dir(p)
         if d is not None:
             return d
     if p.is_file() and p.name == "generic_neutral_mesh.obj":
@@ -157,7 +161,7 @@ def _is_licence(name: str) -> bool:
     return parts[-1] in ("LICENSE", "README.md") and len(parts) <= 2
 
 
-def _iter_source(src: Path, licence: bool = False) -> Iterator[tuple[str, bytes]]:
+def iter_source(src: Path, licence: bool = False) -> Iterator[tuple[str, bytes]]:
     """Yield (basename, bytes) of every FaceXModel OBJ/JSON file in a folder or archive, streaming;
     with ``licence`` also the repository's LICENSE and README.md (names prefixed by ``../``)."""
     if src.is_dir():
@@ -197,9 +201,9 @@ def _source_key(src: Path) -> str:
     mesh), so a copied or reinstalled FaceXModel reuses the cache. Archives: name, size, mtime and
     the first MiB.
     """
-    from .embedding import _EMBED_VERSION  # the cache stores the 478-point embedding
+    from .embedding import EMBED_VERSION  # the cache stores the 478-point embedding
 
-    h = hashlib.sha1(f"ict-v{CACHE_VERSION}-emb{_EMBED_VERSION}".encode())
+    h = hashlib.sha1(f"ict-v{CACHE_VERSION}-emb{EMBED_VERSION}".encode())
     if src.is_dir():
         for f in sorted(src.iterdir()):
             if f.suffix == ".obj" or f.name == "vertex_indices.json":
@@ -291,7 +295,7 @@ def _parse_source(src: Path) -> dict[str, np.ndarray]:
     meshes: dict[str, np.ndarray] = {}
     neutral = None
     names_json: Optional[list[str]] = None
-    for name, data in _iter_source(src):
+    for name, data in iter_source(src):
         if name == "generic_neutral_mesh.obj":
             neutral = parse_obj(data, name)
         elif name == "vertex_indices.json":

@@ -69,7 +69,7 @@ def project_landmarks(model, shape: np.ndarray, expression: np.ndarray, pose: np
     """Pixel positions of a head model's landmarks for per-frame parameters (no gradients).
 
     The landmarks are those the landmark fit compares with detections
-    (:func:`avatar3d.tracking.fitting.landmark_head`: MediaPipe's measured view of the model where
+    (:func:`avatar3d.tracking.landmark_model.landmark_head`: MediaPipe's measured view of the model where
     one ships), so NME figures mean the same before and after a refinement.
 
     Args:
@@ -79,7 +79,7 @@ def project_landmarks(model, shape: np.ndarray, expression: np.ndarray, pose: np
     Returns:
         (N, L, 2) float32 pixel coordinates (OpenCV: pixel centres at integers).
     """
-    from .fitting import landmark_head
+    from .landmark_model import landmark_head
 
     with torch.no_grad():
         pts, _ = landmark_head(model)(f32(shape), f32(expression), f32(pose), f32(transl))

@@ -35,9 +35,9 @@ from .._tensor import f32, torch_threads
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues
 from .camera import R_MODEL_TO_CV, front_camera
-from .landmark_model import LandmarkHead, project_points, projected_landmark_loss
+from .landmark_model import LandmarkHead, landmark_head, project_points, projected_landmark_loss
 
-__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "landmark_head", "MODEL_PRIORS"]
+__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "MODEL_PRIORS"]
 
 
 @dataclass
@@ -63,10 +63,10 @@ class FitConfig:
     #: detection noise is otherwise spread over many of them (mouthDimple, mouthStretch, ...).
     w_expr_l1: float = 0.0
     #: compare detections with the model's landmarks as MediaPipe reports them (its measured view of
-    #: the mean face, identity and blendshapes, :mod:`avatar3d.tracking.detector_response`) where the
+    #: the mean face, identity and blendshapes, :mod:`avatar3d.calibration.detector_response`) where the
     #: model ships that table, rather than with the mesh's own landmark motion
     detector_response: bool = True
-    #: ... including the table's non-linear correction (:mod:`avatar3d.tracking.detector_correction`) where it ships
+    #: ... including the table's non-linear correction (:mod:`avatar3d.calibration.detector_correction`) where it ships
     detector_correction: bool = True
     seed: int = 0
     #: Landmark term through :func:`~avatar3d.tracking.landmark_model.projected_landmark_loss` (analytic
@@ -80,7 +80,7 @@ MODEL_PRIORS: dict[str, dict] = {
     # The built-in head's procedural identity space (41 modes) and blendshapes describe MediaPipe's
     # view of it loosely: with the generic priors the identity soaks up the detector's systematic
     # disagreement with the embedding and detection noise spreads over many similar blendshapes.
-    # With the response table and its non-linear correction (tracking/detector_correction.py) the
+    # With the response table and its non-linear correction (calibration/detector_correction.py) the
     # landmark points follow MediaPipe closely enough for weaker priors, measured on the rendered
     # ground truth (ten identities) and the six real videos together: w_shape 1e-4 (was 3e-4),
     # w_smooth_expr 0.03 (was 0.3, which made the fitted expressions lag and blur into each other:
@@ -242,7 +242,7 @@ def fit_landmarks(
         lm = np.asarray(landmarks, np.float32)[..., :2]
         if valid.shape != (len(lm),) or not valid.any():
             raise ValueError(f"valid must be ({len(lm)},) bool with at least one True frame")
-        head = landmark_head(model, cfg)
+        head = landmark_head(model, cfg.detector_response, cfg.detector_correction)
         if init_focal is None:
             init_focal = _pnp_focal(head, lm, valid, cameras)
             if cfg.focal_search > 1 and valid.sum() >= 3:  # one or two frames: too little perspective
@@ -255,16 +255,6 @@ def fit_landmarks(
         res.timings["focal_search"] = t_focal
         res.timings["total"] += t_focal
         return res
-
-
-def landmark_head(model: HeadModel, cfg: Optional[FitConfig] = None) -> LandmarkHead:
-    """The :class:`LandmarkHead` the fit compares with detections: with MediaPipe's measured view of the
-    model (:mod:`avatar3d.tracking.detector_response`, and its non-linear correction) where one ships and
-    ``cfg.detector_response`` (``cfg.detector_correction``) is on."""
-    from .detector_response import load_response
-
-    cfg = cfg or default_config(model)
-    return LandmarkHead(model, response=load_response(model, correction=cfg.detector_correction) if cfg.detector_response else None)
 
 
 def _rest_landmarks(head: LandmarkHead) -> np.ndarray:

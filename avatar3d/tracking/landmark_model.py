@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues, rigid_transforms
+from .detector_model import load_response
 
-__all__ = ["LandmarkHead", "skin_points", "projected_landmark_loss"]
+__all__ = ["LandmarkHead", "landmark_head", "skin_points", "projected_landmark_loss"]
 
 
 class LandmarkHead(nn.Module):
@@ -34,11 +35,11 @@ class LandmarkHead(nn.Module):
     Args:
         model: a head model with a 478-point embedding (``model.has_landmarks``).
         extra_vertices: (K,) vertex indices also returned by :meth:`forward`, or None.
-        response: the detector's view of the model (:func:`avatar3d.tracking.detector_response.load_response`):
+        response: the detector's view of the model (:func:`avatar3d.tracking.detector_model.load_response`):
             ``expression`` (E, 478, 3) and ``shape`` (S, 478, 3) metres per unit coefficient replace
             the mesh's own blendshape and identity motion of the landmark points and ``offset``
             (478, 3) metres moves their rest position (extra vertices keep the mesh's); an optional
-            ``correction`` (:class:`~avatar3d.tracking.detector_correction.DetectorCorrection`) adds its
+            ``correction`` (:class:`~avatar3d.tracking.detector_model.DetectorCorrection`) adds its
             non-linear part as a function of expressions and joint rotations; or None.
     """
 
@@ -161,6 +162,14 @@ class LandmarkHead(nn.Module):
         pts = skin_points(A, self.rest_points(shape, expression, rot), self.weights_t).transpose(1, 2)
         n = self.num_landmarks
         return pts[:, :n], pts[:, n:]
+
+
+def landmark_head(model: HeadModel, response: bool = True, correction: bool = True) -> LandmarkHead:
+    """The :class:`LandmarkHead` the fit compares with detections: with MediaPipe's measured view of the
+    model (:func:`~avatar3d.tracking.detector_model.load_response`) where one ships and ``response`` is
+    on, and its non-linear correction where ``correction`` is also on (the fit passes
+    ``FitConfig.detector_response`` / ``detector_correction``; NME and refinement use the defaults)."""
+    return LandmarkHead(model, response=load_response(model, correction=correction) if response else None)
 
 
 def blend_transforms(A: Tensor, weights_t: Tensor) -> Tensor:

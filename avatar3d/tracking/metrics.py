@@ -59,7 +59,7 @@ def rms_after_similarity(src: np.ndarray, dst: np.ndarray) -> float:
 
 def compare_to_ground_truth(model, shape: np.ndarray, expression: np.ndarray, pose: np.ndarray, transl: np.ndarray, truth: dict,
                             region: str = "face") -> dict:
-    """Fitted parameters against a rendered ground truth (:func:`avatar3d.tracking.synthetic_video.render_sequence`).
+    """Fitted parameters against a rendered ground truth (:func:`avatar3d.synthetic.video.render_sequence`).
 
     Args:
         model: the :class:`HeadModel` both were made with. shape (S,), expression (N, E), pose (N, J, 3),

@@ -279,7 +279,7 @@ def _refine(model, images, masks, landmarks, valid, shape, expression, pose, tra
     lo, hi = model.expression_range
     bounded = bool(np.isfinite(lo) and np.isfinite(hi))
 
-    from .fitting import landmark_head
+    from .landmark_model import landmark_head
 
     lhead = landmark_head(model)
     lhead = lhead if lhead.uses_response else None  # without a response table, the sub-mesh's own landmarks are the same points

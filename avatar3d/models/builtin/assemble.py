@@ -14,7 +14,7 @@ import numpy as np
 
 from . import features as ft
 from .anatomy import Anatomy
-from .shape import N_COLS, N_ROWS, GridSurface, _cumulative, _EL_W, build_grid, head_sdf
+from .shape import N_COLS, N_ROWS, GridSurface, azimuth_density, build_grid, elevation_density, head_sdf
 
 HEAD_V0 = 0.366  #: bottom of the skin island in the atlas
 
@@ -60,8 +60,8 @@ def _head_x(A: Anatomy, y: float, z: float) -> float:
 
 def _skin_uvs(g: GridSurface) -> tuple[np.ndarray, np.ndarray]:
     """Per-corner UVs of the skin faces (seam at the back, per-face UVs at the crown pole)."""
-    xa, ca = _cumulative(lambda a: 1.0 + 2.6 * np.exp(-((a / 0.72) ** 2)), -np.pi, np.pi)
-    xe, ce = _cumulative(_EL_W, -np.pi / 2, np.pi / 2)
+    xa, ca = azimuth_density()  # the grid's own spacing: texels follow the vertex density
+    xe, ce = elevation_density()
     u = np.interp(g.az, xa, ca) / ca[-1]  # (R, C)
     v = HEAD_V0 + (1 - HEAD_V0) * np.interp(g.el, xe, ce) / ce[-1]
     R, C = N_ROWS, N_COLS

@@ -113,14 +113,21 @@ def _cumulative(w_fn, lo: float, hi: float, n: int = 4000):
     return xs, cum
 
 
+def azimuth_density() -> tuple[np.ndarray, np.ndarray]:
+    """(4000,) azimuths over [-pi, pi] and the cumulative grid density at them (columns are denser over the face)."""
+    return _cumulative(lambda a: 1.0 + 2.6 * np.exp(-((a / 0.72) ** 2)), -np.pi, np.pi)
+
+
+def elevation_density() -> tuple[np.ndarray, np.ndarray]:
+    """(4000,) elevations over [-pi/2, pi/2] and the cumulative grid density at them (rows are denser over the face)."""
+    return _cumulative(lambda e: 1.0 + 2.4 * np.exp(-(((e + 0.12) / 0.62) ** 2)), -np.pi / 2, np.pi / 2)
+
+
 def _az_columns() -> np.ndarray:
     """(N_COLS,) azimuths, denser over the face; column 0 sits at the back (-pi)."""
-    xs, cum = _cumulative(lambda a: 1.0 + 2.6 * np.exp(-((a / 0.72) ** 2)), -np.pi, np.pi)
+    xs, cum = azimuth_density()
     targets = np.linspace(0, cum[-1], N_COLS + 1)[:-1]
     return np.interp(targets, cum, xs)
-
-
-_EL_W = lambda e: 1.0 + 2.4 * np.exp(-(((e + 0.12) / 0.62) ** 2))  # noqa: E731  (denser over the face)
 
 
 def _dir(az: np.ndarray, el: np.ndarray) -> np.ndarray:
@@ -228,7 +235,7 @@ def build_grid(A: Anatomy) -> GridSurface:
     qc = (dz0 / rz) ** 2 - 1
     rho = (-qb + np.sqrt(qb**2 - 4 * qa * qc)) / (2 * qa)
     el_min = np.arctan2(A.neck_cut_y - c[1], rho)
-    xs, cum = _cumulative(_EL_W, -np.pi / 2, np.pi / 2)
+    xs, cum = elevation_density()
     c_min = np.interp(el_min, xs, cum)
     c_top = np.interp(EL_TOP, xs, cum)
     s = np.linspace(0, 1, N_ROWS)[:, None]

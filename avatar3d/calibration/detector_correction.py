@@ -1,6 +1,6 @@
 """The non-linear part of MediaPipe's view of a head model: a small network trained on renders.
 
-The response table (:mod:`~avatar3d.tracking.detector_response`) is linear: MediaPipe's landmark
+The response table (:mod:`~avatar3d.calibration.detector_response`) is linear: MediaPipe's landmark
 motion per blendshape and identity coefficient, measured one at a time. MediaPipe is not additive.
 Under an open jaw it loses most of a smile's lift of the mouth corner; on the far side of a turned
 head it reports the cheek and mouth contour where a frontal face would have them. A fit that
@@ -8,14 +8,15 @@ trusts the linear table explains such frames with other shapes: on the rendered 
 mouthSmileLeft (which rises while the jaw is still open and the head is turned 0.25 rad) came out
 at correlation 0.3-0.6 with the truth.
 
-:class:`DetectorCorrection` adds what the table leaves: a rest-frame displacement of each landmark
+:class:`~avatar3d.tracking.detector_model.DetectorCorrection` adds what the table leaves: a rest-frame displacement of each landmark
 (metres) as a function of the expression coefficients and the head and eye rotations. It is
 trained (:func:`train_correction`) on thousands of renders of the textured head with random
 identities, expression combinations, head turns, lights and backgrounds (:func:`sample_detections`),
 against MediaPipe's detections, through the same projection the fit uses, with a penalty on the
 displacement so that it stays zero where the detections do not ask for one.
 :class:`~avatar3d.tracking.landmark_model.LandmarkHead` adds it to its landmark points. The
-coefficients keep their meaning: vertices, exports and renders are unchanged.
+coefficients keep their meaning: vertices, exports and renders are unchanged. This module makes the
+samples and trains the network; the fit only loads and runs it (:mod:`avatar3d.tracking.detector_model`).
 """
 
 from __future__ import annotations
@@ -25,81 +26,18 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._tensor import f32
 from ..models.base import HeadModel
+from ..tracking.detector_model import DetectorCorrection, joint_indices
 
-__all__ = ["DetectorCorrection", "sample_detections", "sample_detections_parallel", "train_correction", "ROTATED_JOINTS"]
-
-#: Joints whose rotations the correction sees (the head turn, and the eyes for the iris and lid points).
-ROTATED_JOINTS = ("root", "eye_left", "eye_right")
-
-
-class DetectorCorrection(nn.Module):
-    """(B, 3, L) rest-frame landmark displacement (metres) from expressions and joint rotations.
-
-    A two-layer SiLU network into ``rank`` coefficients of a learned displacement basis (the
-    displacements are smooth over the face, and the narrow layer keeps the file and the fit's
-    per-iteration cost small).
-
-    Args:
-        num_expression: E. joints: indices of :data:`ROTATED_JOINTS` in the model's joints.
-        num_landmarks: L. hidden, rank: layer widths.
-    """
-
-    def __init__(self, num_expression: int, joints: tuple[int, ...], num_landmarks: int = 478, hidden: int = 256, rank: int = 64):
-        super().__init__()
-        self.register_buffer("joints", torch.as_tensor(joints, dtype=torch.long))
-        self.num_landmarks = int(num_landmarks)
-        F = num_expression + 9 * len(joints)
-        self.net = nn.Sequential(nn.Linear(F, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, rank))
-        self.basis = nn.Linear(rank, 3 * num_landmarks)
-        nn.init.zeros_(self.basis.weight)  # starts at "no correction"
-        nn.init.zeros_(self.basis.bias)
-
-    #: output scale: the basis works in centimetres, which keeps its weights O(1)
-    unit = 0.01
-
-    def features(self, expression: Tensor, rot: Tensor) -> Tensor:
-        """(B, E + 9 K) inputs: expressions and (R - I) of the rotated joints, from (B, E) and (B, J, 3, 3)."""
-        R = rot[:, self.joints] - torch.eye(3, dtype=rot.dtype, device=rot.device)
-        return torch.cat([expression, R.flatten(1)], 1)
-
-    def forward(self, expression: Tensor, rot: Tensor) -> Tensor:
-        """(B, 3, L) metres for expressions (B, E) and local joint rotations (B, J, 3, 3)."""
-        return self.basis(self.net(self.features(expression, rot))).view(-1, 3, self.num_landmarks) * self.unit
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """float16 weights (and the sizes) for an ``.npz``: ~0.4 MB."""
-        out = {f"correction.{k}": v.detach().numpy().astype(np.float16) for k, v in self.state_dict().items() if k != "joints"}
-        out["correction.joints"] = self.joints.numpy()
-        return out
-
-    @classmethod
-    def from_arrays(cls, z: dict) -> "DetectorCorrection":
-        """Inverse of :meth:`to_arrays`."""
-        w0, basis = z["correction.net.0.weight"], z["correction.basis.weight"]
-        joints = tuple(int(j) for j in z["correction.joints"])
-        m = cls(w0.shape[1] - 9 * len(joints), joints, basis.shape[0] // 3, w0.shape[0], basis.shape[1])
-        state = {k[len("correction."):]: torch.as_tensor(np.asarray(v, np.float32)) for k, v in z.items()
-                 if k.startswith("correction.") and k != "correction.joints"}
-        m.load_state_dict({**state, "joints": m.joints})  # strict: a missing or extra weight is an error
-        for p in m.parameters():
-            p.requires_grad_(False)
-        return m
-
-
-def _joint_indices(model: HeadModel) -> tuple[int, ...]:
-    missing = [j for j in ROTATED_JOINTS if j not in model.joint_names]
-    if missing:
-        raise ValueError(f"head model {model.name!r} has no joint(s) {missing} for the detector correction")
-    return tuple(model.joint_names.index(j) for j in ROTATED_JOINTS)
+__all__ = ["sample_detections", "sample_detections_parallel", "sample_projector", "train_correction"]
 
 
 def _random_sh(g: np.random.Generator) -> Tensor:
     """A key light from a random upper direction, a dimmer fill from the other side, ambient (camera frame)."""
-    from .synthetic_video import directional_sh
+    from ..synthetic.video import directional_sh
 
     kx, ky = g.uniform(-0.8, 0.8), g.uniform(-0.8, 0.2)
     key = tuple(g.uniform(0.5, 0.9) * g.uniform(0.9, 1.1, 3))
@@ -142,8 +80,8 @@ def sample_detections(model: HeadModel, num: int, seed: int = 0, batch: int = 20
         (M, 4, 4), ``K`` (3, 3) and ``detections`` (M, 478, 2) pixels (NaN where MediaPipe found no face).
     """
     from ..capture.landmarks import FaceLandmarker
-    from .camera import front_camera
-    from .synthetic_video import _render_frames, centred_K, phone_focal
+    from ..synthetic.video import centred_K, phone_focal, render_frames
+    from ..tracking.camera import front_camera
 
     g = np.random.default_rng(seed)
     K = centred_K(phone_focal(width, height), width, height)
@@ -154,7 +92,7 @@ def sample_detections(model: HeadModel, num: int, seed: int = 0, batch: int = 20
             n = min(batch, num - b)
             shape, expr, pose, transl = _random_batch(model, g, n)
             w2c = front_camera(g.uniform(0.3, 0.5))
-            frames = _render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, g.uniform(0, 3), sh=_random_sh(g))
+            frames = render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, g.uniform(0, 3), sh=_random_sh(g))
             for _, frame, _ in frames:
                 d = fl(frame)
                 out["detections"].append(np.full((478, 2), np.nan) if d is None else d[:, :2].astype(np.float64))
@@ -188,10 +126,10 @@ def sample_detections_parallel(model_name: str, num: int, workers: int = 2, seed
     return {k: res[0][k] if k == "K" else np.concatenate([r[k] for r in res]) for k in res[0]}
 
 
-def _projector(head, samples: dict[str, np.ndarray]):
+def sample_projector(head, samples: dict[str, np.ndarray]):
     """Rest points of the samples through ``head`` (no correction), and a function projecting rest points of a subset."""
     from ..models.lbs import batch_rodrigues
-    from .landmark_model import skin_points
+    from ..tracking.landmark_model import skin_points
 
     shape, expr, pose, transl = (f32(samples[k]) for k in ("shape", "expression", "pose", "transl"))
     w2c, K = f32(samples["world_to_cam"]), f32(samples["K"])
@@ -231,14 +169,14 @@ def train_correction(model: HeadModel, head, samples: dict[str, np.ndarray], ste
     if ok.sum() < 16:
         raise ValueError(f"only {int(ok.sum())} of {len(ok)} samples have detections; need at least 16 to train the detector correction")
     samples = {k: (v[ok] if k != "K" else v) for k, v in samples.items()}
-    expr, rot, v0, project = _projector(head, samples)
+    expr, rot, v0, project = sample_projector(head, samples)
     det = f32(samples["detections"])
     g = torch.Generator().manual_seed(seed)
     N = len(det)
     perm = torch.randperm(N, generator=g)
     nval = max(1, int(N * val_fraction))
     val, trn = perm[:nval], perm[nval:]
-    corr = DetectorCorrection(model.num_expression, _joint_indices(model), head.num_landmarks, hidden, rank)
+    corr = DetectorCorrection(model.num_expression, joint_indices(model), head.num_landmarks, hidden, rank)
     opt = torch.optim.AdamW(corr.parameters(), lr=lr, weight_decay=1e-4)
 
     def error(idx: Tensor, d: Optional[Tensor]) -> Tensor:

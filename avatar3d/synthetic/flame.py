@@ -336,7 +336,7 @@ def write_smplx_flame(folder: Union[str, Path], content: SyntheticFlame) -> Path
     return folder
 
 
-if __name__ == "__main__":  # python -m avatar3d.models.flame_synth OUT_DIR: a FLAME-format folder to try the loader on
+if __name__ == "__main__":  # python -m avatar3d.synthetic.flame OUT_DIR: a FLAME-format folder to try the loader on
     import argparse
 
     ap = argparse.ArgumentParser(description="Write a synthetic FLAME-format folder (model + companion files).")

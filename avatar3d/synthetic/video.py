@@ -23,10 +23,10 @@ import torch
 
 from .._tensor import f32, torch_threads
 from ..models.base import HeadModel
-from .camera import front_camera
+from ..tracking.camera import front_camera
 
-__all__ = ["ANIMATED", "render_sequence", "track_ground_truth", "refine_ground_truth", "detector_response", "phone_focal", "centred_K",
-           "directional_sh"]
+__all__ = ["ANIMATED", "render_sequence", "render_frames", "track_ground_truth", "refine_ground_truth", "detector_response", "phone_focal",
+           "centred_K", "directional_sh", "encode_mp4", "Mp4Writer"]
 
 #: Expressions animated in the synthetic performance (ARKit names; those a model has are used).
 ANIMATED = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "mouthPucker", "eyeBlinkLeft")
@@ -132,7 +132,7 @@ def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16,
     # pixel difference into landmark changes of up to ~3 px, so the clip (the ground truth's input)
     # must not depend on the caller's thread count.
     with torch_threads(1):
-        for i, frame, verts in _render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, noise):
+        for i, frame, verts in render_frames(model, shape, expr, pose, transl, K, w2c, width, height, g, noise):
             if video:
                 frames.append(frame)
             else:
@@ -143,7 +143,7 @@ def render_sequence(model: HeadModel, out_dir: str | Path, num_frames: int = 16,
                 animated=animated, focal=focal, path=out / "synthetic.mp4" if video else out)
 
 
-def _render_frames(model: HeadModel, shape: np.ndarray, expr: np.ndarray, pose: np.ndarray, transl: np.ndarray, K: np.ndarray,
+def render_frames(model: HeadModel, shape: np.ndarray, expr: np.ndarray, pose: np.ndarray, transl: np.ndarray, K: np.ndarray,
                    w2c: np.ndarray, width: int, height: int, g: np.random.Generator, noise: float, sh: Optional[torch.Tensor] = None):
     """Yield ``(i, frame, vertices)``: RGB uint8 (H, W, 3) frames and, with the last one, all (N, V, 3) vertices (else None).
 
@@ -185,7 +185,7 @@ def detector_response(model: HeadModel, expressions: Sequence[str] = ANIMATED, y
         ``gain``, ``cos``; gain and cos are NaN where a detection failed.
     """
     from ..capture.landmarks import FaceLandmarker
-    from .camera import project
+    from ..tracking.camera import project
 
     g = np.random.default_rng(seed)
     shape = g.standard_normal(model.num_shape) * 0.5
@@ -202,7 +202,7 @@ def detector_response(model: HeadModel, expressions: Sequence[str] = ANIMATED, y
             pose = np.zeros((len(E), model.num_joints, 3))
             pose[:, 0, 1] = yaw
             transl = np.zeros((len(E), 3))
-            dets = [fl(frame) for _, frame, _ in _render_frames(model, shape, E, pose, transl, K, w2c, width, height,
+            dets = [fl(frame) for _, frame, _ in render_frames(model, shape, E, pose, transl, K, w2c, width, height,
                                                                 np.random.default_rng(seed), 2.0)]
             with torch.no_grad():
                 out = model(f32(shape)[None].expand(len(E), -1), f32(E), f32(pose), f32(transl))
@@ -235,9 +235,9 @@ def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: 
         (the loaded head model).
     """
     from ..models import load_head_model
-    from .metrics import compare_to_ground_truth
-    from .pipeline import TrackOptions, track
-    from .sequence import TrackedSequence
+    from ..tracking.metrics import compare_to_ground_truth
+    from ..tracking.pipeline import TrackOptions, track
+    from ..tracking.sequence import TrackedSequence
 
     out = Path(out_dir)
     m = load_head_model(model)
@@ -262,9 +262,9 @@ def refine_ground_truth(tracked: dict, config=None) -> dict:
         ``report`` (:func:`compare_to_ground_truth` of the refined parameters).
     """
     from ..capture.stage import CaptureResult
-    from .metrics import compare_to_ground_truth
-    from .photometric import PhotometricConfig, refine_photometric
-    from .pipeline import photometric_inputs
+    from ..tracking.metrics import compare_to_ground_truth
+    from ..tracking.photometric import PhotometricConfig, refine_photometric
+    from ..tracking.pipeline import photometric_inputs
 
     cfg = config or PhotometricConfig()
     out, m = tracked["track_dir"], tracked["model"]
@@ -276,7 +276,7 @@ def refine_ground_truth(tracked: dict, config=None) -> dict:
 
 
 def encode_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
-    """Write (N, H, W, 3) uint8 RGB frames as an H.264 mp4 (:class:`_Mp4Writer`) from a fresh child process.
+    """Write (N, H, W, 3) uint8 RGB frames as an H.264 mp4 (:class:`Mp4Writer`) from a fresh child process.
 
     libx264's output depends on the calling process's floating-point state: measured, after MediaPipe
     had been loaded in the same process the same frames encoded differently (up to 45 levels after
@@ -290,15 +290,15 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "frames.npy"
         np.save(src, np.ascontiguousarray(frames, np.uint8))
-        code = ("import sys, numpy as np; from pathlib import Path; from avatar3d.tracking.synthetic_video import _Mp4Writer; "
-                "f = np.load(sys.argv[1]); w = _Mp4Writer(Path(sys.argv[2]), f.shape[2], f.shape[1], float(sys.argv[3])); "
+        code = ("import sys, numpy as np; from pathlib import Path; from avatar3d.synthetic.video import Mp4Writer; "
+                "f = np.load(sys.argv[1]); w = Mp4Writer(Path(sys.argv[2]), f.shape[2], f.shape[1], float(sys.argv[3])); "
                 "[w.write(x) for x in f]; w.close()")
         r = subprocess.run([sys.executable, "-c", code, str(src), str(path), repr(float(fps))], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"encoding {path} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
 
 
-class _Mp4Writer:
+class Mp4Writer:
     """H.264 mp4 writer (PyAV) for RGB uint8 frames; width and height must be even (yuv420p)."""
 
     def __init__(self, path: Path, width: int, height: int, fps: float):

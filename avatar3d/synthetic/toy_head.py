@@ -13,7 +13,7 @@ import torch
 
 from .._tensor import f32
 from ..models.base import HeadModel, HeadModelData
-from .camera import front_camera, project
+from ..tracking.camera import front_camera, project
 
 __all__ = ["make_toy_head", "toy_sequence"]
 

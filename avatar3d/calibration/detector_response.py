@@ -21,17 +21,17 @@ measured on renders, and describes MediaPipe on real faces too).
 
 The table is linear, and MediaPipe is not (a smile under an open jaw, the far side of a turned
 head): the same file also holds a small network trained on 24,000 random renders that adds the
-non-linear rest (:mod:`~avatar3d.tracking.detector_correction`).
+non-linear rest (:mod:`~avatar3d.calibration.detector_correction`).
 
 Only models with an albedo texture can be measured (the built-in head). Table and network ship as
-``data/detector_response_<model>.npz`` and are ignored, with a warning, when the model's version or
-expressions changed (regenerate: ``python -m avatar3d.tracking.detector_response builtin``: ~2 min
-for the table, ~17 min on 2 cores for the network's renders, ~1 min to train it).
+``tracking/data/detector_response_<model>.npz``, which the fit reads through
+:mod:`avatar3d.tracking.detector_model`, and are ignored, with a warning, when the model's version or
+expressions changed (regenerate: ``python -m avatar3d.calibration builtin``: ~2 min for the table,
+~17 min on 2 cores for the network's renders, ~1 min to train it).
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -40,20 +40,12 @@ import torch
 
 from .._tensor import f32
 from ..models.base import HeadModel
+from ..tracking.detector_model import RESPONSE_TABLES, response_path
 
-__all__ = ["measure_response", "load_response", "save_response", "response_path", "RESPONSE_YAWS"]
+__all__ = ["measure_response", "projection_jacobian", "save_response", "main", "RESPONSE_YAWS"]
 
 #: Head turns (radians about the vertical axis) the response is measured at.
 RESPONSE_YAWS = (-0.25, 0.0, 0.25)
-_DATA = Path(__file__).resolve().parent / "data"
-_warned: set = set()
-_cache: dict = {}
-_TABLES = ("expression", "shape", "offset")
-
-
-def response_path(model_name: str) -> Path:
-    """Where the shipped response table of ``model_name`` lives."""
-    return _DATA / f"detector_response_{model_name}.npz"
 
 
 def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, amplitude: float = 0.8, shape_amplitude: float = 2.5,
@@ -63,7 +55,7 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
 
     Renders the mean-identity neutral head, each expression at ``amplitude`` and each identity
     coefficient at ``shape_amplitude`` standard deviations (the phone-clip look of
-    :mod:`~avatar3d.tracking.synthetic_video`, without sensor noise) at each yaw, runs MediaPipe in
+    :mod:`~avatar3d.synthetic.video`, without sensor noise) at each yaw, runs MediaPipe in
     still-image mode and, per landmark, solves for the rest-frame displacement d (metres) minimising
     ``sum_views |J_v d - m_v|^2 + prior * s^2 |d - t|^2``: m_v is the detected pixel motion, J_v the
     projection Jacobian of that view, t the mesh's own displacement and s the pixels per metre at
@@ -82,8 +74,8 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
         ValueError: the model has no texture or no landmark embedding, or MediaPipe missed a render.
     """
     from ..capture.landmarks import FaceLandmarker
-    from .camera import front_camera, project
-    from .synthetic_video import _render_frames, centred_K, phone_focal
+    from ..synthetic.video import centred_K, phone_focal, render_frames
+    from ..tracking.camera import front_camera, project
 
     if "albedo" not in model.extras or not model.has_landmarks:
         raise ValueError(f"head model {model.name!r} needs an albedo texture and a landmark embedding to measure the detector's response")
@@ -120,7 +112,7 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
             # Each frame rendered on its own with the same background: no sensor noise, so the
             # detections differ only by what the parameters change.
             for k in range(M):
-                _, frame, _ = next(_render_frames(model, shape[k], expr[k : k + 1], pose[k : k + 1], np.zeros((1, 3)), K, w2c, width,
+                _, frame, _ = next(render_frames(model, shape[k], expr[k : k + 1], pose[k : k + 1], np.zeros((1, 3)), K, w2c, width,
                                                   height, np.random.default_rng(0), 0.0))
                 d = fl(frame)
                 if d is None:
@@ -130,7 +122,7 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
         with torch.no_grad():
             ref = project(model(f32(shape[:1]), f32(expr[:1]), f32(pose[:1])).landmarks, f32(K), f32(w2c))[0][0].double().numpy()
         m = np.concatenate([(det[1:] - det[:1]) / unit[:, None, None], (det[:1] - ref[None])])  # (M, P, 2) pixels
-        Jv, scale = _projection_jacobian(model, pose[0], K, w2c)  # (P, 2, 3) pixels per metre of rest-frame motion
+        Jv, scale = projection_jacobian(model, pose[0], K, w2c)  # (P, 2, 3) pixels per metre of rest-frame motion
         A += np.einsum("pki,pkj->pij", Jv, Jv)
         b += np.einsum("pki,mpk->mpi", Jv, m)
         if progress:
@@ -148,7 +140,7 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
     return dict(expression=out_e.astype(np.float32), shape=out_s.astype(np.float32), offset=d[-1].astype(np.float32))
 
 
-def _projection_jacobian(model: HeadModel, pose: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> tuple[np.ndarray, float]:
+def projection_jacobian(model: HeadModel, pose: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> tuple[np.ndarray, float]:
     """(P, 2, 3) d(pixel)/d(rest-frame landmark displacement) of the mean head at ``pose`` (J, 3), and the mean pixels per metre."""
     from ..models.lbs import batch_rodrigues
 
@@ -167,56 +159,26 @@ def _projection_jacobian(model: HeadModel, pose: np.ndarray, K: np.ndarray, w2c:
 
 def save_response(model: HeadModel, response: dict, path: Optional[Path] = None) -> Path:
     """Write a :func:`measure_response` result (plus an optional ``correction``,
-    :class:`~avatar3d.tracking.detector_correction.DetectorCorrection`) with the model's name, version
+    :class:`~avatar3d.tracking.detector_model.DetectorCorrection`) with the model's name, version
     and expression names."""
     p = Path(path) if path is not None else response_path(model.name)
     p.parent.mkdir(parents=True, exist_ok=True)
     # float16: metres per unit to ~0.1% (sub-micrometre), half the size of the shipped file.
-    tables = {k: np.asarray(response[k], np.float16) for k in _TABLES}
+    tables = {k: np.asarray(response[k], np.float16) for k in RESPONSE_TABLES}
     extra = response["correction"].to_arrays() if response.get("correction") is not None else {}
     np.savez_compressed(p, **tables, **extra, model=model.name, version=str(model.version),
                         expression_names=np.array(model.expression_names), yaws=np.array(RESPONSE_YAWS))
     return p
 
 
-def load_response(model: HeadModel, path: Optional[Path] = None, correction: bool = True) -> Optional[dict]:
-    """The :func:`measure_response` tables of ``model`` as tensors (and, with ``correction``, its
-    :class:`~avatar3d.tracking.detector_correction.DetectorCorrection` under ``correction`` where the file
-    has one), or None when none ships or they are stale (warns once)."""
-    p = Path(path) if path is not None else response_path(model.name)
-    if not p.is_file():
-        return None
-    key = (str(p), p.stat().st_mtime_ns)
-    if key not in _cache:  # every fit and every project_landmarks call asks
-        with np.load(p) as f:
-            _cache[key] = {k: f[k] for k in f.files}
-    z = _cache[key]
-    P = int(model.lmk_faces.shape[0])
-    ok = (str(z["version"]) == str(model.version) and [str(s) for s in z["expression_names"]] == list(model.expression_names)
-          and z["expression"].shape == (model.num_expression, P, 3) and z["shape"].shape == (model.num_shape, P, 3))
-    if not ok:
-        if p not in _warned:
-            _warned.add(p)
-            warnings.warn(f"{p.name} was measured on another version of head model {model.name!r}; the landmark fit uses the mesh's own "
-                          f"landmark motion (regenerate: python -m avatar3d.tracking.detector_response {model.name})", stacklevel=2)
-        return None
-    out = {k: torch.as_tensor(z[k], dtype=torch.float32) for k in _TABLES}
-    if correction and "correction.joints" in z:
-        if "correction" not in z:  # built once per file: the network is shared by every head that loads it
-            from .detector_correction import DetectorCorrection
-
-            z["correction"] = DetectorCorrection.from_arrays(z)
-        out["correction"] = z["correction"]
-    return out
-
-
-def _main() -> None:
+def main() -> None:
+    """``python -m avatar3d.calibration [MODEL]``: measure, train and save the response of a head model."""
     import argparse
 
     from ..models import load_head_model
-    from .landmark_model import LandmarkHead
+    from ..tracking.landmark_model import LandmarkHead
 
-    ap = argparse.ArgumentParser(description="Measure MediaPipe's response to a head model (linear table, then the non-linear "
+    ap = argparse.ArgumentParser(prog="python -m avatar3d.calibration", description="Measure MediaPipe's response to a head model (linear table, then the non-linear "
                                              "correction trained on random renders) and save it where the fit finds it.")
     ap.add_argument("model", nargs="?", default="builtin")
     ap.add_argument("--samples", type=int, default=24000, help="random renders for the correction (0: table only)")
@@ -243,4 +205,4 @@ def _main() -> None:
 
 
 if __name__ == "__main__":
-    _main()
+    main()
