@@ -15,7 +15,7 @@ from avatar3d.models import load_head_model
 from avatar3d.tracking.camera import front_camera, project, project_landmarks
 from avatar3d.tracking.metrics import jitter, nme
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric
-from avatar3d.tracking.photometric_render import HeadRenderer, RasterCache, SubmeshPoser, white_sh
+from avatar3d.render.head import HeadRenderer, RasterCache, SubmeshPoser, white_sh
 
 
 

@@ -1,7 +1,7 @@
 """Photometric refinement of a landmark fit (``avatar3d track --photometric``, issue #4 step 4).
 
 The landmark fit is rendered with our differentiable mesh rasterizer
-(:mod:`avatar3d.tracking.photometric_render`) at a reduced resolution (default 128 px for 512 px
+(:mod:`avatar3d.render.head`) at a reduced resolution (default 128 px for 512 px
 crops) and compared with the crops. Unknowns:
 
 * per sequence: an albedo texture in the model's UV space and 2nd-order SH lighting (9 x RGB,
@@ -31,14 +31,14 @@ back, and a short appearance-only pass fits the albedo to the final geometry.
 Fair comparison (``config.baseline``): the baseline runs the same appearance optimisation (same
 batches, iterations, learning rates, final pass) with the geometry frozen at the landmark fit, with
 its own albedo and lighting; both fits are then judged on one shared pixel set (see
-:func:`~avatar3d.tracking.photometric_render.masked_errors`). If the refined fit does not win, the
+:func:`~avatar3d.tracking.photometric_losses.masked_errors`). If the refined fit does not win, the
 landmark fit is returned (``PhotometricResult.fallback``).
 
 Speed (issue #4: at most 0.5 s per frame all-in, baseline included, on two CPU cores): only the
-sub-mesh the renderer draws is posed (:class:`~avatar3d.tracking.photometric_render.SubmeshPoser`:
+sub-mesh the renderer draws is posed (:class:`~avatar3d.render.head.SubmeshPoser`:
 identity blended once, expressions as one matmul, each rigid skinning group as one batched
 matmul); geometry that no longer changes (the landmark fit throughout; the refined fit after the
-smoothing) is rasterized once per frame (:class:`~avatar3d.tracking.photometric_render.RasterCache`),
+smoothing) is rasterized once per frame (:class:`~avatar3d.render.head.RasterCache`),
 with its SH basis and its antialiasing as a sparse linear map, so the appearance-only passes of
 stage 1, the baseline, the polish and the error checks cost a texture lookup and a few small ops per
 step. All of these are exact: results match the straightforward implementation to float rounding.
@@ -58,7 +58,8 @@ from .._tensor import f32, torch_threads
 from ..errors import BadInputError
 from ..models.base import HeadModel
 from .camera import project
-from .photometric_render import HeadRenderer, RasterCache, SubmeshPoser, backproject_albedo, face_box, masked_errors, white_sh
+from ..render.head import HeadRenderer, RasterCache, SubmeshPoser, backproject_albedo, white_sh
+from .photometric_losses import face_box, masked_errors
 
 __all__ = ["PhotometricConfig", "PhotometricResult", "refine_photometric"]
 
