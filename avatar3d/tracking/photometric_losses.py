@@ -1,7 +1,8 @@
-"""Losses and error measures of the photometric refinement (:mod:`avatar3d.tracking.photometric`).
+"""Loss terms and error measures of the photometric refinement (:mod:`avatar3d.tracking.photometric`).
 
 The renderer itself is general (:mod:`avatar3d.render.head`); what the refinement compares, and how,
-is tracking policy and lives here. Shapes: B frames in a batch, r x r render resolution.
+is tracking policy and lives here, as functions of tensors (the refinement's objective weighs them).
+Shapes: B frames in a batch, r x r render resolution, T x T texture.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from torch import Tensor
 
 from ..render.head import HeadRenderer
 
-__all__ = ["face_box", "masked_errors"]
+__all__ = ["face_box", "masked_errors", "photo_term", "silhouette_term", "landmark_term", "texture_tv", "second_difference"]
 
 
 def face_box(pos: Tensor, region: Tensor, r: int, margin: float) -> Tensor:
@@ -52,3 +53,44 @@ def masked_errors(rend: HeadRenderer, raster_a, app_a: tuple[Tensor, Tensor], ra
             for e, im in ((ea, ia), (eb, ib)):
                 e[idx] = ((im - img[idx]).abs().mean(-1, keepdim=True) * w).sum((1, 2, 3)).div(den).numpy() * 255.0
     return ea, eb
+
+
+def photo_term(image: Tensor, target: Tensor, region: Tensor, mask: Tensor) -> Tensor:
+    """Mean over frames of the robust (Charbonnier) colour distance on face-region person pixels.
+
+    image, target (B,r,r,3) in [0,1]; region (B,r,r,1) rendered region weight; mask (B,r,r,1) person mask.
+    """
+    w = region * (mask > 0.5).float()
+    diff = torch.sqrt((image - target).pow(2).sum(-1, keepdim=True) + 1e-6)
+    return ((diff * w).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp_min(1.0)).mean()
+
+
+def silhouette_term(alpha: Tensor, mask: Tensor, box: Tensor) -> Tensor:
+    """Mean over frames of the rendered coverage where the mask says background, inside ``box``, per box pixel.
+
+    One-sided: hair and shoulders (which the model lacks) must not pull the head. alpha, mask, box (B,r,r,1).
+    """
+    outside = alpha * (1 - mask) * box
+    return (outside.sum((1, 2, 3)) / box.sum((1, 2, 3)).clamp_min(1.0)).mean()
+
+
+def landmark_term(uv: Tensor, target: Tensor, iod: Tensor, valid: Tensor, delta: float) -> Tensor:
+    """Robust (Charbonnier, transition ``delta``) landmark distance in inter-ocular units, mean over valid frames.
+
+    uv, target (B,P,2) crop pixels; iod (B,) crop pixels; valid (B,) 0/1.
+    """
+    d = (uv - target).norm(dim=-1) / iod[:, None]
+    rob = torch.sqrt(d * d + delta**2) - delta
+    return (rob.mean(-1) * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def texture_tv(tex: Tensor) -> Tensor:
+    """Squared total variation of a (T,T,C) texture (mean over both directions' differences)."""
+    return (tex[1:] - tex[:-1]).pow(2).mean() + (tex[:, 1:] - tex[:, :-1]).pow(2).mean()
+
+
+def second_difference(x: Tensor) -> Tensor:
+    """Mean squared second difference along frames of (B, ...) x (0 for B < 3)."""
+    if x.shape[0] < 3:
+        return x.new_zeros(())
+    return (x[2:] - 2 * x[1:-1] + x[:-2]).pow(2).flatten(1).sum(-1).mean()
