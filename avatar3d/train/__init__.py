@@ -8,8 +8,9 @@ here imports a stage.
 """
 
 from .batches import FrameBatches
+from .loop import Problem, run_stage
 from .report import Progress, RunLog
 from .row_adam import RowAdam
 from .schedule import Stage, StageOptimizer, cosine_decay
 
-__all__ = ["Stage", "StageOptimizer", "cosine_decay", "FrameBatches", "RowAdam", "Progress", "RunLog"]
+__all__ = ["Stage", "StageOptimizer", "cosine_decay", "Problem", "run_stage", "FrameBatches", "RowAdam", "Progress", "RunLog"]
