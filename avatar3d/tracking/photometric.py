@@ -183,7 +183,6 @@ def refine_photometric(model: HeadModel, images: np.ndarray, masks: np.ndarray, 
     # 2-core machine their spin-waiting made steps up to 15x slower. Restored on exit.
     with torch_threads(1):
         cfg = config or PhotometricConfig()
-        log = RunLog()  # the clock starts before the checks, as the stage's timings always did
         cfg.validate()
         images, masks = np.asarray(images), np.asarray(masks)
         landmarks, valid = np.asarray(landmarks, np.float32)[..., :2], np.asarray(valid, bool)
@@ -192,10 +191,10 @@ def refine_photometric(model: HeadModel, images: np.ndarray, masks: np.ndarray, 
         _check_inputs(model, images, masks, landmarks, valid, expression, pose, transl, K, world_to_cam)
         if cfg.region not in model.region_names:
             raise BadInputError(f"head model {model.name!r} has no region {cfg.region!r} (it has {', '.join(model.region_names)})")
+        log = RunLog()
         torch.manual_seed(cfg.seed)
         targets = PhotometricTargets(images, masks, landmarks, valid, K, world_to_cam, cfg.resolution)
         return PhotometricRefiner(model, targets, shape, expression, pose, transl, cfg, log, progress).run()
-
 
 
 class PhotometricObjective:
