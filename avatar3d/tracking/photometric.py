@@ -288,8 +288,7 @@ class PhotometricRefiner:
         cfg, log = self.cfg, self.log
         with log.timed("appearance"):
             app = self.fit_appearance()
-        stage1 = app.values()
-        stage1 = (stage1[0].clone(), stage1[1].clone())
+        stage1 = tuple(x.clone() for x in app.values())  # stage 1's appearance: where the baseline starts
         schedule = self.batches.epochs(cfg.epochs)  # shared with the baseline
         with log.timed("joint"):
             self.joint(app, schedule)
