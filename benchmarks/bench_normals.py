@@ -5,7 +5,7 @@ Compares, in the same run, on the built-in head (posed with random expressions):
 * ``vertex_normals``: the library's (vertex-major (V, B*3) layout, in-place index_add_),
 * ``per-corner index_add``: the previous implementation, three out-of-place index_adds on (B, V, 3)
   (kept here as the reference; bit-identical results),
-* ``sparse incidence``: one (V, F) sparse CSR matmul, as ``tracking.photometric_render.HeadRenderer``
+* ``sparse incidence``: one (V, F) sparse CSR matmul, as ``render.head.HeadRenderer``
   does (incidence built once, not timed),
 
 then the whole overlay stage (``tracking.outputs.render_overlay_frames``, 48 frames of 512x512 in

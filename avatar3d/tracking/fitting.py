@@ -34,10 +34,12 @@ from torch import Tensor
 from .._tensor import f32, torch_threads
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues
+from ..train import RunLog, Stage, run_stage
 from .camera import R_MODEL_TO_CV, front_camera
 from .landmark_model import LandmarkHead, landmark_head, project_points, projected_landmark_loss
 
-__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "MODEL_PRIORS"]
+__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "MODEL_PRIORS",
+           "LandmarkFitProblem", "fit_stages"]
 
 
 @dataclass
@@ -309,163 +311,197 @@ def _search_focal(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid: n
 
 def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray, cameras: CropCameras, cfg: FitConfig,
          init_focal: float, progress: bool, frame_focal: Optional[np.ndarray] = None, group: Optional[np.ndarray] = None) -> FitResult:
-    """One optimisation at a starting focal (see :func:`fit_landmarks`).
+    """One optimisation at a starting focal (see :func:`fit_landmarks`): :class:`LandmarkFitProblem` through :func:`fit_stages`.
 
     With ``group`` (N,) ints and ``frame_focal`` (N,), frames form independent groups, each with its
     own identity and fixed focal (the batched focal search); ``FitResult.group_loss`` then holds the
     final landmark term per group.
     """
-    from tqdm import tqdm
-
     torch.manual_seed(cfg.seed)
-    t_start = time.perf_counter()
-    lm = torch.as_tensor(lm_np, dtype=torch.float32)
-    N, P = lm.shape[:2]
-    S, E, J = head.num_shape, head.num_expression, head.num_joints
-    jn = model.joint_names
-    rest = _rest_landmarks(head)
-    G = 1 if group is None else int(group.max()) + 1
-    gid = torch.zeros(N, dtype=torch.long) if group is None else torch.as_tensor(group, dtype=torch.long)
-    f_frame = torch.full((N,), float(init_focal)) if frame_focal is None else torch.as_tensor(frame_focal, dtype=torch.float32)
-    K0 = cameras.K(f_frame).numpy()
-    rv, tv, _ = _pnp_init(rest, lm_np, K0, valid)
+    log = RunLog()
+    with log.timed("init"):
+        problem = LandmarkFitProblem(model, head, lm_np, valid, cameras, cfg, init_focal, frame_focal, group)
+    for stage in fit_stages(cfg, model.expression_range):
+        with log.timed(stage.name):
+            run_stage(problem, stage, log, progress)
+    res = problem.result(log)
+    log.finish(cpu=False)
+    return res
+
+
+def fit_stages(cfg: FitConfig, expression_range: tuple[float, float]) -> list[Stage]:
+    """The fit's schedule: ``rigid`` (head pose, position, focal, identity; expressions held at zero), then
+    ``full`` (everything, expressions at a rate scaled by the width of the model's expression range)."""
+    lr = cfg.lr
+    lo, hi = expression_range
+    rigid = Stage("rigid", cfg.iters_rigid, dict(rot=lr, ab=lr * 0.2, logq=lr * 0.5, log_f=lr * 2, shape=lr * 5), desc="fit rigid")
+    full = Stage("full", cfg.iters_full, dict(rot=lr * 0.5, ab=lr * 0.1, logq=lr * 0.25, log_f=lr, shape=lr * 5,
+                                              expr=lr * 3 * max(1.0, (hi - lo) if math.isfinite(hi - lo) else 1.0), jaw=lr, eyes=lr),
+                 desc="fit expression")
+    return [rigid, full]
+
+
+def _rigid_start(head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray, K0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Starting head pose from a PnP of the mean head per frame.
+
+    Returns (N, 3) head rotations (axis-angle, model frame), (N, 3) camera-space positions of the
+    head's pivot (root joint, m), the fixed (4, 4) world-to-camera and its distance to the head (m).
+    """
     import cv2
 
+    rv, tv, _ = _pnp_init(_rest_landmarks(head), lm_np, K0, valid)
     dist0 = float(np.median(tv[valid, 2]))
     w2c = front_camera(dist0)
-    Rc, tc = w2c[:3, :3], w2c[:3, 3]
     j_root = head.j_template[0].numpy()
-    rot0 = np.zeros((N, 3))
-    piv0 = np.zeros((N, 3))  # camera-space position of the head's pivot (root joint)
+    N = len(lm_np)
+    rot0, piv0 = np.zeros((N, 3)), np.zeros((N, 3))
     for i in range(N):
         Rp = cv2.Rodrigues(rv[i])[0]
         Rh = R_MODEL_TO_CV @ Rp  # R_c^T R_pnp (R_c is its own inverse)
         rot0[i] = cv2.Rodrigues(Rh)[0][:, 0]
         piv0[i] = Rp @ j_root + tv[i]
-    # ---- parameters
-    shape = torch.zeros(G, S, requires_grad=True)
-    expr = torch.zeros(N, E, requires_grad=True)
-    rot = f32(rot0).requires_grad_(True)
-    # Head position in the camera as (x/z, y/z, log z - log f): changing the focal length then
-    # scales depth with it at a fixed image size, so Adam does not have to follow the narrow
-    # focal-versus-distance valley (the perspective difference is what determines the focal).
-    ab = f32(piv0[:, :2] / piv0[:, 2:]).requires_grad_(True)
-    logq = f32(np.log(piv0[:, 2])).requires_grad_(True)
-    Rc_t, tc_t, w2c_t = f32(Rc), f32(tc), f32(w2c)
-    jaw = torch.zeros(N, 3, requires_grad=("jaw" in jn))
-    eyes = torch.zeros(N, 6, requires_grad=("eye_left" in jn and "eye_right" in jn))
-    log_f = torch.zeros((), requires_grad=cfg.optimize_focal)
-    shape_std = model.shape_std.detach().float()
-    lo, hi = model.expression_range
-    w_lmk = _landmark_weights(P, cfg.eye_weight)
-    vmask = f32(valid)
-    iod = float(np.median(np.linalg.norm(lm_np[valid][:, [33, 133]].mean(1) - lm_np[valid][:, [263, 362]].mean(1), axis=-1)))
-    iod = max(iod, 1.0)
-    # Converts metres of translation into inter-ocular units at the head's distance (for smoothness).
-    m_to_iod = float(f_frame.mean() * cameras.scale.mean()) / dist0 / iod
-    delta = cfg.huber_delta
+    return rot0, piv0, w2c, dist0
 
-    zeros3 = torch.zeros(N, 3)  # joints that are not optimised (e.g. the neck) stay at rest
-    lm_t = lm.transpose(1, 2).contiguous()  # (N, 2, P) targets, coordinate-major like the points
-    point_w = w_lmk / P  # the landmark term is a weighted mean over points
-    focal_px = f_frame * cameras.scale  # (N,) crop focal per unit of exp(log_f)
 
-    def full_pose() -> Tensor:
-        cols = [zeros3] * J
-        cols[0] = rot
-        if "jaw" in jn:
-            cols[jn.index("jaw")] = jaw
-        if eyes.requires_grad:
-            cols[jn.index("eye_left")], cols[jn.index("eye_right")] = eyes[:, :3], eyes[:, 3:]
+class LandmarkFitProblem:
+    """The unknowns of one landmark fit and its loss terms (module docstring), for :func:`~avatar3d.train.run_stage`.
+
+    Unknowns (:meth:`parameters`): ``shape`` (G, S) identity per group, ``expr`` (N, E), ``rot`` (N, 3)
+    head rotation, ``ab`` (N, 2) and ``logq`` (N,) head position in the camera as (x/z, y/z, log z - log f),
+    ``jaw`` (N, 3), ``eyes`` (N, 6), ``log_f`` () log focal change. Changing the focal length then scales
+    depth with it at a fixed image size, so Adam does not have to follow the narrow focal-versus-distance
+    valley (the perspective difference is what determines the focal).
+
+    Args: as :func:`_fit`.
+    """
+
+    def __init__(self, model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray, cameras: CropCameras,
+                 cfg: FitConfig, init_focal: float, frame_focal: Optional[np.ndarray] = None, group: Optional[np.ndarray] = None):
+        self.head, self.cameras, self.cfg, self.init_focal = head, cameras, cfg, float(init_focal)
+        self.lm = torch.as_tensor(lm_np, dtype=torch.float32)  #: (N, P, 2) detections, crop pixels
+        N, P = self.lm.shape[:2]
+        self.N, self.J, self.jn = N, head.num_joints, model.joint_names
+        self.G = 1 if group is None else int(group.max()) + 1
+        self.gid = torch.zeros(N, dtype=torch.long) if group is None else torch.as_tensor(group, dtype=torch.long)
+        f_frame = torch.full((N,), float(init_focal)) if frame_focal is None else torch.as_tensor(frame_focal, dtype=torch.float32)
+        rot0, piv0, self.w2c, dist0 = _rigid_start(head, lm_np, valid, cameras.K(f_frame).numpy())
+        self._init_unknowns(model, rot0, piv0)
+        self.Rc_t, self.tc_t, self.w2c_t = f32(self.w2c[:3, :3]), f32(self.w2c[:3, 3]), f32(self.w2c)
+        self.shape_std = model.shape_std.detach().float()
+        self.lo, self.hi = model.expression_range
+        self.w_lmk = _landmark_weights(P, cfg.eye_weight)  #: (P,) per-landmark weights, mean 1
+        self.vmask = f32(valid)  #: (N,) 0/1, frames with a landmark term
+        iod = float(np.median(np.linalg.norm(lm_np[valid][:, [33, 133]].mean(1) - lm_np[valid][:, [263, 362]].mean(1), axis=-1)))
+        self.iod = max(iod, 1.0)  #: inter-ocular distance, crop pixels
+        # Converts metres of translation into inter-ocular units at the head's distance (for smoothness).
+        self.m_to_iod = float(f_frame.mean() * cameras.scale.mean()) / dist0 / self.iod
+        self.zeros3 = torch.zeros(N, 3)  # joints that are not optimised (e.g. the neck) stay at rest
+        self.lm_t = self.lm.transpose(1, 2).contiguous()  # (N, 2, P) targets, coordinate-major like the points
+        self.point_w = self.w_lmk / P  # the landmark term is a weighted mean over points
+        self.focal_px = f_frame * cameras.scale  # (N,) crop focal per unit of exp(log_f)
+        self.last_frame = torch.zeros(N)  #: per-frame landmark term of the last evaluated loss
+
+    def _init_unknowns(self, model: HeadModel, rot0: np.ndarray, piv0: np.ndarray) -> None:
+        N, S, E, jn = self.N, self.head.num_shape, self.head.num_expression, self.jn
+        self.shape = torch.zeros(self.G, S, requires_grad=True)
+        self.expr = torch.zeros(N, E, requires_grad=True)
+        self.rot = f32(rot0).requires_grad_(True)
+        self.ab = f32(piv0[:, :2] / piv0[:, 2:]).requires_grad_(True)
+        self.logq = f32(np.log(piv0[:, 2])).requires_grad_(True)
+        self.jaw = torch.zeros(N, 3, requires_grad=("jaw" in jn))
+        self.eyes = torch.zeros(N, 6, requires_grad=("eye_left" in jn and "eye_right" in jn))
+        self.log_f = torch.zeros((), requires_grad=self.cfg.optimize_focal)
+
+    def parameters(self) -> dict[str, Tensor]:
+        """The unknowns by name (those that do not require a gradient stay fixed)."""
+        return dict(rot=self.rot, ab=self.ab, logq=self.logq, log_f=self.log_f, shape=self.shape, expr=self.expr, jaw=self.jaw,
+                    eyes=self.eyes)
+
+    def full_pose(self) -> Tensor:
+        """(N, J, 3) axis-angle joint rotations: head, jaw and eyes where the model has them, others at rest."""
+        cols = [self.zeros3] * self.J
+        cols[0] = self.rot
+        if "jaw" in self.jn:
+            cols[self.jn.index("jaw")] = self.jaw
+        if self.eyes.requires_grad:
+            cols[self.jn.index("eye_left")], cols[self.jn.index("eye_right")] = self.eyes[:, :3], self.eyes[:, 3:]
         return torch.stack(cols, 1)
 
-    def translation() -> Tensor:
+    def frame_shape(self) -> Tensor:
+        """Identity of each frame: (S,) shared, or (N, S) from its group."""
+        return self.shape[0] if self.G == 1 else self.shape[self.gid]
+
+    def translation(self) -> Tensor:
         """(N, 3) model translation from the camera-space pivot parametrisation."""
-        z = torch.exp(logq + log_f)[:, None]
-        cam = torch.cat([ab * z, z], 1)
-        pivot_world = (cam - tc_t) @ Rc_t  # R_c^T (cam - t_c)
-        root = head.j_template[0] + frame_shape() @ head.j_dirs[0].T
+        z = torch.exp(self.logq + self.log_f)[:, None]
+        cam = torch.cat([self.ab * z, z], 1)
+        pivot_world = (cam - self.tc_t) @ self.Rc_t  # R_c^T (cam - t_c)
+        root = self.head.j_template[0] + self.frame_shape() @ self.head.j_dirs[0].T
         return pivot_world - root
 
-    def frame_shape() -> Tensor:
-        return shape[0] if G == 1 else shape[gid]
-
-    def posed(rigid: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def posed(self, rigid: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Rest points (N, 3, P), joint transforms into the camera (N, J, 3, 4), focal (N,), translation (N, 3)."""
-        shp = frame_shape()
-        R = batch_rodrigues(full_pose().reshape(-1, 3)).view(N, J, 3, 3)  # once per iteration, shared below
+        shp = self.frame_shape()
+        R = batch_rodrigues(self.full_pose().reshape(-1, 3)).view(self.N, self.J, 3, 3)  # once per iteration, shared below
         # The rigid stage keeps expressions at zero: no gradient to collect for them.
-        v = head.rest_points(shp, expr.detach() if rigid else expr, R)
-        tr = translation()
-        A = head.camera_transforms(shp, R, tr, w2c_t)
-        return v, A, focal_px * torch.exp(log_f), tr
+        v = self.head.rest_points(shp, self.expr.detach() if rigid else self.expr, R)
+        tr = self.translation()
+        A = self.head.camera_transforms(shp, R, tr, self.w2c_t)
+        return v, A, self.focal_px * torch.exp(self.log_f), tr
 
-    def predict() -> Tensor:
-        v, A, f, _ = posed(False)
-        return project_points(v, A, f, cameras.pp, head.weights_t)[:, : head.num_landmarks]
+    def predict(self) -> Tensor:
+        """(N, 478, 2) fitted landmarks in crop pixels."""
+        v, A, f, _ = self.posed(False)
+        return project_points(v, A, f, self.cameras.pp, self.head.weights_t)[:, : self.head.num_landmarks]
 
-    def loss_fn(rigid: bool) -> Tensor:
-        v, A, f, tr = posed(rigid)
-        # Pseudo-Huber landmark term in IOD units, weighted per point (eyes/lips) and masked per frame.
+    def landmark_term(self, v: Tensor, A: Tensor, f: Tensor) -> Tensor:
+        """(N,) pseudo-Huber landmark term in IOD units, weighted per point (eyes/lips), of :meth:`posed` output."""
+        cfg, delta, pp = self.cfg, self.cfg.huber_delta, self.cameras.pp
         if cfg.fused:
-            per_frame = projected_landmark_loss(v, A, f, cameras.pp, lm_t, head.weights_t, point_w, 1.0 / iod, delta)
-        else:
-            uv = project_points(v, A, f, cameras.pp, head.weights_t)
-            r2 = ((uv - lm) ** 2).sum(-1) / iod**2
-            per_frame = ((torch.sqrt(r2 + delta**2) - delta) * w_lmk).mean(-1)
-        per_frame = per_frame * vmask
-        data = per_frame.sum() / vmask.sum() * G  # groups are independent problems: sum their means
-        last_frame[0] = per_frame.detach()
-        reg = cfg.w_focal * log_f**2
-        reg = reg + cfg.w_smooth * (_smooth2(rot) + _smooth2(tr * m_to_iod))
-        reg = reg + cfg.w_shape * ((shape / shape_std) ** 2).sum()  # (per group)
+            return projected_landmark_loss(v, A, f, pp, self.lm_t, self.head.weights_t, self.point_w, 1.0 / self.iod, delta)
+        uv = project_points(v, A, f, pp, self.head.weights_t)
+        r2 = ((uv - self.lm) ** 2).sum(-1) / self.iod**2
+        return ((torch.sqrt(r2 + delta**2) - delta) * self.w_lmk).mean(-1)
+
+    def loss(self, stage: Stage) -> Tensor:
+        """Landmark term (mean over valid frames, summed over groups) plus :meth:`regularizer`."""
+        rigid = stage.name == "rigid"
+        v, A, f, tr = self.posed(rigid)
+        per_frame = self.landmark_term(v, A, f) * self.vmask
+        data = per_frame.sum() / self.vmask.sum() * self.G  # groups are independent problems: sum their means
+        self.last_frame = per_frame.detach()
+        return data + self.regularizer(rigid, tr)
+
+    def regularizer(self, rigid: bool, tr: Tensor) -> Tensor:
+        """Priors (focal, identity; expression, jaw, eyes unless ``rigid``) and smoothness along time."""
+        cfg, expr, jaw, eyes = self.cfg, self.expr, self.jaw, self.eyes
+        reg = cfg.w_focal * self.log_f**2
+        reg = reg + cfg.w_smooth * (_smooth2(self.rot) + _smooth2(tr * self.m_to_iod))
+        reg = reg + cfg.w_shape * ((self.shape / self.shape_std) ** 2).sum()  # (per group)
         if not rigid:
             reg = reg + cfg.w_expr * (expr**2).sum(-1).mean() + cfg.w_expr_l1 * expr.abs().sum(-1).mean()
             reg = reg + cfg.w_jaw * (jaw**2).sum(-1).mean() + cfg.w_eyes * (eyes**2).sum(-1).mean()
             reg = reg + cfg.w_smooth_expr * _smooth2(expr) + cfg.w_smooth * (_smooth2(jaw) + 0.1 * _smooth2(eyes))
-        return data + reg
+        return reg
 
-    losses: list[float] = []
-    last_frame = [torch.zeros(N)]  # per-frame landmark term of the last evaluated iteration
+    def constrain(self) -> None:
+        """Expressions back inside the model's range."""
+        if math.isfinite(self.lo) and math.isfinite(self.hi):
+            self.expr.clamp_(self.lo, self.hi)
 
-    def run(params: list[dict], iters: int, rigid: bool, desc: str) -> None:
-        params = [p for p in params if p["params"][0].requires_grad]
-        opt = torch.optim.Adam(params)
-        base = [g["lr"] for g in opt.param_groups]
-        for it in tqdm(range(iters), desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
-            frac = it / max(1, iters - 1)
-            for g, b in zip(opt.param_groups, base):
-                g["lr"] = b * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))  # cosine decay to 10%
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(rigid)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                if math.isfinite(lo) and math.isfinite(hi):
-                    expr.clamp_(lo, hi)
-            losses.append(float(loss.detach()))
-
-    lr = cfg.lr
-    t0 = time.perf_counter()
-    run([{"params": [rot], "lr": lr}, {"params": [ab], "lr": lr * 0.2}, {"params": [logq], "lr": lr * 0.5}, {"params": [log_f], "lr": lr * 2},
-         {"params": [shape], "lr": lr * 5}], cfg.iters_rigid, True, "fit rigid")
-    t1 = time.perf_counter()
-    run([{"params": [rot], "lr": lr * 0.5}, {"params": [ab], "lr": lr * 0.1}, {"params": [logq], "lr": lr * 0.25}, {"params": [log_f], "lr": lr},
-         {"params": [shape], "lr": lr * 5}, {"params": [expr], "lr": lr * 3 * max(1.0, (hi - lo) if math.isfinite(hi - lo) else 1.0)},
-         {"params": [jaw], "lr": lr}, {"params": [eyes], "lr": lr}], cfg.iters_full, False, "fit expression")
-    t2 = time.perf_counter()
-    pf = last_frame[0]
-    data_loss = float(pf.sum() / vmask.sum())
-    group_loss = (torch.zeros(G).index_add_(0, gid, pf) / torch.bincount(gid, minlength=G)).numpy() if G > 1 else np.zeros(G)
-    with torch.no_grad():
-        uv = predict().numpy()
-        focal = float(init_focal * torch.exp(log_f))
-        K = cameras.K(focal).numpy()
-        pose = full_pose().numpy()
-    return FitResult(
-        shape=shape.detach()[0].numpy().astype(np.float32), expression=expr.detach().numpy().astype(np.float32),
-        pose=pose.astype(np.float32), transl=translation().detach().numpy().astype(np.float32), focal=focal, K=K.astype(np.float32),
-        world_to_cam=w2c.astype(np.float32), landmarks=uv.astype(np.float32),
-        timings={"init": t0 - t_start, "rigid": t1 - t0, "full": t2 - t1, "total": time.perf_counter() - t_start},
-        losses=losses, data_loss=data_loss, group_loss=group_loss,
-    )
+    def result(self, log: RunLog) -> FitResult:
+        """The fitted parameters (NumPy float32) with the last loss's per-frame and per-group landmark terms."""
+        pf, G, gid = self.last_frame, self.G, self.gid
+        data_loss = float(pf.sum() / self.vmask.sum())
+        group_loss = (torch.zeros(G).index_add_(0, gid, pf) / torch.bincount(gid, minlength=G)).numpy() if G > 1 else np.zeros(G)
+        with torch.no_grad():
+            uv = self.predict().numpy()
+            focal = float(self.init_focal * torch.exp(self.log_f))
+            K = self.cameras.K(focal).numpy()
+            pose = self.full_pose().numpy()
+        return FitResult(
+            shape=self.shape.detach()[0].numpy().astype(np.float32), expression=self.expr.detach().numpy().astype(np.float32),
+            pose=pose.astype(np.float32), transl=self.translation().detach().numpy().astype(np.float32), focal=focal,
+            K=K.astype(np.float32), world_to_cam=self.w2c.astype(np.float32), landmarks=uv.astype(np.float32),
+            timings=log.timings, losses=log.losses, data_loss=data_loss, group_loss=group_loss,
+        )

@@ -1,8 +1,7 @@
 """Photometric refinement of a landmark fit (``avatar3d track --photometric``, issue #4 step 4).
 
-The landmark fit is rendered with our differentiable mesh rasterizer
-(:mod:`avatar3d.tracking.photometric_render`) at a reduced resolution (default 128 px for 512 px
-crops) and compared with the crops. Unknowns:
+The landmark fit is rendered with the differentiable head renderer (:mod:`avatar3d.render.head`) at
+a reduced resolution (default 128 px for 512 px crops) and compared with the crops. Unknowns:
 
 * per sequence: an albedo texture in the model's UV space and 2nd-order SH lighting (9 x RGB,
   OpenCV camera frame, as ``render_mesh(sh=...)``);
@@ -31,24 +30,29 @@ back, and a short appearance-only pass fits the albedo to the final geometry.
 Fair comparison (``config.baseline``): the baseline runs the same appearance optimisation (same
 batches, iterations, learning rates, final pass) with the geometry frozen at the landmark fit, with
 its own albedo and lighting; both fits are then judged on one shared pixel set (see
-:func:`~avatar3d.tracking.photometric_render.masked_errors`). If the refined fit does not win, the
+:func:`~avatar3d.tracking.photometric_losses.masked_errors`). If the refined fit does not win, the
 landmark fit is returned (``PhotometricResult.fallback``).
 
 Speed (issue #4: at most 0.5 s per frame all-in, baseline included, on two CPU cores): only the
-sub-mesh the renderer draws is posed (:class:`~avatar3d.tracking.photometric_render.SubmeshPoser`:
+sub-mesh the renderer draws is posed (:class:`~avatar3d.render.head.SubmeshPoser`:
 identity blended once, expressions as one matmul, each rigid skinning group as one batched
 matmul); geometry that no longer changes (the landmark fit throughout; the refined fit after the
-smoothing) is rasterized once per frame (:class:`~avatar3d.tracking.photometric_render.RasterCache`),
+smoothing) is rasterized once per frame (:class:`~avatar3d.render.head.RasterCache`),
 with its SH basis and its antialiasing as a sparse linear map, so the appearance-only passes of
 stage 1, the baseline, the polish and the error checks cost a texture lookup and a few small ops per
 step. All of these are exact: results match the straightforward implementation to float rounding.
+
+Code layout: :class:`PhotometricRefiner` runs the phases above, one method each;
+:class:`PhotometricObjective` weighs the loss terms (:mod:`~avatar3d.tracking.photometric_losses`);
+the state it optimises (targets, per-frame changes, appearance) is in
+:mod:`~avatar3d.tracking.photometric_problem`; mini-batches, the row-wise Adam, the progress bar and
+the run log are the trainers' shared pieces (:mod:`avatar3d.train`).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -57,13 +61,13 @@ from torch import Tensor
 from .._tensor import f32, torch_threads
 from ..errors import BadInputError
 from ..models.base import HeadModel
+from ..render.head import HeadRenderer, RasterCache, SubmeshPoser, backproject_albedo, white_sh
+from ..train import FrameBatches, Progress, RunLog
 from .camera import project
-from .photometric_render import HeadRenderer, RasterCache, SubmeshPoser, backproject_albedo, face_box, masked_errors, white_sh
+from .photometric_losses import face_box, landmark_term, masked_errors, photo_term, second_difference, silhouette_term, texture_tv
+from .photometric_problem import Appearance, FrameChanges, PhotometricTargets
 
 __all__ = ["PhotometricConfig", "PhotometricResult", "refine_photometric"]
-
-# MediaPipe face-mesh eye corners, for the per-frame inter-ocular distance.
-_EYE_L, _EYE_R = [33, 133], [263, 362]
 
 
 @dataclass
@@ -141,69 +145,6 @@ class PhotometricResult:
         return float(np.mean(self.errors_landmark_only))
 
 
-class _RowAdam:
-    """Adam-like optimiser on the rows (frames) of an (N, ...) tensor, stepping only a mini-batch's rows.
-
-    Two changes from torch's Adam, both against jitter: the second moment is shared by all frames
-    (per coordinate), so a frame whose gradient is small - already aligned - takes a small step
-    instead of Adam's unit-size first step; and the learning rate decays (cosine) with each row's
-    own step count, so the last steps do not leave the parameters oscillating by ``lr``. Momentum
-    persists per row across visits (torch's Adam would also move rows outside the batch).
-    """
-
-    def __init__(self, p: Tensor, lr: float, total_steps: int, betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-12):
-        self.p, self.lr, self.total, self.b1, self.b2, self.eps = p, lr, max(1, total_steps), betas[0], betas[1], eps
-        self.m = torch.zeros_like(p)
-        self.v = torch.zeros(p.shape[1:])
-        self.t = torch.zeros(p.shape[0])
-        self.tv = 0
-
-    def step(self, idx: Tensor, g: Tensor) -> None:
-        self.t[idx] += 1
-        self.tv += 1
-        m = self.m[idx] * self.b1 + (1 - self.b1) * g
-        self.m[idx] = m
-        self.v = self.v * self.b2 + (1 - self.b2) * (g * g).mean(0)
-        shape = (-1,) + (1,) * (g.ndim - 1)
-        t = self.t[idx].view(shape)
-        mh = m / (1 - self.b1**t)
-        vh = self.v / (1 - self.b2**self.tv)
-        decay = 0.5 * (1 + torch.cos(torch.pi * ((t - 1) / self.total).clamp(0, 1)))
-        self.p[idx] -= self.lr * decay * mh / (vh.sqrt() + self.eps)
-
-
-def _tv(tex: Tensor) -> Tensor:
-    return (tex[1:] - tex[:-1]).pow(2).mean() + (tex[:, 1:] - tex[:, :-1]).pow(2).mean()
-
-
-def _d2(x: Tensor) -> Tensor:
-    """Mean squared second difference along frames of (B, ...) x (0 for B < 3)."""
-    if x.shape[0] < 3:
-        return x.new_zeros(())
-    return (x[2:] - 2 * x[1:-1] + x[:-2]).pow(2).flatten(1).sum(-1).mean()
-
-
-def _smooth121(x: Tensor) -> Tensor:
-    """(N, ...) x filtered with [1, 2, 1] / 4 along frames (ends use [2, 1] / 3)."""
-    if x.shape[0] < 3:
-        return x.clone()
-    y = x.clone()
-    y[1:-1] = (x[:-2] + 2 * x[1:-1] + x[2:]) / 4
-    y[0] = (2 * x[0] + x[1]) / 3
-    y[-1] = (2 * x[-1] + x[-2]) / 3
-    return y
-
-
-def _chunks(N: int, B: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Consecutive mini-batches covering 0..N-1 in random order; boundaries shift every pass."""
-    if N <= B:
-        return [np.arange(N)]
-    off = int(rng.integers(0, B))
-    edges = [0] + list(range(off if off > 0 else B, N, B)) + [N]
-    parts = [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-    return [parts[i] for i in rng.permutation(len(parts))]
-
-
 def _check_inputs(model: HeadModel, images, masks, landmarks, valid, expression, pose, transl, K, world_to_cam) -> int:
     N = len(expression)
     if model.uvs is None or model.uv_faces is None:
@@ -241,226 +182,251 @@ def refine_photometric(model: HeadModel, images: np.ndarray, masks: np.ndarray, 
     # Many small ops per step: extra intra-op threads only add synchronisation, and on a shared
     # 2-core machine their spin-waiting made steps up to 15x slower. Restored on exit.
     with torch_threads(1):
-        return _refine(model, images, masks, landmarks, valid, shape, expression, pose, transl, K, world_to_cam,
-                       config or PhotometricConfig(), progress)
+        cfg = config or PhotometricConfig()
+        cfg.validate()
+        images, masks = np.asarray(images), np.asarray(masks)
+        landmarks, valid = np.asarray(landmarks, np.float32)[..., :2], np.asarray(valid, bool)
+        expression, pose, transl = (np.asarray(a, np.float32) for a in (expression, pose, transl))
+        K, world_to_cam = np.asarray(K, np.float32), np.asarray(world_to_cam, np.float32)
+        _check_inputs(model, images, masks, landmarks, valid, expression, pose, transl, K, world_to_cam)
+        if cfg.region not in model.region_names:
+            raise BadInputError(f"head model {model.name!r} has no region {cfg.region!r} (it has {', '.join(model.region_names)})")
+        log = RunLog()
+        torch.manual_seed(cfg.seed)
+        targets = PhotometricTargets(images, masks, landmarks, valid, K, world_to_cam, cfg.resolution)
+        return PhotometricRefiner(model, targets, shape, expression, pose, transl, cfg, log, progress).run()
 
 
-def _refine(model, images, masks, landmarks, valid, shape, expression, pose, transl, K, world_to_cam, cfg: PhotometricConfig,
-            progress: bool) -> PhotometricResult:
-    import cv2
+class PhotometricObjective:
+    """The refinement's loss on one mini-batch, as weighted terms (:mod:`~avatar3d.tracking.photometric_losses`).
 
-    cfg.validate()
-    images, masks = np.asarray(images), np.asarray(masks)
-    landmarks, valid = np.asarray(landmarks, np.float32)[..., :2], np.asarray(valid, bool)
-    expression, pose, transl = (np.asarray(a, np.float32) for a in (expression, pose, transl))
-    K, world_to_cam = np.asarray(K, np.float32), np.asarray(world_to_cam, np.float32)
-    N = _check_inputs(model, images, masks, landmarks, valid, expression, pose, transl, K, world_to_cam)
-    if cfg.region not in model.region_names:
-        raise BadInputError(f"head model {model.name!r} has no region {cfg.region!r} (it has {', '.join(model.region_names)})")
-    t_start, cpu_start = time.perf_counter(), time.process_time()
-    timings: dict = {}
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    S, r, B = images.shape[1], int(cfg.resolution), int(cfg.batch)
+    Args:
+        cfg: weights and margins; rend: the renderer (its compared region); targets: what is compared with.
+    """
 
-    def small(a: np.ndarray) -> np.ndarray:
-        return a if a.shape[0] == r else cv2.resize(a, (r, r), interpolation=cv2.INTER_AREA)
+    def __init__(self, cfg: PhotometricConfig, rend: HeadRenderer, targets: PhotometricTargets):
+        self.cfg, self.rend, self.t = cfg, rend, targets
 
-    img = torch.as_tensor(np.stack([small(x) for x in images]), dtype=torch.float32) / 255.0
-    m = np.stack([small(np.asarray(x, np.float32)) for x in masks])
-    msk = torch.as_tensor(m / (255.0 if m.max() > 1.5 else 1.0), dtype=torch.float32)[..., None]
-    Kt, w2c = f32(K), f32(world_to_cam)
-    rend = HeadRenderer(model, Kt, w2c, S, r, cfg.region)
-    pose_sub = SubmeshPoser(model, rend.vertex_ids, f32(shape))  # poses only what is drawn, identity blended once
-    e0, p0, t0 = f32(expression), f32(pose), f32(transl)
-    lm_det, vmask = f32(landmarks), f32(valid)
-    iod = (lm_det[:, _EYE_L].mean(1) - lm_det[:, _EYE_R].mean(1)).norm(dim=-1)
-    iod = torch.where(vmask > 0, iod, iod[vmask > 0].median() if valid.any() else torch.tensor(float(S) / 4)).clamp_min(1.0)
-    lo, hi = model.expression_range
-    bounded = bool(np.isfinite(lo) and np.isfinite(hi))
+    def photo(self, image: Tensor, ras: dict, idx: np.ndarray) -> Tensor:
+        """Colour term of rendered (B,r,r,3) ``image`` of a :meth:`HeadRenderer.raster` pass ``ras`` of frames idx."""
+        return photo_term(image, self.t.img[idx], ras["region"], self.t.msk[idx])
 
+    def appearance(self, ras: dict, idx: np.ndarray, app: Appearance) -> Tensor:
+        """Loss of an appearance-only step: colour + albedo smoothness."""
+        return self.photo(self.rend.shade(ras, app.tex, app.sh)[0], ras, idx) + self.cfg.w_texture_tv * texture_tv(app.tex)
+
+    def joint(self, ras: dict, image: Tensor, alpha: Tensor, lmk3: Tensor, idx: np.ndarray,
+              deltas: tuple[Tensor, Tensor, Tensor], app: Appearance) -> Tensor:
+        """Loss of a joint step: colour, silhouette, landmarks, priors on the changes ``deltas``, time, albedo smoothness.
+
+        Terms are added one at a time in this order (the order fixes the float rounding of the result).
+        """
+        cfg = self.cfg
+        loss = self.photo(image, ras, idx)
+        if cfg.w_silhouette > 0:
+            loss = loss + cfg.w_silhouette * self.silhouette(ras, alpha, idx)
+        if cfg.w_landmarks > 0:
+            loss = loss + cfg.w_landmarks * self.landmarks(lmk3, idx)
+        for term in self.priors(*deltas):
+            loss = loss + term
+        loss = loss + cfg.w_temporal * self.temporal(*deltas)
+        return loss + cfg.w_texture_tv * texture_tv(app.tex)
+
+    def silhouette(self, ras: dict, alpha: Tensor, idx: np.ndarray) -> Tensor:
+        """Rendered coverage (B,r,r,1) ``alpha`` on background, in a box around the projected face."""
+        box = face_box(ras["pos"], self.rend.region_idx, self.t.r, self.cfg.silhouette_margin)
+        return silhouette_term(alpha, self.t.msk[idx], box)
+
+    def landmarks(self, lmk3: Tensor, idx: np.ndarray) -> Tensor:
+        """Robust distance of the model's (B,478,3) landmarks (m) to the detections, inter-ocular units."""
+        uv = project(lmk3, self.t.K[idx], self.t.w2c)[0]
+        return landmark_term(uv, self.t.lm_det[idx], self.t.iod[idx], self.t.vmask[idx], self.cfg.landmark_delta)
+
+    def priors(self, de: Tensor, dp: Tensor, dt: Tensor) -> Iterator[Tensor]:
+        """Weighted squared changes of expression, joint rotations and translation from the landmark fit.
+
+        A generator, so each term is built just before the caller adds it (the order of autograd's
+        nodes, and so the rounding of the gradients, stays that of one long sum)."""
+        cfg = self.cfg
+        yield cfg.w_expression_reg * de.pow(2).sum(-1).mean()
+        yield cfg.w_rotation_reg * dp.pow(2).sum((-1, -2)).mean()
+        yield cfg.w_transl_reg * dt.pow(2).sum(-1).mean()
+
+    def temporal(self, de: Tensor, dp: Tensor, dt: Tensor) -> Tensor:
+        """Squared second differences of the changes along time (rotation x10, translation x100 in scale)."""
+        return second_difference(de) + 100 * second_difference(dp) + 1e4 * second_difference(dt)
+
+
+class PhotometricRefiner:
+    """Runs the refinement's schedule (module docstring) over one sequence.
+
+    Phases, one method each: :meth:`fit_appearance` (stage 1), :meth:`joint` (stage 2),
+    :meth:`baseline`, :meth:`settle` (smoothing and reverting), :meth:`polish` and :meth:`judge`.
+    The only randomness is the order of mini-batches, drawn from one generator in that order.
+
+    Args:
+        model: head model; targets: crops etc. at render resolution; shape (S,), expression (N,E),
+        pose (N,J,3), transl (N,3): the landmark fit; cfg: settings; log: losses and timings; progress: show a bar.
+    """
+
+    def __init__(self, model: HeadModel, targets: PhotometricTargets, shape: np.ndarray, expression: np.ndarray, pose: np.ndarray,
+                 transl: np.ndarray, cfg: PhotometricConfig, log: RunLog, progress: bool):
+        self.cfg, self.t, self.log, self.progress = cfg, targets, log, progress
+        self.N, self.B = targets.N, int(cfg.batch)
+        self.batches = FrameBatches(self.N, self.B, np.random.default_rng(cfg.seed))
+        self.rend = HeadRenderer(model, targets.K, targets.w2c, targets.S, targets.r, cfg.region)
+        poser = SubmeshPoser(model, self.rend.vertex_ids, f32(shape))  # poses only what is drawn, identity blended once
+        self.frames = FrameChanges(model, poser, shape, expression, pose, transl, _comparison_landmarks(model))
+        self.objective = PhotometricObjective(cfg, self.rend, targets)
+        # The landmark-fit geometry never changes: back-projection, stage 1, the baseline, its polish and
+        # the error checks all draw it, so each frame is rasterized once.
+        self.init_ras = RasterCache(self.rend, self.frames.initial, self.N, cfg.cache_mb * 0.5e6)
+        self.cur_ras = self.init_ras  #: passes of the refined geometry once it is fixed (:meth:`settle`)
+
+    def run(self) -> PhotometricResult:
+        """All phases; the result."""
+        cfg, log = self.cfg, self.log
+        with log.timed("appearance"):
+            app = self.fit_appearance()
+        stage1 = tuple(x.clone() for x in app.values())  # stage 1's appearance: where the baseline starts
+        schedule = self.batches.epochs(cfg.epochs)  # shared with the baseline
+        with log.timed("joint"):
+            self.joint(app, schedule)
+        base = None
+        if cfg.baseline and cfg.refine_geometry:
+            with log.timed("baseline", cpu=True):
+                base = self.baseline(stage1, schedule)
+        with log.timed("errors"):
+            reverted = self.settle(app)
+        if cfg.refine_geometry and cfg.polish_epochs > 0:
+            with log.timed("polish"):
+                self.polish(app, base)
+        with log.timed("errors", add=True):
+            result = self.judge(app, base.values() if base is not None else stage1, reverted)
+        log.finish()
+        return result
+
+    def fit_appearance(self) -> Appearance:
+        """Stage 1: albedo and lighting from a back-projection of the crops, geometry frozen at the landmark fit."""
+        cfg = self.cfg
+        with torch.no_grad():
+            tex0 = backproject_albedo(self.init_ras, self.t.img, self.t.msk, int(cfg.texture_size), self.B)
+        app = Appearance(tex0, white_sh())
+        app.restart(cfg.lr_texture, cfg.lr_sh)
+        self.appearance_pass(self.init_ras, self.batches.epochs(cfg.appearance_epochs), app)
+        return app
+
+    def appearance_pass(self, raster: RasterCache, batches: list[np.ndarray], app: Appearance) -> None:
+        """Appearance-only steps on each mini-batch of fixed geometry ``raster``."""
+        for idx in batches:
+            self.appearance_steps(raster(idx), idx, app)
+
+    def appearance_steps(self, ras: dict, idx: np.ndarray, app: Appearance) -> None:
+        """``iters_per_batch`` appearance-only steps on one mini-batch."""
+        for _ in range(self.cfg.iters_per_batch):
+            app.zero_grad()
+            loss = self.objective.appearance(ras, idx, app)
+            loss.backward()
+            app.step()
+
+    def joint(self, app: Appearance, schedule: list[np.ndarray]) -> None:
+        """Stage 2: per-frame geometry (row-wise Adam) and appearance (lower texture rate) together."""
+        cfg = self.cfg
+        app.restart(cfg.lr_texture_joint, cfg.lr_sh)
+        self.frames.start_optimisers((cfg.lr_expression, cfg.lr_rotation, cfg.lr_transl), cfg.epochs * cfg.iters_per_batch)
+        with Progress(len(schedule), "photometric", self.progress, unit="batch") as bar:
+            for idx in schedule:
+                if cfg.refine_geometry:
+                    self.joint_steps(idx, app)
+                else:
+                    self.appearance_steps(self.init_ras(idx), idx, app)
+                bar.update()
+
+    def joint_steps(self, idx: np.ndarray, app: Appearance) -> None:
+        """``iters_per_batch`` joint steps on one mini-batch (normals kept from its first geometry)."""
+        normals = self.rend.normals(self.frames.current(idx))
+        for _ in range(self.cfg.iters_per_batch):
+            deltas = self.frames.leaves(idx)
+            v, lmk3 = self.frames.posed(idx, *deltas)
+            ras = self.rend.raster(v, idx, normals)
+            image, alpha = self.rend.shade(ras, app.tex, app.sh)
+            loss = self.objective.joint(ras, image, alpha, lmk3, idx, deltas, app)
+            app.zero_grad()
+            loss.backward()
+            app.step()
+            self.frames.step(idx, tuple(d.grad for d in deltas))
+            self.log.loss(loss.detach())
+
+    def baseline(self, stage1: tuple[Tensor, Tensor], schedule: list[np.ndarray]) -> Appearance:
+        """The fair baseline: stage 2's batches and rates for the appearance alone, geometry frozen at the landmark fit."""
+        base = Appearance(*stage1)
+        base.restart(self.cfg.lr_texture_joint, self.cfg.lr_sh)
+        self.appearance_pass(self.init_ras, schedule, base)
+        return base
+
+    def settle(self, app: Appearance) -> np.ndarray:
+        """Smooth the changes along time and put back frames they do not improve; (N,) bool of the frames put back."""
+        cfg, frames = self.cfg, self.frames
+        reverted = np.zeros(self.N, bool)
+        if not cfg.refine_geometry:
+            return reverted
+        with torch.no_grad():
+            for _ in range(cfg.smooth_passes):
+                # Mini-batches see a few frames at a time; a light [1, 2, 1] / 4 filter along time removes
+                # the frame-to-frame noise of the changes (jitter) and keeps their slow part.
+                frames.smooth()
+            # The refined geometry is fixed from here on (but for frames put back below): rasterized once
+            # for the revert check, the polish and the final errors.
+            self.cur_ras = RasterCache(self.rend, frames.current, self.N, cfg.cache_mb * 0.5e6)
+            if cfg.keep_only_improved:
+                # A frame keeps its refinement only if, under the refined appearance, it explains the
+                # image better than the landmark fit (static or tiny clips give the geometry nothing to
+                # gain, and its optimiser noise would only add error). The baseline plays no part here.
+                values = app.values()
+                e_lmk, e_cur = masked_errors(self.rend, self.init_ras, values, self.cur_ras, values, self.t.img, self.t.msk, self.B)
+                reverted = e_cur > e_lmk
+                frames.revert(reverted)
+                self.cur_ras.forget(reverted)
+        return reverted
+
+    def polish(self, app: Appearance, base: Optional[Appearance]) -> None:
+        """Smoothing and reverting moved the geometry after the albedo last saw it: a short appearance-only
+        pass fits it to the final geometry. The baseline gets the same pass, each continuing its own
+        stage-2 optimiser."""
+        batches = self.batches.epochs(self.cfg.polish_epochs)
+        self.appearance_pass(self.cur_ras, batches, app)
+        if base is not None:
+            with self.log.timed("baseline", cpu=True, add=True, wall=False):  # the baseline's CPU seconds include its polish
+                self.appearance_pass(self.init_ras, batches, base)
+
+    def judge(self, app: Appearance, base_app: tuple[Tensor, Tensor], reverted: np.ndarray) -> PhotometricResult:
+        """Both fits' errors on one shared pixel set; the landmark fit back when the refined one does not win."""
+        cfg = self.cfg
+        values = app.values()
+        with torch.no_grad():
+            err_base, err_ref = masked_errors(self.rend, self.init_ras, base_app, self.cur_ras, values, self.t.img, self.t.msk, self.B)
+            # Sequence-level safety net: when the refined fit does not explain the images better than
+            # the landmark fit with the same appearance budget (near-static or very short clips: the
+            # geometry has nothing to gain), the landmark fit and the baseline appearance are returned.
+            # Reported as ``fallback``; the errors of both candidates are kept as measured.
+            fallback = bool(cfg.fallback and cfg.baseline and cfg.refine_geometry and err_ref.mean() >= err_base.mean())
+            if fallback:
+                self.frames.reset()
+                values = base_app
+            expression, pose, transl = self.frames.final()
+        has_base = cfg.baseline and cfg.refine_geometry
+        return PhotometricResult(expression=expression, pose=pose, transl=transl,
+                                 albedo=values[0].numpy().astype(np.float32), sh=values[1].numpy().astype(np.float32),
+                                 errors_refined=err_ref, errors_landmark_only=err_base, reverted=reverted, fallback=fallback,
+                                 baseline_albedo=base_app[0].numpy() if has_base else None,
+                                 baseline_sh=base_app[1].numpy() if has_base else None, timings=self.log.timings,
+                                 losses=self.log.losses)
+
+
+def _comparison_landmarks(model: HeadModel):
+    """The landmark head the refinement compares detections with: the landmark fit's (MediaPipe's measured
+    view of the model) where it has a response table, else None (the sub-mesh's own landmarks are the same points)."""
     from .landmark_model import landmark_head
 
     lhead = landmark_head(model)
-    lhead = lhead if lhead.uses_response else None  # without a response table, the sub-mesh's own landmarks are the same points
-    beta = f32(shape).reshape(-1)
-    # Per-frame changes from the landmark fit (what stage 2 optimises).
-    d_e, d_p, d_t = torch.zeros_like(e0), torch.zeros_like(p0), torch.zeros_like(t0)
-
-    def verts(idx, de=None, dp=None, dt=None):
-        """(B,Vs,3) posed sub-mesh vertices and (B,478,3) landmarks of frames idx with changes (default: current ones)."""
-        de = d_e[idx] if de is None else de
-        dp = d_p[idx] if dp is None else dp
-        dt = d_t[idx] if dt is None else dt
-        e = e0[idx] + de
-        if bounded:
-            e = e.clamp(lo, hi)
-        v, lmk = pose_sub(e, p0[idx] + dp, t0[idx] + dt)
-        if lhead is not None:  # landmarks as the landmark fit sees them (MediaPipe's measured view of the model)
-            lmk = lhead(beta, e, p0[idx] + dp, t0[idx] + dt)[0]
-        return v, lmk
-
-    def verts_init(idx):
-        return pose_sub(e0[idx], p0[idx], t0[idx])[0]
-
-    # The landmark-fit geometry never changes: back-projection, stage 1, the baseline, its polish and
-    # the error checks all draw it, so each frame is rasterized once.
-    init_ras = RasterCache(rend, verts_init, N, cfg.cache_mb * 0.5e6)
-
-    # ------------------------------------------------------------------ stage 1: appearance only
-    t1 = time.perf_counter()
-    with torch.no_grad():
-        tex0 = backproject_albedo(init_ras, img, msk, int(cfg.texture_size), B)
-    tex = tex0.clone().requires_grad_(True)
-    sh = white_sh().requires_grad_(True)
-    opt = torch.optim.Adam([dict(params=[tex], lr=cfg.lr_texture), dict(params=[sh], lr=cfg.lr_sh)])
-
-    def photo_loss(image: Tensor, ras: dict, idx) -> Tensor:
-        w = ras["region"] * (msk[idx] > 0.5).float()
-        diff = torch.sqrt((image - img[idx]).pow(2).sum(-1, keepdim=True) + 1e-6)
-        return ((diff * w).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp_min(1.0)).mean()
-
-    def appearance_steps(ras: dict, idx, tex_: Tensor, sh_: Tensor, opt_: torch.optim.Optimizer) -> None:
-        for _ in range(cfg.iters_per_batch):
-            opt_.zero_grad(set_to_none=True)
-            loss = photo_loss(rend.shade(ras, tex_, sh_)[0], ras, idx) + cfg.w_texture_tv * _tv(tex_)
-            loss.backward()
-            opt_.step()
-            with torch.no_grad():
-                tex_.clamp_(0, 1)
-
-    for _ in range(cfg.appearance_epochs):
-        for idx in _chunks(N, B, rng):
-            appearance_steps(init_ras(idx), idx, tex, sh, opt)
-    timings["appearance"] = time.perf_counter() - t1
-    stage1 = (tex.detach().clone(), sh.detach().clone())
-
-    # ------------------------------------------------------------------ stage 2: joint
-    t2 = time.perf_counter()
-    schedule = [c for _ in range(cfg.epochs) for c in _chunks(N, B, rng)]  # shared with the baseline
-    opt = torch.optim.Adam([dict(params=[tex], lr=cfg.lr_texture_joint), dict(params=[sh], lr=cfg.lr_sh)])
-    steps = cfg.epochs * cfg.iters_per_batch  # per frame
-    row_opts = [_RowAdam(d_e, cfg.lr_expression, steps), _RowAdam(d_p, cfg.lr_rotation, steps), _RowAdam(d_t, cfg.lr_transl, steps)]
-    losses: list[float] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(schedule), desc="photometric", unit="batch", leave=False)
-    for idx in schedule:
-        it = torch.as_tensor(idx)
-        normals = rend.normals(verts(idx)[0]) if cfg.refine_geometry else None
-        for _ in range(cfg.iters_per_batch if cfg.refine_geometry else 0):
-            de, dp, dt = (x[idx].clone().requires_grad_(True) for x in (d_e, d_p, d_t))
-            v, lmk3 = verts(idx, de, dp, dt)
-            ras = rend.raster(v, idx, normals)
-            image, alpha = rend.shade(ras, tex, sh)
-            loss = photo_loss(image, ras, idx)
-            if cfg.w_silhouette > 0:
-                box = face_box(ras["pos"], rend.region_idx, r, cfg.silhouette_margin)
-                outside = alpha * (1 - msk[idx]) * box
-                loss = loss + cfg.w_silhouette * (outside.sum((1, 2, 3)) / box.sum((1, 2, 3)).clamp_min(1.0)).mean()
-            if cfg.w_landmarks > 0:
-                uv = project(lmk3, Kt[idx], w2c)[0]
-                d = (uv - lm_det[idx]).norm(dim=-1) / iod[idx, None]
-                rob = torch.sqrt(d * d + cfg.landmark_delta**2) - cfg.landmark_delta
-                loss = loss + cfg.w_landmarks * (rob.mean(-1) * vmask[idx]).sum() / vmask[idx].sum().clamp_min(1.0)
-            loss = loss + cfg.w_expression_reg * de.pow(2).sum(-1).mean() + cfg.w_rotation_reg * dp.pow(2).sum((-1, -2)).mean() \
-                + cfg.w_transl_reg * dt.pow(2).sum(-1).mean()
-            loss = loss + cfg.w_temporal * (_d2(de) + 100 * _d2(dp) + 1e4 * _d2(dt))
-            loss = loss + cfg.w_texture_tv * _tv(tex)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for ro, g in zip(row_opts, (de.grad, dp.grad, dt.grad)):
-                    ro.step(it, g)
-                if bounded:  # keep the stored change inside the model's expression range
-                    d_e[idx] = (e0[idx] + d_e[idx]).clamp(lo, hi) - e0[idx]
-                tex.clamp_(0, 1)
-            losses.append(float(loss.detach()))
-        if not cfg.refine_geometry:
-            appearance_steps(init_ras(idx), idx, tex, sh, opt)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    timings["joint"] = time.perf_counter() - t2
-
-    # ------------------------------------------------------------------ baseline: same schedule, geometry frozen
-    base_app = stage1
-    if cfg.baseline and cfg.refine_geometry:
-        t3, c3 = time.perf_counter(), time.process_time()
-        btex, bsh = stage1[0].clone().requires_grad_(True), stage1[1].clone().requires_grad_(True)
-        bopt = torch.optim.Adam([dict(params=[btex], lr=cfg.lr_texture_joint), dict(params=[bsh], lr=cfg.lr_sh)])
-        for idx in schedule:
-            appearance_steps(init_ras(idx), idx, btex, bsh, bopt)
-        base_app = (btex.detach(), bsh.detach())
-        timings["baseline"] = time.perf_counter() - t3
-        timings["cpu_baseline"] = time.process_time() - c3
-
-    t4 = time.perf_counter()
-    app = (tex.detach(), sh.detach())
-    with torch.no_grad():
-        reverted = np.zeros(N, bool)
-        for _ in range(cfg.smooth_passes if cfg.refine_geometry else 0):
-            # Mini-batches see a few frames at a time; a light [1, 2, 1] / 4 filter along time removes
-            # the frame-to-frame noise of the changes (jitter) and keeps their slow part.
-            for d in (d_e, d_p, d_t):
-                d.copy_(_smooth121(d))
-        # The refined geometry is fixed from here on (but for frames put back below): rasterized once
-        # for the revert check, the polish and the final errors.
-        cur_ras = RasterCache(rend, lambda idx: verts(idx)[0], N, cfg.cache_mb * 0.5e6) if cfg.refine_geometry else init_ras
-        if cfg.refine_geometry and cfg.keep_only_improved:
-            # A frame keeps its refinement only if, under the refined appearance, it explains the
-            # image better than the landmark fit (static or tiny clips give the geometry nothing to
-            # gain, and its optimiser noise would only add error). The baseline plays no part here.
-            e_lmk, e_cur = masked_errors(rend, init_ras, app, cur_ras, app, img, msk, B)
-            reverted = e_cur > e_lmk
-            rv = torch.as_tensor(reverted)
-            d_e[rv], d_p[rv], d_t[rv] = 0.0, 0.0, 0.0
-            cur_ras.forget(reverted)
-    if cfg.refine_geometry and cfg.polish_epochs > 0:
-        # Smoothing and reverting moved the geometry after the albedo last saw it: a short
-        # appearance-only pass fits it to the final geometry. The baseline gets the same pass,
-        # each continuing its own stage-2 optimiser.
-        t5 = time.perf_counter()
-        polish = [c for _ in range(cfg.polish_epochs) for c in _chunks(N, B, rng)]
-        branches = [(cur_ras, tex, sh, opt)]
-        if cfg.baseline:
-            branches.append((init_ras, btex, bsh, bopt))
-        for k, (rf, tx, shx, op) in enumerate(branches):
-            c5 = time.process_time()
-            for idx in polish:
-                appearance_steps(rf(idx), idx, tx, shx, op)
-            if k == 1:
-                timings["cpu_baseline"] += time.process_time() - c5
-        app = (tex.detach(), sh.detach())
-        if cfg.baseline:
-            base_app = (btex.detach(), bsh.detach())
-        timings["polish"] = time.perf_counter() - t5
-    with torch.no_grad():
-        err_base, err_ref = masked_errors(rend, init_ras, base_app, cur_ras, app, img, msk, B)
-        # Sequence-level safety net: when the refined fit does not explain the images better than
-        # the landmark fit with the same appearance budget (near-static or very short clips: the
-        # geometry has nothing to gain), the landmark fit and the baseline appearance are returned.
-        # Reported as ``fallback``; the errors of both candidates are kept as measured.
-        fallback = bool(cfg.fallback and cfg.baseline and cfg.refine_geometry and err_ref.mean() >= err_base.mean())
-        if fallback:
-            for d in (d_e, d_p, d_t):
-                d.zero_()
-            app = base_app
-        e_out = e0 + d_e
-        if bounded:
-            e_out = e_out.clamp(lo, hi)
-    timings["errors"] = time.perf_counter() - t4 - timings.get("polish", 0.0)
-    timings["total"] = time.perf_counter() - t_start
-    # Process CPU time (one torch thread): what the wall time would be on an idle core; shared
-    # machines inflate the wall time.
-    timings["cpu_total"] = time.process_time() - cpu_start
-    has_base = cfg.baseline and cfg.refine_geometry
-    return PhotometricResult(expression=e_out.numpy(), pose=(p0 + d_p).numpy(), transl=(t0 + d_t).numpy(),
-                             albedo=app[0].numpy().astype(np.float32), sh=app[1].numpy().astype(np.float32),
-                             errors_refined=err_ref, errors_landmark_only=err_base, reverted=reverted, fallback=fallback,
-                             baseline_albedo=base_app[0].numpy() if has_base else None,
-                             baseline_sh=base_app[1].numpy() if has_base else None, timings=timings, losses=losses)
+    return lhead if lhead.uses_response else None

@@ -1,7 +1,8 @@
-"""Rendering helpers of the photometric refinement: textured SH-lit head, albedo initialisation, errors.
+"""Differentiable head renderer: textured, SH-lit head of a :class:`~avatar3d.models.base.HeadModel`, albedo initialisation.
 
-Everything here is built from the differentiable mesh ops in :mod:`avatar3d.render.mesh`
-(rasterize -> interpolate -> texture -> antialias). Shapes: B frames in a batch, V vertices of the
+Shared by every stage that renders the tracked head differentiably (the photometric refinement of
+tracking, which keeps its losses, appearance maps, avatars). Everything here is built from the
+differentiable mesh ops in :mod:`avatar3d.render.mesh` (rasterize -> interpolate -> texture -> antialias). Shapes: B frames in a batch, V vertices of the
 model, Vs vertices of the drawn sub-mesh, r x r render resolution, T x T albedo texture.
 
 Speed (issue #4, 0.5 s per frame on two CPU cores), all exact to float rounding: the renderer draws
@@ -24,12 +25,12 @@ from torch import Tensor
 
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues, rigid_transforms
-from ..render.camera import world_to_clip
-from ..render.mesh import antialias, interpolate, rasterize, texture, triangle_adjacency
-from ..render.shading import SH_C
+from .camera import world_to_clip
+from .mesh import antialias, interpolate, rasterize, texture, triangle_adjacency
+from .shading import SH_C
 
-__all__ = ["HeadRenderer", "SubmeshPoser", "RasterCache", "front_triangles", "white_sh", "sh_basis", "face_box", "backproject_albedo",
-           "masked_errors"]
+__all__ = ["HeadRenderer", "SubmeshPoser", "RasterCache", "front_triangles", "skinning_groups", "white_sh", "sh_basis",
+           "backproject_albedo"]
 
 
 class HeadRenderer:
@@ -370,20 +371,6 @@ def white_sh() -> Tensor:
     return sh
 
 
-def face_box(pos: Tensor, region: Tensor, r: int, margin: float) -> Tensor:
-    """(B,r,r,1) 0/1 box around the projected ``region`` vertices (pos (B,V,4) clip), grown by ``margin`` x its size."""
-    with torch.no_grad():
-        px = (pos[..., :2] / pos[..., 3:4].clamp_min(1e-6) + 1) * 0.5 * r  # continuous pixel coordinates
-        p = px[:, region]
-        lo, hi = p.min(1).values, p.max(1).values  # (B,2)
-        pad = (hi - lo) * margin
-        lo, hi = lo - pad, hi + pad
-        c = torch.arange(r, dtype=pos.dtype) + 0.5
-        inx = (c[None] >= lo[:, :1]) & (c[None] <= hi[:, :1])
-        iny = (c[None] >= lo[:, 1:]) & (c[None] <= hi[:, 1:])
-        return (iny[:, :, None] & inx[:, None, :]).float()[..., None]
-
-
 def backproject_albedo(raster_fn: Callable[[np.ndarray], dict], img: Tensor, msk: Tensor, size: int, batch: int) -> Tensor:
     """(size,size,3) albedo: mean of the crop pixels each texel sees (interior of the mask), holes filled smoothly.
 
@@ -422,26 +409,3 @@ def backproject_albedo(raster_fn: Callable[[np.ndarray], dict], img: Tensor, msk
         filled = filled | grow
     out[~filled] = mean
     return torch.as_tensor(out, dtype=torch.float32).clamp(0, 1)
-
-
-def masked_errors(rend: HeadRenderer, raster_a, app_a: tuple[Tensor, Tensor], raster_b, app_b: tuple[Tensor, Tensor],
-                  img: Tensor, msk: Tensor, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame mean |render - image| in grey levels (0..255) of two fits, on one shared pixel set.
-
-    Each fit is rendered with its own appearance ``(albedo (T,T,3), sh (9,3))``; ``raster_a(idx)`` /
-    ``raster_b(idx)`` give the :meth:`HeadRenderer.raster` passes of its geometry (e.g. :class:`RasterCache`).
-    The pixel set is the person mask intersected with the union of both renders' face-region
-    footprints, so neither fit chooses where it is judged.
-    """
-    N = img.shape[0]
-    ea, eb = np.zeros(N), np.zeros(N)
-    with torch.no_grad():
-        for s in range(0, N, batch):
-            idx = np.arange(s, min(N, s + batch))
-            ra, rb = raster_a(idx), raster_b(idx)
-            ia, ib = rend.shade(ra, *app_a)[0], rend.shade(rb, *app_b)[0]
-            w = (torch.maximum(ra["region"], rb["region"]) > 0.5).float() * (msk[idx] > 0.5).float()
-            den = w.sum((1, 2, 3)).clamp_min(1.0)
-            for e, im in ((ea, ia), (eb, ib)):
-                e[idx] = ((im - img[idx]).abs().mean(-1, keepdim=True) * w).sum((1, 2, 3)).div(den).numpy() * 255.0
-    return ea, eb
