@@ -82,8 +82,9 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
         ValueError: the model has no texture or no landmark embedding, or MediaPipe missed a render.
     """
     from ..capture.landmarks import FaceLandmarker
-    from .camera import front_camera, project
-    from .synthetic_video import _render_frames, centred_K, phone_focal
+    from ..render.camera import project
+    from ..render.camera_builders import centred_K, front_camera, phone_focal
+    from .synthetic_video import _render_frames
 
     if "albedo" not in model.extras or not model.has_landmarks:
         raise ValueError(f"head model {model.name!r} needs an albedo texture and a landmark embedding to measure the detector's response")

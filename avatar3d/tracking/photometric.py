@@ -57,7 +57,7 @@ from torch import Tensor
 from .._tensor import f32, torch_threads
 from ..errors import BadInputError
 from ..models.base import HeadModel
-from .camera import project
+from ..render.camera import project
 from .photometric_render import HeadRenderer, RasterCache, SubmeshPoser, backproject_albedo, face_box, masked_errors, white_sh
 
 __all__ = ["PhotometricConfig", "PhotometricResult", "refine_photometric"]
