@@ -155,7 +155,7 @@ def crop_intrinsics(K_source: np.ndarray, boxes: np.ndarray, resolution: int) ->
     """
     s = resolution / boxes[:, 2].astype(np.float64)
     K = np.repeat(np.asarray(K_source, np.float64)[None], len(boxes), 0)
-    K[:, 0, 0] *= s
+    K[:, 0, :2] *= s[:, None]  # fx and skew
     K[:, 1, 1] *= s
     K[:, 0, 2] = (K[:, 0, 2] + 0.5 - boxes[:, 0]) * s - 0.5
     K[:, 1, 2] = (K[:, 1, 2] + 0.5 - boxes[:, 1]) * s - 0.5
@@ -185,7 +185,7 @@ def project(points: Array, K: Array, world_to_cam: Array, eps: float = 1e-6) -> 
         points: (..., P, 3) metres. K: (..., 3, 3) pixels. world_to_cam: (..., 4, 4). Batch dims broadcast.
         eps: smallest depth divided by (points behind the camera project to garbage, not inf).
     Returns:
-        (..., P, 2) pixel coordinates (x right, y down) and (..., P) depth in metres. Skew is ignored.
+        (..., P, 2) pixel coordinates (x right, y down) and (..., P) depth in metres.
     """
     xp = torch if isinstance(points, Tensor) else np
     R = world_to_cam[..., :3, :3]
@@ -193,9 +193,10 @@ def project(points: Array, K: Array, world_to_cam: Array, eps: float = 1e-6) -> 
     cam = points @ R.swapaxes(-1, -2) + t[..., None, :]
     z = cam[..., 2]
     uv = cam[..., :2] / z.clip(min=eps)[..., None]
-    fx, fy = K[..., 0, 0], K[..., 1, 1]
+    fx, fy, skew = K[..., 0, 0], K[..., 1, 1], K[..., 0, 1]
     cx, cy = K[..., 0, 2], K[..., 1, 2]
-    u = uv[..., 0] * fx[..., None] + cx[..., None]
+    # (x fx + y skew) + cx: with skew 0 the added term is an exact zero, as before skew was honoured
+    u = (uv[..., 0] * fx[..., None] + uv[..., 1] * skew[..., None]) + cx[..., None]
     v = uv[..., 1] * fy[..., None] + cy[..., None]
     return xp.stack([u, v], -1), z
 
