@@ -51,7 +51,7 @@ from avatar3d.models import load_head_model  # noqa: E402
 from avatar3d.paths import shared_data_dir  # noqa: E402
 from avatar3d.render.backends import mesh_cpu_extension  # noqa: E402
 from avatar3d.render.head import HeadRenderer  # noqa: E402
-from avatar3d.tracking.camera import project_landmarks  # noqa: E402
+from avatar3d.tracking.fitting import project_landmarks  # noqa: E402
 from avatar3d.tracking.fitting import CropCameras, fit_landmarks  # noqa: E402
 from avatar3d.tracking.metrics import jitter, nme  # noqa: E402
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric  # noqa: E402

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from avatar3d.tracking.camera import cv_to_gl_c2w, front_camera, look_at_world_to_cam, project
+from avatar3d.render.camera import cv_to_gl_c2w, project
+from avatar3d.render.camera_builders import front_camera, look_at_world_to_cam
 from avatar3d.tracking.fitting import CropCameras, FitConfig, fit_landmarks
 from avatar3d.models.lbs import batch_rodrigues
 from avatar3d.tracking.landmark_model import LandmarkHead, project_points, projected_landmark_loss

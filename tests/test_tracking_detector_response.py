@@ -69,7 +69,8 @@ def test_landmark_head_uses_the_response_rows(builtin):
 
 def test_projection_jacobian_matches_finite_differences(builtin):
     """The lifting's J_v: pixel motion of a rest-frame landmark displacement, checked through LandmarkHead."""
-    from avatar3d.tracking.camera import front_camera, project
+    from avatar3d.render.camera import project
+    from avatar3d.render.camera_builders import front_camera
 
     J = builtin.num_joints
     pose = np.zeros((J, 3))

@@ -12,8 +12,10 @@ import torch
 from avatar3d._tensor import f32
 from avatar3d.errors import BadInputError
 from avatar3d.models import load_head_model
+from avatar3d.render.camera import project
+from avatar3d.render.camera_builders import front_camera
 from avatar3d.render.head import HeadRenderer, RasterCache, SubmeshPoser, white_sh
-from avatar3d.tracking.camera import front_camera, project, project_landmarks
+from avatar3d.tracking.fitting import project_landmarks
 from avatar3d.tracking.metrics import jitter, nme
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric
 

@@ -80,8 +80,8 @@ def sample_detections(model: HeadModel, num: int, seed: int = 0, batch: int = 20
         (M, 4, 4), ``K`` (3, 3) and ``detections`` (M, 478, 2) pixels (NaN where MediaPipe found no face).
     """
     from ..capture.landmarks import FaceLandmarker
-    from ..synthetic.video import centred_K, phone_focal, render_frames
-    from ..tracking.camera import front_camera
+    from ..render.camera_builders import centred_K, front_camera, phone_focal
+    from ..synthetic.video import render_frames
 
     g = np.random.default_rng(seed)
     K = centred_K(phone_focal(width, height), width, height)

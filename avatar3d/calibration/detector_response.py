@@ -74,8 +74,9 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
         ValueError: the model has no texture or no landmark embedding, or MediaPipe missed a render.
     """
     from ..capture.landmarks import FaceLandmarker
-    from ..synthetic.video import centred_K, phone_focal, render_frames
-    from ..tracking.camera import front_camera, project
+    from ..render.camera import project
+    from ..render.camera_builders import centred_K, front_camera, phone_focal
+    from ..synthetic.video import render_frames
 
     if "albedo" not in model.extras or not model.has_landmarks:
         raise ValueError(f"head model {model.name!r} needs an albedo texture and a landmark embedding to measure the detector's response")

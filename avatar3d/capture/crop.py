@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["interpolate_invalid", "compute_crops", "apply_crop", "to_crop_coords", "crop_intrinsics"]
+__all__ = ["interpolate_invalid", "compute_crops", "apply_crop", "to_crop_coords"]
 
 
 def interpolate_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -100,14 +100,3 @@ def to_crop_coords(points: np.ndarray, boxes: np.ndarray, resolution: int) -> np
     if p.shape[-1] > 2:
         p[..., 2:] *= s[:, None, None]
     return p
-
-
-def crop_intrinsics(K_source: np.ndarray, boxes: np.ndarray, resolution: int) -> np.ndarray:
-    """(N, 3, 3) intrinsics of each crop from the source camera's (3, 3) ``K_source``."""
-    s = resolution / boxes[:, 2].astype(np.float64)
-    K = np.repeat(np.asarray(K_source, np.float64)[None], len(boxes), 0)
-    K[:, 0, 0] *= s
-    K[:, 1, 1] *= s
-    K[:, 0, 2] = (K[:, 0, 2] + 0.5 - boxes[:, 0]) * s - 0.5
-    K[:, 1, 2] = (K[:, 1, 2] + 0.5 - boxes[:, 1]) * s - 0.5
-    return K

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import torch
+
+from ..render.camera import Camera
+from ..render.camera_builders import R_MODEL_TO_CV
 
 __all__ = ["View", "RaycastScene", "frame_view", "project", "render_view", "embedding_points", "face_normals", "uv_to_bary"]
 
@@ -24,7 +28,8 @@ class View:
     """A pinhole camera on +Z looking at ``centre`` after rotating the mesh by yaw then pitch.
 
     The mesh is rotated about ``centre`` (yaw about +Y, pitch about +X, degrees), the camera stays at
-    ``centre + (0, 0, distance)``; pixel (u, v) has its origin top-left, pixel centres at +0.5.
+    ``centre + (0, 0, distance)``; pixel (u, v) has its origin top-left, pixel centres at +0.5 (MediaPipe's
+    normalised coordinates times the image size). :meth:`camera` is the same view as the library's camera.
     """
 
     yaw: float = 0.0
@@ -47,14 +52,21 @@ class View:
         c = np.asarray(self.centre)
         return (pts - c) @ self.rotation().T + np.array([0.0, 0.0, -self.distance])
 
+    def camera(self) -> Camera:
+        """This view as a float64 :class:`~avatar3d.render.camera.Camera` (OpenCV axes, pixel centres at
+        integers: its pixel ``(u, v)`` is this view's ``(u + 0.5, v + 0.5)``)."""
+        R = R_MODEL_TO_CV @ self.rotation()  # the rotated mesh seen by an upright camera on +Z
+        w2c = np.eye(4)
+        w2c[:3, :3] = R
+        w2c[:3, 3] = -R @ np.asarray(self.centre, np.float64) + np.array([0.0, 0.0, self.distance])
+        K = np.array([[self.focal, 0.0, self.width / 2 - 0.5], [0.0, self.focal, self.height / 2 - 0.5], [0.0, 0.0, 1.0]])
+        return Camera(K, w2c, self.width, self.height)
+
     def rays(self, px: np.ndarray) -> np.ndarray:
-        """(N, 2) pixel coordinates -> (N, 6) rays (origin, unit direction) in the world frame."""
-        d = np.stack([(px[:, 0] - self.width / 2) / self.focal, -(px[:, 1] - self.height / 2) / self.focal, -np.ones(len(px))], 1)
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        R = self.rotation()
-        c = np.asarray(self.centre)
-        origin = (np.array([0.0, 0.0, self.distance])) @ R + c  # inverse rotation of the camera centre
-        return np.concatenate([np.broadcast_to(origin, d.shape), d @ R], 1).astype(np.float32)
+        """(N, 2) pixel coordinates (MediaPipe's: pixel centres at +0.5) -> (N, 6) float32 rays (origin, unit
+        direction) in the world frame."""
+        o, d = self.camera().rays_at(np.asarray(px, np.float64) - 0.5)
+        return torch.cat([o, d], 1).numpy().astype(np.float32)
 
 
 def frame_view(vertices: np.ndarray, yaw: float = 0.0, pitch: float = 0.0, size: int = 512, fill: float = 0.85) -> View:
@@ -69,10 +81,8 @@ def frame_view(vertices: np.ndarray, yaw: float = 0.0, pitch: float = 0.0, size:
 
 
 def project(points: np.ndarray, view: View) -> np.ndarray:
-    """(N, 3) world points -> (N, 2) pixel coordinates in ``view``."""
-    pc = view.to_camera(np.asarray(points, dtype=np.float64))
-    z = -pc[:, 2]
-    return np.stack([view.focal * pc[:, 0] / z + view.width / 2, -view.focal * pc[:, 1] / z + view.height / 2], 1)
+    """(N, 3) world points -> (N, 2) pixel coordinates in ``view`` (pixel centres at +0.5, as :meth:`View.rays`)."""
+    return view.camera().project(np.asarray(points, dtype=np.float64))[0].numpy() + 0.5
 
 
 class RaycastScene:

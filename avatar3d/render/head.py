@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues, rigid_transforms
-from .camera import world_to_clip
+from .camera import raster_intrinsics, world_to_clip
 from .mesh import antialias, interpolate, rasterize, texture, triangle_adjacency
 from .shading import SH_C
 
@@ -79,10 +79,7 @@ class HeadRenderer:
             self._incidence = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(3 * F), (Vs, F)).coalesce().to_sparse_csr()
         self.region_idx = model.region(region)[self.vertex_ids]  #: (Vs,) bool, sub-mesh rows in the compared region
         self.region_w = self.region_idx.float()[:, None]  # (Vs,1)
-        Kr = K.clone().float()
-        # K has pixel centres at integers; the rasterizer samples pixel centres at +0.5.
-        Kr[:, 0, 2] += 0.5
-        Kr[:, 1, 2] += 0.5
+        Kr = raster_intrinsics(K.float())
         Kr[:, :2] *= self.r / float(crop)
         self.K = Kr
         self.w2c = world_to_cam.float()

@@ -6,7 +6,6 @@ differentiable w.r.t. vertices, colours and texture.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -15,7 +14,8 @@ import torch
 from torch import Tensor
 
 from ..errors import BadInputError
-from .camera import intrinsics_from_fov, look_at, world_to_clip
+from .camera import world_to_clip
+from .camera_builders import framing, orbit
 from .mesh import antialias, interpolate, rasterize, texture
 from .shading import lambert, sh_irradiance, vertex_normals
 
@@ -32,8 +32,8 @@ def render_mesh(vertices: Tensor, faces: Tensor, K: Tensor, viewmat: Tensor, wid
     Args:
         vertices: (B,V,3) or (V,3) world-space positions (metres).
         faces: (F,3) int triangles, counter-clockwise seen from outside.
-        K: (3,3) or (B,3,3) OpenCV/gsplat intrinsics; viewmat: (4,4) or (B,4,4) world-to-camera
-            (see :mod:`avatar3d.render.camera`).
+        K: (3,3) or (B,3,3) raster intrinsics (pixel centres at +0.5: ``Camera.raster_K``); viewmat: (4,4)
+            or (B,4,4) world-to-camera (see :mod:`avatar3d.render.camera`).
         width, height: image size in pixels.
         colors: (B,V,3) or (V,3) per-vertex albedo in [0,1]; default light grey.
         uvs, uv_faces, texture_image: (T,2) UVs with origin bottom-left (OBJ convention), (F,3)
@@ -95,17 +95,9 @@ def render_mesh(vertices: Tensor, faces: Tensor, K: Tensor, viewmat: Tensor, wid
 
 def framing_camera(vertices: Tensor, width: int, height: int, direction: Sequence[float] = (0.0, 0.0, 1.0),
                    fov_y_deg: float = 25.0, margin: float = 1.15) -> tuple[Tensor, Tensor]:
-    """(K (3,3), viewmat (4,4)) looking at the bounding sphere of ``vertices`` (V,3) from ``direction``, +Y up."""
-    v = vertices.detach().reshape(-1, 3).float().cpu()
-    lo, hi = v.min(0).values, v.max(0).values
-    c = (lo + hi) / 2
-    r = float((v - c).norm(dim=-1).max()) * margin
-    K = intrinsics_from_fov(width, height, fov_y_deg)
-    half = np.deg2rad(fov_y_deg / 2) * min(1.0, width / height)
-    dist = r / np.sin(half)
-    d = torch.as_tensor(direction, dtype=torch.float32)
-    eye = c + d / d.norm() * dist
-    return K, look_at(eye, c)
+    """(raster K (3,3), viewmat (4,4)) for :func:`render_mesh` of :func:`~avatar3d.render.camera_builders.framing`."""
+    cam = framing(vertices, width, height, direction, fov_y_deg, margin)
+    return cam.raster_K, cam.world_to_cam
 
 
 def save_image(img: Tensor, path: Union[str, Path]) -> Path:
@@ -126,15 +118,9 @@ def save_image(img: Tensor, path: Union[str, Path]) -> Path:
 
 def orbit_camera(yaw_deg: float, pitch_deg: float, distance: float, target: Sequence[float], size: int,
                  fov_deg: float = 20.0) -> tuple[Tensor, Tensor]:
-    """(K (3,3), world->cam (4,4)) of a square OpenCV camera on a sphere around ``target`` (metres), looking at it.
-
-    yaw 0 / pitch 0 is in front of the face (+Z); positive yaw moves towards the subject's left (+X),
-    positive pitch looks from above.
-    """
-    y, p = math.radians(yaw_deg), math.radians(pitch_deg)
-    t = np.asarray(target, np.float64)
-    eye = t + distance * np.array([math.sin(y) * math.cos(p), math.sin(p), math.cos(y) * math.cos(p)])
-    return intrinsics_from_fov(size, size, fov_deg), look_at(eye, t)
+    """(raster K (3,3), world->cam (4,4)) for :func:`render_mesh` of :func:`~avatar3d.render.camera_builders.orbit`."""
+    cam = orbit(yaw_deg, pitch_deg, distance, target, size, fov_deg)
+    return cam.raster_K, cam.world_to_cam
 
 
 def to_uint8(img: Tensor) -> np.ndarray:

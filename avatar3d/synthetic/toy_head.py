@@ -13,7 +13,8 @@ import torch
 
 from .._tensor import f32
 from ..models.base import HeadModel, HeadModelData
-from ..tracking.camera import front_camera, project
+from ..render.camera import project
+from ..render.camera_builders import front_camera
 
 __all__ = ["make_toy_head", "toy_sequence"]
 

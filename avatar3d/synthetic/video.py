@@ -23,23 +23,14 @@ import torch
 
 from .._tensor import f32, torch_threads
 from ..models.base import HeadModel
-from ..tracking.camera import front_camera
+from ..render.camera import raster_intrinsics
+from ..render.camera_builders import centred_K, front_camera, phone_focal
 
-__all__ = ["ANIMATED", "render_sequence", "render_frames", "track_ground_truth", "refine_ground_truth", "detector_response", "phone_focal",
-           "centred_K", "directional_sh", "encode_mp4", "Mp4Writer"]
+__all__ = ["ANIMATED", "render_sequence", "render_frames", "track_ground_truth", "refine_ground_truth", "detector_response",
+           "directional_sh", "encode_mp4", "Mp4Writer"]
 
 #: Expressions animated in the synthetic performance (ARKit names; those a model has are used).
 ANIMATED = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "mouthPucker", "eyeBlinkLeft")
-
-
-def phone_focal(width: int, height: int, equivalent_mm: float = 26.0) -> float:
-    """Focal length in pixels of a lens with ``equivalent_mm`` 35 mm-equivalent focal (43.27 mm diagonal)."""
-    return float(equivalent_mm / 43.267 * np.hypot(width, height))
-
-
-def centred_K(focal: float, width: int, height: int) -> np.ndarray:
-    """(3, 3) OpenCV intrinsics with ``focal`` pixels and the principal point at the image centre."""
-    return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
 
 
 def directional_sh(lights: Sequence[tuple[Sequence[float], Sequence[float]]], ambient: Sequence[float]) -> torch.Tensor:
@@ -159,8 +150,7 @@ def render_frames(model: HeadModel, shape: np.ndarray, expr: np.ndarray, pose: n
     bg = torch.as_tensor(_room_background(width, height, g), dtype=torch.float32)
     with torch.no_grad():
         verts = model(f32(shape)[None].expand(n, -1), f32(expr), f32(pose), f32(transl)).vertices
-        Kr = f32(K).clone()
-        Kr[:2, 2] += 0.5  # the renderer's pixel centres are at +0.5
+        Kr = raster_intrinsics(f32(K))
         tex = f32(model.extras["albedo"]) / 255.0
         for i in range(n):
             img, alpha = render_mesh(verts[i], model.faces, Kr, f32(w2c), width, height, uvs=model.uvs, uv_faces=model.uv_faces,
@@ -185,7 +175,7 @@ def detector_response(model: HeadModel, expressions: Sequence[str] = ANIMATED, y
         ``gain``, ``cos``; gain and cos are NaN where a detection failed.
     """
     from ..capture.landmarks import FaceLandmarker
-    from ..tracking.camera import project
+    from ..render.camera import project
 
     g = np.random.default_rng(seed)
     shape = g.standard_normal(model.num_shape) * 0.5

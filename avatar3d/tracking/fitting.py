@@ -34,12 +34,13 @@ from torch import Tensor
 from .._tensor import f32, torch_threads
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues
+from ..render.camera import crop_intrinsics, project
+from ..render.camera_builders import R_MODEL_TO_CV, centred_K, front_camera
 from ..train import RunLog, Stage, run_stage
-from .camera import R_MODEL_TO_CV, front_camera
 from .landmark_model import LandmarkHead, landmark_head, project_points, projected_landmark_loss
 
-__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "MODEL_PRIORS",
-           "LandmarkFitProblem", "fit_stages"]
+__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "project_landmarks",
+           "MODEL_PRIORS", "LandmarkFitProblem", "fit_stages"]
 
 
 @dataclass
@@ -142,10 +143,9 @@ class CropCameras:
         b = np.asarray(boxes, np.float64)
         W, H = source_size
         self.scale = torch.as_tensor(resolution / b[:, 2], dtype=torch.float32)  # (N,) crop px per source px
-        # Source principal point (image centre, pixel-centre convention) mapped into each crop.
-        cx = ((W - 1) / 2 + 0.5 - b[:, 0]) * (resolution / b[:, 2]) - 0.5
-        cy = ((H - 1) / 2 + 0.5 - b[:, 1]) * (resolution / b[:, 2]) - 0.5
-        self.pp = torch.as_tensor(np.stack([cx, cy], 1), dtype=torch.float32)
+        # Source principal point (image centre) mapped into each crop.
+        pp = crop_intrinsics(centred_K(1.0, W, H), b, resolution)[:, :2, 2]
+        self.pp = torch.as_tensor(pp, dtype=torch.float32)
         self.source_size = (int(W), int(H))
         self.default_focal = float(max(W, H))  # ~ a 50 mm-equivalent lens; only the starting point
 
@@ -257,6 +257,25 @@ def fit_landmarks(
         res.timings["focal_search"] = t_focal
         res.timings["total"] += t_focal
         return res
+
+
+def project_landmarks(model, shape: np.ndarray, expression: np.ndarray, pose: np.ndarray, transl: np.ndarray,
+                      K: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:
+    """Pixel positions of a head model's landmarks for per-frame parameters (no gradients).
+
+    The landmarks are those the landmark fit compares with detections (:func:`landmark_head`: MediaPipe's
+    measured view of the model where one ships), so NME figures mean the same before and after a refinement.
+
+    Args:
+        model: a :class:`~avatar3d.models.base.HeadModel`. shape: (S,) shared identity.
+        expression: (N, E). pose: (N, J, 3) axis-angle. transl: (N, 3) metres.
+        K: (N, 3, 3) or (3, 3) pixels. world_to_cam: (N, 4, 4) or (4, 4).
+    Returns:
+        (N, L, 2) float32 pixel coordinates (OpenCV: pixel centres at integers).
+    """
+    with torch.no_grad():
+        pts, _ = landmark_head(model)(f32(shape), f32(expression), f32(pose), f32(transl))
+        return project(pts, f32(K), f32(world_to_cam))[0].numpy()
 
 
 def _rest_landmarks(head: LandmarkHead) -> np.ndarray:

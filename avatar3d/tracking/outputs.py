@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .camera import cv_to_gl_c2w
+from ..render.camera import cv_to_gl_c2w, raster_intrinsics
 from .metrics import jitter, landmark_errors
 
 __all__ = ["write_transforms", "write_metrics", "write_overlay", "render_overlay_frames", "OVERLAY_FILE", "METRICS_FILE"]
@@ -43,6 +43,7 @@ def write_transforms(path: str | Path, K: np.ndarray, world_to_cam: np.ndarray, 
     """
     N = len(names)
     K = np.asarray(K, np.float64).reshape(N, 3, 3)
+    Kr = raster_intrinsics(K)  # NeRF tools put pixel centres at +0.5
     w2c = np.asarray(world_to_cam, np.float64)
     if w2c.ndim == 2:
         w2c = np.repeat(w2c[None], N, 0)
@@ -57,7 +58,7 @@ def write_transforms(path: str | Path, K: np.ndarray, world_to_cam: np.ndarray, 
             "camera_index": 0,
             "transform_matrix": c2w.tolist(),
             "fl_x": float(K[i, 0, 0]), "fl_y": float(K[i, 1, 1]),
-            "cx": float(K[i, 0, 2] + 0.5), "cy": float(K[i, 1, 2] + 0.5),
+            "cx": float(Kr[i, 0, 2]), "cy": float(Kr[i, 1, 2]),
             "w": int(width), "h": int(height),
         }
         if valid is not None:
@@ -139,10 +140,8 @@ def render_overlay_frames(images: np.ndarray, vertices: np.ndarray, faces: np.nd
 
     B, H, W = images.shape[:3]
     h, w = max(8, int(round(H * render_scale))), max(8, int(round(W * render_scale)))
-    Kr = torch.as_tensor(np.asarray(K), dtype=torch.float32).clone()
-    Kr[:, 0, 2] += 0.5  # the renderer puts pixel centres at +0.5
-    Kr[:, 1, 2] += 0.5
-    Kr[:, 0] *= w / W
+    Kr = raster_intrinsics(torch.as_tensor(np.asarray(K), dtype=torch.float32))
+    Kr[:, 0] *= w / W  # raster intrinsics scale by plain multiplication
     Kr[:, 1] *= h / H
     w2c = torch.as_tensor(np.asarray(world_to_cam), dtype=torch.float32)
     with torch.no_grad():

@@ -61,9 +61,9 @@ from torch import Tensor
 from .._tensor import f32, torch_threads
 from ..errors import BadInputError
 from ..models.base import HeadModel
+from ..render.camera import project
 from ..render.head import HeadRenderer, RasterCache, SubmeshPoser, backproject_albedo, white_sh
 from ..train import FrameBatches, Progress, RunLog
-from .camera import project
 from .photometric_losses import face_box, landmark_term, masked_errors, photo_term, second_difference, silhouette_term, texture_tv
 from .photometric_problem import Appearance, FrameChanges, PhotometricTargets
 

@@ -122,15 +122,15 @@ def photometric_inputs(out: Path, cap: CaptureResult, K: np.ndarray, resolution:
     """
     import cv2
 
+    from ..render.camera import scale_intrinsics
+
     r = int(resolution)
     s = r / cap.resolution
     imgs = np.stack([cv2.resize(cv2.imread(str(out / "images" / f"{n}.png"))[..., ::-1], (r, r), interpolation=cv2.INTER_AREA)
                      for n in cap.names])
     masks = np.stack([cv2.resize(cv2.imread(str(out / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE), (r, r), interpolation=cv2.INTER_AREA)
                       for n in cap.names])
-    K = np.array(K, copy=True)
-    K[:, :2] *= s
-    K[:, :2, 2] += 0.5 * s - 0.5  # pixel-centre convention under scaling
+    K = scale_intrinsics(K, s)
     lm = cap.landmarks[..., :2] * s + 0.5 * s - 0.5
     return imgs, masks, K, lm
 
@@ -139,7 +139,7 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Pat
     """Refine ``seq`` photometrically; saves params (with lighting) and ``albedo.png``."""
     import cv2
 
-    from .camera import project_landmarks
+    from .fitting import project_landmarks
     from .photometric import PhotometricConfig, refine_photometric
 
     cfg = PhotometricConfig()

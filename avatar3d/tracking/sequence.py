@@ -40,7 +40,7 @@ class TrackedSequence:
     expression: np.ndarray  #: (N, E)
     pose: np.ndarray  #: (N, J, 3) axis-angle per joint (model.joint_names order); [:, 0] is head rotation
     transl: np.ndarray  #: (N, 3) metres
-    K: np.ndarray  #: (N, 3, 3) intrinsics in crop pixels
+    K: np.ndarray  #: (N, 3, 3) intrinsics in crop pixels, pixel centres at integers (the library's convention: no conversion)
     world_to_cam: np.ndarray  #: (N, 4, 4) OpenCV extrinsics
     width: int
     height: int

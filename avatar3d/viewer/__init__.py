@@ -10,6 +10,6 @@
 """
 
 from .params import HeadParams, apply_settings, parse_settings, slider_specs
-from .scene import DISPLAY_MODES, Lighting, frontal_camera, project
+from .scene import DISPLAY_MODES, Lighting, project
 
-__all__ = ["HeadParams", "apply_settings", "parse_settings", "slider_specs", "Lighting", "DISPLAY_MODES", "frontal_camera", "project"]
+__all__ = ["HeadParams", "apply_settings", "parse_settings", "slider_specs", "Lighting", "DISPLAY_MODES", "project"]

@@ -36,7 +36,8 @@ from .envmaps import ENVIRONMENTS
 from .headless import check_offscreen_support
 from .mesh import HeadMesh
 from .params import GROUPS, HeadParams, get_value, load_param_file, set_value, slider_specs
-from .scene import DISPLAY_MODES, HeadScene, open3d_intrinsics
+from ..render.camera import raster_intrinsics
+from .scene import DISPLAY_MODES, HeadScene
 from .shot import ViewOptions, initial_params, rest_camera
 from .source import ViewerSource
 
@@ -405,7 +406,7 @@ class ViewerApp:
         else:
             w, h = 640, 640
             K, w2c = rest_camera(self.mesh, self.params, w, h)
-        sw.setup_camera(open3d_intrinsics(K), w2c, w, h, bbox)
+        sw.setup_camera(raster_intrinsics(np.asarray(K, np.float64)), w2c, w, h, bbox)  # Open3D: pixel centres at +0.5
         sw.center_of_rotation = bbox.get_center()
         self._scene_changed()
 

@@ -20,7 +20,9 @@ import numpy as np
 from ..errors import Avatar3DError
 from .mesh import HeadMesh
 from .params import HeadParams
-from .scene import HeadScene, Lighting, frontal_camera, open3d_intrinsics
+from ..render.camera import raster_intrinsics
+from ..render.camera_builders import frontal
+from .scene import HeadScene, Lighting
 
 __all__ = ["check_offscreen_support", "HeadlessRenderer"]
 
@@ -105,9 +107,11 @@ class HeadlessRenderer:
             verts = self.head.vertices
             if verts is None:
                 raise RuntimeError("set the head parameters before the camera")
-            K, world_to_cam = frontal_camera(verts, self.width, self.height)
+            cam = frontal(verts, self.width, self.height)
+            K, world_to_cam = cam.K.numpy(), cam.world_to_cam.numpy()
         self.K, self.world_to_cam = np.asarray(K, np.float64), np.asarray(world_to_cam, np.float64)
-        self.renderer.setup_camera(open3d_intrinsics(self.K), self.world_to_cam, self.width, self.height)
+        # Open3D samples pixel centres at +0.5 (measured: renders were shifted half a pixel up-left otherwise).
+        self.renderer.setup_camera(raster_intrinsics(self.K), self.world_to_cam, self.width, self.height)
 
     def render(self, params: Optional[HeadParams] = None, lighting: Optional[Lighting] = None, mode: Optional[str] = None) -> np.ndarray:
         """(H, W, 3) uint8 image; arguments left None keep their previous state."""

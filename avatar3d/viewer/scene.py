@@ -14,12 +14,13 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..render.camera import project as project_points
 from .envmaps import ENVIRONMENTS, bake_environment, irradiance_sh
 from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, display_curve, front_facing, srgb_decode, srgb_encode
 from .mesh import HeadMesh
 from .params import HeadParams
 
-__all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "frontal_camera", "project", "open3d_intrinsics", "SKIN_COLOR"]
+__all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "project", "SKIN_COLOR"]
 
 DISPLAY_MODES = ("shaded", "albedo", "normals")
 SKIN_COLOR = (0.78, 0.6, 0.5)  # base colour when the model has no albedo texture (linear-ish sRGB)
@@ -49,37 +50,9 @@ class Lighting:
         return (-towards_light).astype(np.float32)
 
 
-def frontal_camera(verts: np.ndarray, width: int, height: int, fov_deg: float = 25.0, margin: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
-    """A camera on +Z looking at the head: ``K`` (3, 3) and OpenCV ``world_to_cam`` (4, 4)."""
-    lo, hi = verts.min(0), verts.max(0)
-    c = (lo + hi) / 2
-    half = margin * max((hi[1] - lo[1]) / 2, (hi[0] - lo[0]) / 2 * height / width)
-    f = (height / 2) / np.tan(np.deg2rad(fov_deg) / 2)
-    dist = half / np.tan(np.deg2rad(fov_deg) / 2) + (hi[2] - lo[2]) / 2
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], np.float64)
-    R = np.diag([1.0, -1.0, -1.0])  # camera x = +X, y = -Y (down), z = -Z (looking at the face)
-    eye = c + np.array([0.0, 0.0, dist])
-    w2c = np.eye(4)
-    w2c[:3, :3] = R
-    w2c[:3, 3] = -R @ eye
-    return K, w2c
-
-
 def project(points: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:
-    """(N, 2) pixel coordinates (x right, y down) of (N, 3) world points."""
-    pc = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
-    uv = pc @ K.T
-    return uv[:, :2] / uv[:, 2:3]
-
-
-def open3d_intrinsics(K: np.ndarray) -> np.ndarray:
-    """``K`` as Open3D's ``setup_camera`` wants it. OpenCV puts pixel (0, 0)'s centre at 0; Open3D's
-    projection puts it at 0.5 (measured: renders were shifted half a pixel up-left against an
-    OpenCV rasterisation), so the principal point moves by +0.5."""
-    K = np.array(K, np.float64)
-    K[0, 2] += 0.5
-    K[1, 2] += 0.5
-    return K
+    """(N, 2) pixel coordinates (x right, y down, pixel centres at integers) of (N, 3) world points."""
+    return project_points(np.asarray(points, np.float64), np.asarray(K, np.float64), np.asarray(world_to_cam, np.float64))[0]
 
 
 class HeadScene:

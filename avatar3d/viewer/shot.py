@@ -12,7 +12,8 @@ from ..errors import BadInputError
 from .headless import HeadlessRenderer
 from .mesh import HeadMesh
 from .params import HeadParams, apply_settings, load_param_file
-from .scene import Lighting, frontal_camera
+from ..render.camera_builders import frontal
+from .scene import Lighting
 from .source import ViewerSource
 
 __all__ = ["ViewOptions", "render_view", "save_image", "rest_camera", "initial_params"]
@@ -55,7 +56,8 @@ def rest_camera(mesh: HeadMesh, params: HeadParams, width: int, height: int) -> 
     rest = HeadParams.neutral(mesh.model)
     rest.shape[:] = params.shape
     verts, _, _ = mesh.pose(rest)
-    return frontal_camera(verts, width, height)
+    cam = frontal(verts, width, height)
+    return cam.K.numpy(), cam.world_to_cam.numpy()
 
 
 def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[HeadlessRenderer] = None) -> tuple[np.ndarray, HeadlessRenderer]:

@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ...render.preview import orbit_camera, render_mesh, to_uint8
+from ...render.camera_builders import orbit
+from ...render.preview import render_mesh, to_uint8
 
 __all__ = ["render", "project"]
 
@@ -45,7 +46,7 @@ def render(
         uvs/uv_faces/texture: optional (T, 2) UVs (origin bottom-left), (F, 3), (H, W, 3) uint8 albedo.
         vertex_colors: optional (V, 3) float colours in [0, 1] used when no texture is given.
     """
-    K, w2c = orbit_camera(yaw_deg, pitch_deg, distance, target, size, fov_deg)
+    cam = orbit(yaw_deg, pitch_deg, distance, target, size, fov_deg)
     v = torch.as_tensor(np.asarray(vertices), dtype=torch.float32)
     f = torch.as_tensor(np.asarray(faces, np.int64))
     kw = {}
@@ -56,7 +57,7 @@ def render(
         kw = dict(colors=torch.as_tensor(np.asarray(vertex_colors), dtype=torch.float32))
     bg = [c / 255.0 for c in background]
     with torch.no_grad():
-        img = render_mesh(v, f, K, w2c, size, size, light_dir=KEY_LIGHT, ambient=0.3, background=bg, **kw)
+        img = render_mesh(v, f, cam.raster_K, cam.world_to_cam, size, size, light_dir=KEY_LIGHT, ambient=0.3, background=bg, **kw)
     return to_uint8(img)
 
 
@@ -70,9 +71,6 @@ def project(
     distance: float = 0.75,
     target: Sequence[float] = (0.0, -0.02, 0.01),
 ) -> np.ndarray:
-    """(N, 2) pixel coordinates (x right, y down) of (N, 3) points in a :func:`render` image with the same camera."""
-    K, w2c = orbit_camera(yaw_deg, pitch_deg, distance, target, size, fov_deg)
-    K, w2c = K.double().numpy(), w2c.double().numpy()
-    p = np.asarray(points, np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
-    uv = p @ K.T
-    return uv[:, :2] / uv[:, 2:3]
+    """(N, 2) pixel coordinates (x right, y down, pixel centres at integers) of (N, 3) points in a :func:`render`
+    image with the same camera."""
+    return orbit(yaw_deg, pitch_deg, distance, target, size, fov_deg).to(torch.float64).project(np.asarray(points, np.float64))[0].numpy()
