@@ -23,7 +23,7 @@ from avatar3d.export import export, export_files
 from avatar3d.export.gltf import arkit_target_names
 from avatar3d.export.mesh import axis_angle_to_quat, quat_to_matrix, split_seams, top4_weights
 from avatar3d.models import HeadModel, HeadModelData
-from avatar3d.tracking.sequence import TrackedSequence
+from avatar3d.data.sequence import TrackedSequence
 from gltf_validator import assert_valid
 
 torch.set_num_threads(1)

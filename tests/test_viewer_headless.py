@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from avatar3d.errors import Avatar3DError
-from avatar3d.tracking.sequence import TrackedSequence
+from avatar3d.data.sequence import TrackedSequence
 from avatar3d.viewer import envmaps
 from avatar3d.viewer.headless import HeadlessRenderer, check_offscreen_support
 from avatar3d.viewer.mesh import HeadMesh

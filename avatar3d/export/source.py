@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import BadInputError, MissingFileError
 from ..models import MODEL_NAMES, HeadModel, load_head_model
-from ..tracking.sequence import PARAMS_FILE, TrackedSequence
+from ..data.sequence import PARAMS_FILE, TrackedSequence
 
 __all__ = ["ExportSource", "resolve_source", "load_texture"]
 

@@ -27,7 +27,7 @@ from .._tensor import f32
 from ..capture.stage import CaptureResult, run_capture
 from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
-from .sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
+from ..data.sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
 
 __all__ = ["TrackOptions", "track"]
 

@@ -237,7 +237,7 @@ def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: 
     from ..models import load_head_model
     from .metrics import compare_to_ground_truth
     from .pipeline import TrackOptions, track
-    from .sequence import TrackedSequence
+    from ..data.sequence import TrackedSequence
 
     out = Path(out_dir)
     m = load_head_model(model)

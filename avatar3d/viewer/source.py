@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import BadInputError
-from ..tracking.sequence import PARAMS_FILE, TrackedSequence
+from ..data.sequence import PARAMS_FILE, TrackedSequence
 from .params import HeadParams
 
 __all__ = ["ViewerSource", "open_source"]
