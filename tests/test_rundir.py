@@ -280,3 +280,12 @@ def test_rerun_with_fewer_frames_and_no_overlay_leaves_no_stale_files(videos_dir
     recorded = {f for s in m["stages"].values() for f in s["files"]} | {".lock", MANIFEST_FILE}
     present = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert present == recorded
+
+
+def test_an_early_error_leaves_no_output_folder(tmp_path):
+    r = cli("track", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "new" / "run"))
+    assert r.returncode == 2 and "not found" in r.stderr
+    assert not (tmp_path / "new" / "run").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made stays, whatever happens
+    assert cli("track", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "kept")).returncode == 2
+    assert (tmp_path / "kept").is_dir()

@@ -63,6 +63,7 @@ class RunDirectory:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock_fd: Optional[int] = None
+        self._created = False  #: :meth:`lock` made the directory (removed again if the run fails before writing)
 
     # ------------------------------------------------------------------ lock
     def lock(self) -> "RunDirectory":
@@ -71,23 +72,36 @@ class RunDirectory:
 
         if self.path.exists() and not self.path.is_dir():
             raise Avatar3DError(f"{self.path} is a file; the output must be a directory")
+        self._created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         lock = self.path / LOCK_FILE
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode("utf-8", "replace")
-            os.close(fd)
-            raise RunDirectoryBusyError(f"{self.path} is in use by another avatar3d run ({self._describe(holder)}); "
-                                        f"wait for it to finish or choose another output directory") from None
-        except BaseException:
-            os.close(fd)
-            raise
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 4096).decode("utf-8", "replace")
+                os.close(fd)
+                raise RunDirectoryBusyError(f"{self.path} is in use by another avatar3d run ({self._describe(holder)}); "
+                                            f"wait for it to finish or choose another output directory") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if self._is_current(fd, lock):
+                break
+            os.close(fd)  # the previous owner removed this lock file (and maybe the folder) as we opened it: again
+            self.path.mkdir(parents=True, exist_ok=True)
         os.ftruncate(fd, 0)  # who holds it, for the message a second run prints
         os.write(fd, json.dumps({"pid": os.getpid(), "command": _command_line()}).encode())
         self._lock_fd = fd
         return self
+
+    @staticmethod
+    def _is_current(fd: int, lock: Path) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            return False
 
     @staticmethod
     def _describe(holder: str) -> str:
@@ -110,8 +124,19 @@ class RunDirectory:
     def __enter__(self) -> "RunDirectory":
         return self.lock()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self._created:
+            self._remove_if_empty()
         self.unlock()
+
+    def _remove_if_empty(self) -> None:
+        """Undo :meth:`lock`'s folder when the run failed before writing anything (e.g. a missing input file)."""
+        try:
+            if {p.name for p in self.path.iterdir()} == {LOCK_FILE}:
+                (self.path / LOCK_FILE).unlink()  # still locked: a run that opened it retries on a new file
+                self.path.rmdir()
+        except OSError:
+            pass
 
     # ------------------------------------------------------------------ manifest
     @property
