@@ -20,7 +20,7 @@ from avatar3d.export import export_files
 
 def synthetic_clip(model, seconds: float = 3.0, fps: float = 30.0):
     """A TrackedSequence with a mouth opening and closing, a blink and a slow head turn (for trying engines)."""
-    from avatar3d.tracking.sequence import TrackedSequence
+    from avatar3d.data.sequence import TrackedSequence
 
     n = int(seconds * fps)
     t = np.arange(n) / fps

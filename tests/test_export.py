@@ -156,7 +156,7 @@ def test_cli_bad_input_is_one_sentence(tmp_path):
 
 
 def test_atomic_write_rolls_back_when_a_later_file_fails(tmp_path, monkeypatch):
-    from avatar3d.export.atomic import write_all
+    from avatar3d.data.atomic import write_all
 
     (tmp_path / "a.txt").write_text("old")
 
@@ -175,7 +175,7 @@ def test_atomic_write_rolls_back_when_a_later_file_fails(tmp_path, monkeypatch):
             raise PermissionError("denied")
         return real_replace(src, dst)
 
-    import avatar3d.export.atomic as atomic
+    import avatar3d.data.atomic as atomic
 
     monkeypatch.setattr(atomic.os, "replace", flaky_replace)
     with pytest.raises(PermissionError):

@@ -262,7 +262,7 @@ def test_ict_refinement_beats_landmark_only_on_real_video(videos_dir, ict_archiv
 def test_track_command_with_photometric_writes_refined_outputs(videos_dir, tmp_path):
     """`avatar3d track --photometric` end to end: refined params with lighting, albedo, metrics."""
     from avatar3d.tracking.pipeline import TrackOptions, track
-    from avatar3d.tracking.sequence import TrackedSequence
+    from avatar3d.data.sequence import TrackedSequence
 
     out = tmp_path / "trk"
     s = track(videos_dir / "d3.mp4", out, TrackOptions(model="builtin", max_frames=8, overlay=False, photometric=True, progress=False))

@@ -18,7 +18,7 @@ from avatar3d.capture.stage import run_capture
 from avatar3d.tracking.fitting import CropCameras, fit_landmarks
 from avatar3d.tracking.metrics import jitter, nme
 from avatar3d.tracking.pipeline import TrackOptions, track
-from avatar3d.tracking.sequence import TrackedSequence
+from avatar3d.data.sequence import TrackedSequence
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_builtin_landmark_fit_accuracy(builtin, videos_dir):
 def test_cli_sparse_expressions_refits_with_fewer_active_shapes(videos_dir, tmp_path, builtin):
     """`--sparse-expressions` (for retargeting ARKit curves): fewer active coefficients, a resumed run with the
     other setting refits instead of reusing params.npz, and the landmark error stays within the target."""
-    from avatar3d.tracking.sequence import TrackedSequence
+    from avatar3d.data.sequence import TrackedSequence
 
     out = tmp_path / "t"
     base = ("track", str(videos_dir / "d3.mp4"), "--out", str(out), "--max-frames", "40", "--no-overlay", "--quiet")

@@ -8,7 +8,12 @@ Two streaming passes over the source (memory stays flat with video length):
 
 Frames where no face is found are flagged (``valid = False``) and their landmarks interpolated
 from neighbouring frames, never dropped. The result is cached in ``DIR/capture.npz`` so later
-stages (or a resumed run) can skip this work.
+stages (or a resumed run) can skip this work. With an output directory the stage is recorded in its
+manifest (:class:`~avatar3d.data.rundir.RunDirectory`): a redone capture first removes the crops and
+masks of the previous one, so a rerun with fewer frames leaves none behind.
+
+A video that ends before the frame count its header announces (a file cut off part-way) is captured up
+to the cut; :attr:`CaptureResult.frames_expected` keeps the announced count so the caller can say so.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..data.atomic import atomic_path
+from ..data.rundir import RunDirectory
 from ..errors import BadInputError
 from .crop import apply_crop, compute_crops, interpolate_invalid, to_crop_coords
 from .landmarks import NUM_LANDMARKS, FaceLandmarker
@@ -45,21 +52,36 @@ class CaptureResult:
     num_faces: np.ndarray  #: (N,) faces MediaPipe saw in each frame
     source: str = ""
     timings: dict = field(default_factory=dict)  #: stage -> seconds
+    #: frames the source announced (header count after --fps/--max-frames); more than ``num_frames`` when cut off
+    frames_expected: int = 0
+
+    def __post_init__(self) -> None:
+        self.frames_expected = max(int(self.frames_expected), self.num_frames)
 
     @property
     def num_frames(self) -> int:
         return len(self.valid)
 
+    @property
+    def ended_early(self) -> bool:
+        """The source held fewer frames than it announced (e.g. a video cut off part-way)."""
+        return self.frames_expected > self.num_frames
+
+    def shortfall_message(self) -> Optional[str]:
+        """One sentence saying that the source ended early, with the frames expected and found (None if not)."""
+        if not self.ended_early:
+            return None
+        return (f"{self.source} ended after {self.num_frames} of the {self.frames_expected} frames it announces (the file is cut off); "
+                f"tracked the {self.num_frames} frames it holds")
+
     def save(self, path: str | Path) -> None:
         import json
 
         meta = dict(source_size=list(self.source_size), resolution=self.resolution, fps=self.fps, names=self.names,
-                    source=self.source, timings=self.timings)
-        p = Path(path)
-        tmp = p.with_name(p.name + ".tmp.npz")
-        np.savez(tmp, landmarks=self.landmarks.astype(np.float32), valid=self.valid, boxes=self.boxes,
-                 times=self.times, num_faces=self.num_faces, meta=np.array(json.dumps(meta)))
-        tmp.replace(p)
+                    source=self.source, timings=self.timings, frames_expected=self.frames_expected)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, landmarks=self.landmarks.astype(np.float32), valid=self.valid, boxes=self.boxes,
+                     times=self.times, num_faces=self.num_faces, meta=np.array(json.dumps(meta)))
 
     @classmethod
     def load(cls, path: str | Path) -> "CaptureResult":
@@ -69,7 +91,8 @@ class CaptureResult:
         meta = json.loads(str(z["meta"]))
         return cls(landmarks=z["landmarks"], valid=z["valid"].astype(bool), boxes=z["boxes"], times=z["times"],
                    num_faces=z["num_faces"], source_size=tuple(meta["source_size"]), resolution=int(meta["resolution"]),
-                   fps=float(meta["fps"]), names=list(meta["names"]), source=meta.get("source", ""), timings=meta.get("timings", {}))
+                   fps=float(meta["fps"]), names=list(meta["names"]), source=meta.get("source", ""), timings=meta.get("timings", {}),
+                   frames_expected=int(meta.get("frames_expected", 0)))
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -108,6 +131,7 @@ def run_capture(
     write_images: bool = True,
     progress: bool = True,
     resume: bool = True,
+    run: Optional[RunDirectory] = None,
 ) -> CaptureResult:
     """Run the capture stage (see module docstring) and return its :class:`CaptureResult`.
 
@@ -117,6 +141,8 @@ def run_capture(
         resolution: crop side in pixels.
         write_images: False skips pass 2 (crops and masks), e.g. for landmark-only benchmarks.
         resume: reuse ``out_dir/capture.npz`` when it matches this source and resolution.
+        run: the (locked) run directory of ``out_dir``, whose manifest records the stage (default: one
+            opened on ``out_dir`` without a lock).
     Raises:
         BadInputError: no face in any frame, or an unusable source.
     """
@@ -128,11 +154,15 @@ def run_capture(
     if resume and cache is not None and cache.is_file():
         try:
             prev = CaptureResult.load(cache)
-            if prev.source == str(src.path) and prev.resolution == resolution and prev.num_frames == len(src) and \
+            if prev.source == str(src.path) and prev.resolution == resolution and len(src) in (prev.num_frames, prev.frames_expected) and \
                     (not write_images or (out / "masks" / f"{prev.names[-1]}.png").is_file()):
                 return prev
         except Exception:
             pass  # stale or partial cache: recompute
+    if out is not None:
+        run = run or RunDirectory(out)
+        settings = dict(source=str(src.path), resolution=resolution, fps=fps, max_frames=max_frames, write_images=write_images)
+        run.replace_stage("capture", dirs=("images", "masks") if write_images else (), settings=settings)
     timings: dict = {}
     t0 = time.perf_counter()
     lmk_src, valid, nfaces, names, times = detect_landmarks(src, progress)
@@ -144,7 +174,8 @@ def run_capture(
     lmk_src = interpolate_invalid(lmk_src, valid).astype(np.float32)
     lmk = to_crop_coords(lmk_src, boxes, resolution).astype(np.float32)
     res = CaptureResult(landmarks=lmk, valid=valid, boxes=boxes, source_size=(src.info.width, src.info.height), resolution=resolution,
-                        fps=src.info.fps, names=names, times=times, num_faces=nfaces, source=str(src.path), timings=timings)
+                        fps=src.info.fps, names=names, times=times, num_faces=nfaces, source=str(src.path), timings=timings,
+                        frames_expected=src.expected_frames(N))
     if out is not None and write_images:
         t1 = time.perf_counter()
         write_crops(src, res, out, progress)
@@ -152,6 +183,8 @@ def run_capture(
     if cache is not None:
         out.mkdir(parents=True, exist_ok=True)
         res.save(cache)
+        crops = [f"{d}/{n}.png" for n in names for d in ("images", "masks")] if write_images else []
+        run.record_stage("capture", [CAPTURE_FILE, *crops])
     return res
 
 

@@ -43,6 +43,8 @@ class SourceInfo:
     fps: float  #: output frame rate (source rate, or the requested --fps)
     num_frames: int  #: frames the source will yield (estimate for videos without a frame count)
     rotation: int  #: counter-clockwise degrees applied to make frames upright (0, 90, 180, 270)
+    #: ``num_frames`` is the header's count (not estimated from the duration or the --fps subsampling)
+    count_exact: bool = True
 
 
 def upright(image: np.ndarray, rotation_ccw: float) -> np.ndarray:
@@ -144,10 +146,21 @@ class FrameSource:
         n = max(1, n_src)
         if self.fps_request and self.fps_request < rate:
             n = max(1, int(math.ceil(n_src * self.fps_request / rate)))
+        exact = stream.frames > 0 and not (self.fps_request and self.fps_request < rate)
         if self.max_frames is not None:
+            exact = exact or n > self.max_frames + 1  # a cap well below the (estimated) count is reached exactly
             n = min(n, self.max_frames)
         self._src_rate = rate
-        return SourceInfo(self.path, "video", w, h, fps, n, rot)
+        return SourceInfo(self.path, "video", w, h, fps, n, rot, exact)
+
+    def expected_frames(self, found: int) -> int:
+        """The frame count this source announced, given that iterating it yielded ``found`` frames.
+
+        ``found`` itself when they agree or differ by one frame on an estimated count (a duration
+        rounding, not a cut-off file); otherwise :attr:`SourceInfo.num_frames`.
+        """
+        n = self.info.num_frames
+        return n if found < n - (0 if self.info.count_exact else 1) else found
 
     def __len__(self) -> int:
         return self.info.num_frames

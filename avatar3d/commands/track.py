@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def run(args: argparse.Namespace) -> int:
@@ -12,6 +13,8 @@ def run(args: argparse.Namespace) -> int:
                         overlay=not args.no_overlay, photometric=args.photometric, resume=not args.restart, progress=not args.quiet,
                         sparse_expressions=args.sparse_expressions)
     s = track(args.input, args.out, opts)
+    for w in s.get("warnings", []):  # e.g. a video cut off part-way: tracked, but the user should know
+        print(f"avatar3d track: warning: {w}", file=sys.stderr)
     print(f"tracked {s['frames']} frames ({s['failures']} without a face, interpolated) with {s['model']}: "
           f"landmark NME {s['nme_mean'] * 100:.2f}% of inter-ocular distance ({s['error_px_mean']:.2f} px), "
           f"jitter {s['jitter_fitted_px']:.2f} px/frame² (detections {s['jitter_detected_px']:.2f}); wrote {args.out}")

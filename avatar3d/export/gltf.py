@@ -31,7 +31,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .atomic import png_bytes, write_all
+from ..data.atomic import png_bytes, write_all
 from .gltf_doc import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
 from .mesh import axis_angle_to_quat, continuous_quats, quat_to_matrix, split_seams, top4_weights, vertex_normals, vertex_tangents
 from .source import ExportSource

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .atomic import png_bytes, write_all
+from ..data.atomic import png_bytes, write_all
 from .gltf import NEUTRAL_SKIN
 from .mesh import vertex_normals
 from .source import ExportSource

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import BadInputError, MissingFileError
 from ..models import MODEL_NAMES, HeadModel, load_head_model
-from ..tracking.sequence import PARAMS_FILE, TrackedSequence
+from ..data.sequence import TrackedSequence
+from ..data.source import resolve_head_source
 
 __all__ = ["ExportSource", "resolve_source", "load_texture"]
 
@@ -94,11 +95,6 @@ def load_texture(path: str | Path) -> np.ndarray:
         raise BadInputError(f"{p} is not a readable image ({type(e).__name__}: {e})") from None
 
 
-def _is_model_spec(source: str) -> bool:
-    name = source.partition("=")[0].strip().lower()
-    return name in MODEL_NAMES
-
-
 def resolve_source(
     source: str | Path | HeadModel | TrackedSequence,
     *,
@@ -125,20 +121,11 @@ def resolve_source(
     elif isinstance(source, HeadModel):
         hm, name = source, source.name
     else:
-        s = str(source)
-        p = Path(s)
-        if p.is_dir():
-            if not (p / PARAMS_FILE).is_file():
-                raise BadInputError(f"{p} is not a tracking or avatar output directory (no {PARAMS_FILE}); "
-                                    f"create one with 'avatar3d track VIDEO --out {p}'")
-            seq, name = TrackedSequence.load(p), p.resolve().name
-        elif _is_model_spec(s):
-            hm, name = load_head_model(s), s.partition("=")[0].strip().lower()
-        elif p.exists():
-            raise BadInputError(f"{p} is a file; SOURCE must be a head model (builtin, ict, ict=PATH, flame=PATH) or a tracking output directory")
+        src = resolve_head_source(source, known_models=MODEL_NAMES, what="export source")
+        if src.is_sequence:
+            seq, name = src.sequence, src.directory.resolve().name
         else:
-            raise BadInputError(f"unknown export source {s!r}: expected a head model (builtin, ict, ict=PATH, flame=PATH) "
-                                f"or an existing tracking output directory")
+            hm, name = load_head_model(src.model_spec), src.model_spec.partition("=")[0].strip().lower()
     if seq is not None:
         if isinstance(model, HeadModel):
             hm = model

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from ..errors import BadInputError
 
-__all__ = ["Camera", "projection_matrix", "full_projection", "world_to_clip", "look_at", "intrinsics_from_fov", "project",
+__all__ = ["Camera", "scale_pixels", "projection_matrix", "full_projection", "world_to_clip", "look_at", "intrinsics_from_fov", "project",
            "raster_intrinsics", "opencv_intrinsics", "crop_intrinsics", "scale_intrinsics", "cv_to_gl_c2w"]
 
 Array = Union[np.ndarray, Tensor]
@@ -175,6 +175,11 @@ def scale_intrinsics(K: Array, sx: float, sy: Optional[float] = None) -> Array:
     K[..., 0, 2] += 0.5 * sx - 0.5
     K[..., 1, 2] += 0.5 * sy - 0.5
     return K
+
+
+def scale_pixels(points: Array, s: float) -> Array:
+    """Pixel coordinates (..., 2) (centres at integers) of the same points in an image resampled by ``s``."""
+    return points * s + 0.5 * s - 0.5
 
 
 # ----------------------------------------------------------------------------- points and poses

@@ -225,9 +225,9 @@ def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: 
         (the loaded head model).
     """
     from ..models import load_head_model
+    from ..data.sequence import TrackedSequence
     from ..tracking.metrics import compare_to_ground_truth
     from ..tracking.pipeline import TrackOptions, track
-    from ..tracking.sequence import TrackedSequence
 
     out = Path(out_dir)
     m = load_head_model(model)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from ..data.atomic import atomic_path, write_text
 from ..render.camera import cv_to_gl_c2w, raster_intrinsics
 from .metrics import jitter, landmark_errors
 
@@ -83,9 +83,7 @@ def write_transforms(path: str | Path, K: np.ndarray, world_to_cam: np.ndarray, 
         "camera_indices": [0],
         "frames": frames,
     }
-    p = Path(path)
-    p.write_text(json.dumps(data, indent=1))
-    return p
+    return write_text(path, json.dumps(data, indent=1))
 
 
 def write_metrics(path: str | Path, fitted: np.ndarray, detected: np.ndarray, valid: np.ndarray, names: Sequence[str],
@@ -115,7 +113,7 @@ def write_metrics(path: str | Path, fitted: np.ndarray, detected: np.ndarray, va
     }
     if extra:
         summary.update(extra)
-    Path(path).write_text(json.dumps({"summary": summary, "per_frame": per}, indent=1))
+    write_text(path, json.dumps({"summary": summary, "per_frame": per}, indent=1))
     return summary
 
 
@@ -170,17 +168,20 @@ def render_overlay_frames(images: np.ndarray, vertices: np.ndarray, faces: np.nd
 def write_overlay(path: str | Path, frames_iter, fps: float, width: int, height: int, total: Optional[int] = None,
                   progress: bool = True) -> Path:
     """Encode RGB uint8 (H, W, 3) frames from ``frames_iter`` into an H.264 mp4 (yuv420p, plays everywhere)."""
+    with atomic_path(path) as tmp:  # a unique temporary name: concurrent or crashed runs never share one
+        _encode(tmp, frames_iter, fps, width, height, total, progress)
+    return Path(path)
+
+
+def _encode(path: Path, frames_iter, fps: float, width: int, height: int, total: Optional[int], progress: bool) -> None:
     import av
     from tqdm import tqdm
 
-    p = Path(path)
-    tmp = p.with_name(p.stem + ".tmp" + p.suffix)
-    c = av.open(str(tmp), "w")
+    c = av.open(str(path), "w")
     rate = max(1, int(round(fps)))
     s = c.add_stream("libx264", rate=rate)
     s.width, s.height, s.pix_fmt = width - width % 2, height - height % 2, "yuv420p"
     s.options = {"crf": "20", "preset": "veryfast"}
-    t0 = time.perf_counter()
     with tqdm(total=total, desc="overlay", unit="frame", disable=not progress, leave=False, dynamic_ncols=True) as bar:
         for fr in frames_iter:
             fr = np.ascontiguousarray(fr[: s.height, : s.width])
@@ -190,6 +191,3 @@ def write_overlay(path: str | Path, frames_iter, fps: float, width: int, height:
     for pkt in s.encode():
         c.mux(pkt)
     c.close()
-    tmp.replace(p)
-    _ = time.perf_counter() - t0
-    return p

@@ -11,6 +11,11 @@ Stages and their checkpoints in the output directory ``DIR``:
 
 A stage whose checkpoint exists and matches (same source, model and frame count) is skipped when
 ``resume`` is on, so an interrupted run picks up where it stopped.
+
+The output directory is a :class:`~avatar3d.data.rundir.RunDirectory`: locked for the run (a second
+``track`` into it stops with one sentence), and each stage records its files in ``manifest.json`` and
+removes those of its previous run when it is redone (stages ``capture``, ``fit``, ``photometric``,
+``outputs``), so no file of an earlier run is left beside the new one.
 """
 
 from __future__ import annotations
@@ -25,14 +30,21 @@ import numpy as np
 
 from .._tensor import f32
 from ..capture.stage import CaptureResult, run_capture
+from ..data.atomic import atomic_path, write_text
+from ..data.frames import TrackedFrames
+from ..data.rundir import RunDirectory
+from ..data.sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
+from ..render.camera import scale_intrinsics, scale_pixels
 from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
-from .sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
 
 __all__ = ["TrackOptions", "track"]
 
 #: the landmark fit's settings (:class:`FitConfig` as JSON): a resumed run reuses ``params.npz`` only if they match
 FIT_SETTINGS_FILE = "fit_settings.json"
+#: (N, 478, 2) landmarks of the fitted model in crop pixels
+FITTED_FILE = "fitted_landmarks.npy"
+ALBEDO_FILE = "albedo.png"
 
 
 @dataclass
@@ -59,8 +71,9 @@ def _log(msg: str, progress: bool) -> None:
         tqdm.write(msg)
 
 
-def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, out: Path) -> tuple[TrackedSequence, FitResult | None, float]:
+def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, run: RunDirectory) -> tuple[TrackedSequence, FitResult | None, float]:
     """Fit, or reuse ``params.npz`` when resuming a run with the same model and frames."""
+    out = run.path
     p = out / PARAMS_FILE
     cfg = opts.fit or default_config(model)
     if opts.sparse_expressions:
@@ -74,6 +87,8 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, out: Path) -> tupl
                 return seq, None, 0.0
         except Exception:
             pass
+    run.drop_stage("photometric")  # its albedo and refinement belong to the fit being replaced
+    run.replace_stage("fit", settings=asdict(cfg))
     t0 = time.perf_counter()
     cams = CropCameras(cap.boxes, cap.source_size, cap.resolution)
     res = fit_landmarks(model, cap.landmarks, cap.valid, cams, cfg, progress=opts.progress)
@@ -85,8 +100,10 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, out: Path) -> tupl
         expression_names=list(model.expression_names), valid=cap.valid, frame_names=list(cap.names),
     )
     seq.save(out)
-    np.save(out / "fitted_landmarks.npy", res.landmarks)
-    (out / FIT_SETTINGS_FILE).write_text(settings)
+    with atomic_path(out / FITTED_FILE) as tmp:
+        np.save(tmp, res.landmarks)
+    write_text(out / FIT_SETTINGS_FILE, settings)
+    run.record_stage("fit", [PARAMS_FILE, FITTED_FILE, FIT_SETTINGS_FILE])
     return seq, res, dt
 
 
@@ -117,41 +134,37 @@ def photometric_inputs(out: Path, cap: CaptureResult, K: np.ndarray, resolution:
     """Crops, masks, intrinsics and detected landmarks of a tracking directory at ``resolution``.
 
     Returns images (N, r, r, 3) uint8 RGB, masks (N, r, r) uint8, K (N, 3, 3) scaled to the
-    resolution, landmarks (N, 478, 2) px. Loads at the render resolution from the start, so memory
-    stays small for long videos.
+    resolution, landmarks (N, 478, 2) px. Reads through :class:`TrackedFrames`, one frame at a time
+    at the render resolution, so memory stays small for long videos.
     """
-    import cv2
-
-    from ..render.camera import scale_intrinsics
-
-    r = int(resolution)
-    s = r / cap.resolution
-    imgs = np.stack([cv2.resize(cv2.imread(str(out / "images" / f"{n}.png"))[..., ::-1], (r, r), interpolation=cv2.INTER_AREA)
-                     for n in cap.names])
-    masks = np.stack([cv2.resize(cv2.imread(str(out / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE), (r, r), interpolation=cv2.INTER_AREA)
-                      for n in cap.names])
-    K = scale_intrinsics(K, s)
-    lm = cap.landmarks[..., :2] * s + 0.5 * s - 0.5
-    return imgs, masks, K, lm
+    frames = TrackedFrames(out, resolution=int(resolution))
+    imgs = np.stack([frames.image(i) for i in range(cap.num_frames)])
+    masks = np.stack([frames.mask(i) for i in range(cap.num_frames)])
+    return imgs, masks, scale_intrinsics(K, frames.scale), scale_pixels(cap.landmarks[..., :2], frames.scale)
 
 
-def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, out: Path, progress: bool):
+def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, run: RunDirectory, progress: bool):
     """Refine ``seq`` photometrically; saves params (with lighting) and ``albedo.png``."""
     import cv2
 
     from .fitting import project_landmarks
     from .photometric import PhotometricConfig, refine_photometric
 
+    out = run.path
     cfg = PhotometricConfig()
+    run.replace_stage("photometric", settings=asdict(cfg))
     imgs, masks, K, lm = photometric_inputs(out, cap, seq.K, cfg.resolution)
     pr = refine_photometric(model, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K,
                             seq.world_to_cam[0], cfg, progress=progress)
     seq.expression, seq.pose, seq.transl = pr.expression.astype(np.float32), pr.pose.astype(np.float32), pr.transl.astype(np.float32)
     seq.lighting = pr.sh.astype(np.float32)
     seq.save(out)
-    cv2.imwrite(str(out / "albedo.png"), (pr.albedo[..., ::-1] * 255).astype(np.uint8))
+    with atomic_path(out / ALBEDO_FILE) as tmp:
+        cv2.imwrite(str(tmp), (pr.albedo[..., ::-1] * 255).astype(np.uint8))
     fitted = project_landmarks(model, seq.shape, seq.expression, seq.pose, seq.transl, seq.K, seq.world_to_cam[0])
-    np.save(out / "fitted_landmarks.npy", fitted)
+    with atomic_path(out / FITTED_FILE) as tmp:
+        np.save(tmp, fitted)
+    run.record_stage("photometric", [PARAMS_FILE, ALBEDO_FILE, FITTED_FILE])
     # Grey levels (0..255) at the refinement's render size; the landmark-only number is the fair
     # baseline (same appearance optimisation with geometry frozen at the landmark fit).
     return seq, fitted, {"photometric_error_landmark_only": pr.error_landmark_only, "photometric_error_refined": pr.error_refined,
@@ -168,14 +181,19 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
         the metrics summary (also in ``out_dir/metrics.json``).
     Raises:
         BadInputError / MissingFileError: unusable input or model files (one readable sentence).
+        RunDirectoryBusyError: another run is writing into ``out_dir``.
     """
+    with RunDirectory(out_dir) as run:
+        return _track(source, run, options or TrackOptions())
+
+
+def _track(source: str | Path, run: RunDirectory, opts: TrackOptions) -> dict:
+    """:func:`track` inside the locked run directory ``run``."""
     import torch
 
     from ..models import load_head_model
 
-    opts = options or TrackOptions()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.path
     timings: dict = {}
     t0 = time.perf_counter()
     model = load_head_model(opts.model)
@@ -188,7 +206,7 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
     _log(f"[1/3] capture: {source}", opts.progress)
     t0 = time.perf_counter()
     cap = run_capture(source, out, resolution=opts.resolution, fps=opts.fps, max_frames=opts.max_frames, progress=opts.progress,
-                      resume=opts.resume)
+                      resume=opts.resume, run=run)
     timings["capture"] = time.perf_counter() - t0
     for k, v in cap.timings.items():
         timings[f"capture_{k}"] = v
@@ -197,25 +215,26 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
 
     _log(f"[2/3] landmark fitting ({model.name}, {cap.num_frames} frames)", opts.progress)
     torch_threads = torch.get_num_threads()
-    seq, res, dt = _fit_stage(model, cap, opts, out)
+    seq, res, dt = _fit_stage(model, cap, opts, run)
     timings["landmark_fit"] = dt
     if res is None and (out / METRICS_FILE).is_file():  # resumed: keep the fit time of the run that did it
         try:
             timings["landmark_fit"] = json.loads((out / METRICS_FILE).read_text())["summary"]["timings_s"]["landmark_fit"]
         except (KeyError, ValueError):
             pass
-    fitted = res.landmarks if res is not None else np.load(out / "fitted_landmarks.npy")
+    fitted = res.landmarks if res is not None else np.load(out / FITTED_FILE)
 
     photo_extra: dict = {}
     # Also when resuming a landmark-only run (params without lighting); refined params are reused.
     if opts.photometric and (res is not None or seq.lighting is None):
         _log("[2b] photometric refinement (albedo, SH lighting, per-frame expression/pose)", opts.progress)
         t0 = time.perf_counter()
-        seq, fitted, photo_extra = _photometric_stage(model, seq, cap, out, opts.progress)
+        seq, fitted, photo_extra = _photometric_stage(model, seq, cap, run, opts.progress)
         timings["photometric"] = time.perf_counter() - t0
         photo_extra["photometric_s_per_frame"] = timings["photometric"] / cap.num_frames
 
     _log("[3/3] outputs: transforms.json, metrics.json" + (", overlay.mp4" if opts.overlay else ""), opts.progress)
+    run.replace_stage("outputs", settings={"overlay": opts.overlay})
     root = model.j_regressor[0] @ (model.v_template + torch.einsum("vcs,s->vc", model.shapedirs, torch.as_tensor(seq.shape)))
     write_transforms(out / TRANSFORMS_FILE, seq.K, seq.world_to_cam, cap.names, cap.resolution, cap.resolution,
                      head_rotation=seq.pose[:, 0], head_translation=seq.transl, head_pivot=root.detach().numpy(), valid=cap.valid)
@@ -231,5 +250,10 @@ def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOption
         "landmark_fit_fps": cap.num_frames / timings["landmark_fit"] if timings["landmark_fit"] > 0 else None, "torch_threads": torch_threads,
         "max_faces_seen": int(cap.num_faces.max()), **photo_extra,
     }
+    if cap.ended_early:  # a cut-off video: say so (the CLI prints it), with the frames expected and found
+        extra["source_frames_expected"] = cap.frames_expected
+        extra["warnings"] = [cap.shortfall_message()]
+        _log(f"      {cap.shortfall_message()}", opts.progress)
     summary = write_metrics(out / METRICS_FILE, fitted, cap.landmarks, cap.valid, cap.names, timings, extra)
+    run.record_stage("outputs", [TRANSFORMS_FILE, METRICS_FILE, *([OVERLAY_FILE] if opts.overlay else [])])
     return summary

@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import BadInputError
+from .atomic import atomic_path
 
 PARAMS_FILE = "params.npz"
 TRANSFORMS_FILE = "transforms.json"
@@ -65,9 +66,8 @@ class TrackedSequence:
         meta = dict(model=self.model, model_version=self.model_version, fps=float(self.fps), width=int(self.width),
                     height=int(self.height), joint_names=list(self.joint_names), expression_names=list(self.expression_names),
                     frame_names=list(self.frame_names))
-        tmp = d / (PARAMS_FILE + ".tmp.npz")
-        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        tmp.replace(d / PARAMS_FILE)
+        with atomic_path(d / PARAMS_FILE) as tmp:
+            np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
         return d / PARAMS_FILE
 
     @classmethod

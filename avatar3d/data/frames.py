@@ -1,0 +1,150 @@
+"""Frames of a tracking directory, read lazily: image, mask, camera and fitted parameters per frame.
+
+:class:`TrackedFrames` is what trainers, evaluations, the viewer and the photometric stage read a
+tracking directory through (layout in :mod:`avatar3d.data.sequence`). The per-frame arrays of
+``params.npz`` are small and loaded once; images and masks are decoded only when a frame is accessed,
+so memory does not grow with the number of frames. The cameras come from ``params.npz`` (the source of
+``transforms.json``, which holds the same cameras in the NeRF convention for other tools).
+
+Optional downscaling (``resolution``) resizes images and masks with area averaging and scales the
+intrinsics to match, keeping the pixel-centre convention: a point at crop pixel ``x`` (centres at
+integers) lands at ``(x + 0.5) * s - 0.5`` in the resized image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, NamedTuple, Optional
+
+import numpy as np
+
+from ..errors import BadInputError
+from ..render.camera import scale_intrinsics
+from .sequence import TrackedSequence
+
+__all__ = ["FrameCamera", "FrameParams", "TrackedFrame", "TrackedFrames"]
+
+
+class FrameCamera(NamedTuple):
+    """The camera of one frame. (Stand-in until ``avatar3d.render.camera.Camera`` replaces it.)"""
+
+    K: np.ndarray  #: (3, 3) float32 OpenCV intrinsics in pixels of the (resized) image, pixel centres at integers
+    world_to_cam: np.ndarray  #: (4, 4) float32 OpenCV extrinsics (x right, y down, z forward), metres
+    width: int
+    height: int
+
+
+class FrameParams(NamedTuple):
+    """Fitted head-model parameters of one frame (float32, the sequence's own sizes)."""
+
+    shape: np.ndarray  #: (S,) identity, shared by all frames
+    expression: np.ndarray  #: (E,)
+    pose: np.ndarray  #: (J, 3) axis-angle per joint; [0] is the head rotation
+    transl: np.ndarray  #: (3,) metres
+
+
+class TrackedFrame(NamedTuple):
+    """Everything about frame ``index``: ``image`` (H, W, 3) uint8 RGB and ``mask`` (H, W) uint8 (255 =
+    foreground), None when the directory lacks the file."""
+
+    index: int
+    name: str
+    image: Optional[np.ndarray]
+    mask: Optional[np.ndarray]
+    camera: FrameCamera
+    params: FrameParams
+    valid: bool  #: False where the face was not detected (parameters interpolated)
+
+
+class TrackedFrames:
+    """The frames of the tracking directory ``directory`` (what ``avatar3d track --out`` wrote).
+
+    Args:
+        directory: a tracking output directory (``params.npz``, ``images/``, ``masks/``).
+        resolution: resize images and masks to this width (height in proportion) and scale the
+            intrinsics to match; None keeps the crop size.
+        sequence: the directory's :class:`TrackedSequence` when the caller already holds it (e.g. the
+            tracker, between saving and refining); loaded from ``params.npz`` otherwise.
+
+    ``len(frames)``, ``frames[i]`` (a :class:`TrackedFrame`, decoded on access) and ``for f in frames``;
+    :meth:`image`, :meth:`mask`, :meth:`camera` and :meth:`params` read one part of a frame.
+    """
+
+    def __init__(self, directory: str | Path, resolution: Optional[int] = None, sequence: Optional[TrackedSequence] = None):
+        self.directory = Path(directory)
+        self.sequence = sequence if sequence is not None else TrackedSequence.load(self.directory)
+        seq = self.sequence
+        if resolution is not None and resolution < 1:
+            raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
+        self.scale = 1.0 if resolution is None else resolution / seq.width
+        self.width = int(seq.width) if resolution is None else int(resolution)
+        self.height = int(seq.height) if resolution is None else int(round(seq.height * self.scale))
+        self._K = seq.K if resolution is None else scale_intrinsics(seq.K, self.scale)
+
+    def __len__(self) -> int:
+        return self.sequence.num_frames
+
+    def __getitem__(self, i: int) -> TrackedFrame:
+        i = self._check(i)
+        valid = True if self.sequence.valid is None else bool(self.sequence.valid[i])
+        return TrackedFrame(i, self.name(i), self.image(i), self.mask(i), self.camera(i), self.params(i), valid)
+
+    def __iter__(self) -> Iterator[TrackedFrame]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def _check(self, i: int) -> int:
+        n = len(self)
+        if not -n <= int(i) < n:
+            raise IndexError(f"frame {i} is outside the sequence (0..{n - 1})")
+        return int(i) % n
+
+    def name(self, i: int) -> str:
+        """The frame's file stem (``images/<name>.png``)."""
+        i = self._check(i)
+        names = self.sequence.frame_names
+        return Path(names[i]).stem if i < len(names) else f"{i:06d}"
+
+    def camera(self, i: int) -> FrameCamera:
+        i = self._check(i)
+        return FrameCamera(self._K[i], self.sequence.world_to_cam[i], self.width, self.height)
+
+    def params(self, i: int) -> FrameParams:
+        i, s = self._check(i), self.sequence
+        return FrameParams(s.shape, s.expression[i], s.pose[i], s.transl[i])
+
+    def file(self, sub: str, i: int) -> Optional[Path]:
+        """``DIR/sub/<name>.png`` (or ``<index>.png``, ``<name>.jpg``) of frame ``i``; None when absent."""
+        i = self._check(i)
+        stem = self.name(i)
+        for cand in (self.directory / sub / f"{stem}.png", self.directory / sub / f"{i:06d}.png", self.directory / sub / f"{stem}.jpg"):
+            if cand.is_file():
+                return cand
+        return None
+
+    def image(self, i: int) -> Optional[np.ndarray]:
+        """(H, W, 3) uint8 RGB crop of frame ``i`` at this reader's size, or None when ``images/`` lacks it."""
+        f = self.file("images", i)
+        return None if f is None else np.ascontiguousarray(self._resize(_read(f, gray=False)[..., ::-1]))
+
+    def mask(self, i: int) -> Optional[np.ndarray]:
+        """(H, W) uint8 foreground mask of frame ``i`` (0..255) at this reader's size, or None."""
+        f = self.file("masks", i)
+        return None if f is None else self._resize(_read(f, gray=True))
+
+    def _resize(self, a: np.ndarray) -> np.ndarray:
+        if a.shape[:2] == (self.height, self.width):
+            return a
+        import cv2
+
+        return cv2.resize(a, (self.width, self.height), interpolation=cv2.INTER_AREA)
+
+
+def _read(path: Path, gray: bool) -> np.ndarray:
+    """Decode one image file (BGR or grayscale uint8), one clear error when unreadable."""
+    import cv2
+
+    a = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if a is None:
+        raise BadInputError(f"{path} is not a readable image")
+    return a
