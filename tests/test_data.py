@@ -115,7 +115,7 @@ def test_downscaling_keeps_images_masks_and_cameras_consistent(tracked, resoluti
         f = frames[i]
         assert f.image.shape == (resolution, resolution, 3) and f.mask.shape == (resolution, resolution)
         assert (f.camera.width, f.camera.height) == (resolution, resolution)
-        uv = project(f.camera.K.astype(np.float64), f.camera.world_to_cam.astype(np.float64), np.zeros(3))
+        uv = project(f.camera.K.numpy().astype(np.float64), f.camera.world_to_cam.numpy().astype(np.float64), np.zeros(3))
         for a in (f.mask.astype(np.float64), f.image[..., 0].astype(np.float64)):
             ys, xs = np.mgrid[: a.shape[0], : a.shape[1]]
             centroid = np.array([(a * xs).sum(), (a * ys).sum()]) / a.sum()

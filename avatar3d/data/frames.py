@@ -19,19 +19,10 @@ from typing import Iterator, NamedTuple, Optional
 import numpy as np
 
 from ..errors import BadInputError
-from ..render.camera import scale_intrinsics
+from ..render.camera import Camera, scale_intrinsics
 from .sequence import TrackedSequence
 
-__all__ = ["FrameCamera", "FrameParams", "TrackedFrame", "TrackedFrames"]
-
-
-class FrameCamera(NamedTuple):
-    """The camera of one frame. (Stand-in until ``avatar3d.render.camera.Camera`` replaces it.)"""
-
-    K: np.ndarray  #: (3, 3) float32 OpenCV intrinsics in pixels of the (resized) image, pixel centres at integers
-    world_to_cam: np.ndarray  #: (4, 4) float32 OpenCV extrinsics (x right, y down, z forward), metres
-    width: int
-    height: int
+__all__ = ["FrameParams", "TrackedFrame", "TrackedFrames"]
 
 
 class FrameParams(NamedTuple):
@@ -51,7 +42,7 @@ class TrackedFrame(NamedTuple):
     name: str
     image: Optional[np.ndarray]
     mask: Optional[np.ndarray]
-    camera: FrameCamera
+    camera: Camera  #: float32, OpenCV axes, pixel centres at integers, in pixels of the (resized) image
     params: FrameParams
     valid: bool  #: False where the face was not detected (parameters interpolated)
 
@@ -105,9 +96,9 @@ class TrackedFrames:
         names = self.sequence.frame_names
         return Path(names[i]).stem if i < len(names) else f"{i:06d}"
 
-    def camera(self, i: int) -> FrameCamera:
+    def camera(self, i: int) -> Camera:
         i = self._check(i)
-        return FrameCamera(self._K[i], self.sequence.world_to_cam[i], self.width, self.height)
+        return Camera(self._K[i], self.sequence.world_to_cam[i], self.width, self.height)
 
     def params(self, i: int) -> FrameParams:
         i, s = self._check(i), self.sequence

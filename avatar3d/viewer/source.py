@@ -61,7 +61,7 @@ class ViewerSource:
     def frame_camera(self, i: int) -> tuple[np.ndarray, np.ndarray, int, int]:
         """``K`` (3, 3), OpenCV ``world_to_cam`` (4, 4), width, height of frame ``i``."""
         c = self.frames.camera(self._check_frame(i))
-        return c.K.astype(np.float64), c.world_to_cam.astype(np.float64), int(c.width), int(c.height)
+        return c.K.numpy().astype(np.float64), c.world_to_cam.numpy().astype(np.float64), c.width, c.height
 
     def frame_image(self, i: int) -> Optional[np.ndarray]:
         """(H, W, 3) uint8 source frame, or None when ``images/`` lacks it."""
