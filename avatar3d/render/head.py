@@ -1,4 +1,4 @@
-"""Differentiable head renderer: textured, SH-lit head of a :class:`~avatar3d.models.base.HeadModel`, albedo initialisation.
+"""Differentiable head renderer: the textured, SH-lit :class:`~avatar3d.models.base.HeadModel`, albedo initialisation.
 
 Shared by every stage that renders the tracked head differentiably (the photometric refinement of
 tracking, which keeps its losses, appearance maps, avatars). Everything here is built from the

@@ -38,8 +38,8 @@ from ..train import RunLog, Stage, run_stage
 from .camera import R_MODEL_TO_CV, front_camera
 from .landmark_model import LandmarkHead, project_points, projected_landmark_loss
 
-__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "landmark_head", "MODEL_PRIORS",
-           "LandmarkFitProblem", "fit_stages"]
+__all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "landmark_head",
+           "MODEL_PRIORS", "LandmarkFitProblem", "fit_stages"]
 
 
 @dataclass
@@ -351,7 +351,8 @@ def fit_stages(cfg: FitConfig, expression_range: tuple[float, float]) -> list[St
     return [rigid, full]
 
 
-def _rigid_start(head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray, K0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _rigid_start(head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray,
+                 K0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Starting head pose from a PnP of the mean head per frame.
 
     Returns (N, 3) head rotations (axis-angle, model frame), (N, 3) camera-space positions of the
