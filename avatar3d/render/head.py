@@ -1,9 +1,10 @@
-"""Differentiable head renderer: textured, SH-lit head of a :class:`~avatar3d.models.base.HeadModel`, albedo initialisation.
+"""Differentiable head renderer: the textured, SH-lit :class:`~avatar3d.models.base.HeadModel`, albedo initialisation.
 
 Shared by every stage that renders the tracked head differentiably (the photometric refinement of
 tracking, which keeps its losses, appearance maps, avatars). Everything here is built from the
-differentiable mesh ops in :mod:`avatar3d.render.mesh` (rasterize -> interpolate -> texture -> antialias). Shapes: B frames in a batch, V vertices of the
-model, Vs vertices of the drawn sub-mesh, r x r render resolution, T x T albedo texture.
+differentiable mesh ops in :mod:`avatar3d.render.mesh` (rasterize -> interpolate -> texture -> antialias).
+Shapes: B frames in a batch, V vertices of the model, Vs vertices of the drawn sub-mesh, r x r render
+resolution, T x T albedo texture.
 
 Speed (issue #4, 0.5 s per frame on two CPU cores), all exact to float rounding: the renderer draws
 only the triangles near the front of the face, and :class:`SubmeshPoser` poses only their vertices

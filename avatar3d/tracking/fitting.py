@@ -360,7 +360,8 @@ def fit_stages(cfg: FitConfig, expression_range: tuple[float, float]) -> list[St
     return [rigid, full]
 
 
-def _rigid_start(head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray, K0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _rigid_start(head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray,
+                 K0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Starting head pose from a PnP of the mean head per frame.
 
     Returns (N, 3) head rotations (axis-angle, model frame), (N, 3) camera-space positions of the
