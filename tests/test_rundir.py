@@ -289,3 +289,19 @@ def test_an_early_error_leaves_no_output_folder(tmp_path):
     (tmp_path / "kept").mkdir()  # a folder the user made stays, whatever happens
     assert cli("track", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "kept")).returncode == 2
     assert (tmp_path / "kept").is_dir()
+
+
+def test_lock_removes_the_temporaries_of_a_killed_run(tmp_path):
+    (tmp_path / ".overlay.k3j2h1.tmp.mp4").write_bytes(b"half an overlay")
+    (tmp_path / ".params.x9.tmp.npz").write_bytes(b"half")
+    (tmp_path / "notes.tmp.txt").write_text("the user's")
+    with RunDirectory(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.tmp.txt"]
+
+
+def test_fixed_names_are_replaced_in_a_folder_without_a_manifest(tmp_path):
+    """A folder from before manifests (or a run killed before recording) still loses a stage's old files."""
+    (tmp_path / "overlay.mp4").write_bytes(b"old")
+    (tmp_path / "metrics.json").write_text("{}")
+    RunDirectory(tmp_path).replace_stage("outputs", files=["overlay.mp4", "metrics.json", "transforms.json"])
+    assert not (tmp_path / "overlay.mp4").exists() and not (tmp_path / "metrics.json").exists()

@@ -33,9 +33,9 @@ from ..capture.stage import CaptureResult, run_capture
 from ..data.atomic import atomic_path, write_text
 from ..data.frames import TrackedFrames, scale_intrinsics, scale_pixels
 from ..data.rundir import RunDirectory
+from ..data.sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
 from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
-from ..data.sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
 
 __all__ = ["TrackOptions", "track"]
 
@@ -86,8 +86,8 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, run: RunDirectory)
                 return seq, None, 0.0
         except Exception:
             pass
-    run.drop_stage("photometric")  # its albedo and refinement belong to the fit being replaced
-    run.replace_stage("fit", settings=asdict(cfg))
+    run.drop_stage("photometric", files=[ALBEDO_FILE])  # its albedo and refinement belong to the fit being replaced
+    run.replace_stage("fit", settings=asdict(cfg), files=[PARAMS_FILE, FITTED_FILE, FIT_SETTINGS_FILE])
     t0 = time.perf_counter()
     cams = CropCameras(cap.boxes, cap.source_size, cap.resolution)
     res = fit_landmarks(model, cap.landmarks, cap.valid, cams, cfg, progress=opts.progress)
@@ -151,7 +151,7 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, run: Run
 
     out = run.path
     cfg = PhotometricConfig()
-    run.replace_stage("photometric", settings=asdict(cfg))
+    run.replace_stage("photometric", settings=asdict(cfg), files=[ALBEDO_FILE])
     imgs, masks, K, lm = photometric_inputs(out, cap, seq.K, cfg.resolution)
     pr = refine_photometric(model, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K,
                             seq.world_to_cam[0], cfg, progress=progress)
@@ -233,7 +233,7 @@ def _track(source: str | Path, run: RunDirectory, opts: TrackOptions) -> dict:
         photo_extra["photometric_s_per_frame"] = timings["photometric"] / cap.num_frames
 
     _log("[3/3] outputs: transforms.json, metrics.json" + (", overlay.mp4" if opts.overlay else ""), opts.progress)
-    run.replace_stage("outputs", settings={"overlay": opts.overlay})
+    run.replace_stage("outputs", settings={"overlay": opts.overlay}, files=[TRANSFORMS_FILE, METRICS_FILE, OVERLAY_FILE])
     root = model.j_regressor[0] @ (model.v_template + torch.einsum("vcs,s->vc", model.shapedirs, torch.as_tensor(seq.shape)))
     write_transforms(out / TRANSFORMS_FILE, seq.K, seq.world_to_cam, cap.names, cap.resolution, cap.resolution,
                      head_rotation=seq.pose[:, 0], head_translation=seq.transl, head_pivot=root.detach().numpy(), valid=cap.valid)
@@ -252,7 +252,6 @@ def _track(source: str | Path, run: RunDirectory, opts: TrackOptions) -> dict:
     if cap.ended_early:  # a cut-off video: say so (the CLI prints it), with the frames expected and found
         extra["source_frames_expected"] = cap.frames_expected
         extra["warnings"] = [cap.shortfall_message()]
-        _log(f"      {cap.shortfall_message()}", opts.progress)
     summary = write_metrics(out / METRICS_FILE, fitted, cap.landmarks, cap.valid, cap.names, timings, extra)
     run.record_stage("outputs", [TRANSFORMS_FILE, METRICS_FILE, *([OVERLAY_FILE] if opts.overlay else [])])
     return summary
