@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +272,8 @@ def test_rerun_with_fewer_frames_and_no_overlay_leaves_no_stale_files(videos_dir
     assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:06d}.png" for i in range(6)]
     assert not (out / "overlay.mp4").exists()
     m = json.loads((out / MANIFEST_FILE).read_text())
-    assert m["stages"]["outputs"]["files"] == ["metrics.json", "transforms.json"] and m["stages"]["outputs"]["settings"] == {"overlay": False}
+    assert m["stages"]["outputs"]["files"] == ["metrics.json", "transforms.json"]
+    assert m["stages"]["outputs"]["settings"] == {"overlay": False}
     assert len(json.loads((out / "transforms.json").read_text())["frames"]) == 6
     # Every file in the folder is one a stage recorded (plus the lock and the manifest): nothing left over.
     recorded = {f for s in m["stages"].values() for f in s["files"]} | {".lock", MANIFEST_FILE}
