@@ -154,6 +154,11 @@ def test_holdout_is_the_last_15_percent_at_least_30_at_most_half(n, held_out):
         assert len(sp.train) >= len(sp.test)
 
 
+def test_frames_split_is_the_sequence_split(tracked):
+    sp = TrackedFrames(tracked).split()
+    assert sp.train.tolist() == [0, 1, 2] and sp.test.tolist() == [3, 4, 5]
+
+
 def test_holdout_rejects_negative_counts():
     with pytest.raises(ValueError):
         holdout_count(-1)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +272,8 @@ def test_rerun_with_fewer_frames_and_no_overlay_leaves_no_stale_files(videos_dir
     assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:06d}.png" for i in range(6)]
     assert not (out / "overlay.mp4").exists()
     m = json.loads((out / MANIFEST_FILE).read_text())
-    assert m["stages"]["outputs"]["files"] == ["metrics.json", "transforms.json"] and m["stages"]["outputs"]["settings"] == {"overlay": False}
+    assert m["stages"]["outputs"]["files"] == ["metrics.json", "transforms.json"]
+    assert m["stages"]["outputs"]["settings"] == {"overlay": False}
     assert len(json.loads((out / "transforms.json").read_text())["frames"]) == 6
     # Every file in the folder is one a stage recorded (plus the lock and the manifest): nothing left over.
     recorded = {f for s in m["stages"].values() for f in s["files"]} | {".lock", MANIFEST_FILE}
@@ -289,3 +288,19 @@ def test_an_early_error_leaves_no_output_folder(tmp_path):
     (tmp_path / "kept").mkdir()  # a folder the user made stays, whatever happens
     assert cli("track", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "kept")).returncode == 2
     assert (tmp_path / "kept").is_dir()
+
+
+def test_lock_removes_the_temporaries_of_a_killed_run(tmp_path):
+    (tmp_path / ".overlay.k3j2h1.tmp.mp4").write_bytes(b"half an overlay")
+    (tmp_path / ".params.x9.tmp.npz").write_bytes(b"half")
+    (tmp_path / "notes.tmp.txt").write_text("the user's")
+    with RunDirectory(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.tmp.txt"]
+
+
+def test_fixed_names_are_replaced_in_a_folder_without_a_manifest(tmp_path):
+    """A folder from before manifests (or a run killed before recording) still loses a stage's old files."""
+    (tmp_path / "overlay.mp4").write_bytes(b"old")
+    (tmp_path / "metrics.json").write_text("{}")
+    RunDirectory(tmp_path).replace_stage("outputs", files=["overlay.mp4", "metrics.json", "transforms.json"])
+    assert not (tmp_path / "overlay.mp4").exists() and not (tmp_path / "metrics.json").exists()

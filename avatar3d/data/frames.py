@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..render.camera import Camera, scale_intrinsics
 from .sequence import TrackedSequence
+from .split import Split, train_test_split
 
 __all__ = ["FrameParams", "TrackedFrame", "TrackedFrames"]
 
@@ -58,7 +59,8 @@ class TrackedFrames:
             tracker, between saving and refining); loaded from ``params.npz`` otherwise.
 
     ``len(frames)``, ``frames[i]`` (a :class:`TrackedFrame`, decoded on access) and ``for f in frames``;
-    :meth:`image`, :meth:`mask`, :meth:`camera` and :meth:`params` read one part of a frame.
+    :meth:`image`, :meth:`mask`, :meth:`camera` and :meth:`params` read one part of a frame; :meth:`split`
+    gives the train/test frames every trainer and evaluation uses.
     """
 
     def __init__(self, directory: str | Path, resolution: Optional[int] = None, sequence: Optional[TrackedSequence] = None):
@@ -83,6 +85,10 @@ class TrackedFrames:
     def __iter__(self) -> Iterator[TrackedFrame]:
         for i in range(len(self)):
             yield self[i]
+
+    def split(self) -> Split:
+        """The train/test frame indices of this sequence (:func:`~avatar3d.data.split.train_test_split`)."""
+        return train_test_split(len(self))
 
     def _check(self, i: int) -> int:
         n = len(self)

@@ -94,7 +94,14 @@ class RunDirectory:
         os.ftruncate(fd, 0)  # who holds it, for the message a second run prints
         os.write(fd, json.dumps({"pid": os.getpid(), "command": _command_line()}).encode())
         self._lock_fd = fd
+        self._remove_leftover_temporaries()
         return self
+
+    def _remove_leftover_temporaries(self) -> None:
+        """Temporary files of a killed run (``.NAME.RANDOM.tmp.SUFFIX``): with the lock held, nobody is writing them."""
+        for p in self.path.glob(".*.tmp*"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
 
     @staticmethod
     def _is_current(fd: int, lock: Path) -> bool:
@@ -161,9 +168,14 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         write_text(self.manifest_path, json.dumps(manifest, indent=1))
 
-    def replace_stage(self, name: str, dirs: Iterable[str] = (), settings: Optional[dict] = None) -> None:
+    def replace_stage(self, name: str, dirs: Iterable[str] = (), settings: Optional[dict] = None, files: Iterable[str] = ()) -> None:
         """Start redoing stage ``name``: remove the files it wrote before and empty the folders it owns.
 
+        Args:
+            dirs: folders the stage owns entirely (emptied now and whenever it is redone).
+            settings: recorded with the stage.
+            files: the stage's fixed file names, removed even when the manifest does not list them (a
+                folder written before manifests existed, or a run killed before it recorded its files).
         A file another stage also lists (e.g. ``params.npz``, written by fitting and rewritten by the
         photometric stage) is kept; redo stages latest first to remove such a file. The stage is then
         recorded as started (``complete: false``) with ``dirs``, so an interrupted run's files are found.
@@ -171,7 +183,7 @@ class RunDirectory:
         m = self.manifest()
         old = m["stages"].pop(name, None) or {}
         others = {f for rec in m["stages"].values() for f in rec.get("files", [])}
-        for rel in old.get("files", []):
+        for rel in {*old.get("files", []), *files}:
             if rel not in others:
                 self._remove(rel)
         for rel in {*old.get("dirs", []), *dirs}:
@@ -193,9 +205,9 @@ class RunDirectory:
         rec["complete"] = True
         self._save(m)
 
-    def drop_stage(self, name: str) -> None:
+    def drop_stage(self, name: str, files: Iterable[str] = ()) -> None:
         """Remove stage ``name``'s files (as :meth:`replace_stage`) and its record, when it is not run this time."""
-        self.replace_stage(name)
+        self.replace_stage(name, files=files)
         m = self.manifest()
         m["stages"].pop(name, None)
         self._save(m)

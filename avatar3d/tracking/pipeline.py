@@ -87,8 +87,8 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, run: RunDirectory)
                 return seq, None, 0.0
         except Exception:
             pass
-    run.drop_stage("photometric")  # its albedo and refinement belong to the fit being replaced
-    run.replace_stage("fit", settings=asdict(cfg))
+    run.drop_stage("photometric", files=[ALBEDO_FILE])  # its albedo and refinement belong to the fit being replaced
+    run.replace_stage("fit", settings=asdict(cfg), files=[PARAMS_FILE, FITTED_FILE, FIT_SETTINGS_FILE])
     t0 = time.perf_counter()
     cams = CropCameras(cap.boxes, cap.source_size, cap.resolution)
     res = fit_landmarks(model, cap.landmarks, cap.valid, cams, cfg, progress=opts.progress)
@@ -152,7 +152,7 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, run: Run
 
     out = run.path
     cfg = PhotometricConfig()
-    run.replace_stage("photometric", settings=asdict(cfg))
+    run.replace_stage("photometric", settings=asdict(cfg), files=[ALBEDO_FILE])
     imgs, masks, K, lm = photometric_inputs(out, cap, seq.K, cfg.resolution)
     pr = refine_photometric(model, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K,
                             seq.world_to_cam[0], cfg, progress=progress)
@@ -234,7 +234,7 @@ def _track(source: str | Path, run: RunDirectory, opts: TrackOptions) -> dict:
         photo_extra["photometric_s_per_frame"] = timings["photometric"] / cap.num_frames
 
     _log("[3/3] outputs: transforms.json, metrics.json" + (", overlay.mp4" if opts.overlay else ""), opts.progress)
-    run.replace_stage("outputs", settings={"overlay": opts.overlay})
+    run.replace_stage("outputs", settings={"overlay": opts.overlay}, files=[TRANSFORMS_FILE, METRICS_FILE, OVERLAY_FILE])
     root = model.j_regressor[0] @ (model.v_template + torch.einsum("vcs,s->vc", model.shapedirs, torch.as_tensor(seq.shape)))
     write_transforms(out / TRANSFORMS_FILE, seq.K, seq.world_to_cam, cap.names, cap.resolution, cap.resolution,
                      head_rotation=seq.pose[:, 0], head_translation=seq.transl, head_pivot=root.detach().numpy(), valid=cap.valid)
@@ -253,7 +253,6 @@ def _track(source: str | Path, run: RunDirectory, opts: TrackOptions) -> dict:
     if cap.ended_early:  # a cut-off video: say so (the CLI prints it), with the frames expected and found
         extra["source_frames_expected"] = cap.frames_expected
         extra["warnings"] = [cap.shortfall_message()]
-        _log(f"      {cap.shortfall_message()}", opts.progress)
     summary = write_metrics(out / METRICS_FILE, fitted, cap.landmarks, cap.valid, cap.names, timings, extra)
     run.record_stage("outputs", [TRANSFORMS_FILE, METRICS_FILE, *([OVERLAY_FILE] if opts.overlay else [])])
     return summary
