@@ -239,7 +239,7 @@ class Camera:
 
     Batched or not: the leading dims ``...`` of ``K`` and ``world_to_cam`` broadcast against each other
     (one crop camera per frame with one extrinsic is ``K`` (N, 3, 3), ``world_to_cam`` (4, 4)). Arrays
-    are stored as tensors: NumPy input keeps its float dtype (float64 stays float64), so
+    are stored as tensors (no copy where ``torch.as_tensor`` makes none): NumPy input keeps its float dtype, so
     ``cam.K.numpy()`` gives back what went in. Methods return tensors.
     """
 

@@ -14,7 +14,7 @@ import torch
 from .._tensor import f32
 from ..models.base import HeadModel, HeadModelData
 from ..render.camera import project
-from ..render.camera_builders import front_camera
+from ..render.camera_builders import centred_K, front_camera
 
 __all__ = ["make_toy_head", "toy_sequence"]
 
@@ -114,7 +114,7 @@ def toy_sequence(model: HeadModel, num_frames: int = 40, focal: float = 1400.0, 
     pose[:, 0, 2] = 0.05 * np.sin(2 * np.pi * 1.1 * t[:, 0])
     pose[:, 2, 0] = 0.15 * (0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t[:, 0]))  # jaw opens
     transl = np.stack([0.02 * np.sin(2 * np.pi * 0.4 * t[:, 0]), 0.01 * np.cos(2 * np.pi * 0.6 * t[:, 0]), 0.03 * t[:, 0]], 1)
-    K = np.array([[focal, 0, size / 2 - 0.5], [0, focal, size / 2 - 0.5], [0, 0, 1.0]])
+    K = centred_K(focal, size, size)
     w2c = front_camera(distance)
     with torch.no_grad():
         out = model(f32(shape)[None].expand(num_frames, -1), f32(expr), f32(pose), f32(transl))
