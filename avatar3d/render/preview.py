@@ -15,9 +15,10 @@ import torch
 from torch import Tensor
 
 from ..errors import BadInputError
+from ..geometry import vertex_normals
 from .camera import intrinsics_from_fov, look_at, world_to_clip
 from .mesh import antialias, interpolate, rasterize, texture
-from .shading import lambert, sh_irradiance, vertex_normals
+from .shading import lambert, sh_irradiance
 
 __all__ = ["render_mesh", "save_image", "framing_camera", "orbit_camera", "to_uint8", "contact_sheet"]
 

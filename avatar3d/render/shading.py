@@ -1,4 +1,4 @@
-"""Shading helpers: vertex normals, Lambert + ambient, second-order spherical-harmonics irradiance."""
+"""Shading helpers: Lambert + ambient, second-order spherical-harmonics irradiance."""
 
 from __future__ import annotations
 
@@ -6,26 +6,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["vertex_normals", "lambert", "sh_irradiance", "SH_C"]
+__all__ = ["lambert", "sh_irradiance", "SH_C"]
 
 # Ramamoorthi & Hanrahan irradiance constants for 9 real SH coefficients (bands 0..2).
 SH_C = (0.886227, 1.023328, 0.858086, 0.247708, 0.429043)
-
-
-def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
-    """Area-weighted unit vertex normals. vertices (B,V,3), faces (F,3) -> (B,V,3); CCW faces point outwards."""
-    f = faces.long()
-    B, V = vertices.shape[:2]
-    # Vertex-major (V, B*3) layout: every gather and index_add moves one contiguous row of B*3
-    # values per index, and index_add_ accumulates in place (~3x faster at B=8 than index_add on
-    # (B, V, 3) with a new tensor per corner). Same sums in the same order: the same bits.
-    vt = vertices.transpose(0, 1).reshape(V, B * 3)
-    v0, v1, v2 = (vt[f[:, k]].view(-1, B, 3) for k in range(3))
-    fn = torch.linalg.cross(v1 - v0, v2 - v0).reshape(-1, B * 3)  # length = 2 * area: area weighting for free
-    n = vertices.new_zeros(V, B * 3)
-    for k in range(3):
-        n.index_add_(0, f[:, k], fn)
-    return torch.nn.functional.normalize(n.view(V, B, 3).transpose(0, 1).contiguous(), dim=-1, eps=1e-12)
 
 
 def lambert(albedo: Tensor, normals: Tensor, light_dir: Tensor, ambient: float = 0.3) -> Tensor:

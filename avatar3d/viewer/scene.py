@@ -283,9 +283,9 @@ class HeadScene:
             self.on_change()
 
     def _normals_model(self) -> np.ndarray:
-        from .mesh import vertex_normals
+        from ..geometry import vertex_normals_np
 
-        return vertex_normals(np.asarray(self._verts, np.float32), self.mesh.faces)
+        return vertex_normals_np(np.asarray(self._verts, np.float32), self.mesh.faces)
 
     # ------------------------------------------------------------------ display
     def set_display(self, mode: Optional[str] = None, wireframe: Optional[bool] = None, landmarks: Optional[bool] = None) -> None:
