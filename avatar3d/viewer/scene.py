@@ -14,8 +14,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .envmaps import ENVIRONMENTS, bake_environment, irradiance_sh
-from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, display_curve, front_facing, srgb_decode, srgb_encode
+from ..render.color import display_curve, srgb_decode, srgb_encode
+from ..render.lighting import ENVIRONMENTS
+from .envmaps import bake_environment, irradiance_sh
+from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, front_facing
 from .mesh import HeadMesh
 from .params import HeadParams
 
@@ -30,7 +32,7 @@ IBL_SCALE = 32000.0  # Filament IBL intensity for environment intensity 1.0
 @dataclass
 class Lighting:
     """Directional light (angles in degrees; azimuth 0 = from the front, + towards the head's +X)
-    and environment light (one of ``envmaps.ENVIRONMENTS``, rotation about +Y in degrees)."""
+    and environment light (one of ``render.lighting.ENVIRONMENTS``, rotation about +Y in degrees)."""
 
     azimuth: float = 30.0
     elevation: float = 25.0
