@@ -104,3 +104,9 @@ def test_rodrigues_gradient_is_finite_at_the_rest_pose():
     r = torch.zeros(3, 3, dtype=torch.float32, requires_grad=True)
     G.axis_angle_to_matrix(r).sum().backward()
     assert torch.isfinite(r.grad).all()
+
+
+def test_vertex_normals_gradient():
+    verts, faces = _mesh(V=12, F=16)
+    v = torch.from_numpy(verts)[None].requires_grad_(True)
+    assert gradcheck(lambda x: G.vertex_normals(x, torch.from_numpy(faces))[:, :-1], (v,))  # the unused last vertex has no direction
