@@ -1,4 +1,4 @@
-"""Vertex normals for the shaded previews and the ``avatar3d track`` overlay (render.shading.vertex_normals).
+"""Vertex normals for the shaded previews and the ``avatar3d track`` overlay (geometry.vertex_normals).
 
 Compares, in the same run, on the built-in head (posed with random expressions):
 
@@ -76,7 +76,7 @@ def main() -> None:
 
     import avatar3d.render.preview as preview
     from avatar3d.models import load_head_model
-    from avatar3d.render.shading import vertex_normals
+    from avatar3d.geometry import vertex_normals
     from avatar3d.tracking.outputs import render_overlay_frames
 
     m = load_head_model("builtin")

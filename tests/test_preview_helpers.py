@@ -70,7 +70,7 @@ def test_vertex_normals_match_a_per_face_loop_for_each_batch_item():
     an area-weighted sum over its own faces, and gradients flow (double-precision gradcheck)."""
     from torch.autograd import gradcheck
 
-    from avatar3d.render.shading import vertex_normals
+    from avatar3d.geometry import vertex_normals
 
     g = torch.Generator().manual_seed(0)
     B, V, F = 3, 40, 70

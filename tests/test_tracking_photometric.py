@@ -123,7 +123,7 @@ def test_submesh_poser_matches_the_model(builtin):
     """The sub-mesh posing of the refinement is HeadModel.forward restricted to the drawn vertices."""
     rend, verts = _check_poser(builtin)
     # Normals through the sparse incidence matmul = render.shading.vertex_normals on the drawn triangles.
-    from avatar3d.render.shading import vertex_normals
+    from avatar3d.geometry import vertex_normals
 
     sub = verts[:, rend.vertex_ids]
     ref = vertex_normals(sub, rend.faces) @ rend.w2c[:3, :3].T

@@ -32,8 +32,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..data.atomic import png_bytes, write_all
+from ..geometry import vertex_normals_np
 from .gltf_doc import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
-from .mesh import axis_angle_to_quat, continuous_quats, quat_to_matrix, split_seams, top4_weights, vertex_normals, vertex_tangents
+from .mesh import axis_angle_to_quat, continuous_quats, quat_to_matrix, split_seams, top4_weights, vertex_tangents
 from .source import ExportSource
 
 #: Base colour of the neutral skin material used when a model has no albedo texture (linear RGB).
@@ -102,7 +103,7 @@ def build_gltf(
     faces = m.faces.cpu().numpy()
     split = split_seams(faces, m.uv_faces.cpu().numpy(), m.uvs.cpu().numpy())
     s = split.src
-    n_rest = vertex_normals(v_shaped, faces)
+    n_rest = vertex_normals_np(v_shaped, faces, eps=1e-20, unused=(0.0, 0.0, 1.0))
     Vx = len(s)
     stats.vertices, stats.triangles = Vx, len(split.faces)
 
@@ -139,7 +140,7 @@ def build_gltf(
         t["POSITION"] = acc
         stats.sparse_targets += int(nnz < Vx)
         if normal_deltas:
-            dn = vertex_normals(v_shaped + d, faces) - n_rest
+            dn = vertex_normals_np(v_shaped + d, faces, eps=1e-20, unused=(0.0, 0.0, 1.0)) - n_rest
             t["NORMAL"] = gb.sparse_or_dense(dn[s].astype(np.float32), normal_eps, minmax=False)[0]
         targets.append(t)
     stats.morph_targets = E

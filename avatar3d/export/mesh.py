@@ -1,4 +1,4 @@
-"""Geometry shared by the exporters: UV-seam splitting, normals, 4-influence skin weights, rotations.
+"""Geometry shared by the exporters: UV-seam splitting, tangents, 4-influence skin weights, glTF-order quaternions.
 
 Game engines store one UV per vertex, while our models index UVs per face corner (a vertex on a UV
 seam has several). :func:`split_seams` duplicates exactly those vertices; ``src`` maps every
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..geometry import axis_angle_to_quaternion_np, quaternion_to_matrix_np
 
 
 @dataclass
@@ -34,18 +36,6 @@ def split_seams(faces: np.ndarray, uv_faces: np.ndarray, uvs: np.ndarray) -> Spl
     key = faces.reshape(-1) * T + uv_faces.reshape(-1)
     uniq, inverse = np.unique(key, return_inverse=True)
     return SplitMesh(src=uniq // T, uvs=np.asarray(uvs, np.float32)[uniq % T], faces=inverse.reshape(-1, 3))
-
-
-def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) unit area-weighted vertex normals of (V, 3) vertices; unreferenced vertices get +Z."""
-    v = np.asarray(verts, np.float64)
-    a, b, c = (v[faces[:, k]] for k in range(3))
-    fn = np.cross(b - a, c - a)  # length = 2 * area, so the sum is area-weighted
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    length = np.linalg.norm(n, axis=-1, keepdims=True)
-    return np.where(length > 1e-20, n / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
 
 
 def vertex_tangents(verts: np.ndarray, normals: np.ndarray, uvs: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -110,12 +100,7 @@ def top4_weights(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 def axis_angle_to_quat(rvec: np.ndarray) -> np.ndarray:
     """(..., 3) axis-angle (radians) -> (..., 4) unit quaternions in glTF order (x, y, z, w)."""
-    r = np.asarray(rvec, np.float64)
-    angle = np.linalg.norm(r, axis=-1, keepdims=True)
-    half = 0.5 * angle
-    # sin(a/2)/a -> 1/2 as a -> 0; the series avoids 0/0 for the rest pose.
-    k = np.where(angle > 1e-8, np.sin(half) / np.maximum(angle, 1e-12), 0.5 - angle**2 / 48.0)
-    return np.concatenate([r * k, np.cos(half)], -1)
+    return np.roll(axis_angle_to_quaternion_np(rvec), -1, axis=-1)
 
 
 def continuous_quats(q: np.ndarray) -> np.ndarray:
@@ -128,12 +113,5 @@ def continuous_quats(q: np.ndarray) -> np.ndarray:
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(..., 4) quaternions (x, y, z, w) -> (..., 3, 3) rotation matrices (used by tests and the OBJ path)."""
-    q = np.asarray(q, np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = np.moveaxis(q, -1, 0)
-    return np.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(q.shape[:-1] + (3, 3))
+    """(..., 4) quaternions in glTF order (x, y, z, w) -> (..., 3, 3) rotation matrices (used by tests and the OBJ path)."""
+    return quaternion_to_matrix_np(np.roll(np.asarray(q, np.float64), 1, axis=-1))

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ..data.atomic import png_bytes, write_all
+from ..geometry import vertex_normals_np
 from .gltf import NEUTRAL_SKIN
-from .mesh import vertex_normals
 from .source import ExportSource
 
 
@@ -38,7 +38,7 @@ def posed_vertices(src: ExportSource, frames: Optional[np.ndarray] = None) -> np
 
 def obj_text(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray, uv_faces: np.ndarray, mtl_name: Optional[str], name: str) -> bytes:
     """OBJ file contents for one (V, 3) mesh with per-corner UVs and per-vertex normals."""
-    normals = vertex_normals(verts, faces)
+    normals = vertex_normals_np(np.asarray(verts, np.float64), faces, eps=1e-20, unused=(0.0, 0.0, 1.0))
     buf = io.StringIO()
     buf.write("# avatar3d export: metres, +Y up, face towards +Z\n")
     if mtl_name:

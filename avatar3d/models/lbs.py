@@ -7,17 +7,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..geometry import axis_angle_to_matrix
 
-def batch_rodrigues(rvec: Tensor, eps: float = 1e-8) -> Tensor:
-    """(N, 3) axis-angle in radians -> (N, 3, 3) rotation matrices (smooth at zero)."""
-    angle = torch.sqrt((rvec * rvec).sum(-1, keepdim=True) + eps)  # (N, 1); eps keeps the gradient finite at 0
-    axis = rvec / angle
-    c, s = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
-    x, y, z = axis.unbind(-1)
-    zero = torch.zeros_like(x)
-    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3)
-    eye = torch.eye(3, dtype=rvec.dtype, device=rvec.device)[None]
-    return eye + s * K + (1 - c) * (K @ K)
+
+#: (N, 3) axis-angle -> (N, 3, 3) rotations: the SMPL/FLAME name for :func:`avatar3d.geometry.axis_angle_to_matrix`.
+batch_rodrigues = axis_angle_to_matrix
 
 
 def rigid_transforms(rot: Tensor, joints: Tensor, parents: Tensor) -> tuple[Tensor, Tensor]:

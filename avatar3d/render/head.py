@@ -17,21 +17,20 @@ changes, with their SH basis and their antialiasing as a sparse linear map
 
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..geometry import incidence, vertex_normals
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues, rigid_transforms
 from .camera import raster_intrinsics, world_to_clip
+from .lighting import SH_C, irradiance_basis
 from .mesh import antialias, interpolate, rasterize, texture, triangle_adjacency
-from .shading import SH_C
 
-__all__ = ["HeadRenderer", "SubmeshPoser", "RasterCache", "front_triangles", "skinning_groups", "white_sh", "sh_basis",
-           "backproject_albedo"]
+__all__ = ["HeadRenderer", "SubmeshPoser", "RasterCache", "front_triangles", "skinning_groups", "white_sh", "backproject_albedo"]
 
 
 class HeadRenderer:
@@ -73,11 +72,7 @@ class HeadRenderer:
         self.uv = torch.stack([uv[:, 0], 1 - uv[:, 1]], -1).contiguous()  # OBJ origin bottom-left -> row 0 at the top
         self.adj = triangle_adjacency(self.tri)
         # Vertex normals as one sparse (Vs, F) incidence matmul: ~3x faster than three index_adds.
-        F, Vs = len(self.faces), len(self.vertex_ids)
-        rows, cols = self.faces.T.reshape(-1), torch.arange(F).repeat(3)
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": only matmul is used, which is stable
-            warnings.simplefilter("ignore")
-            self._incidence = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(3 * F), (Vs, F)).coalesce().to_sparse_csr()
+        self._incidence = incidence(self.faces, len(self.vertex_ids))
         self.region_idx = model.region(region)[self.vertex_ids]  #: (Vs,) bool, sub-mesh rows in the compared region
         self.region_w = self.region_idx.float()[:, None]  # (Vs,1)
         Kr = raster_intrinsics(K.float())
@@ -97,17 +92,10 @@ class HeadRenderer:
     def normals(self, verts: Tensor) -> Tensor:
         """(B,Vs,3) unit area-weighted vertex normals (of the drawn triangles) in the camera frame, no gradient.
 
-        ``verts`` as :meth:`raster`. Equals ``render.shading.vertex_normals`` on the drawn triangles.
+        ``verts`` as :meth:`raster`. :func:`avatar3d.geometry.vertex_normals` on the drawn triangles.
         """
         with torch.no_grad():
-            v = self.submesh(verts.detach())
-            B, Vs = v.shape[:2]
-            vt = v.transpose(0, 1).reshape(Vs, B * 3)
-            f = self.faces
-            v0, v1, v2 = (vt[f[:, k]].view(-1, B, 3) for k in range(3))
-            fn = torch.linalg.cross(v1 - v0, v2 - v0)  # (F,B,3), length = 2 * area: area weighting for free
-            n = (self._incidence @ fn.reshape(len(f), B * 3)).view(Vs, B, 3).transpose(0, 1)
-            return torch.nn.functional.normalize(n, dim=-1, eps=1e-12) @ self.w2c[:3, :3].T
+            return vertex_normals(self.submesh(verts.detach()), self.faces, self._incidence) @ self.w2c[:3, :3].T
 
     def raster(self, verts: Tensor, idx: np.ndarray, normals: Optional[Tensor] = None) -> dict:
         """Geometry-only pass for frames ``idx``: clip positions, rast, texture uv, camera normals, region weight.
@@ -133,7 +121,7 @@ class HeadRenderer:
         albedo = texture(tex[None], ras["uv"], filter_mode="linear", boundary_mode="clamp")
         basis = ras.get("sh_basis")
         if basis is None:
-            basis = sh_basis(ras["normal"])
+            basis = irradiance_basis(ras["normal"])
             if not basis.requires_grad:  # a geometry-frozen pass is shaded many times: keep it (a graph could not be reused)
                 ras["sh_basis"] = basis
         # (B,r,r,9) @ (9,3): the same irradiance as render.shading.sh_irradiance, as one matmul.
@@ -219,7 +207,7 @@ class RasterCache:
     def _raster(self, idx: np.ndarray) -> dict:
         with torch.no_grad():
             ras = self.rend.raster(self.verts_fn(idx), idx)
-            ras["sh_basis"] = sh_basis(ras["normal"])
+            ras["sh_basis"] = irradiance_basis(ras["normal"])
             ras["aa_weights"] = self.rend.aa_weights(ras)
         return ras
 
@@ -326,15 +314,6 @@ def skinning_groups(weights: Tensor) -> Tensor:
     """(V,) group of each row of (V,J) skinning weights: the joint it is rigidly bound to (weight 1), or J when blended."""
     rigid = weights.max(1)
     return torch.where(rigid.values >= 1.0, rigid.indices, torch.full_like(rigid.indices, weights.shape[1]))
-
-
-def sh_basis(normals: Tensor) -> Tensor:
-    """(...,9) SH irradiance basis of unit normals (...,3), constants included: ``sh_basis(n) @ sh`` equals
-    :func:`avatar3d.render.shading.sh_irradiance` ``(n, sh)`` for sh (9,3)."""
-    c1, c2, c3, c4, c5 = SH_C
-    x, y, z = normals.unbind(-1)
-    return torch.stack([torch.full_like(x, c1), c2 * y, c2 * z, c2 * x, c3 * x * y, c3 * y * z, c4 * (3 * z * z - 1), c3 * x * z,
-                        c5 * (x * x - y * y)], -1)
 
 
 def front_triangles(model: HeadModel, margin: float) -> Tensor:

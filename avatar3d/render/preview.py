@@ -14,10 +14,11 @@ import torch
 from torch import Tensor
 
 from ..errors import BadInputError
+from ..geometry import vertex_normals
 from .camera import world_to_clip
 from .camera_builders import framing, orbit
 from .mesh import antialias, interpolate, rasterize, texture
-from .shading import lambert, sh_irradiance, vertex_normals
+from .shading import lambert, sh_irradiance
 
 __all__ = ["render_mesh", "save_image", "framing_camera", "orbit_camera", "to_uint8", "contact_sheet"]
 

@@ -1,31 +1,13 @@
-"""Shading helpers: vertex normals, Lambert + ambient, second-order spherical-harmonics irradiance."""
+"""Shading helpers: Lambert + ambient, second-order spherical-harmonics irradiance (basis in :mod:`.lighting`)."""
 
 from __future__ import annotations
-
 
 import torch
 from torch import Tensor
 
-__all__ = ["vertex_normals", "lambert", "sh_irradiance", "SH_C"]
+from .lighting import irradiance_basis
 
-# Ramamoorthi & Hanrahan irradiance constants for 9 real SH coefficients (bands 0..2).
-SH_C = (0.886227, 1.023328, 0.858086, 0.247708, 0.429043)
-
-
-def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
-    """Area-weighted unit vertex normals. vertices (B,V,3), faces (F,3) -> (B,V,3); CCW faces point outwards."""
-    f = faces.long()
-    B, V = vertices.shape[:2]
-    # Vertex-major (V, B*3) layout: every gather and index_add moves one contiguous row of B*3
-    # values per index, and index_add_ accumulates in place (~3x faster at B=8 than index_add on
-    # (B, V, 3) with a new tensor per corner). Same sums in the same order: the same bits.
-    vt = vertices.transpose(0, 1).reshape(V, B * 3)
-    v0, v1, v2 = (vt[f[:, k]].view(-1, B, 3) for k in range(3))
-    fn = torch.linalg.cross(v1 - v0, v2 - v0).reshape(-1, B * 3)  # length = 2 * area: area weighting for free
-    n = vertices.new_zeros(V, B * 3)
-    for k in range(3):
-        n.index_add_(0, f[:, k], fn)
-    return torch.nn.functional.normalize(n.view(V, B, 3).transpose(0, 1).contiguous(), dim=-1, eps=1e-12)
+__all__ = ["lambert", "sh_irradiance"]
 
 
 def lambert(albedo: Tensor, normals: Tensor, light_dir: Tensor, ambient: float = 0.3) -> Tensor:
@@ -40,13 +22,10 @@ def lambert(albedo: Tensor, normals: Tensor, light_dir: Tensor, ambient: float =
 def sh_irradiance(normals: Tensor, sh: Tensor) -> Tensor:
     """Irradiance from 9 SH coefficients per colour. normals (B,...,3) unit, sh (B,9,3) or (9,3) -> (B,...,3).
 
-    Basis order: 1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2 (the usual real SH order) in the normals' frame.
+    ``sh`` are radiance SH coefficients in :mod:`.lighting`'s basis (order 1, y, z, x, xy, yz, 3z^2-1, xz,
+    x^2-y^2 in the normals' frame); the cosine-lobe convolution is :func:`.lighting.irradiance_basis`.
     """
-    c1, c2, c3, c4, c5 = SH_C
-    x, y, z = normals[..., 0], normals[..., 1], normals[..., 2]
-    one = torch.ones_like(x)
-    basis = torch.stack([c1 * one, c2 * y, c2 * z, c2 * x, c3 * x * y, c3 * y * z, c4 * (3 * z * z - 1), c3 * x * z,
-                         c5 * (x * x - y * y)], -1)  # (B,...,9)
+    basis = irradiance_basis(normals)  # (B,...,9)
     sh = torch.as_tensor(sh, dtype=normals.dtype, device=normals.device)
     if sh.ndim == 2:
         sh = sh[None]

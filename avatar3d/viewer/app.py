@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import Avatar3DError
-from .envmaps import ENVIRONMENTS
+from ..render.lighting import ENVIRONMENTS
 from .headless import check_offscreen_support
 from .mesh import HeadMesh
 from .params import GROUPS, HeadParams, get_value, load_param_file, set_value, slider_specs

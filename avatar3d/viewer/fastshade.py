@@ -21,9 +21,10 @@ from typing import Optional
 
 import numpy as np
 
-from .envmaps import _sh_poly
+from ..render.color import display_curve, srgb_decode, srgb_encode
+from ..render.lighting import brdf_lut_approx, sh_polynomials
 
-__all__ = ["VertexLighting", "display_curve", "srgb_encode", "srgb_decode", "front_facing", "EXPOSURE"]
+__all__ = ["VertexLighting", "front_facing", "EXPOSURE"]
 
 # Open3D's default camera exposure (f/16, 1/125 s, ISO 100): EV100 = log2(16^2 * 125), and Filament's
 # exposure = 1 / (1.2 * 2^EV100). Lit materials are multiplied by it; unlit ones are not.
@@ -41,46 +42,6 @@ IBL_SPEC_GAIN = 3.0
 TEXTURE_SIZE = 512
 SKIN_ROUGHNESS = 0.55  # perceptual roughness of the viewer's skin material
 SKIN_REFLECTANCE = 0.35  # Filament reflectance: f0 = 0.16 * r^2 (about 2 %)
-
-# Filament's display transform in Open3D 0.20 (Uchimura tone mapping, high-quality colour grading,
-# sRGB output) for grey input: linear scene value -> displayed value in [0, 1]. Measured by drawing
-# unlit patches with post-processing on in the viewer's scene (its lights and background change the
-# top end a little); tests/test_viewer_fast.py re-measures and compares.
-_TONE_X = np.array([0.0, 0.0016, 0.0031, 0.0058, 0.0110, 0.0208, 0.0394, 0.0746, 0.1413, 0.2676, 0.5068, 0.9600, 1.8183, 3.4443,
-                    6.5240, 12.3576])
-_TONE_Y = np.array([0.0, 1.0, 3.0, 6.0, 13.0, 24.3, 43.0, 71.0, 111.7, 158.3, 199.0, 224.3, 236.0, 242.0, 244.7, 246.7]) / 255.0
-
-
-_LOG_X = np.log(_TONE_X[1:])
-
-
-def display_curve(x: np.ndarray) -> np.ndarray:
-    """Linear scene values (any shape) -> displayed values in [0, 1] (Filament's tone map + sRGB),
-    applied per channel (for grey exactly what Filament does; its Rec.2020 working space shifts
-    saturated colours by ~1 level, below the interactive frames' other approximations)."""
-    x = np.maximum(np.asarray(x, np.float32), 0.0)
-    # Interpolate in log space (the samples are log-spaced); below the first non-zero sample the
-    # curve is linear from (0, y0).
-    y = np.interp(np.log(np.maximum(x, 1e-6)), _LOG_X, _TONE_Y[1:]).astype(np.float32)
-    low = x < _TONE_X[1]
-    y[low] = _TONE_Y[0] + (_TONE_Y[1] - _TONE_Y[0]) * x[low] / _TONE_X[1]
-    return y
-
-
-def srgb_decode(c: np.ndarray) -> np.ndarray:
-    c = np.asarray(c, np.float64)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def srgb_encode(c: np.ndarray) -> np.ndarray:
-    c = np.clip(np.asarray(c, np.float64), 0.0, None)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
-
-
-def _sh_basis(n: np.ndarray) -> np.ndarray:
-    """(N, 9) real SH basis in Filament's order and normalisation (as ``envmaps.irradiance_sh``)."""
-    return _sh_poly(n)
-
 
 def _shrink(a: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3) uint8 box-filtered down by a power of two until its larger side is <= ``size``."""
@@ -177,17 +138,13 @@ class VertexLighting:
         if sh is not None and lighting.env_intensity > 0:
             k = ibl_scale * lighting.env_intensity
             sh = np.asarray(sh, np.float32)
-            irr = np.maximum(_sh_basis(n) @ sh, 0.0)  # irradiance / pi
+            irr = np.maximum(sh_polynomials(n) @ sh, 0.0)  # irradiance / pi (Filament's SH, see lighting.filament_sh)
             radiance += a_lin * irr * k
             # Split-sum specular: the environment blurred to a cosine lobe around the reflection
             # (roughness 0.55 is broad) times Karis' analytic fit of the pre-integrated BRDF.
             r = 2 * nov * n - v
-            env = np.maximum(_sh_basis(r) @ sh, 0.0)
-            c0 = np.array([-1.0, -0.0275, -0.572, 0.022], np.float32)
-            c1 = np.array([1.0, 0.0425, 1.04, -0.04], np.float32)
-            rr = self.roughness * c0 + c1
-            a004 = np.minimum(rr[0] * rr[0], np.exp2(-9.28 * nov)) * rr[0] + rr[1]
-            ab = a004 * np.array([-1.04, 1.04], np.float32) + rr[2:]
+            env = np.maximum(sh_polynomials(r) @ sh, 0.0)
+            ab = brdf_lut_approx(self.roughness, nov)
             radiance += env * (self.f0 * ab[:, :1] + ab[:, 1:2]) * k * IBL_SPEC_GAIN
         display = display_curve(EXPOSURE * LIT_GAIN * radiance)
         return np.ascontiguousarray(display / self.vertex_srgb, np.float32)

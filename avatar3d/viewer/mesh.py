@@ -10,34 +10,12 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
+from ..geometry import incidence_np, vertex_normals_np
 from .params import HeadParams
 
-__all__ = ["HeadMesh", "vertex_normals"]
-
-
-def incidence(faces: np.ndarray, num_vertices: int) -> sp.csr_matrix:
-    """(V, F) sparse vertex-triangle incidence: ``incidence @ face_normals`` sums per vertex."""
-    F = len(faces)
-    rows = faces.T.reshape(-1)
-    cols = np.tile(np.arange(F), 3)
-    return sp.csr_matrix((np.ones(3 * F, np.float32), (rows, cols)), shape=(num_vertices, F))
-
-
-def vertex_normals(verts: np.ndarray, faces: np.ndarray, adjacency: Optional[sp.csr_matrix] = None) -> np.ndarray:
-    """(N, 3) unit area-weighted normals of (V, 3) vertices and (F, 3) triangles.
-
-    ``adjacency`` (N, F) picks which vertices to return (default: the V model vertices); the
-    viewer passes the incidence rows of its render vertices, so seams get identical normals.
-    """
-    tri = verts[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 * area: area weighting
-    A = adjacency if adjacency is not None else incidence(faces, len(verts))
-    n = A @ fn  # one sparse product: 3x faster than np.bincount per component
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    return (n / np.maximum(norm, 1e-12)).astype(verts.dtype, copy=False)
+__all__ = ["HeadMesh"]
 
 
 class HeadMesh:
@@ -71,7 +49,7 @@ class HeadMesh:
                     a = (np.clip(a, 0, 1) * 255).astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
                 self.albedo = np.ascontiguousarray(a[..., :3])
         self.edges = self._edges(faces)
-        self._render_incidence = incidence(faces, model.num_vertices)[self.render_to_model]
+        self._render_incidence = incidence_np(faces, model.num_vertices)[self.render_to_model]
         self._const: Optional[tuple] = None  # open3d tensors of triangles and UVs, made on first use
 
     @staticmethod
@@ -91,7 +69,7 @@ class HeadMesh:
     def render_arrays(self, verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions and normals (R, 3) float32 in render-vertex layout for (V, 3) model vertices."""
         v = np.asarray(verts, np.float32)
-        n = vertex_normals(v, self.faces, self._render_incidence)
+        n = vertex_normals_np(v, self.faces, self._render_incidence)
         return np.ascontiguousarray(v[self.render_to_model]), np.ascontiguousarray(n, np.float32)
 
     def triangle_mesh(self, verts: np.ndarray, arrays: Optional[tuple[np.ndarray, np.ndarray]] = None):

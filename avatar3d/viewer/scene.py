@@ -15,8 +15,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..render.camera import project as project_points
-from .envmaps import ENVIRONMENTS, bake_environment, irradiance_sh
-from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, display_curve, front_facing, srgb_decode, srgb_encode
+from ..render.color import display_curve, srgb_decode, srgb_encode
+from ..render.lighting import ENVIRONMENTS
+from .envmaps import bake_environment, irradiance_sh
+from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, front_facing
 from .mesh import HeadMesh
 from .params import HeadParams
 
@@ -31,7 +33,7 @@ IBL_SCALE = 32000.0  # Filament IBL intensity for environment intensity 1.0
 @dataclass
 class Lighting:
     """Directional light (angles in degrees; azimuth 0 = from the front, + towards the head's +X)
-    and environment light (one of ``envmaps.ENVIRONMENTS``, rotation about +Y in degrees)."""
+    and environment light (one of ``render.lighting.ENVIRONMENTS``, rotation about +Y in degrees)."""
 
     azimuth: float = 30.0
     elevation: float = 25.0
@@ -256,9 +258,9 @@ class HeadScene:
             self.on_change()
 
     def _normals_model(self) -> np.ndarray:
-        from .mesh import vertex_normals
+        from ..geometry import vertex_normals_np
 
-        return vertex_normals(np.asarray(self._verts, np.float32), self.mesh.faces)
+        return vertex_normals_np(np.asarray(self._verts, np.float32), self.mesh.faces)
 
     # ------------------------------------------------------------------ display
     def set_display(self, mode: Optional[str] = None, wireframe: Optional[bool] = None, landmarks: Optional[bool] = None) -> None:
