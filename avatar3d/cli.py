@@ -13,7 +13,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import Avatar3DError
+from .errors import Avatar3DError, os_error_sentence
 
 COMMANDS = ("info", "models", "demo", "track", "export", "view")
 
@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except (Avatar3DError, ValueError, FileNotFoundError, KeyError, OSError) as e:
         if debug:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, OSError) and not isinstance(e, Avatar3DError):
+            msg = os_error_sentence(e)  # the path, not "[Errno 30] Read-only file system: '...'"
+        else:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"avatar3d {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except Exception as e:  # unexpected: still one line, with how to get more

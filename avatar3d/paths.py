@@ -1,4 +1,4 @@
-"""Where avatar3d keeps caches and finds optional data."""
+"""Where avatar3d keeps caches and finds optional data, and whether an output path can be written."""
 
 from __future__ import annotations
 
@@ -27,3 +27,20 @@ def shared_data_dir() -> Optional[Path]:
         if c.is_dir():
             return c
     return None
+
+
+def check_output_path(path: str | Path, what: str) -> Path:
+    """Fail early, in one sentence naming ``path``, when ``what`` (e.g. "the screenshot") cannot be written
+    there: a parent that is a file, or the nearest existing folder not writable. Creates nothing, so an
+    error leaves no empty folder behind."""
+    from .errors import BadInputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"cannot write {what} {path}: it is a folder")
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise BadInputError(f"cannot write {what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInputError(f"cannot write {what} {path}: {existing} is not writable (read-only or no permission)")
+    return path

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for set-up + the two things people run:
 #   bash scripts/run.sh demo [avatar3d demo args]   # set up (if needed), then run the main job
-#   bash scripts/run.sh test [pytest args]          # set up (if needed), then run the test suite
+#   bash scripts/run.sh test [pytest args]          # set up (if needed), lint (ruff), then run the test suite
 #   bash scripts/run.sh setup                       # set up only
 # Set-up is idempotent and fast the second time: a stamp of the dependency files skips reinstalling.
 # Environment: AVATAR3D_VENV (default .venv), PYTHON (default python3).
@@ -99,6 +99,11 @@ case "$cmd" in
   test)
     setup
     cd "$ROOT"
+    # The lint is part of the test: its rules are [tool.ruff] in pyproject.toml (ruff is pinned in the test extra).
+    if ! "$VENV/bin/python" -m ruff check "$ROOT"; then
+      log "ruff check failed (see above; 'ruff check --fix' fixes most): not running pytest"
+      exit 1
+    fi
     set +e
     "$VENV/bin/python" -m pytest "$@"
     rc=$?

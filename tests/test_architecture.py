@@ -200,3 +200,17 @@ def test_the_runtime_does_not_import_calibration_or_synthetic_data():
     present = tuple(p for p in OFF_RUNTIME if p in g.files)  # packages not (yet) in the tree have no importers
     bad = g.importers_of(present)
     assert not bad, "runtime modules importing calibration / synthetic-data code:\n" + "\n".join(f"  {a} -> {b}" for a, b in bad)
+
+
+
+def test_no_test_module_imports_another():
+    """Shared fixtures live in tests/conftest.py and shared helpers in tests/helpers/, so test modules stay independent.
+    Read as text line by line: the scripts a test runs in a child process (source in a string) count too."""
+    import re
+
+    tests = ROOT / "tests"
+    names = {p.stem for p in tests.glob("test_*.py")}
+    statement = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][\w.]*)", re.M)
+    bad = [f"{p.relative_to(ROOT)} imports {m}" for p in sorted(tests.rglob("*.py"))
+           for m in statement.findall(p.read_text()) if m.split(".")[0] in names]
+    assert not bad, "\n".join(bad)

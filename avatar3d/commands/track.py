@@ -35,6 +35,16 @@ def _positive_int(s: str) -> int:
     return v
 
 
+MAX_RESOLUTION = 4096  # crop side in pixels: larger crops exhaust memory (30000 px: 2.7 GB per frame) long before they help a fit
+
+
+def _crop_size(s: str) -> int:
+    v = _positive_int(s)
+    if v > MAX_RESOLUTION:
+        raise argparse.ArgumentTypeError(f"the crop size is at most {MAX_RESOLUTION} pixels, got {s}")
+    return v
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("track", help="track a head in a video, image folder or image: crops, masks, landmarks, fitted model parameters")
     p.add_argument("input", help="video file (mp4/mov/webm), folder of images, or one image")
@@ -42,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="builtin", help="head model: builtin, ict[=PATH], flame=PATH (default: builtin)")
     p.add_argument("--fps", type=_positive_float, default=None, help="subsample the video to this frame rate")
     p.add_argument("--max-frames", type=_positive_int, default=None, help="track at most this many frames")
-    p.add_argument("--resolution", type=_positive_int, default=512, help="crop size in pixels (default 512)")
+    p.add_argument("--resolution", type=_crop_size, default=512, help=f"crop size in pixels (default 512, at most {MAX_RESOLUTION})")
     p.add_argument("--photometric", action="store_true", help="after landmark fitting, refine expression and pose per frame against the pixels "
                    "(albedo texture + SH lighting + silhouette, about 0.3-0.5 s/frame on CPU); writes albedo.png")
     p.add_argument("--sparse-expressions", action="store_true",

@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     if args.screenshot:
         from ..viewer.headless import check_offscreen_support
-        from ..viewer.shot import render_view, save_image
+        from ..viewer.shot import check_screenshot_path, render_view, save_image
 
+        check_screenshot_path(args.screenshot)  # before any slow work (and before making folders)
         check_offscreen_support()  # before loading a big model: fail in one sentence, fast
         source = open_source(args.source)
         img, _ = render_view(source, opts)

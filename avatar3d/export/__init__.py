@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..errors import BadInputError
+from ..paths import check_output_path
 from .gltf import GltfStats, build_gltf, write_gltf
 from .obj import write_obj
 from .source import ExportSource, resolve_source
@@ -28,6 +30,19 @@ def _check_format(format: str) -> str:
     if f not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of: {', '.join(FORMATS)}")
     return f
+
+
+def _check_out(out: Path, fmt: str) -> Path:
+    """The output file for ``fmt``: its suffix names a format we write (that format), and it can be written."""
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix and suffix not in FORMATS:
+        raise BadInputError(f"{out}: {suffix.upper()} is not a format avatar3d writes; it writes "
+                            f"{', '.join('.' + f for f in FORMATS)} (glTF imports into Blender, Unity and Unreal)")
+    if out.suffix.lower() != f".{fmt}":
+        raise ValueError(f"output {out} should end in .{fmt} for format {fmt}")
+    if out.is_dir():
+        raise ValueError(f"output {out} is a directory; give a file name ending in .{fmt}")
+    return check_output_path(out, "the export")
 
 
 def export_files(
@@ -48,12 +63,10 @@ def export_files(
     fmt = _check_format(format)
     if fmt != "obj" and (frame is not None or all_frames):
         raise ValueError("frame/all_frames apply to OBJ export; glTF gets the whole performance as an animation")
+    if out is not None:
+        _check_out(Path(out), fmt)  # before loading anything: a bad path fails fast
     src = resolve_source(source, shape=shape, model=model, texture=texture)
-    out = Path(out) if out is not None else Path(f"{src.name}.{fmt}")
-    if out.suffix.lower() != f".{fmt}":
-        raise ValueError(f"output {out} should end in .{fmt} for format {fmt}")
-    if out.is_dir():
-        raise ValueError(f"output {out} is a directory; give a file name ending in .{fmt}")
+    out = _check_out(Path(out) if out is not None else Path(f"{src.name}.{fmt}"), fmt)
     if fmt == "obj":
         return write_obj(src, out, frame=frame, all_frames=all_frames), None
     return write_gltf(src, out, binary=fmt == "glb", animation=animation, normal_deltas=normal_deltas, morph_eps=morph_eps)

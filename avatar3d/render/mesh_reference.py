@@ -301,7 +301,6 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, adj: Option
     out = color
     tid = rast[..., 3].long() - 1
     depth = torch.where(tid >= 0, rast[..., 2], torch.full_like(rast[..., 2], torch.inf))
-    bsel = torch.arange(B, device=color.device)
     for axis in (2, 1):  # horizontal pairs (along W), then vertical pairs (along H)
         n = color.shape[axis]
         if n < 2:

@@ -12,6 +12,8 @@ Slider names (the ones ``--set NAME=VALUE`` and parameter files accept):
 from __future__ import annotations
 
 import json
+import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -20,11 +22,15 @@ import numpy as np
 
 from ..errors import BadInputError, MissingFileError
 
-__all__ = ["HeadParams", "GROUPS", "expression_group", "slider_specs", "SliderSpec", "apply_settings", "parse_settings", "load_param_file", "NUM_SHAPE_SLIDERS"]
+__all__ = ["HeadParams", "GROUPS", "expression_group", "slider_specs", "SliderSpec", "apply_settings", "parse_settings", "load_param_file", "NUM_SHAPE_SLIDERS",
+           "REACH", "check_value"]
 
 #: UI groups of expression sliders, in display order.
 GROUPS = ("brows", "eyes", "cheeks", "nose", "mouth", "jaw", "other")
 NUM_SHAPE_SLIDERS = 10
+#: ``--set`` and parameter files may push a slider past its range (jawOpen=1.5 exaggerates), up to this many times
+#: its largest end: far beyond, the head leaves the frame or overflows float32 and the image comes out blank.
+REACH = 10.0
 _AXES = {"pitch": 0, "yaw": 1, "roll": 2}  # axis-angle component: about X (nod), Y (turn), Z (tilt)
 
 # Keyword -> group; first match wins (ARKit, ICT and FLAME-style names).
@@ -120,10 +126,23 @@ def parse_settings(items: Iterable[str]) -> dict[str, float]:
         try:
             if not sep:
                 raise ValueError
-            out[name.strip()] = float(val)
+            value = float(val)
         except ValueError:
             raise BadInputError(f"--set expects NAME=NUMBER (e.g. jawOpen=0.8), got {it!r}") from None
+        if not math.isfinite(value):
+            raise BadInputError(f"--set {it}: the value must be a finite number (e.g. jawOpen=0.8)")
+        out[name.strip()] = value
     return out
+
+
+def check_value(spec: SliderSpec, value: float) -> None:
+    """Refuse a slider value that is not finite or lies beyond :data:`REACH` times the slider's range."""
+    if not math.isfinite(value):
+        raise BadInputError(f"{spec.name}={value:g}: the value must be a finite number")
+    bound = REACH * max(abs(spec.lo), abs(spec.hi), 1.0)
+    if abs(value) > bound:
+        raise BadInputError(f"{spec.name}={value:g} is out of reach: the {spec.name} slider spans {spec.lo:g} to {spec.hi:g}, "
+                            f"and values up to {bound:g} either way are accepted")
 
 
 def apply_settings(model, p: HeadParams, settings: dict[str, float]) -> HeadParams:
@@ -135,6 +154,7 @@ def apply_settings(model, p: HeadParams, settings: dict[str, float]) -> HeadPara
     out = p.copy()
     std = model.shape_std.detach().cpu().numpy() if hasattr(model, "shape_std") else None
     for k, v in settings.items():
+        check_value(specs[k], v)
         set_value(specs[k], out, v, std)
     return out
 
@@ -155,14 +175,26 @@ def load_param_file(path: str | Path, model, base: HeadParams) -> HeadParams:
             return apply_settings(model, base, {str(k): float(v) for k, v in data.items()})
         except (TypeError, ValueError) as e:
             if isinstance(e, BadInputError):
-                raise
+                raise BadInputError(f"{path}: {e}") from None
             raise BadInputError(f"{path}: every value must be a number ({e})") from None
     if path.suffix.lower() == ".npz":
-        z = np.load(path, allow_pickle=False)
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise BadInputError(f"{path} is not a readable .npz file ({e})") from None
         out = base.copy()
         for key, ref in (("shape", out.shape), ("expression", out.expression), ("pose", out.pose), ("transl", out.transl)):
             if key in z.files:
-                a = np.asarray(z[key], np.float32)
+                try:
+                    raw = z[key]
+                except ValueError:  # numpy refuses object arrays without allow_pickle (and we never unpickle)
+                    raise BadInputError(f"{path}: '{key}' is an object array, which avatar3d does not load (it would need "
+                                        f"unpickling); save it as a plain numeric array") from None
+                if raw.dtype.kind not in "biuf":
+                    raise BadInputError(f"{path}: '{key}' must hold numbers, not {raw.dtype}")
+                a = np.asarray(raw, np.float32)
+                if not np.isfinite(a).all():
+                    raise BadInputError(f"{path}: '{key}' holds NaN or infinite values")
                 if a.ndim == ref.ndim + 1:  # a sequence: take its first frame
                     a = a[0]
                 if a.size > ref.size:

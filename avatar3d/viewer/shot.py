@@ -8,7 +8,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import BadInputError
+from ..errors import BadInputError, os_error_sentence
+from ..paths import check_output_path
 from .headless import HeadlessRenderer
 from .mesh import HeadMesh
 from .params import HeadParams, apply_settings, load_param_file
@@ -16,7 +17,7 @@ from ..render.camera_builders import frontal
 from .scene import Lighting
 from .source import ViewerSource
 
-__all__ = ["ViewOptions", "render_view", "save_image", "rest_camera", "initial_params"]
+__all__ = ["ViewOptions", "render_view", "save_image", "check_screenshot_path", "rest_camera", "initial_params"]
 
 
 @dataclass
@@ -96,12 +97,21 @@ def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[Head
     return img, r
 
 
-def save_image(img: np.ndarray, path: str | Path) -> Path:
-    from PIL import Image
-
+def check_screenshot_path(path: str | Path) -> Path:
+    """A screenshot path that can be written (.png/.jpg, under folders or where folders can be made); else one sentence."""
     path = Path(path)
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise BadInputError(f"screenshot path must end in .png or .jpg, got {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path)
+    return check_output_path(path, "the screenshot")
+
+
+def save_image(img: np.ndarray, path: str | Path) -> Path:
+    from PIL import Image
+
+    path = check_screenshot_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(path)
+    except OSError as e:
+        raise BadInputError(os_error_sentence(e, "the screenshot")) from None
     return path
