@@ -68,8 +68,10 @@ def write_all(files: dict[Path, Payload]) -> list[Path]:
             raise IsADirectoryError(f"cannot write {p}: a directory has that name")
     tmps: list[tuple[Path, Path]] = []
     done: list[tuple[Path, Path | None]] = []  # (written path, backup of what was there)
+    made: list[Path] = []  # folders this call created, outermost first (removed again on failure)
     try:
         for path, payload in zip(paths, files.values()):
+            made += reversed([p for p in path.absolute().parents if not p.exists()])
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = temp_path(path)
             tmps.append((tmp, path))
@@ -95,6 +97,11 @@ def write_all(files: dict[Path, Payload]) -> list[Path]:
                 os.replace(backup, path)
         for tmp, _ in tmps:
             tmp.unlink(missing_ok=True)
+        for d in reversed(made):  # no empty output folder left behind
+            try:
+                d.rmdir()
+            except OSError:
+                pass
         raise
     for _, backup in done:
         if backup is not None:

@@ -59,11 +59,16 @@ def _parse_shape(shape: object, S: int) -> np.ndarray:
         if p.suffix in (".npy", ".npz") or p.exists():
             if not p.is_file():
                 raise MissingFileError(p, "Pass an identity as a .npy file of shape coefficients, or as comma-separated numbers.")
-            a = np.load(p, allow_pickle=False)
-            if isinstance(a, np.lib.npyio.NpzFile):
-                if "shape" not in a.files:
-                    raise BadInputError(f"{p} has no 'shape' array (found: {', '.join(a.files)})")
-                a = a["shape"]
+            try:  # numpy refuses object arrays without allow_pickle (and we never unpickle): name the file
+                a = np.load(p, allow_pickle=False)
+                if isinstance(a, np.lib.npyio.NpzFile):
+                    if "shape" not in a.files:
+                        raise BadInputError(f"{p} has no 'shape' array (found: {', '.join(a.files)})")
+                    a = a["shape"]
+            except BadInputError:
+                raise
+            except ValueError as e:
+                raise BadInputError(f"{p} cannot be read as numbers ({e}); save the identity as a plain numeric array") from None
         else:
             try:
                 a = np.array([float(x) for x in str(shape).split(",") if x.strip()])
