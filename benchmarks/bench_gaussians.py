@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from avatar3d.render.gaussians import project_gaussians_ext, rasterize_gaussians  # noqa: E402
-from avatar3d.render.gaussians_reference import covariances, project_gaussians  # noqa: E402
+from avatar3d.render.gaussians_reference import project_gaussians  # noqa: E402
 
 REF_PAIR_BUDGET = 90e6  # (pixel, splat) pairs the reference may hold in its autograd graph (~56 B each: 5 GB)
 

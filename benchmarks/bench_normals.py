@@ -75,8 +75,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import avatar3d.render.preview as preview
-    from avatar3d.models import load_head_model
     from avatar3d.geometry import vertex_normals
+    from avatar3d.models import load_head_model
     from avatar3d.tracking.outputs import render_overlay_frames
 
     m = load_head_model("builtin")

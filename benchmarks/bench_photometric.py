@@ -51,11 +51,13 @@ from avatar3d.models import load_head_model  # noqa: E402
 from avatar3d.paths import shared_data_dir  # noqa: E402
 from avatar3d.render.backends import mesh_cpu_extension  # noqa: E402
 from avatar3d.render.head import HeadRenderer  # noqa: E402
-from avatar3d.tracking.fitting import project_landmarks  # noqa: E402
-from avatar3d.tracking.fitting import CropCameras, fit_landmarks  # noqa: E402
+from avatar3d.tracking.fitting import (  # noqa: E402
+    CropCameras,
+    fit_landmarks,
+    project_landmarks,  # noqa: E402
+)
 from avatar3d.tracking.metrics import jitter, nme  # noqa: E402
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric  # noqa: E402
-
 
 #: Runs one refinement with the ``avatar3d`` of another source tree (argv: tree, inputs .npz, model spec, output .json).
 _REF_SCRIPT = """

@@ -88,8 +88,8 @@ def other_seeds_section(work: Path, seeds: list[int], summary: dict, num_frames:
     print("\n### Other random identities (same motions; landmark fit)\n")
     print("| seed | face RMS (worst frame) | table only / without the table | identity / mean face | focal (true) | "
           "corr jawOpen / smileL / smileR / browInnerUp / pucker / blinkL | smileL: table only / without |\n|---|---|---|---|---|---|---|")
-    from avatar3d.tracking.metrics import rms_after_similarity
     from avatar3d.synthetic.video import track_ground_truth
+    from avatar3d.tracking.metrics import rms_after_similarity
 
     m = load_head_model("builtin")
     face = m.region("face").numpy()
@@ -120,8 +120,8 @@ def synthetic_section(work: Path, summary: dict, num_frames: int = 24) -> None:
     Reference measured in the same run: the mean identity (all shape coefficients 0) against the true
     identity, i.e. what the fit must beat to have recovered anything of the identity.
     """
-    from avatar3d.tracking.metrics import rms_after_similarity
     from avatar3d.synthetic.video import detector_response, refine_ground_truth, track_ground_truth
+    from avatar3d.tracking.metrics import rms_after_similarity
 
     t0 = time.perf_counter()
     r = track_ground_truth(work / "synthetic", "builtin", num_frames=num_frames)

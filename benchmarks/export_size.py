@@ -20,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from avatar3d.data.sequence import TrackedSequence  # noqa: E402
 from avatar3d.export import build_gltf, resolve_source  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
 from avatar3d.paths import shared_data_dir  # noqa: E402
-from avatar3d.data.sequence import TrackedSequence  # noqa: E402
 
 
 def clip(model, n: int, fps: float = 30.0) -> TrackedSequence:

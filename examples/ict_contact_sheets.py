@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from avatar3d.models.embedding import frame_view, render_view
-from avatar3d.models.ict import load_ict, region_colors, render_face_mask, read_ict_data
+from avatar3d.models.ict import load_ict, read_ict_data, region_colors, render_face_mask
 from avatar3d.paths import ASSETS
 from avatar3d.render.preview import contact_sheet
 

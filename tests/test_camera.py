@@ -8,8 +8,17 @@ import pytest
 import torch
 
 from avatar3d.errors import BadInputError
-from avatar3d.render.camera import (Camera, crop_intrinsics, cv_to_gl_c2w, intrinsics_from_fov, look_at, opencv_intrinsics, project,
-                                    raster_intrinsics, scale_intrinsics)
+from avatar3d.render.camera import (
+    Camera,
+    crop_intrinsics,
+    cv_to_gl_c2w,
+    intrinsics_from_fov,
+    look_at,
+    opencv_intrinsics,
+    project,
+    raster_intrinsics,
+    scale_intrinsics,
+)
 from avatar3d.render.camera_builders import centred_K, framing, front_camera, frontal, orbit, phone_focal
 
 

@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar3d.capture.crop import apply_crop, compute_crops, interpolate_invalid, to_crop_coords
-from avatar3d.render.camera import crop_intrinsics
+from avatar3d.capture.crop import apply_crop, interpolate_invalid, to_crop_coords
 from avatar3d.capture.landmarks import interocular
 from avatar3d.capture.stage import CaptureResult, run_capture
 from avatar3d.capture.video import open_source
 from avatar3d.errors import BadInputError, MissingFileError
+from avatar3d.render.camera import crop_intrinsics
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, rotation: float | None = None) -> Path:

@@ -44,8 +44,8 @@ def test_unknown_model_spec_names_the_valid_ones(tmp_path):
 
 @pytest.mark.slow
 def test_demo_writes_images_and_report(tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     out = tmp_path / "demo"
     r = cli("demo", "--out", str(out), "--size", "160")

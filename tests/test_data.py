@@ -9,11 +9,11 @@ import pytest
 
 from avatar3d.data import frames as frames_mod
 from avatar3d.data.frames import TrackedFrames
-from avatar3d.render.camera import scale_intrinsics, scale_pixels
 from avatar3d.data.sequence import TrackedSequence
 from avatar3d.data.source import resolve_head_source
 from avatar3d.data.split import holdout_count, train_test_split
 from avatar3d.errors import BadInputError
+from avatar3d.render.camera import scale_intrinsics, scale_pixels
 
 SIZE = 128
 BLOCK = 8

@@ -20,10 +20,10 @@ import scipy.sparse as sp
 import torch
 
 from avatar3d.errors import BadInputError, MissingFileError
-from avatar3d.synthetic import flame as fs
 from avatar3d.models import load_head_model
 from avatar3d.models import pickle_compat as pc
 from avatar3d.models.flame import FLAME_URL, detect_version, load_flame, read_flame_data, status
+from avatar3d.synthetic import flame as fs
 
 TOL = 1e-5  # metres
 
@@ -335,7 +335,10 @@ def test_corrupt_truncated_wrong_keys_and_shapes(tmp_path, synth):
     p.write_bytes(pickle.dumps(m, protocol=2))
     with pytest.raises(BadInputError, match="missing key.*posedirs"):
         load_flame(p)
-    for key, bad, expect in (("weights", np.full((12, 4), 0.25), r"weights must be \(12, 5\)"), ("posedirs", np.zeros((12, 3, 35)), r"\(12, 3, 36\)"), ("v_template", np.zeros((12, 2)), r"v_template must be \(V, 3\)"), ("f", np.array([[0, 1, 99]]), "faces f must be integer indices")):
+    for key, bad, expect in (("weights", np.full((12, 4), 0.25), r"weights must be \(12, 5\)"),
+                             ("posedirs", np.zeros((12, 3, 35)), r"\(12, 3, 36\)"),
+                             ("v_template", np.zeros((12, 2)), r"v_template must be \(V, 3\)"),
+                             ("f", np.array([[0, 1, 99]]), "faces f must be integer indices")):
         m = _tiny_model()
         m[key] = bad
         p.write_bytes(pickle.dumps(m, protocol=2))

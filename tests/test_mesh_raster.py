@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
+from avatar3d._ext import extension_error
 from avatar3d.render import mesh as M
 from avatar3d.render.backends import mesh_cpu_extension
-from avatar3d._ext import extension_error
 
 
 @pytest.fixture(scope="module")

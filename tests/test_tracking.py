@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from avatar3d.models.lbs import batch_rodrigues
 from avatar3d.render.camera import cv_to_gl_c2w, project
 from avatar3d.render.camera_builders import front_camera, look_at_world_to_cam
+from avatar3d.synthetic.toy_head import make_toy_head, toy_sequence
 from avatar3d.tracking.fitting import CropCameras, FitConfig, fit_landmarks
-from avatar3d.models.lbs import batch_rodrigues
 from avatar3d.tracking.landmark_model import LandmarkHead, project_points, projected_landmark_loss
 from avatar3d.tracking.metrics import jitter, nme, rms_after_similarity
 from avatar3d.tracking.outputs import write_metrics, write_transforms
-from avatar3d.synthetic.toy_head import make_toy_head, toy_sequence
 
 
 def f32(a):

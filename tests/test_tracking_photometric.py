@@ -20,8 +20,6 @@ from avatar3d.tracking.metrics import jitter, nme
 from avatar3d.tracking.photometric import PhotometricConfig, refine_photometric
 
 
-
-
 def _synthetic(model, n: int = 6, size: int = 128):
     """Textured, SH-lit renders of the built-in head with known parameters (crop = render size)."""
     g = np.random.default_rng(1)
@@ -261,8 +259,8 @@ def test_ict_refinement_beats_landmark_only_on_real_video(videos_dir, ict_archiv
 
 def test_track_command_with_photometric_writes_refined_outputs(videos_dir, tmp_path):
     """`avatar3d track --photometric` end to end: refined params with lighting, albedo, metrics."""
-    from avatar3d.tracking.pipeline import TrackOptions, track
     from avatar3d.data.sequence import TrackedSequence
+    from avatar3d.tracking.pipeline import TrackOptions, track
 
     out = tmp_path / "trk"
     s = track(videos_dir / "d3.mp4", out, TrackOptions(model="builtin", max_frames=8, overlay=False, photometric=True, progress=False))

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from avatar3d.capture.stage import run_capture
+from avatar3d.data.sequence import TrackedSequence
 from avatar3d.tracking.fitting import CropCameras, fit_landmarks
 from avatar3d.tracking.metrics import jitter, nme
 from avatar3d.tracking.pipeline import TrackOptions, track
-from avatar3d.data.sequence import TrackedSequence
 
 
 @pytest.fixture(scope="module")

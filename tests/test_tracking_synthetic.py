@@ -105,8 +105,8 @@ def test_builtin_inner_lips_are_embedded_on_their_own_lip(builtin):
 @pytest.fixture(scope="module")
 def refined(tracked):
     """The landmark fit refined photometrically (the command's settings, fallback off: what the refinement itself gives)."""
-    from avatar3d.tracking.photometric import PhotometricConfig
     from avatar3d.synthetic.video import refine_ground_truth
+    from avatar3d.tracking.photometric import PhotometricConfig
 
     return refine_ground_truth(tracked, PhotometricConfig(fallback=False))
 

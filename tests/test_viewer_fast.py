@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from avatar3d.viewer import fastshade
 from avatar3d.render.color import display_curve
+from avatar3d.viewer import fastshade
 from avatar3d.viewer.fastshade import front_facing
 from avatar3d.viewer.params import HeadParams, apply_settings
 from avatar3d.viewer.scene import Lighting

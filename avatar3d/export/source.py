@@ -8,10 +8,10 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import BadInputError, MissingFileError
-from ..models import MODEL_NAMES, HeadModel, load_head_model
 from ..data.sequence import TrackedSequence
 from ..data.source import resolve_head_source
+from ..errors import BadInputError, MissingFileError
+from ..models import MODEL_NAMES, HeadModel, load_head_model
 
 __all__ = ["ExportSource", "resolve_source", "load_texture"]
 

@@ -185,7 +185,8 @@ def _eye_order(joints: np.ndarray, path: Path) -> list[int]:
     # Frame check: both eyes above the jaw joint and in front of the root (face towards +Z, +Y up).
     # A warning, not an error: the maths still works in another frame, only the naming may not.
     if not (eyes[:, 1].min() > jaw[1] and eyes[:, 2].min() > root[2]):
-        warnings.warn(f"{path}: FLAME joints are not in the expected frame (+Y up, face towards +Z); eyes at {eyes.round(3).tolist()}, jaw at {jaw.round(3).tolist()}: eye_left/eye_right may be swapped.", stacklevel=3)
+        warnings.warn(f"{path}: FLAME joints are not in the expected frame (+Y up, face towards +Z); eyes at {eyes.round(3).tolist()}, "
+                      f"jaw at {jaw.round(3).tolist()}: eye_left/eye_right may be swapped.", stacklevel=3)
     return [0, 1, 2, 3, 4] if eyes[0, 0] >= eyes[1, 0] else [0, 1, 2, 4, 3]
 
 

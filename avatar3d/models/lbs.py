@@ -9,7 +9,6 @@ from torch import Tensor
 
 from ..geometry import axis_angle_to_matrix
 
-
 #: (N, 3) axis-angle -> (N, 3, 3) rotations: the SMPL/FLAME name for :func:`avatar3d.geometry.axis_angle_to_matrix`.
 batch_rodrigues = axis_angle_to_matrix
 

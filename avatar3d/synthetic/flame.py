@@ -300,7 +300,8 @@ def write_companions(folder: Union[str, Path], content: SyntheticFlame, seed: in
         "forehead": head[(rel[head, 1] > 0.35) & (rel[head, 2] > 0.5)],
         "eye_region": head[(np.abs(rel[head, 1] - 0.14) < 0.15) & (rel[head, 2] > 0.5) & (np.abs(rel[head, 0]) > 0.15)],
     }
-    paths = {"masks": folder / "FLAME_masks.pkl", "landmarks": folder / "landmark_embedding.npy", "mediapipe_landmarks": folder / "mediapipe_landmark_embedding.npz", "texture": folder / "FLAME_texture.npz"}
+    paths = {"masks": folder / "FLAME_masks.pkl", "landmarks": folder / "landmark_embedding.npy",
+             "mediapipe_landmarks": folder / "mediapipe_landmark_embedding.npz", "texture": folder / "FLAME_texture.npz"}
     with open(paths["masks"], "wb") as fh:
         _Py2Pickler(fh, protocol=2, fix_imports=True).dump({k: m.astype(np.int64) for k, m in masks.items()})
     f68, b68 = _front_faces(content, 68, rng)

@@ -224,8 +224,8 @@ def track_ground_truth(out_dir: str | Path, model: str = "builtin", num_frames: 
         ``focal`` / ``focal_true`` in source pixels), ``track_dir`` (the tracking output) and ``model``
         (the loaded head model).
     """
-    from ..models import load_head_model
     from ..data.sequence import TrackedSequence
+    from ..models import load_head_model
     from ..tracking.metrics import compare_to_ground_truth
     from ..tracking.pipeline import TrackOptions, track
 
@@ -292,8 +292,9 @@ class Mp4Writer:
     """H.264 mp4 writer (PyAV) for RGB uint8 frames; width and height must be even (yuv420p)."""
 
     def __init__(self, path: Path, width: int, height: int, fps: float):
-        import av
         from fractions import Fraction
+
+        import av
 
         if width % 2 or height % 2:
             raise ValueError(f"an mp4 (yuv420p) needs even frame sizes, got {width}x{height}")

@@ -32,11 +32,11 @@ from typing import Optional
 import numpy as np
 
 from ..errors import Avatar3DError
+from ..render.camera import raster_intrinsics
 from ..render.lighting import ENVIRONMENTS
 from .headless import check_offscreen_support
 from .mesh import HeadMesh
 from .params import GROUPS, HeadParams, get_value, load_param_file, set_value, slider_specs
-from ..render.camera import raster_intrinsics
 from .scene import DISPLAY_MODES, HeadScene
 from .shot import ViewOptions, initial_params, rest_camera
 from .source import ViewerSource
@@ -110,8 +110,9 @@ class ViewerApp:
         self.soft_widget = gui.ImageWidget(o3d.geometry.Image(np.zeros((8, 8, 3), np.uint8)))
         self.soft_widget.visible = False
         if self.software:
-            from ..render.backends import get_mesh_backend
             import torch
+
+            from ..render.backends import get_mesh_backend
 
             get_mesh_backend("auto", torch.zeros(1, 3, 4))  # load the rasterizer now, not on the first drag
 

@@ -18,10 +18,10 @@ from typing import Optional
 import numpy as np
 
 from ..errors import Avatar3DError
-from .mesh import HeadMesh
-from .params import HeadParams
 from ..render.camera import raster_intrinsics
 from ..render.camera_builders import frontal
+from .mesh import HeadMesh
+from .params import HeadParams
 from .scene import HeadScene, Lighting
 
 __all__ = ["check_offscreen_support", "HeadlessRenderer"]

@@ -10,10 +10,10 @@ import numpy as np
 
 from ..errors import BadInputError, os_error_sentence
 from ..paths import check_output_path
+from ..render.camera_builders import frontal
 from .headless import HeadlessRenderer
 from .mesh import HeadMesh
 from .params import HeadParams, apply_settings, load_param_file
-from ..render.camera_builders import frontal
 from .scene import Lighting
 from .source import ViewerSource
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avatar3d.data.sequence import TrackedSequence
 from avatar3d.export.gltf import arkit_target_names
 from avatar3d.export.mesh import quat_to_matrix, split_seams
 from avatar3d.models import HeadModel, HeadModelData
-from avatar3d.data.sequence import TrackedSequence
 
 
 def toy_model(albedo: bool = True, rigged: bool = True) -> HeadModel:

@@ -11,8 +11,8 @@ import torch
 import trimesh
 from PIL import Image
 
-from avatar3d.models.base import HeadModel, HeadModelData
 from avatar3d.data.sequence import TrackedSequence
+from avatar3d.models.base import HeadModel, HeadModelData
 from avatar3d.viewer.scene import project
 
 if TYPE_CHECKING:  # the headless renderer needs Open3D; the parameter tests do not

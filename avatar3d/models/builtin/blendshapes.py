@@ -12,7 +12,7 @@ import numpy as np
 from .anatomy import Anatomy
 from .assemble import PART_IDS, Assembly
 from .features import BAG_RINGS
-from .rig import jaw_weight, skin_rows, smoothstep
+from .rig import jaw_weight, skin_rows
 from .shape import N_COLS
 
 EXPRESSION_NAMES = [
