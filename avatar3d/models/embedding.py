@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..capture.landmarks import FaceLandmarker
+from ..data.atomic import atomic_path
 from ..errors import Avatar3DError, BadInputError
 from ..geometry import face_normals_np
 from ..paths import ASSETS, cache_dir
@@ -245,9 +245,8 @@ def compute_mediapipe_embedding(
     out_b = np.clip(out_b, 0.0, 1.0)
     out_b /= out_b.sum(1, keepdims=True)
     if use_cache:
-        tmp = cpath.with_name(f".{cpath.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, lmk_faces=out_f, lmk_bary=out_b.astype(np.float32))
-        os.replace(tmp, cpath)
+        with atomic_path(cpath) as tmp:
+            np.savez(tmp, lmk_faces=out_f, lmk_bary=out_b.astype(np.float32))
     return out_f, out_b.astype(np.float32)
 
 
