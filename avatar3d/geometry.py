@@ -1,4 +1,4 @@
-"""Mesh and rotation maths used everywhere: vertex normals and rotation conversions, once.
+"""Mesh and rotation maths used everywhere: face and vertex normals and rotation conversions, once.
 
 Every function has a torch version (differentiable where the trackers optimise through it) and a
 NumPy version with the suffix ``_np``; ``tests/test_geometry.py`` checks each pair against each
@@ -22,11 +22,34 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "vertex_normals", "vertex_normals_np", "incidence", "incidence_np",
+    "face_normals", "face_normals_np", "vertex_normals", "vertex_normals_np", "incidence", "incidence_np",
     "axis_angle_to_matrix", "axis_angle_to_matrix_np", "matrix_to_axis_angle", "matrix_to_axis_angle_np",
     "quaternion_to_matrix", "quaternion_to_matrix_np", "matrix_to_quaternion", "matrix_to_quaternion_np",
     "axis_angle_to_quaternion", "axis_angle_to_quaternion_np", "quaternion_to_axis_angle", "quaternion_to_axis_angle_np",
 ]
+
+
+# ----------------------------------------------------------------------------- face normals
+def face_normals(vertices: Tensor, faces: Tensor, normalize: bool = True) -> Tensor:
+    """Triangle normals. vertices (..., V, 3), faces (F, 3) -> (..., F, 3); differentiable.
+
+    Unit length when ``normalize`` (a degenerate triangle gets ~zero), else the raw cross
+    product, whose length is twice the triangle's area (area weighting, or just the side).
+    """
+    tri = vertices[..., faces.long(), :]  # (..., F, 3 corners, 3)
+    n = torch.linalg.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])
+    return torch.nn.functional.normalize(n, dim=-1, eps=1e-12) if normalize else n
+
+
+def face_normals_np(verts: np.ndarray, faces: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """Triangle normals of (V, 3) vertices and (F, 3) triangles -> (F, 3), in ``verts``' dtype.
+
+    Unit length when ``normalize`` (a degenerate triangle gets ~zero), else the raw cross
+    product, whose length is twice the triangle's area (area weighting, or just the side).
+    """
+    tri = np.asarray(verts)[faces]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12) if normalize else n
 
 
 # ----------------------------------------------------------------------------- vertex normals
@@ -82,8 +105,7 @@ def vertex_normals_np(verts: np.ndarray, faces: np.ndarray, incidence: Optional[
     out ~zero, or as the unit vector ``unused`` when given (file formats want unit normals).
     """
     verts = np.asarray(verts)
-    tri = verts[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 * area: area weighting
+    fn = face_normals_np(verts, faces, normalize=False)  # length = 2 * area: area weighting
     A = incidence if incidence is not None else incidence_np(faces, len(verts))
     n = A @ fn  # one sparse product: 3x faster than np.add.at / np.bincount per component
     norm = np.linalg.norm(n, axis=1, keepdims=True)

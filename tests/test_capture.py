@@ -16,22 +16,7 @@ from avatar3d.capture.stage import CaptureResult, run_capture
 from avatar3d.capture.video import open_source
 from avatar3d.errors import BadInputError, MissingFileError
 from avatar3d.render.camera import crop_intrinsics
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, rotation: float | None = None) -> Path:
-    c = av.open(str(path), "w")
-    s = c.add_stream("libx264", rate=fps)
-    s.height, s.width = frames[0].shape[:2] if frames else (32, 32)
-    s.pix_fmt = "yuv420p"
-    if rotation is not None:
-        s.set_display_rotation(rotation)
-    for f in frames:
-        for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-            c.mux(p)
-    for p in s.encode():
-        c.mux(p)
-    c.close()
-    return path
+from helpers.video import write_video
 
 
 def first_frames(video: Path, n: int) -> list[np.ndarray]:

@@ -41,6 +41,36 @@ def test_vertex_normals_torch_numpy_and_incidence_agree():
     np.testing.assert_allclose(sub, ref[rows], atol=1e-5)
 
 
+def test_face_normals_torch_numpy_agree_and_point_outwards():
+    verts, faces = _mesh()
+    ref = G.face_normals_np(verts, faces)
+    assert ref.shape == (len(faces), 3) and ref.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(ref, axis=1), 1, atol=1e-12)
+    raw = G.face_normals_np(verts, faces, normalize=False)  # length = twice the triangle's area
+    tri = verts[faces]
+    area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    np.testing.assert_allclose(np.linalg.norm(raw, axis=1), area2, rtol=1e-12)
+    np.testing.assert_allclose(raw / area2[:, None], ref, atol=1e-12)
+    vt, ft = torch.from_numpy(verts)[None].repeat(2, 1, 1), torch.from_numpy(faces)
+    nt = G.face_normals(vt, ft)
+    assert nt.shape == (2, len(faces), 3)
+    np.testing.assert_allclose(nt[1].numpy(), ref, atol=1e-12)
+    np.testing.assert_allclose(G.face_normals(vt[0], ft, normalize=False).numpy(), raw, atol=1e-12)
+    assert G.face_normals_np(verts.astype(np.float32), faces).dtype == np.float32
+    # counter-clockwise seen from outside: outwards on a tetrahedron; a degenerate triangle: zero, finite
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float64)
+    f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3], [0, 0, 1]])
+    n = G.face_normals_np(v, f)
+    assert np.all((n[:4] * (v[f[:4]].mean(1) - v.mean(0))).sum(1) > 0)
+    assert np.all(n[4] == 0) and torch.isfinite(G.face_normals(torch.from_numpy(v), torch.from_numpy(f))).all()
+
+
+def test_face_normals_gradient():
+    verts, faces = _mesh(V=8, F=6)
+    vt = torch.from_numpy(verts).requires_grad_()
+    assert gradcheck(lambda v: G.face_normals(v, torch.from_numpy(faces)), (vt,))
+
+
 def test_vertex_normals_point_outwards_on_a_tetrahedron():
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float64)
     f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])

@@ -15,6 +15,7 @@ import pytest
 
 from avatar3d.data.atomic import atomic_path, temp_path
 from avatar3d.data.rundir import MANIFEST_FILE, RunDirectory, RunDirectoryBusyError
+from helpers.video import write_video
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -47,21 +48,10 @@ def holder(tmp_path):
 
 def small_video(path: Path, n: int = 60, size: int = 64, faststart: bool = True) -> Path:
     """An H.264 mp4 of ``n`` frames (moving gradient); ``faststart`` puts the index at the front."""
-    import av
-
-    c = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {})
-    s = c.add_stream("libx264", rate=25)
-    s.width = s.height = size
-    s.pix_fmt = "yuv420p"
     yy, xx = np.mgrid[:size, :size]
-    for i in range(n):
-        img = np.stack([(xx * 4 + i * 3) % 256, (yy * 4) % 256, np.full_like(xx, (i * 7) % 256)], -1).astype(np.uint8)
-        for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-            c.mux(pkt)
-    for pkt in s.encode():
-        c.mux(pkt)
-    c.close()
-    return path
+    frames = [np.stack([(xx * 4 + i * 3) % 256, (yy * 4) % 256, np.full_like(xx, (i * 7) % 256)], -1).astype(np.uint8)
+              for i in range(n)]
+    return write_video(path, frames, fps=25, faststart=faststart)
 
 
 def cut_off(src: Path, dst: Path, fraction: float) -> Path:

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..capture.landmarks import FaceLandmarker
+from ..data.atomic import atomic_path
 from ..errors import Avatar3DError, BadInputError
+from ..geometry import face_normals_np
 from ..paths import ASSETS, cache_dir
 from .embedding_contours import (  # noqa: F401  (re-exported: the tests use them from here)
     EYE_CORNERS,
@@ -46,7 +47,7 @@ from .embedding_contours import (  # noqa: F401  (re-exported: the tests use the
     snap_lips_to_their_side,
     symmetric_mouth_corners,
 )
-from .embedding_views import RaycastScene, View, embedding_points, face_normals, frame_view, project, render_view
+from .embedding_views import RaycastScene, View, embedding_points, frame_view, project, render_view
 
 __all__ = [
     "View",
@@ -177,7 +178,7 @@ def compute_mediapipe_embedding(
     scene = RaycastScene(v, f, ids)
     # eyeball triangles: no eye-contour landmark may stay on them (see snap_lids_off_eyeballs)
     eye_tri = None if eyes is None else np.logical_or.reduce(eyes)[f].any(1)
-    normals = face_normals(v, f)
+    normals = face_normals_np(v, f)
     lo, hi = v[f[ids]].reshape(-1, 3).min(0), v[f[ids]].reshape(-1, 3).max(0)
     box = np.stack([lo, hi])
     cand_tri: list[np.ndarray] = []
@@ -244,9 +245,8 @@ def compute_mediapipe_embedding(
     out_b = np.clip(out_b, 0.0, 1.0)
     out_b /= out_b.sum(1, keepdims=True)
     if use_cache:
-        tmp = cpath.with_name(f".{cpath.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, lmk_faces=out_f, lmk_bary=out_b.astype(np.float32))
-        os.replace(tmp, cpath)
+        with atomic_path(cpath) as tmp:
+            np.savez(tmp, lmk_faces=out_f, lmk_bary=out_b.astype(np.float32))
     return out_f, out_b.astype(np.float32)
 
 

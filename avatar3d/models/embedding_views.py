@@ -15,10 +15,11 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..geometry import face_normals_np
 from ..render.camera import Camera
 from ..render.camera_builders import R_MODEL_TO_CV
 
-__all__ = ["View", "RaycastScene", "frame_view", "project", "render_view", "embedding_points", "face_normals", "uv_to_bary"]
+__all__ = ["View", "RaycastScene", "frame_view", "project", "render_view", "embedding_points", "uv_to_bary"]
 
 _INVALID = np.uint32(0xFFFFFFFF)  # Open3D's primitive id of a ray that hit nothing
 
@@ -122,12 +123,6 @@ def uv_to_bary(uv: np.ndarray) -> np.ndarray:
     return np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
 
 
-def face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """(F, 3) unit normals of triangles ``f`` (F, 3) of vertices ``v`` (V, 3) (right-handed winding)."""
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
 def render_view(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -168,7 +163,7 @@ def render_view(
             albedo = (np.asarray(vertex_colors, dtype=np.float64)[f[t]] * b[:, :, None]).sum(1)
         else:
             albedo = np.full((len(t), 3), 0.75)
-        n = face_normals(v, f[t]) @ view.rotation().T  # normals in the camera frame
+        n = face_normals_np(v, f[t]) @ view.rotation().T  # normals in the camera frame
         n *= np.where(n[:, 2:3] < 0, -1.0, 1.0)  # two-sided: inner shells (mouth) stay lit
         key = np.array([0.0, 0.5, 1.0]) / np.sqrt(1.25)
         shade = 0.25 + 0.5 * np.clip(n[:, 2], 0, 1) + 0.3 * np.clip(n @ key, 0, 1)

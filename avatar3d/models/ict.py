@@ -29,6 +29,7 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
+from ..data.atomic import atomic_path
 from ..errors import Avatar3DError, BadInputError, MissingFileError
 from ..paths import cache_dir
 from .base import HeadModel, HeadModelData
@@ -348,10 +349,8 @@ def _parse_source(src: Path) -> dict[str, np.ndarray]:
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write atomically (tests and tools may load concurrently)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)  # uncompressed: loading 50 MB raw is much faster than inflating it
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)  # uncompressed: loading 50 MB raw is much faster than inflating it
 
 
 def _load_compiled(src: Path, use_cache: bool = True) -> tuple[dict[str, np.ndarray], Path]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from ..geometry import quaternion_to_matrix  # same wxyz, any-norm convention as gsplat
 
 TILE_SIZE = 16
 ALPHA_MIN = 1.0 / 255.0
@@ -27,20 +28,9 @@ EPS2D = 0.3
 MAX_RADIUS = 1.0e6
 
 
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """(..., 4) wxyz quaternions (any norm) -> (..., 3, 3) rotation matrices."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    R = torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1)
-    return R.reshape(quats.shape[:-1] + (3, 3))
-
-
 def covariances(quats: Tensor, scales: Tensor) -> Tensor:
     """World covariances R diag(s^2) R^T: quats (N,4), scales (N,3) metres -> (N,3,3) m^2."""
-    M = quat_to_rotmat(quats) * scales[..., None, :]
+    M = quaternion_to_matrix(quats) * scales[..., None, :]
     return M @ M.transpose(-1, -2)
 
 

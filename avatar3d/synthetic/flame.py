@@ -29,6 +29,8 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import scipy.sparse as sp
 
+from ..geometry import face_normals_np
+
 __all__ = ["SyntheticFlame", "make_synthetic_flame", "write_synthetic_flame", "write_companions", "write_smplx_flame"]
 
 N_VERTS, N_FACES = 5023, 9976
@@ -92,7 +94,7 @@ def _head() -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def _orient_outward(v: np.ndarray, f: np.ndarray, center: np.ndarray) -> np.ndarray:
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n = face_normals_np(v, f, normalize=False)
     outward = ((v[f].mean(1) - center) * n).sum(1) > 0
     return f if outward.mean() > 0.5 else f[:, ::-1].copy()
 

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .._tensor import f32, torch_threads
+from ..geometry import axis_angle_to_matrix_np, matrix_to_axis_angle_np
 from ..models.base import HeadModel
 from ..models.lbs import batch_rodrigues
 from ..render.camera import crop_intrinsics, project
@@ -367,8 +368,6 @@ def _rigid_start(head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray,
     Returns (N, 3) head rotations (axis-angle, model frame), (N, 3) camera-space positions of the
     head's pivot (root joint, m), the fixed (4, 4) world-to-camera and its distance to the head (m).
     """
-    import cv2
-
     rv, tv, _ = _pnp_init(_rest_landmarks(head), lm_np, K0, valid)
     dist0 = float(np.median(tv[valid, 2]))
     w2c = front_camera(dist0)
@@ -376,9 +375,9 @@ def _rigid_start(head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray,
     N = len(lm_np)
     rot0, piv0 = np.zeros((N, 3)), np.zeros((N, 3))
     for i in range(N):
-        Rp = cv2.Rodrigues(rv[i])[0]
+        Rp = axis_angle_to_matrix_np(np.reshape(rv[i], 3))
         Rh = R_MODEL_TO_CV @ Rp  # R_c^T R_pnp (R_c is its own inverse)
-        rot0[i] = cv2.Rodrigues(Rh)[0][:, 0]
+        rot0[i] = matrix_to_axis_angle_np(Rh)
         piv0[i] = Rp @ j_root + tv[i]
     return rot0, piv0, w2c, dist0
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.atomic import atomic_path
 from ..paths import cache_dir
 from ..render.lighting import ENVIRONMENTS, SphereSamples, environment_sh, filament_sh, radiance
 
@@ -84,9 +85,8 @@ def _write_ktx_cubemap(path: Path, mips: list[np.ndarray], sh: np.ndarray | None
         packed = _pack_r11g11b10(level.astype(np.float32))  # (6, m, m); 4-byte texels keep rows aligned
         parts.append(struct.pack("<I", packed[0].nbytes))
         parts.extend(packed[f].tobytes() for f in range(6))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(b"".join(parts))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"".join(parts))
 
 
 def bake_environment(name: str, rotation_deg: float = 0.0, size: int = 64, levels: int = 5, sky_size: int = 128) -> str:

@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..geometry import face_normals_np
 from ..render.color import display_curve, srgb_decode, srgb_encode
 from ..render.lighting import brdf_lut_approx, sh_polynomials
 
@@ -60,7 +61,7 @@ def front_facing(pos: np.ndarray, faces: np.ndarray, eye: np.ndarray, normals: O
     """
     tri = pos[faces]
     to_eye = eye[None] - tri[:, 0]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    fn = face_normals_np(pos, faces, normalize=False)
     keep = np.einsum("fi,fi->f", to_eye, fn) > 0
     if normals is not None:  # only the culled ones need the second test
         back = np.flatnonzero(~keep)

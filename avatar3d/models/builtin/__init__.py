@@ -23,7 +23,6 @@ are computed once with MediaPipe (``avatar3d.models.embedding``) and cached.
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -31,6 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ...data.atomic import atomic_path
 from ...paths import ASSETS, cache_dir
 from ..base import HeadModel, HeadModelData
 from .anatomy import DEFAULT, Anatomy
@@ -176,9 +176,8 @@ def _save(data: HeadModelData, path: Path) -> None:
     arrs["expression_names"] = np.array(data.expression_names)
     arrs["joint_names"] = np.array(data.joint_names)
     arrs["shape_names"] = np.array(data.extras["shape_names"])
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrs)
-    tmp.replace(path)  # atomic: parallel test workers never read half a file
+    with atomic_path(path) as tmp:  # parallel test workers never read half a file
+        np.savez(tmp, **arrs)
 
 
 def _load(path: Path) -> HeadModelData:

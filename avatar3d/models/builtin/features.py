@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...geometry import face_normals_np
 from .anatomy import Anatomy
 
 EYE_LAT = 14  #: latitude rings of an eyeball (symmetric about the equator)
@@ -156,7 +157,7 @@ def ear(A: Anatomy, side: int, head_x: float) -> Part:
     faces = np.array(faces)
     # Orientation: front faces must point away from the head (+X side); flip everything if not.
     tri = verts[faces]
-    nrm = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    nrm = face_normals_np(verts, faces, normalize=False)
     centroid = verts.mean(0)
     if ((nrm * (tri.mean(1) - centroid)).sum(1)).sum() < 0:
         faces = faces[:, ::-1].copy()
