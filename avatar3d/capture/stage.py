@@ -105,7 +105,7 @@ def detect_landmarks(src: FrameSource, progress: bool = True) -> tuple[np.ndarra
     """Pass 1: (N, 478, 3) source-pixel landmarks, (N,) valid, (N,) faces seen, names, (N,) times."""
     lmks, valid, nfaces, names, times = [], [], [], [], []
     video = src.info.kind == "video"
-    with FaceLandmarker(video=video) as fl, _progress(len(src), "landmarks", progress) as bar:
+    with FaceLandmarker(video=video, small_faces=True) as fl, _progress(len(src), "landmarks", progress) as bar:
         for fr in src:
             p = fl(fr.image)
             if fr.image.shape[:2] != (src.info.height, src.info.width):

@@ -182,7 +182,10 @@ def _pnp_init(lmk3d: np.ndarray, lmk2d: np.ndarray, K: np.ndarray, valid: np.nda
     obj = lmk3d.astype(np.float64)
     for i in np.flatnonzero(valid):
         img = lmk2d[i].astype(np.float64)
-        ok, r, t = cv2.solvePnP(obj, img, K[i], None, flags=cv2.SOLVEPNP_SQPNP)
+        try:
+            ok, r, t = cv2.solvePnP(obj, img, K[i], None, flags=cv2.SOLVEPNP_SQPNP)
+        except cv2.error:  # SQPnP refuses points spread too little in normalised coordinates (a small face at a long focal)
+            ok, r, t = cv2.solvePnP(obj, img, K[i], None, flags=cv2.SOLVEPNP_EPNP)
         if not ok or t[2, 0] <= 0:
             continue
         proj, _ = cv2.projectPoints(obj, r, t, K[i], None)
