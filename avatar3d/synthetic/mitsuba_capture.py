@@ -53,7 +53,7 @@ from .pbr_maps import MAPS_VERSION, MaterialMaps, make_maps
 from .video import ANIMATED, encode_mp4
 
 __all__ = ["CaptureSpec", "MitsubaHead", "capture_parameters", "small_spec",
-           "benchmark_spec", "mitsuba_sensor", "mitsuba_material", "mitsuba_environment", "F0_RANGE", "CAPTURE_VERSION"]
+           "benchmark_spec", "background", "MitsubaCapture", "mitsuba_sensor", "mitsuba_material", "mitsuba_environment", "F0_RANGE", "CAPTURE_VERSION"]
 
 #: Bump when the rendering changes (part of the cache key, with :data:`pbr_maps.MAPS_VERSION` and Mitsuba's version).
 CAPTURE_VERSION = 1
@@ -74,7 +74,7 @@ class CaptureSpec:
     num_frames: int = 24
     width: int = 192
     height: int = 192
-    spp: int = 16
+    spp: int = 8
     environment: str = "studio"
     environment_rotation: float = 0.0
     environment_width: int = 512
@@ -87,7 +87,7 @@ class CaptureSpec:
     yaw_deg: float = 35.0
     pitch_deg: float = 15.0
     expressions: tuple[str, ...] = field(default=ANIMATED)
-    max_depth: int = 6
+    max_depth: int = 4
     fps: float = 30.0
 
     def key(self) -> str:
@@ -99,7 +99,7 @@ class CaptureSpec:
 
 
 def small_spec(**kw) -> CaptureSpec:
-    """The tests' capture: 24 frames at 192x192, 16 spp, 512^2 maps (override any field with ``kw``)."""
+    """The tests' capture: 24 frames at 192x192, 8 spp, 512^2 maps (override any field with ``kw``)."""
     return replace(CaptureSpec(), **kw)
 
 
@@ -143,7 +143,7 @@ def mitsuba_sensor(K: np.ndarray, world_to_cam: np.ndarray, width: int, height: 
 
     Mitsuba's camera looks along +z with +y up and image x to the left of +x, i.e. OpenCV axes turned
     180 degrees about z; its film spans pixel edges 0..W, so the raster principal point is ``cx + 0.5``,
-    given as an offset from the film centre in units of the film size.
+    given as an offset of the film centre in units of the film size.
     """
     import mitsuba as mi
 
@@ -153,8 +153,10 @@ def mitsuba_sensor(K: np.ndarray, world_to_cam: np.ndarray, width: int, height: 
     c2w = np.linalg.inv(world_to_cam) @ np.diag([-1.0, -1.0, 1.0, 1.0])
     return {
         "type": "perspective", "fov_axis": "x", "fov": float(np.rad2deg(2 * np.arctan(width / (2 * fx)))),
-        "principal_point_offset_x": float((cx + 0.5 - width / 2) / width),
-        "principal_point_offset_y": float((cy + 0.5 - height / 2) / height),
+        # Measured (tests/test_synthetic_mitsuba.py): Mitsuba's offsets move the image the other way to the
+        # principal point, in units of the film's width and height.
+        "principal_point_offset_x": float(-(cx + 0.5 - width / 2) / width),
+        "principal_point_offset_y": float(-(cy + 0.5 - height / 2) / height),
         "near_clip": 0.01, "far_clip": 100.0, "to_world": mi.ScalarTransform4f(c2w.tolist()),
         "film": {"type": "hdrfilm", "width": width, "height": height, "pixel_format": "rgba", "rfilter": {"type": "box"}},
         "sampler": {"type": "independent", "sample_count": spp},
