@@ -140,3 +140,40 @@ def test_benchmark_spec_is_the_bigger_set_under_any_environment():
     m = load_head_model("builtin")
     P = capture_parameters(m, s)
     assert P["expression"].shape == (90, m.num_expression) and P["K"][0, 2] == (512 - 1) / 2
+
+
+def test_mitsuba_reads_the_normal_map_in_the_gltf_frame(variant):
+    """A plane (normal +z, OBJ UVs u = x, v = y) lit from +y only: a normal map tilted to +v (glTF green up,
+    our bitangent n x t) must brighten it, one tilted to -v darken it; likewise +u (red) towards light from +x."""
+    from avatar3d.render.lighting import equirect_directions
+    from avatar3d.synthetic.mitsuba_capture import mitsuba_material
+    from avatar3d.synthetic.pbr_maps import MaterialMaps
+
+    def render(tilt, light_axis):
+        n = np.array([0.0, 0.0, 1.0])
+        n[:2] = tilt
+        n /= np.linalg.norm(n)
+        full = lambda x: np.full((4, 4) + np.shape(x), x, np.float32)  # noqa: E731
+        maps = MaterialMaps(full([0.5, 0.5, 0.5]), full(0.028), full(0.9), full(0.0), full(n), full(True))
+        props = mi.Properties()
+        props["bsdf"] = mi.load_dict(mitsuba_material(maps))
+        mesh = mi.Mesh("plane", 4, 2, props=props, has_vertex_normals=True, has_vertex_texcoords=True)
+        p = mi.traverse(mesh)
+        xy = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64)
+        p["vertex_positions"] = np.c_[xy, np.zeros(4)].reshape(-1).tolist()
+        p["vertex_normals"] = np.tile([0.0, 0, 1], 4).tolist()
+        uv = (xy + 1) / 2
+        p["vertex_texcoords"] = np.c_[uv[:, 0], 1 - uv[:, 1]].reshape(-1).tolist()  # as MitsubaHead passes them
+        p["faces"] = [0, 1, 2, 0, 2, 3]
+        p.update()
+        dirs = equirect_directions(32, 64)
+        env = np.repeat((dirs @ light_axis > 0.5)[..., None] * 2.0, 3, -1).astype(np.float32)
+        w2c = look_at_world_to_cam(np.array([0.0, 0.0, 3.0]), np.zeros(3))
+        scene = mi.load_dict({"type": "scene", "integrator": {"type": "path", "hide_emitters": True},
+                              "sensor": mitsuba_sensor(np.array([[40.0, 0, 7.5], [0, 40.0, 7.5], [0, 0, 1]]), w2c, 16, 16, 64),
+                              "emitter": mitsuba_environment(EnvironmentMap(env)), "plane": mesh})
+        return float(np.array(mi.render(scene))[4:12, 4:12, :3].mean())
+
+    up, right = np.array([0.0, 1, 0]), np.array([1.0, 0, 0])
+    assert render([0, 0.6], up) > 1.3 * render([0, 0], up) > 1.3 * render([0, -0.6], up)
+    assert render([0.6, 0], right) > 1.3 * render([0, 0], right) > 1.3 * render([-0.6, 0], right)
