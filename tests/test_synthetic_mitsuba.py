@@ -19,6 +19,7 @@ from avatar3d.synthetic.mitsuba_capture import (  # noqa: E402
     background,
     benchmark_spec,
     capture_parameters,
+    held_out_specs,
     mitsuba_environment,
     mitsuba_sensor,
     render_capture,
@@ -137,6 +138,10 @@ def test_benchmark_spec_is_the_bigger_set_under_any_environment():
     s = benchmark_spec("sunset")
     assert (s.num_frames, s.width, s.height, s.environment) == (90, 512, 512, "sunset") and s.spp > small_spec().spp
     assert len({benchmark_spec(e).key() for e in ("studio", "sunset", "overcast")}) == 3
+    # Relighting truth: the same frames under three other environments.
+    held = held_out_specs(small_spec())
+    assert len(held) == 3 and all(h.environment_rotation != 0 or h.environment != "studio" for h in held)
+    assert all((h.num_frames, h.seed, h.spp, h.width) == (24, 0, small_spec().spp, 192) for h in held)
     m = load_head_model("builtin")
     P = capture_parameters(m, s)
     assert P["expression"].shape == (90, m.num_expression) and P["K"][0, 2] == (512 - 1) / 2

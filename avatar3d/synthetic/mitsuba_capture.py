@@ -52,8 +52,9 @@ from ..render.lighting import EnvironmentMap
 from .pbr_maps import MAPS_VERSION, MaterialMaps, make_maps
 from .video import ANIMATED, encode_mp4
 
-__all__ = ["CaptureSpec", "MitsubaHead", "capture_parameters", "small_spec",
-           "benchmark_spec", "background", "MitsubaCapture", "mitsuba_sensor", "mitsuba_material", "mitsuba_environment", "F0_RANGE", "CAPTURE_VERSION"]
+__all__ = ["CaptureSpec", "MitsubaCapture", "MitsubaHead", "render_capture", "capture_parameters", "small_spec", "benchmark_spec",
+           "held_out_specs", "HELD_OUT", "background", "mitsuba_sensor", "mitsuba_material", "mitsuba_environment", "F0_RANGE",
+           "CAPTURE_VERSION"]
 
 #: Bump when the rendering changes (part of the cache key, with :data:`pbr_maps.MAPS_VERSION` and Mitsuba's version).
 CAPTURE_VERSION = 1
@@ -107,6 +108,16 @@ def benchmark_spec(environment: str = "studio", **kw) -> CaptureSpec:
     """The benchmark's capture: 90 frames at 512x512 (a 3 s phone clip), 64 spp, 1024^2 maps (not run in tests)."""
     return replace(CaptureSpec(num_frames=90, width=512, height=512, spp=64, map_resolution=1024, environment_width=1024,
                                environment=environment), **kw)
+
+
+#: Held-out lighting for relighting scores: the generated maps (one turned), the capture's own one left out.
+HELD_OUT = (("studio", 120.0), ("sunset", 0.0), ("overcast", 0.0), ("sunset", 200.0))
+
+
+def held_out_specs(spec: CaptureSpec, count: int = 3) -> list[CaptureSpec]:
+    """The same frames (parameters, camera, maps, samples) under ``count`` environments other than ``spec``'s."""
+    own = (spec.environment, spec.environment_rotation)
+    return [replace(spec, environment=e, environment_rotation=r) for e, r in HELD_OUT if (e, r) != own][:count]
 
 
 def capture_parameters(model: HeadModel, spec: CaptureSpec) -> dict:
@@ -307,7 +318,12 @@ def render_capture(spec: CaptureSpec = CaptureSpec(), cache_root: Optional[Path]
     root = Path(cache_root) if cache_root is not None else cache_dir("mitsuba")
     final = root / spec.key()
     if (final / "spec.json").exists():
-        return MitsubaCapture(final, spec)
+        cap = MitsubaCapture(final, spec)
+        if video and not cap.video.exists():  # cached without its clip
+            part = final / f".capture-{os.getpid()}.mp4"
+            encode_mp4(cap.frames(), part, spec.fps)
+            os.replace(part, cap.video)
+        return cap
     if spec.width % 2 or spec.height % 2:
         raise ValueError(f"the capture's mp4 needs even frame sizes, got {spec.width}x{spec.height}")
     mi.set_variant("scalar_rgb")
