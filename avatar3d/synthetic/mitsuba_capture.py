@@ -68,14 +68,16 @@ class CaptureSpec:
 
     Sizes in pixels, angles in degrees, distance in metres; ``focal`` None: a phone's 26 mm lens
     (:func:`~avatar3d.render.camera_builders.phone_focal`); ``spp`` samples per pixel; ``map_resolution``
-    texels of the material maps; ``environment`` one of ``studio``, ``sunset``, ``overcast`` rotated
+    texels of the material maps; ``sampler`` Mitsuba's sample generator (``multijitter``: measured ~6 dB
+    less noise than ``independent`` at the same cost); ``environment`` one of ``studio``, ``sunset``, ``overcast`` rotated
     ``environment_rotation`` degrees about +Y; ``max_depth`` path length of the path tracer.
     """
 
     num_frames: int = 24
     width: int = 192
     height: int = 192
-    spp: int = 8
+    spp: int = 16
+    sampler: str = "multijitter"
     environment: str = "studio"
     environment_rotation: float = 0.0
     environment_width: int = 512
@@ -100,12 +102,21 @@ class CaptureSpec:
 
 
 def small_spec(**kw) -> CaptureSpec:
-    """The tests' capture: 24 frames at 192x192, 8 spp, 512^2 maps (override any field with ``kw``)."""
+    """The tests' capture: 24 frames at 192x192, 16 spp, 512^2 maps (override any field with ``kw``).
+
+    About 15-35 s to render on two busy cores, then cached. Its Monte Carlo noise on face pixels
+    (measured, one frame, two seeds): PSNR of a frame against the noise-free image ~27 dB linear under
+    ``studio``, ~30 dB under ``overcast``; scores against it should average over frames or pixels.
+    """
     return replace(CaptureSpec(), **kw)
 
 
 def benchmark_spec(environment: str = "studio", **kw) -> CaptureSpec:
-    """The benchmark's capture: 90 frames at 512x512 (a 3 s phone clip), 64 spp, 1024^2 maps (not run in tests)."""
+    """The benchmark's capture: 90 frames at 512x512 (a 3 s phone clip), 64 spp, 1024^2 maps (not run in tests).
+
+    Roughly 30-50 s a frame on two cores (an hour for the clip, once: it is cached); noise ~6 dB below
+    the small set's (4x the samples per pixel).
+    """
     return replace(CaptureSpec(num_frames=90, width=512, height=512, spp=64, map_resolution=1024, environment_width=1024,
                                environment=environment), **kw)
 
@@ -149,7 +160,7 @@ def capture_parameters(model: HeadModel, spec: CaptureSpec) -> dict:
 
 
 # ----------------------------------------------------------------------------- Mitsuba scene pieces
-def mitsuba_sensor(K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int, spp: int) -> dict:
+def mitsuba_sensor(K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int, spp: int, sampler: str = "multijitter") -> dict:
     """Mitsuba ``perspective`` sensor dict for the library camera (OpenCV ``K`` with pixel centres at integers).
 
     Mitsuba's camera looks along +z with +y up and image x to the left of +x, i.e. OpenCV axes turned
@@ -170,7 +181,7 @@ def mitsuba_sensor(K: np.ndarray, world_to_cam: np.ndarray, width: int, height: 
         "principal_point_offset_y": float(-(cy + 0.5 - height / 2) / height),
         "near_clip": 0.01, "far_clip": 100.0, "to_world": mi.ScalarTransform4f(c2w.tolist()),
         "film": {"type": "hdrfilm", "width": width, "height": height, "pixel_format": "rgba", "rfilter": {"type": "box"}},
-        "sampler": {"type": "independent", "sample_count": spp},
+        "sampler": {"type": sampler, "sample_count": spp},
     }
 
 
@@ -339,7 +350,7 @@ def render_capture(spec: CaptureSpec = CaptureSpec(), cache_root: Optional[Path]
         with torch.no_grad():
             n = spec.num_frames
             verts = model(f32(P["shape"])[None].expand(n, -1), f32(P["expression"]), f32(P["pose"]), f32(P["transl"])).vertices.numpy()
-        head = MitsubaHead(model, maps, env, mitsuba_sensor(P["K"], P["world_to_cam"], spec.width, spec.height, spec.spp), spec.max_depth)
+        head = MitsubaHead(model, maps, env, mitsuba_sensor(P["K"], P["world_to_cam"], spec.width, spec.height, spec.spp, spec.sampler), spec.max_depth)
         bg = background(env, P["K"], P["world_to_cam"], spec.width, spec.height)
         rgb = np.zeros((n, spec.height, spec.width, 3), np.float16)
         alpha = np.zeros((n, spec.height, spec.width), np.float16)
