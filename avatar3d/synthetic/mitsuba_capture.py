@@ -7,7 +7,7 @@ approximations, so the synthetic capture is rendered by an independent path trac
 * **geometry**: the head model posed per frame (:func:`capture_parameters`: a phone-like clip, the
   head turning +-35 degrees yaw and +-15 degrees pitch with the expressions of
   :data:`avatar3d.synthetic.video.ANIMATED`), each vertex moved along its normal by the displacement
-  map at its UV (the wrinkles' large scale);
+  map at its UV, low-passed to the mesh's ~1 mm edges (the folds' large scale);
 * **detail**: the displacement's tangent-space normal map (:mod:`avatar3d.synthetic.pbr_maps`) through
   Mitsuba's ``normalmap`` BSDF, over the *undisplaced* vertex normals (so the wrinkles' slope is not
   counted twice). Pores (~0.1 mm) are far below the mesh's ~1 mm edges: only a normal map can carry
@@ -57,7 +57,7 @@ __all__ = ["CaptureSpec", "MitsubaCapture", "MitsubaHead", "render_capture", "ca
            "CAPTURE_VERSION"]
 
 #: Bump when the rendering changes (part of the cache key, with :data:`pbr_maps.MAPS_VERSION` and Mitsuba's version).
-CAPTURE_VERSION = 1
+CAPTURE_VERSION = 2
 #: F0 of the two principled BSDFs blended per texel (covers the maps' range).
 F0_RANGE = (0.005, 0.08)
 
@@ -227,7 +227,7 @@ class MitsubaHead:
         self.vertex_of_uv = np.zeros(len(model.uvs), np.int64)
         self.vertex_of_uv[uv_faces.reshape(-1)] = faces.reshape(-1)
         uv = model.uvs.numpy().astype(np.float64)
-        self.vertex_disp = self._sample(maps.displacement, uv)  # (T,) metres at each UV vertex
+        self.vertex_disp = self._vertex_displacement(maps.displacement, uv, model.num_vertices)  # (T,) metres
         props = mi.Properties()
         props["bsdf"] = mi.load_dict(mitsuba_material(maps))
         mesh = mi.Mesh("head", len(uv), len(uv_faces), props=props, has_vertex_normals=True, has_vertex_texcoords=True)
@@ -239,6 +239,16 @@ class MitsubaHead:
         self.scene = mi.load_dict({"type": "scene", "integrator": {"type": "path", "max_depth": max_depth, "hide_emitters": True},
                                    "sensor": sensor, "emitter": mitsuba_environment(env), "head": mesh})
         self.params = mi.traverse(self.scene)
+
+    def _vertex_displacement(self, disp: np.ndarray, uv: np.ndarray, num_vertices: int) -> np.ndarray:
+        """(T,) metres per UV vertex: the map low-passed to the mesh's scale (its ~1 mm edges carry the folds; the
+        pores are the normal map's), averaged over each mesh vertex's UV copies so seams do not crack."""
+        import cv2
+
+        sigma = 1.5 * disp.shape[0] / 512  # ~1 mm in texels
+        d = self._sample(cv2.GaussianBlur(disp.astype(np.float64), (0, 0), sigma), uv)
+        per_vertex = np.bincount(self.vertex_of_uv, d, num_vertices) / np.maximum(np.bincount(self.vertex_of_uv, None, num_vertices), 1)
+        return per_vertex[self.vertex_of_uv]
 
     @staticmethod
     def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
