@@ -220,29 +220,40 @@ def _mip_chain(env: EnvironmentMap) -> list[Tensor]:
     return mips
 
 
+def _equirect_uv(d: Tensor) -> Tensor:
+    """(N, 2) equirectangular coordinates (longitude, latitude) in [0, 1] of unit directions (N, 3):
+    (0, 0) is the top-left corner of the image (:func:`.lighting.equirect_directions`)."""
+    lon = torch.atan2(d[:, 0], d[:, 2]) / (2 * torch.pi) + 0.5
+    lat = 0.5 - torch.asin(d[:, 1].clamp(-1, 1)) / torch.pi
+    return torch.stack([lon, lat], -1)
+
+
+def _sample_uv(img: Tensor, uv: Tensor) -> Tensor:
+    """(N, 3) bilinear radiance of an equirectangular image (H, W, 3) at :func:`_equirect_uv` coordinates
+    (N, 2): longitude wraps (one wrapped column padded each side), latitude clamps at the poles' texel rows."""
+    H, W = img.shape[:2]
+    padded = torch.cat([img[:, -1:], img, img[:, :1]], 1).permute(2, 0, 1)[None]  # (1, 3, H, W + 2)
+    x = uv[:, 0] * W + 0.5  # texel centres of the padded image at integers
+    y = (uv[:, 1] * H - 0.5).clamp(0, H - 1)
+    grid = torch.stack([x / (W + 1) * 2 - 1, y / max(H - 1, 1) * 2 - 1], -1).view(1, 1, -1, 2).to(img.dtype)
+    out = torch.nn.functional.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out[0, :, 0].T
+
+
 def _equirect_bilinear(img: Tensor, d: Tensor) -> Tensor:
     """(N, 3) bilinear radiance of an equirectangular image (H, W, 3) at unit directions (N, 3) (longitude wraps)."""
-    H, W = img.shape[:2]
-    x = (torch.atan2(d[:, 0], d[:, 2]) / torch.pi + 1) / 2 * W - 0.5
-    y = ((0.5 - torch.asin(d[:, 1].clamp(-1, 1)) / torch.pi) * H - 0.5).clamp(0, H - 1)
-    x0f, y0f = torch.floor(x.detach()), torch.floor(y.detach())
-    fx, fy = (x - x0f)[:, None], (y - y0f)[:, None]
-    x0, y0 = x0f.long() % W, y0f.long().clamp(0, H - 1)
-    x1, y1 = (x0 + 1) % W, (y0 + 1).clamp(max=H - 1)
-    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-    bot = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
-    return top * (1 - fy) + bot * fy
+    return _sample_uv(img, _equirect_uv(d))
 
 
-def _blend_levels(images: Sequence[Tensor], level: Tensor, d: Tensor) -> Tensor:
-    """(N, 3) radiance at unit directions (N, 3) from equirectangular ``images`` (H_k, W_k, 3), linearly
-    between the two images around the fractional index ``level`` (N,) (differentiable in both)."""
-    out = d.new_zeros(len(d), 3)
+def _blend_levels(images: Sequence[Tensor], level: Tensor, uv: Tensor) -> Tensor:
+    """(N, 3) radiance at :func:`_equirect_uv` coordinates (N, 2) from equirectangular ``images`` (H_k, W_k, 3),
+    linearly between the two images around the fractional index ``level`` (N,) (differentiable in both)."""
+    out = uv.new_zeros(len(uv), 3)
     for k, img in enumerate(images):
         w = (1 - (level - k).abs()).clamp(min=0)
         sel = torch.nonzero(w.detach() > 0)[:, 0]
         if len(sel):
-            out = out.index_add(0, sel, w[sel, None] * _equirect_bilinear(img.to(d.dtype), d[sel]))
+            out = out.index_add(0, sel, w[sel, None] * _sample_uv(img.to(uv.dtype), uv[sel]))
     return out
 
 
@@ -256,7 +267,7 @@ def _tangent_frames(n: Tensor) -> tuple[Tensor, Tensor]:
     return t1, t2
 
 
-def prefilter_ggx(env: EnvironmentMap, roughness: float, width: int = 128, samples: int = 64, chunk: int = 2048) -> Tensor:
+def prefilter_ggx(env: EnvironmentMap, roughness: float, width: int = 128, samples: int = 256, chunk: int = 1024) -> Tensor:
     """(width / 2, width, 3) float32: ``env`` convolved with the GGX lobe of perceptual ``roughness`` under the
     split sum's n = v = r assumption (Karis 2013): for each output direction r the normalised integral of
     ``L(l) D(h) (r.l)`` over the sphere, h the half vector of r and l.
@@ -264,12 +275,16 @@ def prefilter_ggx(env: EnvironmentMap, roughness: float, width: int = 128, sampl
     Filtered importance sampling (Colbert & Krivanek 2007): ``samples`` stratified GGX directions per texel,
     each read from the mip of the map whose texel matches the sample's share of the lobe, so a small bright
     source (a sun) is averaged, not aliased. Roughness 0 is the map box-averaged to ``width``."""
-    mips = _mip_chain(env)
-    H, W = env.shape
+    return _prefilter(_mip_chain(env), roughness, width, samples, chunk)
+
+
+def _prefilter(mips: Sequence[Tensor], roughness: float, width: int, samples: int = 256, chunk: int = 1024) -> Tensor:
+    """:func:`prefilter_ggx` from the map's :func:`_mip_chain`."""
+    H, W = mips[0].shape[:2]
     out_dirs = torch.as_tensor(equirect_directions(width // 2, width).reshape(-1, 3), dtype=torch.float32)
     if roughness <= 0:
         same = [m for m in mips if m.shape[1] == width]
-        return same[0] if same else _equirect_bilinear(mips[0], out_dirs).view(width // 2, width, 3)
+        return same[0] if same else _upsampled(mips[0], width)
     a2 = max(roughness, MIN_ROUGHNESS) ** 4
     side = int(np.ceil(np.sqrt(samples)))
     u = (torch.arange(side, dtype=torch.float64) + 0.5) / side
@@ -291,13 +306,20 @@ def prefilter_ggx(env: EnvironmentMap, roughness: float, width: int = 128, sampl
         t1, t2 = _tangent_frames(n)
         h = h_local[None, :, :1] * t1[:, None] + h_local[None, :, 1:2] * t2[:, None] + h_local[None, :, 2:] * n[:, None]
         l = 2 * (h * n[:, None]).sum(-1, keepdim=True) * h - n[:, None]  # (c, S, 3)
+        uv = _equirect_uv(l.reshape(-1, 3)).view(len(n), -1, 2)
         rad = n.new_zeros(len(n), 3)
         for k, idx, w in groups:
             if len(idx):
-                look = _equirect_bilinear(mips[k], l[:, idx].reshape(-1, 3)).view(len(n), len(idx), 3)
+                look = _sample_uv(mips[k], uv[:, idx].reshape(-1, 2)).view(len(n), len(idx), 3)
                 rad = rad + (look * (w * nol[idx])[None, :, None]).sum(1)
         out.append(rad / nol.sum())
     return torch.cat(out).view(width // 2, width, 3)
+
+
+def _upsampled(img: Tensor, width: int) -> Tensor:
+    """(width / 2, width, 3) bilinear resampling of an equirectangular image (H, W, 3)."""
+    d = torch.as_tensor(equirect_directions(width // 2, width).reshape(-1, 3), dtype=img.dtype)
+    return _equirect_bilinear(img, d).view(width // 2, width, 3)
 
 
 @dataclass
@@ -315,10 +337,12 @@ class PrefilteredEnvironment:
     @classmethod
     def from_environment(cls, env: EnvironmentMap, levels: Sequence[float] = DEFAULT_LEVELS, width: int = 128) -> "PrefilteredEnvironment":
         """Prefilters ``env`` at each roughness level onto ``width`` x ``width / 2`` pixels (:func:`prefilter_ggx`;
-        about 3 s on two cores for the defaults)."""
+        from roughness 0.35 up, whose lobes span many texels, at half the width, upsampled bilinearly).
+        About 10 s on two cores for the defaults: build it once per environment."""
         if levels[0] != 0 or any(b <= a for a, b in zip(levels, levels[1:])):
             raise ValueError(f"roughness levels must start at 0 and increase, got {tuple(levels)}")
-        maps = [prefilter_ggx(env, r, width) for r in levels]
+        mips = _mip_chain(env)
+        maps = [_prefilter(mips, r, width) if r < 0.35 else _upsampled(_prefilter(mips, r, width // 2), width) for r in levels]
         return cls(torch.tensor(levels, dtype=torch.float32), torch.stack(maps))
 
     def radiance(self, dirs: Tensor, roughness: Tensor) -> Tensor:
@@ -331,7 +355,7 @@ class PrefilteredEnvironment:
         lv = self.levels.to(d)
         hi = torch.searchsorted(lv, r.detach().contiguous(), right=True).clamp(1, len(lv) - 1)
         level = hi - 1 + (r - lv[hi - 1]) / (lv[hi] - lv[hi - 1])  # fractional index into the stack
-        return _blend_levels(list(self.maps), level, d).view(*shape, 3)
+        return _blend_levels(list(self.maps), level, _equirect_uv(d)).view(*shape, 3)
 
 
 # ----------------------------------------------------------------------------- shading under an environment
