@@ -164,9 +164,13 @@ def test_diffuse_sh_irradiance_matches_mitsuba(env, sphere):
     _save("diffuse_ours_mitsuba_diff10", ours[3] * m[..., None], truth * m[..., None], np.abs(ours[3] - truth) * 10 * m[..., None])
     print(f"diffuse PSNR (4x4 bins) SH bands 0-1: {psnr[2]:.2f}, 0-2: {psnr[3]:.2f}, 0-3: {psnr[4]:.2f} dB; "
           f"per pixel (noise included) {_psnr(ours[3], truth, m):.2f} dB")
-    assert psnr[3] > 36.0
+    assert psnr[3] > 35.5  # measured 36.9 (Mitsuba seeded: deterministic); SH bands 0-2 are ~0.3 % off the exact irradiance
     assert psnr[4] == pytest.approx(psnr[3], abs=1e-6)  # band 3 does not reach irradiance (A_3 = 0)
     assert psnr[2] < psnr[3] - 6  # bands 0-1 alone miss the key light's shape
+    # The map's orientation matters: shading with our map mirrored left-right (the mistake the flipped
+    # file avoids) is far off, so the match above is not a symmetric coincidence.
+    mirrored = torch.as_tensor(EnvironmentMap(np.ascontiguousarray(env[0].pixels[:, ::-1])).sh())
+    assert _psnr(_bin(B.shade_diffuse(sphere["n"], albedo, mirrored).numpy()), _bin(truth), mb) < psnr[3] - 10
     ratio = truth[m].mean(0) / ours[3][m].mean(0)
     np.testing.assert_allclose(ratio, 1, atol=0.01)
 
@@ -203,10 +207,11 @@ def test_split_sum_specular_matches_mitsuba(env, sphere, prefiltered, roughness,
         assert p < floor_spec - 2, k
 
 
-def test_brute_force_reference_matches_mitsuba_and_bounds_the_split_sum(env, sphere, prefiltered):
+@pytest.mark.parametrize("roughness, floor_split", [(0.5, 24.0), (0.3, 30.0)])
+def test_brute_force_reference_matches_mitsuba_and_bounds_the_split_sum(env, sphere, prefiltered, roughness, floor_split):
     """The reference integrates our BRDF over the map with no approximation: against Mitsuba it shows the
     model gap (Fresnel, masking), against the split sum that approximation's own error."""
-    roughness, f0 = 0.5, 0.028
+    f0 = 0.028
     spec_truth = _mitsuba(env[1], _specular_bsdf(roughness, f0))[..., :3]
     sub = (slice(2, None, 8), slice(2, None, 8))  # 16 x 16 pixels: the reference is N x 32k BRDF evaluations
     n, v = sphere["n"][sub], sphere["v"][sub]
@@ -217,10 +222,10 @@ def test_brute_force_reference_matches_mitsuba_and_bounds_the_split_sum(env, sph
     psnr = dict(ref_vs_mitsuba=_psnr(ref_s, spec_truth[sub], m), split_sum_vs_ref=_psnr(s, ref_s, m),
                 sh_vs_ref_diffuse=_psnr(d, ref_d, m))
     energy = dict(mitsuba_over_ref=spec_truth[sub][m].mean() / ref_s[m].mean(), split_sum_over_ref=s[m].mean() / ref_s[m].mean())
-    print("roughness 0.5 specular, per pixel: " + ", ".join(f"{k} {p:.2f} dB" for k, p in psnr.items()) +
+    print(f"roughness {roughness} specular, per pixel: " + ", ".join(f"{k} {p:.2f} dB" for k, p in psnr.items()) +
           "; energy " + ", ".join(f"{k} {e:.3f}" for k, e in energy.items()))
     assert psnr["ref_vs_mitsuba"] > 31.0  # noise of single pixels at 256 spp included
-    assert psnr["split_sum_vs_ref"] > 24.0  # measured 25.7: the split sum's n = v = r lobe (off-specular peak lost)
+    assert psnr["split_sum_vs_ref"] > floor_split  # the split sum's n = v = r lobe (no off-specular peak, no stretching)
     assert psnr["sh_vs_ref_diffuse"] > 35.0
     assert 1.0 < energy["mitsuba_over_ref"] < 1.12  # exact Fresnel > Schlick
     assert 0.93 < energy["split_sum_over_ref"] < 1.03
