@@ -75,8 +75,8 @@ def test_sh_irradiance_bands_and_the_tracking_convention():
     env = L.EnvironmentMap.generated("sunset", 128)
     sh = torch.as_tensor(env.sh(bands=4))
     n = _unit(torch.randn(100, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
-    e3 = B.sh_irradiance(n, sh, 3)
-    torch.testing.assert_close(B.sh_irradiance(n, sh, 4), e3)  # A_3 = 0
+    e3 = B.irradiance(n, sh, 3)
+    torch.testing.assert_close(B.irradiance(n, sh, 4), e3)  # A_3 = 0
     # The tracking path's irradiance (constants SH_C to 6 digits) is the same function.
     torch.testing.assert_close(tracking_sh_irradiance(n[None], sh[:9])[0], e3, rtol=3e-6, atol=1e-6)
     torch.testing.assert_close(B.shade_diffuse(n, torch.ones(3, dtype=torch.float64), sh), e3 / np.pi)

@@ -26,7 +26,7 @@ store); the GGX width is ``alpha = roughness^2`` (Burley 2012; glTF, Filament, M
 skin's f0 0.028 (IOR 1.4) is specular 0.35. :func:`ior_to_f0` converts an index of refraction.
 
 **Image-based lighting.** Under an environment map the diffuse lobe uses the map's SH irradiance
-(Ramamoorthi & Hanrahan; exact for bands 0-2, :func:`sh_irradiance`) and the specular lobe the split
+(Ramamoorthi & Hanrahan; exact for bands 0-2, :func:`irradiance`) and the specular lobe the split
 sum (Karis 2013): :class:`PrefilteredEnvironment` (the map convolved with the GGX lobe at a stack of
 roughness levels, linearly interpolated in roughness) times ``f0 * scale + bias`` of
 :func:`split_sum_lut` (pre-integrated with *this* BRDF's D and V, unlike the IBL LUT
@@ -51,7 +51,7 @@ from .lighting import COSINE_LOBE, EnvironmentMap, equirect_directions, sh_basis
 
 __all__ = [
     "F0_PER_SPECULAR", "MIN_ROUGHNESS", "specular_to_f0", "f0_to_specular", "ior_to_f0", "f0_to_ior", "roughness_to_alpha",
-    "reflect", "ggx_ndf", "smith_visibility", "schlick_fresnel", "brdf", "sh_irradiance", "split_sum_lut", "lut_lookup",
+    "reflect", "ggx_ndf", "smith_visibility", "schlick_fresnel", "brdf", "irradiance", "split_sum_lut", "lut_lookup",
     "prefilter_ggx", "PrefilteredEnvironment", "shade_diffuse", "shade_specular", "shade", "shade_reference",
 ]
 
@@ -135,7 +135,7 @@ def brdf(normals: Tensor, view: Tensor, light: Tensor, albedo: Tensor, roughness
 
 
 # ----------------------------------------------------------------------------- diffuse: SH irradiance
-def sh_irradiance(normals: Tensor, coeffs: Tensor, bands: int = 3) -> Tensor:
+def irradiance(normals: Tensor, coeffs: Tensor, bands: int = 3) -> Tensor:
     """(..., C) irradiance ``E(n) = sum_i A_l L_i Y_i(n)`` (W/m^2 per unit radiance) at unit normals (..., 3)
     from radiance SH ``coeffs`` (K >= bands^2, C) in :mod:`.lighting`'s basis (``EnvironmentMap.sh``).
 
@@ -253,7 +253,7 @@ def _blend_levels(images: Sequence[Tensor], level: Tensor, uv: Tensor) -> Tensor
         w = (1 - (level - k).abs()).clamp(min=0)
         sel = torch.nonzero(w.detach() > 0)[:, 0]
         if len(sel):
-            out = out.index_add(0, sel, w[sel, None] * _sample_uv(img.to(uv.dtype), uv[sel]))
+            out = out.index_add(0, sel, w[sel, None] * _sample_uv(img.to(uv), uv[sel]))
     return out
 
 
@@ -360,8 +360,8 @@ class PrefilteredEnvironment:
 
 # ----------------------------------------------------------------------------- shading under an environment
 def shade_diffuse(normals: Tensor, albedo: Tensor, sh: Tensor, bands: int = 3) -> Tensor:
-    """(..., 3) diffuse radiance ``albedo / pi * E(n)`` under radiance SH ``sh`` (K, 3) (:func:`sh_irradiance`)."""
-    return albedo / torch.pi * sh_irradiance(normals, sh, bands)
+    """(..., 3) diffuse radiance ``albedo / pi * E(n)`` under radiance SH ``sh`` (K, 3) (:func:`irradiance`)."""
+    return albedo / torch.pi * irradiance(normals, sh, bands)
 
 
 def shade_specular(normals: Tensor, view: Tensor, roughness: Tensor, f0: Tensor, env: PrefilteredEnvironment,
@@ -388,7 +388,7 @@ def shade_reference(normals: Tensor, view: Tensor, albedo: Tensor, roughness: Te
     Inputs broadcast to a common batch shape."""
     shape = torch.broadcast_shapes(normals.shape[:-1], view.shape[:-1], albedo.shape[:-1], roughness.shape[:-1], f0.shape[:-1])
     flat = [t.expand(*shape, t.shape[-1]).reshape(-1, t.shape[-1]).double() for t in (normals, view, albedo, roughness, f0)]
-    dirs, area, rad = (t.double() for t in _downsampled(env, width or env.shape[1]))
+    dirs, area, rad = (t.to(flat[0]) for t in _downsampled(env, width or env.shape[1]))
     flux = rad * area[:, None]
     diff, spec = [], []
     for i in range(0, len(flat[0]), chunk):
