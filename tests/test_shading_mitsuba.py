@@ -55,23 +55,29 @@ def _bin(x: np.ndarray) -> np.ndarray:
     return x.reshape(R // BIN, BIN, R // BIN, BIN, -1).mean((1, 3))
 
 
-@pytest.fixture(scope="module")
-def env() -> tuple[EnvironmentMap, str]:
-    """The studio map as both renderers see it (after the .hdr round trip) and its bytes' hash."""
+def environment(name: str) -> tuple[EnvironmentMap, str]:
+    """Generated map ``name`` as both renderers see it (after the .hdr round trip) and its bytes' hash;
+    Mitsuba's mirrored copy is written beside it (``NAME-512-mitsuba.hdr``)."""
     folder = cache_dir("mitsuba")
-    path = folder / "studio-512.hdr"
+    path = folder / f"{name}-512.hdr"
     if not path.is_file():
-        EnvironmentMap.generated("studio", 512).write(path)
+        EnvironmentMap.generated(name, 512).write(path)
     m = EnvironmentMap.read(path)
-    flipped = folder / "studio-512-mitsuba.hdr"
+    flipped = folder / f"{name}-512-mitsuba.hdr"
     if not flipped.is_file():
         EnvironmentMap(np.ascontiguousarray(m.pixels[:, ::-1])).write(flipped)
-    return m, hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+    return m, f"{name}-{hashlib.sha1(path.read_bytes()).hexdigest()[:12]}"
 
 
-def _mitsuba(env_hash: str, bsdf: dict) -> np.ndarray:
-    """(R, R, 4) Mitsuba render (linear RGB, alpha) of the sphere with ``bsdf``, cached by its parameters."""
-    key = json.dumps(dict(v=1, env=env_hash, bsdf=bsdf, R=R, spp=SPP, f=FOCAL, eye=EYE, centre=CENTRE), sort_keys=True)
+@pytest.fixture(scope="module")
+def env() -> tuple[EnvironmentMap, str]:
+    return environment("studio")
+
+
+def _mitsuba(env_key: str, bsdf: dict) -> np.ndarray:
+    """(R, R, 4) Mitsuba render (linear RGB, alpha) of the sphere with ``bsdf`` under the map of
+    :func:`environment` ``env_key``, cached by its parameters."""
+    key = json.dumps(dict(v=1, env=env_key, bsdf=bsdf, R=R, spp=SPP, f=FOCAL, eye=EYE, centre=CENTRE), sort_keys=True)
     path = cache_dir("mitsuba") / f"sphere-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path)
@@ -83,7 +89,7 @@ def _mitsuba(env_hash: str, bsdf: dict) -> np.ndarray:
                    "to_world": mi.ScalarTransform4f().look_at(origin=list(EYE), target=[0, 0, 0], up=[0, 1, 0]),
                    "film": {"type": "hdrfilm", "width": R, "height": R, "rfilter": {"type": "box"}, "pixel_format": "rgba"},
                    "sampler": {"type": "independent", "sample_count": SPP, "seed": 1}},
-        "emitter": {"type": "envmap", "filename": str(cache_dir("mitsuba") / "studio-512-mitsuba.hdr")},
+        "emitter": {"type": "envmap", "filename": str(cache_dir("mitsuba") / f"{env_key.split('-')[0]}-512-mitsuba.hdr")},
         "sphere": {"type": "sphere", "center": list(CENTRE), "radius": 1.0, "bsdf": bsdf},
     })
     img = np.array(mi.render(scene), np.float64)
@@ -101,6 +107,10 @@ def _specular_bsdf(roughness: float, f0: float) -> dict:
 
 @pytest.fixture(scope="module")
 def sphere() -> dict:
+    return sphere_geometry()
+
+
+def sphere_geometry() -> dict:
     """Our side of the picture: normals, view directions, masks, analytic coverage (float64)."""
     K = torch.tensor([[FOCAL, 0, (R - 1) / 2], [0, FOCAL, (R - 1) / 2], [0, 0, 1]], dtype=torch.float64)
     cam = Camera(K, look_at(EYE, (0, 0, 0)).double(), R, R)
