@@ -338,7 +338,7 @@ class PrefilteredEnvironment:
     def from_environment(cls, env: EnvironmentMap, levels: Sequence[float] = DEFAULT_LEVELS, width: int = 128) -> "PrefilteredEnvironment":
         """Prefilters ``env`` at each roughness level onto ``width`` x ``width / 2`` pixels (:func:`prefilter_ggx`;
         from roughness 0.35 up, whose lobes span many texels, at half the width, upsampled bilinearly).
-        About 10 s on two cores for the defaults: build it once per environment."""
+        About 1 s on two idle cores for the defaults (up to 20 s on a loaded machine): build it once per map."""
         if levels[0] != 0 or any(b <= a for a, b in zip(levels, levels[1:])):
             raise ValueError(f"roughness levels must start at 0 and increase, got {tuple(levels)}")
         mips = _mip_chain(env)
