@@ -20,6 +20,10 @@ each a documented conversion rather than a second basis:
 Specular image-based lighting is the split-sum approximation (Karis 2013): radiance prefiltered
 with the GGX lobe of a roughness (:class:`SphereSamples`, :meth:`EnvironmentMap.prefiltered`)
 times the pre-integrated BRDF ``(scale, bias)`` of :func:`brdf_lut`, as ``f0 * scale + bias``.
+
+The physically based shading under these lights (Lambert + GGX Cook-Torrance, differentiable; SH
+diffuse, split-sum specular over a prefiltered roughness stack with its own LUT, a brute-force
+reference) is :mod:`.brdf`.
 """
 
 from __future__ import annotations
