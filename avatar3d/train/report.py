@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator
 
 __all__ = ["Progress", "RunLog"]
 
 
-class Progress:
+class Progress(AbstractContextManager):
     """A tqdm bar when ``enabled`` (transient: it is removed when done), nothing otherwise.
 
     Args:
@@ -31,10 +31,7 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
 
-    def __enter__(self) -> "Progress":
-        return self
-
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc) -> None:  # (AbstractContextManager's __enter__ returns self)
         self.close()
 
 
