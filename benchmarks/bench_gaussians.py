@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from avatar3d.render.gaussians import project_gaussians_ext, rasterize_gaussians  # noqa: E402
 from avatar3d.render.gaussians_reference import project_gaussians  # noqa: E402
 
@@ -113,6 +115,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
+    print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     torch.set_num_threads(a.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     sizes = [int(s) for s in a.sizes.split(",")]

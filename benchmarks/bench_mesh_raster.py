@@ -19,6 +19,7 @@ import time
 # everyone at each barrier; passive waiting is fairer to both contenders (set before torch loads libgomp).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
 import torch  # noqa: E402
 
 from avatar3d.render import camera as cam  # noqa: E402
@@ -83,6 +84,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="1 repetition of the reference, smaller sizes")
     args = ap.parse_args()
+    print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     torch.set_num_threads(args.threads)  # also caps OpenMP threads of the extension (shared runtime)
     sizes = [10_000, 100_000] if not args.quick else [2_000, 20_000]
     rows = []

@@ -22,6 +22,7 @@ import statistics
 import time
 import warnings
 
+import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
 import numpy as np
 import torch
 
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
+    print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     torch.set_num_threads(args.threads)
 
     import avatar3d.render.preview as preview

@@ -45,6 +45,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from avatar3d._tensor import f32  # noqa: E402
 from avatar3d.capture.stage import run_capture  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
@@ -131,6 +133,7 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--reference", default=None, help="git revision whose refinement to time alongside (e.g. HEAD~1)")
     args = ap.parse_args()
+    print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     data = shared_data_dir()
     if data is None:
         print("real data not found (../shared/data); nothing to benchmark")

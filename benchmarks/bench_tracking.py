@@ -40,6 +40,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from avatar3d.capture.stage import detect_landmarks, run_capture  # noqa: E402
 from avatar3d.capture.video import open_source  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
@@ -194,6 +196,7 @@ def main() -> int:
     ap.add_argument("--seeds", default="", help="also run the rendered ground truth with these other identities, e.g. 1,2")
     ap.add_argument("--out", default=None, help="keep outputs here (default: a temporary folder)")
     args = ap.parse_args()
+    print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     if args.synthetic_only:
         work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_tracking_"))
         only: dict = {}

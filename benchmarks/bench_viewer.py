@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -116,6 +117,7 @@ def main() -> int:
     ap.add_argument("--windows", default="default", help="window sizes for the GUI probe: 'default' and/or WxH, comma-separated")
     ap.add_argument("--no-offscreen", action="store_true", help="skip the offscreen measurement")
     args = ap.parse_args()
+    print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     torch.set_num_threads(1)  # as the viewer does: posing is a few small matmuls, threads only contend
     from avatar3d.models import load_head_model
 

@@ -20,6 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from avatar3d.data.sequence import TrackedSequence  # noqa: E402
 from avatar3d.export import build_gltf, resolve_source  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
@@ -44,6 +46,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--models", default="builtin,ict")
     args = ap.parse_args()
+    print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     torch.set_num_threads(1)
     specs = []
     for name in args.models.split(","):
