@@ -74,12 +74,14 @@ class FusionOptions:
     resolution: int = 512
     iterations: int = 8
     min_cos: float = 0.2
-    depth_tolerance: float = 3e-3
+    depth_tolerance: float = 1.5e-3
     mask_erode: int = 1
     grey_weight: float = 0.1
     exposure: bool = False
     coverage_scale: float = 1.0
     batch: int = 8
+    light_region: Optional[str] = "face"
+    light_samples: int = 200_000
 
 
 @dataclass
@@ -149,19 +151,22 @@ class TexelObservations:
         K, w2c, W, H = cam.K.float(), cam.world_to_cam.float(), cam.width, cam.height
         R, t = w2c[:3, :3], w2c[:3, 3]
         Pc = P @ R.T + t  # (M,3) camera frame
-        z = Pc[:, 2].clamp(min=1e-6)
-        x = K[0, 0] * Pc[:, 0] / z + K[0, 2]  # pixel centres at integers
-        y = K[1, 1] * Pc[:, 1] / z + K[1, 2]
         cos = (Nw @ R.T * -torch.nn.functional.normalize(Pc, dim=-1)).sum(-1)
+        cand = torch.nonzero((cos > self.opts.min_cos) & (Pc[:, 2] > 0))[:, 0]  # facing the camera: the depth test runs on these
+        Pc, cos = Pc[cand], cos[cand]
+        x = K[0, 0] * Pc[:, 0] / Pc[:, 2] + K[0, 2]  # pixel centres at integers
+        y = K[1, 1] * Pc[:, 1] / Pc[:, 2] + K[1, 2]
         depth, fg = self._depth(verts, K, w2c, W, H), self._foreground(mask)
         xi, yi = x.round().long(), y.round().long()
-        inside = (xi >= 0) & (xi < W) & (yi >= 0) & (yi < H) & (Pc[:, 2] > 0)
+        inside = (xi >= 0) & (xi < W) & (yi >= 0) & (yi < H)
         xi, yi = xi.clamp(0, W - 1), yi.clamp(0, H - 1)
-        seen = inside & fg[yi, xi] & ((Pc[:, 2] - depth[yi, xi]).abs() < self.opts.depth_tolerance) & (cos > self.opts.min_cos)
-        keep = torch.nonzero(seen)[:, 0]
+        seen = inside & fg[yi, xi] & ((Pc[:, 2] - depth[yi, xi]).abs() < self.opts.depth_tolerance)
+        sel = torch.nonzero(seen)[:, 0]
+        keep = cand[sel]
         img = torch.as_tensor(srgb_decode(image.astype(np.float32) / 255.0), dtype=torch.float32)
-        colour = _bilinear(img, x[keep], y[keep])
-        return (keep, torch.full_like(keep, i), colour, irradiance_basis(Nw[keep]), cos[keep] ** 2)
+        colour = _bilinear(img, x[sel], y[sel])
+        cos = cos[sel]
+        return (keep, torch.full_like(keep, i), colour, irradiance_basis(Nw[keep]), cos ** 2)
 
     def _depth(self, verts: Tensor, K: Tensor, w2c: Tensor, W: int, H: int) -> Tensor:
         """(H, W) camera-frame depth (metres) of the visible surface, +inf on background."""
@@ -194,10 +199,18 @@ class AlternatingFusion:
     model and the priors.
     """
 
-    def __init__(self, obs: TexelObservations, options: FusionOptions):
+    def __init__(self, obs: TexelObservations, options: FusionOptions, light_texels: Optional[Tensor] = None,
+                 lighting: Optional[Tensor] = None):
         self.obs, self.opts = obs, options
+        self.fixed_light = lighting is not None
+        #: (K,) observations the light and gains are fitted on (texels of ``light_region``)
+        for_light = torch.ones(len(obs.texel), dtype=torch.bool) if light_texels is None else light_texels[obs.texel]
+        rows = torch.nonzero(for_light)[:, 0]
+        self.light_rows = rows[::max(1, -(-len(rows) // options.light_samples))]  #: observations the light/gains are fitted on
         self.lighting = torch.zeros(9, 3, dtype=torch.float64)
         self.lighting[0] = UNIT_DC  # uniform white: E = pi everywhere, so albedo starts as the weighted mean colour
+        if lighting is not None:
+            self.lighting = torch.as_tensor(lighting, dtype=torch.float64).reshape(9, 3).clone()
         self.gain = torch.ones(obs.num_frames, dtype=torch.float64)
         self.colour = obs.colour.double()
         self.basis = obs.basis.double()
@@ -220,14 +233,15 @@ class AlternatingFusion:
 
     def update_lighting(self) -> None:
         """Least squares of c = g A (B @ L) / pi over all observations, with the chromaticity prior, then the grey-light normalisation."""
-        a = self.albedo[self.obs.texel] * self.gain[self.obs.frame, None] / np.pi  # (K,3)
-        w = self.weight
+        r = self.light_rows
+        a = self.albedo[self.obs.texel[r]] * self.gain[self.obs.frame[r], None] / np.pi  # (k,3)
+        w, basis, colour = self.weight[r], self.basis[r], self.colour[r]
         G = torch.zeros(27, 27, dtype=torch.float64)
         rhs = torch.zeros(27, dtype=torch.float64)
         for c in range(3):
-            rows = self.basis * a[:, c:c + 1]  # (K,9)
+            rows = basis * a[:, c:c + 1]  # (k,9)
             G[c * 9:(c + 1) * 9, c * 9:(c + 1) * 9] = rows.T @ (rows * w[:, None])
-            rhs[c * 9:(c + 1) * 9] = rows.T @ (w * self.colour[:, c])
+            rhs[c * 9:(c + 1) * 9] = rows.T @ (w * colour[:, c])
         # Chromaticity prior on bands 1-2: lam * sum_c |L_c - mean_c L|^2 (a projector, scaled to the data term).
         lam = self.opts.grey_weight * torch.diagonal(G).mean()
         centre = torch.eye(3, dtype=torch.float64) - 1.0 / 3
@@ -241,11 +255,12 @@ class AlternatingFusion:
 
     def update_gain(self) -> None:
         """Per-frame exposure g_f = sum w c.p / sum w p.p, normalised to geometric mean 1 (the scale is the light's)."""
-        p = self.albedo[self.obs.texel] * (self.basis @ self.lighting) / np.pi
-        w = self.weight[:, None]
+        r = self.light_rows
+        p = self.albedo[self.obs.texel[r]] * (self.basis[r] @ self.lighting) / np.pi
+        w, f = self.weight[r, None], self.obs.frame[r]
         N = self.obs.num_frames
-        num = torch.zeros(N, dtype=torch.float64).index_add_(0, self.obs.frame, (w * p * self.colour).sum(1))
-        den = torch.zeros(N, dtype=torch.float64).index_add_(0, self.obs.frame, (w * p * p).sum(1))
+        num = torch.zeros(N, dtype=torch.float64).index_add_(0, f, (w * p * self.colour[r]).sum(1))
+        den = torch.zeros(N, dtype=torch.float64).index_add_(0, f, (w * p * p).sum(1))
         g = torch.where(den > 0, num / den.clamp(min=1e-12), torch.ones_like(num))
         used = den > 0
         g[used] = g[used] / torch.exp(torch.log(g[used].clamp(min=1e-6)).mean())
@@ -259,19 +274,23 @@ class AlternatingFusion:
     def run(self) -> None:
         self.update_albedo()
         for _ in range(self.opts.iterations):
-            self.update_lighting()
+            if not self.fixed_light:
+                self.update_lighting()
             if self.opts.exposure:
                 self.update_gain()
             self.update_albedo()
 
 
-def fuse_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None, options: FusionOptions = FusionOptions()) -> FusionResult:
+def fuse_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None, options: FusionOptions = FusionOptions(),
+                    lighting: Optional[Tensor] = None) -> FusionResult:
     """Estimate one SH light and a diffuse albedo UV map from a tracking directory (see the module docstring).
 
     Args:
         frames: the tracking directory's frames (``TrackedFrames(dir)``: images, masks, cameras, parameters).
         model: its head model; None loads ``frames.sequence.model``.
         options: :class:`FusionOptions`.
+        lighting: (9, 3) radiance SH of a known light (kept fixed, not normalised: the albedo then has
+            the light's absolute scale); None estimates it.
     Raises:
         BadInputError: no valid frame, a frame without image or mask, a model without UVs.
     """
@@ -283,7 +302,10 @@ def fuse_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None, op
         raise BadInputError(f"head model '{frames.sequence.model}' has no UV layout to fuse colour into")
     texels = UVTexels(model, options.resolution)
     obs = TexelObservations(frames, model, texels, options)
-    fusion = AlternatingFusion(obs, options)
+    light_texels = None
+    if options.light_region is not None:
+        light_texels = model.region(options.light_region)[texels.faces].all(1)
+    fusion = AlternatingFusion(obs, options, light_texels, lighting)
     fusion.run()
     total = torch.zeros(texels.count, dtype=torch.float64).index_add_(0, obs.texel, obs.weight.double())
     filled, mirrored = UVFiller(texels, model)(fusion.albedo.float(), total.float() * fusion.seen.float())
