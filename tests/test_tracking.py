@@ -177,3 +177,18 @@ def test_metrics_json(tmp_path):
     assert s["error_px_mean"] == pytest.approx(5.0) and s["nme_mean"] == pytest.approx(5.0 / 160)
     per = json.loads((tmp_path / "m.json").read_text())["per_frame"]
     assert len(per) == 5 and per[2]["valid"] is False
+
+
+def test_expression_saturation_counts_large_and_pinned_coefficients():
+    from avatar3d.tracking.metrics import expression_saturation
+
+    e = np.zeros((10, 3))
+    e[:4, 1] = 1.0  # "b" pinned at the bound in 4 of 10 frames
+    e[4, 2] = 0.95  # "c" large once, not at the bound
+    s = expression_saturation(e, ["a", "b", "c"], upper=1.0)
+    assert s["expression_frames_any_above"] == {"threshold": 0.9, "share": 0.5}
+    assert s["expression_most_at_bound"] == {"name": "b", "share": 0.4}
+    assert s["expression_any_at_bound_share"] == 0.4
+    unbounded = expression_saturation(e, ["a", "b", "c"], upper=float("inf"))  # FLAME-like: no bound, only "large"
+    assert unbounded["expression_any_at_bound_share"] == 0.0 and unbounded["expression_frames_any_above"]["share"] == 0.5
+    assert expression_saturation(np.zeros((0, 3)), ["a", "b", "c"], 1.0) == {}

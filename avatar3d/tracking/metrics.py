@@ -6,7 +6,7 @@ import numpy as np
 
 from ..capture.landmarks import interocular
 
-__all__ = ["landmark_errors", "nme", "jitter", "similarity_align", "rms_after_similarity", "compare_to_ground_truth"]
+__all__ = ["landmark_errors", "nme", "jitter", "expression_saturation", "similarity_align", "rms_after_similarity", "compare_to_ground_truth"]
 
 
 def landmark_errors(fitted: np.ndarray, detected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,3 +95,32 @@ def compare_to_ground_truth(model, shape: np.ndarray, expression: np.ndarray, po
         best[name] = (model.expression_names[k], float(rs[k]))
     return dict(rms_mm=rms, rms_all_mm=float(np.sqrt((rms**2).mean())), worst_frame=int(np.argmax(rms)),
                 identity_rms_mm=float(rms_after_similarity(a[mask], b[mask]) * 1000), corr=corr, best_match=best)
+
+
+def expression_saturation(expression: np.ndarray, names: list[str], upper: float, high: float = 0.9,
+                          bound_tol: float = 0.02) -> dict:
+    """How often a fit's expression coefficients are large or pinned at their upper bound.
+
+    A low landmark error is not enough for animation: a neutral performance fitted with coefficients at
+    their bound plays back as a grimace. These measures make that visible in ``metrics.json``.
+
+    Args:
+        expression: (N, E) fitted coefficients. names: E expression names. upper: the model's upper bound
+            (``HeadModel.expression_range[1]``; an infinite bound uses ``high`` alone).
+        high: what counts as a large coefficient. bound_tol: within this of ``upper`` counts as at the bound.
+    Returns:
+        ``expression_frames_any_above``: share of frames with any coefficient >= ``high``;
+        ``expression_most_at_bound``: the coefficient most often at its bound and that share of frames;
+        ``expression_any_at_bound_share``: share of frames with any coefficient at its bound.
+    """
+    e = np.asarray(expression, np.float64)
+    if e.ndim != 2 or e.shape[0] == 0 or e.shape[1] == 0:
+        return {}
+    at_bound = e >= upper - bound_tol if np.isfinite(upper) else np.zeros_like(e, bool)
+    share = at_bound.mean(0)
+    k = int(np.argmax(share))
+    return {
+        "expression_frames_any_above": {"threshold": high, "share": float((e >= high).any(1).mean())},
+        "expression_most_at_bound": {"name": names[k] if k < len(names) else str(k), "share": float(share[k])},
+        "expression_any_at_bound_share": float(at_bound.any(1).mean()),
+    }
