@@ -72,7 +72,8 @@ class TrackedFrames:
         self.scale = 1.0 if resolution is None else resolution / seq.width
         self.width = int(seq.width) if resolution is None else int(resolution)
         self.height = int(seq.height) if resolution is None else int(round(seq.height * self.scale))
-        self._K = seq.K if resolution is None else scale_intrinsics(seq.K, self.scale)
+        #: (N, 3, 3) intrinsics of every frame at this resolution (pixel centres at integers)
+        self.K = seq.K if resolution is None else scale_intrinsics(seq.K, self.scale)
 
     def __len__(self) -> int:
         return self.sequence.num_frames
@@ -104,7 +105,7 @@ class TrackedFrames:
 
     def camera(self, i: int) -> Camera:
         i = self._check(i)
-        return Camera(self._K[i], self.sequence.world_to_cam[i], self.width, self.height)
+        return Camera(self.K[i], self.sequence.world_to_cam[i], self.width, self.height)
 
     def params(self, i: int) -> FrameParams:
         i, s = self._check(i), self.sequence

@@ -259,7 +259,7 @@ def refine_ground_truth(tracked: dict, config=None) -> dict:
     cfg = config or PhotometricConfig()
     out, m = tracked["track_dir"], tracked["model"]
     seq, cap = tracked["sequence"], CaptureResult.load(out / "capture.npz")
-    imgs, masks, K, lm = photometric_inputs(out, cap, seq.K, cfg.resolution)
+    imgs, masks, K, lm = photometric_inputs(out, cap, seq, cfg.resolution)
     pr = refine_photometric(m, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K, seq.world_to_cam[0], cfg)
     report = compare_to_ground_truth(m, seq.shape, pr.expression, pr.pose, pr.transl, tracked["truth"])
     return dict(result=pr, report=report)

@@ -34,7 +34,7 @@ from ..data.atomic import atomic_path, write_text
 from ..data.frames import TrackedFrames
 from ..data.rundir import RunDirectory
 from ..data.sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
-from ..render.camera import scale_intrinsics, scale_pixels
+from ..render.camera import scale_pixels
 from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
 from .metrics import expression_saturation
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
@@ -131,17 +131,18 @@ def _overlay_frames(model, seq: TrackedSequence, cap: CaptureResult, fitted: np.
             yield frames[k]
 
 
-def photometric_inputs(out: Path, cap: CaptureResult, K: np.ndarray, resolution: int):
+def photometric_inputs(out: Path, cap: CaptureResult, seq: TrackedSequence, resolution: int):
     """Crops, masks, intrinsics and detected landmarks of a tracking directory at ``resolution``.
 
-    Returns images (N, r, r, 3) uint8 RGB, masks (N, r, r) uint8, K (N, 3, 3) scaled to the
-    resolution, landmarks (N, 478, 2) px. Reads through :class:`TrackedFrames`, one frame at a time
-    at the render resolution, so memory stays small for long videos.
+    ``seq`` is the directory's fitted sequence (already in memory: not read again). Returns images
+    (N, r, r, 3) uint8 RGB, masks (N, r, r) uint8, K (N, 3, 3) scaled to the resolution, landmarks
+    (N, 478, 2) px. Reads through :class:`TrackedFrames`, one frame at a time at the render
+    resolution, so memory stays small for long videos.
     """
-    frames = TrackedFrames(out, resolution=int(resolution))
+    frames = TrackedFrames(out, resolution=int(resolution), sequence=seq)
     imgs = np.stack([frames.image(i) for i in range(cap.num_frames)])
     masks = np.stack([frames.mask(i) for i in range(cap.num_frames)])
-    return imgs, masks, scale_intrinsics(K, frames.scale), scale_pixels(cap.landmarks[..., :2], frames.scale)
+    return imgs, masks, frames.K, scale_pixels(cap.landmarks[..., :2], frames.scale)
 
 
 def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, run: RunDirectory, progress: bool):
@@ -154,7 +155,7 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, run: Run
     out = run.path
     cfg = PhotometricConfig()
     run.replace_stage("photometric", settings=asdict(cfg), files=[ALBEDO_FILE])
-    imgs, masks, K, lm = photometric_inputs(out, cap, seq.K, cfg.resolution)
+    imgs, masks, K, lm = photometric_inputs(out, cap, seq, cfg.resolution)
     pr = refine_photometric(model, imgs, masks, lm, cap.valid, seq.shape, seq.expression, seq.pose, seq.transl, K,
                             seq.world_to_cam[0], cfg, progress=progress)
     seq.expression, seq.pose, seq.transl = pr.expression.astype(np.float32), pr.pose.astype(np.float32), pr.transl.astype(np.float32)
