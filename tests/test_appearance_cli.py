@@ -274,3 +274,30 @@ def test_the_command_is_listed_and_a_bad_input_prints_no_traceback(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == (f"avatar3d appearance: error: {tmp_path / 'nowhere'} does not exist; give the "
                                                       f"folder that 'avatar3d track VIDEO --out DIR' wrote")
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_progress_counts_each_pass_over_the_frames(tracked):
+    """The estimate's bar follows the estimator's reads; reading an earlier frame again starts the next pass."""
+    import io
+
+    from tqdm import tqdm
+
+    from avatar3d.appearance.pipeline import ProgressFrames
+    from avatar3d.data.frames import TrackedFrames
+
+    with tqdm(total=6, file=io.StringIO()) as bar:
+        frames = ProgressFrames(TrackedFrames(tracked), bar)
+        for i in range(6):
+            assert frames.image(i).shape == (96, 96, 3)
+        assert bar.n == 6 and frames.passes == 1
+        frames.image(0), frames.image(3)
+        assert bar.n == 2 and frames.passes == 2
+
+
+def test_library_refuses_a_resolution_it_cannot_make(tracked, tmp_path):
+    from avatar3d.errors import BadInputError
+
+    for r in (8, 100_000, 512.0):
+        with pytest.raises(BadInputError, match="map resolution must be a whole number of texels"):
+            run_appearance(tracked, tmp_path / "m", AppearanceOptions(resolution=r), progress=False)
+    assert not (tmp_path / "m").exists()
