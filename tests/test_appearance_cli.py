@@ -294,6 +294,21 @@ def test_progress_counts_each_pass_over_the_frames(tracked):
         assert bar.n == 2 and frames.passes == 2
 
 
+def test_step_bars_follow_the_estimators_steps(capsys):
+    from avatar3d.appearance.pipeline import StepBars
+
+    steps = StepBars(True)
+    steps("observations", 0, 1), steps("observations", 1, 1)
+    assert steps.bar is None
+    for d in range(5):
+        steps("reflectance", d, 4)
+    assert steps.bar is not None and steps.bar.n == 4
+    steps.close()
+    assert steps.bar is None and capsys.readouterr().out.split() == ["observations", "reflectance"]
+    StepBars(False)("reflectance", 1, 4)  # --quiet: nothing at all
+    assert capsys.readouterr().out == ""
+
+
 def test_library_refuses_a_resolution_it_cannot_make(tracked, tmp_path):
     from avatar3d.errors import BadInputError
 

@@ -5,7 +5,8 @@ Three stages, each with a progress bar (``progress``):
 1. **check** (:class:`TrackingInput`): the tracking directory has ``params.npz``, its head model loads
    and has a UV layout, at least one frame was tracked, and every frame has its image and mask; the
    bytes read give the input's fingerprint (SHA-256 of ``params.npz`` and of every frame's image and mask);
-2. **estimate**: :func:`~.estimate.estimate_appearance` (a bar per pass over the frames);
+2. **estimate**: :func:`~.estimate.estimate_appearance` (a bar per pass over the frames, and a line or bar per
+   step where the estimator reports them through ``progress=``);
 3. **save**: :meth:`~.maps.AppearanceMaps.save`, every file at once (all or nothing).
 
 Any bad input stops the run in stage 1 with one sentence (:class:`~avatar3d.errors.BadInputError`),
@@ -41,7 +42,7 @@ from ..models.base import HeadModel
 from .estimate import AppearanceOptions, estimate_appearance
 from .maps import AppearanceMaps
 
-__all__ = ["STAGE", "DEFAULT_SUBDIR", "MAX_RESOLUTION", "AppearanceRun", "TrackingInput", "ProgressFrames", "run_appearance",
+__all__ = ["STAGE", "DEFAULT_SUBDIR", "MAX_RESOLUTION", "AppearanceRun", "TrackingInput", "ProgressFrames", "StepBars", "run_appearance",
            "default_output"]
 
 STAGE = "appearance"  #: the manifest's stage name
@@ -178,6 +179,45 @@ class ProgressFrames(TrackedFrames):
         return out
 
 
+class StepBars:
+    """``progress(step, done, total)`` for the estimator: a line when a step starts and a bar for steps with
+    several units (e.g. the reflectance fit's iterations); ``close()`` ends the last bar."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.step, self.bar = enabled, None, None
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if step != self.step:
+            self.close()
+            self.step = step
+            tqdm.write(f"      {step}")
+            if total > 1:
+                self.bar = tqdm(total=total, desc=step, leave=False, dynamic_ncols=True, position=1)
+        if self.bar is not None:
+            self.bar.update(max(0, done - self.bar.n))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _estimate(frames: TrackedFrames, model: HeadModel, options: AppearanceOptions, steps: StepBars) -> AppearanceMaps:
+    """:func:`estimate_appearance`, with its per-step progress where it reports one (``progress=``)."""
+    import inspect
+
+    if "progress" in inspect.signature(estimate_appearance).parameters:
+        try:
+            return estimate_appearance(frames, model, options, progress=steps)
+        finally:
+            steps.close()
+    return estimate_appearance(frames, model, options)
+
+
 def _settings(options: AppearanceOptions, fingerprint: dict) -> dict:
     """The run's settings as JSON values (what the manifest and material.json store, compared as is)."""
     raw = {"options": asdict(options), "input": fingerprint, "avatar3d": __version__}
@@ -284,8 +324,8 @@ def _compute(source: TrackingInput, run: RunDirectory, stage: _Stage, options: A
     _log(f"[2/3] estimate: {n} frames, {source.sequence.model} head, {options.resolution}x{options.resolution} maps", progress)
     t0 = time.perf_counter()
     valid = n if source.sequence.valid is None else int(np.count_nonzero(source.sequence.valid))
-    with tqdm(total=valid, desc="estimate", unit="frame", disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        maps = estimate_appearance(ProgressFrames(source.frames, bar), source.model, options)
+    with tqdm(total=valid, desc="estimate", unit="frame", disable=not progress, leave=False, dynamic_ncols=True, position=0) as bar:
+        maps = _estimate(ProgressFrames(source.frames, bar), source.model, options, StepBars(progress))
     t_estimate = time.perf_counter() - t0
     _log(f"[3/3] save: {run.path}", progress)
     t0 = time.perf_counter()
