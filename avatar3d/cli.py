@@ -15,7 +15,7 @@ import sys
 from . import __version__
 from .errors import Avatar3DError, os_error_sentence
 
-COMMANDS = ("info", "models", "demo", "track", "export", "view")
+COMMANDS = ("info", "models", "demo", "track", "appearance", "export", "view")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ read. Maps are R x R, row 0 at the top of the UV layout (v = 1; the model's OBJ 
      "maps": {"albedo": {"file": "albedo.png", "colour_space": "srgb", "channels": 3, "bits": 8}, ...,
               "displacement": {"file": "displacement.png", "colour_space": "linear", "channels": 1,
                                "bits": 16, "scale_m": 0.002, "offset_m": -0.001}},
-     "lighting": "lighting.npz", "environment": "environment.hdr", "stats": {...}}
+     "lighting": "lighting.npz", "environment": "environment.hdr", "stats": {...}, "source": {...}}
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class AppearanceMaps:
     ``coverage`` (R, R) in [0, 1] (0 = never seen); ``sh`` (9, 3) radiance SH of the capture light;
     ``environment`` its equirectangular estimate (None: written from ``sh``); ``exposure`` (N,) per-frame
     gains; ``frame_names`` the N frames; ``model`` the head model's name; ``stats`` free-form numbers
-    for the manifest and report (residuals, timings).
+    for the manifest and report (residuals, timings); ``source`` what they were made from (JSON values).
     """
 
     albedo: np.ndarray
@@ -87,6 +87,9 @@ class AppearanceMaps:
     frame_names: list[str] = field(default_factory=list)
     ior: float = 1.4
     stats: dict[str, Any] = field(default_factory=dict)
+    #: what the maps were made from (the run's input fingerprint and settings), written to material.json so the
+    #: files carry their provenance: ``avatar3d appearance`` reruns only when it differs
+    source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def resolution(self) -> int:
@@ -141,7 +144,7 @@ class AppearanceMaps:
         maps["displacement"].update(disp)
         return {"format": FORMAT, "version": VERSION, "model": self.model, "resolution": self.resolution, "ior": self.ior,
                 "f0_skin": float(((self.ior - 1) / (self.ior + 1)) ** 2), "maps": maps, "lighting": "lighting.npz",
-                "environment": "environment.hdr", "stats": self.stats}
+                "environment": "environment.hdr", "stats": self.stats, "source": self.source}
 
     def save(self, out_dir: Union[str, Path]) -> Path:
         """Write every file of the module docstring into ``out_dir`` at once (all or nothing); returns ``material.json``'s path."""
@@ -212,4 +215,5 @@ class AppearanceMaps:
             env = EnvironmentMap.read(folder / meta["environment"])
         f32 = lambda a: np.ascontiguousarray(a, np.float32)  # noqa: E731
         return cls(**{k: f32(v) for k, v in arrays.items()}, sh=f32(sh), model=meta["model"], environment=env, exposure=f32(exposure),
-                   frame_names=names, ior=float(meta.get("ior", f0_to_ior(0.028))), stats=meta.get("stats", {}))
+                   frame_names=names, ior=float(meta.get("ior", f0_to_ior(0.028))), stats=meta.get("stats", {}),
+                   source=meta.get("source", {}))

@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     p.add_argument("--shape", default=None, help="identity coefficients: a .npy file or comma-separated numbers (overrides a tracked identity)")
     p.add_argument("--model", default=None, help="head model for a tracked sequence, overriding the one it was tracked with")
     p.add_argument("--texture", default=None, help="albedo image (PNG/JPEG) to use instead of the model's texture")
+    p.add_argument("--appearance", default=None, metavar="DIR",
+                   help="PBR maps written by 'avatar3d appearance' (default: SOURCE/appearance when it exists): albedo, roughness, "
+                   "normal and specular go into the glTF material (KHR_materials_specular/ior) or beside the OBJ")
     p.add_argument("--frame", type=int, default=None, help="OBJ: export this tracked frame instead of the neutral mesh")
     p.add_argument("--all-frames", action="store_true", help="OBJ: one file per tracked frame (<stem>_000000.obj ...)")
     p.add_argument("--no-animation", action="store_true", help="glTF: leave out the performance clip")
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else ""
         fmt = suffix if suffix in FORMATS else "glb"
     files, stats = export_files(
-        args.source, fmt, args.out, shape=args.shape, model=args.model, texture=args.texture, frame=args.frame,
+        args.source, fmt, args.out, shape=args.shape, model=args.model, texture=args.texture, appearance=args.appearance, frame=args.frame,
         all_frames=args.all_frames, animation=not args.no_animation, normal_deltas=not args.no_normal_deltas,
     )
     total = sum(f.stat().st_size for f in files)
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if stats is not None:
         print(f"{stats.vertices} vertices, {stats.triangles} triangles, {stats.morph_targets} morph targets "
               f"({stats.sparse_targets} sparse), {stats.joints} joints, "
-              f"{'albedo texture' if stats.textured else 'neutral skin material'}"
+              f"{'appearance PBR maps' if stats.pbr_maps else 'albedo texture' if stats.textured else 'neutral skin material'}"
               + (f", animation {stats.frames} frames / {stats.duration_s:.2f} s" if stats.frames else ""))
         for n in stats.notes:
             print(f"note: {n}")

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_screenshot_path(args.screenshot)  # before any slow work (and before making folders)
         check_offscreen_support()  # before loading a big model: fail in one sentence, fast
-        source = open_source(args.source)
+        source = open_source(args.source, appearance=args.appearance)
         img, _ = render_view(source, opts)
         path = save_image(img, args.screenshot)
         print(f"wrote {path} ({img.shape[1]}x{img.shape[0]})")
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from ..viewer.app import check_gui_support, run_app
 
     check_gui_support()
-    return run_app(open_source(args.source), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play,
+    return run_app(open_source(args.source, appearance=args.appearance), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play,
                    window_size=args.window)
 
 
@@ -98,7 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     li.add_argument("--env-intensity", type=float, default=1.0, help="environment light intensity (1 = default, 0 = off)")
     li.add_argument("--show-env", action="store_true", help="show the environment as the background")
     di = p.add_argument_group("display")
-    di.add_argument("--display", choices=("shaded", "albedo", "normals"), default="shaded", help="shading mode")
+    di.add_argument("--display", choices=("shaded", "albedo", "roughness", "specular", "normals"), default="shaded",  # viewer.scene.DISPLAY_MODES
+                    help="shading mode; roughness/specular show the material maps' values (pixel = value x 255), normals the "
+                    "world-space normals (with the normal map's detail when there are PBR maps)")
+    di.add_argument("--appearance", metavar="DIR", default=None,
+                    help="PBR maps written by 'avatar3d appearance' (default: SOURCE/appearance for a tracking directory)")
     di.add_argument("--wireframe", action="store_true", help="draw mesh edges")
     di.add_argument("--landmarks", action="store_true", help="draw the 478 face-mesh landmarks")
     di.add_argument("--window", type=_size, default=(1280, 820), metavar="WxH",  # viewer.app.DEFAULT_WINDOW (not imported at start-up)

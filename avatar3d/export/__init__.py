@@ -53,6 +53,7 @@ def export_files(
     shape=None,
     model=None,
     texture: Optional[str | Path] = None,
+    appearance: Optional[str | Path] = None,
     frame: Optional[int] = None,
     all_frames: bool = False,
     animation: bool = True,
@@ -65,7 +66,7 @@ def export_files(
         raise ValueError("frame/all_frames apply to OBJ export; glTF gets the whole performance as an animation")
     if out is not None:
         _check_out(Path(out), fmt)  # before loading anything: a bad path fails fast
-    src = resolve_source(source, shape=shape, model=model, texture=texture)
+    src = resolve_source(source, shape=shape, model=model, texture=texture, appearance=appearance)
     out = _check_out(Path(out) if out is not None else Path(f"{src.name}.{fmt}"), fmt)
     if fmt == "obj":
         return write_obj(src, out, frame=frame, all_frames=all_frames), None
@@ -79,7 +80,9 @@ def export(source, format: str = "glb", out: Optional[str | Path] = None, **kw) 
         format: "glb", "gltf" or "obj". out: output file (default ``<source name>.<format>``).
         shape: identity coefficients (S,) to bake in (array, .npy path or "a,b,c"); for a sequence,
             overrides the tracked identity. model: head model for a sequence (overrides its stored spec).
-        texture: albedo image path overriding the model's texture. frame / all_frames: OBJ of one
+        texture: albedo image path overriding the model's texture. appearance: a folder written by
+            ``avatar3d appearance`` whose PBR maps go into the material (default: a tracking directory's
+            ``appearance/`` when present). frame / all_frames: OBJ of one
             tracked frame / of every frame. animation, normal_deltas, morph_eps: glTF options.
     Returns:
         the main written file.

@@ -33,6 +33,8 @@ import numpy as np
 
 from ..data.atomic import png_bytes, write_all
 from ..geometry import vertex_normals_np
+from ..render.brdf import F0_PER_SPECULAR
+from .appearance import PbrImages, specular_color_factor
 from .gltf_doc import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
 from .mesh import axis_angle_to_quat, continuous_quats, quat_to_matrix, split_seams, top4_weights, vertex_tangents
 from .source import ExportSource
@@ -70,6 +72,7 @@ class GltfStats:
     duration_s: float = 0.0
     max_dropped_weight: float = 0.0  #: largest skin weight lost to the 4-influence limit
     textured: bool = False
+    pbr_maps: bool = False  #: the appearance stage's maps (albedo, roughness, normal, specular) are in the material
     notes: list[str] = field(default_factory=list)
 
 
@@ -85,7 +88,7 @@ def build_gltf(
     """Assemble the glTF document for ``src``.
 
     Args:
-        image_uri: maps a texture name ("albedo", "normal", "roughness") to the PNG file name beside a
+        image_uri: maps a texture name ("albedo", "normal", "roughness", "specular") to the PNG file name beside a
             .gltf (None: images embedded in the buffer, for GLB).
         morph_eps: blendshape displacements with every component at most this (metres) are stored as
             zero, so a blendshape touching few vertices becomes a sparse accessor.
@@ -148,6 +151,7 @@ def build_gltf(
     # ---------------------------------------------------------------- material
     material, images = _material(gb, src, image_uri)
     stats.textured = "albedo" in images
+    stats.pbr_maps = src.pbr is not None
 
     prim: dict = {"attributes": attrs, "indices": indices, "material": material, "mode": 4}
     mesh: dict = {"name": f"{src.name}_head", "primitives": [prim]}
@@ -187,7 +191,8 @@ def build_gltf(
 
 def _material(gb: GltfBuilder, src: ExportSource, image_uri: Optional[Callable[[str], str]]) -> tuple[int, dict[str, bytes]]:
     """PBR skin material: albedo -> baseColorTexture (else a neutral skin colour); optional tangent-space
-    normal map -> normalTexture; optional roughness map -> metallicRoughnessTexture (G channel, metallic 0)."""
+    normal map -> normalTexture; optional roughness map -> metallicRoughnessTexture (G channel, metallic 0);
+    the appearance stage's specular map and ior -> ``KHR_materials_specular`` / ``KHR_materials_ior``."""
     images: dict[str, bytes] = {}
     sampler = None
 
@@ -214,7 +219,27 @@ def _material(gb: GltfBuilder, src: ExportSource, image_uri: Optional[Callable[[
         mr[..., 1] = r
         pbr["metallicRoughnessTexture"] = texture("roughness", mr)
         pbr["roughnessFactor"] = 1.0
+    if src.pbr is not None:
+        _specular_extensions(gb, mat, src.pbr, texture)
     return gb.add("materials", mat), images
+
+
+def _specular_extensions(gb: GltfBuilder, mat: dict, maps: PbrImages, texture: Callable[[str, np.ndarray], dict]) -> None:
+    """``KHR_materials_specular`` (the specular map in the texture's alpha) and ``KHR_materials_ior`` on ``mat``,
+    scaled so an engine's f0 is ``0.08 * specular`` (:mod:`.appearance`). Both are in ``extensionsUsed`` only:
+    an engine without them shows the core metallic-roughness material (f0 0.04), still a valid skin."""
+    ext = mat.setdefault("extensions", {})
+    k = specular_color_factor(maps.ior)
+    ext["KHR_materials_specular"] = {"specularFactor": 1.0, "specularTexture": texture("specular", maps.specular_rgba()),
+                                     "specularColorFactor": [k, k, k]}
+    ext["KHR_materials_ior"] = {"ior": float(maps.ior)}
+    used = gb.doc.setdefault("extensionsUsed", [])
+    for name in ("KHR_materials_specular", "KHR_materials_ior"):
+        if name not in used:
+            used.append(name)
+    # What no core field or ratified extension carries: how to read the specular map back, the detail's scale.
+    mat["extras"] = {"avatar3d": {"f0_per_specular": F0_PER_SPECULAR, "displacement_scale_m": maps.displacement_scale_m,
+                                  "displacement_offset_m": maps.displacement_offset_m}}
 
 
 def _add_animation(gb: GltfBuilder, src: ExportSource, mesh_node: int, joint_nodes: list[int], root_rest: np.ndarray, stats: GltfStats) -> None:

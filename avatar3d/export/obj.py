@@ -15,6 +15,8 @@ import torch
 
 from ..data.atomic import png_bytes, write_all
 from ..geometry import vertex_normals_np
+from ..render.brdf import F0_PER_SPECULAR
+from .appearance import PbrImages
 from .gltf import NEUTRAL_SKIN
 from .source import ExportSource
 
@@ -57,7 +59,7 @@ def obj_text(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray, uv_faces: np
 
 
 def write_obj(src: ExportSource, out: Path, *, frame: Optional[int] = None, all_frames: bool = False) -> list[Path]:
-    """Write ``out`` (.obj) with ``.mtl`` and albedo PNG beside it, atomically.
+    """Write ``out`` (.obj) with ``.mtl`` and albedo PNG beside it (and the appearance stage's maps, :func:`pbr_mtl`), atomically.
 
     Args:
         frame: a tracked frame index to pose the mesh with (default: neutral identity-applied mesh).
@@ -95,5 +97,31 @@ def write_obj(src: ExportSource, out: Path, *, frame: Optional[int] = None, all_
         files[png_path] = png_bytes(src.albedo)
     else:
         mtl.append("Kd {:.3f} {:.3f} {:.3f}".format(*NEUTRAL_SKIN[:3]))
+    if src.pbr is not None:
+        lines, images = pbr_mtl(src.pbr, out.stem)
+        mtl = [line for line in mtl if not line.startswith("Ks ")] + lines
+        files.update({out.with_name(name): png_bytes(img) for name, img in images.items()})
     files[mtl_path] = ("\n".join(mtl) + "\n").encode("ascii")
     return write_all(files)
+
+
+def pbr_mtl(maps: PbrImages, stem: str) -> tuple[list[str], dict[str, np.ndarray]]:
+    """MTL lines and ``{file name: image}`` for the appearance stage's maps beside ``<stem>.obj``.
+
+    Written in both the classic and the PBR extension (Clara.io / Blender / tinyobjloader) vocabulary:
+    ``Ks 0.08`` x ``map_Ks`` is f0 (= 0.08 specular), ``Ni`` the ior; ``Pr 1`` x ``map_Pr`` the perceptual
+    roughness, ``Pm 0`` (not metallic); the tangent-space normal map (OpenGL convention, +Y along +v) as
+    ``norm`` and ``map_Bump`` (Blender's importer reads it as a normal map); the 16-bit displacement as ``disp``
+    with ``-mm offset scale``, so ``offset + scale * value`` is metres along the normal (the OBJ's unit).
+    """
+    names = {k: f"{stem}_{k}.png" for k in ("roughness", "specular", "normal", "displacement")}
+    k = F0_PER_SPECULAR
+    lines = [
+        f"Ks {k:g} {k:g} {k:g}", f"map_Ks {names['specular']}", f"Ni {maps.ior:g}",
+        "Pr 1", f"map_Pr {names['roughness']}", "Pm 0",
+        f"norm {names['normal']}", f"map_Bump {names['normal']}",
+        f"disp -mm {maps.displacement_offset_m:.9g} {maps.displacement_scale_m:.9g} {names['displacement']}",
+    ]
+    images = {names["roughness"]: maps.roughness, names["specular"]: maps.specular, names["normal"]: maps.normal,
+              names["displacement"]: maps.displacement}
+    return lines, images

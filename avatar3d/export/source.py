@@ -12,6 +12,7 @@ from ..data.sequence import TrackedSequence
 from ..data.source import resolve_head_source
 from ..errors import BadInputError, MissingFileError
 from ..models import MODEL_NAMES, HeadModel, load_head_model
+from .appearance import PbrImages, find_appearance, load_pbr_images
 
 __all__ = ["ExportSource", "resolve_source", "load_texture"]
 
@@ -27,6 +28,9 @@ class ExportSource:
     albedo: Optional[np.ndarray] = None  #: (H, W, 3) uint8, UV origin bottom-left like the model's uvs
     normal_map: Optional[np.ndarray] = None  #: (H, W, 3) uint8 tangent-space normals (glTF/OpenGL: +Y green up)
     roughness_map: Optional[np.ndarray] = None  #: (H, W) uint8 perceptual roughness (255 = fully rough)
+    #: the appearance stage's PBR maps (``TRACK_DIR/appearance/`` or ``appearance=``); when set, ``albedo``
+    #: (unless a texture was given), ``normal_map`` and ``roughness_map`` are its images
+    pbr: Optional[PbrImages] = None
 
     def shaped_vertices(self) -> np.ndarray:
         """(V, 3) float64 identity-applied rest vertices in metres (no expression, no pose)."""
@@ -106,6 +110,7 @@ def resolve_source(
     shape: object = None,
     model: str | HeadModel | None = None,
     texture: str | Path | None = None,
+    appearance: str | Path | None = None,
 ) -> ExportSource:
     """Turn SOURCE into an :class:`ExportSource`.
 
@@ -115,12 +120,16 @@ def resolve_source(
         shape: identity coefficients (S,) (array, ``.npy`` path or "0.1,-0.3,..."); for sequences it
             replaces the tracked identity.
         model: the head model for a sequence, overriding the spec stored in it (e.g. a moved FLAME file).
-        texture: an albedo image overriding the model's own texture.
+        texture: an albedo image overriding the model's own texture (and the appearance stage's albedo).
+        appearance: a folder written by ``avatar3d appearance`` (default: the tracking directory's
+            ``appearance/`` when it has a ``material.json``).
 
-    Texture maps come from ``model.extras``: ``"albedo"`` (H, W, 3) uint8, and optionally
+    Texture maps come from the appearance folder when there is one (albedo, normal, roughness, specular:
+    :class:`~.appearance.PbrImages`), else from ``model.extras``: ``"albedo"`` (H, W, 3) uint8, and optionally
     ``"normal_map"`` (H, W, 3) uint8 tangent-space and ``"roughness_map"`` (H, W) uint8.
     """
     seq: Optional[TrackedSequence] = None
+    directory: Optional[Path] = None
     if isinstance(source, TrackedSequence):
         seq, name = source, "performance"
     elif isinstance(source, HeadModel):
@@ -128,7 +137,7 @@ def resolve_source(
     else:
         src = resolve_head_source(source, known_models=MODEL_NAMES, what="export source")
         if src.is_sequence:
-            seq, name = src.sequence, src.directory.resolve().name
+            seq, name, directory = src.sequence, src.directory.resolve().name, src.directory
         else:
             hm, name = load_head_model(src.model_spec), src.model_spec.partition("=")[0].strip().lower()
     if seq is not None:
@@ -141,13 +150,20 @@ def resolve_source(
             shape = seq.shape
     elif model is not None:
         raise ValueError("the 'model' option only applies when SOURCE is a tracked sequence")
-    albedo = load_texture(texture) if texture is not None else hm.extras.get("albedo")
+    pbr = _appearance(appearance, directory, hm)
+    if texture is not None:
+        albedo = load_texture(texture)
+    else:
+        albedo = pbr.albedo if pbr is not None else hm.extras.get("albedo")
     if albedo is not None:
         albedo = np.asarray(albedo)
         if albedo.ndim != 3 or albedo.shape[2] not in (3, 4) or albedo.dtype != np.uint8:
             raise BadInputError(f"albedo texture must be (H, W, 3) uint8, got {albedo.shape} {albedo.dtype}")
         albedo = np.ascontiguousarray(albedo[..., :3])
-    normal_map, roughness = hm.extras.get("normal_map"), hm.extras.get("roughness_map")
+    if pbr is not None:
+        normal_map, roughness = pbr.normal, pbr.roughness
+    else:
+        normal_map, roughness = hm.extras.get("normal_map"), hm.extras.get("roughness_map")
     if normal_map is not None and (np.ndim(normal_map) != 3 or np.shape(normal_map)[2] != 3 or np.asarray(normal_map).dtype != np.uint8):
         raise BadInputError(f"normal map must be (H, W, 3) uint8, got {np.shape(normal_map)}")
     if roughness is not None:
@@ -157,7 +173,22 @@ def resolve_source(
         if roughness.ndim != 2 or roughness.dtype != np.uint8:
             raise BadInputError(f"roughness map must be (H, W) uint8, got {roughness.shape} {roughness.dtype}")
     return ExportSource(model=hm, shape=_parse_shape(shape, hm.num_shape), name=name, sequence=seq, albedo=albedo,
-                        normal_map=None if normal_map is None else np.ascontiguousarray(normal_map), roughness_map=roughness)
+                        normal_map=None if normal_map is None else np.ascontiguousarray(normal_map), roughness_map=roughness, pbr=pbr)
+
+
+def _appearance(path: str | Path | None, directory: Optional[Path], hm: HeadModel) -> Optional[PbrImages]:
+    """The PBR maps to export: the folder given, else the tracking directory's ``appearance/`` (None when neither);
+    the maps must be in ``hm``'s UV layout (made for the same head model)."""
+    folder = Path(path) if path is not None else find_appearance(directory)
+    if folder is None:
+        return None
+    if not folder.exists():
+        raise MissingFileError(folder, "Pass a folder written by 'avatar3d appearance' (it holds material.json).")
+    pbr = load_pbr_images(folder)
+    if pbr.model_name and pbr.model_name != hm.name.lower():
+        raise BadInputError(f"{pbr.folder} holds maps in the {pbr.model_name} head model's UV layout, but the export uses the "
+                            f"{hm.name} head model; run 'avatar3d appearance' again or export with --model {pbr.model_name}")
+    return pbr
 
 
 def _check_sequence(seq: TrackedSequence, hm: HeadModel) -> None:

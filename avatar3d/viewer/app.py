@@ -70,7 +70,7 @@ class ViewerApp:
         self.o3d, gui, R = o3d, o3d.visualization.gui, o3d.visualization.rendering
         self.gui = gui
         self.source, self.model = source, source.model
-        self.mesh = HeadMesh(self.model)
+        self.mesh = HeadMesh(self.model, source.maps)
         self.params: HeadParams = initial_params(source, opts)
         self.specs = slider_specs(self.model)
         self.shape_std = self.model.shape_std.detach().cpu().numpy()

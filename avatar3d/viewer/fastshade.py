@@ -78,8 +78,15 @@ class VertexLighting:
     """
 
     def __init__(self, albedo: Optional[np.ndarray], uvs: Optional[np.ndarray], base_color=(0.78, 0.6, 0.5),
-                 roughness: float = SKIN_ROUGHNESS, reflectance: float = SKIN_REFLECTANCE):
-        self.roughness, self.f0 = float(roughness), 0.16 * float(reflectance) ** 2
+                 roughness: float = SKIN_ROUGHNESS, reflectance: float = SKIN_REFLECTANCE,
+                 vertex_material: Optional[tuple[np.ndarray, np.ndarray]] = None):
+        """``vertex_material``: (R,) roughness and (R,) f0 per render vertex (the appearance stage's maps,
+        :meth:`.materials.SurfaceMaps.vertex_values`) instead of the constant ``roughness`` / ``reflectance``."""
+        self.roughness: float | np.ndarray = float(roughness)  #: perceptual roughness, or (R, 1) per vertex
+        self.f0: float | np.ndarray = 0.16 * float(reflectance) ** 2  #: f0 (Filament: 0.16 r^2), or (R, 1) per vertex
+        if vertex_material is not None:
+            self.roughness = np.asarray(vertex_material[0], np.float32).reshape(-1, 1)
+            self.f0 = np.asarray(vertex_material[1], np.float32).reshape(-1, 1)
         if albedo is not None and uvs is not None:
             a = np.asarray(albedo[..., :3], np.uint8)
             # The shader decodes sRGB -> linear; feed it encode(sRGB / 255) so it reads the sRGB value.
@@ -145,7 +152,17 @@ class VertexLighting:
             # (roughness 0.55 is broad) times Karis' analytic fit of the pre-integrated BRDF.
             r = 2 * nov * n - v
             env = np.maximum(sh_polynomials(r) @ sh, 0.0)
-            ab = brdf_lut_approx(self.roughness, nov)
+            ab = brdf_lut_approx(self.roughness, nov) if np.ndim(self.roughness) == 0 else _lut_per_vertex(self.roughness, nov)
             radiance += env * (self.f0 * ab[:, :1] + ab[:, 1:2]) * k * IBL_SPEC_GAIN
         display = display_curve(EXPOSURE * LIT_GAIN * radiance)
         return np.ascontiguousarray(display / self.vertex_srgb, np.float32)
+
+
+def _lut_per_vertex(roughness: np.ndarray, nov: np.ndarray) -> np.ndarray:
+    """(R, 2) ``(scale, bias)`` of :func:`~avatar3d.render.lighting.brdf_lut_approx` (Karis' fit, same
+    constants) for per-vertex roughness (R, 1) and n.v (R, 1)."""
+    c0 = np.array([-1.0, -0.0275, -0.572, 0.022], np.float32)
+    c1 = np.array([1.0, 0.0425, 1.04, -0.04], np.float32)
+    rr = roughness * c0 + c1  # (R, 4)
+    a004 = np.minimum(rr[:, :1] * rr[:, :1], np.exp2(-9.28 * nov)) * rr[:, :1] + rr[:, 1:2]
+    return a004 * np.array([-1.04, 1.04], np.float32) + rr[:, 2:]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..geometry import incidence_np, vertex_normals_np
+from .materials import SurfaceMaps
 from .params import HeadParams
 
 __all__ = ["HeadMesh"]
@@ -21,7 +22,8 @@ __all__ = ["HeadMesh"]
 class HeadMesh:
     """Posing + render-layout of one head model (CPU, no grad)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, maps: Optional[SurfaceMaps] = None):
+        """``maps``: the appearance stage's PBR maps for this model (their albedo replaces the model's texture)."""
         self.model = model.eval()
         faces = model.faces.cpu().numpy()
         self.faces = faces
@@ -41,6 +43,9 @@ class HeadMesh:
             self.render_uvs = None
             self.render_faces = faces.astype(np.int64)
         albedo = model.extras.get("albedo") if isinstance(getattr(model, "extras", None), dict) else None
+        self.maps = maps if self.render_uvs is not None else None  #: :class:`SurfaceMaps` or None (needs UVs)
+        if self.maps is not None:
+            albedo = self.maps.albedo
         self.albedo: Optional[np.ndarray] = None
         if albedo is not None and self.render_uvs is not None:
             a = np.asarray(albedo)

@@ -14,17 +14,21 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..render.brdf import F0_PER_SPECULAR
 from ..render.camera import project as project_points
 from ..render.color import display_curve, srgb_decode, srgb_encode
 from ..render.lighting import ENVIRONMENTS
 from .envmaps import bake_environment, irradiance_sh
 from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, front_facing
+from .materials import SurfaceMaps, WorldNormals
 from .mesh import HeadMesh
 from .params import HeadParams
 
 __all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "project", "SKIN_COLOR"]
 
-DISPLAY_MODES = ("shaded", "albedo", "normals")
+DISPLAY_MODES = ("shaded", "albedo", "roughness", "specular", "normals")
+#: Modes that show a material map's values as they are (unlit, post-processing off: pixel = value x 255).
+MAP_MODES = ("roughness", "specular")
 SKIN_COLOR = (0.78, 0.6, 0.5)  # base colour when the model has no albedo texture (linear-ish sRGB)
 SUN_LUX = 70000.0  # Filament sun illuminance for light intensity 1.0
 IBL_SCALE = 32000.0  # Filament IBL intensity for environment intensity 1.0
@@ -88,8 +92,16 @@ class HeadScene:
     def _material(self, mode: str):
         R = self._o3d.visualization.rendering
         m = R.MaterialRecord()
+        maps = self.mesh.maps
         if mode == "normals":
-            m.shader = "normals"
+            if maps is None:
+                m.shader = "normals"
+            else:  # the texture follows the pose: made in _refresh (:meth:`_world_normals_material`)
+                m.shader, m.base_color = "defaultUnlit", [1.0, 1.0, 1.0, 1.0]
+            return m
+        if mode in MAP_MODES:
+            m.shader, m.base_color = "defaultUnlit", [1.0, 1.0, 1.0, 1.0]
+            m.albedo_img = self._o3d.geometry.Image(self._map_display(mode))
             return m
         m.shader = "defaultLit" if mode == "shaded" else "defaultUnlit"
         if mode == "mask":
@@ -102,12 +114,65 @@ class HeadScene:
             m.base_color = [*SKIN_COLOR, 1.0]
         m.base_roughness = SKIN_ROUGHNESS
         m.base_reflectance = SKIN_REFLECTANCE  # skin: ~2% specular at normal incidence
+        if mode == "shaded" and maps is not None:
+            # The estimated materials: Open3D multiplies each map by its scalar, so the scalars are 1. The
+            # normal map follows the pose (:meth:`_lit_material`).
+            m.base_roughness, m.base_reflectance = 1.0, 1.0
+            m.roughness_img, m.reflectance_img = self._map_images
         return m
+
+    @functools.cached_property
+    def _map_images(self) -> tuple:
+        """Open3D images of the roughness and reflectance maps (made once, shared by the lit materials)."""
+        img, maps = self._o3d.geometry.Image, self.mesh.maps
+        return img(maps.roughness_image()), img(maps.reflectance_image())
+
+    def _lit_material(self):
+        """The shaded material with the maps, its normal map in this pose's Filament tangent frames
+        (:meth:`.materials.WorldNormals.filament_image`)."""
+        m = self._material("shaded")
+        m.normal_img = self._o3d.geometry.Image(self._world_normals.filament_image(self._verts))
+        return m
+
+    def _map_display(self, mode: str) -> np.ndarray:
+        """(H, W, 3) uint8 texture of a :data:`MAP_MODES` display: the map, or the constant skin material."""
+        maps = self.mesh.maps
+        if mode == "roughness":
+            value = maps.roughness if maps is not None else np.full((4, 4), SKIN_ROUGHNESS)
+        else:  # specular intensity: f0 / 0.08 (the constant material's f0 is Filament's 0.16 r^2)
+            value = maps.specular if maps is not None else np.full((4, 4), 0.16 * SKIN_REFLECTANCE**2 / F0_PER_SPECULAR)
+        return SurfaceMaps.display_image(value)
+
+    @functools.cached_property
+    def _world_normals(self) -> WorldNormals:
+        return WorldNormals(self.mesh.model, self.mesh.maps)
+
+    def _world_normals_material(self):
+        """Unlit material showing the posed world normals with the normal map's detail (:class:`.materials.WorldNormals`)."""
+        m = self._o3d.visualization.rendering.MaterialRecord()
+        m.shader, m.base_color = "defaultUnlit", [1.0, 1.0, 1.0, 1.0]
+        m.albedo_img = self._o3d.geometry.Image(self._world_normals.display_image(self._verts))
+        return m
+
+    def _white_mesh(self):
+        """The head with white vertex colours: Open3D's unlit shader multiplies the texture by the vertex colour,
+        0.5 grey for a mesh without colours (measured), so a map display needs them to show values as they are."""
+        o3d = self._o3d
+        tm = self.mesh.triangle_mesh(self._verts)
+        tm.vertex.colors = o3d.core.Tensor(np.ones((len(self.mesh.render_to_model), 3), np.float32))
+        return tm
+
+    @property
+    def raw_display(self) -> bool:
+        """Whether the frame shows values as they are (post-processing off): interactive frames and map displays."""
+        return self.fast_active or self.mode in MAP_MODES or (self.mode == "normals" and self.mesh.maps is not None)
 
     # Interactive-frame state, made on first use: headless screenshots never draw interactive frames.
     @functools.cached_property
     def _fast(self) -> VertexLighting:
-        return VertexLighting(self.mesh.albedo, self.mesh.render_uvs, SKIN_COLOR)
+        maps = self.mesh.maps
+        material = maps.vertex_values(self.mesh.render_uvs) if maps is not None else None
+        return VertexLighting(self.mesh.albedo, self.mesh.render_uvs, SKIN_COLOR, vertex_material=material)
 
     @functools.cached_property
     def _fast_mat(self):
@@ -139,7 +204,7 @@ class HeadScene:
         self._apply_view_settings()
 
     def _apply_view_settings(self) -> None:
-        fast = self.fast_active
+        fast = self.raw_display
         view = self.scene.view
         # The unlit vertex colours are already tone-mapped and sRGB-encoded: post-processing
         # (~25 % of a frame on llvmpipe) must be off, and SSAO is part of it.
@@ -233,6 +298,12 @@ class HeadScene:
             s.remove_geometry(self.HEAD)
         if self.fast_active:
             s.add_geometry(self.HEAD, self._fast_mesh(), self._fast_mat)
+        elif self.mode == "normals" and self.mesh.maps is not None:
+            s.add_geometry(self.HEAD, self._white_mesh(), self._world_normals_material())
+        elif self.mode in MAP_MODES:
+            s.add_geometry(self.HEAD, self._white_mesh(), self._materials[self.mode])
+        elif self.mode == "shaded" and self.mesh.maps is not None:
+            s.add_geometry(self.HEAD, self.mesh.triangle_mesh(self._verts), self._lit_material())
         else:
             s.add_geometry(self.HEAD, self.mesh.triangle_mesh(self._verts), self._materials[self.mode])
         for name in (self.WIRE, self.LMK):

@@ -70,7 +70,7 @@ def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[Head
         K, w2c, w, h = source.frame_camera(opts.frame or 0)  # the tracking camera, at crop resolution
         cam = (K, w2c)
     if renderer is None:
-        renderer = HeadlessRenderer(HeadMesh(source.model), w, h)
+        renderer = HeadlessRenderer(HeadMesh(source.model, source.maps), w, h)
     r = renderer
     if cam is None:
         cam = rest_camera(r.head.mesh, params, r.width, r.height)

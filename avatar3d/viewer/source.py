@@ -12,6 +12,7 @@ from ..data.frames import TrackedFrames
 from ..data.sequence import TrackedSequence
 from ..data.source import resolve_head_source
 from ..errors import BadInputError
+from .materials import SurfaceMaps, load_surface_maps
 from .params import HeadParams
 
 __all__ = ["ViewerSource", "open_source"]
@@ -19,11 +20,13 @@ __all__ = ["ViewerSource", "open_source"]
 
 @dataclass
 class ViewerSource:
-    """A model plus, for a tracked sequence, its frames (params, camera, image, mask) read through :class:`TrackedFrames`."""
+    """A model plus, for a tracked sequence, its frames (params, camera, image, mask) read through :class:`TrackedFrames`,
+    and the appearance stage's PBR maps when there are some (``TRACK_DIR/appearance/`` or given)."""
 
     model: object  # HeadModel
     label: str
     frames: Optional[TrackedFrames] = None
+    maps: Optional[SurfaceMaps] = None
 
     @property
     def sequence(self) -> Optional[TrackedSequence]:
@@ -73,20 +76,25 @@ class ViewerSource:
         return None if m is None else m > 127
 
 
-def open_source(spec: str, model=None) -> ViewerSource:
+def open_source(spec: str, model=None, appearance: Optional[str | Path] = None) -> ViewerSource:
     """``builtin`` / ``ict[=PATH]`` / ``flame=PATH`` or a tracking output directory.
 
-    ``model`` overrides the head model (tests and scripts that build their own).
+    ``model`` overrides the head model (tests and scripts that build their own). ``appearance``: a folder
+    written by ``avatar3d appearance`` (default: the tracking directory's ``appearance/`` when it has one).
     """
+    from ..export.appearance import find_appearance
+
     src = resolve_head_source(spec)
     if model is None:
         from ..models import load_head_model
 
         model = load_head_model(src.model_spec)
+    folder = appearance if appearance is not None else find_appearance(src.directory if src.sequence is not None else None)
+    maps = load_surface_maps(folder, model.name) if folder is not None else None
     if src.sequence is None:
-        return ViewerSource(model, str(spec))
+        return ViewerSource(model, str(spec), maps=maps)
     seq, p = src.sequence, src.directory
     if seq.expression.shape[1] != model.num_expression or seq.pose.shape[1] != model.num_joints:
         raise BadInputError(f"{p}: the sequence has {seq.expression.shape[1]} expressions and {seq.pose.shape[1]} joints, "
                             f"but the {model.name} head has {model.num_expression} and {model.num_joints}")
-    return ViewerSource(model, str(p), TrackedFrames(p, sequence=seq))
+    return ViewerSource(model, str(p), TrackedFrames(p, sequence=seq), maps=maps)
