@@ -74,6 +74,27 @@ def track_dir(tracked, tmp_path) -> Path:
     return Path(shutil.copytree(tracked, tmp_path / "track"))
 
 
+@pytest.fixture
+def fake_estimate(monkeypatch) -> list[int]:
+    """The estimator replaced by priors made in no time (the run directory's logic does not need real maps): it reads
+    every frame as the real one does (a corrupt frame fails), and lists the resolution of each call."""
+    from avatar3d.appearance import pipeline
+
+    calls: list[int] = []
+
+    def estimate(frames, model=None, options=AppearanceOptions(), progress=None):
+        for i in range(len(frames)):
+            frames.image(i), frames.mask(i)
+        R = options.resolution
+        calls.append(R)
+        return AppearanceMaps.priors(albedo=np.full((R, R, 3), 0.5, np.float32), coverage=np.ones((R, R), np.float32),
+                                     sh=np.zeros((9, 3), np.float32), model=frames.sequence.model,
+                                     frame_names=[frames.name(i) for i in range(len(frames))])
+
+    monkeypatch.setattr(pipeline, "estimate_appearance", estimate)
+    return calls
+
+
 def appearance(*args: str, capsys) -> tuple[int, str, str]:
     """``avatar3d appearance ARGS --quiet`` in this process: exit code, stdout, stderr."""
     rc = main(["appearance", *map(str, args), "--quiet"])
@@ -137,7 +158,7 @@ def test_writes_the_maps_then_is_up_to_date(track_dir, capsys, monkeypatch):
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name != ".lock"} == {k: v for k, v in before.items() if k != ".lock"}
 
 
-def test_a_changed_input_or_setting_recomputes(track_dir, tmp_path):
+def test_a_changed_input_or_setting_recomputes(track_dir, tmp_path, fake_estimate):
     out = tmp_path / "maps"
     opts = AppearanceOptions(resolution=64)
     first = run_appearance(track_dir, out, opts, progress=False)
@@ -155,9 +176,27 @@ def test_a_changed_input_or_setting_recomputes(track_dir, tmp_path):
     # A changed frame (same params) counts as a changed input too.
     (track_dir / "masks" / "000003.png").write_bytes((track_dir / "masks" / "000002.png").read_bytes())
     assert not run_appearance(track_dir, out, AppearanceOptions(resolution=96), progress=False).up_to_date
+    assert fake_estimate == [64, 64, 96, 96, 96]
 
 
-def test_a_failed_run_leaves_the_earlier_maps_as_they_were(track_dir, tmp_path, capsys, monkeypatch):
+def test_a_missing_or_stale_output_file_is_dealt_with(track_dir, tmp_path, fake_estimate):
+    """A map deleted by hand is written again; a file an earlier run wrote and this one does not is removed."""
+    out = tmp_path / "maps"
+    run_appearance(track_dir, out, AppearanceOptions(resolution=64), progress=False)
+    (out / "roughness.png").unlink()
+    assert not run_appearance(track_dir, out, AppearanceOptions(resolution=64), progress=False).up_to_date
+    assert (out / "roughness.png").is_file() and fake_estimate == [64, 64]
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["stages"][STAGE]["files"].append("old_map.png")  # as if an earlier version had written it
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "old_map.png").write_bytes(b"old")
+    (out / "mine.txt").write_text("a user's note")
+    run_appearance(track_dir, out, AppearanceOptions(resolution=64), progress=False, resume=False)
+    assert not (out / "old_map.png").exists() and (out / "mine.txt").exists()
+    assert RunDirectory(out).stage(STAGE)["files"] == FILES
+
+
+def test_a_failed_run_leaves_the_earlier_maps_as_they_were(track_dir, tmp_path, capsys, monkeypatch, fake_estimate):
     out = tmp_path / "maps"
     run_appearance(track_dir, out, AppearanceOptions(resolution=64), progress=False)
     good = snapshot(out)

@@ -304,7 +304,7 @@ def run_appearance(track_dir: str | Path, out: Optional[str | Path] = None, opti
         except OSError as e:
             if isinstance(e, Avatar3DError):
                 raise
-            raise Avatar3DError(f"cannot write the appearance maps: {os_error_sentence(e)}") from None
+            raise Avatar3DError(f"cannot write the appearance maps: {os_error_sentence(e)}; choose another folder with --out") from None
         stage = _Stage(run, settings)
         meta = stage.up_to_date() if resume else None
         if meta is not None:
