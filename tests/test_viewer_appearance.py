@@ -198,3 +198,29 @@ def test_cli_screenshot_with_appearance(tmp_path):
     img = np.asarray(Image.open(out)).astype(float)
     head = np.abs(img - img[2, 2]).sum(2) > 10
     assert head.sum() > 2000 and np.percentile(np.abs(img[..., 0] - img[..., 2])[head], 90) <= 1  # grey values of the map (edges blend)
+
+
+def test_relighting_with_the_capture_light(head, tmp_path, out_dir):
+    """``--env capture``: the appearance stage's estimate of the capture's light (environment.hdr) lights the head,
+    in the full-quality and the interactive frames; without maps the name is one clear error."""
+    from avatar3d.render.lighting import EnvironmentMap, equirect_directions
+
+    d = equirect_directions(64, 128)
+    light = (0.05 + 3.0 * np.clip(d[..., 0], 0, None) ** 4)[..., None] * np.ones(3)  # bright towards +X
+    m = maps_with(roughness=0.6, specular=0.35)
+    m.environment = EnvironmentMap(light.astype(np.float32))
+    m.save(tmp_path / "m")
+    lit = Lighting(intensity=0.0, environment="capture", env_intensity=1.0)
+    full, r = render(head, tmp_path / "m", "shaded", lit)
+    r.head.set_interactive(True)
+    fast = r.render()
+    sil = r.silhouette()
+    cx = int(np.nonzero(sil)[1].mean())
+    cols = np.arange(SIZE)[None]
+    for img in (full, fast):
+        g = img.astype(float).mean(2)
+        right, left = g[sil & (cols > cx + 10)].mean(), g[sil & (cols < cx - 10)].mean()
+        assert right > left + 20, (right, left)  # +X is the image's right
+    Image.fromarray(np.concatenate([full, fast], 1)).save(out_dir / "viewer_capture_light.png")
+    with pytest.raises(BadInputError, match="needs the appearance stage's maps"):
+        render(head, None, "shaded", lit)

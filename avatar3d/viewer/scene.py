@@ -17,8 +17,7 @@ import numpy as np
 from ..render.brdf import F0_PER_SPECULAR
 from ..render.camera import project as project_points
 from ..render.color import display_curve, srgb_decode, srgb_encode
-from ..render.lighting import ENVIRONMENTS
-from .envmaps import bake_environment, irradiance_sh
+from .envmaps import bake_environment, environment_names, irradiance_sh
 from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, front_facing
 from .materials import SurfaceMaps, WorldNormals
 from .mesh import HeadMesh
@@ -37,7 +36,8 @@ IBL_SCALE = 32000.0  # Filament IBL intensity for environment intensity 1.0
 @dataclass
 class Lighting:
     """Directional light (angles in degrees; azimuth 0 = from the front, + towards the head's +X)
-    and environment light (one of ``render.lighting.ENVIRONMENTS``, rotation about +Y in degrees)."""
+    and environment light (one of ``render.lighting.ENVIRONMENTS``, or ``"capture"``: the appearance stage's
+    estimate of the capture's light, when the head has its maps; rotation about +Y in degrees)."""
 
     azimuth: float = 30.0
     elevation: float = 25.0
@@ -163,6 +163,11 @@ class HeadScene:
         return tm
 
     @property
+    def _capture_env(self):
+        """The capture's light (:class:`~avatar3d.render.lighting.EnvironmentMap`) when the head has PBR maps, else None."""
+        return self.mesh.maps.environment if self.mesh.maps is not None else None
+
+    @property
     def raw_display(self) -> bool:
         """Whether the frame shows values as they are (post-processing off): interactive frames and map displays."""
         return self.fast_active or self.mode in MAP_MODES or (self.mode == "normals" and self.mesh.maps is not None)
@@ -244,7 +249,7 @@ class HeadScene:
             return None
         key = (L.environment, round(L.env_rotation / 5.0) * 5.0)
         if key not in self._sh_cache:
-            self._sh_cache[key] = irradiance_sh(*key)
+            self._sh_cache[key] = irradiance_sh(*key, capture=self._capture_env)
         return self._sh_cache[key]
 
     @property
@@ -349,8 +354,8 @@ class HeadScene:
 
     # ------------------------------------------------------------------ lights
     def set_lighting(self, lighting: Lighting) -> None:
-        if lighting.environment not in ENVIRONMENTS:
-            raise ValueError(f"unknown environment {lighting.environment!r}; expected one of: {', '.join(ENVIRONMENTS)}")
+        if lighting.environment not in environment_names(self._capture_env):
+            bake_environment(lighting.environment, capture=self._capture_env)  # raises the one-sentence error
         self.lighting = lighting
         self.apply_lighting()
         if self.fast_active:  # vertex colours carry the lighting
@@ -362,7 +367,7 @@ class HeadScene:
         sc.enable_sun_light(L.intensity > 0)
         # Rotation is baked into the cubemap (Open3D's Python API cannot rotate an IBL); 5 degree steps
         # keep the cache small.
-        prefix = bake_environment(L.environment, round(L.env_rotation / 5.0) * 5.0)
+        prefix = bake_environment(L.environment, round(L.env_rotation / 5.0) * 5.0, capture=self._capture_env)
         if prefix != self._ibl_prefix:
             if not sc.set_indirect_light(prefix):
                 raise RuntimeError(f"Open3D could not load the generated environment light {prefix}_ibl.ktx")
