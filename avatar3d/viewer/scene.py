@@ -26,8 +26,9 @@ from .params import HeadParams
 __all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "project", "SKIN_COLOR"]
 
 DISPLAY_MODES = ("shaded", "albedo", "roughness", "specular", "normals")
-#: Modes that show a material map's values as they are (unlit, post-processing off: pixel = value x 255).
-MAP_MODES = ("roughness", "specular")
+#: Modes that show a material map's values as they are (unlit, post-processing off: pixel = value x 255; the
+#: albedo as its sRGB code, like the texture file).
+MAP_MODES = ("albedo", "roughness", "specular")
 SKIN_COLOR = (0.78, 0.6, 0.5)  # base colour when the model has no albedo texture (linear-ish sRGB)
 SUN_LUX = 70000.0  # Filament sun illuminance for light intensity 1.0
 IBL_SCALE = 32000.0  # Filament IBL intensity for environment intensity 1.0
@@ -137,6 +138,9 @@ class HeadScene:
     def _map_display(self, mode: str) -> np.ndarray:
         """(H, W, 3) uint8 texture of a :data:`MAP_MODES` display: the map, or the constant skin material."""
         maps = self.mesh.maps
+        if mode == "albedo":
+            value = self.mesh.albedo / 255.0 if self.mesh.albedo is not None else np.full((4, 4, 3), SKIN_COLOR)
+            return SurfaceMaps.display_image(value)
         if mode == "roughness":
             value = maps.roughness if maps is not None else np.full((4, 4), SKIN_ROUGHNESS)
         else:  # specular intensity: f0 / 0.08 (the constant material's f0 is Filament's 0.16 r^2)
