@@ -8,10 +8,11 @@ Filament materials and the interactive frames read:
   (:data:`avatar3d.render.brdf.F0_PER_SPECULAR`), so ``r = sqrt(specular / 2)``; Open3D multiplies each map
   by the material's scalar (set to 1, measured). The normal map is re-expressed per pose in the tangent
   frames Filament builds from normals alone (:class:`WorldNormals`), since Open3D passes no UV tangents.
-* display modes ``roughness`` / ``specular`` / ``normals``: the map drawn unlit with post-processing
-  off, so a screenshot's pixel is the map's value (roughness, specular intensity, 0.5 n + 0.5 of the
-  world-space normal including the map's detail) x 255. The unlit shader decodes its texture from sRGB,
-  so the uploaded texture is the value sRGB-*encoded*.
+* display modes ``albedo`` / ``roughness`` / ``specular`` / ``normals``: the map drawn unlit with
+  post-processing off and white vertex colours (Open3D's default is 0.5 grey), so a screenshot's pixel is
+  the map's value (albedo's sRGB code, roughness, specular intensity, 0.5 n + 0.5 of the world-space
+  normal including the map's detail) x 255. The unlit shader decodes its texture from sRGB, so the
+  uploaded texture is the value sRGB-*encoded*.
 * interactive frames (:mod:`.fastshade`): roughness and f0 per render vertex (the maps box-filtered
   to about a triangle and sampled at the vertex UVs); the normal map's detail is per pixel only.
 
