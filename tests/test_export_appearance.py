@@ -188,3 +188,15 @@ def test_cli_appearance_flag(track, tmp_path):
     assert "appearance PBR maps" in r.stdout
     assert (tmp_path / "b_specular.png").is_file()
     assert_valid(tmp_path / "b.gltf")
+
+
+def test_an_independent_gltf_importer_reads_the_maps(track, tmp_path):
+    """Open3D's glTF importer (assimp) finds the base colour, normal and roughness textures of the GLB."""
+    o3d = pytest.importorskip("open3d")
+    out = export(track, "glb", tmp_path / "o.glb", model=toy_model())
+    model = o3d.io.read_triangle_model(str(out))
+    mat = model.materials[model.meshes[0].material_idx]
+    assert mat.albedo_img is not None and mat.normal_img is not None and mat.roughness_img is not None
+    rough = np.asarray(mat.roughness_img)  # the metallicRoughness image as stored: roughness in G
+    maps = AppearanceMaps.load(track / "appearance")
+    np.testing.assert_allclose(rough[..., 1] / 255.0, maps.roughness, atol=1 / 255 + 1e-6)

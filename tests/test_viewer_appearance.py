@@ -19,7 +19,8 @@ from PIL import Image
 
 from avatar3d.appearance.maps import AppearanceMaps
 from avatar3d.errors import Avatar3DError, BadInputError
-from avatar3d.viewer.materials import load_surface_maps
+from avatar3d.render.color import srgb_encode
+from avatar3d.viewer.materials import load_surface_maps, sample_bilinear
 from avatar3d.viewer.params import HeadParams
 from avatar3d.viewer.scene import Lighting, project
 from avatar3d.viewer.shot import ViewOptions, render_view
@@ -42,11 +43,13 @@ def head():
 
 
 def maps_with(model_name: str = "toy", roughness=None, specular=None, tilt=(0.0, 0.0)) -> AppearanceMaps:
-    """Grey albedo; roughness ramp along u and specular ramp down the rows unless constants are given;
+    """Grey albedo with a red ramp along v; roughness ramp along u and specular ramp down the rows unless constants are given;
     normals tilted by ``tilt`` degrees towards +u and +v."""
     u = (np.arange(R) + 0.5) / R
     uu, vv = np.meshgrid(u, u)
-    m = AppearanceMaps.priors(albedo=np.full((R, R, 3), 0.4, np.float32), coverage=np.ones((R, R), np.float32),
+    albedo = np.full((R, R, 3), 0.4, np.float32)
+    albedo[..., 0] = 0.2 + 0.6 * vv
+    m = AppearanceMaps.priors(albedo=albedo, coverage=np.ones((R, R), np.float32),
                               sh=np.eye(9, 3, dtype=np.float32) * 0.5, model=model_name)
     m.roughness = np.full((R, R), roughness, np.float32) if roughness is not None else (0.1 + 0.8 * uu).astype(np.float32)
     m.specular = np.full((R, R), specular, np.float32) if specular is not None else (0.1 + 0.8 * vv).astype(np.float32)
@@ -78,30 +81,31 @@ def front_samples(model, r, min_z: float = 0.7):
 
 
 def map_at(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    from avatar3d.viewer.materials import sample_bilinear
-
     return sample_bilinear(img[..., None] if img.ndim == 2 else img, uv)[:, 0]
 
 
-def test_roughness_and_specular_modes_show_the_maps_values(head, tmp_path, out_dir):
+def test_albedo_roughness_and_specular_modes_show_the_maps_values(head, tmp_path, out_dir):
     maps_with().save(tmp_path / "m")
     shots = {}
-    for mode in ("roughness", "specular"):
+    loaded = AppearanceMaps.load(tmp_path / "m")
+    for mode in ("albedo", "roughness", "specular"):
         img, r = render(head, tmp_path / "m", mode)
         shots[mode] = img
         px, uv = front_samples(head, r)
         shown = img[px[:, 1], px[:, 0]].astype(float)
-        assert np.abs(shown[:, 0] - shown[:, 2]).max() <= 1  # grey
-        loaded = AppearanceMaps.load(tmp_path / "m")
-        want = map_at(getattr(loaded, mode), uv) * 255
-        err = np.abs(shown[:, 0] - want)
+        if mode == "albedo":  # the sRGB code, as in albedo.png
+            want = sample_bilinear(srgb_encode(loaded.albedo), uv) * 255
+            err = np.abs(shown - want).max(1)
+        else:
+            assert np.abs(shown[:, 0] - shown[:, 2]).max() <= 1  # grey
+            err = np.abs(shown[:, 0] - map_at(getattr(loaded, mode), uv) * 255)
         assert len(err) > 50 and np.median(err) < 2.0 and np.percentile(err, 95) < 6.0, (mode, np.median(err), np.percentile(err, 95))
     # The patterns as seen: roughness grows to the right (+u is +X, the image's right), specular downwards.
     rough, spec = shots["roughness"][..., 0].astype(float), shots["specular"][..., 0].astype(float)
     c = SIZE // 2
     assert rough[c, c + 25] > rough[c, c - 25] + 10 and abs(rough[c - 30, c] - rough[c + 30, c]) < 6
     assert spec[c + 30, c] > spec[c - 30, c] + 30 and abs(spec[c, c + 25] - spec[c, c - 25]) < 6
-    Image.fromarray(np.concatenate([shots["roughness"], shots["specular"]], 1)).save(out_dir / "viewer_map_modes.png")
+    Image.fromarray(np.concatenate([shots["albedo"], shots["roughness"], shots["specular"]], 1)).save(out_dir / "viewer_map_modes.png")
 
 
 def test_normals_mode_shows_the_normal_maps_detail(head, tmp_path):
@@ -198,3 +202,29 @@ def test_cli_screenshot_with_appearance(tmp_path):
     img = np.asarray(Image.open(out)).astype(float)
     head = np.abs(img - img[2, 2]).sum(2) > 10
     assert head.sum() > 2000 and np.percentile(np.abs(img[..., 0] - img[..., 2])[head], 90) <= 1  # grey values of the map (edges blend)
+
+
+def test_relighting_with_the_capture_light(head, tmp_path, out_dir):
+    """``--env capture``: the appearance stage's estimate of the capture's light (environment.hdr) lights the head,
+    in the full-quality and the interactive frames; without maps the name is one clear error."""
+    from avatar3d.render.lighting import EnvironmentMap, equirect_directions
+
+    d = equirect_directions(64, 128)
+    light = (0.05 + 3.0 * np.clip(d[..., 0], 0, None) ** 4)[..., None] * np.ones(3)  # bright towards +X
+    m = maps_with(roughness=0.6, specular=0.35)
+    m.environment = EnvironmentMap(light.astype(np.float32))
+    m.save(tmp_path / "m")
+    lit = Lighting(intensity=0.0, environment="capture", env_intensity=1.0)
+    full, r = render(head, tmp_path / "m", "shaded", lit)
+    r.head.set_interactive(True)
+    fast = r.render()
+    sil = r.silhouette()
+    cx = int(np.nonzero(sil)[1].mean())
+    cols = np.arange(SIZE)[None]
+    for img in (full, fast):
+        g = img.astype(float).mean(2)
+        right, left = g[sil & (cols > cx + 10)].mean(), g[sil & (cols < cx - 10)].mean()
+        assert right > left + 20, (right, left)  # +X is the image's right
+    Image.fromarray(np.concatenate([full, fast], 1)).save(out_dir / "viewer_capture_light.png")
+    with pytest.raises(BadInputError, match="needs the appearance stage's maps"):
+        render(head, None, "shaded", lit)

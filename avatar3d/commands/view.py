@@ -93,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     li.add_argument("--light-elevation", type=float, default=25.0, help="directional light elevation in degrees")
     li.add_argument("--light-intensity", type=float, default=1.0, help="directional light intensity (1 = default, 0 = off)")
     li.add_argument("--light-color", type=_color, default=(1.0, 0.97, 0.92), metavar="R,G,B", help="directional light colour, 0..1 each")
-    li.add_argument("--env", choices=("studio", "sunset", "overcast"), default="studio", help="generated environment light")
+    li.add_argument("--env", choices=("studio", "sunset", "overcast", "capture"), default="studio",
+                    help="environment light: a generated one, or 'capture' (the capture's light estimated by 'avatar3d appearance')")
     li.add_argument("--env-rotation", type=float, default=0.0, help="environment rotation about the vertical axis, degrees")
     li.add_argument("--env-intensity", type=float, default=1.0, help="environment light intensity (1 = default, 0 = off)")
     li.add_argument("--show-env", action="store_true", help="show the environment as the background")

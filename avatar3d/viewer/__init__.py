@@ -2,7 +2,8 @@
 
 * :mod:`.params`: named sliders (expressions, joint rotations, identity) and ``--set`` parsing;
 * :mod:`.mesh`: posing a model and its render layout (UV-seam split);
-* :mod:`.envmaps`: procedural environment lights baked to Filament IBL files;
+* :mod:`.envmaps`: procedural environment lights (and the capture's estimated light) baked to Filament IBL files;
+* :mod:`.materials`: the appearance stage's PBR maps as textures (shading, map displays, world normals);
 * :mod:`.scene`: the head in an Open3D scene (display modes, lights, cameras);
 * :mod:`.fastshade`: interactive frames (the lit look per vertex, drawn unlit) while sliders move;
 * :mod:`.headless`: offscreen rendering; :mod:`.app`: the GUI (``avatar3d view``);

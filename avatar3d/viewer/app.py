@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import Avatar3DError
 from ..render.camera import raster_intrinsics
-from ..render.lighting import ENVIRONMENTS
+from .envmaps import environment_names
 from .headless import check_offscreen_support
 from .mesh import HeadMesh
 from .params import GROUPS, HeadParams, get_value, load_param_file, set_value, slider_specs
@@ -220,7 +220,7 @@ class ViewerApp:
         light.add_child(self.light_color)
         light.add_child(gui.Label("Environment light"))
         env = gui.Combobox()
-        for name in ENVIRONMENTS:
+        for name in environment_names(self.mesh.maps.environment if self.mesh.maps is not None else None):
             env.add_item(name)
         env.selected_text = L.environment
         env.set_on_selection_changed(lambda text, i: self._on_light("environment", text))

@@ -10,25 +10,69 @@ Filament renderer loads with ``Scene.set_indirect_light(prefix)``:
 
 We generate these ourselves (no third-party HDR files), cached by name + rotation, so a rotation
 slider only re-bakes a small cubemap (~0.1 s).
+
+:data:`CAPTURE` names a fourth map: the capture's light as the appearance stage estimated it
+(``appearance/environment.hdr``), passed as ``capture=`` (an :class:`~avatar3d.render.lighting.EnvironmentMap`),
+scaled to unit mean radiance like the generated maps (its absolute level is the capture's exposure; the
+intensity slider sets the level) and cached by a hash of its pixels.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..data.atomic import atomic_path
+from ..errors import BadInputError
 from ..paths import cache_dir
-from ..render.lighting import ENVIRONMENTS, SphereSamples, environment_sh, filament_sh, radiance
+from ..render.lighting import ENVIRONMENTS, EnvironmentMap, SphereSamples, environment_sh, fibonacci_sphere, filament_sh, project_sh, radiance
 
-__all__ = ["irradiance_sh", "bake_environment", "cube_directions"]
+__all__ = ["irradiance_sh", "bake_environment", "cube_directions", "CAPTURE", "environment_names"]
+
+#: The environment name of the capture's own light (the appearance stage's estimate).
+CAPTURE = "capture"
 
 
-def irradiance_sh(name: str, rotation_deg: float = 0.0, samples: int = 8192) -> np.ndarray:
-    """(9, 3) Filament-ready SH of generated map ``name``: irradiance(n) / pi = ``sh_polynomials(n) @ sh``."""
-    return filament_sh(environment_sh(name, rotation_deg, samples))
+def environment_names(capture: Optional[EnvironmentMap] = None) -> tuple[str, ...]:
+    """The environments the viewer can light with: the generated ones, plus :data:`CAPTURE` when there is one."""
+    return (*ENVIRONMENTS, CAPTURE) if capture is not None else tuple(ENVIRONMENTS)
+
+
+def _check(name: str, capture: Optional[EnvironmentMap]) -> None:
+    if name not in environment_names(capture):
+        extra = "" if capture is not None or name != CAPTURE else " (the capture's light needs the appearance stage's maps)"
+        raise BadInputError(f"unknown environment {name!r}{extra}; expected one of: {', '.join(environment_names(capture))}")
+
+
+def _capture_radiance(env: EnvironmentMap, rotation_deg: float) -> Callable[[np.ndarray], np.ndarray]:
+    """(N, 3) dirs -> (N, 3) radiance of ``env`` at unit mean luminance, rotated ``rotation_deg`` about +Y."""
+    w = env.solid_angles()[..., None]
+    mean = float((env.pixels * w).sum((0, 1)) @ np.array([0.2126, 0.7152, 0.0722]) / (4 * np.pi))
+    gain = 1.0 / mean if mean > 1e-12 else 1.0
+    a = np.deg2rad(rotation_deg)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    # Rotating the environment by R means looking up the unrotated map at R^-1 d (as lighting.radiance does).
+    return lambda d: env.sample(np.asarray(d, np.float64) @ rot) * gain
+
+
+def _radiance(name: str, rotation_deg: float, capture: Optional[EnvironmentMap]) -> Callable[[np.ndarray], np.ndarray]:
+    if name == CAPTURE and capture is not None:
+        return _capture_radiance(capture, rotation_deg)
+    return lambda d: radiance(name, d, rotation_deg)
+
+
+def irradiance_sh(name: str, rotation_deg: float = 0.0, samples: int = 8192, capture: Optional[EnvironmentMap] = None) -> np.ndarray:
+    """(9, 3) Filament-ready SH of map ``name``: irradiance(n) / pi = ``sh_polynomials(n) @ sh``
+    (``capture``: the map :data:`CAPTURE` names)."""
+    _check(name, capture)
+    if name != CAPTURE:
+        return filament_sh(environment_sh(name, rotation_deg, samples))
+    d = fibonacci_sphere(samples)
+    return filament_sh(project_sh(d, _capture_radiance(capture, rotation_deg)(d), 4 * np.pi / samples))
 
 
 def cube_directions(n: int) -> np.ndarray:
@@ -89,22 +133,26 @@ def _write_ktx_cubemap(path: Path, mips: list[np.ndarray], sh: np.ndarray | None
         tmp.write_bytes(b"".join(parts))
 
 
-def bake_environment(name: str, rotation_deg: float = 0.0, size: int = 64, levels: int = 5, sky_size: int = 128) -> str:
-    """Bake (or reuse) the IBL + skybox KTX files; return the prefix for ``Scene.set_indirect_light``."""
-    if name not in ENVIRONMENTS:
-        raise ValueError(f"unknown environment {name!r}; expected one of: {', '.join(ENVIRONMENTS)}")
+def bake_environment(name: str, rotation_deg: float = 0.0, size: int = 64, levels: int = 5, sky_size: int = 128,
+                     capture: Optional[EnvironmentMap] = None) -> str:
+    """Bake (or reuse) the IBL + skybox KTX files; return the prefix for ``Scene.set_indirect_light``
+    (``capture``: the map :data:`CAPTURE` names)."""
+    _check(name, capture)
     rot = round(float(rotation_deg) % 360.0, 1)
     d = cache_dir("viewer/ibl")
-    prefix = d / f"{name}_r{rot:05.1f}_s{size}_v3"
+    tag = name
+    if name == CAPTURE:  # one capture's light is not another's: key by the pixels
+        tag = f"{name}_{hashlib.sha1(np.ascontiguousarray(capture.pixels, np.float32).tobytes()).hexdigest()[:12]}"
+    prefix = d / f"{tag}_r{rot:05.1f}_s{size}_v3"
     ibl, sky = Path(f"{prefix}_ibl.ktx"), Path(f"{prefix}_skybox.ktx")
     if ibl.is_file() and sky.is_file():
         return str(prefix)
-    samples = SphereSamples.of(lambda d: radiance(name, d, rot), 2048)
+    samples = SphereSamples.of(_radiance(name, rot, capture), 2048)
     mips = []
     for k in range(levels):
         # Filament maps perceptual roughness r to lod = (levels - 1) * r (roughly), so level k
         # holds the map prefiltered for roughness k / (levels - 1).
         mips.append(_prefiltered_cube(samples, max(size >> k, 1), k / max(levels - 1, 1)))
-    _write_ktx_cubemap(ibl, mips, irradiance_sh(name, rot))
+    _write_ktx_cubemap(ibl, mips, irradiance_sh(name, rot, capture=capture))
     _write_ktx_cubemap(sky, [_prefiltered_cube(samples, sky_size, 0.0)], None)
     return str(prefix)

@@ -8,10 +8,11 @@ Filament materials and the interactive frames read:
   (:data:`avatar3d.render.brdf.F0_PER_SPECULAR`), so ``r = sqrt(specular / 2)``; Open3D multiplies each map
   by the material's scalar (set to 1, measured). The normal map is re-expressed per pose in the tangent
   frames Filament builds from normals alone (:class:`WorldNormals`), since Open3D passes no UV tangents.
-* display modes ``roughness`` / ``specular`` / ``normals``: the map drawn unlit with post-processing
-  off, so a screenshot's pixel is the map's value (roughness, specular intensity, 0.5 n + 0.5 of the
-  world-space normal including the map's detail) x 255. The unlit shader decodes its texture from sRGB,
-  so the uploaded texture is the value sRGB-*encoded*.
+* display modes ``albedo`` / ``roughness`` / ``specular`` / ``normals``: the map drawn unlit with
+  post-processing off and white vertex colours (Open3D's default is 0.5 grey), so a screenshot's pixel is
+  the map's value (albedo's sRGB code, roughness, specular intensity, 0.5 n + 0.5 of the world-space
+  normal including the map's detail) x 255. The unlit shader decodes its texture from sRGB, so the
+  uploaded texture is the value sRGB-*encoded*.
 * interactive frames (:mod:`.fastshade`): roughness and f0 per render vertex (the maps box-filtered
   to about a triangle and sampled at the vertex UVs); the normal map's detail is per pixel only.
 
@@ -38,6 +39,9 @@ _FILAMENT_F0_PER_R2 = 0.16
 
 def _u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+_SRGB_TABLE = _u8(srgb_encode(np.linspace(0.0, 1.0, 4096)))  #: value in [0, 1] (4096 steps) -> 8-bit sRGB code
 
 
 def _shrink(a: np.ndarray, size: int) -> np.ndarray:
@@ -97,10 +101,12 @@ class SurfaceMaps:
     def display_image(value: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 texture that the unlit shader (sRGB decode, no post-processing) shows as ``value`` x 255;
         ``value`` (H, W) grey or (H, W, 3) in [0, 1]."""
-        v = np.asarray(value, np.float64)
+        v = np.asarray(value, np.float32)
         if v.ndim == 2:
             v = np.repeat(v[..., None], 3, -1)
-        return np.ascontiguousarray(_u8(srgb_encode(np.clip(v, 0, 1))))
+        # A 4096-entry table instead of a power per texel (the normals display redoes this per pose).
+        idx = np.rint(np.clip(v, 0.0, 1.0) * (len(_SRGB_TABLE) - 1)).astype(np.int32)
+        return np.ascontiguousarray(_SRGB_TABLE[idx])
 
     # ------------------------------------------------------------------ interactive frames
     def vertex_values(self, uvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,12 +149,19 @@ class WorldNormals:
         self.faces = tx.faces.numpy()  # (M, 3) model vertex ids
         self.bary = tx.bary.numpy().astype(np.float32)  # (M, 3)
         self.model_faces = model.faces.cpu().numpy()
-        uv = tx.uvs.numpy().astype(np.float64)[tx.uv_faces.numpy()]  # (M, 3, 2)
+        # Each texel's triangle id (UVTexels gives its corners): a UV triangle's three UV ids name it.
+        uv_faces = model.uv_faces.cpu().numpy().astype(np.int64)
+        T = int(uv_faces.max()) + 1
+        key = (uv_faces[:, 0] * T + uv_faces[:, 1]) * T + uv_faces[:, 2]
+        order = np.argsort(key)
+        tk = tx.uv_faces.numpy().astype(np.int64)
+        self.face_id = order[np.searchsorted(key[order], (tk[:, 0] * T + tk[:, 1]) * T + tk[:, 2])]  # (M,)
+        uv = model.uvs.cpu().numpy().astype(np.float64)[uv_faces]  # (F, 3, 2)
         d1, d2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
         det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
         inv = np.where(np.abs(det) > 1e-14, 1.0 / np.where(np.abs(det) > 1e-14, det, 1.0), 0.0)
         # dP/du = (e1 d2v - e2 d1v) / det, dP/dv = (e2 d1u - e1 d2u) / det, with e1, e2 the triangle's edges.
-        self.coef = (np.stack([d2[:, 1], -d1[:, 1], -d2[:, 0], d1[:, 0]], 1) * inv[:, None]).astype(np.float32)  # (M, 4)
+        self.coef = (np.stack([d2[:, 1], -d1[:, 1], -d2[:, 0], d1[:, 0]], 1) * inv[:, None]).astype(np.float32)  # (F, 4)
         n = n.reshape(-1, 3)[self.index]
         self.tangent_normal = (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)).astype(np.float32)  # (M, 3)
         inside = np.zeros(S * S, bool)
@@ -164,12 +177,13 @@ class WorldNormals:
 
         v = np.asarray(verts, np.float32)
         vn = vertex_normals_np(v, self.model_faces)
-        p = v[self.faces]  # (M, 3, 3)
-        e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+        f = self.model_faces
+        e1, e2 = v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]  # (F, 3): per triangle, then gathered per texel
         c = self.coef
-        dpdu = e1 * c[:, 0:1] + e2 * c[:, 1:2]
-        dpdv = e1 * c[:, 2:3] + e2 * c[:, 3:4]
-        n = np.einsum("mkc,mk->mc", vn[self.faces], self.bary)
+        dpdu = (e1 * c[:, 0:1] + e2 * c[:, 1:2])[self.face_id]
+        dpdv = (e1 * c[:, 2:3] + e2 * c[:, 3:4])[self.face_id]
+        b = self.bary
+        n = vn[self.faces[:, 0]] * b[:, 0:1] + vn[self.faces[:, 1]] * b[:, 1:2] + vn[self.faces[:, 2]] * b[:, 2:3]
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
         t = dpdu - n * np.einsum("mc,mc->m", n, dpdu)[:, None]
         t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
@@ -196,7 +210,7 @@ class WorldNormals:
         w, n = self.world(verts)
         t, b = frisvad_basis(n)
         m = np.stack([np.einsum("mc,mc->m", w, t), np.einsum("mc,mc->m", w, b), np.einsum("mc,mc->m", w, n)], 1)
-        return _u8(self._to_image(m * 0.5 + 0.5))
+        return np.clip(np.rint(self._to_image(m * 127.5 + 127.5)), 0, 255).astype(np.uint8)
 
 
 def frisvad_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,7 @@ import numpy as np
 from ..render.brdf import F0_PER_SPECULAR
 from ..render.camera import project as project_points
 from ..render.color import display_curve, srgb_decode, srgb_encode
-from ..render.lighting import ENVIRONMENTS
-from .envmaps import bake_environment, irradiance_sh
+from .envmaps import bake_environment, environment_names, irradiance_sh
 from .fastshade import SKIN_REFLECTANCE, SKIN_ROUGHNESS, VertexLighting, front_facing
 from .materials import SurfaceMaps, WorldNormals
 from .mesh import HeadMesh
@@ -27,8 +26,9 @@ from .params import HeadParams
 __all__ = ["HeadScene", "Lighting", "DISPLAY_MODES", "project", "SKIN_COLOR"]
 
 DISPLAY_MODES = ("shaded", "albedo", "roughness", "specular", "normals")
-#: Modes that show a material map's values as they are (unlit, post-processing off: pixel = value x 255).
-MAP_MODES = ("roughness", "specular")
+#: Modes that show a material map's values as they are (unlit, post-processing off: pixel = value x 255; the
+#: albedo as its sRGB code, like the texture file).
+MAP_MODES = ("albedo", "roughness", "specular")
 SKIN_COLOR = (0.78, 0.6, 0.5)  # base colour when the model has no albedo texture (linear-ish sRGB)
 SUN_LUX = 70000.0  # Filament sun illuminance for light intensity 1.0
 IBL_SCALE = 32000.0  # Filament IBL intensity for environment intensity 1.0
@@ -37,7 +37,8 @@ IBL_SCALE = 32000.0  # Filament IBL intensity for environment intensity 1.0
 @dataclass
 class Lighting:
     """Directional light (angles in degrees; azimuth 0 = from the front, + towards the head's +X)
-    and environment light (one of ``render.lighting.ENVIRONMENTS``, rotation about +Y in degrees)."""
+    and environment light (one of ``render.lighting.ENVIRONMENTS``, or ``"capture"``: the appearance stage's
+    estimate of the capture's light, when the head has its maps; rotation about +Y in degrees)."""
 
     azimuth: float = 30.0
     elevation: float = 25.0
@@ -137,6 +138,9 @@ class HeadScene:
     def _map_display(self, mode: str) -> np.ndarray:
         """(H, W, 3) uint8 texture of a :data:`MAP_MODES` display: the map, or the constant skin material."""
         maps = self.mesh.maps
+        if mode == "albedo":
+            value = self.mesh.albedo / 255.0 if self.mesh.albedo is not None else np.full((4, 4, 3), SKIN_COLOR)
+            return SurfaceMaps.display_image(value)
         if mode == "roughness":
             value = maps.roughness if maps is not None else np.full((4, 4), SKIN_ROUGHNESS)
         else:  # specular intensity: f0 / 0.08 (the constant material's f0 is Filament's 0.16 r^2)
@@ -161,6 +165,11 @@ class HeadScene:
         tm = self.mesh.triangle_mesh(self._verts)
         tm.vertex.colors = o3d.core.Tensor(np.ones((len(self.mesh.render_to_model), 3), np.float32))
         return tm
+
+    @property
+    def _capture_env(self):
+        """The capture's light (:class:`~avatar3d.render.lighting.EnvironmentMap`) when the head has PBR maps, else None."""
+        return self.mesh.maps.environment if self.mesh.maps is not None else None
 
     @property
     def raw_display(self) -> bool:
@@ -244,7 +253,7 @@ class HeadScene:
             return None
         key = (L.environment, round(L.env_rotation / 5.0) * 5.0)
         if key not in self._sh_cache:
-            self._sh_cache[key] = irradiance_sh(*key)
+            self._sh_cache[key] = irradiance_sh(*key, capture=self._capture_env)
         return self._sh_cache[key]
 
     @property
@@ -349,8 +358,8 @@ class HeadScene:
 
     # ------------------------------------------------------------------ lights
     def set_lighting(self, lighting: Lighting) -> None:
-        if lighting.environment not in ENVIRONMENTS:
-            raise ValueError(f"unknown environment {lighting.environment!r}; expected one of: {', '.join(ENVIRONMENTS)}")
+        if lighting.environment not in environment_names(self._capture_env):
+            bake_environment(lighting.environment, capture=self._capture_env)  # raises the one-sentence error
         self.lighting = lighting
         self.apply_lighting()
         if self.fast_active:  # vertex colours carry the lighting
@@ -362,7 +371,7 @@ class HeadScene:
         sc.enable_sun_light(L.intensity > 0)
         # Rotation is baked into the cubemap (Open3D's Python API cannot rotate an IBL); 5 degree steps
         # keep the cache small.
-        prefix = bake_environment(L.environment, round(L.env_rotation / 5.0) * 5.0)
+        prefix = bake_environment(L.environment, round(L.env_rotation / 5.0) * 5.0, capture=self._capture_env)
         if prefix != self._ibl_prefix:
             if not sc.set_indirect_light(prefix):
                 raise RuntimeError(f"Open3D could not load the generated environment light {prefix}_ibl.ktx")
