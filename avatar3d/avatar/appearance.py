@@ -1,0 +1,100 @@
+"""How a Gaussian head's Gaussians get their colour: one small interface, and the colour model this issue trains.
+
+An :class:`Appearance` declares the per-Gaussian tensors it needs (:meth:`Appearance.fields`, stored by
+the :class:`~avatar3d.avatar.model.GaussianHead` beside the geometry, so densification, checkpoints and
+the optimiser treat them like any other per-Gaussian parameter) and turns them into colours for a frame
+(:meth:`Appearance.colours`). A relightable appearance (albedo, roughness, specular, normals under a
+light) plugs into the same slot by declaring other fields and shading in :meth:`~Appearance.colours`.
+
+:class:`SHAppearance` is the one trained here: colour as degree-1 spherical harmonics of the viewing
+direction (3DGS's convention and coefficients, so a PLY export writes ``f_dc``/``f_rest`` as they are),
+plus linear per-Gaussian colour blendshapes driven by the expression coefficients (wrinkles darkening,
+the inside of the mouth showing), which start at zero and are kept small by :meth:`~Appearance.regulariser`.
+Colours are display (sRGB-encoded) values in [0, 1], like the training images.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+__all__ = ["Appearance", "SHAppearance", "SH_C0", "SH_C1", "rgb_to_sh", "sh_to_rgb"]
+
+#: Real SH constants of bands 0 and 1 (3DGS's ``C0``, ``C1``).
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+
+
+def rgb_to_sh(rgb: Tensor) -> Tensor:
+    """(..., 3) colours in [0, 1] -> the DC coefficients that render them (3DGS: ``c = C0 f_dc + 0.5``)."""
+    return (rgb - 0.5) / SH_C0
+
+
+def sh_to_rgb(dc: Tensor) -> Tensor:
+    """Inverse of :func:`rgb_to_sh`."""
+    return dc * SH_C0 + 0.5
+
+
+class Appearance:
+    """Interface of a Gaussian appearance model (N Gaussians, E expression coefficients, B frames).
+
+    Attributes:
+        name: what checkpoints record (an avatar must be loaded with the same appearance).
+        learning_rates: Adam learning rate per field name.
+    """
+
+    name: str = "appearance"
+    learning_rates: dict[str, float] = {}
+
+    def fields(self, colours: Tensor, num_expression: int) -> dict[str, Tensor]:
+        """Initial per-Gaussian tensors ``{name: (N, ...)}`` for Gaussians of display colour ``colours`` (N, 3)."""
+        raise NotImplementedError
+
+    def colours(self, params: Mapping[str, Tensor], expression: Tensor, view_dirs: Tensor) -> Tensor:
+        """(B, N, 3) colours of the Gaussians in B frames.
+
+        Args:
+            params: the avatar's per-Gaussian tensors (at least this appearance's :meth:`fields`).
+            expression: (B, E) expression coefficients.
+            view_dirs: (B, N, 3) unit directions from the camera centre to each Gaussian (world frame).
+        """
+        raise NotImplementedError
+
+    def regulariser(self, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Scalar penalties by name (weights are the trainer's)."""
+        return {}
+
+    def base_colour(self, params: Mapping[str, Tensor]) -> Tensor:
+        """(N, 3) view-independent colour at the neutral expression (for previews and export)."""
+        raise NotImplementedError
+
+
+class SHAppearance(Appearance):
+    """Degree-1 SH colour plus expression colour blendshapes (see the module docstring).
+
+    Fields: ``sh_dc`` (N, 3); ``sh_rest`` (N, 3, 3) band-1 coefficients (basis functions ``-y, z, -x``
+    times :data:`SH_C1`, 3DGS order) by RGB; ``expr_colour`` (N, E, 3) colour change per unit expression.
+    """
+
+    name = "sh1"
+    learning_rates = {"sh_dc": 2.5e-3, "sh_rest": 2.5e-3 / 20, "expr_colour": 1e-3}
+
+    def fields(self, colours: Tensor, num_expression: int) -> dict[str, Tensor]:
+        N = colours.shape[0]
+        return {"sh_dc": rgb_to_sh(colours.float()), "sh_rest": colours.new_zeros(N, 3, 3),
+                "expr_colour": colours.new_zeros(N, num_expression, 3)}
+
+    def colours(self, params: Mapping[str, Tensor], expression: Tensor, view_dirs: Tensor) -> Tensor:
+        x, y, z = view_dirs.unbind(-1)
+        basis = SH_C1 * torch.stack([-y, z, -x], -1)  # (B, N, 3)
+        rest = torch.einsum("bnk,nkc->bnc", basis, params["sh_rest"])
+        expr = torch.einsum("nec,be->bnc", params["expr_colour"], expression)
+        return (sh_to_rgb(params["sh_dc"])[None] + rest + expr).clamp_min(0.0)
+
+    def regulariser(self, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {"expr_colour": params["expr_colour"].square().mean()}
+
+    def base_colour(self, params: Mapping[str, Tensor]) -> Tensor:
+        return sh_to_rgb(params["sh_dc"]).clamp(0, 1)

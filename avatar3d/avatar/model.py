@@ -1,0 +1,235 @@
+"""The Gaussian head avatar: Gaussians bound to a head model's triangles, driven by its parameters.
+
+:class:`GaussianHead` is an ``nn.Module`` with explicit state (smplx style):
+
+* buffers: ``shape`` (S,) the tracked identity, ``parent`` (N,) each Gaussian's triangle, ``mouth_triangles``
+  (F,) bool (the mouth interior, teeth and lips, for the trainer's mouth weight);
+* ``params`` (an ``nn.ParameterDict``), every entry per Gaussian (first dimension N), so densification and
+  checkpoints treat them alike:
+
+  ============== =========== =================================================================
+  ``offset``     (N, 3)      mean in the parent triangle's frame, triangle units (:mod:`.binding`)
+  ``rotation``   (N, 4)      local rotation, wxyz (normalised when posed)
+  ``log_scale``  (N, 3)      log of the standard deviations, triangle units
+  ``opacity``    (N,)        logit of the opacity
+  ``expr_offset`` (N, E, 3)  offset per unit of each expression coefficient (linear blendshapes, start at 0)
+  (appearance)               the :class:`~avatar3d.avatar.appearance.Appearance`'s fields (e.g. SH colour)
+  ============== =========== =================================================================
+
+* the head model (a submodule, not part of :meth:`GaussianHead.avatar_state`: it is loaded by name).
+
+:meth:`GaussianHead.forward` poses the mesh with (expression, pose, transl), poses the Gaussians on it and
+splats them with :func:`avatar3d.render.gaussians.rasterize_gaussians` into each frame's camera over a
+white background. Shapes: B frames, N Gaussians, E expressions, J joints, S identity coefficients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, NamedTuple, Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..models.base import HeadModel
+from ..render.camera import Camera
+from ..render.gaussians import rasterize_gaussians
+from .appearance import Appearance, SHAppearance
+from .binding import PosedGaussians, bind_points, pose_gaussians, triangle_frames
+from .surface import neutral_vertices, sample_texture, surface_samples
+
+__all__ = ["GaussianHead", "HeadInit", "AvatarRender", "GEOMETRY_LRS", "MOUTH_REGIONS"]
+
+#: Adam learning rates of the geometry fields (GaussianAvatars' values; offsets in triangle units).
+GEOMETRY_LRS = {"offset": 5e-3, "rotation": 1e-3, "log_scale": 1.7e-2, "opacity": 5e-2, "expr_offset": 1e-3}
+#: Regions whose triangles (and one ring of neighbours: the lips) count as the mouth.
+MOUTH_REGIONS = ("mouth_interior", "teeth")
+
+
+@dataclass
+class HeadInit:
+    """How :meth:`GaussianHead.initialise` places the first Gaussians.
+
+    Attributes:
+        uv_resolution: one Gaussian per texel of this UV grid (R = 128: ~12k on the built-in head).
+        fill_triangles: one more at the centroid of each triangle without a texel (eyes, lips, teeth).
+        opacity: initial opacity of every Gaussian.
+        spread: in-plane standard deviation as a fraction of the sample spacing.
+        thickness: standard deviation along the normal as a fraction of the in-plane one (flat discs).
+        grey: the colour where no texture is given.
+    """
+
+    uv_resolution: int = 128
+    fill_triangles: bool = True
+    opacity: float = 0.7
+    spread: float = 0.5
+    thickness: float = 0.3
+    grey: float = 0.5
+
+
+class AvatarRender(NamedTuple):
+    """What :meth:`GaussianHead.forward` returns for B frames of H x W pixels."""
+
+    image: Tensor  #: (B, H, W, 3) colours over the background
+    alpha: Tensor  #: (B, H, W, 1) coverage
+    mouth: Optional[Tensor]  #: (B, H, W, 1) coverage by mouth Gaussians when asked, else None
+    means2d: list[Tensor]  #: per frame (1, N, 2) projected means (retain_grad them for densification)
+    radii: list[Tensor]  #: per frame (1, N, 2) int32 pixel radii (0: not drawn)
+
+
+def _mouth_triangles(model: HeadModel) -> Tensor:
+    """(F,) bool: triangles touching the mouth regions' vertices grown by one ring (the lips)."""
+    faces = model.faces.long()
+    v = torch.zeros(model.num_vertices, dtype=torch.bool)
+    for name in MOUTH_REGIONS:
+        if name in model.region_names:
+            v |= model.region(name).bool()
+    ring = torch.zeros_like(v)
+    ring[faces[v[faces].any(1)].reshape(-1)] = True
+    return ring[faces].any(1)
+
+
+class GaussianHead(nn.Module):
+    """Gaussians bound to ``head_model``'s triangles (see the module docstring).
+
+    Args:
+        head_model: the tracked head model; shape: (S,) identity coefficients of the track;
+        parent: (N,) int64 triangle per Gaussian; params: ``{name: (N, ...)}`` initial values of every
+        per-Gaussian field (geometry and appearance); appearance: the colour model.
+    """
+
+    def __init__(self, head_model: HeadModel, shape: Tensor, parent: Tensor, params: Mapping[str, Tensor],
+                 appearance: Optional[Appearance] = None):
+        super().__init__()
+        self.head_model = head_model
+        self.appearance = appearance if appearance is not None else SHAppearance()
+        self.register_buffer("shape", torch.as_tensor(shape, dtype=torch.float32).reshape(-1))
+        self.register_buffer("parent", torch.as_tensor(parent, dtype=torch.long))
+        self.register_buffer("mouth_triangles", _mouth_triangles(head_model))
+        N = len(self.parent)
+        for k, v in params.items():
+            if v.shape[0] != N:
+                raise ValueError(f"per-Gaussian field {k!r} has {v.shape[0]} rows for {N} Gaussians")
+        self.params = nn.ParameterDict({k: nn.Parameter(torch.as_tensor(v, dtype=torch.float32).clone()) for k, v in params.items()})
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def initialise(cls, head_model: HeadModel, shape: Optional[Tensor] = None, texture: Optional[np.ndarray] = None,
+                   appearance: Optional[Appearance] = None, options: HeadInit = HeadInit()) -> "GaussianHead":
+        """Gaussians densely on the surface of the identity ``shape`` (:mod:`.surface`).
+
+        ``texture``: (R, R, 3) display colours in [0, 1] in the model's UV layout (row 0 = top), e.g. the
+        appearance maps' albedo sRGB-encoded or the tracker's ``albedo.png``; None: :attr:`HeadInit.grey`.
+        """
+        S = head_model.num_shape
+        shape = torch.zeros(S) if shape is None else torch.as_tensor(shape, dtype=torch.float32).reshape(-1)
+        verts = neutral_vertices(head_model, shape)
+        smp = surface_samples(head_model, verts, options.uv_resolution, options.fill_triangles)
+        frames = triangle_frames(verts, head_model.faces)
+        pts = (verts[head_model.faces[smp.parent]] * smp.bary[..., None]).sum(1)
+        offset = bind_points(frames, smp.parent, pts)
+        sigma = options.spread * smp.spacing / frames.scale[0, smp.parent]  # triangle units
+        log_scale = torch.log(torch.stack([sigma, sigma, options.thickness * sigma], -1))
+        N = len(smp.parent)
+        if texture is not None:
+            colours = sample_texture(texture, smp.uv)[:, :3].clamp(0, 1)
+        else:
+            colours = torch.full((N, 3), float(options.grey))
+        app = appearance if appearance is not None else SHAppearance()
+        params = {"offset": offset, "rotation": torch.tensor([1.0, 0, 0, 0]).expand(N, 4).clone(), "log_scale": log_scale,
+                  "opacity": torch.logit(torch.full((N,), float(options.opacity))),
+                  "expr_offset": torch.zeros(N, head_model.num_expression, 3)}
+        params.update(app.fields(colours, head_model.num_expression))
+        return cls(head_model, shape, smp.parent, params, app)
+
+    @classmethod
+    def from_state(cls, head_model: HeadModel, state: Mapping[str, Any], appearance: Optional[Appearance] = None) -> "GaussianHead":
+        """An avatar from :meth:`avatar_state` (any number of Gaussians)."""
+        params = {k[len("params."):]: v for k, v in state.items() if k.startswith("params.")}
+        head = cls(head_model, state["shape"], state["parent"], params, appearance)
+        return head
+
+    def avatar_state(self) -> dict[str, Tensor]:
+        """The avatar's own tensors (``shape``, ``parent``, ``params.<name>``), without the head model's."""
+        out = {"shape": self.shape.detach().clone(), "parent": self.parent.detach().clone()}
+        out.update({f"params.{k}": v.detach().clone() for k, v in self.params.items()})
+        return out
+
+    # ------------------------------------------------------------------ sizes and per-Gaussian fields
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.parent.numel())
+
+    def learning_rates(self) -> dict[str, float]:
+        """Adam learning rate per field name (geometry and appearance)."""
+        return {**GEOMETRY_LRS, **self.appearance.learning_rates}
+
+    def set_fields(self, params: Mapping[str, Tensor], parent: Tensor) -> dict[str, nn.Parameter]:
+        """Replace every per-Gaussian field (and ``parent``) with new rows (densification); returns the new Parameters."""
+        self.parent = parent.to(self.parent.device)
+        for k, v in params.items():
+            self.params[k] = nn.Parameter(v.detach())
+        return dict(self.params)
+
+    # ------------------------------------------------------------------ posing and rendering
+    def pose(self, expression: Tensor, pose: Tensor, transl: Tensor) -> tuple[PosedGaussians, Tensor]:
+        """World Gaussians of B frames and (N,) opacities.
+
+        Args: expression (B, E), pose (B, J, 3) axis-angle, transl (B, 3) metres (the tracked parameters).
+        """
+        B = expression.shape[0]
+        verts = self.head_model(self.shape[None].expand(B, -1), expression, pose, transl).vertices
+        frames = triangle_frames(verts, self.head_model.faces)
+        p = self.params
+        offset = p["offset"][None] + torch.einsum("nek,be->bnk", p["expr_offset"], expression.to(p["offset"]))
+        return pose_gaussians(frames, self.parent, offset, p["rotation"], p["log_scale"]), torch.sigmoid(p["opacity"])
+
+    def forward(self, expression: Tensor, pose: Tensor, transl: Tensor, camera: Camera, background: Optional[Tensor] = None,
+                mouth: bool = False, backend: str = "auto") -> AvatarRender:
+        """Render B frames, each with its own parameters and camera.
+
+        Args:
+            expression: (B, E); pose: (B, J, 3); transl: (B, 3).
+            camera: B cameras (``K`` (B, 3, 3) or (3, 3), ``world_to_cam`` (B, 4, 4) or (4, 4)), the library's
+                pixel-centre convention (:class:`~avatar3d.render.camera.Camera`).
+            background: (3,) colour behind the head (default white).
+            mouth: also composite the mouth Gaussians' coverage (:attr:`AvatarRender.mouth`).
+            backend: the rasterizer backend (``"auto"``: our CPU extension on CPU tensors).
+        """
+        B = expression.shape[0]
+        g, opac = self.pose(expression, pose, transl)
+        cam = camera.to(g.means.dtype)
+        K = cam.raster_K.expand(B, 3, 3).to(g.means.device)
+        vm = cam.world_to_cam.expand(B, 4, 4).to(g.means.device)
+        centre = cam.centre.expand(B, 3).to(g.means.device)
+        dirs = torch.nn.functional.normalize(g.means.detach() - centre[:, None], dim=-1)
+        colours = self.appearance.colours(self.params, expression.to(g.means), dirs)
+        bg = torch.ones(3, device=g.means.device) if background is None else background.to(g.means)
+        if mouth:
+            flag = self.mouth_triangles[self.parent].to(colours)[None, :, None].expand(B, -1, 1)
+            colours = torch.cat([colours, flag], -1)
+            bg = torch.cat([bg, bg.new_zeros(1)])
+        images, alphas, m2d, radii = [], [], [], []
+        for b in range(B):
+            img, a, _, _, meta = rasterize_gaussians(g.means[b], g.quats[b], g.scales[b], opac, colours[b], vm[b:b + 1],
+                                                     K[b:b + 1], camera.width, camera.height, backgrounds=bg, backend=backend)
+            images.append(img[0])
+            alphas.append(a[0])
+            m2d.append(meta["means2d"])
+            radii.append(meta["radii"])
+        image, alpha = torch.stack(images), torch.stack(alphas)
+        if mouth:
+            return AvatarRender(image[..., :3], alpha, image[..., 3:], m2d, radii)
+        return AvatarRender(image, alpha, None, m2d, radii)
+
+    def regulariser(self) -> dict[str, Tensor]:
+        """Penalties that keep the binding meaningful (GaussianAvatars) and the blendshapes small, by name:
+        ``offset`` (means beyond one triangle size from their triangle), ``scale`` (scales above 0.6 triangle
+        sizes), ``expr_offset`` (mean square of the offset blendshapes), and the appearance's."""
+        p = self.params
+        out = {"offset": torch.relu(p["offset"].norm(dim=-1) - 1.0).mean(),
+               "scale": torch.relu(torch.exp(p["log_scale"]) - 0.6).mean(),
+               "expr_offset": p["expr_offset"].square().mean()}
+        out.update(self.appearance.regulariser(p))
+        return out
