@@ -38,7 +38,7 @@ def sh_to_rgb(dc: Tensor) -> Tensor:
 
 
 class Appearance:
-    """Interface of a Gaussian appearance model (N Gaussians, E expression coefficients, B frames).
+    """Interface of a Gaussian appearance model (N Gaussians, K driving expression coefficients, B frames).
 
     Attributes:
         name: what checkpoints record (an avatar must be loaded with the same appearance).
@@ -49,7 +49,8 @@ class Appearance:
     learning_rates: dict[str, float] = {}
 
     def fields(self, colours: Tensor, num_expression: int) -> dict[str, Tensor]:
-        """Initial per-Gaussian tensors ``{name: (N, ...)}`` for Gaussians of display colour ``colours`` (N, 3)."""
+        """Initial per-Gaussian tensors ``{name: (N, ...)}`` for Gaussians of display colour ``colours`` (N, 3) and
+        ``num_expression`` (K) driving expression coefficients."""
         raise NotImplementedError
 
     def colours(self, params: Mapping[str, Tensor], expression: Tensor, view_dirs: Tensor) -> Tensor:
@@ -57,7 +58,7 @@ class Appearance:
 
         Args:
             params: the avatar's per-Gaussian tensors (at least this appearance's :meth:`fields`).
-            expression: (B, E) expression coefficients.
+            expression: (B, K) the driving expression coefficients.
             view_dirs: (B, N, 3) unit directions from the camera centre to each Gaussian (world frame).
         """
         raise NotImplementedError
@@ -75,7 +76,7 @@ class SHAppearance(Appearance):
     """Degree-1 SH colour plus expression colour blendshapes (see the module docstring).
 
     Fields: ``sh_dc`` (N, 3); ``sh_rest`` (N, 3, 3) band-1 coefficients (basis functions ``-y, z, -x``
-    times :data:`SH_C1`, 3DGS order) by RGB; ``expr_colour`` (N, E, 3) colour change per unit expression.
+    times :data:`SH_C1`, 3DGS order) by RGB; ``expr_colour`` (N, K, 3) colour change per unit of each driving coefficient.
     """
 
     name = "sh1"

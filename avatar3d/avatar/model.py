@@ -3,7 +3,9 @@
 :class:`GaussianHead` is an ``nn.Module`` with explicit state (smplx style):
 
 * buffers: ``shape`` (S,) the tracked identity, ``parent`` (N,) each Gaussian's triangle, ``mouth_triangles``
-  (F,) bool (the mouth interior, teeth and lips, for the trainer's mouth weight);
+  (F,) bool (the mouth interior, teeth and lips, for the trainer's mouth weight), ``expr_index`` (K,) the
+  expression coefficients that drive the Gaussians' own blendshapes (those that vary in the training
+  frames: a blendshape per coefficient and Gaussian costs N x 3 numbers to store and step);
 * ``params`` (an ``nn.ParameterDict``), every entry per Gaussian (first dimension N), so densification and
   checkpoints treat them alike:
 
@@ -12,7 +14,7 @@
   ``rotation``   (N, 4)      local rotation, wxyz (normalised when posed)
   ``log_scale``  (N, 3)      log of the standard deviations, triangle units
   ``opacity``    (N,)        logit of the opacity
-  ``expr_offset`` (N, E, 3)  offset per unit of each expression coefficient (linear blendshapes, start at 0)
+  ``expr_offset`` (N, K, 3)  offset per unit of each driving coefficient (linear blendshapes, start at 0)
   (appearance)               the :class:`~avatar3d.avatar.appearance.Appearance`'s fields (e.g. SH colour)
   ============== =========== =================================================================
 
@@ -20,7 +22,8 @@
 
 :meth:`GaussianHead.forward` poses the mesh with (expression, pose, transl), poses the Gaussians on it and
 splats them with :func:`avatar3d.render.gaussians.rasterize_gaussians` into each frame's camera over a
-white background. Shapes: B frames, N Gaussians, E expressions, J joints, S identity coefficients.
+white background. Shapes: B frames, N Gaussians, E expressions (K of them drive blendshapes), J joints, S identity
+coefficients.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from .appearance import Appearance, SHAppearance
 from .binding import PosedGaussians, bind_points, pose_gaussians, triangle_frames
 from .surface import neutral_vertices, sample_texture, surface_samples
 
-__all__ = ["GaussianHead", "HeadInit", "AvatarRender", "GEOMETRY_LRS", "MOUTH_REGIONS"]
+__all__ = ["GaussianHead", "HeadInit", "AvatarRender", "driving_expressions", "GEOMETRY_LRS", "MOUTH_REGIONS"]
 
 #: Adam learning rates of the geometry fields (GaussianAvatars' values; offsets in triangle units).
 GEOMETRY_LRS = {"offset": 5e-3, "rotation": 1e-3, "log_scale": 1.7e-2, "opacity": 5e-2, "expr_offset": 1e-3}
@@ -68,6 +71,14 @@ class HeadInit:
     grey: float = 0.5
 
 
+def driving_expressions(expression: Tensor, limit: int = 16, min_std: float = 0.02) -> Tensor:
+    """(K,) the coefficients of ``expression`` (n, E) (training frames) that vary the most: at most ``limit`` whose
+    standard deviation over the frames is at least ``min_std``, in index order."""
+    std = expression.float().std(0) if expression.shape[0] > 1 else torch.zeros(expression.shape[1])
+    order = torch.argsort(std, descending=True)[:limit]
+    return torch.sort(order[std[order] >= min_std]).values
+
+
 class AvatarRender(NamedTuple):
     """What :meth:`GaussianHead.forward` returns for B frames of H x W pixels."""
 
@@ -76,6 +87,7 @@ class AvatarRender(NamedTuple):
     mouth: Optional[Tensor]  #: (B, H, W, 1) coverage by mouth Gaussians when asked, else None
     means2d: list[Tensor]  #: per frame (1, N, 2) projected means (retain_grad them for densification)
     radii: list[Tensor]  #: per frame (1, N, 2) int32 pixel radii (0: not drawn)
+    world_scale: Tensor  #: (B, N) largest world standard deviation of each Gaussian per frame (metres, detached)
 
 
 def _mouth_triangles(model: HeadModel) -> Tensor:
@@ -96,17 +108,22 @@ class GaussianHead(nn.Module):
     Args:
         head_model: the tracked head model; shape: (S,) identity coefficients of the track;
         parent: (N,) int64 triangle per Gaussian; params: ``{name: (N, ...)}`` initial values of every
-        per-Gaussian field (geometry and appearance); appearance: the colour model.
+        per-Gaussian field (geometry and appearance); appearance: the colour model; expr_index: (K,) the
+        driving expression coefficients (None: all E).
     """
 
     def __init__(self, head_model: HeadModel, shape: Tensor, parent: Tensor, params: Mapping[str, Tensor],
-                 appearance: Optional[Appearance] = None):
+                 appearance: Optional[Appearance] = None, expr_index: Optional[Tensor] = None):
         super().__init__()
         self.head_model = head_model
         self.appearance = appearance if appearance is not None else SHAppearance()
         self.register_buffer("shape", torch.as_tensor(shape, dtype=torch.float32).reshape(-1))
         self.register_buffer("parent", torch.as_tensor(parent, dtype=torch.long))
         self.register_buffer("mouth_triangles", _mouth_triangles(head_model))
+        E = head_model.num_expression
+        self.register_buffer("expr_index", torch.arange(E) if expr_index is None else torch.as_tensor(expr_index, dtype=torch.long))
+        if self.expr_index.numel() and not (0 <= int(self.expr_index.min()) and int(self.expr_index.max()) < E):
+            raise ValueError(f"expr_index must index the model's {E} expressions")
         N = len(self.parent)
         for k, v in params.items():
             if v.shape[0] != N:
@@ -116,8 +133,10 @@ class GaussianHead(nn.Module):
     # ------------------------------------------------------------------ construction
     @classmethod
     def initialise(cls, head_model: HeadModel, shape: Optional[Tensor] = None, texture: Optional[np.ndarray] = None,
-                   appearance: Optional[Appearance] = None, options: HeadInit = HeadInit()) -> "GaussianHead":
-        """Gaussians densely on the surface of the identity ``shape`` (:mod:`.surface`).
+                   appearance: Optional[Appearance] = None, options: HeadInit = HeadInit(),
+                   expr_index: Optional[Tensor] = None) -> "GaussianHead":
+        """Gaussians densely on the surface of the identity ``shape`` (:mod:`.surface`); ``expr_index`` (K,): the
+        coefficients that drive the Gaussians' blendshapes (None: all; :func:`driving_expressions` picks them).
 
         ``texture``: (R, R, 3) display colours in [0, 1] in the model's UV layout (row 0 = top), e.g. the
         appearance maps' albedo sRGB-encoded or the tracker's ``albedo.png``; None: :attr:`HeadInit.grey`.
@@ -137,22 +156,21 @@ class GaussianHead(nn.Module):
         else:
             colours = torch.full((N, 3), float(options.grey))
         app = appearance if appearance is not None else SHAppearance()
+        K = head_model.num_expression if expr_index is None else len(expr_index)
         params = {"offset": offset, "rotation": torch.tensor([1.0, 0, 0, 0]).expand(N, 4).clone(), "log_scale": log_scale,
-                  "opacity": torch.logit(torch.full((N,), float(options.opacity))),
-                  "expr_offset": torch.zeros(N, head_model.num_expression, 3)}
-        params.update(app.fields(colours, head_model.num_expression))
-        return cls(head_model, shape, smp.parent, params, app)
+                  "opacity": torch.logit(torch.full((N,), float(options.opacity))), "expr_offset": torch.zeros(N, K, 3)}
+        params.update(app.fields(colours, K))
+        return cls(head_model, shape, smp.parent, params, app, expr_index)
 
     @classmethod
     def from_state(cls, head_model: HeadModel, state: Mapping[str, Any], appearance: Optional[Appearance] = None) -> "GaussianHead":
         """An avatar from :meth:`avatar_state` (any number of Gaussians)."""
         params = {k[len("params."):]: v for k, v in state.items() if k.startswith("params.")}
-        head = cls(head_model, state["shape"], state["parent"], params, appearance)
-        return head
+        return cls(head_model, state["shape"], state["parent"], params, appearance, state.get("expr_index"))
 
     def avatar_state(self) -> dict[str, Tensor]:
         """The avatar's own tensors (``shape``, ``parent``, ``params.<name>``), without the head model's."""
-        out = {"shape": self.shape.detach().clone(), "parent": self.parent.detach().clone()}
+        out = {"shape": self.shape.detach().clone(), "parent": self.parent.detach().clone(), "expr_index": self.expr_index.clone()}
         out.update({f"params.{k}": v.detach().clone() for k, v in self.params.items()})
         return out
 
@@ -182,7 +200,8 @@ class GaussianHead(nn.Module):
         verts = self.head_model(self.shape[None].expand(B, -1), expression, pose, transl).vertices
         frames = triangle_frames(verts, self.head_model.faces)
         p = self.params
-        offset = p["offset"][None] + torch.einsum("nek,be->bnk", p["expr_offset"], expression.to(p["offset"]))
+        drive = expression.to(p["offset"])[:, self.expr_index]
+        offset = p["offset"][None] + torch.einsum("nek,be->bnk", p["expr_offset"], drive)
         return pose_gaussians(frames, self.parent, offset, p["rotation"], p["log_scale"]), torch.sigmoid(p["opacity"])
 
     def forward(self, expression: Tensor, pose: Tensor, transl: Tensor, camera: Camera, background: Optional[Tensor] = None,
@@ -204,7 +223,7 @@ class GaussianHead(nn.Module):
         vm = cam.world_to_cam.expand(B, 4, 4).to(g.means.device)
         centre = cam.centre.expand(B, 3).to(g.means.device)
         dirs = torch.nn.functional.normalize(g.means.detach() - centre[:, None], dim=-1)
-        colours = self.appearance.colours(self.params, expression.to(g.means), dirs)
+        colours = self.appearance.colours(self.params, expression.to(g.means)[:, self.expr_index], dirs)
         bg = torch.ones(3, device=g.means.device) if background is None else background.to(g.means)
         if mouth:
             flag = self.mouth_triangles[self.parent].to(colours)[None, :, None].expand(B, -1, 1)
@@ -219,9 +238,10 @@ class GaussianHead(nn.Module):
             m2d.append(meta["means2d"])
             radii.append(meta["radii"])
         image, alpha = torch.stack(images), torch.stack(alphas)
+        size = g.scales.detach().amax(-1)
         if mouth:
-            return AvatarRender(image[..., :3], alpha, image[..., 3:], m2d, radii)
-        return AvatarRender(image, alpha, None, m2d, radii)
+            return AvatarRender(image[..., :3], alpha, image[..., 3:], m2d, radii, size)
+        return AvatarRender(image, alpha, None, m2d, radii, size)
 
     def regulariser(self) -> dict[str, Tensor]:
         """Penalties that keep the binding meaningful (GaussianAvatars) and the blendshapes small, by name:

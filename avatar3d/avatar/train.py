@@ -1,0 +1,365 @@
+"""Training a Gaussian head avatar on a tracking directory: :func:`train_avatar`, built on :class:`AvatarTrainer`.
+
+Per step (3DGS's recipe on bound Gaussians): ``batch`` training frames (each epoch a fresh permutation) are
+rendered with their tracked parameters over white and compared with their masked crops over white:
+
+    loss = L1 (pixels of the mouth weighted 1 + mouth_weight) + ssim_weight * (1 - SSIM) + sum_k w_k reg_k
+
+(regularisers of :meth:`GaussianHead.regulariser`). Adam per field (one optimiser per per-Gaussian field,
+as gsplat's, so densification can carry their moments) at :meth:`GaussianHead.learning_rates` times
+``lr_scale``; the position fields decay exponentially to ``position_lr_final`` of theirs. The densification
+strategy (:mod:`.strategy`) runs between backward and the step.
+
+Safety: a step whose loss is not finite, or that leaves a parameter non-finite, is undone from an
+in-memory snapshot (taken every ``snapshot_every`` steps) and the run continues; checkpoints
+(``checkpoint.pt``, written atomically every ``checkpoint_every_s`` seconds and at the end) hold the whole
+state (fields, Adam moments, densification accumulators, the frame order and every random generator), so
+``resume=True`` continues where one left off. The avatar directory:
+
+==================  ==========================================================================
+``avatar.pt``       the trained avatar (:func:`load_avatar`): format, head model name, its state
+``checkpoint.pt``   the training state (:meth:`AvatarTrainer.state_dict`)
+``train_log.csv``   step, seconds, loss, PSNR of the step's frames, Gaussians
+==================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.atomic import atomic_path, write_text
+from ..data.frames import TrackedFrames
+from ..errors import BadInputError
+from ..models.base import HeadModel
+from ..train.report import Progress
+from .dataset import MIN_TRAIN_FRAMES, FrameSet, initial_texture, load_frames
+from .metrics import psnr, ssim
+from .model import GaussianHead, HeadInit, driving_expressions
+from .strategy import DensifyOptions, DensifyStrategy
+
+__all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "evaluate_avatar", "FORMAT",
+           "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE"]
+
+FORMAT = "avatar3d-gaussian-avatar"
+VERSION = 1
+CHECKPOINT_FILE = "checkpoint.pt"
+AVATAR_FILE = "avatar.pt"
+LOG_FILE = "train_log.csv"
+#: fields whose learning rate decays exponentially (3DGS decays the means')
+POSITION_FIELDS = ("offset", "expr_offset")
+
+
+@dataclass
+class AvatarOptions:
+    """Settings of a training run (learning rates per field are the model's; see the module docstring).
+
+    Attributes:
+        resolution: train at this width in pixels (None: the crops' size).
+        iterations: optimiser steps; batch: frames per step.
+        init: where the Gaussians start; densify: the densification schedule (None: a fixed set).
+        blendshapes: at most this many expression coefficients (those varying most) drive per-Gaussian blendshapes.
+        ssim_weight, mouth_weight: loss weights; regularisers: weight per regulariser name.
+        lr_scale: multiplies every learning rate; position_lr_final: the position fields' last-step fraction.
+        seed: every random choice (frame order, splits) follows from it.
+        checkpoint_every_s: seconds between checkpoints; snapshot_every: steps between in-memory snapshots.
+        progress: show a progress bar; backend: the Gaussian rasterizer's.
+    """
+
+    resolution: Optional[int] = None
+    iterations: int = 3000
+    batch: int = 1
+    init: HeadInit = field(default_factory=HeadInit)
+    blendshapes: int = 16
+    densify: Optional[DensifyOptions] = field(default_factory=DensifyOptions)
+    ssim_weight: float = 0.2
+    mouth_weight: float = 1.0
+    regularisers: dict[str, float] = field(default_factory=lambda: {"offset": 0.01, "scale": 1.0, "expr_offset": 1.0,
+                                                                    "expr_colour": 1.0})
+    lr_scale: float = 1.0
+    position_lr_final: float = 0.01
+    seed: int = 0
+    checkpoint_every_s: float = 300.0
+    snapshot_every: int = 200
+    progress: bool = False
+    backend: str = "auto"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_avatar` returns."""
+
+    avatar: GaussianHead
+    out: Path  #: the avatar directory
+    steps: int  #: optimiser steps taken in total (also before a resume)
+    seconds: float  #: wall seconds of this call
+    history: list[dict[str, float]]  #: one row per step: step, seconds, loss, psnr, gaussians
+    init_colours: str  #: where the colours started ("appearance/albedo.png", "albedo.png", "grey")
+    restored: int = 0  #: steps undone because of a non-finite loss or parameter
+
+
+class AvatarTrainer:
+    """The whole training state (explicit, checkpointable) and one step of it.
+
+    Args:
+        avatar: the model to train; frames: the training frames; options: the run's settings.
+    """
+
+    def __init__(self, avatar: GaussianHead, frames: FrameSet, options: AvatarOptions):
+        self.avatar, self.frames, self.options = avatar, frames, options
+        self.step_count = 0
+        self.rng = np.random.default_rng(options.seed)
+        self.generator = torch.Generator().manual_seed(options.seed)
+        self.queue: list[int] = []  # the rest of this epoch's frame order
+        self.lrs = {k: v * options.lr_scale for k, v in avatar.learning_rates().items() if k in avatar.params}
+        self.optimizers = self._optimizers()
+        self.strategy = DensifyStrategy(options.densify) if options.densify is not None else None
+        self.strategy_state = self.strategy.initial_state(avatar.num_gaussians) if self.strategy else {}
+        self.history: list[dict[str, float]] = []
+        self.restored = 0
+        self._snapshot: Optional[dict[str, Any]] = None
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {k: torch.optim.Adam([p], lr=self.lrs[k], eps=1e-15) for k, p in self.avatar.params.items()}
+
+    # ------------------------------------------------------------------ one step
+    def _rows(self) -> Tensor:
+        B = min(self.options.batch, len(self.frames))
+        while len(self.queue) < B:
+            self.queue += [int(i) for i in self.rng.permutation(len(self.frames))]
+        rows, self.queue = self.queue[:B], self.queue[B:]
+        return torch.as_tensor(rows, dtype=torch.long)
+
+    def _set_learning_rates(self) -> None:
+        frac = self.step_count / max(1, self.options.iterations - 1)
+        for k, opt in self.optimizers.items():
+            decay = self.options.position_lr_final ** min(frac, 1.0) if k in POSITION_FIELDS else 1.0
+            for g in opt.param_groups:
+                g["lr"] = self.lrs[k] * decay
+
+    def loss(self, rows: Tensor) -> tuple[Tensor, Tensor, Any]:
+        """Loss of training rows ``rows`` (B,), the rendered images (B, H, W, 3) and the render."""
+        fs, o = self.frames, self.options
+        r = self.avatar(fs.expression[rows], fs.pose[rows], fs.transl[rows], fs.camera(rows), mouth=o.mouth_weight > 0,
+                        backend=o.backend)
+        target = fs.targets(rows)
+        l1 = (r.image - target).abs().mean(-1)  # (B, H, W)
+        if r.mouth is not None:
+            l1 = l1 * (1.0 + o.mouth_weight * r.mouth[..., 0].detach())
+        loss = l1.mean() + o.ssim_weight * (1.0 - ssim(r.image, target))
+        reg = self.avatar.regulariser()
+        loss = loss + sum(o.regularisers.get(k, 0.0) * v for k, v in reg.items())
+        return loss, target, r
+
+    def _bad(self, loss: Tensor) -> bool:
+        """A non-finite loss, or one 10x the median of the last 50 steps (an explosion)."""
+        if not bool(torch.isfinite(loss)):
+            return True
+        recent = [h["loss"] for h in self.history[-50:]]
+        return len(recent) >= 50 and float(loss) > 10 * float(np.median(recent))
+
+    def step(self) -> dict[str, float]:
+        """One optimiser step; returns its log row (loss NaN where the step was undone)."""
+        rows = self._rows()
+        self._set_learning_rates()
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        loss, target, r = self.loss(rows)
+        if self._bad(loss.detach()):
+            return self._restore()
+        if self._snapshot is None or self.step_count % max(1, self.options.snapshot_every) == 0:
+            self._snapshot = self.state_dict()  # parameters that just gave a sound loss
+        if self.strategy is not None:
+            self.strategy.step_pre_backward(r.means2d)
+        loss.backward()
+        if self.strategy is not None:
+            self.strategy.step_post_backward(self.avatar, self.optimizers, self.strategy_state, self.step_count, r.means2d,
+                                             r.radii, self.frames.width, self.frames.height, r.world_scale.amax(0), self.generator)
+        for opt in self.optimizers.values():
+            opt.step()
+        self.step_count += 1
+        row = {"step": float(self.step_count), "loss": float(loss.detach()),
+               "psnr": float(psnr(r.image.detach().clamp(0, 1), target)), "gaussians": float(self.avatar.num_gaussians)}
+        self.history.append(row)
+        return row
+
+    def _restore(self) -> dict[str, float]:
+        """Undo back to the last snapshot and go on with the frames after the offending ones."""
+        restored = self.restored + 1
+        if restored > 20 or self._snapshot is None:
+            raise RuntimeError("the avatar's training diverged (non-finite or exploding loss) and could not recover; "
+                               "lower the learning rates (lr_scale)")
+        queue = self.queue
+        self.load_state_dict(self._snapshot)
+        self.queue, self.restored = queue, restored
+        return {"step": float(self.step_count), "loss": float("nan"), "psnr": float("nan"), "gaussians": float(self.avatar.num_gaussians)}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly (tensors cloned)."""
+        return {"format": FORMAT, "version": VERSION, "kind": "checkpoint", "model": self.avatar.head_model.name,
+                "appearance": self.avatar.appearance.name, "step": self.step_count, "avatar": self.avatar.avatar_state(),
+                "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
+                "strategy": {k: v.clone() for k, v in self.strategy_state.items()}, "queue": list(self.queue),
+                "rng": copy.deepcopy(self.rng.bit_generator.state), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": list(self.history), "restored": self.restored,
+                "options": asdict(self.options)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (the avatar's fields are replaced, any number of Gaussians)."""
+        av = state["avatar"]
+        params = {k[len("params."):]: v.clone() for k, v in av.items() if k.startswith("params.")}
+        self.avatar.shape.copy_(av["shape"])
+        self.avatar.expr_index = av["expr_index"].clone()
+        self.avatar.set_fields(params, av["parent"].clone())
+        self.optimizers = self._optimizers()
+        for k, o in self.optimizers.items():
+            o.load_state_dict(copy.deepcopy(state["optimizers"][k]))
+        self.strategy_state = {k: v.clone() for k, v in state["strategy"].items()}
+        self.step_count, self.queue = int(state["step"]), list(state["queue"])
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history, self.restored = list(state["history"]), int(state.get("restored", 0))
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically (a reader never sees half a checkpoint)."""
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _read(path: Path, what: str) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file: one sentence, not a pickle traceback
+        raise BadInputError(f"{path} is not a readable avatar {what} ({type(e).__name__}); delete it and train again") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise BadInputError(f"{path} is not an avatar3d Gaussian avatar {what}")
+    return state
+
+
+def save_avatar(avatar: GaussianHead, path: Path, extra: Optional[dict[str, Any]] = None) -> Path:
+    """Write the trained avatar (fields and buffers, head model name, appearance) to ``path`` atomically."""
+    state = {"format": FORMAT, "version": VERSION, "kind": "avatar", "model": avatar.head_model.name,
+             "appearance": avatar.appearance.name, "avatar": avatar.avatar_state(), **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> GaussianHead:
+    """The avatar of ``AVATAR_DIR/avatar.pt`` (or that file); its head model is loaded by name unless given."""
+    p = Path(path)
+    p = p / AVATAR_FILE if p.is_dir() else p
+    if not p.is_file():
+        raise BadInputError(f"{p} does not exist: train an avatar first (`avatar3d avatar train TRACK_DIR --out {p.parent}`)")
+    state = _read(p, "file")
+    model = head_model if head_model is not None else _head_model(state["model"])
+    if model.name != state["model"]:
+        raise BadInputError(f"{p} was trained on the head model {state['model']!r}, not {model.name!r}")
+    return GaussianHead.from_state(model, state["avatar"])
+
+
+def _head_model(spec: str) -> HeadModel:
+    from ..errors import Avatar3DError
+    from ..models import load_head_model
+
+    try:
+        return load_head_model(spec)
+    except (Avatar3DError, OSError, ValueError) as e:
+        raise BadInputError(f"the head model {spec!r} of this tracking cannot be loaded ({e})") from None
+
+
+def _write_log(history: list[dict[str, float]], path: Path) -> None:
+    lines = ["step,seconds,loss,psnr,gaussians"]
+    lines += [f"{int(h['step'])},{h.get('seconds', 0.0):.3f},{h['loss']:.6f},{h['psnr']:.4f},{int(h['gaussians'])}" for h in history]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+@torch.no_grad()
+def evaluate_avatar(avatar: GaussianHead, frames: FrameSet, backend: str = "auto") -> dict[str, Any]:
+    """Scores of ``avatar`` on ``frames`` (rendered one by one over white against the masked crops over white).
+
+    Returns:
+        ``psnr`` (dB, over every pixel of every frame), ``ssim`` (mean over frames), ``psnr_mask`` (dB over the
+        masks' pixels, mask > 0.5), and per frame ``psnr_frames`` / ``ssim_frames`` (n,) arrays.
+    """
+    se, sm, n_pix, n_mask, ps, ss = 0.0, 0.0, 0, 0, [], []
+    for i in range(len(frames)):
+        rows = torch.tensor([i])
+        img = avatar(frames.expression[rows], frames.pose[rows], frames.transl[rows], frames.camera(rows), backend=backend).image.clamp(0, 1)
+        tgt = frames.targets(rows)
+        err = (img - tgt).square()
+        m = frames.masks[rows] > 127
+        se += float(err.sum())
+        sm += float(err[m].sum())
+        n_pix += err.numel()
+        n_mask += int(m.sum()) * 3
+        ps.append(float(psnr(img, tgt)))
+        ss.append(float(ssim(img, tgt)))
+    return {"psnr": 10 * math.log10(n_pix / max(se, 1e-20)), "ssim": float(np.mean(ss)),
+            "psnr_mask": 10 * math.log10(max(n_mask, 1) / max(sm, 1e-20)), "psnr_frames": np.asarray(ps), "ssim_frames": np.asarray(ss)}
+
+
+def prepare(track_dir: str | Path, options: AvatarOptions) -> tuple[TrackedFrames, HeadModel, FrameSet]:
+    """The tracking directory checked and read: its frames, head model and training frames (one sentence per problem)."""
+    frames = TrackedFrames(track_dir, options.resolution)
+    split = frames.split()
+    if len(split.train) < MIN_TRAIN_FRAMES:
+        raise BadInputError(f"{track_dir} has {len(frames)} frames, {len(split.train)} of them for training; an avatar needs at least "
+                            f"{MIN_TRAIN_FRAMES} training frames (a longer video)")
+    model = _head_model(frames.sequence.model)
+    seq = frames.sequence
+    if seq.expression.shape[1] != model.num_expression or seq.pose.shape[1] != model.num_joints:
+        raise BadInputError(f"{track_dir}'s parameters ({seq.expression.shape[1]} expressions, {seq.pose.shape[1]} joints) do not fit "
+                            f"the head model {model.name!r} ({model.num_expression}, {model.num_joints})")
+    return frames, model, load_frames(frames, split.train)
+
+
+def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions = AvatarOptions(), resume: bool = False) -> TrainResult:
+    """Train an avatar on the training frames of ``track_dir`` and write it to ``out`` (see the module docstring).
+
+    ``resume``: continue from ``out/checkpoint.pt`` when there is one (its options' ``iterations`` are replaced
+    by ``options.iterations``, so a finished run can be extended).
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    frames, model, train = prepare(track_dir, options)
+    texture, source = initial_texture(track_dir)
+    torch.manual_seed(options.seed)
+    avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, options=options.init,
+                                     expr_index=driving_expressions(train.expression, options.blendshapes))
+    trainer = AvatarTrainer(avatar, train, options)
+    ckpt = out / CHECKPOINT_FILE
+    if resume and ckpt.is_file():
+        state = _read(ckpt, "checkpoint")
+        if state.get("model") != model.name:
+            raise BadInputError(f"{ckpt} belongs to an avatar of the head model {state.get('model')!r}, not {model.name!r}")
+        trainer.load_state_dict(state)
+    last_ckpt = time.perf_counter()
+    todo = max(0, options.iterations - trainer.step_count)
+    with Progress(todo, "avatar", options.progress, dynamic_ncols=True) as bar:
+        while trainer.step_count < options.iterations:
+            row = trainer.step()
+            row["seconds"] = time.perf_counter() - t0
+            if bar.bar is not None and math.isfinite(row["loss"]):
+                bar.bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.2f}", n=int(row["gaussians"]))
+            bar.update()
+            if time.perf_counter() - last_ckpt > options.checkpoint_every_s:
+                trainer.save_checkpoint(ckpt)
+                _write_log(trainer.history, out / LOG_FILE)
+                last_ckpt = time.perf_counter()
+    trainer.save_checkpoint(ckpt)
+    _write_log(trainer.history, out / LOG_FILE)
+    save_avatar(avatar, out / AVATAR_FILE, {"init_colours": source, "steps": trainer.step_count})
+    return TrainResult(avatar, out, trainer.step_count, time.perf_counter() - t0, trainer.history, source, trainer.restored)
