@@ -285,6 +285,34 @@ def _write_log(history: list[dict[str, float]], path: Path) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
+class _CtrlC:
+    """Within the block, Ctrl-C (SIGINT) only sets :attr:`pressed` (the loop checkpoints and stops between steps);
+    a second Ctrl-C interrupts at once. Outside the main thread, signals cannot be caught: nothing changes."""
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __enter__(self) -> "_CtrlC":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 # ---------------------------------------------------------------------------------------------- entry points
 @torch.no_grad()
 def evaluate_avatar(avatar: GaussianHead, frames: FrameSet, backend: str = "auto") -> dict[str, Any]:
@@ -329,8 +357,11 @@ def prepare(track_dir: str | Path, options: AvatarOptions) -> tuple[TrackedFrame
 def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions = AvatarOptions(), resume: bool = False) -> TrainResult:
     """Train an avatar on the training frames of ``track_dir`` and write it to ``out`` (see the module docstring).
 
-    ``resume``: continue from ``out/checkpoint.pt`` when there is one (its options' ``iterations`` are replaced
-    by ``options.iterations``, so a finished run can be extended).
+    ``resume``: continue from ``out/checkpoint.pt`` when there is one; with the same ``options`` the run goes on
+    exactly as if it had never stopped. (``options`` replace the checkpoint's: more ``iterations`` extend a
+    finished run, with the position learning rates' decay stretched to the new length.)
+
+    Ctrl-C checkpoints between two steps and raises ``KeyboardInterrupt``.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -348,8 +379,12 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         trainer.load_state_dict(state)
     last_ckpt = time.perf_counter()
     todo = max(0, options.iterations - trainer.step_count)
-    with Progress(todo, "avatar", options.progress, dynamic_ncols=True) as bar:
+    with Progress(todo, "avatar", options.progress, dynamic_ncols=True) as bar, _CtrlC() as ctrl_c:
         while trainer.step_count < options.iterations:
+            if ctrl_c.pressed:  # between steps, so the checkpoint holds whole steps only
+                trainer.save_checkpoint(ckpt)
+                _write_log(trainer.history, out / LOG_FILE)
+                raise KeyboardInterrupt(f"avatar training stopped at step {trainer.step_count}; resume it with resume=True")
             row = trainer.step()
             row["seconds"] = time.perf_counter() - t0
             if bar.bar is not None and math.isfinite(row["loss"]):
