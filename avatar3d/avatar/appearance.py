@@ -71,6 +71,10 @@ class Appearance:
         """(N, 3) view-independent colour at the neutral expression (for previews and export)."""
         raise NotImplementedError
 
+    def set_base_colour(self, params: Mapping[str, Tensor], colours: Tensor, where: Tensor) -> None:
+        """Make the Gaussians ``where`` (N,) bool look ``colours`` (N, 3) (in place; a starting point for training)."""
+        raise NotImplementedError
+
 
 class SHAppearance(Appearance):
     """Degree-1 SH colour plus expression colour blendshapes (see the module docstring).
@@ -80,7 +84,9 @@ class SHAppearance(Appearance):
     """
 
     name = "sh1"
-    learning_rates = {"sh_dc": 2.5e-3, "sh_rest": 2.5e-3 / 20, "expr_colour": 1e-3}
+    #: 4x 3DGS's colour rate: a CPU run has hundreds of steps, not tens of thousands (measured on the rendered
+    #: truth: 28.8 dB held out after 300 steps against 27.3 at 2.5e-3, from grey)
+    learning_rates = {"sh_dc": 1e-2, "sh_rest": 2.5e-3 / 20, "expr_colour": 1e-3}
 
     def fields(self, colours: Tensor, num_expression: int) -> dict[str, Tensor]:
         N = colours.shape[0]
@@ -99,3 +105,7 @@ class SHAppearance(Appearance):
 
     def base_colour(self, params: Mapping[str, Tensor]) -> Tensor:
         return sh_to_rgb(params["sh_dc"]).clamp(0, 1)
+
+    def set_base_colour(self, params: Mapping[str, Tensor], colours: Tensor, where: Tensor) -> None:
+        with torch.no_grad():
+            params["sh_dc"][where] = rgb_to_sh(colours[where].to(params["sh_dc"]))

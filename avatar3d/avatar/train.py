@@ -41,6 +41,7 @@ from ..data.frames import TrackedFrames
 from ..errors import BadInputError
 from ..models.base import HeadModel
 from ..train.report import Progress
+from .backproject import backproject_colours
 from .dataset import MIN_TRAIN_FRAMES, FrameSet, initial_texture, load_frames
 from .metrics import psnr, ssim
 from .model import GaussianHead, HeadInit, driving_expressions
@@ -65,7 +66,9 @@ class AvatarOptions:
     Attributes:
         resolution: train at this width in pixels (None: the crops' size).
         iterations: optimiser steps; batch: frames per step.
-        init: where the Gaussians start; densify: the densification schedule (None: a fixed set).
+        init: where the Gaussians start; backproject: start their colours from the training frames
+        (:mod:`.backproject`; where no frame sees one, the texture's or grey); densify: the densification
+        schedule (None: a fixed set).
         blendshapes: at most this many expression coefficients (those varying most) drive per-Gaussian blendshapes.
         ssim_weight, mouth_weight: loss weights; regularisers: weight per regulariser name.
         lr_scale: multiplies every learning rate; position_lr_final: the position fields' last-step fraction.
@@ -78,6 +81,7 @@ class AvatarOptions:
     iterations: int = 3000
     batch: int = 1
     init: HeadInit = field(default_factory=HeadInit)
+    backproject: bool = True
     blendshapes: int = 16
     densify: Optional[DensifyOptions] = field(default_factory=DensifyOptions)
     ssim_weight: float = 0.2
@@ -102,7 +106,7 @@ class TrainResult:
     steps: int  #: optimiser steps taken in total (also before a resume)
     seconds: float  #: wall seconds of this call
     history: list[dict[str, float]]  #: one row per step: step, seconds, loss, psnr, gaussians
-    init_colours: str  #: where the colours started ("appearance/albedo.png", "albedo.png", "grey")
+    init_colours: str  #: where the colours started (the frames, else "appearance/albedo.png", "albedo.png" or "grey")
     restored: int = 0  #: steps undone because of a non-finite loss or parameter
 
 
@@ -370,6 +374,10 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
     torch.manual_seed(options.seed)
     avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, options=options.init,
                                      expr_index=driving_expressions(train.expression, options.blendshapes))
+    if options.backproject:
+        colours, seen = backproject_colours(avatar, train, backend=options.backend)
+        avatar.appearance.set_base_colour(avatar.params, colours, seen > 0)
+        source = f"frames ({int((seen > 0).sum())} of {avatar.num_gaussians} Gaussians seen), else {source}"
     trainer = AvatarTrainer(avatar, train, options)
     ckpt = out / CHECKPOINT_FILE
     if resume and ckpt.is_file():
