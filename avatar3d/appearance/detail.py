@@ -66,12 +66,17 @@ class DetailOptions:
     ``noise`` std of a colour observation (linear RGB) the slope prior is weighed against; ``slope_prior``
     std of the detail slope (metres per metre; skin detail seen from a phone is a few degrees at most);
     ``detail_scale`` metres, the widest detail integrated into the height; ``coverage_scale`` total view
-    weight that gives coverage 1 - 1/e; ``stream`` frame sampling (visibility test, batch size).
+    weight that gives coverage 1 - 1/e; ``stream`` frame sampling (visibility test, batch size);
+    ``edge_contrast``: the slope's confidence is divided by ``1 + (|grad log albedo| x edge_width / edge_contrast)^2``
+    (albedo gradient per metre, taken at its maximum within ``edge_width`` metres): across an albedo edge (brows, lips,
+    eyelids) a sub-pixel misregistration that changes with the view looks like shading, i.e. like a slope; None: off.
     """
 
     noise: float = 0.02
-    slope_prior: float = 0.02
+    slope_prior: float = 0.007
     detail_scale: float = 0.004
+    edge_contrast: Optional[float] = 0.3
+    edge_width: float = 0.002
     coverage_scale: float = 1.0
     stream: StreamOptions = field(default_factory=StreamOptions)
 
@@ -225,6 +230,8 @@ class DetailPass:
         geometry = TangentGeometry(self.model, self.texels)
         metres_per_texel = float(geometry.Ju.norm(dim=-1).median()) / self.texels.resolution
         integrate = HeightIntegrator(geometry, self.opts.detail_scale / metres_per_texel)
+        if self.opts.edge_contrast is not None:
+            conf = conf / (1 + (self._albedo_edges(albedo, seen, metres_per_texel) / self.opts.edge_contrast) ** 2)
         height = integrate(slopes, conf * seen)
         normal = tangent_normals(height, geometry)
         t3 = time.perf_counter()
@@ -237,3 +244,17 @@ class DetailPass:
         self.observed, self.confidence, self.slopes = img(seen) > 0, img(conf * seen), slopes
         coverage = 1 - torch.exp(-weight / self.opts.coverage_scale)
         return DetailMaps(filled.clamp(min=0).float(), img(coverage), height, normal)
+
+    def _albedo_edges(self, albedo: Tensor, seen: Tensor, metres_per_texel: float) -> Tensor:
+        """(M,) albedo contrast over ``edge_width``: max nearby |grad log luminance| (per metre) x edge_width."""
+        tx = self.texels
+        lum = (albedo * torch.tensor([0.2126, 0.7152, 0.0722])).sum(-1).clamp(min=1e-3).log() * seen
+        img = tx.to_image(lum[:, None])[..., 0].double()
+        gy, gx = torch.gradient(img)
+        grad = torch.sqrt(gx * gx + gy * gy) / metres_per_texel
+        inside = tx.to_image(seen.float()[:, None])[..., 0] > 0
+        interior = -torch.nn.functional.max_pool2d(-inside.double()[None, None], 3, 1, 1)[0, 0] > 0.5  # no unseen neighbour
+        grad = torch.where(interior, grad, torch.zeros_like(grad))
+        k = max(1, int(round(self.opts.edge_width / metres_per_texel)))
+        grad = torch.nn.functional.max_pool2d(grad[None, None], 2 * k + 1, 1, k)[0, 0]
+        return (grad * self.opts.edge_width).reshape(-1)[tx.index].float()
