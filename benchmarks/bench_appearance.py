@@ -1,0 +1,170 @@
+"""The appearance stage's full-resolution pass (avatar3d.appearance.detail) on a 300-frame 512 px tracked video.
+
+Usage::
+
+    python benchmarks/bench_appearance.py [--track-dir DIR] [--video d3.mp4] [--frames 300] [--resolution 1024]
+                                          [--threads 2] [--no-2048] [--reference-frames 60]
+
+The tracked directory is cached (``cache_dir("bench_appearance")/<video>-<frames>-512``, made once with
+``avatar3d track VIDEO --max-frames N`` on a shared video, ~2-3 min). Every measurement runs in its own
+subprocess, so its peak memory (``ru_maxrss``) is its own:
+
+* ``detail R``: the light fused at 256^2 (:func:`~avatar3d.appearance.fusion.fuse_appearance`, the working
+  resolution) then :class:`~avatar3d.appearance.detail.DetailPass` at R^2 (albedo, coverage, displacement,
+  normal), each stage timed (wall and process CPU seconds: on a shared machine the CPU time is what an idle
+  machine's wall time would be, at one thread), peak resident memory;
+* the named reference, ``fusion R``: :func:`fuse_appearance` at R^2 (stores every (texel, frame) observation)
+  on the first ``--reference-frames`` frames, against the detail pass on the same frames: time and memory ratio.
+
+The issue's targets: 300 frames at 512 px to 1024^2 maps within 2 minutes on two cores; 2048^2 must not run
+out of memory on a 24 GB machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
+
+
+def tracked_directory(video: str, frames: int) -> Path:
+    """The cached tracking directory of ``frames`` frames of a shared video at 512 px (tracked on first use)."""
+    from avatar3d.paths import cache_dir
+
+    out = cache_dir("bench_appearance") / f"{Path(video).stem}-{frames}-512"
+    if not (out / "params.npz").exists():
+        data = Path(os.environ.get("AVATAR3D_SHARED_DATA", ROOT.parent / "shared" / "data"))
+        src = data / "videos" / video
+        if not src.exists():
+            sys.exit(f"no tracked directory at {out} and no video {src} to track (set AVATAR3D_SHARED_DATA or --track-dir)")
+        print(f"tracking {src} ({frames} frames) into {out} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "avatar3d", "track", str(src), "--out", str(out), "--max-frames", str(frames),
+                        "--no-overlay", "--quiet"], check=True, cwd=ROOT)
+    return out
+
+
+def job(args: argparse.Namespace) -> dict:
+    """One measurement (in this process): see the module docstring."""
+    import numpy as np
+    import torch
+
+    from avatar3d.appearance.detail import DetailPass
+    from avatar3d.appearance.fusion import FusionOptions, fuse_appearance
+    from avatar3d.data.frames import TrackedFrames
+    from avatar3d.models import load_head_model
+
+    torch.set_num_threads(args.threads)
+    frames = TrackedFrames(args.track_dir)
+    seq = frames.sequence
+    n = min(args.frames, seq.num_frames)
+    seq.valid = (np.ones(seq.num_frames, bool) if seq.valid is None else np.asarray(seq.valid, bool)) & (np.arange(seq.num_frames) < n)
+    model = load_head_model(seq.model)
+    out: dict = {"frames": int(seq.valid.sum()), "resolution": args.resolution}
+    clock = lambda: (time.perf_counter(), time.process_time())  # noqa: E731
+
+    def lap(name: str, start: tuple[float, float]) -> tuple[float, float]:
+        now = clock()
+        out[name] = (now[0] - start[0], now[1] - start[1])
+        return now
+
+    t = clock()
+    if args.job == "fusion":
+        fuse_appearance(frames, model, FusionOptions(resolution=args.resolution))
+        lap("fusion", t)
+    else:
+        light = fuse_appearance(frames, model, FusionOptions(resolution=256)).lighting
+        t = lap("light (fusion 256^2)", t)
+        dp = DetailPass(frames, model, args.resolution, light)
+        t = lap("texels", t)
+        maps = dp.run()
+        now = clock()
+        cpu_per_wall = (now[1] - t[1]) / max(now[0] - t[0], 1e-9)
+        for k, v in dp.timings.items():  # the pass times its stages in wall seconds; its CPU time is split in proportion
+            out[k] = (v, v * cpu_per_wall)
+        out["shapes"] = [list(maps.albedo.shape), list(maps.displacement.shape), list(maps.normal.shape)]
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
+def run_job(args: argparse.Namespace, name: str, resolution: int, frames: int) -> dict:
+    cmd = [sys.executable, __file__, "--job", name, "--track-dir", str(args.track_dir), "--resolution", str(resolution),
+           "--frames", str(frames), "--threads", str(args.threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if res.returncode != 0:
+        return {"error": (res.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def total(r: dict) -> tuple[float, float]:
+    stages = [v for k, v in r.items() if isinstance(v, list) and len(v) == 2 and isinstance(v[0], float)]
+    return sum(s[0] for s in stages), sum(s[1] for s in stages)
+
+
+def print_stages(title: str, r: dict) -> None:
+    print(f"\n{title}: {r.get('frames')} frames, maps {r.get('shapes', '')}")
+    if "error" in r:
+        print(f"  failed: {r['error']}")
+        return
+    print("| stage | wall s | CPU s |")
+    print("|---|---|---|")
+    for k, v in r.items():
+        if isinstance(v, list) and len(v) == 2 and isinstance(v[0], float):
+            print(f"| {k} | {v[0]:.1f} | {v[1]:.1f} |")
+    w, c = total(r)
+    print(f"| **total** | **{w:.1f}** | **{c:.1f}** |")
+    print(f"peak resident memory {r['peak_rss_gb']:.2f} GB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--track-dir", type=Path)
+    ap.add_argument("--video", default="d3.mp4")
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--resolution", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-2048", action="store_true", help="skip the 2048^2 memory run")
+    ap.add_argument("--reference-frames", type=int, default=60)
+    ap.add_argument("--job", choices=["detail", "fusion"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.job:
+        print(json.dumps(job(args)))
+        return
+    print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
+    if args.track_dir is None:
+        args.track_dir = tracked_directory(args.video, args.frames)
+    print(f"tracked directory {args.track_dir}; {args.threads} torch threads per run\n", flush=True)
+    main_run = run_job(args, "detail", args.resolution, args.frames)
+    print_stages(f"detail pass {args.resolution}^2", main_run)
+    w, c = total(main_run) if "error" not in main_run else (float("nan"),) * 2
+    print(f"target: <= 120 s on two cores -> wall {w:.1f} s, CPU {c:.1f} s (CPU / {args.threads} threads {c / args.threads:.1f} s)", flush=True)
+    if not args.no_2048:
+        big = run_job(args, "detail", 2048, args.frames)
+        print_stages("detail pass 2048^2", big)
+        print("target: 2048^2 within 24 GB -> " + ("failed" if "error" in big else f"peak {big['peak_rss_gb']:.2f} GB"), flush=True)
+    n = args.reference_frames
+    ours, ref = run_job(args, "detail", args.resolution, n), run_job(args, "fusion", args.resolution, n)
+    print(f"\n| {n} frames -> {args.resolution}^2 | wall s | CPU s | peak memory GB |")
+    print("|---|---|---|---|")
+    for name, r in (("detail pass (light at 256^2 + streamed statistics)", ours), ("fusion at full resolution (reference)", ref)):
+        if "error" in r:
+            print(f"| {name} | failed: {r['error']} | | |")
+            continue
+        w, c = total(r)
+        print(f"| {name} | {w:.1f} | {c:.1f} | {r['peak_rss_gb']:.2f} |")
+    if "error" not in ours and "error" not in ref:
+        print(f"| reference / detail pass | {total(ref)[0] / total(ours)[0]:.2f}x | {total(ref)[1] / total(ours)[1]:.2f}x | "
+              f"{ref['peak_rss_gb'] / ours['peak_rss_gb']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
