@@ -29,6 +29,17 @@ gives the tangent-space normal map (glTF, as the ground truth's ``tangent_normal
 texel = the slope's data information over data + prior (the part of ``j`` not explained by ``s``, i.e. by the
 albedo, counts). Unseen texels: albedo from :class:`~.uvmap.UVFiller`, height flat.
 
+**Measured** (tests/test_appearance_detail.py). With exact shading of a known height on the capture's real
+geometry (no images), the normal map's error is 0.30x the flat normal's and the displacement correlates 0.93
+with the truth: the model, tangent frames and integration are right. On the path-traced capture (24 frames
+at 192^2) the true detail is below the images' resolution (a pixel is ~2.1 mm on the face; pores and 0.45 mm
+folds): even the true displacement blurred to 2 mm is only 20% closer to the truth than the flat normal at
+256^2, and what the pass measures is dominated by unmodelled effects (self-shadowing in eye sockets and
+nostrils, sub-pixel misregistration across brow/lip edges): with a loose prior (``slope_prior`` 0.02) the
+normal error is 1.27x the base mesh's, with the default (0.007) 1.00x (true parameters 0.998x, tracked
+1.005x). The default is therefore conservative: detail appears where many frames agree on it (higher
+resolution input, more head motion), flat elsewhere.
+
 Shapes: R x R maps (row 0 = top = v 1), M texels inside the UV charts, K texels seen in one frame.
 """
 
