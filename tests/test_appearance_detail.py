@@ -171,7 +171,7 @@ def _normal_scores(dp: DetailPass, maps, model, capture):
 
 
 def _run(directory, model):
-    frames = TrackedFrames(directory)
+    frames = TrackedFrames(directory, resolution=192)  # the capture's own size (the tracker writes 512 px crops of it)
     light = fuse_appearance(frames, model, FusionOptions(resolution=128)).lighting
     dp = DetailPass(frames, model, RES, light)
     return dp, dp.run()
