@@ -97,6 +97,7 @@ def job(args: argparse.Namespace) -> dict:
         for k, v in dp.timings.items():  # the pass times its stages in wall seconds; its CPU time is split in proportion
             out[k] = (v, v * cpu_per_wall)
         out["shapes"] = [list(maps.albedo.shape), list(maps.displacement.shape), list(maps.normal.shape)]
+        out["frames_read"] = dp.frames_read
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return out
 
@@ -116,7 +117,7 @@ def total(r: dict) -> tuple[float, float]:
 
 
 def print_stages(title: str, r: dict) -> None:
-    print(f"\n{title}: {r.get('frames')} frames, maps {r.get('shapes', '')}")
+    print(f"\n{title}: {r.get('frames')} frames ({r.get('frames_read', '?')} read by the detail pass), maps {r.get('shapes', '')}")
     if "error" in r:
         print(f"  failed: {r['error']}")
         return

@@ -69,17 +69,19 @@ def valid_frames(frames: TrackedFrames) -> np.ndarray:
 
 
 class TexelStream:
-    """Iterates over the valid frames of ``frames``, yielding a :class:`FrameTexels` per frame (see the module docstring).
+    """Iterates over the valid frames of ``frames`` (or the frames ``index``), yielding a :class:`FrameTexels` per frame
+    (see the module docstring).
 
     State: the map's texels as a sparse (M, V) interpolation matrix, each texel's triangle, the triangles' UV-Jacobian
     inverse (for tangents); nothing per frame is kept. Images and masks of the next batch are read by a background
     thread while the current one is processed (decoding PNGs is a third of the work at 512 px).
     """
 
-    def __init__(self, frames: TrackedFrames, model: HeadModel, texels: UVTexels, options: StreamOptions = StreamOptions()):
+    def __init__(self, frames: TrackedFrames, model: HeadModel, texels: UVTexels, options: StreamOptions = StreamOptions(),
+                 index: Optional[np.ndarray] = None):
         self.frames, self.model, self.texels, self.opts = frames, model, texels, options
         self.faces = model.faces.to(torch.int32).contiguous()
-        self.index = valid_frames(frames)
+        self.index = valid_frames(frames) if index is None else np.asarray(index)  #: frames read, in order
         self.triangle = texel_triangles(model, texels)  #: (M,) the model triangle of every texel
         self.interp = _interpolation_matrix(texels, model.num_vertices)
         uv = model.uvs.float()[model.uv_faces.long()]  # (F,3,2)
