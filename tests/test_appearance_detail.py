@@ -12,7 +12,7 @@
   | input | flat (base mesh) | detail pass | ratio |
   |---|---|---|---|
   | true parameters | 0.338 deg | 0.337 deg | 0.998 |
-  | tracked (landmark fit) | 0.333 deg | 0.335 deg | 1.005 |
+  | tracked (landmark fit; crops read at 192 px) | 0.339 deg | 0.339 deg | 1.002 |
   | true parameters, slope prior 0.02 (3x looser) | 0.338 deg | 0.430 deg | 1.27 |
 
   The issue's target (30% lower than the base mesh) is **not reachable at 192^2 input**: a pixel there is ~2.1 mm
@@ -214,7 +214,7 @@ def test_detail_after_tracking(tracked_dir, model, capture, out_dir):
     err, flat, count = _normal_scores(dp, maps, model, capture)
     print(f"tracked: normal error {err:.3f} deg, base mesh {flat:.3f} deg ({err / flat:.3f}x) over {count} texels; {dp.timings}")
     assert count > 8000
-    assert err <= 1.02 * flat  # measured 1.00x
+    assert err <= 1.02 * flat  # measured 1.002x
 
 
 def test_no_valid_frame_is_one_clear_error(truth_dir, model):
