@@ -40,10 +40,11 @@ normal error is 1.27x the base mesh's, with the default (0.007) 1.00x (true para
 1.002x). The default is therefore conservative: detail appears where many frames agree on it (higher
 resolution input, more head motion), flat elsewhere.
 
-Speed and memory (benchmarks/bench_appearance.py, a 300-frame 512 px track of d3, this shared 2-core Xeon under
-load average 1.4-6 from other jobs): the stream costs ~0.3-0.6 s a frame into 1024^2 (K ~280k texels seen per
-frame); 1024^2 maps from 120 of the 300 frames plus the light on 60 frames took 209 s wall / 139 s CPU (peak
-1.1 GB); 2048^2 from all 300 frames peaked at 3.2 GB resident (statistics: 31 float32 per texel, 0.4 GB).
+Speed and memory (benchmarks/bench_appearance.py, a 300-frame 512 px track of d3, this shared 2-core Xeon, one
+torch thread: with two the thread pool fought other jobs and ran ~3x slower): ~0.28-0.33 s a frame into
+1024^2 (K ~280k texels seen per frame); 1024^2 maps in 45 s with the default 120 frames read (light fused on 60
+frames included), 114 s reading all 300; peak 1.1 GB. 2048^2 from all 300 frames peaked at 3.2 GB resident
+(the statistics: 31 float32 per texel, 0.4 GB).
 
 Shapes: R x R maps (row 0 = top = v 1), M texels inside the UV charts, K texels seen in one frame.
 """
