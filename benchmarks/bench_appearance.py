@@ -28,6 +28,8 @@ one-thread runs are the ones to compare with the target:
 |---|---|---|---|---|---|---|---|---|
 | 1024^2, 120 frames read (default), light on 60 | 1 | 6.9 s | 32.6 s | 1.0 s | 2.3 s | 1.9 s | **44.9 s** / 44.8 s | 1.12 GB |
 | 1024^2, all 300 frames read, light on 60 | 1 | 7.6 s | 100.5 s | 1.3 s | 2.7 s | 2.0 s | **114.3 s** / 116.5 s | 1.10 GB |
+| 1024^2, 120 frames read (rerun, load 2.7-3.0) | 1 | 6.6 s | 42.5 s | 1.2 s | 2.3 s | 2.3 s | 55.0 s / 54.4 s | 1.10 GB |
+| 2048^2, 120 frames read, light on 60 | 1 | 5.8 s | 151.6 s | 5.7 s | 32.6 s | 9.1 s | 205.6 s / 205.0 s | **3.18 GB** |
 | 1024^2, 120 frames read, light on 60 (load 3.4-6.2) | 2 | 31 s | 164 s | 2.9 s | 8.0 s | 3.2 s | 209 s / 139 s | 1.11 GB |
 | 1024^2, all 300 frames, light on 300 | 2 | 240 s | 275 s | 2.8 s | 10.0 s | 2.6 s | 531 s / 344 s | 1.86 GB |
 | 2048^2, all 300 frames, light on 300 | 2 | 159 s | 850 s | 6.9 s | 15.9 s | 4.1 s | 1037 s / 831 s | **3.18 GB** |
@@ -38,7 +40,7 @@ one-thread runs are the ones to compare with the target:
 | fusion at full resolution (reference, every observation stored) | 54.6 s | 54.1 s | 4.91 GB |
 | reference / detail pass | 1.58x | 1.57x | 4.52x |
 
-Targets: 300 frames at 512 px to 1024^2 in 45 s (default, 120 frames read) or 114 s (all 300 read) on one
+Targets: 300 frames at 512 px to 1024^2 in 45-55 s (default, 120 frames read) or 114 s (all 300 read) on one
 core, within the 2 minutes; 2048^2 peaks at 3.2 GB, far inside 24 GB. The light fused on all 300 frames
 (fusion.py keeps every observation at 256^2) costs more than the whole detail pass: fit it on a subset.
 """
