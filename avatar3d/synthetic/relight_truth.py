@@ -93,3 +93,77 @@ def held_out_truth(capture, frames: Sequence[int] = DEFAULT_FRAMES, spp: int = 6
     np.savez(tmp, frames=np.asarray(frames), rgb=rgb.astype(np.float16), alpha=alpha.astype(np.float16))
     os.replace(tmp, path)
     return RelightTruth(np.asarray(frames), names, rgb, alpha, envs)
+
+
+def face_texels(model, resolution: int) -> np.ndarray:
+    """(R, R) bool texels of the model's ``face`` region."""
+    from ..appearance.uvmap import UVTexels
+
+    tx = UVTexels(model, resolution)
+    return tx.to_image(model.region("face")[tx.faces].all(1).float()[:, None])[..., 0].numpy() > 0
+
+
+def material_errors(maps, capture, model, where: Optional[np.ndarray] = None) -> dict:
+    """Mean absolute errors of estimated ``maps`` (:class:`~avatar3d.appearance.maps.AppearanceMaps`) against the
+    capture's true maps over face texels (or ``where``, (R, R) at the maps' resolution): roughness, specular
+    intensity, and the same for the skin priors alone (roughness 0.5, specular 0.35)."""
+    import cv2
+
+    from ..appearance.maps import SKIN_ROUGHNESS, SKIN_SPECULAR
+    from ..render.brdf import F0_PER_SPECULAR
+
+    R = maps.resolution
+    true = capture.maps()
+    rough = cv2.resize(true.roughness.astype(np.float32), (R, R), interpolation=cv2.INTER_AREA)
+    spec = cv2.resize((true.specular / F0_PER_SPECULAR).astype(np.float32), (R, R), interpolation=cv2.INTER_AREA)
+    m = face_texels(model, R) if where is None else where
+    mae = lambda a, b: float(np.abs(np.asarray(a, np.float64)[m] - np.asarray(b, np.float64)[m]).mean())  # noqa: E731
+    return {"roughness_mae": mae(maps.roughness, rough), "roughness_mae_prior": mae(np.full_like(rough, SKIN_ROUGHNESS), rough),
+            "specular_mae": mae(maps.specular, spec), "specular_mae_prior": mae(np.full_like(spec, SKIN_SPECULAR), spec)}
+
+
+def relight_scores(maps, capture, truth: RelightTruth, model, downsample: int = 2, shadows: bool = True,
+                   save: Optional[Path] = None) -> dict[str, float]:
+    """PSNR (dB, linear RGB, peak 1) over face pixels of ``maps`` shaded by :func:`avatar3d.render.pbr.render_pbr`
+    on the capture's true geometry under each held-out environment, against Mitsuba's ``truth``; both images
+    box-averaged ``downsample`` x ``downsample`` first (Monte Carlo noise), a pixel counts when all its
+    sub-pixels are face and fully covered. ``shadows``: with the self-shadowing of :mod:`avatar3d.appearance.visibility`.
+    ``save``: a PNG of ours | truth per environment (first frame)."""
+    import torch
+
+    from ..appearance.visibility import LightTransfer, VertexVisibility, downsample_env, env_grid
+    from ..render.color import srgb_encode
+    from ..render.pbr import Occlusion, PBRLight, PBRMaterial, SeamMesh, render_pbr
+
+    P, spec = capture.parameters(), capture.spec
+    mesh = SeamMesh.of(model)
+    mat = PBRMaterial.of(maps.albedo, maps.specular, maps.roughness, maps.normal)
+    face = model.region("face")
+    shape = torch.as_tensor(P["shape"], dtype=torch.float32)[None]
+    with torch.no_grad():
+        rest = model(shape).vertices[0]
+    lt = LightTransfer(VertexVisibility(rest, model.faces), *env_grid(16), model.faces) if shadows else None
+    k = downsample
+    pool = lambda a: a.reshape(a.shape[0] // k, k, a.shape[1] // k, k, *a.shape[2:]).mean((1, 3))  # noqa: E731
+    out, pictures = {}, []
+    for e, env in enumerate(truth.environments):
+        light = PBRLight.of(env, width=64)
+        rad = downsample_env(env, 16)
+        se, n = 0.0, 0
+        for j, i in enumerate(truth.frames):
+            V = torch.as_tensor(P["vertices"][i])
+            occ = Occlusion(*lt.factors(V, rad)) if lt is not None else None
+            r = render_pbr(mesh, V, P["K"], P["world_to_cam"], spec.width, spec.height, mat, light, occ)
+            fp = ((r.triangle >= 0) & face[model.faces[r.triangle.clamp(min=0)]].all(-1)).numpy() & (truth.alpha[j] > 0.999)
+            ours, gt = pool(r.rgb.numpy()), pool(truth.rgb[e, j])
+            m = pool(fp.astype(np.float32)) > 0.999
+            se += float(((ours[m] - gt[m]) ** 2).sum())
+            n += int(m.sum()) * 3
+            if j == 0:
+                pictures.append(np.concatenate([srgb_encode(np.clip(r.rgb.numpy(), 0, 1)), srgb_encode(np.clip(truth.rgb[e, j], 0, 1))], 1))
+        out[truth.names[e]] = 10 * np.log10(1.0 / max(se / max(n, 1), 1e-12))
+    if save is not None:
+        import cv2
+
+        cv2.imwrite(str(save), np.round(np.concatenate(pictures, 0)[..., ::-1] * 255).astype(np.uint8))
+    return out
