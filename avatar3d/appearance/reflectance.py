@@ -54,8 +54,8 @@ __all__ = ["ReflectanceOptions", "ReflectanceFit", "BackgroundRays", "grid_envir
 class ReflectanceOptions:
     """Settings of :class:`ReflectanceFit` (see the module docstring).
 
-    ``env_height`` rows of the environment grid; ``iterations`` rounds; ``light_samples`` observations the
-    light is fitted on; ``smooth_weight`` / ``grey_weight`` the environment's smoothness and chromaticity
+    ``env_height`` rows of the environment grid; ``iterations`` rounds; ``light_samples`` / ``material_samples``
+    observations the light / the materials are fitted on; ``smooth_weight`` / ``grey_weight`` the environment's smoothness and chromaticity
     priors relative to the data; ``background`` use background pixels (``background_per_frame`` each,
     ``background_weight`` relative to a face observation, outside the person mask dilated ``mask_dilate`` px);
     ``cells`` material grid cells per UV side; ``roughness_grid`` candidates; ``roughness_sigma`` / ``f0_sigma``
@@ -65,7 +65,8 @@ class ReflectanceOptions:
 
     env_height: int = 16
     iterations: int = 3
-    light_samples: int = 60_000
+    light_samples: int = 20_000
+    material_samples: int = 40_000
     smooth_weight: float = 0.02
     grey_weight: float = 0.02
     background: bool = True
@@ -148,6 +149,7 @@ class ReflectanceFit:
         self.ao = torch.ones(K, dtype=torch.float64)
         self.T_rows = torch.zeros(len(self.light_rows), W, dtype=torch.float64)
         self._T_frames: dict[int, Tensor] = {}
+        self._groups: dict[int, Tensor] = {}
         order = torch.argsort(obs.frame)
         bounds = torch.searchsorted(obs.frame[order], torch.arange(obs.num_frames + 1))
         in_light = torch.zeros(K, dtype=torch.long) - 1
@@ -157,7 +159,7 @@ class ReflectanceFit:
             if len(sel) == 0:
                 continue
             T = self.lt.transfer(obs.vertices[f], occlusion=self.opts.shadows)  # (V, W)
-            self._T_frames[f] = T.to(torch.float32)
+            self._T_frames[f], self._groups[f] = T.to(torch.float32), sel
             free = self.lt.transfer(obs.vertices[f], occlusion=False).sum(1)
             ao_v = (T.sum(1) / free.clamp(min=1e-9)).clamp(0, 1)
             faces, bary = tx.faces[obs.texel[sel]], tx.bary[obs.texel[sel]]
@@ -173,9 +175,9 @@ class ReflectanceFit:
         E = torch.zeros(len(obs.texel), 3, dtype=torch.float64)
         L = self.light.float()
         for f, T in self._T_frames.items():
-            sel = torch.nonzero(obs.frame == f)[:, 0]
+            sel = self._groups[f]
             Ev = T @ L  # (V, 3)
-            E[sel] = torch.einsum("kjc,kj->kc", Ev[tx.faces[obs.texel[sel]]], tx.bary[obs.texel[sel]]).double()
+            E[sel] = (Ev[tx.faces[obs.texel[sel]]] * tx.bary[obs.texel[sel], :, None]).sum(1).double()
         return E
 
     # ------------------------------------------------------------------ specular
@@ -272,10 +274,10 @@ class ReflectanceFit:
         t = self.obs.texel
         fit = self.fit_texels[t]
         C = o.cells * o.cells
-        diffuse = self.albedo[t] * self.irradiance() / np.pi
-        y = (self.colour - diffuse)  # (K, 3) what the specular must explain
+        y = self.colour - self.albedo[t] * self.irradiance() / np.pi  # (K, 3) what the specular must explain
         cell = self.cell[t]
         rows = torch.nonzero(fit)[:, 0]
+        rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(1))[:o.material_samples]].sort()[0]
         count = torch.zeros(C, dtype=torch.long).index_add_(0, cell[rows], torch.ones_like(rows))
         f0p, f0s = specular_to_f0(SKIN_SPECULAR), o.f0_sigma
         best_err = torch.full((C,), float("inf"), dtype=torch.float64)
@@ -323,14 +325,14 @@ class ReflectanceFit:
         self.update_light(spec)
         self.update_albedo(spec)
         for it in range(self.opts.iterations):
-            pre = self.prefiltered()
-            spec = self.specular_radiance(pre)
+            spec = self.specular_radiance(self.prefiltered())
             self.update_light(spec)
             self.update_albedo(spec)
+            pre = self.prefiltered()
             if materials:
-                self.update_materials(self.prefiltered())
-                spec = self.specular_radiance(self.prefiltered())
-                self.update_albedo(spec)
+                self.update_materials(pre)
+            spec = self.specular_radiance(pre)
+            self.update_albedo(spec)
             if progress is not None:
                 progress(it + 1, self.opts.iterations)
         self.final_residual = self.residual(spec)

@@ -26,7 +26,7 @@ from ..render.lighting import EnvironmentMap
 from .mitsuba_capture import CAPTURE_VERSION, CaptureSpec, MitsubaHead, held_out_specs, mitsuba_sensor
 from .pbr_maps import MAPS_VERSION
 
-__all__ = ["RelightTruth", "held_out_truth", "DEFAULT_FRAMES"]
+__all__ = ["RelightTruth", "held_out_truth", "DEFAULT_FRAMES", "face_texels", "material_errors", "relight_scores", "truth_directory"]
 
 #: Frames of the small capture scored: frontal, turned right, nodding, turned left.
 DEFAULT_FRAMES = (0, 6, 12, 18)
@@ -166,4 +166,28 @@ def relight_scores(maps, capture, truth: RelightTruth, model, downsample: int = 
         import cv2
 
         cv2.imwrite(str(save), np.round(np.concatenate(pictures, 0)[..., ::-1] * 255).astype(np.uint8))
+    return out
+
+
+def truth_directory(capture, out: Path) -> Path:
+    """A tracking directory in ``out`` holding the capture's frames, alpha masks and TRUE parameters (the
+    reflectance fit without tracking errors)."""
+    import cv2
+
+    from ..data.sequence import TrackedSequence
+
+    out = Path(out)
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir()
+    P, frames = capture.parameters(), capture.frames()
+    alpha = capture.linear()[1]
+    n = len(frames)
+    for i in range(n):
+        cv2.imwrite(str(out / "images" / f"{i:06d}.png"), frames[i][..., ::-1])
+        cv2.imwrite(str(out / "masks" / f"{i:06d}.png"), np.round(np.clip(alpha[i], 0, 1) * 255).astype(np.uint8))
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    TrackedSequence(model=capture.spec.model, model_version="truth", fps=capture.spec.fps, shape=f32(P["shape"]),
+                    expression=f32(P["expression"]), pose=f32(P["pose"]), transl=f32(P["transl"]),
+                    K=f32(np.repeat(P["K"][None], n, 0)), world_to_cam=f32(np.repeat(P["world_to_cam"][None], n, 0)),
+                    width=frames.shape[2], height=frames.shape[1], frame_names=[f"{i:06d}" for i in range(n)]).save(out)
     return out
