@@ -93,7 +93,7 @@ def test_pbr_renderer_shapes_and_normal_map(model):
     tilted = np.zeros((R, R, 3), np.float32)
     tilted[..., 0], tilted[..., 2] = 0.5, np.sqrt(0.75)
     light = PBRLight.of(EnvironmentMap.generated("studio", 64), width=32)
-    K, w2c = centred_K(200.0, 96, 96), front_camera(0.35)
+    K, w2c = centred_K(90.0, 96, 96), front_camera(0.35)
     a = np.full((R, R, 3), 0.5, np.float32)
     s, r = np.full((R, R), 0.35, np.float32), np.full((R, R), 0.5, np.float32)
     V = model.v_template.float()

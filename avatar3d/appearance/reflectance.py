@@ -67,7 +67,7 @@ class ReflectanceOptions:
     iterations: int = 3
     light_samples: int = 20_000
     material_samples: int = 40_000
-    smooth_weight: float = 0.02
+    smooth_weight: float = 0.002
     grey_weight: float = 0.02
     background: bool = True
     background_per_frame: int = 400
@@ -78,7 +78,7 @@ class ReflectanceOptions:
     roughness_sigma: float = 0.1
     f0_sigma: float = 0.01
     min_cell_obs: int = 200
-    effective_obs: float = 200.0
+    effective_obs: float = 30.0
     shadows: bool = True
 
 
