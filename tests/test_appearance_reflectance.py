@@ -23,6 +23,7 @@ from avatar3d.data.frames import TrackedFrames
 from avatar3d.models import load_head_model
 from avatar3d.render.lighting import EnvironmentMap
 from avatar3d.render.pbr import PBRLight, PBRMaterial, SeamMesh, render_pbr
+from avatar3d.synthetic.relight_truth import material_errors
 
 RES = 128
 
@@ -48,15 +49,25 @@ def truth(capture):
 
 
 @pytest.fixture(scope="module")
-def maps(capture, model, tmp_path_factory):
+def truth_dir(capture, tmp_path_factory):
     from avatar3d.synthetic.relight_truth import truth_directory
 
-    d = truth_directory(capture, tmp_path_factory.mktemp("truth") / "track")
-    return estimate_appearance(TrackedFrames(d), model, AppearanceOptions(resolution=RES, working_resolution=RES))
+    return truth_directory(capture, tmp_path_factory.mktemp("truth") / "track")
+
+
+@pytest.fixture(scope="module")
+def maps(truth_dir, model):
+    return estimate_appearance(TrackedFrames(truth_dir), model, AppearanceOptions(resolution=RES, working_resolution=RES))
+
+
+@pytest.fixture(scope="module")
+def maps_known_light(truth_dir, model, capture):
+    opts = AppearanceOptions(resolution=RES, working_resolution=RES, known_environment=capture.environment())
+    return estimate_appearance(TrackedFrames(truth_dir), model, opts)
 
 
 def test_estimated_maps_against_the_truth(maps, capture, model, out_dir):
-    from avatar3d.synthetic.relight_truth import face_texels, material_errors
+    from avatar3d.synthetic.relight_truth import face_texels
 
     alb = cv2.resize(capture.maps().albedo, (RES, RES), interpolation=cv2.INTER_AREA)
     where = face_texels(model, RES) & (maps.coverage > 0.5)
@@ -73,13 +84,29 @@ def test_estimated_maps_against_the_truth(maps, capture, model, out_dir):
     cv2.imwrite(str(out_dir / "appearance_reflectance_maps.png"), np.round(pic[..., ::-1] * 255).astype(np.uint8))
 
 
-def test_relighting_under_held_out_environments(maps, capture, truth, model, out_dir):
+def _relit(maps, capture, truth, model, path, label):
     from avatar3d.synthetic.relight_truth import relight_scores
 
-    ours = relight_scores(maps, capture, truth, model, save=out_dir / "appearance_relit.png")
-    print("relit PSNR over face pixels: " + ", ".join(f"{k} {v:.2f} dB" for k, v in ours.items()))
+    ours = relight_scores(maps, capture, truth, model, save=path)
+    print(f"relit PSNR over face pixels, {label}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in ours.items()))
     assert len(ours) == 3
-    assert min(ours.values()) >= 24.0  # measured (see the module docstring)
+    return ours
+
+
+def test_relighting_under_held_out_environments(maps, capture, truth, model, out_dir):
+    """The whole estimate (light included): the issue's 30 dB is NOT reached; the estimated environment's
+    albedo/light scale ambiguity leaves the albedo ~20 % too bright (with the true light it is ~5 %)."""
+    ours = _relit(maps, capture, truth, model, out_dir / "appearance_relit.png", "estimated light")
+    assert min(ours.values()) >= 24.0  # measured 26.6 / 25.0 / 28.3 (studio@120 / sunset / overcast)
+
+
+def test_relighting_with_the_capture_light_known(maps_known_light, capture, truth, model, out_dir):
+    """Albedo, specular and roughness fitted under the capture's true light: relighting reaches the issue's 30 dB."""
+    ours = _relit(maps_known_light, capture, truth, model, out_dir / "appearance_relit_known_light.png", "known light")
+    assert min(ours.values()) >= 30.0  # measured 33.6 / 32.6 / 38.1
+    err = material_errors(maps_known_light, capture, model)
+    print("known light: " + ", ".join(f"{k} {v:.3f}" for k, v in err.items()))
+    assert err["roughness_mae"] <= 0.10  # measured 0.042 (prior alone 0.044)
 
 
 def test_pbr_renderer_shapes_and_normal_map(model):

@@ -34,7 +34,7 @@ from .fusion import AlternatingFusion, FusionOptions, TexelObservations
 from .maps import AppearanceMaps
 from .reflectance import BackgroundRays, ReflectanceFit, ReflectanceOptions, grid_environment
 from .uvmap import UVFiller, UVTexels
-from .visibility import LightTransfer, VertexVisibility, env_grid
+from .visibility import LightTransfer, VertexVisibility, downsample_env, env_grid
 
 __all__ = ["AppearanceOptions", "SpecularRadiance", "estimate_appearance", "rest_vertices"]
 
@@ -47,13 +47,15 @@ class AppearanceOptions:
     """Settings of :func:`estimate_appearance`: ``resolution`` texels per side of the output maps;
     ``working_resolution`` of the light/material fit (at most ``resolution``); ``fusion`` the observations'
     and first albedo's settings (its ``resolution`` is replaced by ``working_resolution``); ``reflectance``
-    the environment/material fit's; ``visibility_directions`` shadow-map directions."""
+    the environment/material fit's; ``visibility_directions`` shadow-map directions; ``known_environment`` the
+    capture's light when known (kept fixed; the albedo then has its absolute scale), None: estimated."""
 
     resolution: int = 1024
     working_resolution: int = 256
     fusion: FusionOptions = field(default_factory=FusionOptions)
     reflectance: ReflectanceOptions = field(default_factory=ReflectanceOptions)
     visibility_directions: int = 256
+    known_environment: Optional[EnvironmentMap] = None
 
 
 class SpecularRadiance:
@@ -121,7 +123,8 @@ def estimate_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None
     transfer = LightTransfer(vis, *env_grid(ropts.env_height), model.faces)
     tell("visibility", 1, 1)
     background = BackgroundRays(frames, obs.used, ropts.background_per_frame, ropts.mask_dilate) if ropts.background else None
-    fit = ReflectanceFit(obs, texels, transfer, ropts, face, background, fusion.albedo)
+    known = None if options.known_environment is None else downsample_env(options.known_environment, ropts.env_height)
+    fit = ReflectanceFit(obs, texels, transfer, ropts, face, background, fusion.albedo, known)
     fit.run(progress=lambda d, t: tell("reflectance", d, t))
     total = torch.zeros(texels.count, dtype=torch.float64).index_add_(0, obs.texel, obs.weight.double())
     filler = UVFiller(texels, model)

@@ -54,7 +54,7 @@ __all__ = ["ReflectanceOptions", "ReflectanceFit", "BackgroundRays", "grid_envir
 class ReflectanceOptions:
     """Settings of :class:`ReflectanceFit` (see the module docstring).
 
-    ``env_height`` rows of the environment grid; ``iterations`` rounds; ``light_samples`` / ``material_samples``
+    ``env_height`` rows of the environment grid; ``iterations`` rounds (materials in the last ``material_iterations``); ``light_samples`` / ``material_samples``
     observations the light / the materials are fitted on; ``smooth_weight`` / ``grey_weight`` the environment's smoothness and chromaticity
     priors relative to the data; ``background`` use background pixels (``background_per_frame`` each,
     ``background_weight`` relative to a face observation, outside the person mask dilated ``mask_dilate`` px);
@@ -64,7 +64,8 @@ class ReflectanceOptions:
     """
 
     env_height: int = 16
-    iterations: int = 3
+    iterations: int = 6
+    material_iterations: int = 2
     light_samples: int = 20_000
     material_samples: int = 40_000
     smooth_weight: float = 0.002
@@ -117,17 +118,20 @@ class BackgroundRays:
 class ReflectanceFit:
     """Environment, albedo and per-region specular/roughness on :class:`TexelObservations` (module docstring).
 
+    ``light`` (W, 3): a known environment on the grid, kept fixed (None: estimated).
     State: ``light`` (W, 3) grid radiance, ``albedo`` (M, 3), ``roughness`` (M,), ``specular`` (M,) intensity,
     ``cell_roughness`` / ``cell_specular`` (C,) the fitted regions (NaN: prior), ``cell_count`` (C,) observations.
     """
 
     def __init__(self, obs: TexelObservations, texels: UVTexels, transfer: LightTransfer, options: ReflectanceOptions,
-                 fit_texels: Tensor, background: Optional[BackgroundRays] = None, albedo: Optional[Tensor] = None):
+                 fit_texels: Tensor, background: Optional[BackgroundRays] = None, albedo: Optional[Tensor] = None,
+                 light: Optional[Tensor] = None):
         self.obs, self.tx, self.lt, self.opts = obs, texels, transfer, options
         self.bg = background
         M, W = texels.count, len(transfer.dirs)
         self.colour, self.weight = obs.colour.double(), obs.weight.double()
-        self.light = torch.full((W, 3), 0.5, dtype=torch.float64)
+        self.light = torch.full((W, 3), 0.5, dtype=torch.float64) if light is None else light.double().clone()
+        self.fixed_light = light is not None
         self.albedo = albedo.double().clone() if albedo is not None else torch.full((M, 3), 0.5, dtype=torch.float64)
         self.roughness = torch.full((M,), SKIN_ROUGHNESS, dtype=torch.float64)
         self.specular = torch.full((M,), SKIN_SPECULAR, dtype=torch.float64)
@@ -218,7 +222,10 @@ class ReflectanceFit:
         return Lap
 
     def update_light(self, spec: Tensor) -> None:
-        """Least squares of ``colour - spec = albedo/pi T L`` (+ background rows) with the priors; ``L >= 0``."""
+        """Least squares of ``colour - spec = albedo/pi T L`` (+ background rows) with the priors; ``L >= 0``
+        (nothing when the light was given)."""
+        if self.fixed_light:
+            return
         r = self.light_rows
         W = self.T_rows.shape[1]
         a = self.albedo[self.obs.texel[r]] / np.pi  # (k, 3)
@@ -329,7 +336,7 @@ class ReflectanceFit:
             self.update_light(spec)
             self.update_albedo(spec)
             pre = self.prefiltered()
-            if materials:
+            if materials and it >= self.opts.iterations - self.opts.material_iterations:
                 self.update_materials(pre)
             spec = self.specular_radiance(pre)
             self.update_albedo(spec)
