@@ -134,20 +134,23 @@ def test_pbr_renderer_shapes_and_normal_map(model):
 
 
 def test_visibility_shadows_and_rotation(model):
-    """A direction from below the chin is hidden from the top of the head; the head's rotation is found back."""
+    """The back of the head hides the nose tip; the face is mostly unoccluded, its concave parts less; the head's
+    rotation is found back."""
     V = model.v_template.float()
     vis = VertexVisibility(V, model.faces, directions=64, resolution=96)
     assert vis.visible.shape == (model.num_vertices, 64)
-    top = torch.argmax(V[:, 1])
-    down = torch.argmin(vis.directions[:, 1])
-    assert vis.visible[top, down] == 0 and vis.visible[top].mean() > 0.3
+    tip = torch.argmax(V[:, 2])
+    back = torch.argmin(vis.directions[:, 2])
+    assert vis.visible[tip, back] == 0 and vis.visible[tip].mean() > 0.3
     a = 0.4
     Rm = torch.tensor([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]], dtype=torch.float32)
     assert torch.allclose(head_rotation(V, V @ Rm.T + 0.1), Rm, atol=1e-4)
     lt = LightTransfer(vis, *env_grid(8), model.faces)
     shadow, ao = lt.factors(V, downsample_env(EnvironmentMap.generated("overcast", 64), 8))
     assert shadow.shape == (model.num_vertices, 3) and ao.shape == (model.num_vertices, 1)
-    assert float(ao.min()) >= 0 and float(ao.max()) <= 1 and float(ao.mean()) < 0.95
+    assert float(ao.min()) >= 0 and float(ao.max()) <= 1
+    q = torch.quantile(ao[model.region("face"), 0], torch.tensor([0.05, 0.5]))
+    assert q[1] > 0.9 and q[0] < 0.85  # measured 0.98 and 0.70 (64 directions: coarser)
 
 
 def test_maps_save_and_load(maps, tmp_path):

@@ -71,6 +71,7 @@ class ReflectanceOptions:
     smooth_weight: float = 0.002
     grey_weight: float = 0.02
     background: bool = True
+    specular_in_light: bool = True
     background_per_frame: int = 400
     background_weight: float = 1.0
     mask_dilate: int = 4
@@ -230,11 +231,16 @@ class ReflectanceFit:
         W = self.T_rows.shape[1]
         a = self.albedo[self.obs.texel[r]] / np.pi  # (k, 3)
         w = self.weight[r]
-        y = self.colour[r] - spec[r]
+        if self.opts.specular_in_light:
+            # The specular lobe is linear in the light too: with f0 held near skin's by its prior, the highlights
+            # carry the light's absolute scale, which the diffuse term shares with the albedo.
+            y, S = self.colour[r], self._specular_rows(r)
+        else:
+            y, S = self.colour[r] - spec[r], 0.0
         G = torch.zeros(3 * W, 3 * W, dtype=torch.float64)
         rhs = torch.zeros(3 * W, dtype=torch.float64)
         for c in range(3):
-            A = self.T_rows * a[:, c:c + 1]
+            A = self.T_rows * a[:, c:c + 1] + S
             G[c * W:(c + 1) * W, c * W:(c + 1) * W] = A.T @ (A * w[:, None])
             rhs[c * W:(c + 1) * W] = A.T @ (w * y[:, c])
         scale = torch.diagonal(G).mean()
@@ -262,6 +268,21 @@ class ReflectanceFit:
         if self.bg is None:  # grey-light normalisation (fusion's convention): mean radiance 1
             L = L / (L * self.lt.area[:, None].double()).sum(0).clamp(min=1e-9) * 4 * np.pi
         self.light = L
+
+    def _specular_rows(self, rows: Tensor) -> Tensor:
+        """(k, W) specular radiance per unit radiance of each grid pixel: ``f_spec(n, v, w) T[w]`` (T holds the
+        visibility, the cosine and the solid angle) with the current materials."""
+        from ..render.brdf import brdf
+
+        t = self.obs.texel[rows]
+        n, v = self.obs.normal[rows].double()[:, None], self.obs.view[rows].double()[:, None]
+        rough, f0 = self.roughness[t][:, None, None], specular_to_f0(self.specular[t])[:, None, None]
+        out = torch.zeros_like(self.T_rows)
+        for i in range(0, len(rows), 4096):
+            sl = slice(i, i + 4096)
+            _, fs = brdf(n[sl], v[sl], self.lt.dirs.double()[None], torch.zeros(1, 1, 3, dtype=torch.float64), rough[sl], f0[sl])
+            out[sl] = fs[..., 0] * self.T_rows[sl]
+        return out
 
     # ------------------------------------------------------------------ albedo
     def update_albedo(self, spec: Tensor) -> None:
