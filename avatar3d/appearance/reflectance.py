@@ -71,7 +71,7 @@ class ReflectanceOptions:
     smooth_weight: float = 0.002
     grey_weight: float = 0.02
     background: bool = True
-    specular_in_light: bool = True
+    specular_in_light: bool = False
     background_per_frame: int = 400
     background_weight: float = 1.0
     mask_dilate: int = 4
