@@ -357,11 +357,19 @@ class ReflectanceFit:
         self.cell_count = count
         self.cell_roughness = torch.where(ok, best_r, torch.full_like(best_r, float("nan")))
         self.cell_specular = torch.where(ok, best_f0 / specular_to_f0(1.0), torch.full_like(best_f0, float("nan")))
-        self.roughness = torch.where(ok, best_r, torch.full_like(best_r, SKIN_ROUGHNESS))[self.cell]
-        self.specular = torch.where(ok, self.cell_specular, torch.full_like(best_f0, SKIN_SPECULAR))[self.cell]
+        self.roughness = self._per_texel(torch.where(ok, best_r, torch.full_like(best_r, SKIN_ROUGHNESS)))
+        self.specular = self._per_texel(torch.where(ok, self.cell_specular, torch.full_like(best_f0, SKIN_SPECULAR)))
         keep = self.fit_texels
         self.roughness = torch.where(keep, self.roughness, torch.full_like(self.roughness, SKIN_ROUGHNESS))
         self.specular = torch.where(keep, self.specular, torch.full_like(self.specular, SKIN_SPECULAR))
+
+    def _per_texel(self, cells: Tensor) -> Tensor:
+        """(M,) texel values bilinearly interpolated between the centres of the (C,) cells (no blocky cell edges)."""
+        c, R = self.opts.cells, self.tx.resolution
+        grid = cells.view(1, 1, c, c).double()
+        row, col = (self.tx.index // R).double(), (self.tx.index % R).double()
+        xy = torch.stack([(col + 0.5) / R * 2 - 1, (row + 0.5) / R * 2 - 1], -1).view(1, 1, -1, 2)
+        return torch.nn.functional.grid_sample(grid, xy, mode="bilinear", padding_mode="border", align_corners=False)[0, 0, 0]
 
     def residual(self, spec: Tensor) -> float:
         """Weighted RMS of observed - predicted colour (linear)."""
