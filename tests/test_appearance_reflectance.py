@@ -162,3 +162,17 @@ def test_maps_save_and_load(maps, tmp_path):
     back = AppearanceMaps.load(tmp_path / "app")
     assert np.abs(back.roughness - maps.roughness).max() < 1 / 255 + 1e-6
     assert back.environment is not None
+
+
+def test_specular_radiance_for_the_detail_pass():
+    """The callable handed to the full-resolution detail pass: the split-sum specular of an environment."""
+    from avatar3d.appearance.estimate import SpecularRadiance
+
+    spec = SpecularRadiance(EnvironmentMap.generated("overcast", 64))
+    n = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    out = spec(n, n, torch.full((2,), 0.5), torch.full((2,), 0.35), torch.tensor([1.0, 0.5]))
+    assert out.shape == (2, 3) and bool((out > 0).all())
+    # Facing the bright overcast sky (up) reflects more than facing the horizon; occlusion scales it.
+    assert float(out[1].mean()) > 0.5 * float(out[0].mean())
+    twice = spec(n, n, torch.full((2,), 0.5), torch.full((2,), 0.7))
+    assert torch.all(twice > spec(n, n, torch.full((2,), 0.5), torch.full((2,), 0.35)))
