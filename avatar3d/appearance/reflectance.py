@@ -27,16 +27,16 @@ they see it, which the images of the head alone cannot (the albedo/light ambigui
 without them (``background=False``) the grey-light normalisation of :mod:`.fusion` applies.
 
 **Measured** on the path-traced test capture with its true parameters (tests/test_appearance_reflectance.py,
-24 frames at 192^2, 128^2 maps, ~1.5-2 min on two shared cores), relighting PSNR over face pixels of our
+24 frames at 192^2, 128^2 maps, ~1-2 min on two shared cores), relighting PSNR over face pixels of our
 maps shaded by :func:`avatar3d.render.pbr.render_pbr` under three held-out environments against Mitsuba
 (64 spp, 2x2 averaged):
 
 =====================================  ====================  =========  ==========  =========================
 fit                                    studio@120 / sunset    overcast   albedo      roughness / specular MAE
 =====================================  ====================  =========  ==========  =========================
-light estimated (default)              27.0 / 25.6 dB         28.7 dB    29.5 dB     0.044 / 0.023 (priors:
+light estimated (default)              26.8 / 25.3 dB         28.6 dB    29.6 dB     0.044 / 0.021 (priors:
                                                                                      0.044 / 0.021)
-the capture's light known              33.6 / 32.6 dB         38.1 dB    28.2 dB     0.042 / 0.027
+the capture's light known              33.6 / 32.6 dB         38.1 dB    28.2 dB     0.040 / 0.024
 true maps (no normal map), ceiling     31.8 / 29.8 dB         34.8 dB    --          --
 =====================================  ====================  =========  ==========  =========================
 
@@ -90,7 +90,7 @@ class ReflectanceOptions:
     light_samples: int = 20_000
     material_samples: int = 40_000
     smooth_weight: float = 0.002
-    grey_weight: float = 0.02
+    grey_weight: float = 1.0
     background: bool = True
     specular_in_light: bool = False
     background_per_frame: int = 400
