@@ -119,7 +119,9 @@ class TexelObservations:
 
     Attributes (K kept pairs): ``texel`` (K,) index into the M chart texels, ``frame`` (K,) frame
     index, ``colour`` (K, 3) linear RGB, ``basis`` (K, 9) :func:`irradiance_basis` of the world normal,
-    ``weight`` (K,) view weight ``cos^2``; ``num_texels`` M, ``num_frames`` N; ``used`` (N,) bool frames read.
+    ``weight`` (K,) view weight ``cos^2``; ``normal`` (K, 3) unit world normal, ``view`` (K, 3) unit world
+    direction from the surface to the camera (the specular lobe's inputs); ``num_texels`` M, ``num_frames`` N;
+    ``used`` (N,) bool frames read; ``vertices`` (N, V, 3) posed mesh of every frame (zeros where unused).
     """
 
     def __init__(self, frames: TrackedFrames, model: HeadModel, texels: UVTexels, options: FusionOptions):
@@ -133,8 +135,10 @@ class TexelObservations:
             raise BadInputError(f"{frames.directory} has no valid tracked frame to fuse")
         self.used = np.zeros(len(frames), bool)
         self.used[idx] = True
+        self.vertices = torch.zeros(len(frames), model.num_vertices, 3)
         parts = [self._batch(frames, idx[s:s + options.batch]) for s in range(0, len(idx), options.batch)]
-        self.texel, self.frame, self.colour, self.basis, self.weight = (torch.cat([p[k] for p in parts]) for k in range(5))
+        self.texel, self.frame, self.colour, self.basis, self.weight, self.normal, self.view = (
+            torch.cat([p[k] for p in parts]) for k in range(7))
 
     def _pose(self, frames: TrackedFrames, idx: np.ndarray) -> Tensor:
         """(B, V, 3) posed vertices (metres, world frame) of frames ``idx``."""
@@ -146,13 +150,14 @@ class TexelObservations:
 
     def _batch(self, frames: TrackedFrames, idx: np.ndarray) -> tuple[Tensor, ...]:
         verts = self._pose(frames, idx)
+        self.vertices[torch.as_tensor(idx)] = verts
         normals = vertex_normals(verts, self.model.faces.long())
         P = self.texels.gather(verts)  # (B,M,3)
         Nw = torch.nn.functional.normalize(self.texels.gather(normals), dim=-1)
         out = []
         for b, i in enumerate(idx):
             out.append(self._frame(frames, int(i), verts[b], P[b], Nw[b]))
-        return tuple(torch.cat([o[k] for o in out]) for k in range(5))
+        return tuple(torch.cat([o[k] for o in out]) for k in range(7))
 
     def _frame(self, frames: TrackedFrames, i: int, verts: Tensor, P: Tensor, Nw: Tensor) -> tuple[Tensor, ...]:
         image, mask = frames.image(i), frames.mask(i)
@@ -177,7 +182,8 @@ class TexelObservations:
         img = torch.as_tensor(srgb_decode(image.astype(np.float32) / 255.0), dtype=torch.float32)
         colour = _bilinear(img, x[sel], y[sel])
         cos = cos[sel]
-        return (keep, torch.full_like(keep, i), colour, irradiance_basis(Nw[keep]), cos ** 2)
+        view = -torch.nn.functional.normalize(Pc[sel], dim=-1) @ R  # camera frame -> world: R^T d
+        return (keep, torch.full_like(keep, i), colour, irradiance_basis(Nw[keep]), cos ** 2, Nw[keep], view)
 
     def _depth(self, verts: Tensor, K: Tensor, w2c: Tensor, W: int, H: int) -> Tensor:
         """(H, W) camera-frame depth (metres) of the visible surface, +inf on background."""
