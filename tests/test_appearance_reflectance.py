@@ -96,10 +96,21 @@ def _relit(maps, capture, truth, model, path, label):
 
 
 def test_relighting_under_held_out_environments(maps, capture, truth, model, out_dir):
-    """The whole estimate (light included): the issue's 30 dB is NOT reached; the estimated environment's
-    albedo/light scale ambiguity leaves the albedo ~20 % too bright (with the true light it is ~5 %)."""
+    """The whole estimate (light included). Raw, the issue's 30 dB is NOT reached: the albedo/light scale ambiguity
+    leaves the albedo ~15-20 % too bright (with the true light ~5 %). After the albedo's one global per-channel scale
+    (the same allowance as the albedo score: least squares of the estimated vs the true albedo over observed face
+    texels, 3 numbers for the whole map, applied before relighting) it is reached under all three environments."""
+    import dataclasses
+
+    from avatar3d.synthetic.relight_truth import albedo_scale
+
     ours = _relit(maps, capture, truth, model, out_dir / "appearance_relit.png", "estimated light")
     assert min(ours.values()) >= 24.0  # measured 27.3 / 25.6 / 28.7 (studio@120 / sunset / overcast)
+    gain = albedo_scale(maps, capture, model)
+    assert np.all((gain > 0.7) & (gain < 1.0))  # measured 0.85 / 0.83 / 0.83: too bright, by a grey factor
+    scaled = dataclasses.replace(maps, albedo=(maps.albedo * gain).astype(np.float32))
+    ours = _relit(scaled, capture, truth, model, out_dir / "appearance_relit_scaled.png", "estimated light, albedo scaled")
+    assert min(ours.values()) >= 30.0  # measured 31.4 / 30.6 / 35.5
 
 
 def test_relighting_with_the_capture_light_known(maps_known_light, capture, truth, model, out_dir):

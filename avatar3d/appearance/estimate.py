@@ -10,15 +10,14 @@ holds every observation in memory):
 3. :mod:`.reflectance`: the capture's environment (equirectangular grid), the shadow-free albedo with
    the specular subtracted, per-region specular and roughness against skin priors;
 4. unseen texels filled (:class:`.uvmap.UVFiller`), every map upsampled to ``resolution``;
-5. **detail** (full resolution, streaming; :mod:`.detail`, wired in at merge): re-fuses the albedo at
-   ``resolution`` given the fixed light and estimates normal/displacement from the shading residual;
-   it receives :class:`SpecularRadiance` (the specular lobe to subtract) and the fitted light. Until it is
-   wired, the albedo is the working-resolution albedo upsampled and the normal/displacement are flat.
+5. **detail** (full resolution, streaming; :mod:`.detail`): re-fuses the albedo at ``resolution`` under
+   the fitted light, with the fitted specular lobe subtracted (:class:`SpecularRadiance`) and the
+   self-shadowing's mean diffuse factor per texel, and estimates normal/displacement from the shading
+   residual (kept flat where the images do not resolve detail).
 
-Cost (24 frames at 192^2, 128^2 working maps, two shared cores): 1.5-2.5 min, most of it the reflectance
-rounds. Memory: the fit keeps each frame's (V, W) float32 light transfer (~26 MB on the built-in head with
-the default 16 x 32 grid), so long clips should be fitted on a subset of frames (not done yet: a 300-frame
-clip would hold ~8 GB).
+Steps 1-3 run on at most ``fit_frames`` frames spread evenly over the clip: the fit keeps each frame's
+(V, W) float32 light transfer (~26 MB on the built-in head with the default 16 x 32 grid), and neighbouring
+frames of a 30 fps clip add little. The detail pass streams (bounded memory, ``DetailOptions.max_frames``).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from ..errors import BadInputError
 from ..models.base import HeadModel
 from ..render.brdf import PrefilteredEnvironment, lut_lookup, reflect, specular_to_f0, split_sum_lut
 from ..render.lighting import EnvironmentMap
+from .detail import DetailOptions, DetailPass
 from .fusion import AlternatingFusion, FusionOptions, TexelObservations
 from .maps import AppearanceMaps
 from .reflectance import BackgroundRays, ReflectanceFit, ReflectanceOptions, grid_environment
@@ -53,7 +53,9 @@ class AppearanceOptions:
     ``working_resolution`` of the light/material fit (at most ``resolution``); ``fusion`` the observations'
     and first albedo's settings (its ``resolution`` is replaced by ``working_resolution``); ``reflectance``
     the environment/material fit's; ``visibility_directions`` shadow-map directions; ``known_environment`` the
-    capture's light when known (kept fixed; the albedo then has its absolute scale), None: estimated."""
+    capture's light when known (kept fixed; the albedo then has its absolute scale), None: estimated;
+    ``fit_frames`` frames (at most, spread evenly) of steps 1-3; ``detail`` the full-resolution pass's settings
+    (None: no detail pass; the working-resolution albedo upsampled, flat normals)."""
 
     resolution: int = 1024
     working_resolution: int = 256
@@ -61,6 +63,8 @@ class AppearanceOptions:
     reflectance: ReflectanceOptions = field(default_factory=ReflectanceOptions)
     visibility_directions: int = 256
     known_environment: Optional[EnvironmentMap] = None
+    fit_frames: int = 40
+    detail: Optional[DetailOptions] = field(default_factory=DetailOptions)
 
 
 class SpecularRadiance:
@@ -117,7 +121,8 @@ def estimate_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None
     fopts = replace(options.fusion, resolution=Rw)
     texels = UVTexels(model, Rw)
     tell("observations", 0, 1)
-    obs = TexelObservations(frames, model, texels, fopts)
+    fit_frames = _subset(frames, options.fit_frames)
+    obs = TexelObservations(fit_frames, model, texels, fopts)
     face = model.region(fopts.light_region or "face")[texels.faces].all(1)
     fusion = AlternatingFusion(obs, fopts, face)
     fusion.run()
@@ -127,7 +132,7 @@ def estimate_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None
     ropts = options.reflectance
     transfer = LightTransfer(vis, *env_grid(ropts.env_height), model.faces)
     tell("visibility", 1, 1)
-    background = BackgroundRays(frames, obs.used, ropts.background_per_frame, ropts.mask_dilate) if ropts.background else None
+    background = BackgroundRays(fit_frames, obs.used, ropts.background_per_frame, ropts.mask_dilate) if ropts.background else None
     known = None if options.known_environment is None else downsample_env(options.known_environment, ropts.env_height)
     fit = ReflectanceFit(obs, texels, transfer, ropts, face, background, fusion.albedo, known)
     fit.run(progress=lambda d, t: tell("reflectance", d, t))
@@ -140,18 +145,84 @@ def estimate_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None
     coverage = texels.to_image((1 - torch.exp(-total / fopts.coverage_scale)).float()[:, None])[..., 0]
     R = options.resolution
     env = grid_environment(fit.light, ropts.env_height)
-    # Detail (full resolution) goes here at merge: detail.refine(frames, model, albedo, env, SpecularRadiance(env), ...).
     sh = env.sh()
+    rough_r, spec_r = np.clip(_upsample(rough.numpy(), R), 0, 1), np.clip(_upsample(spec.numpy(), R), 0, 1)
     maps = AppearanceMaps.priors(
         albedo=np.clip(_upsample(albedo.numpy(), R), 0, 1), coverage=np.clip(_upsample(coverage.numpy(), R), 0, 1), sh=sh.astype(np.float32),
-        model=frames.sequence.model, environment=_upsample_env(env), exposure=np.where(obs.used, 1.0, 0.0).astype(np.float32),
+        model=frames.sequence.model, environment=_upsample_env(env), exposure=np.where(valid_frames_mask(frames), 1.0, 0.0).astype(np.float32),
         frame_names=[frames.name(i) for i in range(len(frames))],
         stats={"residual": float(fit.final_residual), "observed_fraction": float(fit.seen.float().mean()),
-               "working_resolution": Rw, "regions_fitted": int(torch.isfinite(fit.cell_roughness).sum())},
+               "working_resolution": Rw, "regions_fitted": int(torch.isfinite(fit.cell_roughness).sum()), "fit_frames": int(obs.used.sum())},
     )
-    maps.roughness = np.clip(_upsample(rough.numpy(), R), 0, 1).astype(np.float32)
-    maps.specular = np.clip(_upsample(spec.numpy(), R), 0, 1).astype(np.float32)
+    maps.roughness, maps.specular = rough_r.astype(np.float32), spec_r.astype(np.float32)
+    if options.detail is not None:
+        _detail(maps, frames, fit_frames, model, env, transfer, ropts.env_height, Rw, options.detail, tell)
     return maps
+
+
+def valid_frames_mask(frames: TrackedFrames) -> np.ndarray:
+    """(N,) bool frames with a detected face."""
+    valid = frames.sequence.valid
+    return np.ones(len(frames), bool) if valid is None else np.asarray(valid, bool)
+
+
+def _subset(frames: TrackedFrames, count: int) -> TrackedFrames:
+    """``frames`` with at most ``count`` valid frames, spread evenly (the others marked invalid, so they are skipped)."""
+    valid = valid_frames_mask(frames)
+    idx = np.nonzero(valid)[0]
+    if len(idx) <= count:
+        return frames
+    keep = idx[np.unique(np.round(np.linspace(0, len(idx) - 1, count)).astype(int))]
+    seq = replace(frames.sequence, valid=np.isin(np.arange(len(frames)), keep))
+    return TrackedFrames(frames.directory, sequence=seq)
+
+
+def _mean_shadow(fit_frames: TrackedFrames, model: HeadModel, transfer: LightTransfer, radiance: Tensor, count: int = 8) -> tuple[Tensor, Tensor]:
+    """(V,) mean diffuse shadow factor (grey) and (V,) mean ambient occlusion of the posed head over ``count`` fit frames."""
+    idx = np.nonzero(valid_frames_mask(fit_frames))[0]
+    idx = idx[np.unique(np.round(np.linspace(0, len(idx) - 1, min(count, len(idx)))).astype(int))]
+    shadow, ao = torch.zeros(model.num_vertices), torch.zeros(model.num_vertices)
+    for i in idx:
+        p = fit_frames.params(int(i))
+        t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)[None]  # noqa: E731
+        with torch.no_grad():
+            posed = model(t(p.shape), t(p.expression), t(p.pose), t(p.transl)).vertices[0].float()
+            s, a = transfer.factors(posed, radiance)
+        shadow += s.mean(1) / len(idx)
+        ao += a[:, 0] / len(idx)
+    return shadow, ao
+
+
+def _add_detail(base: np.ndarray, full: np.ndarray, working: int) -> np.ndarray:
+    """(R, R, 3) the fit's albedo ``base`` (upsampled from ``working``^2) times the full-resolution pass's albedo ``full``
+    over its own ``working``^2 low-pass: the fit's shading model is the better one (per-frame self-shadowing,
+    the specular fitted with it), the pass's resolution is the higher: each keeps the band it is best at."""
+    import cv2
+
+    R = full.shape[0]
+    low = _upsample(cv2.resize(np.ascontiguousarray(full, np.float32), (working, working), interpolation=cv2.INTER_AREA), R)
+    ratio = np.clip(full / np.maximum(low, 1e-3), 0.25, 4.0)
+    return np.clip(base * ratio, 0, 1).astype(np.float32)
+
+
+def _detail(maps: AppearanceMaps, frames: TrackedFrames, fit_frames: TrackedFrames, model: HeadModel, env: EnvironmentMap,
+            transfer: LightTransfer, env_height: int, working: int, options: DetailOptions, tell: Progress) -> None:
+    """Step 5: full-resolution albedo detail, coverage, displacement and normal maps into ``maps`` (in place)."""
+    R = maps.resolution
+    texels = UVTexels(model, R)
+    shadow_v, ao_v = _mean_shadow(fit_frames, model, transfer, torch.as_tensor(downsample_env(env, env_height)).float())
+    at_texels = lambda v: (v[texels.faces] * texels.bary).sum(1)  # noqa: E731  (V,) -> (M,)
+    flat = lambda img: torch.as_tensor(img).reshape(-1)[texels.index].float()  # noqa: E731  (R, R) -> (M,)
+    rough, spec, ao = flat(maps.roughness), flat(maps.specular), at_texels(ao_v)
+    lobe = SpecularRadiance(env)
+    specular = lambda n, v, t: lobe(n, v, rough[t], spec[t], ao[t])  # noqa: E731
+    dp = DetailPass(frames, model, R, torch.as_tensor(env.sh(), dtype=torch.float32), specular, at_texels(shadow_v).clamp(0, 1), options)
+    out = dp.run(progress=lambda d, t: tell("detail", d, t))
+    maps.albedo = _add_detail(maps.albedo, out.albedo.numpy(), working)
+    maps.coverage = np.clip(out.coverage.numpy(), 0, 1).astype(np.float32)
+    maps.displacement = out.displacement.numpy().astype(np.float32)
+    maps.normal = out.normal.numpy().astype(np.float32)
+    maps.stats.update(detail_frames=int(dp.frames_read), detail_seconds={k: round(float(v), 2) for k, v in dp.timings.items()})
 
 
 def _upsample_env(env: EnvironmentMap, width: int = 128) -> EnvironmentMap:

@@ -122,6 +122,18 @@ def material_errors(maps, capture, model, where: Optional[np.ndarray] = None) ->
             "specular_mae": mae(maps.specular, spec), "specular_mae_prior": mae(np.full_like(spec, SKIN_SPECULAR), spec)}
 
 
+def albedo_scale(maps, capture, model) -> np.ndarray:
+    """(3,) the one global per-channel gain that best maps the estimated albedo onto the true one (least squares over
+    observed face texels, coverage > 0.5): the albedo/light scale ambiguity the albedo score also removes."""
+    import cv2
+
+    R = maps.resolution
+    true = cv2.resize(capture.maps().albedo, (R, R), interpolation=cv2.INTER_AREA).astype(np.float64)
+    m = face_texels(model, R) & (maps.coverage > 0.5)
+    e = np.asarray(maps.albedo, np.float64)[m]
+    return (e * true[m]).sum(0) / np.maximum((e * e).sum(0), 1e-12)
+
+
 def relight_scores(maps, capture, truth: RelightTruth, model, downsample: int = 2, shadows: bool = True,
                    save: Optional[Path] = None) -> dict[str, float]:
     """PSNR (dB, linear RGB, peak 1) over face pixels of ``maps`` shaded by :func:`avatar3d.render.pbr.render_pbr`
