@@ -99,7 +99,7 @@ def relit_sheet(track_dir: Path, maps, model, size: int = 256) -> np.ndarray:
         import cv2
 
         tex = torch.as_tensor(cv2.imread(str(track_dir / "albedo.png"))[..., ::-1] / 255.0, dtype=torch.float32)
-        tiles.append(head.shade(head.raster(verts[None], np.array([i])), tex, torch.as_tensor(seq.lighting).float())[0][0].clamp(0, 1).numpy())
+        tiles.append(head.shade(head.raster(verts[None][:, head.vertex_ids], np.array([i])), tex, torch.as_tensor(seq.lighting).float())[0][0].clamp(0, 1).numpy())
         for name in ENVIRONMENTS:
             r = render_pbr(mesh, verts, cam.K, cam.world_to_cam, size, size, mat, PBRLight.of(EnvironmentMap.generated(name, 256)))
             tiles.append(srgb_encode(r.rgb).clamp(0, 1).numpy())

@@ -20,6 +20,7 @@ import torch
 
 from avatar3d.appearance.estimate import AppearanceOptions, estimate_appearance
 from avatar3d.appearance.fusion import albedo_psnr
+from avatar3d.appearance.reflectance import ReflectanceOptions
 from avatar3d.appearance.visibility import LightTransfer, VertexVisibility, downsample_env, env_grid, head_rotation
 from avatar3d.data.frames import TrackedFrames
 from avatar3d.models import load_head_model
@@ -59,12 +60,16 @@ def truth_dir(capture, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def maps(truth_dir, model):
-    return estimate_appearance(TrackedFrames(truth_dir), model, AppearanceOptions(resolution=RES, working_resolution=RES))
+    # The path-traced background IS the (distant) environment, so its pixels are a valid light probe here;
+    # a real room's wall is near and not what lights the face (off by default: see ReflectanceOptions.background).
+    opts = AppearanceOptions(resolution=RES, working_resolution=RES, reflectance=ReflectanceOptions(background=True))
+    return estimate_appearance(TrackedFrames(truth_dir), model, opts)
 
 
 @pytest.fixture(scope="module")
 def maps_known_light(truth_dir, model, capture):
-    opts = AppearanceOptions(resolution=RES, working_resolution=RES, known_environment=capture.environment())
+    opts = AppearanceOptions(resolution=RES, working_resolution=RES, known_environment=capture.environment(),
+                             reflectance=ReflectanceOptions(background=True))
     return estimate_appearance(TrackedFrames(truth_dir), model, opts)
 
 

@@ -5,8 +5,9 @@ texture and one SH light (camera frame, sRGB values, no specular, no detail). Th
 better on the same pixels. :func:`rerender_errors` renders every frame both ways at ``resolution`` pixels:
 
 * **ours**: :func:`avatar3d.render.pbr.render_pbr` with the maps (albedo, specular, roughness, normal map)
-  under the estimated light (SH for the diffuse lobe, the environment estimate for the specular lobe),
-  times the frame's exposure gain, sRGB-encoded;
+  under the estimated light (SH for the diffuse lobe, the environment estimate for the specular lobe) and its
+  self-shadowing on the posed head (:mod:`.visibility`, as the fit modelled it), times the frame's exposure
+  gain, sRGB-encoded;
 * **tracking**: :meth:`avatar3d.render.head.HeadRenderer.shade` with the tracker's ``albedo.png`` and its
   ``lighting`` (what the photometric refinement rendered);
 
@@ -32,8 +33,9 @@ from ..models.base import HeadModel
 from ..render.brdf import PrefilteredEnvironment, split_sum_lut
 from ..render.color import srgb_encode
 from ..render.head import HeadRenderer
-from ..render.pbr import PBRLight, PBRMaterial, SeamMesh, render_pbr
+from ..render.pbr import Occlusion, PBRLight, PBRMaterial, SeamMesh, render_pbr
 from .maps import AppearanceMaps
+from .visibility import LightTransfer, VertexVisibility, downsample_env, env_grid
 
 __all__ = ["RerenderErrors", "rerender_errors", "pbr_light"]
 
@@ -92,6 +94,10 @@ def rerender_errors(track_dir, maps: AppearanceMaps, model: HeadModel, resolutio
     if not idx:
         raise BadInputError(f"{track_dir} has no valid frame to score")
     mesh, material, light = SeamMesh.of(model), PBRMaterial.of(maps.albedo, maps.specular, maps.roughness, maps.normal), pbr_light(maps)
+    with torch.no_grad():
+        rest = model(torch.as_tensor(np.asarray(seq.shape), dtype=torch.float32)[None]).vertices[0].float()
+    transfer = LightTransfer(VertexVisibility(rest, model.faces), *env_grid(16), model.faces)
+    radiance = torch.as_tensor(downsample_env(maps.environment_map(), 16)).float()
     tracked = _tracking_appearance(frames)
     W, H = frames.width, frames.height
     head = HeadRenderer(model, torch.as_tensor(frames.K, dtype=torch.float32), torch.as_tensor(seq.world_to_cam[0], dtype=torch.float32),
@@ -106,14 +112,15 @@ def rerender_errors(track_dir, maps: AppearanceMaps, model: HeadModel, resolutio
         with torch.no_grad():
             verts = model(t(p.shape), t(p.expression), t(p.pose), t(p.transl)).vertices[0].float()
             cam = frames.camera(i)
-            r = render_pbr(mesh, verts, cam.K, cam.world_to_cam, W, H, material, light)
+            occlusion = Occlusion(*transfer.factors(verts, radiance))
+            r = render_pbr(mesh, verts, cam.K, cam.world_to_cam, W, H, material, light, occlusion)
             img = torch.as_tensor(frames.image(i) / 255.0, dtype=torch.float32)
             person = torch.as_tensor(frames.mask(i) > 127)
             pred = srgb_encode(r.rgb * float(gains[i])).clamp(0, 1)
             where = (r.alpha > 0) & person
             pred_base = None
             if head is not None:
-                ras = head.raster(verts[None], np.array([i]))
+                ras = head.raster(verts[None][:, head.vertex_ids], np.array([i]))
                 pred_base = head.shade(ras, tracked[0], tracked[1])[0][0].clamp(0, 1)
                 where &= (ras["region"][0, ..., 0] > 0.5) & (ras["cover"][0, ..., 0] > 0)
             else:
