@@ -95,7 +95,7 @@ def relit_sheet(track_dir: Path, maps, model, size: int = 256) -> np.ndarray:
         tiles.append(srgb_encode(ours.rgb).clamp(0, 1).numpy())
         seq = frames.sequence
         head = HeadRenderer(model, torch.as_tensor(frames.K, dtype=torch.float32), torch.as_tensor(seq.world_to_cam[0]).float(),
-                            crop=size, r=size, crop_margin=None)
+                            crop=size, r=size)
         import cv2
 
         tex = torch.as_tensor(cv2.imread(str(track_dir / "albedo.png"))[..., ::-1] / 255.0, dtype=torch.float32)

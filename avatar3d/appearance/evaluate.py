@@ -101,7 +101,7 @@ def rerender_errors(track_dir, maps: AppearanceMaps, model: HeadModel, resolutio
     tracked = _tracking_appearance(frames)
     W, H = frames.width, frames.height
     head = HeadRenderer(model, torch.as_tensor(frames.K, dtype=torch.float32), torch.as_tensor(seq.world_to_cam[0], dtype=torch.float32),
-                        crop=W, r=W, region="face", crop_margin=None) if tracked is not None and W == H else None
+                        crop=W, r=W, region="face") if tracked is not None and W == H else None
     gains = np.asarray(maps.exposure, np.float64) if len(maps.exposure) == len(frames) else np.ones(len(frames))
     n = len(frames)
     ours, base, count = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, int)
