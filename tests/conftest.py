@@ -132,3 +132,20 @@ def renderer(toy):
         r = _viewer_cache["r"] = HeadlessRenderer(HeadMesh(toy), VIEWER_SIZE, VIEWER_SIZE)
         r.render(HeadParams.neutral(toy), Lighting())  # frames the neutral head: the camera stays fixed after
     return r
+
+
+@pytest.fixture(scope="session")
+def capture():
+    """The small path-traced capture of the built-in head (24 frames at 192^2, Mitsuba; rendered once, then cached)."""
+    pytest.importorskip("mitsuba")
+    from avatar3d.synthetic.mitsuba_capture import render_capture, small_spec
+
+    return render_capture(small_spec())
+
+
+@pytest.fixture(scope="session")
+def truth_dir(capture, tmp_path_factory) -> Path:
+    """A tracking directory holding the capture's frames, alpha masks and TRUE parameters (read-only for tests)."""
+    from avatar3d.synthetic.relight_truth import truth_directory
+
+    return truth_directory(capture, tmp_path_factory.mktemp("truth") / "track")

@@ -55,35 +55,6 @@ def model():
     return load_head_model("builtin")
 
 
-@pytest.fixture(scope="module")
-def capture():
-    pytest.importorskip("mitsuba")
-    from avatar3d.synthetic.mitsuba_capture import render_capture, small_spec
-
-    return render_capture(small_spec())
-
-
-@pytest.fixture(scope="module")
-def truth_dir(capture, tmp_path_factory):
-    """A tracking directory holding the capture's frames, alpha masks and TRUE parameters (as test_appearance_fusion's)."""
-    import cv2
-
-    out = tmp_path_factory.mktemp("truth")
-    (out / "images").mkdir()
-    (out / "masks").mkdir()
-    P, frames, alpha = capture.parameters(), capture.frames(), capture.linear()[1]
-    n = len(frames)
-    for i in range(n):
-        cv2.imwrite(str(out / "images" / f"{i:06d}.png"), frames[i][..., ::-1])
-        cv2.imwrite(str(out / "masks" / f"{i:06d}.png"), np.round(np.clip(alpha[i], 0, 1) * 255).astype(np.uint8))
-    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
-    TrackedSequence(model="builtin", model_version="truth", fps=30.0, shape=f32(P["shape"]), expression=f32(P["expression"]),
-                    pose=f32(P["pose"]), transl=f32(P["transl"]), K=f32(np.repeat(P["K"][None], n, 0)),
-                    world_to_cam=f32(np.repeat(P["world_to_cam"][None], n, 0)), width=frames.shape[2], height=frames.shape[1],
-                    frame_names=[f"{i:06d}" for i in range(n)]).save(out)
-    return out
-
-
 def test_irradiance_quadric_is_exact():
     L = torch.randn(9, 3, generator=torch.Generator().manual_seed(1))
     n = torch.randn(50, 3, generator=torch.Generator().manual_seed(2))

@@ -41,39 +41,6 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def capture():
-    pytest.importorskip("mitsuba")
-    from avatar3d.synthetic.mitsuba_capture import render_capture, small_spec
-
-    return render_capture(small_spec())
-
-
-def _truth_directory(capture, model, out):
-    """A tracking directory holding the capture's frames, alpha masks and TRUE parameters."""
-    import cv2
-
-    (out / "images").mkdir(parents=True)
-    (out / "masks").mkdir()
-    P, frames = capture.parameters(), capture.frames()
-    alpha = capture.linear()[1]
-    n = len(frames)
-    for i in range(n):
-        cv2.imwrite(str(out / "images" / f"{i:06d}.png"), frames[i][..., ::-1])
-        cv2.imwrite(str(out / "masks" / f"{i:06d}.png"), np.round(np.clip(alpha[i], 0, 1) * 255).astype(np.uint8))
-    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
-    TrackedSequence(model="builtin", model_version="truth", fps=30.0, shape=f32(P["shape"]), expression=f32(P["expression"]),
-                    pose=f32(P["pose"]), transl=f32(P["transl"]), K=f32(np.repeat(P["K"][None], n, 0)),
-                    world_to_cam=f32(np.repeat(P["world_to_cam"][None], n, 0)), width=frames.shape[2], height=frames.shape[1],
-                    frame_names=[f"{i:06d}" for i in range(n)]).save(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def truth_dir(capture, model, tmp_path_factory):
-    return _truth_directory(capture, model, tmp_path_factory.mktemp("truth"))
-
-
-@pytest.fixture(scope="module")
 def tracked_dir(capture, tmp_path_factory):
     from avatar3d.tracking.pipeline import TrackOptions, track
 

@@ -37,25 +37,10 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def capture():
-    pytest.importorskip("mitsuba")
-    from avatar3d.synthetic.mitsuba_capture import render_capture, small_spec
-
-    return render_capture(small_spec())
-
-
-@pytest.fixture(scope="module")
 def truth(capture):
     from avatar3d.synthetic.relight_truth import held_out_truth
 
     return held_out_truth(capture)
-
-
-@pytest.fixture(scope="module")
-def truth_dir(capture, tmp_path_factory):
-    from avatar3d.synthetic.relight_truth import truth_directory
-
-    return truth_directory(capture, tmp_path_factory.mktemp("truth") / "track")
 
 
 @pytest.fixture(scope="module")

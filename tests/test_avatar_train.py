@@ -40,14 +40,6 @@ from avatar3d.data.sequence import TrackedSequence
 from avatar3d.errors import BadInputError
 
 
-@pytest.fixture(scope="module")
-def capture():
-    pytest.importorskip("mitsuba")
-    from avatar3d.synthetic.mitsuba_capture import render_capture, small_spec
-
-    return render_capture(small_spec())
-
-
 def truth_directory(capture, out: Path, order) -> Path:
     """A tracking directory of the capture's frames ``order`` (their alpha as masks) with the TRUE parameters."""
     import cv2
