@@ -63,7 +63,7 @@ from ..data.frames import TrackedFrames
 from ..models.base import HeadModel
 from ..render.lighting import irradiance_basis
 from .heightfield import HeightIntegrator, TangentGeometry, tangent_normals
-from .texel_stream import FrameTexels, StreamOptions, TexelStream, optional_map, valid_frames
+from .texel_stream import FrameTexels, StreamOptions, TexelStream, optional_map, spread, valid_frames
 from .uvmap import UVFiller, UVTexels
 
 __all__ = ["DetailOptions", "DetailMaps", "DetailStatistics", "DetailPass", "Specular"]
@@ -251,8 +251,8 @@ class DetailPass:
         """Read every valid frame once, then solve, integrate and fill. ``progress(done, total)`` after each frame."""
         t0 = time.perf_counter()
         index = valid_frames(self.frames)
-        if self.opts.max_frames is not None and len(index) > self.opts.max_frames:
-            index = index[np.unique(np.round(np.linspace(0, len(index) - 1, self.opts.max_frames)).astype(int))]
+        if self.opts.max_frames is not None:
+            index = spread(index, self.opts.max_frames)
         stream = TexelStream(self.frames, self.model, self.texels, self.opts.stream, index)
         self.frames_read = len(index)
         for k, obs in enumerate(stream):

@@ -30,14 +30,14 @@ import torch
 from torch import Tensor
 
 from ..data.frames import TrackedFrames
-from ..errors import BadInputError
 from ..models.base import HeadModel
 from ..render.brdf import PrefilteredEnvironment, lut_lookup, reflect, specular_to_f0, split_sum_lut
 from ..render.lighting import EnvironmentMap
 from .detail import DetailOptions, DetailPass
-from .fusion import AlternatingFusion, FusionOptions, TexelObservations
+from .fusion import AlternatingFusion, FusionOptions, TexelObservations, uv_model
 from .maps import AppearanceMaps
 from .reflectance import BackgroundRays, ReflectanceFit, ReflectanceOptions, grid_environment
+from .texel_stream import spread, valid_mask
 from .uvmap import UVFiller, UVTexels
 from .visibility import LightTransfer, VertexVisibility, downsample_env, env_grid
 
@@ -110,12 +110,7 @@ def estimate_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None
     Raises:
         BadInputError: no valid frame, a frame without image or mask, a model without UVs.
     """
-    if model is None:
-        from ..models import load_head_model
-
-        model = load_head_model(frames.sequence.model)
-    if getattr(model, "uvs", None) is None or getattr(model, "uv_faces", None) is None:
-        raise BadInputError(f"head model '{frames.sequence.model}' has no UV layout to fuse colour into")
+    model = uv_model(frames, model)
     tell = progress or (lambda stage, done, total: None)
     Rw = min(options.working_resolution, options.resolution)
     fopts = replace(options.fusion, resolution=Rw)
@@ -149,7 +144,7 @@ def estimate_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None
     rough_r, spec_r = np.clip(_upsample(rough.numpy(), R), 0, 1), np.clip(_upsample(spec.numpy(), R), 0, 1)
     maps = AppearanceMaps.priors(
         albedo=np.clip(_upsample(albedo.numpy(), R), 0, 1), coverage=np.clip(_upsample(coverage.numpy(), R), 0, 1), sh=sh.astype(np.float32),
-        model=frames.sequence.model, environment=_upsample_env(env), exposure=np.where(valid_frames_mask(frames), 1.0, 0.0).astype(np.float32),
+        model=frames.sequence.model, environment=_upsample_env(env), exposure=np.where(valid_mask(frames), 1.0, 0.0).astype(np.float32),
         frame_names=[frames.name(i) for i in range(len(frames))],
         stats={"residual": float(fit.final_residual), "observed_fraction": float(fit.seen.float().mean()),
                "working_resolution": Rw, "regions_fitted": int(torch.isfinite(fit.cell_roughness).sum()), "fit_frames": int(obs.used.sum())},
@@ -160,27 +155,19 @@ def estimate_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None
     return maps
 
 
-def valid_frames_mask(frames: TrackedFrames) -> np.ndarray:
-    """(N,) bool frames with a detected face."""
-    valid = frames.sequence.valid
-    return np.ones(len(frames), bool) if valid is None else np.asarray(valid, bool)
-
-
 def _subset(frames: TrackedFrames, count: int) -> TrackedFrames:
     """``frames`` with at most ``count`` valid frames, spread evenly (the others marked invalid, so they are skipped)."""
-    valid = valid_frames_mask(frames)
-    idx = np.nonzero(valid)[0]
+    idx = np.nonzero(valid_mask(frames))[0]
     if len(idx) <= count:
         return frames
-    keep = idx[np.unique(np.round(np.linspace(0, len(idx) - 1, count)).astype(int))]
+    keep = spread(idx, count)
     seq = replace(frames.sequence, valid=np.isin(np.arange(len(frames)), keep))
     return TrackedFrames(frames.directory, sequence=seq)
 
 
 def _mean_shadow(fit_frames: TrackedFrames, model: HeadModel, transfer: LightTransfer, radiance: Tensor, count: int = 8) -> tuple[Tensor, Tensor]:
     """(V,) mean diffuse shadow factor (grey) and (V,) mean ambient occlusion of the posed head over ``count`` fit frames."""
-    idx = np.nonzero(valid_frames_mask(fit_frames))[0]
-    idx = idx[np.unique(np.round(np.linspace(0, len(idx) - 1, min(count, len(idx)))).astype(int))]
+    idx = spread(np.nonzero(valid_mask(fit_frames))[0], count)
     shadow, ao = torch.zeros(model.num_vertices), torch.zeros(model.num_vertices)
     for i in idx:
         p = fit_frames.params(int(i))

@@ -35,6 +35,7 @@ from ..render.color import srgb_encode
 from ..render.head import HeadRenderer
 from ..render.pbr import Occlusion, PBRLight, PBRMaterial, SeamMesh, render_pbr
 from .maps import AppearanceMaps
+from .texel_stream import valid_mask
 from .visibility import LightTransfer, VertexVisibility, downsample_env, env_grid
 
 __all__ = ["RerenderErrors", "rerender_errors", "pbr_light"]
@@ -89,8 +90,7 @@ def rerender_errors(track_dir, maps: AppearanceMaps, model: HeadModel, resolutio
     """
     frames = TrackedFrames(track_dir, resolution=resolution)
     seq = frames.sequence
-    valid = np.ones(len(frames), bool) if seq.valid is None else np.asarray(seq.valid, bool)
-    idx = [int(i) for i in (np.nonzero(valid)[0] if indices is None else indices)]
+    idx = [int(i) for i in (np.nonzero(valid_mask(frames))[0] if indices is None else indices)]
     if not idx:
         raise BadInputError(f"{track_dir} has no valid frame to score")
     mesh, material, light = SeamMesh.of(model), PBRMaterial.of(maps.albedo, maps.specular, maps.roughness, maps.normal), pbr_light(maps)

@@ -61,9 +61,10 @@ from ..render.camera import raster_intrinsics, world_to_clip
 from ..render.color import srgb_decode, srgb_encode
 from ..render.lighting import SH_K, irradiance_basis
 from ..render.mesh import interpolate, rasterize
+from .texel_stream import bilinear, valid_frames
 from .uvmap import UVFiller, UVTexels
 
-__all__ = ["FusionOptions", "FusionResult", "TexelObservations", "AlternatingFusion", "fuse_appearance", "albedo_psnr"]
+__all__ = ["FusionOptions", "FusionResult", "TexelObservations", "AlternatingFusion", "fuse_appearance", "uv_model", "albedo_psnr"]
 
 #: Constant-band radiance of a uniform light of radiance 1 (average irradiance pi): the grey-light normalisation.
 UNIT_DC = 1.0 / SH_K[0]
@@ -128,11 +129,7 @@ class TexelObservations:
         self.num_texels, self.num_frames = texels.count, len(frames)
         self.model, self.texels, self.opts = model, texels, options
         self.faces = model.faces.to(torch.int32).contiguous()
-        seq = frames.sequence
-        valid = np.ones(len(frames), bool) if seq.valid is None else np.asarray(seq.valid, bool)
-        idx = np.nonzero(valid)[0]
-        if len(idx) == 0:
-            raise BadInputError(f"{frames.directory} has no valid tracked frame to fuse")
+        idx = valid_frames(frames)
         self.used = np.zeros(len(frames), bool)
         self.used[idx] = True
         self.vertices = torch.zeros(len(frames), model.num_vertices, 3)
@@ -180,7 +177,7 @@ class TexelObservations:
         sel = torch.nonzero(seen)[:, 0]
         keep = cand[sel]
         img = torch.as_tensor(srgb_decode(image.astype(np.float32) / 255.0), dtype=torch.float32)
-        colour = _bilinear(img, x[sel], y[sel])
+        colour = bilinear(img, x[sel], y[sel])
         cos = cos[sel]
         view = -torch.nn.functional.normalize(Pc[sel], dim=-1) @ R  # camera frame -> world: R^T d
         return (keep, torch.full_like(keep, i), colour, irradiance_basis(Nw[keep]), cos ** 2, Nw[keep], view)
@@ -200,13 +197,6 @@ class TexelObservations:
         if e > 0:
             m = -torch.nn.functional.max_pool2d(-(m.float()[None, None]), 2 * e + 1, 1, e)[0, 0] > 0.5
         return m
-
-
-def _bilinear(img: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    """(K, 3) bilinear samples of (H, W, 3) ``img`` at pixel positions x, y (K,) (centres at integers)."""
-    H, W = img.shape[:2]
-    grid = torch.stack([x / (W - 1) * 2 - 1, y / (H - 1) * 2 - 1], -1)[None, None]
-    return torch.nn.functional.grid_sample(img.permute(2, 0, 1)[None], grid, align_corners=True, padding_mode="border")[0, :, 0].T
 
 
 class AlternatingFusion:
@@ -301,6 +291,21 @@ class AlternatingFusion:
             self.update_albedo()
 
 
+def uv_model(frames: TrackedFrames, model: Optional[HeadModel] = None) -> HeadModel:
+    """``model``, or the head model ``frames`` were tracked with (loaded), checked to have a UV layout.
+
+    Raises:
+        BadInputError: the model has no UVs to fuse colour into.
+    """
+    if model is None:
+        from ..models import load_head_model
+
+        model = load_head_model(frames.sequence.model)
+    if getattr(model, "uvs", None) is None or getattr(model, "uv_faces", None) is None:
+        raise BadInputError(f"head model '{frames.sequence.model}' has no UV layout to fuse colour into")
+    return model
+
+
 def fuse_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None, options: FusionOptions = FusionOptions(),
                     lighting: Optional[Tensor] = None) -> FusionResult:
     """Estimate one SH light and a diffuse albedo UV map from a tracking directory (see the module docstring).
@@ -314,12 +319,7 @@ def fuse_appearance(frames: TrackedFrames, model: Optional[HeadModel] = None, op
     Raises:
         BadInputError: no valid frame, a frame without image or mask, a model without UVs.
     """
-    if model is None:
-        from ..models import load_head_model
-
-        model = load_head_model(frames.sequence.model)
-    if getattr(model, "uvs", None) is None or getattr(model, "uv_faces", None) is None:
-        raise BadInputError(f"head model '{frames.sequence.model}' has no UV layout to fuse colour into")
+    model = uv_model(frames, model)
     texels = UVTexels(model, options.resolution)
     obs = TexelObservations(frames, model, texels, options)
     light_texels = None

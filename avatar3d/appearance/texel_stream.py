@@ -31,7 +31,7 @@ from ..render.color import srgb_decode
 from ..render.mesh import interpolate, rasterize
 from .uvmap import UVTexels
 
-__all__ = ["StreamOptions", "FrameTexels", "TexelStream", "valid_frames", "bilinear", "optional_map"]
+__all__ = ["StreamOptions", "FrameTexels", "TexelStream", "valid_mask", "valid_frames", "spread", "bilinear", "optional_map"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,23 @@ class FrameTexels:
         self.normal, self.tangent, self.bitangent, self.view = normal, tangent, bitangent, view
 
 
+def valid_mask(frames: TrackedFrames) -> np.ndarray:
+    """(N,) bool: the tracked frames marked valid (a face was detected); all of them when the sequence says nothing."""
+    valid = frames.sequence.valid
+    return np.ones(len(frames), bool) if valid is None else np.asarray(valid, bool)
+
+
+def spread(index: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` entries of ``index``, spread evenly over it (first and last kept)."""
+    index = np.asarray(index)
+    if len(index) <= count:
+        return index
+    return index[np.unique(np.round(np.linspace(0, len(index) - 1, count)).astype(int))]
+
+
 def valid_frames(frames: TrackedFrames) -> np.ndarray:
     """(n,) indices of the tracked frames marked valid. Raises BadInputError when there is none."""
-    seq = frames.sequence
-    valid = np.ones(len(frames), bool) if seq.valid is None else np.asarray(seq.valid, bool)
-    idx = np.nonzero(valid)[0]
+    idx = np.nonzero(valid_mask(frames))[0]
     if len(idx) == 0:
         raise BadInputError(f"{frames.directory} has no valid tracked frame to fuse")
     return idx
