@@ -9,7 +9,9 @@ The tracked directory is cached (``cache_dir("bench_appearance")/<video>-<frames
 ``avatar3d track VIDEO --max-frames N`` on a shared video, ~2-3 min). Every measurement runs in its own
 subprocess, so its peak memory (``ru_maxrss``) is its own:
 
-* ``detail R``: the light fused at 256^2 (:func:`~avatar3d.appearance.fusion.fuse_appearance`, the working
+* the main runs (R = ``--resolution`` and 2048): the whole stage, :func:`~avatar3d.appearance.estimate.estimate_appearance`,
+  timed per step as it reports progress (observations, self-shadowing, reflectance, detail), peak resident memory;
+* ``--job detail`` (used by the reference comparison): the light fused at 256^2 (:func:`~avatar3d.appearance.fusion.fuse_appearance`, the working
   resolution) on every k-th frame (``--light-frames``, default 60 of the 300), then :class:`~avatar3d.appearance.detail.DetailPass` at R^2 (albedo, coverage, displacement,
   normal), each stage timed (wall and process CPU seconds: on a shared machine the CPU time is what an idle
   machine's wall time would be, at one thread), peak resident memory;

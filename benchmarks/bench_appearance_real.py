@@ -79,7 +79,7 @@ def maps_sheet(maps, size: int = 256) -> np.ndarray:
 
 def relit_sheet(track_dir: Path, maps, model, size: int = 256) -> np.ndarray:
     """(size, 6 size, 3): a middle frame | ours | tracking's | relit under each of :data:`ENVIRONMENTS`."""
-    from avatar3d.appearance.evaluate import pbr_light
+    from avatar3d.appearance.evaluate import pbr_light, tracking_appearance
     from avatar3d.render.head import HeadRenderer
 
     frames = TrackedFrames(track_dir, resolution=size)
@@ -96,10 +96,8 @@ def relit_sheet(track_dir: Path, maps, model, size: int = 256) -> np.ndarray:
         seq = frames.sequence
         head = HeadRenderer(model, torch.as_tensor(frames.K, dtype=torch.float32), torch.as_tensor(seq.world_to_cam[0]).float(),
                             crop=size, r=size)
-        import cv2
-
-        tex = torch.as_tensor(cv2.imread(str(track_dir / "albedo.png"))[..., ::-1] / 255.0, dtype=torch.float32)
-        tiles.append(head.shade(head.raster(verts[None][:, head.vertex_ids], np.array([i])), tex, torch.as_tensor(seq.lighting).float())[0][0].clamp(0, 1).numpy())
+        tex, sh = tracking_appearance(frames)
+        tiles.append(head.shade(head.raster(verts[None][:, head.vertex_ids], np.array([i])), tex, sh)[0][0].clamp(0, 1).numpy())
         for name in ENVIRONMENTS:
             r = render_pbr(mesh, verts, cam.K, cam.world_to_cam, size, size, mat, PBRLight.of(EnvironmentMap.generated(name, 256)))
             tiles.append(srgb_encode(r.rgb).clamp(0, 1).numpy())

@@ -38,7 +38,7 @@ from .maps import AppearanceMaps
 from .texel_stream import valid_mask
 from .visibility import LightTransfer, VertexVisibility, downsample_env, env_grid
 
-__all__ = ["RerenderErrors", "rerender_errors", "pbr_light"]
+__all__ = ["RerenderErrors", "rerender_errors", "pbr_light", "tracking_appearance"]
 
 
 @dataclass
@@ -67,7 +67,7 @@ def pbr_light(maps: AppearanceMaps, width: int = 128) -> PBRLight:
                     split_sum_lut())
 
 
-def _tracking_appearance(frames: TrackedFrames) -> Optional[tuple[Tensor, Tensor]]:
+def tracking_appearance(frames: TrackedFrames) -> Optional[tuple[Tensor, Tensor]]:
     """(128, 128, 3) albedo texture in [0, 1] and (9, 3) camera-frame SH of a photometric track, or None."""
     import cv2
 
@@ -98,7 +98,7 @@ def rerender_errors(track_dir, maps: AppearanceMaps, model: HeadModel, resolutio
         rest = model(torch.as_tensor(np.asarray(seq.shape), dtype=torch.float32)[None]).vertices[0].float()
     transfer = LightTransfer(VertexVisibility(rest, model.faces), *env_grid(16), model.faces)
     radiance = torch.as_tensor(downsample_env(maps.environment_map(), 16)).float()
-    tracked = _tracking_appearance(frames)
+    tracked = tracking_appearance(frames)
     W, H = frames.width, frames.height
     head = HeadRenderer(model, torch.as_tensor(frames.K, dtype=torch.float32), torch.as_tensor(seq.world_to_cam[0], dtype=torch.float32),
                         crop=W, r=W, region="face") if tracked is not None and W == H else None
