@@ -15,7 +15,7 @@ import sys
 from . import __version__
 from .errors import Avatar3DError, os_error_sentence
 
-COMMANDS = ("info", "models", "demo", "track", "appearance", "export", "view")
+COMMANDS = ("info", "models", "demo", "track", "appearance", "avatar", "export", "view")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     debug = args.debug or bool(os.environ.get("AVATAR3D_DEBUG"))
+    name = " ".join(n for n in (args.command, getattr(args, "avatar_command", None)) if n)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -53,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
             msg = os_error_sentence(e)  # the path, not "[Errno 30] Read-only file system: '...'"
         else:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"avatar3d {args.command}: error: {msg}", file=sys.stderr)
+        print(f"avatar3d {name}: error: {msg}", file=sys.stderr)
         return 2
     except Exception as e:  # unexpected: still one line, with how to get more
         if debug:
             raise
-        print(f"avatar3d {args.command}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"avatar3d {name}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
         return 3
 
 

@@ -169,9 +169,9 @@ def test_capture_writes_crops_masks_and_flags_failures(videos_dir, tmp_path, out
     lm = cap.landmarks[0].astype(int)
     assert m[lm[:468, 1].clip(0, 511), lm[:468, 0].clip(0, 511)].mean() > 200
     assert m[:20, :20].mean() < 60
-    from avatar3d.capture.stage import _inside_mask
+    from avatar3d.data.frames import inside_mask
 
-    inside = _inside_mask(cap.boxes[0], cap.source_size, 512)
+    inside = inside_mask(cap.boxes[0], cap.source_size, 512)
     assert (m[inside == 0] == 0).all()  # black padding outside the source frame is never "person"
     iod = interocular(cap.landmarks[cap.valid])
     assert 40 < iod.mean() < 250

@@ -32,6 +32,7 @@ class FrameSet(NamedTuple):
     indices: Tensor  #: (n,) int64 frame numbers in the sequence
     images: Tensor  #: (n, H, W, 3) uint8 RGB
     masks: Tensor  #: (n, H, W) uint8 foreground (255 = head)
+    inside: Tensor  #: (n, H, W) uint8 255 where the crop shows the video, 0 on padding past the video's edge
     expression: Tensor  #: (n, E) float32
     pose: Tensor  #: (n, J, 3) float32 axis-angle
     transl: Tensor  #: (n, 3) float32 metres
@@ -53,6 +54,12 @@ class FrameSet(NamedTuple):
         m = self.masks[rows].to(device=device, dtype=torch.float32)[..., None] / 255.0
         return img * m + (1.0 - m)
 
+    def seen(self, rows: Tensor, image: Tensor) -> Tensor:
+        """(B, H, W, C) ``image`` of rows ``rows`` (B,) with the pixels the video never showed (crop padding past
+        its edge) set to white, as in :meth:`targets`: a loss or score of the result ignores them."""
+        v = self.inside[rows].to(device=image.device, dtype=image.dtype)[..., None] / 255.0
+        return image * v + (1.0 - v)
+
 
 def load_frames(frames: TrackedFrames, indices: Sequence[int], what: str = "training") -> FrameSet:
     """The frames ``indices`` of ``frames`` in memory.
@@ -63,9 +70,9 @@ def load_frames(frames: TrackedFrames, indices: Sequence[int], what: str = "trai
     idx = [int(i) for i in indices]
     if not idx:
         raise BadInputError(f"{frames.directory} has no {what} frames")
-    imgs, masks = [], []
+    imgs, masks, inside = [], [], []
     for i in idx:
-        img, msk = frames.image(i), frames.mask(i)
+        img, msk, ins = frames.image(i), frames.mask(i), frames.inside(i)
         if img is None:
             raise BadInputError(f"{frames.directory} has no image for frame {frames.name(i)} (expected images/{frames.name(i)}.png): "
                                 "an avatar trains on the tracked crops; re-run `avatar3d track`")
@@ -74,10 +81,12 @@ def load_frames(frames: TrackedFrames, indices: Sequence[int], what: str = "trai
                                 "an avatar trains on masked frames; re-run `avatar3d track`")
         imgs.append(img)
         masks.append(msk)
+        inside.append(ins if ins is not None else np.full(msk.shape, 255, np.uint8))
     seq = frames.sequence
     sel = np.asarray(idx)
     f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
     return FrameSet(torch.as_tensor(sel, dtype=torch.long), torch.as_tensor(np.stack(imgs)), torch.as_tensor(np.stack(masks)),
+                    torch.as_tensor(np.stack(inside)),
                     f(seq.expression[sel]), f(seq.pose[sel]), f(seq.transl[sel]), f(frames.K[sel]), f(seq.world_to_cam[sel]),
                     frames.width, frames.height)
 

@@ -17,7 +17,8 @@ state (fields, Adam moments, densification accumulators, the frame order and eve
 ``resume=True`` continues where one left off. The avatar directory:
 
 ==================  ==========================================================================
-``avatar.pt``       the trained avatar (:func:`load_avatar`): format, head model name, its state
+``avatar.pt``       the trained avatar (:func:`load_avatar`): format, head model name, its state, the tracking
+                    directory it was trained on (``track_dir``, absolute) and its ``resolution`` (pixels)
 ``checkpoint.pt``   the training state (:meth:`AvatarTrainer.state_dict`)
 ``train_log.csv``   step, seconds, loss, PSNR of the step's frames, Gaussians
 ==================  ==========================================================================
@@ -155,10 +156,11 @@ class AvatarTrainer:
         r = self.avatar(fs.expression[rows], fs.pose[rows], fs.transl[rows], fs.camera(rows), mouth=o.mouth_weight > 0,
                         backend=o.backend)
         target = fs.targets(rows)
-        l1 = (r.image - target).abs().mean(-1)  # (B, H, W)
+        image = fs.seen(rows, r.image)
+        l1 = (image - target).abs().mean(-1)  # (B, H, W)
         if r.mouth is not None:
             l1 = l1 * (1.0 + o.mouth_weight * r.mouth[..., 0].detach())
-        loss = l1.mean() + o.ssim_weight * (1.0 - ssim(r.image, target))
+        loss = l1.mean() + o.ssim_weight * (1.0 - ssim(image, target))
         reg = self.avatar.regulariser()
         loss = loss + sum(o.regularisers.get(k, 0.0) * v for k, v in reg.items())
         return loss, target, r
@@ -191,7 +193,7 @@ class AvatarTrainer:
             opt.step()
         self.step_count += 1
         row = {"step": float(self.step_count), "loss": float(loss.detach()),
-               "psnr": float(psnr(r.image.detach().clamp(0, 1), target)), "gaussians": float(self.avatar.num_gaussians)}
+               "psnr": float(psnr(self.frames.seen(rows, r.image.detach()).clamp(0, 1), target)), "gaussians": float(self.avatar.num_gaussians)}
         self.history.append(row)
         return row
 
@@ -329,7 +331,8 @@ def evaluate_avatar(avatar: GaussianHead, frames: FrameSet, backend: str = "auto
     se, sm, n_pix, n_mask, ps, ss = 0.0, 0.0, 0, 0, [], []
     for i in range(len(frames)):
         rows = torch.tensor([i])
-        img = avatar(frames.expression[rows], frames.pose[rows], frames.transl[rows], frames.camera(rows), backend=backend).image.clamp(0, 1)
+        img = avatar(frames.expression[rows], frames.pose[rows], frames.transl[rows], frames.camera(rows), backend=backend).image
+        img = frames.seen(rows, img).clamp(0, 1)
         tgt = frames.targets(rows)
         err = (img - tgt).square()
         m = frames.masks[rows] > 127
@@ -404,5 +407,6 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
                 last_ckpt = time.perf_counter()
     trainer.save_checkpoint(ckpt)
     _write_log(trainer.history, out / LOG_FILE)
-    save_avatar(avatar, out / AVATAR_FILE, {"init_colours": source, "steps": trainer.step_count})
+    save_avatar(avatar, out / AVATAR_FILE, {"init_colours": source, "steps": trainer.step_count,
+                                                   "track_dir": str(Path(track_dir).resolve()), "resolution": frames.width})
     return TrainResult(avatar, out, trainer.step_count, time.perf_counter() - t0, trainer.history, source, trainer.restored)

@@ -26,6 +26,7 @@ from typing import Optional
 import numpy as np
 
 from ..data.atomic import atomic_path
+from ..data.frames import CAPTURE_FILE, inside_mask
 from ..data.rundir import RunDirectory
 from ..errors import BadInputError
 from .crop import apply_crop, compute_crops, interpolate_invalid, to_crop_coords
@@ -33,8 +34,6 @@ from .landmarks import NUM_LANDMARKS, FaceLandmarker
 from .video import FrameSource, open_source
 
 __all__ = ["CaptureResult", "run_capture", "CAPTURE_FILE"]
-
-CAPTURE_FILE = "capture.npz"
 
 
 @dataclass
@@ -188,18 +187,6 @@ def run_capture(
     return res
 
 
-def _inside_mask(box: np.ndarray, source_size: tuple[int, int], resolution: int) -> np.ndarray:
-    """(R, R) 1 where the crop shows the source image, 0 on the black padding (no person there)."""
-    x0, y0, size = (int(v) for v in box)
-    W, H = source_size
-    s = resolution / size
-    m = np.zeros((resolution, resolution), np.float32)
-    c0, r0 = int(np.floor(max(0, -x0) * s)), int(np.floor(max(0, -y0) * s))
-    c1, r1 = int(np.ceil(min(size, W - x0) * s)), int(np.ceil(min(size, H - y0) * s))
-    m[max(0, r0) : max(0, r1), max(0, c0) : max(0, c1)] = 1.0
-    return m
-
-
 def write_crops(src: FrameSource, cap: CaptureResult, out: Path, progress: bool = True) -> None:
     """Pass 2: write ``images/`` (RGB crops) and ``masks/`` (8-bit foreground) for every frame."""
     import cv2
@@ -214,7 +201,7 @@ def write_crops(src: FrameSource, cap: CaptureResult, out: Path, progress: bool 
             if i >= cap.num_frames:
                 break
             crop = apply_crop(fr.image, cap.boxes[i], cap.resolution)
-            mask = seg(crop) * _inside_mask(cap.boxes[i], cap.source_size, cap.resolution)
+            mask = seg(crop) * inside_mask(cap.boxes[i], cap.source_size, cap.resolution)
             cv2.imwrite(str(out / "images" / f"{cap.names[i]}.png"), crop[..., ::-1], png)
             cv2.imwrite(str(out / "masks" / f"{cap.names[i]}.png"), np.round(mask * 255).astype(np.uint8), png)
             bar.update(1)

@@ -23,7 +23,10 @@ from ..render.camera import Camera, scale_intrinsics
 from .sequence import TrackedSequence
 from .split import Split, train_test_split
 
-__all__ = ["FrameParams", "TrackedFrame", "TrackedFrames"]
+__all__ = ["FrameParams", "TrackedFrame", "TrackedFrames", "inside_mask", "CAPTURE_FILE"]
+
+#: the capture stage's record of each crop's box in the source video (:mod:`avatar3d.capture.stage`)
+CAPTURE_FILE = "capture.npz"
 
 
 class FrameParams(NamedTuple):
@@ -130,12 +133,51 @@ class TrackedFrames:
         f = self.file("masks", i)
         return None if f is None else self._resize(_read(f, gray=True))
 
+    def inside(self, i: int) -> Optional[np.ndarray]:
+        """(H, W) uint8 255 where frame ``i``'s crop shows the source video, 0 on the black padding of a crop that
+        reaches past the video's edge (nothing was seen there: trainers and scores ignore it); None when the
+        directory has no ``capture.npz`` (a crop without padding, e.g. a rendered capture)."""
+        i = self._check(i)
+        boxes = self._boxes()
+        if boxes is None:
+            return None
+        res, source_size, box = boxes
+        return self._resize((inside_mask(box[i], source_size, res) * 255).astype(np.uint8))
+
+    def _boxes(self) -> Optional[tuple[int, tuple[int, int], np.ndarray]]:
+        """(crop resolution, source (W, H), (N, 3) boxes) from ``capture.npz``, read once; None when absent."""
+        if not hasattr(self, "_box_cache"):
+            self._box_cache = None
+            path = self.directory / CAPTURE_FILE
+            if path.is_file():
+                import json
+
+                with np.load(path) as z:
+                    meta = json.loads(str(z["meta"]))
+                    boxes = np.asarray(z["boxes"])
+                if len(boxes) == len(self) and int(meta["resolution"]) == self.sequence.width:
+                    self._box_cache = (int(meta["resolution"]), tuple(meta["source_size"]), boxes)
+        return self._box_cache
+
     def _resize(self, a: np.ndarray) -> np.ndarray:
         if a.shape[:2] == (self.height, self.width):
             return a
         import cv2
 
         return cv2.resize(a, (self.width, self.height), interpolation=cv2.INTER_AREA)
+
+
+def inside_mask(box: np.ndarray, source_size: tuple[int, int], resolution: int) -> np.ndarray:
+    """(R, R) float32 1 where the crop ``box`` = (x0, y0, size) of a source of ``source_size`` (W, H) pixels shows
+    the source image, 0 on the black padding (no person there)."""
+    x0, y0, size = (int(v) for v in box)
+    W, H = source_size
+    s = resolution / size
+    m = np.zeros((resolution, resolution), np.float32)
+    c0, r0 = int(np.floor(max(0, -x0) * s)), int(np.floor(max(0, -y0) * s))
+    c1, r1 = int(np.ceil(min(size, W - x0) * s)), int(np.ceil(min(size, H - y0) * s))
+    m[max(0, r0) : max(0, r1), max(0, c0) : max(0, c1)] = 1.0
+    return m
 
 
 def _read(path: Path, gray: bool) -> np.ndarray:
