@@ -149,3 +149,27 @@ def truth_dir(capture, tmp_path_factory) -> Path:
     from avatar3d.synthetic.relight_truth import truth_directory
 
     return truth_directory(capture, tmp_path_factory.mktemp("truth") / "track")
+
+
+@pytest.fixture(scope="session")
+def avatar_truth_dir(capture, tmp_path_factory) -> Path:
+    """The capture as a tracking directory with its TRUE parameters, frames listed even then odd (the held-out end of
+    the split holds poses between trained ones: the capture is a single head turn); read-only for tests."""
+    from avatar3d.synthetic.relight_truth import truth_directory
+
+    order = list(range(0, 24, 2)) + list(range(1, 24, 2))
+    return truth_directory(capture, tmp_path_factory.mktemp("avatar_truth") / "track", order)
+
+
+@pytest.fixture(scope="session")
+def tiny_avatar(avatar_truth_dir, tmp_path_factory) -> Path:
+    """An avatar directory trained for seconds on :func:`avatar_truth_dir` (64 px, ~3k Gaussians, 40 steps): for the
+    bookkeeping of render / eval / export / view, not for quality; read-only for tests."""
+    from avatar3d._tensor import torch_threads
+    from avatar3d.avatar.model import HeadInit
+    from avatar3d.avatar.train import AvatarOptions, train_avatar
+
+    out = tmp_path_factory.mktemp("tiny_avatar") / "avatar"
+    with torch_threads(1):
+        train_avatar(avatar_truth_dir, out, AvatarOptions(resolution=64, iterations=40, init=HeadInit(uv_resolution=24), densify=None))
+    return out

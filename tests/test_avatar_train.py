@@ -36,35 +36,14 @@ from avatar3d.avatar.model import HeadInit
 from avatar3d.avatar.strategy import DensifyOptions
 from avatar3d.avatar.train import AVATAR_FILE, CHECKPOINT_FILE, LOG_FILE, AvatarOptions, AvatarTrainer, evaluate_avatar, load_avatar, prepare, train_avatar
 from avatar3d.data.frames import TrackedFrames
-from avatar3d.data.sequence import TrackedSequence
 from avatar3d.errors import BadInputError
-
-
-def truth_directory(capture, out: Path, order) -> Path:
-    """A tracking directory of the capture's frames ``order`` (their alpha as masks) with the TRUE parameters."""
-    import cv2
-
-    (out / "images").mkdir(parents=True)
-    (out / "masks").mkdir()
-    P, frames = capture.parameters(), capture.frames()
-    alpha = capture.linear()[1]
-    order = np.asarray(order)
-    names = [f"{i:06d}" for i in order]
-    for i, nm in zip(order, names):
-        cv2.imwrite(str(out / "images" / f"{nm}.png"), frames[i][..., ::-1])
-        cv2.imwrite(str(out / "masks" / f"{nm}.png"), np.round(np.clip(alpha[i], 0, 1) * 255).astype(np.uint8))
-    n = len(order)
-    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
-    TrackedSequence(model="builtin", model_version="truth", fps=30.0, shape=f32(P["shape"]), expression=f32(P["expression"][order]),
-                    pose=f32(P["pose"][order]), transl=f32(P["transl"][order]), K=f32(np.repeat(P["K"][None], n, 0)),
-                    world_to_cam=f32(np.repeat(P["world_to_cam"][None], n, 0)), width=frames.shape[2], height=frames.shape[1],
-                    frame_names=names).save(out)
-    return out
+from avatar3d.synthetic.relight_truth import truth_directory
 
 
 @pytest.fixture(scope="module")
-def truth_dir(capture, tmp_path_factory):
-    return truth_directory(capture, tmp_path_factory.mktemp("avatar_truth"), list(range(0, 24, 2)) + list(range(1, 24, 2)))
+def truth_dir(avatar_truth_dir):
+    """Here the interleaved capture (conftest's ``avatar_truth_dir``)."""
+    return avatar_truth_dir
 
 
 def _tiny(iterations: int, **kw) -> AvatarOptions:

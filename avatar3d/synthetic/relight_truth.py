@@ -181,9 +181,11 @@ def relight_scores(maps, capture, truth: RelightTruth, model, downsample: int = 
     return out
 
 
-def truth_directory(capture, out: Path) -> Path:
+def truth_directory(capture, out: Path, order: Optional[Sequence[int]] = None) -> Path:
     """A tracking directory in ``out`` holding the capture's frames, alpha masks and TRUE parameters (the
-    reflectance fit without tracking errors)."""
+    reflectance fit without tracking errors); ``order``: the capture's frames to list, in this order (default all,
+    in order; frame names keep the capture's numbers), e.g. even then odd frames so that the held-out end of the
+    split (:mod:`avatar3d.data.split`) holds poses between trained ones."""
     import cv2
 
     from ..data.sequence import TrackedSequence
@@ -193,13 +195,15 @@ def truth_directory(capture, out: Path) -> Path:
     (out / "masks").mkdir()
     P, frames = capture.parameters(), capture.frames()
     alpha = capture.linear()[1]
-    n = len(frames)
-    for i in range(n):
-        cv2.imwrite(str(out / "images" / f"{i:06d}.png"), frames[i][..., ::-1])
-        cv2.imwrite(str(out / "masks" / f"{i:06d}.png"), np.round(np.clip(alpha[i], 0, 1) * 255).astype(np.uint8))
+    order = np.arange(len(frames)) if order is None else np.asarray(order)
+    names = [f"{i:06d}" for i in order]
+    for i, nm in zip(order, names):
+        cv2.imwrite(str(out / "images" / f"{nm}.png"), frames[i][..., ::-1])
+        cv2.imwrite(str(out / "masks" / f"{nm}.png"), np.round(np.clip(alpha[i], 0, 1) * 255).astype(np.uint8))
+    n = len(order)
     f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
     TrackedSequence(model=capture.spec.model, model_version="truth", fps=capture.spec.fps, shape=f32(P["shape"]),
-                    expression=f32(P["expression"]), pose=f32(P["pose"]), transl=f32(P["transl"]),
+                    expression=f32(P["expression"][order]), pose=f32(P["pose"][order]), transl=f32(P["transl"][order]),
                     K=f32(np.repeat(P["K"][None], n, 0)), world_to_cam=f32(np.repeat(P["world_to_cam"][None], n, 0)),
-                    width=frames.shape[2], height=frames.shape[1], frame_names=[f"{i:06d}" for i in range(n)]).save(out)
+                    width=frames.shape[2], height=frames.shape[1], frame_names=names).save(out)
     return out
