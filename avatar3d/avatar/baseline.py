@@ -134,7 +134,9 @@ class TrackerBaseline:
 
     @torch.no_grad()
     def __call__(self, vertices: Tensor, camera: Camera, frame: int) -> Tensor:
-        ras = self.renderer.raster(vertices.float()[None], np.array([frame]))
+        # in sub-mesh order: with every triangle drawn the sub-mesh has all V vertices, permuted (by skinning group),
+        # so HeadRenderer cannot tell model vertices from sub-mesh ones by their count
+        ras = self.renderer.raster(vertices.float()[None][:, self.renderer.vertex_ids], np.array([frame]))
         img, cover = self.renderer.shade(ras, self.albedo, self.sh)
         return (img[0] + (1.0 - cover[0])).clamp(0, 1)  # shade's image is on black, coverage antialiased
 
