@@ -143,6 +143,28 @@ def test_self_reenactment_matches_the_own_track(src, avatar_truth_dir):
     assert cross.names == own.names
     assert torch.allclose(cross.pose, own.pose, atol=1e-5) and torch.allclose(cross.transl, own.transl, atol=1e-6)
     assert torch.allclose(cross.K, own.K) and torch.equal(cross.expression, own.expression)
+    by_file = build_drive(src, DriveRequest(drive=avatar_truth_dir / "params.npz", frames=slice(0, 4)))
+    assert torch.equal(by_file.pose, cross.pose) and torch.equal(by_file.transl, cross.transl)
+
+
+def test_reenactment_is_seen_from_the_drivers_camera(src, tmp_path):
+    """The same performance described in a world turned by Q (its camera turned with it) drives the avatar the same way:
+    head rotation and motion are carried over as the driver's camera saw them."""
+    from avatar3d.geometry import axis_angle_to_matrix_np, matrix_to_axis_angle_np
+
+    seq = TrackedSequence.load(src.track_dir)
+    Q = axis_angle_to_matrix_np(np.array([0.3, -0.5, 0.2]))
+    j0 = src.avatar.head_model(shape=torch.as_tensor(seq.shape)[None]).joints[0, 0].double().numpy()  # root joint
+    # v' = Q v: R' = Q R, t' = Q (j0 + t) - j0 (the model turns about its root joint), world_to_cam' = world_to_cam Q^T
+    seq.pose[:, 0] = matrix_to_axis_angle_np(Q[None] @ axis_angle_to_matrix_np(seq.pose[:, 0]))
+    seq.transl = ((Q @ (j0 + seq.transl.astype(np.float64)).T).T - j0).astype(np.float32)
+    w2c = seq.world_to_cam.astype(np.float64)
+    w2c[:, :3, :3] = w2c[:, :3, :3] @ Q.T
+    seq.world_to_cam = w2c.astype(np.float32)
+    turned = seq.save(tmp_path / "turned").parent
+    own = build_drive(src, DriveRequest(frames=slice(0, 6)))
+    cross = build_drive(src, DriveRequest(drive=turned, frames=slice(0, 6)))
+    assert torch.allclose(cross.pose, own.pose, atol=1e-4) and torch.allclose(cross.transl, own.transl, atol=1e-5)
 
 
 def test_cross_reenactment_keeps_the_avatar_position(src, tmp_path):
