@@ -74,6 +74,18 @@ def test_same_values_as_gsplats_exporter(tmp_path):
     assert torch.allclose(back.sh_rest, c.sh_rest) and torch.allclose(back.means, c.means)
 
 
+def test_sh_colours_match_gsplats(tmp_path):
+    """The file's SH mean what gsplat makes of them: its PyTorch SH evaluation (the reference of its CUDA kernel), + 0.5,
+    clamped at 0, with directions from the camera centre to each mean."""
+    impl = pytest.importorskip("gsplat.cuda._torch_impl")
+    c = read_gaussian_ply(write_gaussian_ply(tmp_path / "a.ply", _cloud(200)))
+    centre = torch.tensor([0.3, -0.2, 2.5])
+    coeffs = torch.cat([c.sh_dc[:, None], c.sh_rest], 1)  # (N, 4, 3): gsplat's [sh0, shN]
+    theirs = torch.clamp_min(impl._spherical_harmonics(1, c.means - centre, coeffs) + 0.5, 0.0)
+    assert torch.allclose(c.colours(centre), theirs, atol=1e-5)
+    assert (c.colours(centre) - c.colours(-centre)).abs().max() > 0.1  # the view dependence is exercised
+
+
 def _render_cloud(cloud: GaussianCloud, camera) -> torch.Tensor:
     """(H, W, 3) the file's Gaussians rasterized as a 3DGS viewer would: activations, SH colours, over white."""
     K, w2c = camera.raster_K.reshape(1, 3, 3), camera.world_to_cam.reshape(1, 4, 4)
