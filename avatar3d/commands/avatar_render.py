@@ -21,8 +21,7 @@ def run(args: argparse.Namespace) -> int:
     background = parse_background(args.background)
     r = render_avatar(args.avatar_dir, args.out, request, video=args.video, background=background, progress=not args.quiet)
     what = str(r.files[0]) if args.video else f"{len(r.files)} PNGs to {r.out}"
-    fps = r.frames / r.render_seconds if r.render_seconds > 0 else float("inf")
-    print(f"wrote {what}: {r.frames} frames at {r.width}x{r.height}, {fps:.1f} frames/s rendering, {r.seconds:.1f} s in all")
+    print(f"wrote {what}: {r.frames} frames at {r.width}x{r.height} in {r.seconds:.1f} s ({r.render_seconds:.1f} s rendering)")
     return 0
 
 
