@@ -14,8 +14,8 @@ Protocol (also written into every ``metrics.json``):
   scikit-image's numbers) per frame on the full crop, averaged over the frames (the published avatar papers'
   convention).
 * **face** PSNR / SSIM: the same, restricted to the face region: pixels where the tracked mesh's front-most
-  triangle is one of the head model's face triangles (facial skin and lips, eyeballs, mouth interior, teeth;
-  :class:`~.baseline.FaceRegion`), inside the frame's mask (> 50%) and seen by the video. Face PSNR is the mean
+  triangle is one of the head model's face triangles (facial skin and lips without ears and neck, eyeballs, eye
+  sockets, mouth interior, teeth; :class:`~.baseline.FaceRegion`), inside the frame's mask (> 50%) and seen by the video. Face PSNR is the mean
   squared error over those pixels; face SSIM the mean of the SSIM map (each pixel's window centred on it; the
   5-pixel border that no whole window reaches is left out) over them. A frame without a face pixel has none.
 * **LPIPS** (AlexNet, inputs scaled to [-1, 1]) on the full crop, only when the ``lpips`` package and the
@@ -75,8 +75,8 @@ PROTOCOL = {
     "psnr": "dB, peak 1, mean squared error over all pixels and the 3 channels of a frame; mean over the frames",
     "ssim": "11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, population covariances, over the window's valid part "
             "(scikit-image's structural_similarity numbers); mean over the frames",
-    "face": "pixels whose front-most triangle of the tracked mesh is in the head model's face regions (facial skin and lips, "
-            "eyeballs, mouth interior, teeth), inside the mask (> 50%) and seen by the video; face_psnr: PSNR over them; "
+    "face": "pixels whose front-most triangle of the tracked mesh is in the head model's face regions (facial skin and lips "
+            "without ears and neck, eyeballs, eye sockets, mouth interior, teeth), inside the mask (> 50%) and seen by the video; face_psnr: PSNR over them; "
             "face_ssim: the SSIM map averaged over them (5-pixel border excluded); frames without face pixels are skipped",
     "lpips": "LPIPS AlexNet (lpips package), inputs in [-1, 1], full crop; only with weights already on this machine (never downloaded)",
     "baseline": "the tracked mesh with the best texture of the tracking directory (appearance maps under the capture light, "
