@@ -302,8 +302,10 @@ def evaluate_run(avatar_dir: Union[str, Path], track_dir: Union[str, Path, None]
 
 
 def _score(avatar: GaussianHead, fs: FrameSet, baseline: Optional[MeshBaseline], lpips, keep: bool,
-           backend: str) -> tuple[Scores, Optional[Scores], list[np.ndarray]]:
-    """Render and score every frame of ``fs`` (avatar, baseline); the comparison panels when ``keep``."""
+           backend: str) -> tuple[Scores, Optional[Scores], list[bytes]]:
+    """Render and score every frame of ``fs`` (avatar, baseline); the comparison images (PNG bytes) when ``keep``."""
+    from ..data.atomic import png_bytes
+
     face_region = FaceRegion(avatar.head_model)
     rows_a, rows_b, panels = [], [], []
     for r in range(len(fs)):
@@ -321,7 +323,7 @@ def _score(avatar: GaussianHead, fs: FrameSet, baseline: Optional[MeshBaseline],
             base = fs.seen(rows, baseline(verts, cam, int(fs.indices[r]))[None])[0]
             rows_b.append(frame_scores(base, tgt, face, lpips))
         if keep:
-            panels.append(_panel(tgt, img, base))
+            panels.append(png_bytes(_panel(tgt, img, base)))  # encoded at once: a long clip's panels stay small
     return _scores(rows_a, lpips is not None), (_scores(rows_b, lpips is not None) if baseline is not None else None), panels
 
 
@@ -368,12 +370,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write(run, result: EvalResult, meta: dict[str, Any], frames: str, panels: list[np.ndarray]) -> None:
+def _write(run, result: EvalResult, meta: dict[str, Any], frames: str, panels: list[bytes]) -> None:
     """metrics.json and the images at once (all or nothing), then the previous run's images that are not rewritten go."""
-    from ..data.atomic import png_bytes, write_all
+    from ..data.atomic import write_all
 
     files: dict[Path, Any] = {result.path: (json.dumps(metrics_json(result, meta, frames), indent=1, allow_nan=False) + "\n").encode()}
-    files.update({p: png_bytes(img) for p, img in zip(result.images, panels)})
+    files.update(zip(result.images, panels))
     old = (run.stage(STAGE) or {}).get("files", [])
     write_all(files)
     for rel in old:
