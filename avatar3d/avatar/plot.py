@@ -53,7 +53,7 @@ def write_curve(history: Sequence[dict[str, float]], path: str | Path, title: st
         if np.isfinite(loss).any() and np.nanmin(loss) > 0:
             ax.set_yscale("log")
     ax.set_xlabel("wall time (minutes)")
-    ax.set_ylabel("loss (L1 + D-SSIM + regularisers)", color="tab:blue")
+    ax.set_ylabel("loss", color="tab:blue")
     ax2.set_ylabel("PSNR of the step's frames (dB)", color="tab:red")
     ax.grid(True, alpha=0.3)
     fig.suptitle(_title(title, history))
