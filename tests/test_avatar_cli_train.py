@@ -243,7 +243,7 @@ def test_presets_set_size_and_schedule_and_flags_override_them():
     assert 0 < quick.densify.refine_start < quick.densify.refine_stop < quick.iterations
     mine = preset_options("quick", resolution=128, iterations=3000, backend="cpu")
     assert mine.resolution == 128 and mine.iterations == 3000 and mine.backend == "cpu"
-    assert mine.densify.refine_stop == 2 * quick.densify.refine_stop  # the schedule scales with the iterations
+    assert mine.densify.refine_stop == round(PRESETS["quick"].densify_stop * 3000)  # the schedule scales with the iterations
     longer = resume_options(quick, iterations=3000)
     assert longer.densify == mine.densify and longer.resolution == 256
     assert resume_options(quick, progress=True) == replace(quick, progress=True)

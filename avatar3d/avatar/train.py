@@ -14,14 +14,18 @@ Safety: a step whose loss is not finite, or that leaves a parameter non-finite, 
 in-memory snapshot (taken every ``snapshot_every`` steps) and the run continues; checkpoints
 (``checkpoint.pt``, written atomically every ``checkpoint_every_s`` seconds and at the end) hold the whole
 state (fields, Adam moments, densification accumulators, the frame order and every random generator), so
-``resume=True`` continues where one left off. The avatar directory:
+``resume=True`` continues where one left off. The avatar directory (a :class:`~avatar3d.data.rundir.RunDirectory`:
+one run at a time; an earlier run's avatar is replaced only on request, and only once the new one is finished):
 
-==================  ==========================================================================
-``avatar.pt``       the trained avatar (:func:`load_avatar`): format, head model name, its state, the tracking
-                    directory it was trained on (``track_dir``, absolute) and its ``resolution`` (pixels)
-``checkpoint.pt``   the training state (:meth:`AvatarTrainer.state_dict`)
-``train_log.csv``   step, seconds, loss, PSNR of the step's frames, Gaussians
-==================  ==========================================================================
+====================  ==========================================================================
+``avatar.pt``         the trained avatar (:func:`load_avatar`): format, head model name, its state, the tracking
+                      directory it was trained on (``track_dir``, absolute), its ``resolution`` (pixels), ``steps``,
+                      ``preset`` and ``iterations`` asked, and every ``options`` field (``asdict``)
+``checkpoint.pt``     the training state (:meth:`AvatarTrainer.state_dict`) with ``track_dir``, ``resolution`` and
+                      ``init_colours``
+``train_log.csv``     step, seconds (wall, counting on over resumed runs), loss, PSNR of the step's frames, Gaussians
+``train_curve.png``   loss and PSNR against wall time (:mod:`.plot`), redrawn with every checkpoint
+====================  ==========================================================================
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -105,13 +110,20 @@ class AvatarOptions:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AvatarOptions":
         """The options ``asdict`` wrote (a checkpoint's); fields this version lacks are dropped, new ones take defaults."""
-        known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        if isinstance(kw.get("init"), dict):
-            kw["init"] = HeadInit(**{k: v for k, v in kw["init"].items() if k in {f.name for f in fields(HeadInit)}})
-        if isinstance(kw.get("densify"), dict):
-            kw["densify"] = DensifyOptions(**{k: v for k, v in kw["densify"].items() if k in {f.name for f in fields(DensifyOptions)}})
-        return cls(**kw)
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    """Dataclass ``cls`` from ``asdict`` output, nested dataclass fields (``X`` or ``Optional[X]``) rebuilt too."""
+    hints = typing.get_type_hints(cls)
+    kw = {}
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        v, t = d[f.name], hints[f.name]
+        inner = [a for a in typing.get_args(t) if is_dataclass(a)] or ([t] if is_dataclass(t) else [])
+        kw[f.name] = _from_dict(inner[0], v) if inner and isinstance(v, dict) else v
+    return cls(**kw)
 
 
 @dataclass
@@ -461,10 +473,11 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
     with RunDirectory(out):
         state = _resume_state(out, resume, restart)
         frames, model, train = prepare(track_dir, options)
-        run = {"track_dir": str(track_dir), "resolution": frames.width}
         if state is not None:
             _check_resumable(state, out / CHECKPOINT_FILE, model, track_dir, frames.width)
-        avatar, source = _initial_avatar(track_dir, frames, model, train, options)
+        avatar, source = _initial_avatar(track_dir, frames, model, train, options, project=state is None)
+        source = state.get("init_colours", source) if state is not None else source
+        run = {"track_dir": str(track_dir), "resolution": frames.width, "init_colours": source}
         trainer = AvatarTrainer(avatar, train, options)
         if state is not None:
             trainer.load_state_dict(state)
@@ -474,20 +487,21 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         start = trainer.step_count
         _loop(trainer, out, run, t0)
         _save_progress(trainer, out, run)
-        save_avatar(avatar, out / AVATAR_FILE, {"init_colours": source, "steps": trainer.step_count, **run, "preset": options.preset,
+        save_avatar(avatar, out / AVATAR_FILE, {**run, "steps": trainer.step_count, "preset": options.preset,
                                                 "iterations": options.iterations, "options": asdict(options)})
     return TrainResult(avatar, out, trainer.step_count, time.perf_counter() - t0, trainer.history, source, trainer.restored,
                        start, options)
 
 
-def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, train: FrameSet,
-                    options: AvatarOptions) -> tuple[GaussianHead, str]:
-    """The Gaussians before the first step and where their colours came from."""
+def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, train: FrameSet, options: AvatarOptions,
+                    project: bool = True) -> tuple[GaussianHead, str]:
+    """The Gaussians before the first step and where their colours came from (``project=False``: no projection of the
+    frames, for a run whose checkpoint replaces every field anyway)."""
     texture, source = initial_texture(track_dir)
     torch.manual_seed(options.seed)
     avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, options=options.init,
                                      expr_index=driving_expressions(train.expression, options.blendshapes))
-    if options.backproject:
+    if options.backproject and project:
         colours, seen = backproject_colours(avatar, train, backend=options.backend)
         avatar.appearance.set_base_colour(avatar.params, colours, seen > 0)
         source = f"frames ({int((seen > 0).sum())} of {avatar.num_gaussians} Gaussians seen), else {source}"
@@ -509,7 +523,7 @@ def _loop(trainer: AvatarTrainer, out: Path, run: dict[str, Any], t0: float) -> 
             row = trainer.step()
             row["seconds"] = offset + time.perf_counter() - t0
             if bar.bar is not None and math.isfinite(row["loss"]):
-                bar.bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.2f}", n=int(row["gaussians"]), refresh=False)
+                bar.bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.2f} dB", gaussians=int(row["gaussians"]), refresh=False)
             bar.update()
             if time.perf_counter() - last_save > options.checkpoint_every_s:
                 _save_progress(trainer, out, run)
