@@ -131,6 +131,16 @@ def test_bad_avatars_are_one_sentence(tiny_avatar, tmp_path, capsys):
     assert main(["view", str(foreign), "--screenshot", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "head model" in err and "cannot be loaded" in err
+    # Its tracking directory gone: the avatar alone, neutral, through a frontal camera at --size; no timeline.
+    state = torch.load(tiny_avatar / "avatar.pt", map_location="cpu", weights_only=False)
+    state["track_dir"] = str(tmp_path / "moved_away")
+    (tmp_path / "alone").mkdir()
+    torch.save(state, tmp_path / "alone" / "avatar.pt")
+    alone = _shot(tmp_path, tmp_path / "alone", "alone", "--size", "96x80")
+    assert alone.shape == (80, 96, 3) and _covered(alone)[30:50, 38:58].all() and not _covered(alone)[:, :5].any()
+    assert main(["view", str(tmp_path / "alone"), "--screenshot", str(tmp_path / "x.png"), "--frame", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "moved_away is no longer there" in err
     assert main(["view", str(tiny_avatar), "--screenshot", str(tmp_path / "x.png"), "--wireframe"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--wireframe" in err and "Gaussian avatar" in err

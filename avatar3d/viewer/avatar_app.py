@@ -22,9 +22,9 @@ from typing import Optional
 import numpy as np
 
 from .app import DEFAULT_WINDOW, ViewerApp
-from .gaussians import AvatarRenderer, AvatarSource, start_camera
+from .gaussians import AvatarRenderer, AvatarSource, avatar_params, start_camera
 from .params import set_value, slider_specs
-from .shot import ViewOptions, initial_params
+from .shot import ViewOptions
 
 __all__ = ["AvatarViewerApp", "run_avatar_app"]
 
@@ -46,7 +46,7 @@ class AvatarViewerApp(ViewerApp):
         self.o3d, gui = o3d, o3d.visualization.gui
         self.gui = gui
         self.av, self.source, self.model = av, av.source, av.source.model
-        self.params = initial_params(self.source, opts)
+        self.params = avatar_params(av, opts)
         self.specs = [s for s in slider_specs(self.model) if s.kind != "shape"]
         self.shape_std = self.model.shape_std.detach().cpu().numpy()
         self.frame = opts.frame or 0

@@ -28,6 +28,7 @@ import torch
 from ..avatar.model import GaussianHead
 from ..avatar.train import AVATAR_FILE, load_avatar
 from ..data.frames import TrackedFrames
+from ..data.sequence import PARAMS_FILE
 from ..errors import BadInputError
 from ..render.camera import Camera
 from ..render.camera_builders import frontal
@@ -37,7 +38,7 @@ from .params import HeadParams
 from .shot import ViewOptions, initial_params
 from .source import ViewerSource
 
-__all__ = ["AvatarSource", "AvatarRenderer", "is_avatar_dir", "open_avatar", "start_camera", "render_avatar_view", "check_avatar_options",
+__all__ = ["AvatarSource", "AvatarRenderer", "is_avatar_dir", "open_avatar", "start_camera", "avatar_params", "render_avatar_view", "check_avatar_options",
            "BACKGROUND"]
 
 #: background of avatar pictures: white, what avatars are trained and rendered over (their edges blend into it)
@@ -58,6 +59,7 @@ class AvatarSource:
     avatar: GaussianHead
     source: ViewerSource
     directory: Path  #: the avatar directory
+    recorded_track: Optional[str] = None  #: the tracking directory ``avatar.pt`` names (None: it names none)
 
     @property
     def centre(self) -> np.ndarray:
@@ -66,8 +68,8 @@ class AvatarSource:
         return head_box(self.avatar, p).mean(0)
 
 
-def _track_dir(path: Path) -> Optional[Path]:
-    """The tracking directory ``avatar.pt`` records, when it still holds a tracked sequence; else None.
+def _recorded_track(path: Path) -> Optional[str]:
+    """The tracking directory ``avatar.pt`` records (it may have moved since), or None.
 
     ``load_avatar`` has already checked the file, so a plain tensor-safe read of its small metadata suffices.
     """
@@ -76,9 +78,7 @@ def _track_dir(path: Path) -> Optional[Path]:
     except Exception:  # older pickles with other objects: view the avatar without its timeline
         return None
     track = record.get("track_dir") if isinstance(record, dict) else None
-    if not isinstance(track, str) or not (Path(track) / "params.npz").is_file():
-        return None
-    return Path(track)
+    return track if isinstance(track, str) else None
 
 
 def open_avatar(directory: str | Path) -> AvatarSource:
@@ -86,14 +86,14 @@ def open_avatar(directory: str | Path) -> AvatarSource:
     directory = Path(directory)
     avatar = load_avatar(directory).eval()
     model = avatar.head_model
-    track = _track_dir(directory / AVATAR_FILE)
+    track = _recorded_track(directory / AVATAR_FILE)
     frames = None
-    if track is not None:
+    if track is not None and (Path(track) / PARAMS_FILE).is_file():
         frames = TrackedFrames(track)
         seq = frames.sequence
         if seq.expression.shape[1] != model.num_expression or seq.pose.shape[1] != model.num_joints:
             frames = None  # a different head model's tracking now sits there: show the avatar without it
-    return AvatarSource(avatar, ViewerSource(model, str(directory), frames), directory)
+    return AvatarSource(avatar, ViewerSource(model, str(directory), frames), directory, track)
 
 
 @torch.no_grad()
@@ -172,6 +172,15 @@ def check_avatar_options(opts: ViewOptions) -> None:
                             "(view the tracking directory for the mesh)")
 
 
+def avatar_params(av: AvatarSource, opts: ViewOptions) -> HeadParams:
+    """The parameters a session starts from (:func:`~.shot.initial_params`: the frame, parameter file, ``--set``);
+    one sentence when ``--frame`` asks for a frame of a tracking directory that is gone."""
+    if opts.frame is not None and av.source.sequence is None:
+        where = f"its tracking directory {av.recorded_track} is no longer there" if av.recorded_track else "it records no tracking directory"
+        raise BadInputError(f"--frame picks a frame of the tracked sequence {av.directory} was trained on, but {where}")
+    return initial_params(av.source, opts)
+
+
 def render_avatar_view(av: AvatarSource, opts: ViewOptions, renderer: Optional[AvatarRenderer] = None) -> np.ndarray:
     """One headless screenshot: (H, W, 3) uint8 of the avatar at ``opts`` (frame, parameter file, ``--set``; the
     tracking camera at crop size for an avatar with its sequence, else a frontal one at ``opts.width`` x
@@ -180,7 +189,7 @@ def render_avatar_view(av: AvatarSource, opts: ViewOptions, renderer: Optional[A
     check_avatar_options(opts)
     if not 0.0 <= opts.overlay <= 1.0:
         raise BadInputError(f"--overlay expects an opacity between 0 and 1, got {opts.overlay}")
-    params = initial_params(av.source, opts)
+    params = avatar_params(av, opts)
     orbit = start_camera(av, params, opts.frame, (opts.width, opts.height))
     orbit.yaw = float(opts.yaw)
     w, h = orbit.size
