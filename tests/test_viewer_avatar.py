@@ -69,6 +69,25 @@ def test_screenshot_shows_the_head_and_follows_expression_and_yaw(tiny_avatar, a
     assert beside.shape[1] == 2 * neutral.shape[1] and np.abs(beside[:, neutral.shape[1]:] - neutral).max() == 0
     video = np.asarray(Image.open(sorted((avatar_truth_dir / "images").iterdir())[0]).convert("RGB")).astype(float)
     assert np.abs(beside[:, : neutral.shape[1]] - video).mean() < 1.0
+    # --overlay 1: the avatar over the video by its coverage (the video where there are no Gaussians).
+    over = _shot(tmp_path, tiny_avatar, "overlay", "--overlay", "1")
+    solid, empty = _covered(neutral) & mask, ~_covered(neutral) & ~mask
+    assert np.abs(over - neutral)[solid].mean() < 12 and np.abs(over - video)[empty].mean() < 2
+
+
+def test_mesh_screenshot_yaw_circles_the_camera(tmp_path):
+    from avatar3d.errors import Avatar3DError
+    from avatar3d.viewer.headless import check_offscreen_support
+
+    try:
+        check_offscreen_support()
+    except Avatar3DError as e:
+        pytest.skip(str(e))
+    front = _shot(tmp_path, Path("builtin"), "front", "--size", "96")
+    side = _shot(tmp_path, Path("builtin"), "side", "--size", "96", "--yaw", "60")
+    sil_f, sil_s = (np.abs(x - x[2, 2]).sum(2) > 12 for x in (front, side))
+    assert sil_f[48, 48] and sil_s[48, 48], "the head stays in the middle"
+    assert (sil_f ^ sil_s).mean() > 0.03, "a side view has another silhouette"
 
 
 def test_renderer_is_the_avatars_own_render_and_reuses_its_pose(tiny_avatar):
