@@ -94,7 +94,7 @@ def test_renderer_is_the_avatars_own_render_and_reuses_its_pose(tiny_avatar):
     av = open_avatar(tiny_avatar)
     assert av.source.num_frames == 24  # the timeline: the avatar's tracking directory
     p = initial_params(av.source, ViewOptions(frame=3))
-    orbit = start_camera(av, p, 3, (64, 64))
+    orbit = start_camera(av, 3, (64, 64))
     K, w2c = orbit.matrices(160, 120)
     r = AvatarRenderer(av.avatar)
     img, alpha = r.render(p, K, w2c, 160, 120)

@@ -51,7 +51,7 @@ class AvatarViewerApp(ViewerApp):
         self.shape_std = self.model.shape_std.detach().cpu().numpy()
         self.frame = opts.frame or 0
         self.renderer = AvatarRenderer(av.avatar)
-        self.orbit = start_camera(av, self.params, self.frame, self.INITIAL_VIEW)
+        self.orbit = start_camera(av, self.frame, self.INITIAL_VIEW)
         self.orbit.yaw = float(opts.yaw)
         self.interactive_scale = float(interactive_scale)
         self.playing = False

@@ -61,12 +61,6 @@ class AvatarSource:
     directory: Path  #: the avatar directory
     recorded_track: Optional[str] = None  #: the tracking directory ``avatar.pt`` names (None: it names none)
 
-    @property
-    def centre(self) -> np.ndarray:
-        """(3,) the middle of the head's box at the first frame (or neutral): what the camera orbits."""
-        p = self.source.frame_params(0) if self.source.sequence is not None else HeadParams.neutral(self.source.model)
-        return head_box(self.avatar, p).mean(0)
-
 
 def _recorded_track(path: Path) -> Optional[str]:
     """The tracking directory ``avatar.pt`` records (it may have moved since), or None.
@@ -151,14 +145,16 @@ class AvatarRenderer:
         return (img[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), alpha[0, ..., 0].numpy()
 
 
-def start_camera(av: AvatarSource, params: HeadParams, frame: Optional[int], size: tuple[int, int]) -> OrbitCamera:
-    """The view a session starts from: frame ``frame``'s tracking camera (crop size) for an avatar with its
-    sequence, else a frontal camera framing the head at ``size`` (width, height)."""
+def start_camera(av: AvatarSource, frame: Optional[int], size: tuple[int, int]) -> OrbitCamera:
+    """The view a session starts from, turning about the middle of the head's box at frame ``frame`` as tracked
+    (or neutral): that frame's tracking camera (crop size) for an avatar with its sequence, else a frontal camera
+    framing the neutral head at ``size`` (width, height). Expressions and joints set by hand never move it."""
     src = av.source
+    base = src.frame_params(frame or 0) if src.sequence is not None else HeadParams.neutral(src.model)
+    lo, hi = head_box(av.avatar, base)
     if src.sequence is not None:
         K, w2c, w, h = src.frame_camera(frame or 0)
-        return OrbitCamera(K, w2c, (w, h), av.centre)
-    lo, hi = head_box(av.avatar, params)
+        return OrbitCamera(K, w2c, (w, h), (lo + hi) / 2)
     cam = frontal(np.stack([lo, hi]), size[0], size[1])
     return OrbitCamera(cam.K.numpy(), cam.world_to_cam.numpy(), size, (lo + hi) / 2)
 
@@ -190,7 +186,7 @@ def render_avatar_view(av: AvatarSource, opts: ViewOptions, renderer: Optional[A
     if not 0.0 <= opts.overlay <= 1.0:
         raise BadInputError(f"--overlay expects an opacity between 0 and 1, got {opts.overlay}")
     params = avatar_params(av, opts)
-    orbit = start_camera(av, params, opts.frame, (opts.width, opts.height))
+    orbit = start_camera(av, opts.frame, (opts.width, opts.height))
     orbit.yaw = float(opts.yaw)
     w, h = orbit.size
     K, w2c = orbit.matrices()
