@@ -17,7 +17,7 @@ from PIL import Image
 from avatar3d._tensor import torch_threads
 from avatar3d.cli import main
 from avatar3d.render.camera import Camera
-from avatar3d.viewer.gaussians import AvatarRenderer, is_avatar_dir, open_avatar, start_camera
+from avatar3d.viewer.gaussians import AvatarRenderer, avatar_dir, open_avatar, start_camera
 from avatar3d.viewer.orbit import OrbitCamera
 from avatar3d.viewer.params import apply_settings
 from avatar3d.viewer.scene import project
@@ -43,7 +43,7 @@ def _covered(img: np.ndarray) -> np.ndarray:
 
 
 def test_screenshot_shows_the_head_and_follows_expression_and_yaw(tiny_avatar, avatar_truth_dir, tmp_path, out_dir, capsys):
-    assert is_avatar_dir(tiny_avatar) and not is_avatar_dir(avatar_truth_dir)
+    assert avatar_dir(tiny_avatar) == avatar_dir(tiny_avatar / "avatar.pt") == tiny_avatar and avatar_dir(avatar_truth_dir) is None
     neutral = _shot(tmp_path, tiny_avatar, "frame0")
     assert "wrote" in capsys.readouterr().out
     # The avatar's picture covers the true head of frame 0 (the capture's mask, same tracking camera and crop).

@@ -38,17 +38,19 @@ from .params import HeadParams
 from .shot import ViewOptions, initial_params
 from .source import ViewerSource
 
-__all__ = ["AvatarSource", "AvatarRenderer", "is_avatar_dir", "open_avatar", "start_camera", "avatar_params", "render_avatar_view", "check_avatar_options",
+__all__ = ["AvatarSource", "AvatarRenderer", "avatar_dir", "open_avatar", "start_camera", "avatar_params", "render_avatar_view", "check_avatar_options",
            "BACKGROUND"]
 
 #: background of avatar pictures: white, what avatars are trained and rendered over (their edges blend into it)
 BACKGROUND = (1.0, 1.0, 1.0)
 
 
-def is_avatar_dir(spec: str | Path) -> bool:
-    """Whether ``spec`` names an avatar directory (a folder holding ``avatar.pt``)."""
+def avatar_dir(spec: str | Path) -> Optional[Path]:
+    """The avatar directory ``spec`` names (a folder holding ``avatar.pt``, or that file itself), else None."""
     p = Path(str(spec))
-    return p.is_dir() and (p / AVATAR_FILE).is_file()
+    if p.is_file() and p.name == AVATAR_FILE:
+        return p.parent
+    return p if p.is_dir() and (p / AVATAR_FILE).is_file() else None
 
 
 @dataclass
