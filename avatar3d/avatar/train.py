@@ -43,6 +43,7 @@ from ..errors import BadInputError
 from ..models.base import HeadModel
 from ..train.report import Progress
 from .backproject import backproject_colours
+from .coverage import cover_silhouettes
 from .dataset import MIN_TRAIN_FRAMES, FrameSet, initial_texture, load_frames
 from .metrics import psnr, ssim
 from .model import GaussianHead, HeadInit, driving_expressions
@@ -68,7 +69,8 @@ class AvatarOptions:
         resolution: train at this width in pixels (None: the crops' size).
         iterations: optimiser steps; batch: frames per step.
         init: where the Gaussians start; backproject: start their colours from the training frames
-        (:mod:`.backproject`; where no frame sees one, the texture's or grey); densify: the densification
+        (:mod:`.backproject`; where no frame sees one, the texture's or grey); cover: add Gaussians where the
+        masks reach beyond the mesh (hair, neck: :mod:`.coverage`); densify: the densification
         schedule (None: a fixed set).
         blendshapes: at most this many expression coefficients (those varying most) drive per-Gaussian blendshapes.
         ssim_weight, mouth_weight: loss weights; regularisers: weight per regulariser name.
@@ -83,6 +85,7 @@ class AvatarOptions:
     batch: int = 1
     init: HeadInit = field(default_factory=HeadInit)
     backproject: bool = True
+    cover: bool = True
     blendshapes: int = 16
     densify: Optional[DensifyOptions] = field(default_factory=DensifyOptions)
     ssim_weight: float = 0.2
@@ -381,6 +384,8 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         colours, seen = backproject_colours(avatar, train, backend=options.backend)
         avatar.appearance.set_base_colour(avatar.params, colours, seen > 0)
         source = f"frames ({int((seen > 0).sum())} of {avatar.num_gaussians} Gaussians seen), else {source}"
+    if options.cover:
+        cover_silhouettes(avatar, train, backend=options.backend)
     trainer = AvatarTrainer(avatar, train, options)
     ckpt = out / CHECKPOINT_FILE
     if resume and ckpt.is_file():
