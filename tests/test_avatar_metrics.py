@@ -62,3 +62,39 @@ def test_psnr_with_and_without_mask():
     b2[:, 4:] = 1.0  # outside the mask: ignored
     assert abs(float(psnr(a, b2, mask)) - 20.0) < 1e-4
     assert float(psnr(a, b2)) < 10 * math.log10(1 / 0.4)
+
+
+def _realish(g: np.random.Generator, h: int = 96, w: int = 80) -> np.ndarray:
+    """(h, w, 3) an avatar target's kind of picture: a white background, a smoothly shaded ellipse with a hard
+    silhouette, a few sharp dark features and fine texture, quantised to 8 bits as a video frame is."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    r2 = ((x - w / 2) / (0.35 * w)) ** 2 + ((y - h / 2) / (0.42 * h)) ** 2
+    shade = np.clip(1.1 - 0.5 * r2 - 0.3 * (x / w), 0, 1)[..., None] * np.array([0.85, 0.62, 0.5])
+    shade = shade + 0.03 * g.standard_normal((h, w, 3))  # skin texture
+    img = np.where((r2 < 1)[..., None], shade, 1.0)
+    for cx, cy in ((0.38, 0.4), (0.62, 0.4)):  # eyes
+        img[((x - cx * w) ** 2 + (y - cy * h) ** 2 < (0.05 * w) ** 2)] = (0.1, 0.08, 0.07)
+    img[int(0.68 * h):int(0.72 * h), int(0.4 * w):int(0.6 * w)] = (0.5, 0.15, 0.15)  # mouth
+    return np.round(np.clip(img, 0, 1) * 255) / 255
+
+
+def test_ssim_matches_scikit_image_on_random_and_realish_images_in_float32():
+    """Our float32 SSIM (what training and evaluation run) against scikit-image's float64 reference, tightly: uniform
+    noise pairs, and face-like 8-bit frames against blurred, shifted, noisy and re-coloured versions of themselves."""
+    metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is not installed")
+    import cv2
+
+    g = np.random.default_rng(1)
+    pairs = [(g.random((33, 57, 3)), g.random((33, 57, 3)))]
+    face = _realish(g)
+    pairs += [(face, cv2.GaussianBlur(face, (5, 5), 1.0)), (face, np.roll(face, 1, axis=1)),
+              (face, np.clip(face + 0.02 * g.standard_normal(face.shape), 0, 1)), (face, np.clip(face * 0.9 + 0.05, 0, 1)),
+              (face, _realish(np.random.default_rng(2)))]
+    for x, y in pairs:
+        want = metrics.structural_similarity(x, y, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                             use_sample_covariance=False)
+        got64 = float(ssim(torch.as_tensor(x)[None], torch.as_tensor(y)[None]))
+        got32 = float(ssim(torch.as_tensor(x, dtype=torch.float32)[None], torch.as_tensor(y, dtype=torch.float32)[None]))
+        assert abs(got64 - want) < 1e-10, (got64, want)
+        assert abs(got32 - want) < 2e-5, (got32, want)
+    assert 0.5 < want < 0.99  # the last pair: two different faces, not a trivial score

@@ -32,9 +32,10 @@ import torch
 from avatar3d._tensor import torch_threads
 from avatar3d.avatar.backproject import backproject_colours
 from avatar3d.avatar.dataset import load_frames
+from avatar3d.avatar.evaluate import evaluate_avatar
 from avatar3d.avatar.model import HeadInit
 from avatar3d.avatar.strategy import DensifyOptions
-from avatar3d.avatar.train import AVATAR_FILE, CHECKPOINT_FILE, LOG_FILE, AvatarOptions, AvatarTrainer, evaluate_avatar, load_avatar, prepare, train_avatar
+from avatar3d.avatar.train import AVATAR_FILE, CHECKPOINT_FILE, LOG_FILE, AvatarOptions, AvatarTrainer, load_avatar, prepare, train_avatar
 from avatar3d.data.frames import TrackedFrames
 from avatar3d.errors import BadInputError
 from avatar3d.synthetic.relight_truth import truth_directory

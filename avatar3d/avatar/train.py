@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ..data.atomic import atomic_path, write_text
 from ..data.frames import TrackedFrames
+from ..data.rundir import RunDirectory
 from ..errors import BadInputError
 from ..models.base import HeadModel
 from ..train.report import Progress
@@ -47,16 +48,18 @@ from .coverage import cover_silhouettes
 from .dataset import MIN_TRAIN_FRAMES, FrameSet, initial_texture, load_frames
 from .metrics import psnr, ssim
 from .model import GaussianHead, HeadInit, driving_expressions
+from .plot import write_curve
 from .strategy import DensifyOptions, DensifyStrategy
 
-__all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "evaluate_avatar", "FORMAT",
-           "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE"]
+__all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "FORMAT",
+           "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE", "CURVE_FILE", "TrainingStopped", "checkpoint_options", "check_backend"]
 
 FORMAT = "avatar3d-gaussian-avatar"
 VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 AVATAR_FILE = "avatar.pt"
 LOG_FILE = "train_log.csv"
+CURVE_FILE = "train_curve.png"
 #: fields whose learning rate decays exponentially (3DGS decays the means')
 POSITION_FIELDS = ("offset", "expr_offset")
 
@@ -78,6 +81,7 @@ class AvatarOptions:
         seed: every random choice (frame order, splits) follows from it.
         checkpoint_every_s: seconds between checkpoints; snapshot_every: steps between in-memory snapshots.
         progress: show a progress bar; backend: the Gaussian rasterizer's.
+        preset: the name of the :mod:`.presets` preset these options came from (None: set by hand).
     """
 
     resolution: Optional[int] = None
@@ -99,6 +103,18 @@ class AvatarOptions:
     snapshot_every: int = 200
     progress: bool = False
     backend: str = "auto"
+    preset: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AvatarOptions":
+        """The options ``asdict`` wrote (a checkpoint's); fields this version lacks are dropped, new ones take defaults."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if isinstance(kw.get("init"), dict):
+            kw["init"] = HeadInit(**{k: v for k, v in kw["init"].items() if k in {f.name for f in fields(HeadInit)}})
+        if isinstance(kw.get("densify"), dict):
+            kw["densify"] = DensifyOptions(**{k: v for k, v in kw["densify"].items() if k in {f.name for f in fields(DensifyOptions)}})
+        return cls(**kw)
 
 
 @dataclass
@@ -112,6 +128,26 @@ class TrainResult:
     history: list[dict[str, float]]  #: one row per step: step, seconds, loss, psnr, gaussians
     init_colours: str  #: where the colours started (the frames, else "appearance/albedo.png", "albedo.png" or "grey")
     restored: int = 0  #: steps undone because of a non-finite loss or parameter
+    resumed_from: int = 0  #: steps the checkpoint held when this call began (0: a new run)
+    options: Optional[AvatarOptions] = None  #: the run's settings
+
+    def psnr(self, last: int = 50) -> float:
+        """Training PSNR (dB): the mean over the last ``last`` steps' frames (NaN before any step)."""
+        vals = [h["psnr"] for h in self.history[-last:] if math.isfinite(h["psnr"])]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    @property
+    def minutes(self) -> float:
+        """Wall minutes of the whole run, over every resumed part."""
+        return (self.history[-1]["seconds"] if self.history else self.seconds) / 60.0
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`train_avatar` between two steps, after writing a checkpoint of ``step`` of ``iterations``."""
+
+    def __init__(self, step: int, iterations: int, out: Path):
+        super().__init__(f"avatar training stopped at step {step} of {iterations}; resume it with resume=True")
+        self.step, self.iterations, self.out = step, iterations, out
 
 
 class AvatarTrainer:
@@ -253,6 +289,9 @@ def _read(path: Path, what: str) -> dict[str, Any]:
         raise BadInputError(f"{path} is not a readable avatar {what} ({type(e).__name__}); delete it and train again") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise BadInputError(f"{path} is not an avatar3d Gaussian avatar {what}")
+    kind = "checkpoint" if what == "checkpoint" else "avatar"
+    if state.get("kind") != kind:  # e.g. an avatar.pt copied over the checkpoint
+        raise BadInputError(f"{path} is an avatar3d Gaussian avatar {state.get('kind')}, not an avatar {what}")
     return state
 
 
@@ -294,6 +333,70 @@ def _write_log(history: list[dict[str, float]], path: Path) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
+def _save_progress(trainer: AvatarTrainer, out: Path, run: dict[str, Any]) -> None:
+    """The checkpoint (the trainer's state and ``run``: tracking directory, resolution), ``train_log.csv`` and
+    ``train_curve.png``, each written atomically."""
+    state = trainer.state_dict()
+    state.update(run)
+    with atomic_path(out / CHECKPOINT_FILE) as tmp:
+        torch.save(state, tmp)
+    _write_log(trainer.history, out / LOG_FILE)
+    write_curve(trainer.history, out / CURVE_FILE)
+
+
+def checkpoint_options(out: str | Path) -> Optional[AvatarOptions]:
+    """The options of the run whose checkpoint is in the avatar directory ``out`` (None when it has none)."""
+    ckpt = Path(out) / CHECKPOINT_FILE
+    if not ckpt.is_file():
+        return None
+    return AvatarOptions.from_dict(_read(ckpt, "checkpoint").get("options", {}))
+
+
+def _resume_state(out: Path, resume: bool, restart: bool) -> Optional[dict[str, Any]]:
+    """The checkpoint to continue (None: a new run), after the rule that an earlier run is never replaced silently."""
+    ckpt, avatar = out / CHECKPOINT_FILE, out / AVATAR_FILE
+    if restart:
+        return None
+    if resume:
+        if ckpt.is_file():
+            return _read(ckpt, "checkpoint")
+        if avatar.is_file():
+            raise BadInputError(f"{out} holds an avatar but not its {CHECKPOINT_FILE}, so its training cannot continue: pass --restart to "
+                                "train a new one in its place, or choose another --out")
+        return None
+    if ckpt.is_file() or avatar.is_file():
+        what = "a trained avatar" if avatar.is_file() else "an unfinished training run"
+        raise BadInputError(f"{out} already holds {what}: pass --resume to continue it (with a larger --iterations to train a "
+                            f"finished one further), --restart to train a new one in its place, or choose another --out")
+    return None
+
+
+def _check_resumable(state: dict[str, Any], ckpt: Path, model: HeadModel, track_dir: Path, resolution: int) -> None:
+    """One sentence when the checkpoint belongs to another head model, tracking directory or resolution."""
+    if state.get("model") != model.name:
+        raise BadInputError(f"{ckpt} belongs to an avatar of the head model {state.get('model')!r}, not {model.name!r}")
+    if state.get("track_dir") not in (None, str(track_dir)):
+        raise BadInputError(f"{ckpt} was trained on {state['track_dir']}, not {track_dir}: give that tracking directory, pass --restart "
+                            "to train a new avatar, or choose another --out")
+    if state.get("resolution") not in (None, resolution):
+        raise BadInputError(f"{ckpt} was trained at {state['resolution']} pixels, not {resolution}: resume at that resolution, pass "
+                            "--restart to train a new avatar, or choose another --out")
+
+
+def check_backend(backend: str) -> None:
+    """One sentence when the Gaussian rasterizer ``backend`` cannot train here (training runs on the CPU for now)."""
+    from ..render.gaussians import BACKENDS
+
+    if backend not in BACKENDS:
+        raise BadInputError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend in ("cuda", "gsplat") and not torch.cuda.is_available():
+        raise BadInputError(f"--backend {backend} needs an NVIDIA GPU with CUDA, and PyTorch sees none on this machine: "
+                            "use --backend cpu (or auto)")
+    if backend in ("cuda", "gsplat"):
+        raise BadInputError(f"--backend {backend}: the avatar trains on the CPU for now (its frames and Gaussians live in "
+                            "main memory): use --backend cpu (or auto)")
+
+
 class _CtrlC:
     """Within the block, Ctrl-C (SIGINT) only sets :attr:`pressed` (the loop checkpoints and stops between steps);
     a second Ctrl-C interrupts at once. Outside the main thread, signals cannot be caught: nothing changes."""
@@ -323,32 +426,6 @@ class _CtrlC:
 
 
 # ---------------------------------------------------------------------------------------------- entry points
-@torch.no_grad()
-def evaluate_avatar(avatar: GaussianHead, frames: FrameSet, backend: str = "auto") -> dict[str, Any]:
-    """Scores of ``avatar`` on ``frames`` (rendered one by one over white against the masked crops over white).
-
-    Returns:
-        ``psnr`` (dB, over every pixel of every frame), ``ssim`` (mean over frames), ``psnr_mask`` (dB over the
-        masks' pixels, mask > 0.5), and per frame ``psnr_frames`` / ``ssim_frames`` (n,) arrays.
-    """
-    se, sm, n_pix, n_mask, ps, ss = 0.0, 0.0, 0, 0, [], []
-    for i in range(len(frames)):
-        rows = torch.tensor([i])
-        img = avatar(frames.expression[rows], frames.pose[rows], frames.transl[rows], frames.camera(rows), backend=backend).image
-        img = frames.seen(rows, img).clamp(0, 1)
-        tgt = frames.targets(rows)
-        err = (img - tgt).square()
-        m = frames.masks[rows] > 127
-        se += float(err.sum())
-        sm += float(err[m].sum())
-        n_pix += err.numel()
-        n_mask += int(m.sum()) * 3
-        ps.append(float(psnr(img, tgt)))
-        ss.append(float(ssim(img, tgt)))
-    return {"psnr": 10 * math.log10(n_pix / max(se, 1e-20)), "ssim": float(np.mean(ss)),
-            "psnr_mask": 10 * math.log10(max(n_mask, 1) / max(sm, 1e-20)), "psnr_frames": np.asarray(ps), "ssim_frames": np.asarray(ss)}
-
-
 def prepare(track_dir: str | Path, options: AvatarOptions) -> tuple[TrackedFrames, HeadModel, FrameSet]:
     """The tracking directory checked and read: its frames, head model and training frames (one sentence per problem)."""
     frames = TrackedFrames(track_dir, options.resolution)
@@ -364,18 +441,51 @@ def prepare(track_dir: str | Path, options: AvatarOptions) -> tuple[TrackedFrame
     return frames, model, load_frames(frames, split.train)
 
 
-def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions = AvatarOptions(), resume: bool = False) -> TrainResult:
+def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions = AvatarOptions(), resume: bool = False,
+                 restart: bool = False) -> TrainResult:
     """Train an avatar on the training frames of ``track_dir`` and write it to ``out`` (see the module docstring).
 
-    ``resume``: continue from ``out/checkpoint.pt`` when there is one; with the same ``options`` the run goes on
-    exactly as if it had never stopped. (``options`` replace the checkpoint's: more ``iterations`` extend a
-    finished run, with the position learning rates' decay stretched to the new length.)
+    ``out`` is owned by one run at a time (:class:`~avatar3d.data.rundir.RunDirectory`), and an earlier run there is
+    never replaced silently: ``resume`` continues from ``out/checkpoint.pt`` (a new run when there is none); with the
+    same ``options`` it goes on exactly as if it had never stopped (``options`` replace the checkpoint's: more
+    ``iterations`` extend a finished run, the position learning rates' decay stretched to the new length; see
+    :func:`checkpoint_options`); ``restart`` trains a new avatar in place of the one there. ``avatar.pt`` is written
+    (atomically) only at the end, so a failed or stopped run leaves an earlier one intact.
 
-    Ctrl-C checkpoints between two steps and raises ``KeyboardInterrupt``.
+    Ctrl-C checkpoints between two steps and raises :class:`TrainingStopped` (a ``KeyboardInterrupt``).
+
+    Raises:
+        BadInputError: unusable input, or an earlier run in ``out`` without ``resume`` / ``restart`` (one sentence);
+        RunDirectoryBusyError: another run writes ``out``.
     """
     t0 = time.perf_counter()
-    out = Path(out)
-    frames, model, train = prepare(track_dir, options)
+    out, track_dir = Path(out), Path(track_dir).resolve()
+    check_backend(options.backend)
+    with RunDirectory(out):
+        state = _resume_state(out, resume, restart)
+        frames, model, train = prepare(track_dir, options)
+        run = {"track_dir": str(track_dir), "resolution": frames.width}
+        if state is not None:
+            _check_resumable(state, out / CHECKPOINT_FILE, model, track_dir, frames.width)
+        avatar, source = _initial_avatar(track_dir, frames, model, train, options)
+        trainer = AvatarTrainer(avatar, train, options)
+        if state is not None:
+            trainer.load_state_dict(state)
+        elif restart:  # the earlier run's progress files go now; its avatar.pt only when the new one replaces it
+            for f in (CHECKPOINT_FILE, LOG_FILE, CURVE_FILE):
+                (out / f).unlink(missing_ok=True)
+        start = trainer.step_count
+        _loop(trainer, out, run, t0)
+        _save_progress(trainer, out, run)
+        save_avatar(avatar, out / AVATAR_FILE, {"init_colours": source, "steps": trainer.step_count, **run, "preset": options.preset,
+                                                "iterations": options.iterations, "options": asdict(options)})
+    return TrainResult(avatar, out, trainer.step_count, time.perf_counter() - t0, trainer.history, source, trainer.restored,
+                       start, options)
+
+
+def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, train: FrameSet,
+                    options: AvatarOptions) -> tuple[GaussianHead, str]:
+    """The Gaussians before the first step and where their colours came from."""
     texture, source = initial_texture(track_dir)
     torch.manual_seed(options.seed)
     avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, options=options.init,
@@ -386,32 +496,26 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         source = f"frames ({int((seen > 0).sum())} of {avatar.num_gaussians} Gaussians seen), else {source}"
     if options.cover:
         cover_silhouettes(avatar, train, backend=options.backend)
-    trainer = AvatarTrainer(avatar, train, options)
-    ckpt = out / CHECKPOINT_FILE
-    if resume and ckpt.is_file():
-        state = _read(ckpt, "checkpoint")
-        if state.get("model") != model.name:
-            raise BadInputError(f"{ckpt} belongs to an avatar of the head model {state.get('model')!r}, not {model.name!r}")
-        trainer.load_state_dict(state)
-    last_ckpt = time.perf_counter()
+    return avatar, source
+
+
+def _loop(trainer: AvatarTrainer, out: Path, run: dict[str, Any], t0: float) -> None:
+    """Steps until ``options.iterations``, with a progress bar, checkpoints and Ctrl-C; ``seconds`` in the log
+    count on from the checkpoint's (the wall time of the whole run)."""
+    options = trainer.options
+    offset = trainer.history[-1].get("seconds", 0.0) if trainer.history else 0.0
+    last_save = time.perf_counter()
     todo = max(0, options.iterations - trainer.step_count)
-    with Progress(todo, "avatar", options.progress, dynamic_ncols=True) as bar, _CtrlC() as ctrl_c:
+    with Progress(todo, "avatar", options.progress, unit="step", dynamic_ncols=True) as bar, _CtrlC() as ctrl_c:
         while trainer.step_count < options.iterations:
             if ctrl_c.pressed:  # between steps, so the checkpoint holds whole steps only
-                trainer.save_checkpoint(ckpt)
-                _write_log(trainer.history, out / LOG_FILE)
-                raise KeyboardInterrupt(f"avatar training stopped at step {trainer.step_count}; resume it with resume=True")
+                _save_progress(trainer, out, run)
+                raise TrainingStopped(trainer.step_count, options.iterations, out)
             row = trainer.step()
-            row["seconds"] = time.perf_counter() - t0
+            row["seconds"] = offset + time.perf_counter() - t0
             if bar.bar is not None and math.isfinite(row["loss"]):
-                bar.bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.2f}", n=int(row["gaussians"]))
+                bar.bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.2f}", n=int(row["gaussians"]), refresh=False)
             bar.update()
-            if time.perf_counter() - last_ckpt > options.checkpoint_every_s:
-                trainer.save_checkpoint(ckpt)
-                _write_log(trainer.history, out / LOG_FILE)
-                last_ckpt = time.perf_counter()
-    trainer.save_checkpoint(ckpt)
-    _write_log(trainer.history, out / LOG_FILE)
-    save_avatar(avatar, out / AVATAR_FILE, {"init_colours": source, "steps": trainer.step_count,
-                                                   "track_dir": str(Path(track_dir).resolve()), "resolution": frames.width})
-    return TrainResult(avatar, out, trainer.step_count, time.perf_counter() - t0, trainer.history, source, trainer.restored)
+            if time.perf_counter() - last_save > options.checkpoint_every_s:
+                _save_progress(trainer, out, run)
+                last_save = time.perf_counter()

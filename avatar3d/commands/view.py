@@ -5,6 +5,7 @@ Examples::
     avatar3d view builtin                                   # the GUI
     avatar3d view ict --screenshot out.png --set jawOpen=0.8 --light-azimuth 60
     avatar3d view out/track_d0 --screenshot f12.png --frame 12 --beside --overlay 0.6
+    avatar3d view out/avatar_d0 --screenshot side.png --frame 12 --yaw 40 --set jawOpen=0.5   # a Gaussian avatar
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def options_from_args(args: argparse.Namespace):
                      environment=args.env, env_rotation=args.env_rotation, env_intensity=args.env_intensity, show_environment=args.show_env)
     return ViewOptions(settings=parse_settings(args.set or []), param_file=args.params, frame=args.frame, lighting=light,
                        mode=args.display, wireframe=args.wireframe, landmarks=args.landmarks, width=args.size[0], height=args.size[1],
-                       beside=args.beside, overlay=args.overlay)
+                       beside=args.beside, overlay=args.overlay, yaw=args.yaw)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # posing is a few small matmuls; extra threads only contend with the renderer
     opts = options_from_args(args)
+    from ..viewer.gaussians import is_avatar_dir
+
+    if is_avatar_dir(args.source):
+        return _run_avatar(args, opts)
     if args.screenshot:
         from ..viewer.headless import check_offscreen_support
         from ..viewer.shot import check_screenshot_path, render_view, save_image
@@ -74,15 +79,45 @@ def run(args: argparse.Namespace) -> int:
                    window_size=args.window)
 
 
+def _run_avatar(args: argparse.Namespace, opts) -> int:
+    """SOURCE is an avatar directory: its Gaussians, drawn by our rasterizer (no Filament, so no Vulkan for screenshots)."""
+    from ..viewer.gaussians import check_avatar_options, open_avatar, render_avatar_view
+
+    check_avatar_options(opts)
+    if args.appearance is not None:
+        raise BadInputError("--appearance gives a mesh its PBR maps; a Gaussian avatar's colours are its own")
+    if args.screenshot:
+        from ..viewer.shot import check_screenshot_path, save_image
+
+        check_screenshot_path(args.screenshot)
+        img = render_avatar_view(open_avatar(args.source), opts)
+        path = save_image(img, args.screenshot)
+        print(f"wrote {path} ({img.shape[1]}x{img.shape[0]})")
+        return 0
+    if args.quit_after is not None and args.quit_after < 1:
+        raise BadInputError(f"--quit-after expects a positive number of frames, got {args.quit_after}")
+    from ..viewer.app import check_gui_support
+    from ..viewer.avatar_app import run_avatar_app
+
+    check_gui_support()
+    return run_avatar_app(open_avatar(args.source), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play,
+                          window_size=args.window)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("view", help="drive, play and relight a head or tracked sequence (Open3D GUI or --screenshot)",
-                       description="Open3D viewer. SOURCE is a head model (builtin, ict, ict=PATH, flame=PATH) or a tracking output directory.")
-    p.add_argument("source", nargs="?", default="builtin", metavar="SOURCE", help="head model or tracked sequence directory (default: builtin)")
+                       description="Open3D viewer. SOURCE is a head model (builtin, ict, ict=PATH, flame=PATH), a tracking output directory "
+                       "or an avatar directory ('avatar3d avatar train': its Gaussians, drawn by our rasterizer).")
+    p.add_argument("source", nargs="?", default="builtin", metavar="SOURCE",
+                   help="head model, tracked sequence directory or avatar directory (default: builtin)")
     g = p.add_argument_group("headless")
     g.add_argument("--screenshot", metavar="PNG", help="render without a window to this file and exit")
     g.add_argument("--size", type=_size, default=(512, 512), metavar="WxH", help="screenshot size for head models (sequences use the crop size)")
     g.add_argument("--beside", action="store_true", help="sequences: put the source frame left of the render")
     g.add_argument("--overlay", type=float, default=0.0, metavar="OPACITY", help="sequences: draw the render over the source frame (0..1, e.g. 0.6)")
+    g.add_argument("--yaw", type=float, default=0.0, metavar="DEG",
+                   help="circle the camera about the head by DEG degrees (+: to its right, showing a face's left cheek); "
+                   "screenshots, and where the avatar window starts")
     d = p.add_argument_group("drive")
     d.add_argument("--set", action="append", metavar="NAME=VALUE", help="set a slider, e.g. jawOpen=0.8, jaw_pitch=10 (degrees), shape0=1.5; repeatable")
     d.add_argument("--params", metavar="FILE", help="parameter file: JSON {slider: value} or .npz with shape/expression/pose/transl")

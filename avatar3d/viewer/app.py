@@ -172,9 +172,14 @@ class ViewerApp:
         return b
 
     def _build_panel(self, em: float) -> None:
+        self._build_drive(em, f"{self.model.name}: {self.model.num_vertices} vertices, {self.model.num_expression} expressions")
+        self._build_look(em)
+
+    def _build_drive(self, em: float, about: str) -> None:
+        """The Source (``about``: one line on what is shown), Play and slider sections (the avatar window shares them)."""
         gui = self.gui
         top = self._section(f"Source: {self.source.label}")
-        top.add_child(gui.Label(f"{self.model.name}: {self.model.num_vertices} vertices, {self.model.num_expression} expressions"))
+        top.add_child(gui.Label(about))
         row = gui.Horiz(0.25 * em)
         self.param_edit = gui.TextEdit()
         self.param_edit.placeholder_text = "parameter file (.json / .npz)"
@@ -207,6 +212,9 @@ class ViewerApp:
                 self.sliders[s.name] = self._slider(grid, s.name, s.lo, s.hi, get_value(s, self.params, self.shape_std),
                                                     lambda v, spec=s: self._on_slider(spec, v))
 
+    def _build_look(self, em: float) -> None:
+        """The Relight and Display sections (meshes only)."""
+        gui = self.gui
         L = self.head.lighting
         light = self._section("Relight")
         light.add_child(gui.Label("Directional light"))

@@ -13,6 +13,7 @@ from ..paths import check_output_path
 from ..render.camera_builders import frontal
 from .headless import HeadlessRenderer
 from .mesh import HeadMesh
+from .orbit import OrbitCamera
 from .params import HeadParams, apply_settings, load_param_file
 from .scene import Lighting
 from .source import ViewerSource
@@ -35,6 +36,7 @@ class ViewOptions:
     height: int = 512
     beside: bool = False  # tracked sequences: put the source frame left of the render
     overlay: float = 0.0  # tracked sequences: blend the render over the source frame with this opacity
+    yaw: float = 0.0  # turn the camera about the head by this many degrees (:class:`.orbit.OrbitCamera`)
 
 
 def initial_params(source: ViewerSource, opts: ViewOptions) -> HeadParams:
@@ -75,6 +77,11 @@ def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[Head
     if cam is None:
         cam = rest_camera(r.head.mesh, params, r.width, r.height)
     r.head.set_params(params)
+    if opts.yaw:
+        lo, hi = r.head.vertices.min(0), r.head.vertices.max(0)
+        orbit = OrbitCamera(cam[0], cam[1], (r.width, r.height), (lo + hi) / 2)
+        orbit.yaw = opts.yaw
+        cam = orbit.matrices()
     r.head.set_display(opts.mode, opts.wireframe, opts.landmarks)
     r.head.set_lighting(opts.lighting)
     r.set_camera(*cam)
