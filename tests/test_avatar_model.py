@@ -197,3 +197,30 @@ def test_silhouette_coverage_fills_mask_pixels_the_mesh_misses(builtin):
     assert float(block.mean()) > 0.8, float(block.mean())
     assert float((r.image[0, 22:42, right + 1:right + 7] - 60 / 255).abs().max()) < 0.15  # the pixels' colour
     assert cover_silhouettes(av, fs, spacing_px=2.0) <= added // 4  # a second pass finds little left to fill
+
+
+def test_frame_refinement_starts_at_the_tracking_and_moves_only_trained_frames(avatar_truth_dir):
+    """Per-frame corrections start at zero, get gradients for the frames a step renders, and survive a checkpoint."""
+    from avatar3d._tensor import torch_threads
+    from avatar3d.avatar.refine import FrameRefinement
+    from avatar3d.avatar.train import AvatarOptions, AvatarTrainer, prepare
+
+    ref = FrameRefinement(3, 4, 2)
+    e, p, t = torch.rand(2, 4), torch.rand(2, 2, 3), torch.rand(2, 3)
+    out = ref(torch.tensor([0, 2]), e, p, t)
+    assert all(torch.equal(a, b) for a, b in zip(out, (e, p, t)))
+    with torch_threads(1):
+        opts = AvatarOptions(resolution=48, iterations=4, init=HeadInit(uv_resolution=16), densify=None, refine=True, cover=False)
+        _, model, train = prepare(avatar_truth_dir, opts)
+        av = GaussianHead.initialise(model, torch.zeros(model.num_shape), options=opts.init)
+        trainer = AvatarTrainer(av, train, opts)
+        for _ in range(3):
+            trainer.step()
+        moved = (trainer.refine.expression.detach().abs().sum(1) > 0) | (trainer.refine.transl.detach().abs().sum(1) > 0)
+        assert 1 <= int(moved.sum()) <= 3  # only the three frames the steps rendered (batch 1)
+        state = trainer.state_dict()
+        again = AvatarTrainer(GaussianHead.initialise(model, torch.zeros(model.num_shape), options=opts.init), train, opts)
+        again.load_state_dict(state)
+        assert torch.equal(again.refine.transl, trainer.refine.transl) and torch.equal(again.refine.pose, trainer.refine.pose)
+        a, b = trainer.step(), again.step()
+    assert a["loss"] == b["loss"] and torch.equal(again.refine.expression, trainer.refine.expression)
