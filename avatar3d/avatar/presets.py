@@ -111,7 +111,9 @@ def preset_options(name: str = DEFAULT_PRESET, resolution: Optional[int] = None,
     if n < 1:
         raise BadInputError(f"--iterations must be at least 1, got {n}")
     res = int(resolution) if resolution is not None else p.resolution
-    return AvatarOptions(resolution=res, iterations=n, densify=densify_schedule(p, n), preset=p.name, **run)
+    model = AvatarOptions().densify  # the model's thresholds (None: it trains without densification)
+    densify = densify_schedule(p, n, base=model) if model is not None else None
+    return AvatarOptions(resolution=res, iterations=n, densify=densify, preset=p.name, **run)
 
 
 def resume_options(previous: "AvatarOptions", preset: Optional[str] = None, resolution: Optional[int] = None,
