@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from avatar3d.avatar.appearance import SHAppearance, rgb_to_sh, sh_to_rgb
-from avatar3d.avatar.model import GaussianHead, HeadInit, driving_expressions
+from avatar3d.avatar.binding import triangle_frames
+from avatar3d.avatar.model import FREE_OFFSET_M, GaussianHead, HeadInit, driving_expressions, free_triangles
 from avatar3d.avatar.surface import sample_texture, triangle_ids
 from avatar3d.render.camera import Camera
 from avatar3d.render.camera_builders import centred_K, front_camera
@@ -138,3 +139,88 @@ def test_driving_expressions_pick_the_varying_coefficients():
     e[:, 2] = 0.001 * torch.arange(20.0)  # too little to drive anything
     assert driving_expressions(e).tolist() == [1, 4]
     assert driving_expressions(e, limit=1).tolist() == [1]
+
+
+def test_free_triangles_may_hold_gaussians_off_the_surface(builtin):
+    """Scalp, ears and neck Gaussians may stand a hand's width off their triangle (hair); face ones may not."""
+    free = free_triangles(builtin)
+    face = builtin.region("face")[builtin.faces].all(1)
+    scalp = builtin.region("scalp")[builtin.faces].all(1)
+    assert not bool(free[face].any()) and bool(free[scalp].all())
+    t_face, t_scalp = int(torch.nonzero(face)[0, 0]), int(torch.nonzero(scalp)[0, 0])
+    av = GaussianHead.initialise(builtin, options=HeadInit(uv_resolution=8, fill_triangles=False))
+    N = av.num_gaussians
+    reg0 = float(av.regulariser()["offset"].detach())
+    far = torch.tensor([[0.0, 0.0, 5.0]])  # 5 triangle sizes along the normal (~2-5 cm)
+    fields = {k: v.detach()[:1].clone() for k, v in av.params.items()}
+    fields["offset"] = far
+    av.add_gaussians(fields, torch.tensor([t_scalp]))
+    assert av.num_gaussians == N + 1 and int(av.parent[-1]) == t_scalp
+    assert float(av.regulariser()["offset"].detach()) == reg0 == 0.0  # within FREE_OFFSET_M of a scalp triangle
+    av.add_gaussians(fields, torch.tensor([t_face]))
+    assert float(av.regulariser()["offset"].detach()) * (N + 2) > 3.9  # 4 triangle sizes too far on the face
+    too_far = FREE_OFFSET_M * 1.2 / float(triangle_frames(builtin().vertices, builtin.faces).scale[0, t_scalp])
+    with torch.no_grad():
+        av.params["offset"][-1] = torch.tensor([0.0, 0.0, 0.0])
+        av.params["offset"][-2] = torch.tensor([0.0, 0.0, too_far])
+    assert float(av.regulariser()["offset"].detach()) > 0  # past the bound even a scalp Gaussian is pulled back
+    with pytest.raises(ValueError):
+        av.add_gaussians({"offset": far}, torch.tensor([t_scalp]))
+
+
+def test_silhouette_coverage_fills_mask_pixels_the_mesh_misses(builtin):
+    """A 'hair' block in the mask beside the head gets Gaussians on free triangles that cover it after training-free init."""
+    from avatar3d.avatar.coverage import cover_silhouettes
+    from avatar3d.avatar.dataset import FrameSet
+
+    av = GaussianHead.initialise(builtin, options=HeadInit(uv_resolution=32))
+    cam = _camera(64)
+    e, p, t = _params(builtin)
+    with torch.no_grad():
+        alpha = av(e, p, t, cam).alpha[0, ..., 0]
+    cols = torch.nonzero(alpha.amax(0) > 0.5)[:, 0]
+    right = int(cols.max()) + 1
+    mask = (alpha > 0.5).to(torch.uint8) * 255
+    mask[20:44, right:right + 8] = 255  # hair hanging right of the head
+    img = torch.full((1, 64, 64, 3), 60, dtype=torch.uint8)
+    fs = FrameSet(torch.tensor([0]), img, mask[None], torch.full((1, 64, 64), 255, dtype=torch.uint8), e, p, t,
+                  cam.K[None], cam.world_to_cam[None], 64, 64)
+    N = av.num_gaussians
+    reg0 = float(av.regulariser()["offset"].detach()) * N
+    added = cover_silhouettes(av, fs, spacing_px=2.0)
+    assert added == av.num_gaussians - N and 20 <= added <= 2 * 24 * 8 // 4
+    assert bool(free_triangles(builtin)[av.parent[N:]].all())
+    assert float(av.regulariser()["offset"].detach()) * av.num_gaussians == pytest.approx(reg0)  # the new ones within bounds
+    with torch.no_grad():
+        r = av(e, p, t, cam)
+    block = r.alpha[0, 22:42, right + 1:right + 7, 0]
+    assert float(block.mean()) > 0.8, float(block.mean())
+    assert float((r.image[0, 22:42, right + 1:right + 7] - 60 / 255).abs().max()) < 0.15  # the pixels' colour
+    assert cover_silhouettes(av, fs, spacing_px=2.0) <= added // 4  # a second pass finds little left to fill
+
+
+def test_frame_refinement_starts_at_the_tracking_and_moves_only_trained_frames(avatar_truth_dir):
+    """Per-frame corrections start at zero, get gradients for the frames a step renders, and survive a checkpoint."""
+    from avatar3d._tensor import torch_threads
+    from avatar3d.avatar.refine import FrameRefinement
+    from avatar3d.avatar.train import AvatarOptions, AvatarTrainer, prepare
+
+    ref = FrameRefinement(3, 4, 2)
+    e, p, t = torch.rand(2, 4), torch.rand(2, 2, 3), torch.rand(2, 3)
+    out = ref(torch.tensor([0, 2]), e, p, t)
+    assert all(torch.equal(a, b) for a, b in zip(out, (e, p, t)))
+    with torch_threads(1):
+        opts = AvatarOptions(resolution=48, iterations=4, init=HeadInit(uv_resolution=16), densify=None, refine=True, cover=False)
+        _, model, train = prepare(avatar_truth_dir, opts)
+        av = GaussianHead.initialise(model, torch.zeros(model.num_shape), options=opts.init)
+        trainer = AvatarTrainer(av, train, opts)
+        for _ in range(3):
+            trainer.step()
+        moved = (trainer.refine.expression.detach().abs().sum(1) > 0) | (trainer.refine.transl.detach().abs().sum(1) > 0)
+        assert 1 <= int(moved.sum()) <= 3  # only the three frames the steps rendered (batch 1)
+        state = trainer.state_dict()
+        again = AvatarTrainer(GaussianHead.initialise(model, torch.zeros(model.num_shape), options=opts.init), train, opts)
+        again.load_state_dict(state)
+        assert torch.equal(again.refine.transl, trainer.refine.transl) and torch.equal(again.refine.pose, trainer.refine.pose)
+        a, b = trainer.step(), again.step()
+    assert a["loss"] == b["loss"] and torch.equal(again.refine.expression, trainer.refine.expression)

@@ -42,12 +42,18 @@ from .appearance import Appearance, SHAppearance
 from .binding import PosedGaussians, bind_points, pose_gaussians, triangle_frames
 from .surface import neutral_vertices, sample_texture, surface_samples
 
-__all__ = ["GaussianHead", "HeadInit", "AvatarRender", "driving_expressions", "GEOMETRY_LRS", "MOUTH_REGIONS"]
+__all__ = ["GaussianHead", "HeadInit", "AvatarRender", "driving_expressions", "free_triangles", "GEOMETRY_LRS", "MOUTH_REGIONS",
+           "SURFACE_REGIONS", "FREE_OFFSET_M"]
 
 #: Adam learning rates of the geometry fields (GaussianAvatars' values; offsets in triangle units).
 GEOMETRY_LRS = {"offset": 5e-3, "rotation": 1e-3, "log_scale": 1.7e-2, "opacity": 5e-2, "expr_offset": 1e-3}
 #: Regions whose triangles (and one ring of neighbours: the lips) count as the mouth.
 MOUTH_REGIONS = ("mouth_interior", "teeth")
+#: Regions whose Gaussians stay on the surface (within one triangle size); the rest (scalp, ears, neck) may move off it.
+SURFACE_REGIONS = ("face", "eyes", "mouth_interior", "teeth")
+#: How far (metres) a Gaussian of a free triangle may move from it before the offset regulariser pulls it back:
+#: long hair hangs a hand's width from the scalp, a collar below the neck.
+FREE_OFFSET_M = 0.25
 
 
 @dataclass
@@ -102,6 +108,23 @@ def _mouth_triangles(model: HeadModel) -> Tensor:
     return ring[faces].any(1)
 
 
+def free_triangles(model: HeadModel) -> Tensor:
+    """(F,) bool: triangles not wholly inside :data:`SURFACE_REGIONS` (scalp, ears, neck and the back of the head):
+    their Gaussians may stand for hair, ears' surroundings and clothing off the surface."""
+    v = torch.zeros(model.num_vertices, dtype=torch.bool)
+    for name in SURFACE_REGIONS:
+        if name in model.region_names:
+            v |= model.region(name).bool()
+    return ~v[model.faces.long()].all(1)
+
+
+def _offset_bound(model: HeadModel, shape: Tensor) -> Tensor:
+    """(F,) how far (triangle units) each triangle's Gaussians may sit from it unpenalised: 1 on the surface
+    regions, :data:`FREE_OFFSET_M` in the neutral triangle's units on :func:`free_triangles`."""
+    scale = triangle_frames(neutral_vertices(model, shape), model.faces).scale[0]
+    return torch.where(free_triangles(model), (FREE_OFFSET_M / scale).clamp_min(1.0), torch.ones_like(scale))
+
+
 class GaussianHead(nn.Module):
     """Gaussians bound to ``head_model``'s triangles (see the module docstring).
 
@@ -120,6 +143,7 @@ class GaussianHead(nn.Module):
         self.register_buffer("shape", torch.as_tensor(shape, dtype=torch.float32).reshape(-1))
         self.register_buffer("parent", torch.as_tensor(parent, dtype=torch.long))
         self.register_buffer("mouth_triangles", _mouth_triangles(head_model))
+        self.register_buffer("offset_bound", _offset_bound(head_model, self.shape))
         E = head_model.num_expression
         self.register_buffer("expr_index", torch.arange(E) if expr_index is None else torch.as_tensor(expr_index, dtype=torch.long))
         if self.expr_index.numel() and not (0 <= int(self.expr_index.min()) and int(self.expr_index.max()) < E):
@@ -183,6 +207,13 @@ class GaussianHead(nn.Module):
         """Adam learning rate per field name (geometry and appearance)."""
         return {**GEOMETRY_LRS, **self.appearance.learning_rates}
 
+    def add_gaussians(self, params: Mapping[str, Tensor], parent: Tensor) -> None:
+        """Append M Gaussians: ``params`` ``{name: (M, ...)}`` for every field, ``parent`` (M,) their triangles."""
+        if set(params) != set(self.params):
+            raise ValueError(f"new Gaussians need every field {sorted(self.params)}, got {sorted(params)}")
+        new = {k: torch.cat([v.detach(), params[k].to(v)]) for k, v in self.params.items()}
+        self.set_fields(new, torch.cat([self.parent, parent.to(self.parent)]))
+
     def set_fields(self, params: Mapping[str, Tensor], parent: Tensor) -> dict[str, nn.Parameter]:
         """Replace every per-Gaussian field (and ``parent``) with new rows (densification); returns the new Parameters."""
         self.parent = parent.to(self.parent.device)
@@ -245,10 +276,10 @@ class GaussianHead(nn.Module):
 
     def regulariser(self) -> dict[str, Tensor]:
         """Penalties that keep the binding meaningful (GaussianAvatars) and the blendshapes small, by name:
-        ``offset`` (means beyond one triangle size from their triangle), ``scale`` (scales above 0.6 triangle
-        sizes), ``expr_offset`` (mean square of the offset blendshapes), and the appearance's."""
+        ``offset`` (means beyond one triangle size from their triangle; on free triangles beyond
+        :data:`FREE_OFFSET_M`), ``scale`` (scales above 0.6 triangle sizes), ``expr_offset`` (mean square of the offset blendshapes), and the appearance's."""
         p = self.params
-        out = {"offset": torch.relu(p["offset"].norm(dim=-1) - 1.0).mean(),
+        out = {"offset": torch.relu(p["offset"].norm(dim=-1) - self.offset_bound[self.parent]).mean(),
                "scale": torch.relu(torch.exp(p["log_scale"]) - 0.6).mean(),
                "expr_offset": p["expr_offset"].square().mean()}
         out.update(self.appearance.regulariser(p))

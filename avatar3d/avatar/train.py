@@ -50,10 +50,12 @@ from ..errors import BadInputError
 from ..models.base import HeadModel
 from ..train.report import Progress
 from .backproject import backproject_colours
+from .coverage import cover_silhouettes
 from .dataset import MIN_TRAIN_FRAMES, FrameSet, initial_texture, load_frames
 from .metrics import psnr, ssim
 from .model import GaussianHead, HeadInit, driving_expressions
 from .plot import write_curve
+from .refine import FrameRefinement
 from .strategy import DensifyOptions, DensifyStrategy
 
 __all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "FORMAT",
@@ -78,7 +80,8 @@ class AvatarOptions:
         resolution: train at this width in pixels (None: the crops' size).
         iterations: optimiser steps; batch: frames per step.
         init: where the Gaussians start; backproject: start their colours from the training frames
-        (:mod:`.backproject`; where no frame sees one, the texture's or grey); densify: the densification
+        (:mod:`.backproject`; where no frame sees one, the texture's or grey); cover: add Gaussians where the
+        masks reach beyond the mesh (hair, neck: :mod:`.coverage`); densify: the densification
         schedule (None: a fixed set).
         blendshapes: at most this many expression coefficients (those varying most) drive per-Gaussian blendshapes.
         ssim_weight, mouth_weight: loss weights; regularisers: weight per regulariser name.
@@ -86,6 +89,8 @@ class AvatarOptions:
         seed: every random choice (frame order, splits) follows from it.
         checkpoint_every_s: seconds between checkpoints; snapshot_every: steps between in-memory snapshots.
         progress: show a progress bar; backend: the Gaussian rasterizer's.
+        refine: refine each training frame's expression, pose and translation jointly with the avatar
+        (:mod:`.refine`; held-out frames keep their tracked ones).
         preset: the name of the :mod:`.presets` preset these options came from (None: set by hand).
     """
 
@@ -94,12 +99,13 @@ class AvatarOptions:
     batch: int = 1
     init: HeadInit = field(default_factory=HeadInit)
     backproject: bool = True
+    cover: bool = True
     blendshapes: int = 16
     densify: Optional[DensifyOptions] = field(default_factory=DensifyOptions)
     ssim_weight: float = 0.2
     mouth_weight: float = 1.0
     regularisers: dict[str, float] = field(default_factory=lambda: {"offset": 0.01, "scale": 1.0, "expr_offset": 1.0,
-                                                                    "expr_colour": 1.0})
+                                                                    "expr_colour": 1.0, "refine": 1.0})
     lr_scale: float = 1.0
     position_lr_final: float = 0.01
     seed: int = 0
@@ -107,6 +113,7 @@ class AvatarOptions:
     snapshot_every: int = 200
     progress: bool = False
     backend: str = "auto"
+    refine: bool = False
     preset: Optional[str] = None
 
     @classmethod
@@ -176,6 +183,9 @@ class AvatarTrainer:
         self.queue: list[int] = []  # the rest of this epoch's frame order
         self.lrs = {k: v * options.lr_scale for k, v in avatar.learning_rates().items() if k in avatar.params}
         self.optimizers = self._optimizers()
+        E, J = avatar.head_model.num_expression, avatar.head_model.num_joints
+        self.refine = FrameRefinement(len(frames), E, J) if options.refine else None
+        self.refine_optimizer = self.refine.optimizer(options.lr_scale) if self.refine is not None else None
         self.strategy = DensifyStrategy(options.densify) if options.densify is not None else None
         self.strategy_state = self.strategy.initial_state(avatar.num_gaussians) if self.strategy else {}
         self.history: list[dict[str, float]] = []
@@ -203,8 +213,10 @@ class AvatarTrainer:
     def loss(self, rows: Tensor) -> tuple[Tensor, Tensor, Any]:
         """Loss of training rows ``rows`` (B,), the rendered images (B, H, W, 3) and the render."""
         fs, o = self.frames, self.options
-        r = self.avatar(fs.expression[rows], fs.pose[rows], fs.transl[rows], fs.camera(rows), mouth=o.mouth_weight > 0,
-                        backend=o.backend)
+        params = (fs.expression[rows], fs.pose[rows], fs.transl[rows])
+        if self.refine is not None:
+            params = self.refine(rows, *params)
+        r = self.avatar(*params, fs.camera(rows), mouth=o.mouth_weight > 0, backend=o.backend)
         target = fs.targets(rows)
         image = fs.seen(rows, r.image)
         l1 = (image - target).abs().mean(-1)  # (B, H, W)
@@ -212,6 +224,8 @@ class AvatarTrainer:
             l1 = l1 * (1.0 + o.mouth_weight * r.mouth[..., 0].detach())
         loss = l1.mean() + o.ssim_weight * (1.0 - ssim(image, target))
         reg = self.avatar.regulariser()
+        if self.refine is not None:
+            reg["refine"] = self.refine.regulariser()
         loss = loss + sum(o.regularisers.get(k, 0.0) * v for k, v in reg.items())
         return loss, target, r
 
@@ -226,7 +240,7 @@ class AvatarTrainer:
         """One optimiser step; returns its log row (loss NaN where the step was undone)."""
         rows = self._rows()
         self._set_learning_rates()
-        for opt in self.optimizers.values():
+        for opt in self._all_optimizers():
             opt.zero_grad(set_to_none=True)
         loss, target, r = self.loss(rows)
         if self._bad(loss.detach()):
@@ -239,13 +253,16 @@ class AvatarTrainer:
         if self.strategy is not None:
             self.strategy.step_post_backward(self.avatar, self.optimizers, self.strategy_state, self.step_count, r.means2d,
                                              r.radii, self.frames.width, self.frames.height, r.world_scale.amax(0), self.generator)
-        for opt in self.optimizers.values():
+        for opt in self._all_optimizers():
             opt.step()
         self.step_count += 1
         row = {"step": float(self.step_count), "loss": float(loss.detach()),
                "psnr": float(psnr(self.frames.seen(rows, r.image.detach()).clamp(0, 1), target)), "gaussians": float(self.avatar.num_gaussians)}
         self.history.append(row)
         return row
+
+    def _all_optimizers(self) -> list[torch.optim.Optimizer]:
+        return list(self.optimizers.values()) + ([self.refine_optimizer] if self.refine_optimizer is not None else [])
 
     def _restore(self) -> dict[str, float]:
         """Undo back to the last snapshot and go on with the frames after the offending ones."""
@@ -267,7 +284,9 @@ class AvatarTrainer:
                 "strategy": {k: v.clone() for k, v in self.strategy_state.items()}, "queue": list(self.queue),
                 "rng": copy.deepcopy(self.rng.bit_generator.state), "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": list(self.history), "restored": self.restored,
-                "options": asdict(self.options)}
+                "options": asdict(self.options),
+                "refine": None if self.refine is None else {"params": {k: v.detach().clone() for k, v in self.refine.state_dict().items()},
+                                                            "optimizer": copy.deepcopy(self.refine_optimizer.state_dict())}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict` (the avatar's fields are replaced, any number of Gaussians)."""
@@ -285,6 +304,10 @@ class AvatarTrainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history, self.restored = list(state["history"]), int(state.get("restored", 0))
+        if self.refine is not None and state.get("refine") is not None:
+            self.refine.load_state_dict(state["refine"]["params"])
+            self.refine_optimizer = self.refine.optimizer(self.options.lr_scale)
+            self.refine_optimizer.load_state_dict(copy.deepcopy(state["refine"]["optimizer"]))
 
     def save_checkpoint(self, path: Path) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (a reader never sees half a checkpoint)."""
@@ -518,6 +541,8 @@ def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, tr
         colours, seen = backproject_colours(avatar, train, backend=options.backend)
         avatar.appearance.set_base_colour(avatar.params, colours, seen > 0)
         source = f"frames ({int((seen > 0).sum())} of {avatar.num_gaussians} Gaussians seen), else {source}"
+    if options.cover:
+        cover_silhouettes(avatar, train, backend=options.backend)
     return avatar, source
 
 
