@@ -3,7 +3,9 @@
 :class:`GaussianHead` is an ``nn.Module`` with explicit state (smplx style):
 
 * buffers: ``shape`` (S,) the tracked identity, ``parent`` (N,) each Gaussian's triangle, ``mouth_triangles``
-  (F,) bool (the mouth interior, teeth and lips, for the trainer's mouth weight), ``expr_index`` (K,) the
+  (F,) bool (the mouth interior, teeth and lips, for the trainer's mouth weight), ``offset_bound`` (F,) how far
+  (triangle units) a triangle's Gaussians may sit from it before the offset regulariser pulls (1 on the face;
+  :data:`FREE_OFFSET_M` on the scalp, ears and neck, whose Gaussians may stand for hair), ``expr_index`` (K,) the
   expression coefficients that drive the Gaussians' own blendshapes (those that vary in the training
   frames: a blendshape per coefficient and Gaussian costs N x 3 numbers to store and step);
 * ``params`` (an ``nn.ParameterDict``), every entry per Gaussian (first dimension N), so densification and
