@@ -30,6 +30,9 @@ step at 512^2 and 26k Gaussians on a quiet moment of this machine):
 * quick: 1200 x ~0.20 s (~31k Gaussians on average) + ~30 s to read 255 frames = ~4.5 minutes;
 * default: 3600 x ~0.43 s (~45k on average) + ~60 s = ~27 minutes.
 
+Measured again once the silhouette cover (hair and neck Gaussians, :mod:`.coverage`) joined the initialisation (load
+average 7): 26.6k Gaussians at the start at 256^2, 0.152 CPU seconds a step; 28.5k at 512^2, 0.292 s.
+
 An explicit resolution or iteration count overrides the preset's; the densification schedule (start, stop and
 period of refinement, opacity resets) is a fraction of the iteration count, so it scales with ``--iterations``.
 The model's own settings (learning rates, thresholds, initialisation) are :class:`~.train.AvatarOptions`'
@@ -111,7 +114,9 @@ def preset_options(name: str = DEFAULT_PRESET, resolution: Optional[int] = None,
     if n < 1:
         raise BadInputError(f"--iterations must be at least 1, got {n}")
     res = int(resolution) if resolution is not None else p.resolution
-    return AvatarOptions(resolution=res, iterations=n, densify=densify_schedule(p, n), preset=p.name, **run)
+    model = AvatarOptions().densify  # the model's thresholds (None: it trains without densification)
+    densify = densify_schedule(p, n, base=model) if model is not None else None
+    return AvatarOptions(resolution=res, iterations=n, densify=densify, preset=p.name, **run)
 
 
 def resume_options(previous: "AvatarOptions", preset: Optional[str] = None, resolution: Optional[int] = None,

@@ -15,7 +15,8 @@ in-memory snapshot (taken every ``snapshot_every`` steps) and the run continues;
 (``checkpoint.pt``, written atomically every ``checkpoint_every_s`` seconds and at the end) hold the whole
 state (fields, Adam moments, densification accumulators, the frame order and every random generator), so
 ``resume=True`` continues where one left off. The avatar directory (a :class:`~avatar3d.data.rundir.RunDirectory`:
-one run at a time; an earlier run's avatar is replaced only on request, and only once the new one is finished):
+one run at a time; an earlier run's avatar is replaced only on request, and only once the new one is finished; what later
+stages wrote about it, e.g. ``avatar3d avatar eval``'s ``metrics.json``, goes with it, as the manifest lists them):
 
 ====================  ==========================================================================
 ``avatar.pt``         the trained avatar (:func:`load_avatar`): format, head model name, its state, the tracking
@@ -66,6 +67,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 AVATAR_FILE = "avatar.pt"
 LOG_FILE = "train_log.csv"
 CURVE_FILE = "train_curve.png"
+STAGE = "train"  #: the avatar directory's manifest stage (:mod:`avatar3d.data.rundir`)
 #: fields whose learning rate decays exponentially (3DGS decays the means')
 POSITION_FIELDS = ("offset", "expr_offset")
 
@@ -493,7 +495,7 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
     t0 = time.perf_counter()
     out, track_dir = Path(out), Path(track_dir).resolve()
     check_backend(options.backend)
-    with RunDirectory(out):
+    with RunDirectory(out) as rundir:
         state = _resume_state(out, resume, restart)
         frames, model, train = prepare(track_dir, options)
         if state is not None:
@@ -510,10 +512,21 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         start = trainer.step_count
         _loop(trainer, out, run, t0)
         _save_progress(trainer, out, run)
-        save_avatar(avatar, out / AVATAR_FILE, {**run, "steps": trainer.step_count, "preset": options.preset,
-                                                "iterations": options.iterations, "options": asdict(options)})
+        settings = {**run, "steps": trainer.step_count, "preset": options.preset, "iterations": options.iterations}
+        if trainer.step_count > start or not (out / AVATAR_FILE).is_file():
+            _forget_later_stages(rundir)
+            save_avatar(avatar, out / AVATAR_FILE, {**settings, "options": asdict(options)})
+        rundir.record_stage(STAGE, [AVATAR_FILE, CHECKPOINT_FILE, LOG_FILE, CURVE_FILE], settings)
     return TrainResult(avatar, out, trainer.step_count, time.perf_counter() - t0, trainer.history, source, trainer.restored,
                        start, options)
+
+
+def _forget_later_stages(rundir: RunDirectory) -> None:
+    """Remove what later stages (``avatar3d avatar eval``'s ``metrics.json``, ...) wrote about the avatar about to be
+    replaced, as the directory's manifest lists it: they would describe the old one."""
+    for name in list(rundir.manifest()["stages"]):
+        if name != STAGE:
+            rundir.drop_stage(name)
 
 
 def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, train: FrameSet, options: AvatarOptions,
