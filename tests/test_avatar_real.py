@@ -89,8 +89,11 @@ def test_commands_write_their_outputs(real_avatar):
 def test_heldout_quality_beats_the_textured_mesh(real_avatar):
     """Held-out frames (never trained on) at 128^2, the head over white.
 
-    Measured (d3, 5 fps, 256^2 tracking, 128^2 x 400 steps): avatar PSNR 21.84 / SSIM 0.854 / face PSNR 26.64;
-    baseline (the photometric albedo on the tracked mesh: a bald head, so it loses the hair) 11.63 / 0.696 / 25.15.
+    Measured (d3, 5 fps, 256^2 tracking, 128^2 x 400 steps; PSNR in dB): avatar PSNR 21.84 / SSIM 0.854 / face PSNR
+    26.64 at main fdca49d, 21.77 / 0.855 / 26.61 at fcce976 (21.43 / 0.849 / 26.54 with 300 steps, 21.95 / 0.854 /
+    26.64 with 500: the margins below hold if the step time or the model drifts a little); the same numbers on every
+    rerun (fixed seeds, one thread). Baseline (the photometric albedo on the tracked mesh: a bald head, so it loses
+    the hair on the full frame) 11.63 / 0.696 / 25.15.
     """
     rows = _metrics(real_avatar)["rows"]
     a, b = rows["avatar"], rows["baseline"]
@@ -106,6 +109,12 @@ def _non_white(path: Path) -> np.ndarray:
     """(H, W) bool: pixels of a render over white that are not background."""
     rgb = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
     return (rgb < WHITE).any(-1)
+
+
+def _width(mask: np.ndarray) -> int:
+    """Width in pixels of the non-white pixels' bounding box."""
+    xs = np.nonzero(mask.any(0))[0]
+    return int(xs.max() - xs.min() + 1)
 
 
 def _outside_head(mask: np.ndarray, margin: float = 0.08) -> float:
@@ -128,12 +137,18 @@ def test_yaw_sweep_keeps_the_head_together(real_avatar):
     assert len(files) == len(YAWS)
     masks = [_non_white(f) for f in files]
     assert masks[0].shape == (RESOLUTION, RESOLUTION)
-    front = masks[YAWS.index(0.0)].sum()
-    cover = [m.sum() / front for m in masks]
+    frontal = masks[YAWS.index(0.0)]
+    cover = [m.sum() / frontal.sum() for m in masks]
+    width = [_width(m) / _width(frontal) for m in masks]
     outside = [_outside_head(m) for m in masks]
-    print("yaw coverage / frontal:", np.round(cover, 3), "outside the head's box:", np.round(outside, 4))
-    assert front > 0.15 * RESOLUTION ** 2
-    assert all(0.6 < c < 1.5 for c in cover), cover
+    print("yaw: coverage / frontal", np.round(cover, 3), "width / frontal", np.round(width, 3),
+          "outside the head's box", np.round(outside, 4))
+    # Measured (128^2, 400 steps): coverage 0.94-1.01 of the frontal, width 0.99-1.01 at fcce976 (0.88-1.02 at fdca49d,
+    # 0.79-1.03 at 300/500 steps: the frontal's width includes a thin smear at the crop's bottom edge), nothing
+    # outside the box.
+    assert frontal.sum() > 0.15 * RESOLUTION ** 2
+    assert all(0.7 < c < 1.4 for c in cover), cover
+    assert all(0.65 < w < 1.5 for w in width), width  # a side view that smears sideways widens
     assert max(outside) < 0.02, outside
     rgb = [np.asarray(Image.open(f).convert("RGB"), np.float32) / 255.0 for f in (files[0], files[-1])]
     assert np.abs(rgb[0] - rgb[1]).mean() > 0.03  # -45 and +45 differ: the sweep turned the head
