@@ -9,7 +9,8 @@ The avatar is the one training starts from on a real tracked clip (``--track``; 
 silhouette cover for hair (:mod:`avatar3d.avatar.coverage`). Per resolution:
 
 * **step**: wall seconds of :meth:`AvatarTrainer.step` (batch 1, no densification), the median of ``--steps``
-  after 3 warm-up steps, against the budget the issue's default preset implies (30 minutes for a 300-frame video
+  after 3 warm-up steps (and the process's CPU seconds per step: on an idle machine with T threads the wall time
+  is about CPU / T, a load-robust figure), against the budget the issue's default preset implies (30 minutes for a 300-frame video
   at 512^2 over the preset's iterations) as the named reference: ``budget / step`` >= 1 fits;
 * **profile**: the share of the step's CPU time in the rasterizer's forward (projection + compositing) and
   backward, against everything else (posing the mesh and Gaussians, colours, loss, SSIM, Adam), from
@@ -109,22 +110,22 @@ def main() -> int:
         trainer = AvatarTrainer(avatar, train, opts)
         for _ in range(3):
             trainer.step()
-        times = []
+        times, c0 = [], time.process_time()
         for _ in range(a.steps):
             t0 = time.perf_counter()
             trainer.step()
             times.append(time.perf_counter() - t0)
-        step = statistics.median(times)
+        step, cpu = statistics.median(times), (time.process_time() - c0) / a.steps
         shares = profile_shares(trainer, max(3, a.steps // 4))
         fps = render_fps(trainer.avatar, train, a.frames, "auto")
         ref = render_fps(trainer.avatar, train, a.reference_frames, "torch")
-        rows.append(f"| {res} | {avatar.num_gaussians} | {step:.3f} | {budget / step:.2f} | {shares['raster_fwd']:.0%} | "
+        rows.append(f"| {res} | {avatar.num_gaussians} | {step:.3f} | {cpu:.3f} | {budget / step:.2f} | {shares['raster_fwd']:.0%} | "
                     f"{shares['raster_bwd']:.0%} | {shares['rest']:.0%} | {fps:.1f} | {fps / RENDER_FPS_TARGET:.2f} | "
                     f"{ref:.2f} | {fps / ref:.0f} |")
         print(rows[-1], flush=True)
-    print("\n| res | Gaussians | s/step | budget / step | raster fwd | raster bwd | rest | render FPS | / 20 FPS target "
+    print("\n| res | Gaussians | s/step | CPU s/step | budget / step | raster fwd | raster bwd | rest | render FPS | / 20 FPS target "
           "| torch reference FPS | x reference |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 
