@@ -54,7 +54,7 @@ from .baseline import FaceRegion, MeshBaseline, mesh_baseline
 from .dataset import FrameSet, load_frames
 from .metrics import WINDOW, psnr, ssim, ssim_map
 from .model import GaussianHead
-from .train import AVATAR_FILE, load_avatar
+from .train import AVATAR_FILE, read_avatar
 
 __all__ = ["evaluate_avatar", "evaluate_run", "EvalResult", "Scores", "lpips_metric", "METRICS", "METRICS_FILE", "HELDOUT_DIR",
            "PROTOCOL"]
@@ -210,9 +210,8 @@ def _avatar(avatar_dir: Path) -> tuple[GaussianHead, dict[str, Any]]:
     if not (avatar_dir / AVATAR_FILE).is_file():
         raise BadInputError(f"{avatar_dir} is not an avatar directory (it has no {AVATAR_FILE}); "
                             f"make one with `avatar3d avatar train TRACK_DIR --out {avatar_dir}`")
-    avatar = load_avatar(avatar_dir)  # a corrupt or foreign file: its sentence
-    state = torch.load(avatar_dir / AVATAR_FILE, map_location="cpu", weights_only=False)
-    return avatar, {k: v for k, v in state.items() if k != "avatar"}
+    rec = read_avatar(avatar_dir)  # a corrupt or foreign file: its sentence
+    return rec.avatar, rec.record
 
 
 def _tracking(avatar_dir: Path, meta: dict[str, Any], track_dir: Optional[Path]) -> Path:

@@ -37,7 +37,7 @@ import time
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ from .plot import write_curve
 from .refine import FrameRefinement
 from .strategy import DensifyOptions, DensifyStrategy
 
-__all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "FORMAT",
+__all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "read_avatar", "AvatarRecord", "FORMAT",
            "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE", "CURVE_FILE", "TrainingStopped", "checkpoint_options", "check_backend"]
 
 FORMAT = "avatar3d-gaussian-avatar"
@@ -338,17 +338,36 @@ def save_avatar(avatar: GaussianHead, path: Path, extra: Optional[dict[str, Any]
     return path
 
 
-def load_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> GaussianHead:
-    """The avatar of ``AVATAR_DIR/avatar.pt`` (or that file); its head model is loaded by name unless given."""
+class AvatarRecord(NamedTuple):
+    """What :func:`read_avatar` returns: the avatar and what its file records about it."""
+
+    avatar: GaussianHead
+    path: Path  #: the ``avatar.pt`` read
+    track_dir: Optional[Path]  #: the tracking directory it was trained on (absolute; it may have moved since), None if unrecorded
+    resolution: Optional[int]  #: the width it was trained at (pixels), None if unrecorded
+    record: dict[str, Any]  #: the file's other entries (model, steps, options, init_colours, ...), without the fields
+
+
+def read_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> AvatarRecord:
+    """The avatar of ``AVATAR_DIR/avatar.pt`` (or that file) with its record; the head model is loaded by name unless
+    given. One sentence (:class:`BadInputError`) for a missing, corrupt or foreign file or a head model that cannot load."""
     p = Path(path)
-    p = p / AVATAR_FILE if p.is_dir() else p
+    p = p / AVATAR_FILE if p.is_dir() or not p.suffix else p
     if not p.is_file():
-        raise BadInputError(f"{p} does not exist: train an avatar first (`avatar3d avatar train TRACK_DIR --out {p.parent}`)")
+        raise BadInputError(f"{p.parent} is not an avatar directory (it has no {AVATAR_FILE}); "
+                            f"train one with `avatar3d avatar train TRACK_DIR --out {p.parent}`")
     state = _read(p, "file")
     model = head_model if head_model is not None else _head_model(state["model"])
     if model.name != state["model"]:
         raise BadInputError(f"{p} was trained on the head model {state['model']!r}, not {model.name!r}")
-    return GaussianHead.from_state(model, state["avatar"])
+    track, res = state.get("track_dir"), state.get("resolution")
+    return AvatarRecord(GaussianHead.from_state(model, state["avatar"]), p, Path(track) if isinstance(track, str) and track else None,
+                        int(res) if res else None, {k: v for k, v in state.items() if k != "avatar"})
+
+
+def load_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> GaussianHead:
+    """The avatar of ``AVATAR_DIR/avatar.pt`` (or that file): :func:`read_avatar` without the record."""
+    return read_avatar(path, head_model).avatar
 
 
 def _head_model(spec: str) -> HeadModel:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..avatar.model import GaussianHead
-from ..avatar.train import AVATAR_FILE, load_avatar
+from ..avatar.train import AVATAR_FILE, read_avatar
 from ..data.frames import TrackedFrames
 from ..data.sequence import PARAMS_FILE
 from ..errors import BadInputError
@@ -64,25 +64,13 @@ class AvatarSource:
     recorded_track: Optional[str] = None  #: the tracking directory ``avatar.pt`` names (None: it names none)
 
 
-def _recorded_track(path: Path) -> Optional[str]:
-    """The tracking directory ``avatar.pt`` records (it may have moved since), or None.
-
-    ``load_avatar`` has already checked the file, so a plain tensor-safe read of its small metadata suffices.
-    """
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # older pickles with other objects: view the avatar without its timeline
-        return None
-    track = record.get("track_dir") if isinstance(record, dict) else None
-    return track if isinstance(track, str) else None
-
-
 def open_avatar(directory: str | Path) -> AvatarSource:
     """The avatar of ``directory`` (``avatar.pt``); one sentence when it is corrupt, foreign or its head model cannot be loaded."""
     directory = Path(directory)
-    avatar = load_avatar(directory).eval()
+    rec = read_avatar(directory)
+    avatar = rec.avatar.eval()
     model = avatar.head_model
-    track = _recorded_track(directory / AVATAR_FILE)
+    track = str(rec.track_dir) if rec.track_dir is not None else None
     frames = None
     if track is not None and (Path(track) / PARAMS_FILE).is_file():
         frames = TrackedFrames(track)
