@@ -1,13 +1,13 @@
 """Rendering speed of a trained Gaussian head avatar on the CPU, forward only, as ``avatar3d avatar render`` does it.
 
 Each frame: the head model posed with the frame's tracked parameters, the Gaussians posed on its triangles
-(:func:`avatar3d.avatar.binding.pose_on_mesh`), their SH colours, then projection, binning and compositing
+with their expression offsets (:func:`avatar3d.avatar.binding.pose_on_mesh`), their SH colours, then projection, binning and compositing
 (:func:`avatar3d.render.gaussians.rasterize_gaussians`, our C++ extension) and the uint8 conversion
 (:func:`avatar3d.avatar.render.render_frames`). Frames are the avatar's own tracked frames, rendered at each
 resolution (the camera scaled). Target (issue #14): >= 20 FPS at 512^2 on two CPU cores.
 
-Reference, measured in the same run: the same loop with the differentiable torch posing (``triangle_frames`` +
-``pose_gaussians``: what every render used before the fused forward-only posing). The tile-kernel change of the
+Reference, measured in the same run: the same loop with the differentiable torch posing (offset blendshapes by
+``einsum``, ``triangle_frames``, ``pose_gaussians``: what every render used before the fused forward-only posing). The tile-kernel change of the
 same work (SIMD row spans, inlined sqrt) cannot be switched off in-process; it is bit-identical, and its
 before/after figures (interleaved runs of the old and new extension) are below.
 
@@ -58,8 +58,8 @@ def torch_posing():
         yield
 
 
-def time_render(avatar, drive) -> tuple[float, float]:
-    """(median wall seconds, median CPU seconds) per frame of ``render_frames`` over every frame of ``drive``."""
+def time_render(avatar, drive) -> tuple[float, float, float]:
+    """(median wall, fastest wall, median CPU) seconds per frame of ``render_frames`` over the frames of ``drive``."""
     frames = render_frames(avatar, drive)
     next(frames)  # warm-up: extension load, allocator
     walls, cpus = [], []
@@ -71,7 +71,7 @@ def time_render(avatar, drive) -> tuple[float, float]:
             break
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
-    return statistics.median(walls), statistics.median(cpus)
+    return statistics.median(walls), min(walls), statistics.median(cpus)
 
 
 @torch.no_grad()
@@ -82,18 +82,18 @@ def stages(avatar, drive, reps: int = 10) -> dict[str, float]:
     hm, P = avatar.head_model, avatar.params
     verts = hm(avatar.shape[None], e, p, t).vertices
     drv = e[:, avatar.expr_index]
-    off = P["offset"][None] + torch.einsum("nek,be->bnk", P["expr_offset"], drv)
-    g = binding.pose_on_mesh(verts, hm.faces, avatar.parent, off, P["rotation"], P["log_scale"])
+    g = binding.pose_on_mesh(verts, hm.faces, avatar.parent, P["offset"], P["rotation"], P["log_scale"], P["expr_offset"], drv)
     dirs = torch.nn.functional.normalize(g.means - cam.centre.reshape(1, 1, 3), dim=-1)
     col = avatar.appearance.colours(P, drv, dirs)
     opac = torch.sigmoid(P["opacity"])
     K, vm, bg = cam.raster_K.reshape(1, 3, 3), cam.world_to_cam.reshape(1, 4, 4), torch.ones(3)
     steps = {
         "head model": lambda: hm(avatar.shape[None], e, p, t),
-        "expression offsets": lambda: torch.einsum("nek,be->bnk", P["expr_offset"], drv),
-        "posing (fused)": lambda: binding.pose_on_mesh(verts, hm.faces, avatar.parent, off, P["rotation"], P["log_scale"]),
-        "posing (torch, ref)": lambda: binding.pose_gaussians(binding.triangle_frames(verts, hm.faces), avatar.parent, off,
-                                                              P["rotation"], P["log_scale"]),
+        "posing (fused)": lambda: binding.pose_on_mesh(verts, hm.faces, avatar.parent, P["offset"], P["rotation"],
+                                                       P["log_scale"], P["expr_offset"], drv),
+        "posing (torch, ref)": lambda: binding.pose_gaussians(
+            binding.triangle_frames(verts, hm.faces), avatar.parent,
+            P["offset"] + torch.einsum("nek,be->bnk", P["expr_offset"], drv), P["rotation"], P["log_scale"]),
         "SH colours": lambda: avatar.appearance.colours(P, drv, dirs),
         "rasterize": lambda: rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, col[0], vm, K, drive.width,
                                                  drive.height, backgrounds=bg),
@@ -122,8 +122,8 @@ def main() -> int:
     av = src.avatar
     print(f"# avatar {a.avatar}: {av.num_gaussians} Gaussians, head model {type(av.head_model).__name__}, "
           f"{a.frames} tracked frames per row")
-    hdr = (f"{'threads':>7} {'res':>4} | {'FPS':>6} {'cpu ms':>7} | {'ref FPS':>7} {'ref cpu ms':>10} | "
-           f"{'speed-up':>8} | {'vs 20 FPS':>9}")
+    hdr = (f"{'threads':>7} {'res':>4} | {'FPS':>6} {'best':>6} {'cpu ms':>7} | {'ref FPS':>7} {'ref best':>8} "
+           f"{'ref cpu ms':>10} | {'speed-up':>8} | {'vs 20 FPS':>9}")
     print(hdr)
     print("-" * len(hdr))
     fps = {}
@@ -131,22 +131,25 @@ def main() -> int:
         torch.set_num_threads(threads)  # also OpenMP's team size (the extension's tiles)
         for res in (int(x) for x in a.res.split(",")):
             drive = build_drive(src, DriveRequest(frames=slice(0, a.frames + 1), resolution=res))
-            wall, cpu = time_render(av, drive)
+            wall, best, cpu = time_render(av, drive)
             with torch_posing():
-                rwall, rcpu = time_render(av, drive)
-            fps[(threads, res)] = 1 / wall
-            print(f"{threads:7d} {res:4d} | {1 / wall:6.1f} {1e3 * cpu:7.1f} | {1 / rwall:7.1f} {1e3 * rcpu:10.1f} | "
-                  f"{rwall / wall:7.2f}x | {'met' if 1 / wall >= TARGET_FPS else 'missed':>9}", flush=True)
+                rwall, rbest, rcpu = time_render(av, drive)
+            fps[(threads, res)] = (1 / wall, 1 / best)
+            print(f"{threads:7d} {res:4d} | {1 / wall:6.1f} {1 / best:6.1f} {1e3 * cpu:7.1f} | {1 / rwall:7.1f} "
+                  f"{1 / rbest:8.1f} {1e3 * rcpu:10.1f} | {rwall / wall:7.2f}x | "
+                  f"{'met' if 1 / wall >= TARGET_FPS else 'missed':>9}", flush=True)
     torch.set_num_threads(1)
     drive = build_drive(src, DriveRequest(frames=slice(0, 2), resolution=512))
     print("# one 512^2 frame, 1 thread, median CPU ms per step:")
     for name, ms in stages(av, drive).items():
         print(f"#   {name:22s} {ms:7.1f}")
     if (2, 512) in fps:
-        print(f"# target >= {TARGET_FPS:.0f} FPS at 512^2 on 2 threads: {fps[(2, 512)]:.1f} FPS,"
-              f" {'met' if fps[(2, 512)] >= TARGET_FPS else 'MISSED'} (wall clock; see the load average)")
-    print(f"# load1 at end={os.getloadavg()[0]:.1f}. FPS = 1 / median frame wall time; cpu ms = median process CPU"
-          " time per frame (all threads). ref = the same loop with the torch posing (module docstring).")
+        med, best = fps[(2, 512)]
+        print(f"# target >= {TARGET_FPS:.0f} FPS at 512^2 on 2 threads: {med:.1f} FPS (median frame),"
+              f" {'met' if med >= TARGET_FPS else 'MISSED'}; fastest frame {best:.1f} FPS (see the load average)")
+    print(f"# load1 at end={os.getloadavg()[0]:.1f}. FPS = 1 / median frame wall time; best = 1 / fastest frame (on a"
+          " loaded machine the closest to an idle one); cpu ms = median process CPU time per frame (all threads)."
+          " ref = the same loop with the torch posing (module docstring).")
     return 0
 
 

@@ -45,10 +45,15 @@ def test_fused_posing_matches_the_torch_posing(dtype, atol):
     four = torch.stack([d.sum(-1), d[..., 0] - d[..., 1] - d[..., 2], d[..., 1] - d[..., 0] - d[..., 2],
                         d[..., 2] - d[..., 0] - d[..., 1]], -1)  # 4 w^2 - 1, 4 x^2 - 1, ...
     assert set(four.argmax(-1).flatten().tolist()) == {0, 1, 2, 3}
-    for off in (offset, offset[0]):  # per-frame and shared offsets
+    g = torch.Generator().manual_seed(5)
+    blend = (torch.randn(len(parent), 4, 3, generator=g) * 0.2).to(dtype)  # (N, K, 3) offset blendshapes
+    drive = torch.randn(len(verts), 4, generator=g).to(dtype)  # (B, K)
+    cases = [(offset, offset, ()), (offset[0], offset[0], ()),  # per-frame and shared offsets
+             (offset[0] + torch.einsum("nek,be->bnk", blend, drive), offset[0], (blend, drive))]  # and blendshapes
+    for off, base, extra in cases:
         want = pose_gaussians(triangle_frames(verts, faces), parent, off, rot, log_scale)
         with torch.no_grad():
-            got = pose_on_mesh(verts, faces, parent, off, rot, log_scale)
+            got = pose_on_mesh(verts, faces, parent, base, rot, log_scale, *extra)
         sound = parent != 0  # a degenerate triangle's frame is arbitrary (but finite) in both
         for w, g in zip(want, got):
             assert g.shape == w.shape and g.dtype == dtype

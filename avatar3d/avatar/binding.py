@@ -27,7 +27,7 @@ N Gaussians.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as tF
@@ -108,21 +108,29 @@ def pose_gaussians(frames: TriangleFrames, parent: Tensor, offset: Tensor, rotat
     return PosedGaussians(means, quats, scales)
 
 
-def pose_on_mesh(vertices: Tensor, faces: Tensor, parent: Tensor, offset: Tensor, rotation: Tensor,
-                 log_scale: Tensor) -> PosedGaussians:
-    """``pose_gaussians(triangle_frames(vertices, faces), parent, offset, rotation, log_scale)``.
+def pose_on_mesh(vertices: Tensor, faces: Tensor, parent: Tensor, offset: Tensor, rotation: Tensor, log_scale: Tensor,
+                 expr_offset: Optional[Tensor] = None, drive: Optional[Tensor] = None) -> PosedGaussians:
+    """``pose_gaussians(triangle_frames(vertices, faces), parent, offset', rotation, log_scale)``.
 
-    ``vertices`` (B, V, 3) posed mesh; the rest as :func:`pose_gaussians`. Forward-only CPU calls (grad mode
-    off, or no input requiring gradients) use the fused extension kernel: same maths, float rounding aside.
+    ``vertices`` (B, V, 3) posed mesh; the rest as :func:`pose_gaussians`, with optional offset blendshapes:
+    ``offset' = offset + einsum("nek,be->bnk", expr_offset, drive)`` for ``expr_offset`` (N, K, 3) and ``drive``
+    (B, K). Forward-only CPU calls (grad mode off, or no input requiring gradients) use the fused extension
+    kernel: same maths, float rounding aside.
     """
     v = vertices if vertices.ndim == 3 else vertices[None]
-    tensors = (v, offset, rotation, log_scale)
+    shapes = (expr_offset, drive) if expr_offset is not None else ()
+    tensors = (v, offset, rotation, log_scale) + shapes
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     ext = cpu_extension() if v.device.type == "cpu" and not needs_grad else None
     if ext is None or len({t.dtype for t in tensors}) != 1 or v.dtype not in (torch.float32, torch.float64):
+        if expr_offset is not None:
+            offset = offset + torch.einsum("nek,be->bnk", expr_offset, drive)
         return pose_gaussians(triangle_frames(v, faces), parent, offset, rotation, log_scale)
     c = lambda t: t.contiguous()  # noqa: E731
-    means, quats, scales = ext.pose_forward(c(v), c(faces.long()), c(parent.long()), c(offset), c(rotation), c(log_scale))
+    none = v.new_zeros(0)
+    eo, dr = (c(expr_offset), c(drive)) if expr_offset is not None else (none, none)
+    means, quats, scales = ext.pose_forward(c(v), c(faces.long()), c(parent.long()), c(offset), c(rotation),
+                                            c(log_scale), eo, dr)
     return PosedGaussians(means, quats, scales)
 
 

@@ -233,8 +233,8 @@ class GaussianHead(nn.Module):
         verts = self.head_model(self.shape[None].expand(B, -1), expression, pose, transl).vertices
         p = self.params
         drive = expression.to(p["offset"])[:, self.expr_index]
-        offset = p["offset"][None] + torch.einsum("nek,be->bnk", p["expr_offset"], drive)
-        posed = pose_on_mesh(verts, self.head_model.faces, self.parent, offset, p["rotation"], p["log_scale"])
+        posed = pose_on_mesh(verts, self.head_model.faces, self.parent, p["offset"], p["rotation"], p["log_scale"],
+                             p["expr_offset"], drive)
         return posed, torch.sigmoid(p["opacity"])
 
     def forward(self, expression: Tensor, pose: Tensor, transl: Tensor, camera: Camera, background: Optional[Tensor] = None,

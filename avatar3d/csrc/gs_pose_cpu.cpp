@@ -1,7 +1,8 @@
 // Forward-only posing of triangle-bound Gaussians on the CPU (OpenMP): avatar3d/avatar/binding.py's
 // triangle_frames + pose_gaussians in one pass per Gaussian, for rendering. The torch code makes a
 // dozen (B, F) and (B, N) intermediates (frames, gathered 3x3 rotations, four Shepperd candidates);
-// here each Gaussian reads its triangle's three vertices and writes its mean, quaternion and scales.
+// here each Gaussian reads its triangle's three vertices (and its offset blendshapes) and writes its mean,
+// quaternion and scales.
 // Same formulas, in the same order where it matters; results agree up to float rounding (tested).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -95,15 +96,22 @@ void check(const at::Tensor& t, const char* name, at::ScalarType dt) {
 }  // namespace
 
 // vertices (B,V,3), faces (F,3) int64, parent (N,) int64, offset (B,N,3) or (N,3), rotation (N,4),
-// log_scale (N,3), all float32 or all float64. Returns means (B,N,3), quats (B,N,4), scales (B,N,3).
+// log_scale (N,3), expr_offset (N,K,3) and drive (B,K) (offset blendshapes, or both empty), all float32 or
+// all float64. Returns means (B,N,3), quats (B,N,4), scales (B,N,3).
 std::vector<at::Tensor> gs_pose_forward(at::Tensor vertices, at::Tensor faces, at::Tensor parent, at::Tensor offset,
-                                        at::Tensor rotation, at::Tensor log_scale) {
+                                        at::Tensor rotation, at::Tensor log_scale, at::Tensor expr_offset,
+                                        at::Tensor drive) {
   const auto dt = vertices.scalar_type();
   TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "vertices must be float32 or float64");
   check(vertices, "vertices", dt); check(offset, "offset", dt); check(rotation, "rotation", dt);
   check(log_scale, "log_scale", dt); check(faces, "faces", at::kLong); check(parent, "parent", at::kLong);
   const int64_t B = vertices.size(0), V = vertices.size(1), F = faces.size(0), N = parent.size(0);
   const bool per_frame = offset.dim() == 3;
+  const int64_t K = expr_offset.numel() ? expr_offset.size(1) : 0;
+  if (K) {
+    check(expr_offset, "expr_offset", dt); check(drive, "drive", dt);
+    TORCH_CHECK(expr_offset.size(0) == N && drive.size(0) == B && drive.size(1) == K, "expr_offset/drive shapes");
+  }
   auto means = at::empty({B, N, 3}, vertices.options()), quats = at::empty({B, N, 4}, vertices.options()),
        scales = at::empty({B, N, 3}, vertices.options());
   const int64_t* fc = faces.data_ptr<int64_t>();
@@ -112,15 +120,20 @@ std::vector<at::Tensor> gs_pose_forward(at::Tensor vertices, at::Tensor faces, a
   for (int64_t k = 0; k < 3 * F; ++k) TORCH_CHECK(fc[k] >= 0 && fc[k] < V, "face index out of range");
   AT_DISPATCH_FLOATING_TYPES(dt, "gs_pose_forward", [&] {
     const scalar_t *v = vertices.data_ptr<scalar_t>(), *off = offset.data_ptr<scalar_t>(),
-                   *rot = rotation.data_ptr<scalar_t>(), *ls = log_scale.data_ptr<scalar_t>();
+                   *rot = rotation.data_ptr<scalar_t>(), *ls = log_scale.data_ptr<scalar_t>(),
+                   *eo = K ? expr_offset.data_ptr<scalar_t>() : nullptr, *dr = K ? drive.data_ptr<scalar_t>() : nullptr;
     scalar_t *m = means.data_ptr<scalar_t>(), *q = quats.data_ptr<scalar_t>(), *s = scales.data_ptr<scalar_t>();
     at::parallel_for(0, B * N, 2048, [&](int64_t b0, int64_t e0) {
       for (int64_t k = b0; k < e0; ++k) {
         const int64_t b = k / N, n = k % N;
         const int64_t* f = fc + 3 * par[n];
         const scalar_t* vb = v + b * V * 3;
-        pose_one(vb + 3 * f[0], vb + 3 * f[1], vb + 3 * f[2], off + 3 * (per_frame ? k : n), rot + 4 * n, ls + 3 * n,
-                 m + 3 * k, q + 4 * k, s + 3 * k);
+        const scalar_t* o = off + 3 * (per_frame ? k : n);
+        scalar_t o3[3] = {o[0], o[1], o[2]};
+        for (int64_t e = 0; e < K; ++e)  // offset + sum_e expr_offset[n, e] drive[b, e]
+          for (int i = 0; i < 3; ++i) o3[i] += eo[(n * K + e) * 3 + i] * dr[b * K + e];
+        pose_one(vb + 3 * f[0], vb + 3 * f[1], vb + 3 * f[2], o3, rot + 4 * n, ls + 3 * n, m + 3 * k, q + 4 * k,
+                 s + 3 * k);
       }
     });
   });
