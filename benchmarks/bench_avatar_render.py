@@ -11,20 +11,40 @@ Reference, measured in the same run: the same loop with the differentiable torch
 same work (SIMD row spans, inlined sqrt) cannot be switched off in-process; it is bit-identical, and its
 before/after figures (interleaved runs of the old and new extension) are below.
 
-    python benchmarks/bench_avatar_render.py --avatar AVATAR_DIR [--threads 1,2] [--res 256,512] [--frames 20]
+    [OMP_WAIT_POLICY=PASSIVE] python benchmarks/bench_avatar_render.py --avatar AVATAR_DIR [--threads 1,2]
+        [--res 256,512] [--frames 20]
 
 AVATAR_DIR is any trained avatar (``avatar3d avatar train TRACK_DIR --out AVATAR_DIR``) whose tracking directory
 is still where it was trained. FPS is frames over wall seconds (median frame); cpu ms is process CPU time per
 frame over all threads (it does not count waiting for a core, so it stays meaningful on a loaded machine).
 
-Results (Intel Xeon, Sapphire Rapids class, 2 cores, AVX-512; a shared box, load average 6-10 throughout: wall
-figures are inflated by waiting for a core; cpu ms is the load-robust figure; d3 avatar, 28,077 Gaussians, 200
-iterations at 256^2 of d3_builtin_10fps_90):
+Results, 2026-12-07, Intel Xeon (Sapphire Rapids class VM), 2 cores, AVX-512, torch 2.13 CPU; d3 avatar (28,077
+Gaussians, built-in head model) driven by its first 20 tracked frames; run under ``nice`` on a box shared with
+other jobs (load average 2-2.5 at the time; wall figures include waiting for a core, cpu ms does not):
 
-    (filled in from the run below)
+  with ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of spinning):
 
-Tile kernel alone (``ext.forward`` on one 512^2 frame of this avatar, 1 thread, min CPU ms of 25, old / new,
-two interleaved pairs): 55.3 / 47.7 and 55.3 / 48.6 ms (-12%); images identical bit for bit.
+    threads  res |    FPS   best  cpu ms | ref FPS ref best ref cpu ms | speed-up | vs 20 FPS
+          1  256 |   16.4   18.7    61.1 |    12.2     13.9       81.9 |    1.34x |    missed
+          1  512 |    9.9   10.9   101.2 |     8.1      9.3      123.6 |    1.22x |    missed
+          2  256 |   29.6   34.9    58.1 |    21.6     24.8       73.5 |    1.37x |       met
+          2  512 |   18.3   21.4    95.6 |    15.2     18.5      113.8 |    1.20x |    missed
+
+  with OpenMP's default wait policy (same box, minutes earlier, load 1.9-2.5):
+
+          1  256 |   19.1   25.5    52.2 |    16.4     18.8       56.7 |    1.16x |    missed
+          1  512 |   10.9   11.4    91.3 |     8.9      9.2      112.2 |    1.23x |    missed
+          2  256 |    2.9    4.2   347.3 |     1.6      2.1      637.4 |    1.83x |    missed
+          2  512 |    2.7    3.1   367.6 |     1.5      1.5      666.3 |    1.82x |    missed
+
+  one 512^2 frame, 1 thread, median CPU ms per step: head model 4.5, posing 2.3 (torch posing: 14.1),
+  SH colours 3.6, rasterize (projection, binning, compositing) 58.5.
+
+So: 20 FPS at 512^2 on two cores is within reach only with passive OpenMP waiting on this shared box (18.3 FPS
+median, 21.4 for the fastest frame); with the default policy two threads are 4x slower than one, because an
+idle OpenMP thread spins (perf: ~45% of samples in libgomp) on a core the working thread needs whenever
+anything else runs. The fused posing saves ~12 ms of CPU per frame (the ``speed-up`` column); the rasterizer's
+compositing is the rest (about 45-50 ms of CPU per 512^2 frame).
 """
 
 from __future__ import annotations
@@ -121,7 +141,7 @@ def main() -> int:
     src = open_avatar(a.avatar)
     av = src.avatar
     print(f"# avatar {a.avatar}: {av.num_gaussians} Gaussians, head model {type(av.head_model).__name__}, "
-          f"{a.frames} tracked frames per row")
+          f"{a.frames} tracked frames per row, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}")
     hdr = (f"{'threads':>7} {'res':>4} | {'FPS':>6} {'best':>6} {'cpu ms':>7} | {'ref FPS':>7} {'ref best':>8} "
            f"{'ref cpu ms':>10} | {'speed-up':>8} | {'vs 20 FPS':>9}")
     print(hdr)
