@@ -124,7 +124,8 @@ class FrameSource:
         container, stream = self._open()
         try:
             rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-            n_src = int(stream.frames or 0)
+            declared = int(stream.frames or 0)  # read while the container is open (PyAV >= 18.1.1 refuses after close)
+            n_src = declared
             if n_src <= 0 and stream.duration and stream.time_base:
                 n_src = int(round(float(stream.duration * stream.time_base) * rate))
             # Decode the first frame: it proves the file is decodable and gives the rotation.
@@ -146,7 +147,7 @@ class FrameSource:
         n = max(1, n_src)
         if self.fps_request and self.fps_request < rate:
             n = max(1, int(math.ceil(n_src * self.fps_request / rate)))
-        exact = stream.frames > 0 and not (self.fps_request and self.fps_request < rate)
+        exact = declared > 0 and not (self.fps_request and self.fps_request < rate)
         if self.max_frames is not None:
             exact = exact or n > self.max_frames + 1  # a cap well below the (estimated) count is reached exactly
             n = min(n, self.max_frames)
