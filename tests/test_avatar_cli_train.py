@@ -111,11 +111,16 @@ def test_a_finished_avatar_is_never_replaced_silently_and_a_second_run_is_identi
     before = (out / AVATAR_FILE).read_bytes()
     _error(capsys, _train(avatar_truth_dir, out), "already holds a trained avatar", "--resume", "--restart", "another --out")
     assert (out / AVATAR_FILE).read_bytes() == before
+    (out / "metrics.json").write_text("{}")  # as 'avatar3d avatar eval' leaves it: scores of this avatar
+    RunDirectory(out).record_stage("eval", ["metrics.json"])
     assert _train(avatar_truth_dir, out, "--resume") == 0  # nothing left to do: says so, and how to go further
     assert "already holds the finished avatar of 10 steps" in capsys.readouterr().out
+    assert (out / AVATAR_FILE).read_bytes() == before and (out / "metrics.json").is_file()
     assert _train(avatar_truth_dir, out, "--resume", "--iterations", "13") == 0
     assert capsys.readouterr().out.startswith("trained 13 steps (--preset default, 64 px, ")
     assert _state(out)["steps"] == 13 and len((out / LOG_FILE).read_text().splitlines()) == 14
+    assert not (out / "metrics.json").exists() and RunDirectory(out).stage("eval") is None  # they scored the old avatar
+    assert RunDirectory(out).stage("train")["settings"]["steps"] == 13
     assert _train(avatar_truth_dir, out, "--restart") == 0  # a new one in its place: with the fixed seed, the same as the first
     _same_avatar(trained, out)
 
@@ -243,7 +248,7 @@ def test_presets_set_size_and_schedule_and_flags_override_them():
     assert 0 < quick.densify.refine_start < quick.densify.refine_stop < quick.iterations
     mine = preset_options("quick", resolution=128, iterations=3000, backend="cpu")
     assert mine.resolution == 128 and mine.iterations == 3000 and mine.backend == "cpu"
-    assert mine.densify.refine_stop == 2 * quick.densify.refine_stop  # the schedule scales with the iterations
+    assert mine.densify.refine_stop == round(PRESETS["quick"].densify_stop * 3000)  # the schedule scales with the iterations
     longer = resume_options(quick, iterations=3000)
     assert longer.densify == mine.densify and longer.resolution == 256
     assert resume_options(quick, progress=True) == replace(quick, progress=True)

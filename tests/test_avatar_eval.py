@@ -120,9 +120,7 @@ def test_eval_scores_the_avatar_and_the_baseline_on_the_held_out_frames(avatar_d
     print("avatar", a, "\nbaseline", b)
     # the face region is part of the frame, scored on its own: not the full-frame numbers
     assert abs(a["face_psnr"] - a["psnr"]) > 0.5 and abs(b["face_psnr"] - b["psnr"]) > 0.5
-    # both drawn where the head is (not nothing); which one wins is not this test's business: the tiny avatar trained
-    # for 40 steps at 64 px and the flat-colour baseline land within 0.2 dB of each other (21.6 vs 21.7 here)
-    assert 15 < b["psnr"] < 35 and 15 < a["psnr"] < 35
+    assert 15 < a["psnr"] < 35 and 15 < b["psnr"] < 35  # measured 21.6 (40 steps at 64 px) and 21.7 (one flat skin colour)
     assert abs(d["psnr"] - (a["psnr"] - b["psnr"])) < 1e-9
     # metrics.json: rows, per-frame values, frames, protocol, versions
     m = json.loads((avatar_dir / METRICS_FILE).read_text())
@@ -183,6 +181,37 @@ def test_lpips_is_never_downloaded(tmp_path, monkeypatch):
     metric, note = lpips_metric()
     assert metric is None and note.startswith("unavailable:")
     assert not (tmp_path / "empty_torch_home").exists()  # nothing was fetched
+
+
+def test_lpips_runs_where_its_package_and_weights_are_here(avatar_dir, albedo_track, tmp_path, monkeypatch):
+    """With an ``lpips`` package and AlexNet weights in torch's cache (a stand-in package here: the real one is not a
+    test dependency), both rows get LPIPS of images scaled to [-1, 1], per frame and in metrics.json."""
+    import sys
+    import types
+
+    calls = []
+
+    class FakeLPIPS(torch.nn.Module):
+        def __init__(self, net: str, verbose: bool = True):
+            super().__init__()
+            assert net == "alex"
+
+        def forward(self, x, y):
+            calls.append((tuple(x.shape), float(x.min()), float(x.max())))
+            return (x - y).abs().mean(dim=(1, 2, 3), keepdim=True)
+
+    monkeypatch.setitem(sys.modules, "lpips", types.SimpleNamespace(LPIPS=FakeLPIPS, __version__="fake"))
+    weights = tmp_path / "torch_home" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    with torch_threads(1):
+        res = evaluate_run(avatar_dir, track_dir=albedo_track, frames=[int(i) for i in TrackedFrames(albedo_track).split().test[:2]])
+    assert res.avatar.lpips is not None and res.baseline.lpips is not None and res.avatar.lpips.shape == (2,)
+    assert calls and all(shape == (1, 3, SIZE, SIZE) and lo >= -1 and hi <= 1 and lo < 0 < hi for shape, lo, hi in calls)
+    m = json.loads((avatar_dir / METRICS_FILE).read_text())
+    assert m["lpips"]["available"] and "fake" in m["lpips"]["note"]
+    assert m["rows"]["difference"]["lpips"] == pytest.approx(res.rows()["avatar"]["lpips"] - res.rows()["baseline"]["lpips"])
 
 
 def test_eval_command_prints_the_table(avatar_dir, albedo_track, capsys):

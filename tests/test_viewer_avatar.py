@@ -17,7 +17,7 @@ from PIL import Image
 from avatar3d._tensor import torch_threads
 from avatar3d.cli import main
 from avatar3d.render.camera import Camera
-from avatar3d.viewer.gaussians import AvatarRenderer, is_avatar_dir, open_avatar, start_camera
+from avatar3d.viewer.gaussians import AvatarRenderer, avatar_dir, open_avatar, start_camera
 from avatar3d.viewer.orbit import OrbitCamera
 from avatar3d.viewer.params import apply_settings
 from avatar3d.viewer.scene import project
@@ -43,7 +43,7 @@ def _covered(img: np.ndarray) -> np.ndarray:
 
 
 def test_screenshot_shows_the_head_and_follows_expression_and_yaw(tiny_avatar, avatar_truth_dir, tmp_path, out_dir, capsys):
-    assert is_avatar_dir(tiny_avatar) and not is_avatar_dir(avatar_truth_dir)
+    assert avatar_dir(tiny_avatar) == avatar_dir(tiny_avatar / "avatar.pt") == tiny_avatar and avatar_dir(avatar_truth_dir) is None
     neutral = _shot(tmp_path, tiny_avatar, "frame0")
     assert "wrote" in capsys.readouterr().out
     # The avatar's picture covers the true head of frame 0 (the capture's mask, same tracking camera and crop).
@@ -69,13 +69,32 @@ def test_screenshot_shows_the_head_and_follows_expression_and_yaw(tiny_avatar, a
     assert beside.shape[1] == 2 * neutral.shape[1] and np.abs(beside[:, neutral.shape[1]:] - neutral).max() == 0
     video = np.asarray(Image.open(sorted((avatar_truth_dir / "images").iterdir())[0]).convert("RGB")).astype(float)
     assert np.abs(beside[:, : neutral.shape[1]] - video).mean() < 1.0
+    # --overlay 1: the avatar over the video by its coverage (the video where there are no Gaussians).
+    over = _shot(tmp_path, tiny_avatar, "overlay", "--overlay", "1")
+    solid, empty = _covered(neutral) & mask, ~_covered(neutral) & ~mask
+    assert np.abs(over - neutral)[solid].mean() < 12 and np.abs(over - video)[empty].mean() < 2
+
+
+def test_mesh_screenshot_yaw_circles_the_camera(tmp_path):
+    from avatar3d.errors import Avatar3DError
+    from avatar3d.viewer.headless import check_offscreen_support
+
+    try:
+        check_offscreen_support()
+    except Avatar3DError as e:
+        pytest.skip(str(e))
+    front = _shot(tmp_path, Path("builtin"), "front", "--size", "96")
+    side = _shot(tmp_path, Path("builtin"), "side", "--size", "96", "--yaw", "60")
+    sil_f, sil_s = (np.abs(x - x[2, 2]).sum(2) > 12 for x in (front, side))
+    assert sil_f[48, 48] and sil_s[48, 48], "the head stays in the middle"
+    assert (sil_f ^ sil_s).mean() > 0.03, "a side view has another silhouette"
 
 
 def test_renderer_is_the_avatars_own_render_and_reuses_its_pose(tiny_avatar):
     av = open_avatar(tiny_avatar)
     assert av.source.num_frames == 24  # the timeline: the avatar's tracking directory
     p = initial_params(av.source, ViewOptions(frame=3))
-    orbit = start_camera(av, p, 3, (64, 64))
+    orbit = start_camera(av, 3, (64, 64))
     K, w2c = orbit.matrices(160, 120)
     r = AvatarRenderer(av.avatar)
     img, alpha = r.render(p, K, w2c, 160, 120)
@@ -131,6 +150,16 @@ def test_bad_avatars_are_one_sentence(tiny_avatar, tmp_path, capsys):
     assert main(["view", str(foreign), "--screenshot", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "head model" in err and "cannot be loaded" in err
+    # Its tracking directory gone: the avatar alone, neutral, through a frontal camera at --size; no timeline.
+    state = torch.load(tiny_avatar / "avatar.pt", map_location="cpu", weights_only=False)
+    state["track_dir"] = str(tmp_path / "moved_away")
+    (tmp_path / "alone").mkdir()
+    torch.save(state, tmp_path / "alone" / "avatar.pt")
+    alone = _shot(tmp_path, tmp_path / "alone", "alone", "--size", "96x80")
+    assert alone.shape == (80, 96, 3) and _covered(alone)[30:50, 38:58].all() and not _covered(alone)[:, :5].any()
+    assert main(["view", str(tmp_path / "alone"), "--screenshot", str(tmp_path / "x.png"), "--frame", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "moved_away is no longer there" in err
     assert main(["view", str(tiny_avatar), "--screenshot", str(tmp_path / "x.png"), "--wireframe"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--wireframe" in err and "Gaussian avatar" in err

@@ -14,9 +14,10 @@ Each renders one frame over a white background, as the avatar does. Both texture
 frames, the held-out ones included: the baseline is, if anything, favoured.
 
 :class:`FaceRegion` is the protocol's face region: the pixels where the tracked mesh's front-most triangle
-belongs to the head model's face (regions :data:`FACE_REGIONS`: the facial skin with the lips, the eyeballs,
-the mouth interior and the teeth), rasterized with the library's mesh rasterizer (depth-tested, so a face
-triangle hidden behind another part does not count). Shapes: V model vertices, F triangles, H x W pixels.
+belongs to the head model's face (:data:`SKIN_REGIONS`: the facial skin with the lips, without ears and neck;
+:data:`FACE_REGIONS`: the eyeballs, eye sockets, the mouth interior and the teeth), rasterized with the library's
+mesh rasterizer (depth-tested, so a face triangle hidden behind another part does not count).
+Shapes: V model vertices, F triangles, H x W pixels.
 """
 
 from __future__ import annotations
@@ -33,24 +34,28 @@ from ..models.base import HeadModel
 from ..render.camera import Camera
 from ..render.mesh import rasterize
 
-__all__ = ["FACE_REGIONS", "FaceRegion", "MeshBaseline", "MapsBaseline", "TrackerBaseline", "mesh_baseline"]
+__all__ = ["SKIN_REGIONS", "FACE_REGIONS", "FaceRegion", "MeshBaseline", "MapsBaseline", "TrackerBaseline", "mesh_baseline"]
 
-#: the head model's regions whose triangles make the face region (those a model lacks are skipped)
-FACE_REGIONS = ("face", "eyes", "mouth_interior", "teeth")
+#: the facial skin: the first of these regions the head model has (ICT's ``face`` part also holds the ears and the
+#: neck; its ``narrow_face`` is the face the built-in head's ``face`` region covers)
+SKIN_REGIONS = ("narrow_face", "face")
+#: the regions inside the face, with the skin making the face region (those a model lacks are skipped)
+FACE_REGIONS = ("eyes", "mouth_interior", "teeth", "eye_sockets", "eye_auxiliary", "eyelashes")
 
 
 class FaceRegion:
     """The face region of a head model's posed mesh in a camera (module docstring).
 
     Args:
-        model: the head model; its regions named in :data:`FACE_REGIONS` choose the triangles.
+        model: the head model; its regions of :data:`SKIN_REGIONS` (the first it has) and :data:`FACE_REGIONS` choose the triangles.
     """
 
     def __init__(self, model: HeadModel):
-        names = [r for r in FACE_REGIONS if r in model.region_names]
-        if not names:
-            raise ValueError(f"the head model {model.name!r} has none of the face regions {', '.join(FACE_REGIONS)}")
-        self.regions = names
+        skin = [r for r in SKIN_REGIONS if r in model.region_names][:1]
+        if not skin:
+            raise ValueError(f"the head model {model.name!r} has no face region ({' or '.join(SKIN_REGIONS)})")
+        names = skin + [r for r in FACE_REGIONS if r in model.region_names]
+        self.regions = names  #: the regions used
         faces = model.faces.long()
         # a triangle belongs to the face when all three corners are in one of the regions
         self.triangles = torch.stack([model.region(r)[faces].all(1) for r in names]).any(0)  #: (F,) bool

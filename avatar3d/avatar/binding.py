@@ -19,20 +19,25 @@ A bound Gaussian ``k`` on triangle ``t = parent[k]`` is posed as
     scales_k = scale_t * exp(log_scale_k)                            (metres)
 
 :func:`pose_gaussians` is that map, pure and batched; :func:`bind_points` is its inverse for points
-(what initialisation and tests use). Shapes: B poses, V vertices, F triangles, N Gaussians.
+(what initialisation and tests use). :func:`pose_on_mesh` is both steps from posed vertices; when nothing
+needs a gradient (rendering) it runs them fused in the CPU extension (``csrc/gs_pose_cpu.cpp``): one pass per
+Gaussian instead of a dozen frame- and Gaussian-sized intermediates. Shapes: B poses, V vertices, F triangles,
+N Gaussians.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as tF
 from torch import Tensor
 
 from ..geometry import matrix_to_quaternion
+from ..render.gaussians import cpu_extension
 
-__all__ = ["TriangleFrames", "triangle_frames", "PosedGaussians", "pose_gaussians", "bind_points", "quaternion_multiply"]
+__all__ = ["TriangleFrames", "triangle_frames", "PosedGaussians", "pose_gaussians", "pose_on_mesh", "bind_points",
+           "quaternion_multiply"]
 
 _EPS = 1e-12
 
@@ -100,6 +105,32 @@ def pose_gaussians(frames: TriangleFrames, parent: Tensor, offset: Tensor, rotat
     q_frame = matrix_to_quaternion(R)
     quats = quaternion_multiply(q_frame, tF.normalize(rotation, dim=-1, eps=_EPS)[None].expand_as(q_frame))
     scales = s * torch.exp(log_scale)[None]
+    return PosedGaussians(means, quats, scales)
+
+
+def pose_on_mesh(vertices: Tensor, faces: Tensor, parent: Tensor, offset: Tensor, rotation: Tensor, log_scale: Tensor,
+                 expr_offset: Optional[Tensor] = None, drive: Optional[Tensor] = None) -> PosedGaussians:
+    """``pose_gaussians(triangle_frames(vertices, faces), parent, offset', rotation, log_scale)``.
+
+    ``vertices`` (B, V, 3) posed mesh; the rest as :func:`pose_gaussians`, with optional offset blendshapes:
+    ``offset' = offset + einsum("nek,be->bnk", expr_offset, drive)`` for ``expr_offset`` (N, K, 3) and ``drive``
+    (B, K). Forward-only CPU calls (grad mode off, or no input requiring gradients) use the fused extension
+    kernel: same maths, float rounding aside.
+    """
+    v = vertices if vertices.ndim == 3 else vertices[None]
+    shapes = (expr_offset, drive) if expr_offset is not None else ()
+    tensors = (v, offset, rotation, log_scale) + shapes
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    ext = cpu_extension() if v.device.type == "cpu" and not needs_grad else None
+    if ext is None or len({t.dtype for t in tensors}) != 1 or v.dtype not in (torch.float32, torch.float64):
+        if expr_offset is not None:
+            offset = offset + torch.einsum("nek,be->bnk", expr_offset, drive)
+        return pose_gaussians(triangle_frames(v, faces), parent, offset, rotation, log_scale)
+    c = lambda t: t.contiguous()  # noqa: E731
+    none = v.new_zeros(0)
+    eo, dr = (c(expr_offset), c(drive)) if expr_offset is not None else (none, none)
+    means, quats, scales = ext.pose_forward(c(v), c(faces.long()), c(parent.long()), c(offset), c(rotation),
+                                            c(log_scale), eo, dr)
     return PosedGaussians(means, quats, scales)
 
 

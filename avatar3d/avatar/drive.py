@@ -42,7 +42,7 @@ from ..models.base import HeadModel
 from ..render.camera import Camera
 from ..viewer.params import SliderSpec, check_value, slider_specs
 from .model import GaussianHead
-from .train import AVATAR_FILE, load_avatar
+from .train import AVATAR_FILE, read_avatar
 
 __all__ = ["AvatarDir", "open_avatar", "Drive", "DriveRequest", "Driver", "load_driver", "build_drive", "parse_frames",
            "parse_yaw", "yaw_sweep", "apply_settings", "DEFAULT_YAW_STEP", "DEFAULT_FPS"]
@@ -70,12 +70,8 @@ def open_avatar(avatar_dir: str | Path) -> AvatarDir:
         raise BadInputError(f"{d} is not an avatar directory (no such folder); train one with `avatar3d avatar train TRACK_DIR --out {d}`")
     if not (d / AVATAR_FILE).is_file():
         raise BadInputError(f"{d} is not an avatar directory (no {AVATAR_FILE}); train one with `avatar3d avatar train TRACK_DIR --out {d}`")
-    avatar = load_avatar(d)
-    # The file has just been read whole; mapped again, only its few non-tensor entries are touched.
-    meta = torch.load(d / AVATAR_FILE, map_location="cpu", weights_only=False, mmap=True)
-    track = meta.get("track_dir")
-    res = meta.get("resolution")
-    return AvatarDir(d, avatar, Path(track) if track else None, int(res) if res else None)
+    rec = read_avatar(d)
+    return AvatarDir(d, rec.avatar, rec.track_dir, rec.resolution)
 
 
 # ---------------------------------------------------------------------------------------------- a drive

@@ -14,8 +14,8 @@ Protocol (also written into every ``metrics.json``):
   scikit-image's numbers) per frame on the full crop, averaged over the frames (the published avatar papers'
   convention).
 * **face** PSNR / SSIM: the same, restricted to the face region: pixels where the tracked mesh's front-most
-  triangle is one of the head model's face triangles (facial skin and lips, eyeballs, mouth interior, teeth;
-  :class:`~.baseline.FaceRegion`), inside the frame's mask (> 50%) and seen by the video. Face PSNR is the mean
+  triangle is one of the head model's face triangles (facial skin and lips without ears and neck, eyeballs, eye
+  sockets, mouth interior, teeth; :class:`~.baseline.FaceRegion`), inside the frame's mask (> 50%) and seen by the video. Face PSNR is the mean
   squared error over those pixels; face SSIM the mean of the SSIM map (each pixel's window centred on it; the
   5-pixel border that no whole window reaches is left out) over them. A frame without a face pixel has none.
 * **LPIPS** (AlexNet, inputs scaled to [-1, 1]) on the full crop, only when the ``lpips`` package and the
@@ -54,7 +54,7 @@ from .baseline import FaceRegion, MeshBaseline, mesh_baseline
 from .dataset import FrameSet, load_frames
 from .metrics import WINDOW, psnr, ssim, ssim_map
 from .model import GaussianHead
-from .train import AVATAR_FILE, load_avatar
+from .train import AVATAR_FILE, read_avatar
 
 __all__ = ["evaluate_avatar", "evaluate_run", "EvalResult", "Scores", "lpips_metric", "METRICS", "METRICS_FILE", "HELDOUT_DIR",
            "PROTOCOL"]
@@ -75,8 +75,8 @@ PROTOCOL = {
     "psnr": "dB, peak 1, mean squared error over all pixels and the 3 channels of a frame; mean over the frames",
     "ssim": "11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, population covariances, over the window's valid part "
             "(scikit-image's structural_similarity numbers); mean over the frames",
-    "face": "pixels whose front-most triangle of the tracked mesh is in the head model's face regions (facial skin and lips, "
-            "eyeballs, mouth interior, teeth), inside the mask (> 50%) and seen by the video; face_psnr: PSNR over them; "
+    "face": "pixels whose front-most triangle of the tracked mesh is in the head model's face regions (facial skin and lips "
+            "without ears and neck, eyeballs, eye sockets, mouth interior, teeth), inside the mask (> 50%) and seen by the video; face_psnr: PSNR over them; "
             "face_ssim: the SSIM map averaged over them (5-pixel border excluded); frames without face pixels are skipped",
     "lpips": "LPIPS AlexNet (lpips package), inputs in [-1, 1], full crop; only with weights already on this machine (never downloaded)",
     "baseline": "the tracked mesh with the best texture of the tracking directory (appearance maps under the capture light, "
@@ -210,9 +210,8 @@ def _avatar(avatar_dir: Path) -> tuple[GaussianHead, dict[str, Any]]:
     if not (avatar_dir / AVATAR_FILE).is_file():
         raise BadInputError(f"{avatar_dir} is not an avatar directory (it has no {AVATAR_FILE}); "
                             f"make one with `avatar3d avatar train TRACK_DIR --out {avatar_dir}`")
-    avatar = load_avatar(avatar_dir)  # a corrupt or foreign file: its sentence
-    state = torch.load(avatar_dir / AVATAR_FILE, map_location="cpu", weights_only=False)
-    return avatar, {k: v for k, v in state.items() if k != "avatar"}
+    rec = read_avatar(avatar_dir)  # a corrupt or foreign file: its sentence
+    return rec.avatar, rec.record
 
 
 def _tracking(avatar_dir: Path, meta: dict[str, Any], track_dir: Optional[Path]) -> Path:
@@ -302,8 +301,10 @@ def evaluate_run(avatar_dir: Union[str, Path], track_dir: Union[str, Path, None]
 
 
 def _score(avatar: GaussianHead, fs: FrameSet, baseline: Optional[MeshBaseline], lpips, keep: bool,
-           backend: str) -> tuple[Scores, Optional[Scores], list[np.ndarray]]:
-    """Render and score every frame of ``fs`` (avatar, baseline); the comparison panels when ``keep``."""
+           backend: str) -> tuple[Scores, Optional[Scores], list[bytes]]:
+    """Render and score every frame of ``fs`` (avatar, baseline); the comparison images (PNG bytes) when ``keep``."""
+    from ..data.atomic import png_bytes
+
     face_region = FaceRegion(avatar.head_model)
     rows_a, rows_b, panels = [], [], []
     for r in range(len(fs)):
@@ -321,7 +322,7 @@ def _score(avatar: GaussianHead, fs: FrameSet, baseline: Optional[MeshBaseline],
             base = fs.seen(rows, baseline(verts, cam, int(fs.indices[r]))[None])[0]
             rows_b.append(frame_scores(base, tgt, face, lpips))
         if keep:
-            panels.append(_panel(tgt, img, base))
+            panels.append(png_bytes(_panel(tgt, img, base)))  # encoded at once: a long clip's panels stay small
     return _scores(rows_a, lpips is not None), (_scores(rows_b, lpips is not None) if baseline is not None else None), panels
 
 
@@ -368,12 +369,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write(run, result: EvalResult, meta: dict[str, Any], frames: str, panels: list[np.ndarray]) -> None:
+def _write(run, result: EvalResult, meta: dict[str, Any], frames: str, panels: list[bytes]) -> None:
     """metrics.json and the images at once (all or nothing), then the previous run's images that are not rewritten go."""
-    from ..data.atomic import png_bytes, write_all
+    from ..data.atomic import write_all
 
     files: dict[Path, Any] = {result.path: (json.dumps(metrics_json(result, meta, frames), indent=1, allow_nan=False) + "\n").encode()}
-    files.update({p: png_bytes(img) for p, img in zip(result.images, panels)})
+    files.update(zip(result.images, panels))
     old = (run.stage(STAGE) or {}).get("files", [])
     write_all(files)
     for rel in old:

@@ -41,7 +41,7 @@ from ..models.base import HeadModel
 from ..render.camera import Camera
 from ..render.gaussians import rasterize_gaussians
 from .appearance import Appearance, SHAppearance
-from .binding import PosedGaussians, bind_points, pose_gaussians, triangle_frames
+from .binding import PosedGaussians, bind_points, pose_on_mesh, triangle_frames
 from .surface import neutral_vertices, sample_texture, surface_samples
 
 __all__ = ["GaussianHead", "HeadInit", "AvatarRender", "driving_expressions", "free_triangles", "GEOMETRY_LRS", "MOUTH_REGIONS",
@@ -231,11 +231,11 @@ class GaussianHead(nn.Module):
         """
         B = expression.shape[0]
         verts = self.head_model(self.shape[None].expand(B, -1), expression, pose, transl).vertices
-        frames = triangle_frames(verts, self.head_model.faces)
         p = self.params
         drive = expression.to(p["offset"])[:, self.expr_index]
-        offset = p["offset"][None] + torch.einsum("nek,be->bnk", p["expr_offset"], drive)
-        return pose_gaussians(frames, self.parent, offset, p["rotation"], p["log_scale"]), torch.sigmoid(p["opacity"])
+        posed = pose_on_mesh(verts, self.head_model.faces, self.parent, p["offset"], p["rotation"], p["log_scale"],
+                             p["expr_offset"], drive)
+        return posed, torch.sigmoid(p["opacity"])
 
     def forward(self, expression: Tensor, pose: Tensor, transl: Tensor, camera: Camera, background: Optional[Tensor] = None,
                 mouth: bool = False, backend: str = "auto") -> AvatarRender:

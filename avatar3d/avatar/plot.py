@@ -53,11 +53,11 @@ def write_curve(history: Sequence[dict[str, float]], path: str | Path, title: st
         if np.isfinite(loss).any() and np.nanmin(loss) > 0:
             ax.set_yscale("log")
     ax.set_xlabel("wall time (minutes)")
-    ax.set_ylabel("loss (L1 + D-SSIM + regularisers)", color="tab:blue")
+    ax.set_ylabel("loss", color="tab:blue")
     ax2.set_ylabel("PSNR of the step's frames (dB)", color="tab:red")
     ax.grid(True, alpha=0.3)
     fig.suptitle(_title(title, history))
-    fig.subplots_adjust(left=0.1, right=0.9, bottom=0.12, top=0.9)  # fixed margins: tight_layout costs half a second
+    fig.subplots_adjust(left=0.12, right=0.9, bottom=0.12, top=0.9)  # fixed margins: tight_layout costs half a second
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)

@@ -69,7 +69,7 @@ def render_frames(avatar: GaussianHead, drive: Drive, background: Sequence[float
         rows = slice(b, b + 1)
         img = avatar(drive.expression[rows], drive.pose[rows], drive.transl[rows], drive.camera(rows), background=bg,
                      backend=backend).image[0]
-        yield (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+        yield img.clamp_(0, 1).mul_(255).add_(0.5).to(torch.uint8).numpy()  # in place: the frame's image is ours
 
 
 def render_avatar(avatar_dir: str | Path | AvatarDir, out: str | Path, request: DriveRequest = DriveRequest(), video: bool = False,

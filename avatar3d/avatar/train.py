@@ -14,14 +14,19 @@ Safety: a step whose loss is not finite, or that leaves a parameter non-finite, 
 in-memory snapshot (taken every ``snapshot_every`` steps) and the run continues; checkpoints
 (``checkpoint.pt``, written atomically every ``checkpoint_every_s`` seconds and at the end) hold the whole
 state (fields, Adam moments, densification accumulators, the frame order and every random generator), so
-``resume=True`` continues where one left off. The avatar directory:
+``resume=True`` continues where one left off. The avatar directory (a :class:`~avatar3d.data.rundir.RunDirectory`:
+one run at a time; an earlier run's avatar is replaced only on request, and only once the new one is finished; what later
+stages wrote about it, e.g. ``avatar3d avatar eval``'s ``metrics.json``, goes with it, as the manifest lists them):
 
-==================  ==========================================================================
-``avatar.pt``       the trained avatar (:func:`load_avatar`): format, head model name, its state, the tracking
-                    directory it was trained on (``track_dir``, absolute) and its ``resolution`` (pixels)
-``checkpoint.pt``   the training state (:meth:`AvatarTrainer.state_dict`)
-``train_log.csv``   step, seconds, loss, PSNR of the step's frames, Gaussians
-==================  ==========================================================================
+====================  ==========================================================================
+``avatar.pt``         the trained avatar (:func:`load_avatar`): format, head model name, its state, the tracking
+                      directory it was trained on (``track_dir``, absolute), its ``resolution`` (pixels), ``steps``,
+                      ``preset`` and ``iterations`` asked, and every ``options`` field (``asdict``)
+``checkpoint.pt``     the training state (:meth:`AvatarTrainer.state_dict`) with ``track_dir``, ``resolution`` and
+                      ``init_colours``
+``train_log.csv``     step, seconds (wall, counting on over resumed runs), loss, PSNR of the step's frames, Gaussians
+``train_curve.png``   loss and PSNR against wall time (:mod:`.plot`), redrawn with every checkpoint
+====================  ==========================================================================
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -52,7 +58,7 @@ from .plot import write_curve
 from .refine import FrameRefinement
 from .strategy import DensifyOptions, DensifyStrategy
 
-__all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "FORMAT",
+__all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "read_avatar", "AvatarRecord", "FORMAT",
            "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE", "CURVE_FILE", "TrainingStopped", "checkpoint_options", "check_backend"]
 
 FORMAT = "avatar3d-gaussian-avatar"
@@ -61,6 +67,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 AVATAR_FILE = "avatar.pt"
 LOG_FILE = "train_log.csv"
 CURVE_FILE = "train_curve.png"
+STAGE = "train"  #: the avatar directory's manifest stage (:mod:`avatar3d.data.rundir`)
 #: fields whose learning rate decays exponentially (3DGS decays the means')
 POSITION_FIELDS = ("offset", "expr_offset")
 
@@ -112,13 +119,20 @@ class AvatarOptions:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AvatarOptions":
         """The options ``asdict`` wrote (a checkpoint's); fields this version lacks are dropped, new ones take defaults."""
-        known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        if isinstance(kw.get("init"), dict):
-            kw["init"] = HeadInit(**{k: v for k, v in kw["init"].items() if k in {f.name for f in fields(HeadInit)}})
-        if isinstance(kw.get("densify"), dict):
-            kw["densify"] = DensifyOptions(**{k: v for k, v in kw["densify"].items() if k in {f.name for f in fields(DensifyOptions)}})
-        return cls(**kw)
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    """Dataclass ``cls`` from ``asdict`` output, nested dataclass fields (``X`` or ``Optional[X]``) rebuilt too."""
+    hints = typing.get_type_hints(cls)
+    kw = {}
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        v, t = d[f.name], hints[f.name]
+        inner = [a for a in typing.get_args(t) if is_dataclass(a)] or ([t] if is_dataclass(t) else [])
+        kw[f.name] = _from_dict(inner[0], v) if inner and isinstance(v, dict) else v
+    return cls(**kw)
 
 
 @dataclass
@@ -324,17 +338,36 @@ def save_avatar(avatar: GaussianHead, path: Path, extra: Optional[dict[str, Any]
     return path
 
 
-def load_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> GaussianHead:
-    """The avatar of ``AVATAR_DIR/avatar.pt`` (or that file); its head model is loaded by name unless given."""
+class AvatarRecord(NamedTuple):
+    """What :func:`read_avatar` returns: the avatar and what its file records about it."""
+
+    avatar: GaussianHead
+    path: Path  #: the ``avatar.pt`` read
+    track_dir: Optional[Path]  #: the tracking directory it was trained on (absolute; it may have moved since), None if unrecorded
+    resolution: Optional[int]  #: the width it was trained at (pixels), None if unrecorded
+    record: dict[str, Any]  #: the file's other entries (model, steps, options, init_colours, ...), without the fields
+
+
+def read_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> AvatarRecord:
+    """The avatar of ``AVATAR_DIR/avatar.pt`` (or that file) with its record; the head model is loaded by name unless
+    given. One sentence (:class:`BadInputError`) for a missing, corrupt or foreign file or a head model that cannot load."""
     p = Path(path)
-    p = p / AVATAR_FILE if p.is_dir() else p
+    p = p / AVATAR_FILE if p.is_dir() or not p.suffix else p
     if not p.is_file():
-        raise BadInputError(f"{p} does not exist: train an avatar first (`avatar3d avatar train TRACK_DIR --out {p.parent}`)")
+        raise BadInputError(f"{p.parent} is not an avatar directory (it has no {AVATAR_FILE}); "
+                            f"train one with `avatar3d avatar train TRACK_DIR --out {p.parent}`")
     state = _read(p, "file")
     model = head_model if head_model is not None else _head_model(state["model"])
     if model.name != state["model"]:
         raise BadInputError(f"{p} was trained on the head model {state['model']!r}, not {model.name!r}")
-    return GaussianHead.from_state(model, state["avatar"])
+    track, res = state.get("track_dir"), state.get("resolution")
+    return AvatarRecord(GaussianHead.from_state(model, state["avatar"]), p, Path(track) if isinstance(track, str) and track else None,
+                        int(res) if res else None, {k: v for k, v in state.items() if k != "avatar"})
+
+
+def load_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> GaussianHead:
+    """The avatar of ``AVATAR_DIR/avatar.pt`` (or that file): :func:`read_avatar` without the record."""
+    return read_avatar(path, head_model).avatar
 
 
 def _head_model(spec: str) -> HeadModel:
@@ -481,13 +514,14 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
     t0 = time.perf_counter()
     out, track_dir = Path(out), Path(track_dir).resolve()
     check_backend(options.backend)
-    with RunDirectory(out):
+    with RunDirectory(out) as rundir:
         state = _resume_state(out, resume, restart)
         frames, model, train = prepare(track_dir, options)
-        run = {"track_dir": str(track_dir), "resolution": frames.width}
         if state is not None:
             _check_resumable(state, out / CHECKPOINT_FILE, model, track_dir, frames.width)
-        avatar, source = _initial_avatar(track_dir, frames, model, train, options)
+        avatar, source = _initial_avatar(track_dir, frames, model, train, options, project=state is None)
+        source = state.get("init_colours", source) if state is not None else source
+        run = {"track_dir": str(track_dir), "resolution": frames.width, "init_colours": source}
         trainer = AvatarTrainer(avatar, train, options)
         if state is not None:
             trainer.load_state_dict(state)
@@ -497,20 +531,32 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         start = trainer.step_count
         _loop(trainer, out, run, t0)
         _save_progress(trainer, out, run)
-        save_avatar(avatar, out / AVATAR_FILE, {"init_colours": source, "steps": trainer.step_count, **run, "preset": options.preset,
-                                                "iterations": options.iterations, "options": asdict(options)})
+        settings = {**run, "steps": trainer.step_count, "preset": options.preset, "iterations": options.iterations}
+        if trainer.step_count > start or not (out / AVATAR_FILE).is_file():
+            _forget_later_stages(rundir)
+            save_avatar(avatar, out / AVATAR_FILE, {**settings, "options": asdict(options)})
+        rundir.record_stage(STAGE, [AVATAR_FILE, CHECKPOINT_FILE, LOG_FILE, CURVE_FILE], settings)
     return TrainResult(avatar, out, trainer.step_count, time.perf_counter() - t0, trainer.history, source, trainer.restored,
                        start, options)
 
 
-def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, train: FrameSet,
-                    options: AvatarOptions) -> tuple[GaussianHead, str]:
-    """The Gaussians before the first step and where their colours came from."""
+def _forget_later_stages(rundir: RunDirectory) -> None:
+    """Remove what later stages (``avatar3d avatar eval``'s ``metrics.json``, ...) wrote about the avatar about to be
+    replaced, as the directory's manifest lists it: they would describe the old one."""
+    for name in list(rundir.manifest()["stages"]):
+        if name != STAGE:
+            rundir.drop_stage(name)
+
+
+def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, train: FrameSet, options: AvatarOptions,
+                    project: bool = True) -> tuple[GaussianHead, str]:
+    """The Gaussians before the first step and where their colours came from (``project=False``: no projection of the
+    frames, for a run whose checkpoint replaces every field anyway)."""
     texture, source = initial_texture(track_dir)
     torch.manual_seed(options.seed)
     avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, options=options.init,
                                      expr_index=driving_expressions(train.expression, options.blendshapes))
-    if options.backproject:
+    if options.backproject and project:
         colours, seen = backproject_colours(avatar, train, backend=options.backend)
         avatar.appearance.set_base_colour(avatar.params, colours, seen > 0)
         source = f"frames ({int((seen > 0).sum())} of {avatar.num_gaussians} Gaussians seen), else {source}"
@@ -534,7 +580,7 @@ def _loop(trainer: AvatarTrainer, out: Path, run: dict[str, Any], t0: float) -> 
             row = trainer.step()
             row["seconds"] = offset + time.perf_counter() - t0
             if bar.bar is not None and math.isfinite(row["loss"]):
-                bar.bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.2f}", n=int(row["gaussians"]), refresh=False)
+                bar.bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.2f} dB", gaussians=int(row["gaussians"]), refresh=False)
             bar.update()
             if time.perf_counter() - last_save > options.checkpoint_every_s:
                 _save_progress(trainer, out, run)

@@ -65,17 +65,16 @@ def _positive(s: str) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from ..avatar.presets import DEFAULT_PRESET, PRESETS
 
-    presets = ", ".join(f"{p.name}: {p.resolution} px, {p.iterations} steps, about {p.minutes:g} min for a 300-frame video "
-                        "on two CPU cores" for p in PRESETS.values())
+    presets = "; ".join(f"{p.name}: {p.resolution} px, {p.iterations} steps, about {p.minutes:g} min" for p in PRESETS.values())
     p = sub.add_parser("train", help="train a Gaussian head avatar on a tracked video",
-                       description="Train a Gaussian head avatar on the training frames of a tracking directory (the last 15%% of "
+                       description="Train a Gaussian head avatar on the training frames of a tracking directory (the last 15% of "
                                    "its frames, at least 30, are held out for 'avatar3d avatar eval'). Ctrl-C stops it at a "
                                    "checkpoint; --resume continues exactly where it stopped.")
     p.add_argument("track_dir", metavar="TRACK_DIR", help="a folder written by 'avatar3d track --out'")
     p.add_argument("--out", required=True, metavar="AVATAR_DIR", help="output folder: avatar.pt, checkpoint.pt, train_log.csv, "
                                                                       "train_curve.png")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help=f"speed against quality (default {DEFAULT_PRESET}; {presets})")
+                   help=f"speed against quality, default {DEFAULT_PRESET} ({presets}; for a 300-frame video on two CPU cores)")
     p.add_argument("--resolution", type=_positive, default=None, metavar="PIXELS", help="train at this width (overrides the preset's)")
     p.add_argument("--iterations", type=_positive, default=None, metavar="N",
                    help="optimiser steps (overrides the preset's; with --resume, a larger N trains a finished avatar further)")

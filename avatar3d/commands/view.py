@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import BadInputError
 
@@ -55,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # posing is a few small matmuls; extra threads only contend with the renderer
     opts = options_from_args(args)
-    from ..viewer.gaussians import is_avatar_dir
+    from ..viewer.gaussians import avatar_dir
 
-    if is_avatar_dir(args.source):
-        return _run_avatar(args, opts)
+    avatar = avatar_dir(args.source)
+    if avatar is not None:
+        return _run_avatar(avatar, args, opts)
     if args.screenshot:
         from ..viewer.headless import check_offscreen_support
         from ..viewer.shot import check_screenshot_path, render_view, save_image
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                    window_size=args.window)
 
 
-def _run_avatar(args: argparse.Namespace, opts) -> int:
+def _run_avatar(avatar: Path, args: argparse.Namespace, opts) -> int:
     """SOURCE is an avatar directory: its Gaussians, drawn by our rasterizer (no Filament, so no Vulkan for screenshots)."""
     from ..viewer.gaussians import check_avatar_options, open_avatar, render_avatar_view
 
@@ -90,7 +92,7 @@ def _run_avatar(args: argparse.Namespace, opts) -> int:
         from ..viewer.shot import check_screenshot_path, save_image
 
         check_screenshot_path(args.screenshot)
-        img = render_avatar_view(open_avatar(args.source), opts)
+        img = render_avatar_view(open_avatar(avatar), opts)
         path = save_image(img, args.screenshot)
         print(f"wrote {path} ({img.shape[1]}x{img.shape[0]})")
         return 0
@@ -100,7 +102,7 @@ def _run_avatar(args: argparse.Namespace, opts) -> int:
     from ..viewer.avatar_app import run_avatar_app
 
     check_gui_support()
-    return run_avatar_app(open_avatar(args.source), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play,
+    return run_avatar_app(open_avatar(avatar), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play,
                           window_size=args.window)
 
 

@@ -22,6 +22,10 @@ std::vector<at::Tensor> gs_project_backward(at::Tensor means, at::Tensor quats, 
                                               at::Tensor viewmats, at::Tensor Ks, int64_t width, int64_t height,
                                               double near_plane, double far_plane, double eps2d,
                                               at::Tensor v_means2d, at::Tensor v_depths, at::Tensor v_conics);
+// Triangle-bound Gaussians posed on vertices (B,V,3), forward only (gs_pose_cpu.cpp; avatar/binding.py).
+std::vector<at::Tensor> gs_pose_forward(at::Tensor vertices, at::Tensor faces, at::Tensor parent, at::Tensor offset,
+                                        at::Tensor rotation, at::Tensor log_scale, at::Tensor expr_offset,
+                                        at::Tensor drive);
 int64_t gs_num_threads();
 // Instruction set the compositing kernels run with: "avx512", "avx2" or "baseline".
 std::string gs_simd();

@@ -113,48 +113,72 @@ struct TileSplats {
   }
 };
 
+// sqrt inlined (std::sqrt, compiled before the kernels' optimize pragma, stays an out-of-line call in them)
+A3D_FORCE_INLINE float tile_sqrt(float v) { return __builtin_sqrtf(v); }
+A3D_FORCE_INLINE double tile_sqrt(double v) { return __builtin_sqrt(v); }
+
+// Pixel span [xa, xb] of each row of a splat's box (tile-local) that can hold alpha >= 1/255 (xb < xa:
+// none): the roots of the row's quadratic, one pixel of margin. The 16 rows are evaluated as SIMD lanes
+// (rows outside the box are computed and ignored) in two vector loops around a scalar sqrt loop: GCC
+// keeps sqrt's errno fallback despite the no-math-errno pragma, and a call stops vectorisation.
+template <typename T>
+A3D_FORCE_INLINE void row_spans(const Prepared<T>& p, int X0, int Y0, int* xa_out, int* xb_out) {
+  const PixBox b = p.box;
+  const Splat<T> s = p.s;
+  const T inv_a = T(1) / s.a;
+  T dy[kTile], root[kTile];
+#pragma omp simd
+  for (int y = 0; y < kTile; ++y) {
+    // a dx^2 + 2 b dy dx + c dy^2 <= smax2  <=>  dx in -b dy / a +- sqrt(a smax2 - det dy^2) / a
+    dy[y] = T(Y0 + y) + T(0.5) - s.my;
+    root[y] = s.a * p.smax2 - p.det * dy[y] * dy[y];
+  }
+  for (int y = 0; y < kTile; ++y) root[y] = root[y] >= T(0) ? tile_sqrt(root[y]) : T(-1);  // -1: row missed
+#pragma omp simd
+  for (int y = 0; y < kTile; ++y) {
+    const int hit = root[y] >= T(0);
+    const T half = (hit ? root[y] : T(0)) * inv_a + T(1);
+    const T mid = s.mx - s.b * dy[y] * inv_a - T(X0) - T(0.5);  // tile-local pixel index of the centre
+    // clamped to [-1, 16] (no int overflow); then truncating lo + 1 floors lo, and hi + 1 rounds hi
+    // up (by a pixel at most: harmless). Plain selects: a libm or std::min call here would be
+    // outlined in the AVX2 build and make every chunk reload its constants.
+    T lo = mid - half, hi = mid + half;
+    lo = lo < T(-1) ? T(-1) : (lo > T(kTile) ? T(kTile) : lo);
+    hi = hi < T(-1) ? T(-1) : (hi > T(kTile) ? T(kTile) : hi);
+    const int ia = (int)(lo + T(1)) - 1, ib = (int)(hi + T(1));
+    const int xa = ia > b.x0 ? ia : b.x0, xb = ib < b.x1 ? ib : b.x1;
+    xa_out[y] = xa;
+    xb_out[y] = hit ? xb : -1;  // no pixel of this row is inside the ellipse
+  }
+}
+
 // The pair walk: calls v.chunk(s, p0, px0, py) for every 8-pixel chunk of tile rows that can hold a
 // pixel with alpha >= 1/255; p0 = state index (y * kStride + x) of its first pixel, (px0 + l, py) =
-// centre of lane l. Rows are cut to the ellipse's span (the roots of the row's quadratic, one pixel
-// of margin), so thin or tilted splats skip the chunks their box corners would cost.
+// centre of lane l. Rows are cut to the ellipse's span (row_spans), so thin or tilted splats skip the
+// chunks their box corners would cost.
 // Two phases: the chunk list is built branch-free first, then walked in one flat loop, so the CPU
 // mispredicts once per splat (not per row) and overlaps the independent chunks' latency chains.
 template <typename T, typename Visitor>
 A3D_FORCE_INLINE void walk_pairs(const TileSplats<T>& ts, int64_t i, Visitor& v) {
   const Prepared<T>& p = ts.pr[i];
   const PixBox b = p.box;
-  const Splat<T> s = p.s;
-  const bool span = p.det > T(0);
-  const T inv_a = span ? T(1) / s.a : T(0);
+  int xa_r[kTile], xb_r[kTile];
+  if (p.det > T(0)) {
+    row_spans(p, ts.X0, ts.Y0, xa_r, xb_r);
+  } else {
+    for (int y = 0; y < kTile; ++y) { xa_r[y] = b.x0; xb_r[y] = b.x1; }
+  }
   int16_t list[2 * kTile];  // a row needs at most two chunks (clipped width <= 16)
   int n = 0;
   for (int y = b.y0; y <= b.y1; ++y) {
-    int xa = b.x0, xb = b.x1;
-    if (span) {
-      // a dx^2 + 2 b dy dx + c dy^2 <= smax2  <=>  dx in -b dy / a +- sqrt(a smax2 - det dy^2) / a
-      const T dy = T(ts.Y0 + y) + T(0.5) - s.my;
-      T disc = s.a * p.smax2 - p.det * dy * dy;
-      const int hit = disc >= T(0);
-      disc = hit ? disc : T(0);
-      const T half = std::sqrt(disc) * inv_a + T(1);
-      const T mid = s.mx - s.b * dy * inv_a - T(ts.X0) - T(0.5);  // tile-local pixel index of the centre
-      // clamped to [-1, 16] (no int overflow); then truncating lo + 1 floors lo, and hi + 1 rounds hi
-      // up (by a pixel at most: harmless). Plain selects: a libm or std::min call here would be
-      // outlined in the AVX2 build and make every chunk reload its constants.
-      T lo = mid - half, hi = mid + half;
-      lo = lo < T(-1) ? T(-1) : (lo > T(kTile) ? T(kTile) : lo);
-      hi = hi < T(-1) ? T(-1) : (hi > T(kTile) ? T(kTile) : hi);
-      const int ia = (int)(lo + T(1)) - 1, ib = (int)(hi + T(1));
-      xa = ia > xa ? ia : xa;
-      xb = ib < xb ? ib : xb;
-      xb = hit ? xb : -1;  // no pixel of this row is inside the ellipse
-    }
+    const int xa = xa_r[y], xb = xb_r[y];
     const int p0 = y * kStride + xa;
     list[n] = (int16_t)p0;
     n += xa <= xb;
     list[n] = (int16_t)(p0 + kLanes);
     n += xa + kLanes <= xb;
   }
+  const Splat<T> s = p.s;
   const int X0 = ts.X0, Y0 = ts.Y0;
   for (int k = 0; k < n; ++k) {
     const int p0 = list[k], y = p0 / kStride, x = p0 - y * kStride;

@@ -27,12 +27,18 @@ from . import gaussians_reference as ref
 from .gaussians_reference import TILE_SIZE, project_gaussians
 
 BACKENDS = ("auto", "cpu", "cuda", "torch", "gsplat")
-_CPU_SOURCES = ["gs_cpu_bind.cpp", "gs_raster_cpu.cpp", "gs_bin_cpu.cpp", "gs_project_cpu.cpp"]
+_CPU_SOURCES = ["gs_cpu_bind.cpp", "gs_raster_cpu.cpp", "gs_bin_cpu.cpp", "gs_project_cpu.cpp", "gs_pose_cpu.cpp"]
 _CUDA_SOURCES = ["gs_raster_cuda_bind.cpp", "gs_raster.cu", "gs_project.cu"]
 
 
 def _cpu_ext():
     return load_extension("a3d_gs_cpu", _CPU_SOURCES)
+
+
+def cpu_extension():
+    """The CPU Gaussian extension (built on first use; also poses triangle-bound Gaussians), or None when it
+    cannot be built or ``AVATAR3D_NO_EXT`` is set."""
+    return _cpu_ext()
 
 
 def _cuda_ext():

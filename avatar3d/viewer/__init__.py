@@ -7,6 +7,8 @@
 * :mod:`.scene`: the head in an Open3D scene (display modes, lights, cameras);
 * :mod:`.fastshade`: interactive frames (the lit look per vertex, drawn unlit) while sliders move;
 * :mod:`.headless`: offscreen rendering; :mod:`.app`: the GUI (``avatar3d view``);
+* :mod:`.gaussians`, :mod:`.avatar_app`: Gaussian avatars (``avatar3d view AVATAR_DIR``) drawn by our rasterizer,
+  headless and in the window; :mod:`.orbit`: the camera turned about the head (mouse, ``--yaw``);
 * :mod:`.xvfb`, :mod:`.latency`: a private X server and the slider-to-screen latency probe.
 """
 

@@ -8,8 +8,9 @@ sliders are left out: an avatar keeps the identity it was trained on). Relightin
 mesh's and are not shown (an avatar's colours are trained, not lit).
 
 Interactivity: no Filament 3D pass at all. Every change (slider, mouse, timeline) re-renders the avatar
-with :class:`.gaussians.AvatarRenderer` into the image widget, at ``interactive_scale`` of the view's pixels
-while things move (the widget scales the picture up) and at full size once they rest for ``SETTLE_S``.
+with :class:`.gaussians.AvatarRenderer` into the image widget, at most ``interactive_pixels`` pixels while things
+move (the widget scales the picture up; a picture's splatting time grows with its pixels) and at the view's full
+size once they rest for ``SETTLE_S``.
 A slider step is drawn inside its callback (ImGui runs it while drawing the panel, before the picture is
 drawn in the same window frame); mouse steps are drawn by the next tick, at most one per tick.
 """
@@ -22,9 +23,9 @@ from typing import Optional
 import numpy as np
 
 from .app import DEFAULT_WINDOW, ViewerApp
-from .gaussians import AvatarRenderer, AvatarSource, start_camera
+from .gaussians import AvatarRenderer, AvatarSource, avatar_params, start_camera
 from .params import set_value, slider_specs
-from .shot import ViewOptions, initial_params
+from .shot import ViewOptions
 
 __all__ = ["AvatarViewerApp", "run_avatar_app"]
 
@@ -40,20 +41,20 @@ class AvatarViewerApp(ViewerApp):
     INITIAL_VIEW = (640, 640)  # frontal camera size of an avatar without its sequence (letterboxed into the view)
 
     def __init__(self, av: AvatarSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-                 play: bool = False, window_size: tuple[int, int] = DEFAULT_WINDOW, interactive_scale: float = 0.5):
+                 play: bool = False, window_size: tuple[int, int] = DEFAULT_WINDOW, interactive_pixels: int = 100_000):
         import open3d as o3d
 
         self.o3d, gui = o3d, o3d.visualization.gui
         self.gui = gui
         self.av, self.source, self.model = av, av.source, av.source.model
-        self.params = initial_params(self.source, opts)
+        self.params = avatar_params(av, opts)
         self.specs = [s for s in slider_specs(self.model) if s.kind != "shape"]
         self.shape_std = self.model.shape_std.detach().cpu().numpy()
         self.frame = opts.frame or 0
         self.renderer = AvatarRenderer(av.avatar)
-        self.orbit = start_camera(av, self.params, self.frame, self.INITIAL_VIEW)
+        self.orbit = start_camera(av, self.frame, self.INITIAL_VIEW)
         self.orbit.yaw = float(opts.yaw)
-        self.interactive_scale = float(interactive_scale)
+        self.interactive_pixels = int(interactive_pixels)
         self.playing = False
         self._play_t0, self._play_f0 = 0.0, 0
         self._dirty = False
@@ -113,9 +114,10 @@ class AvatarViewerApp(ViewerApp):
             self._changed()
 
     def picture(self, full: bool = True) -> np.ndarray:
-        """(H, W, 3) uint8 avatar picture of the current state at the view's size (``full``) or ``interactive_scale`` of it."""
+        """(H, W, 3) uint8 avatar picture of the current state at the view's size (``full``) or, scaled down to at most
+        ``interactive_pixels`` pixels, the interactive one."""
         f = self.view_widget.frame
-        s = 1.0 if full else self.interactive_scale
+        s = 1.0 if full else min(1.0, (self.interactive_pixels / max(1, f.width * f.height)) ** 0.5)
         w, h = max(8, int(f.width * s)), max(8, int(f.height * s))
         K, w2c = self.orbit.matrices(w, h)
         t0 = time.perf_counter()

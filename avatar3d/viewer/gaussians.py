@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from ..avatar.model import GaussianHead
-from ..avatar.train import AVATAR_FILE, load_avatar
+from ..avatar.train import AVATAR_FILE, read_avatar
 from ..data.frames import TrackedFrames
+from ..data.sequence import PARAMS_FILE
 from ..errors import BadInputError
 from ..render.camera import Camera
 from ..render.camera_builders import frontal
@@ -37,17 +38,19 @@ from .params import HeadParams
 from .shot import ViewOptions, initial_params
 from .source import ViewerSource
 
-__all__ = ["AvatarSource", "AvatarRenderer", "is_avatar_dir", "open_avatar", "start_camera", "render_avatar_view", "check_avatar_options",
+__all__ = ["AvatarSource", "AvatarRenderer", "avatar_dir", "open_avatar", "start_camera", "avatar_params", "render_avatar_view", "check_avatar_options",
            "BACKGROUND"]
 
 #: background of avatar pictures: white, what avatars are trained and rendered over (their edges blend into it)
 BACKGROUND = (1.0, 1.0, 1.0)
 
 
-def is_avatar_dir(spec: str | Path) -> bool:
-    """Whether ``spec`` names an avatar directory (a folder holding ``avatar.pt``)."""
+def avatar_dir(spec: str | Path) -> Optional[Path]:
+    """The avatar directory ``spec`` names (a folder holding ``avatar.pt``, or that file itself), else None."""
     p = Path(str(spec))
-    return p.is_dir() and (p / AVATAR_FILE).is_file()
+    if p.is_file() and p.name == AVATAR_FILE:
+        return p.parent
+    return p if p.is_dir() and (p / AVATAR_FILE).is_file() else None
 
 
 @dataclass
@@ -58,42 +61,23 @@ class AvatarSource:
     avatar: GaussianHead
     source: ViewerSource
     directory: Path  #: the avatar directory
-
-    @property
-    def centre(self) -> np.ndarray:
-        """(3,) the middle of the head's box at the first frame (or neutral): what the camera orbits."""
-        p = self.source.frame_params(0) if self.source.sequence is not None else HeadParams.neutral(self.source.model)
-        return head_box(self.avatar, p).mean(0)
-
-
-def _track_dir(path: Path) -> Optional[Path]:
-    """The tracking directory ``avatar.pt`` records, when it still holds a tracked sequence; else None.
-
-    ``load_avatar`` has already checked the file, so a plain tensor-safe read of its small metadata suffices.
-    """
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # older pickles with other objects: view the avatar without its timeline
-        return None
-    track = record.get("track_dir") if isinstance(record, dict) else None
-    if not isinstance(track, str) or not (Path(track) / "params.npz").is_file():
-        return None
-    return Path(track)
+    recorded_track: Optional[str] = None  #: the tracking directory ``avatar.pt`` names (None: it names none)
 
 
 def open_avatar(directory: str | Path) -> AvatarSource:
     """The avatar of ``directory`` (``avatar.pt``); one sentence when it is corrupt, foreign or its head model cannot be loaded."""
     directory = Path(directory)
-    avatar = load_avatar(directory).eval()
+    rec = read_avatar(directory)
+    avatar = rec.avatar.eval()
     model = avatar.head_model
-    track = _track_dir(directory / AVATAR_FILE)
+    track = str(rec.track_dir) if rec.track_dir is not None else None
     frames = None
-    if track is not None:
+    if track is not None and (Path(track) / PARAMS_FILE).is_file():
         frames = TrackedFrames(track)
         seq = frames.sequence
         if seq.expression.shape[1] != model.num_expression or seq.pose.shape[1] != model.num_joints:
             frames = None  # a different head model's tracking now sits there: show the avatar without it
-    return AvatarSource(avatar, ViewerSource(model, str(directory), frames), directory)
+    return AvatarSource(avatar, ViewerSource(model, str(directory), frames), directory, track)
 
 
 @torch.no_grad()
@@ -151,14 +135,16 @@ class AvatarRenderer:
         return (img[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), alpha[0, ..., 0].numpy()
 
 
-def start_camera(av: AvatarSource, params: HeadParams, frame: Optional[int], size: tuple[int, int]) -> OrbitCamera:
-    """The view a session starts from: frame ``frame``'s tracking camera (crop size) for an avatar with its
-    sequence, else a frontal camera framing the head at ``size`` (width, height)."""
+def start_camera(av: AvatarSource, frame: Optional[int], size: tuple[int, int]) -> OrbitCamera:
+    """The view a session starts from, turning about the middle of the head's box at frame ``frame`` as tracked
+    (or neutral): that frame's tracking camera (crop size) for an avatar with its sequence, else a frontal camera
+    framing the neutral head at ``size`` (width, height). Expressions and joints set by hand never move it."""
     src = av.source
+    base = src.frame_params(frame or 0) if src.sequence is not None else HeadParams.neutral(src.model)
+    lo, hi = head_box(av.avatar, base)
     if src.sequence is not None:
         K, w2c, w, h = src.frame_camera(frame or 0)
-        return OrbitCamera(K, w2c, (w, h), av.centre)
-    lo, hi = head_box(av.avatar, params)
+        return OrbitCamera(K, w2c, (w, h), (lo + hi) / 2)
     cam = frontal(np.stack([lo, hi]), size[0], size[1])
     return OrbitCamera(cam.K.numpy(), cam.world_to_cam.numpy(), size, (lo + hi) / 2)
 
@@ -172,6 +158,15 @@ def check_avatar_options(opts: ViewOptions) -> None:
                             "(view the tracking directory for the mesh)")
 
 
+def avatar_params(av: AvatarSource, opts: ViewOptions) -> HeadParams:
+    """The parameters a session starts from (:func:`~.shot.initial_params`: the frame, parameter file, ``--set``);
+    one sentence when ``--frame`` asks for a frame of a tracking directory that is gone."""
+    if opts.frame is not None and av.source.sequence is None:
+        where = f"its tracking directory {av.recorded_track} is no longer there" if av.recorded_track else "it records no tracking directory"
+        raise BadInputError(f"--frame picks a frame of the tracked sequence {av.directory} was trained on, but {where}")
+    return initial_params(av.source, opts)
+
+
 def render_avatar_view(av: AvatarSource, opts: ViewOptions, renderer: Optional[AvatarRenderer] = None) -> np.ndarray:
     """One headless screenshot: (H, W, 3) uint8 of the avatar at ``opts`` (frame, parameter file, ``--set``; the
     tracking camera at crop size for an avatar with its sequence, else a frontal one at ``opts.width`` x
@@ -180,8 +175,8 @@ def render_avatar_view(av: AvatarSource, opts: ViewOptions, renderer: Optional[A
     check_avatar_options(opts)
     if not 0.0 <= opts.overlay <= 1.0:
         raise BadInputError(f"--overlay expects an opacity between 0 and 1, got {opts.overlay}")
-    params = initial_params(av.source, opts)
-    orbit = start_camera(av, params, opts.frame, (opts.width, opts.height))
+    params = avatar_params(av, opts)
+    orbit = start_camera(av, opts.frame, (opts.width, opts.height))
     orbit.yaw = float(opts.yaw)
     w, h = orbit.size
     K, w2c = orbit.matrices()

@@ -77,9 +77,10 @@ def render_view(source: ViewerSource, opts: ViewOptions, renderer: Optional[Head
     if cam is None:
         cam = rest_camera(r.head.mesh, params, r.width, r.height)
     r.head.set_params(params)
-    if opts.yaw:
-        lo, hi = r.head.vertices.min(0), r.head.vertices.max(0)
-        orbit = OrbitCamera(cam[0], cam[1], (r.width, r.height), (lo + hi) / 2)
+    if opts.yaw:  # about the head as tracked (or at rest): expressions and joints set by hand never move the camera
+        base = source.frame_params(opts.frame or 0) if source.sequence is not None else HeadParams.neutral(source.model)
+        verts = r.head.mesh.pose(base)[0]
+        orbit = OrbitCamera(cam[0], cam[1], (r.width, r.height), (verts.min(0) + verts.max(0)) / 2)
         orbit.yaw = opts.yaw
         cam = orbit.matrices()
     r.head.set_display(opts.mode, opts.wireframe, opts.landmarks)
