@@ -1,0 +1,77 @@
+"""Hiding what the training frames never constrained: Gaussians that drew no pixel the video showed.
+
+The loss compares renders with the video only where the crop shows it (:meth:`FrameSet.seen` whites out the
+padding past the video's edge) and only where the Gaussians in front let a Gaussian through. A Gaussian that in
+every training frame lands in the padding (the neck below the video's bottom edge) or behind others (the far
+ear) never gets a gradient and keeps whatever it started with: a grey or back-projected colour, a coverage
+Gaussian's stray pixel colour, a size no loss ever shrank. Novel views, exports and the viewer then show it as
+stripes, smears and speckles, which held-out scores miss (they white out the padding too).
+
+:func:`seen_weight` measures, per Gaussian, its blend weight (opacity times transmittance, the share of a pixel
+it draws) summed over the video region of every training frame: the gradient of the video-region sum of a
+render whose every Gaussian has colour 1 with respect to those colours (one forward and backward per frame,
+any backend), and the same over the whole crops. :func:`hide_unseen` removes the
+Gaussians of *free* triangles (:func:`~avatar3d.avatar.model.free_triangles`: neck, scalp, ears and the hair
+Gaussians bound to them) whose weight in the video stays below ``min_weight`` pixels and that drew more into the
+padding than into the video: what the training frames put only past the video's edge. Each contributed less than
+``min_weight`` to the training pixels, so renders of the training frames inside the video region barely change.
+Gaussians that drew little everywhere stay: the many faint ones along a silhouette make its soft edge together,
+and those hidden behind others in every frame (the back of the head) fill a new view, which removal would open. Unseen Gaussians of the face, eyes and
+mouth stay: they lie on the surface with colours from the frames or the texture, and an eyeball behind the lids
+or teeth behind closed lips must be there when a new expression uncovers them (removing them opens holes).
+Shapes: N Gaussians, H x W pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..render.gaussians import rasterize_gaussians
+from .dataset import FrameSet
+from .model import GaussianHead, free_triangles
+
+__all__ = ["seen_weight", "hide_unseen", "MIN_SEEN_PIXELS"]
+
+#: Gaussians that drew less than this many pixels' worth (summed blend weight) of video in all training frames
+#: are removed: a tenth of a pixel cannot be told from noise in the loss, so nothing trained them.
+MIN_SEEN_PIXELS = 0.1
+
+
+def seen_weight(avatar: GaussianHead, frames: FrameSet, max_frames: int = 48, backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """(N,) summed blend weight of each Gaussian over the video region of up to ``max_frames`` frames of ``frames``
+    (evenly spread; pixels), and (N,) the same over the whole crops (padding included), at the frames' tracked
+    parameters."""
+    N = avatar.num_gaussians
+    seen, total = torch.zeros(N), torch.zeros(N)
+    n = len(frames)
+    for row in torch.linspace(0, n - 1, min(n, max_frames)).round().long().unique().tolist():
+        rows = torch.tensor([row])
+        cam = frames.camera(rows)[0]
+        with torch.no_grad():
+            g, opac = avatar.pose(frames.expression[rows], frames.pose[rows], frames.transl[rows])
+        ones = torch.ones(N, 2, requires_grad=True)
+        image = rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, ones, cam.world_to_cam.expand(1, 4, 4),
+                                    cam.raster_K.expand(1, 3, 3), cam.width, cam.height, backend=backend)[0][0]
+        inside = frames.inside[row].to(image) / 255.0  # (H, W)
+        # d/dc_i of sum_p inside(p) * sum_j w_j(p) c_j = sum_p inside(p) w_i(p): the weight it drew in the video
+        ((image[..., 0] * inside).sum() + image[..., 1].sum()).backward()
+        seen += ones.grad[:, 0]
+        total += ones.grad[:, 1]
+    return seen, total
+
+
+@torch.no_grad()
+def hide_unseen(avatar: GaussianHead, frames: FrameSet, min_weight: float = MIN_SEEN_PIXELS, max_frames: int = 48,
+                backend: str = "auto") -> int:
+    """Remove the Gaussians of ``avatar``'s free triangles that drew less than ``min_weight`` pixels of the video
+    region over ``frames`` (the training frames, up to ``max_frames`` of them) and more into the crops' padding
+    (see the module docstring); returns how many went."""
+    with torch.enable_grad():
+        seen, total = seen_weight(avatar, frames, max_frames, backend)
+    free = free_triangles(avatar.head_model).to(avatar.parent.device)[avatar.parent]
+    keep = ~(free & (seen < min_weight) & (total - seen > seen))
+    if bool(keep.all()):
+        return 0
+    avatar.set_fields({k: v.detach()[keep] for k, v in avatar.params.items()}, avatar.parent[keep])
+    return int((~keep).sum())
