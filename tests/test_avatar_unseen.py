@@ -66,7 +66,7 @@ def test_an_avatar_seen_everywhere_keeps_every_gaussian(padded):
     with torch_threads(1):
         avatar = GaussianHead.from_state(fresh.head_model, fresh.avatar_state())
         full = FrameSet(**{**fs._asdict(), "inside": torch.full_like(fs.inside, 255)})  # (_replace: FrameSet's len is its frames)
-        seen, _ = seen_weight(avatar, full)
+        seen = seen_weight(avatar, full).video
         assert hide_unseen(avatar, full, min_weight=0.0) == 0 and avatar.num_gaussians == fresh.num_gaussians
     assert float(seen.sum()) > 100
 

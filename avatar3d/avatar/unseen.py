@@ -24,6 +24,8 @@ Shapes: N Gaussians, H x W pixels.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -31,19 +33,25 @@ from ..render.gaussians import rasterize_gaussians
 from .dataset import FrameSet
 from .model import GaussianHead, free_triangles
 
-__all__ = ["seen_weight", "hide_unseen", "MIN_SEEN_PIXELS"]
+__all__ = ["DrawnWeight", "seen_weight", "hide_unseen", "MIN_SEEN_PIXELS"]
 
 #: Gaussians that drew less than this many pixels' worth (summed blend weight) of video in all training frames
 #: are removed: a tenth of a pixel cannot be told from noise in the loss, so nothing trained them.
 MIN_SEEN_PIXELS = 0.1
 
 
-def seen_weight(avatar: GaussianHead, frames: FrameSet, max_frames: int = 48, backend: str = "auto") -> tuple[Tensor, Tensor]:
-    """(N,) summed blend weight of each Gaussian over the video region of up to ``max_frames`` frames of ``frames``
-    (evenly spread; pixels), and (N,) the same over the whole crops (padding included), at the frames' tracked
-    parameters."""
+class DrawnWeight(NamedTuple):
+    """Per Gaussian, its blend weight summed over pixels of the training frames (pixels' worth), (N,) each."""
+
+    video: Tensor  #: over the video region (where the loss looks)
+    crop: Tensor  #: over the whole crops, padding included
+
+
+def seen_weight(avatar: GaussianHead, frames: FrameSet, max_frames: int = 48, backend: str = "auto") -> DrawnWeight:
+    """What each Gaussian drew in up to ``max_frames`` frames of ``frames`` (evenly spread) at their tracked
+    parameters (:class:`DrawnWeight`)."""
     N = avatar.num_gaussians
-    seen, total = torch.zeros(N), torch.zeros(N)
+    acc = torch.zeros(N, 2)
     n = len(frames)
     for row in torch.linspace(0, n - 1, min(n, max_frames)).round().long().unique().tolist():
         rows = torch.tensor([row])
@@ -54,11 +62,10 @@ def seen_weight(avatar: GaussianHead, frames: FrameSet, max_frames: int = 48, ba
         image = rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, ones, cam.world_to_cam.expand(1, 4, 4),
                                     cam.raster_K.expand(1, 3, 3), cam.width, cam.height, backend=backend)[0][0]
         inside = frames.inside[row].to(image) / 255.0  # (H, W)
-        # d/dc_i of sum_p inside(p) * sum_j w_j(p) c_j = sum_p inside(p) w_i(p): the weight it drew in the video
+        # d/dc_i of sum_p v(p) * sum_j w_j(p) c_j = sum_p v(p) w_i(p): the weight it drew where v is 1
         ((image[..., 0] * inside).sum() + image[..., 1].sum()).backward()
-        seen += ones.grad[:, 0]
-        total += ones.grad[:, 1]
-    return seen, total
+        acc += ones.grad
+    return DrawnWeight(acc[:, 0], acc[:, 1])
 
 
 @torch.no_grad()
@@ -68,9 +75,9 @@ def hide_unseen(avatar: GaussianHead, frames: FrameSet, min_weight: float = MIN_
     region over ``frames`` (the training frames, up to ``max_frames`` of them) and more into the crops' padding
     (see the module docstring); returns how many went."""
     with torch.enable_grad():
-        seen, total = seen_weight(avatar, frames, max_frames, backend)
+        w = seen_weight(avatar, frames, max_frames, backend)
     free = free_triangles(avatar.head_model).to(avatar.parent.device)[avatar.parent]
-    keep = ~(free & (seen < min_weight) & (total - seen > seen))
+    keep = ~(free & (w.video < min_weight) & (w.crop - w.video > w.video))
     if bool(keep.all()):
         return 0
     avatar.set_fields({k: v.detach()[keep] for k, v in avatar.params.items()}, avatar.parent[keep])
