@@ -18,7 +18,19 @@ silhouette cover for hair (:mod:`avatar3d.avatar.coverage`). Per resolution:
 * **render**: forward-only frames per second (render one frame, no gradients) against the issue's 20 FPS target
   and against our pure-PyTorch rasterizer (``backend="torch"``, the C++ extension's twin), measured in the same run.
 
-Timings depend on the load: the machine line says what else ran.
+Timings depend on the load: the machine line says what else ran. Measured 2026-12-07 (Intel Xeon, 2 cores, AVX-512,
+load average ~2, the d3 clip, the starting avatar, ``--steps 8 --frames 5 --reference-frames 1``):
+
+====  =========  ======  ==========  =============  ==========  ==========  ====  ==========  ================
+res   Gaussians  s/step  CPU s/step  budget / step  raster fwd  raster bwd  rest  render FPS  x torch reference
+====  =========  ======  ==========  =============  ==========  ==========  ====  ==========  ================
+256   26587      0.148   0.295       2.03           13%         17%         70%   19.5        105
+512   28483      0.181   0.365       1.66           18%         20%         62%   14.1        18
+====  =========  ======  ==========  =============  ==========  ==========  ====  ==========  ================
+
+Where "rest" goes (``torch.profiler`` grouped by shape, 256^2): about half of it is the two (N, 16, 3) expression
+blendshape fields (offset and colour): their einsum and its backward, the regulariser and their Adam updates cost as
+much as the rasterizer's forward and backward together; posing the mesh and the Gaussians and SSIM are the rest.
 """
 
 from __future__ import annotations

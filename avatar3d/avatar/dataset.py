@@ -80,8 +80,11 @@ def load_frames(frames: TrackedFrames, indices: Sequence[int], what: str = "trai
             raise BadInputError(f"{frames.directory} has no mask for frame {frames.name(i)} (expected masks/{frames.name(i)}.png): "
                                 "an avatar trains on masked frames; re-run `avatar3d track`")
         imgs.append(img)
-        masks.append(msk)
-        inside.append(ins if ins is not None else np.full(msk.shape, 255, np.uint8))
+        # pixels the crop's resampling blended with the black padding (inside < 255) are darkened: not the video's
+        # colour, so they count as padding (else the avatar learns a dark line along the video's edge)
+        ins = np.where(ins >= 255, 255, 0).astype(np.uint8) if ins is not None else np.full(msk.shape, 255, np.uint8)
+        masks.append(np.where(ins > 0, msk, 0).astype(np.uint8))
+        inside.append(ins)
     seq = frames.sequence
     sel = np.asarray(idx)
     f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731

@@ -57,6 +57,7 @@ from .model import GaussianHead, HeadInit, driving_expressions
 from .plot import write_curve
 from .refine import FrameRefinement
 from .strategy import DensifyOptions, DensifyStrategy
+from .unseen import hide_unseen
 
 __all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "read_avatar", "AvatarRecord", "FORMAT",
            "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE", "CURVE_FILE", "TrainingStopped", "checkpoint_options", "check_backend"]
@@ -534,6 +535,7 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         settings = {**run, "steps": trainer.step_count, "preset": options.preset, "iterations": options.iterations}
         if trainer.step_count > start or not (out / AVATAR_FILE).is_file():
             _forget_later_stages(rundir)
+            settings["hidden_unseen"] = hide_unseen(avatar, train, backend=options.backend)  # after the checkpoint: it keeps them
             save_avatar(avatar, out / AVATAR_FILE, {**settings, "options": asdict(options)})
         rundir.record_stage(STAGE, [AVATAR_FILE, CHECKPOINT_FILE, LOG_FILE, CURVE_FILE], settings)
     return TrainResult(avatar, out, trainer.step_count, time.perf_counter() - t0, trainer.history, source, trainer.restored,
