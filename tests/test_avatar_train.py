@@ -178,5 +178,5 @@ def test_bad_input_gets_one_sentence(capture, truth_dir, tmp_path):
     torch.save({"format": "something-else"}, tmp_path / "d" / AVATAR_FILE)
     with pytest.raises(BadInputError, match="not an avatar3d Gaussian avatar"):
         load_avatar(tmp_path / "d")
-    with pytest.raises(BadInputError, match="train an avatar first"):
+    with pytest.raises(BadInputError, match="is not an avatar directory .it has no avatar.pt.; train one with"):
         load_avatar(tmp_path / "e")
