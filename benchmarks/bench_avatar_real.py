@@ -27,7 +27,10 @@ Measured 2026-12-07 (Intel Xeon, 2 cores shared with other jobs, load average 4-
 video  frames / held out  res   steps  train s  PSNR step 0  PSNR   SSIM    face PSNR  baseline  avatar - baseline
 =====  =================  ====  =====  =======  ===========  =====  ======  =========  ========  ===================
 d3     118 / 30           512   800    1388     16.75        20.89  0.8800  24.08      11.81     +9.08 dB
+d12    74 / 30            512   800    183      16.49        17.50  0.8462  23.41      9.33      +8.17 dB
 =====  =================  ====  =====  =======  ===========  =====  ======  =========  ========  ===================
+
+(d12 ran later on the otherwise idle machine, load average 0.3: hence 183 s for the same 800 steps.)
 
 Far from the issue's 30 dB: the held-out error sits on the hair's silhouette (the hair moves and the mask's edge
 with it, while its Gaussians follow the nearest scalp triangle rigidly) and inside an open mouth that no training
