@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     from ..viewer.gaussians import avatar_dir
 
+    if not args.screenshot and args.quit_after is not None and args.quit_after < 1:  # the window's frame count
+        raise BadInputError(f"--quit-after expects a positive number of frames, got {args.quit_after}")
     avatar = avatar_dir(args.source)
     if avatar is not None:
         return _run_avatar(avatar, args, opts)
@@ -72,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
         path = save_image(img, args.screenshot)
         print(f"wrote {path} ({img.shape[1]}x{img.shape[0]})")
         return 0
-    if args.quit_after is not None and args.quit_after < 1:
-        raise BadInputError(f"--quit-after expects a positive number of frames, got {args.quit_after}")
     from ..viewer.app import check_gui_support, run_app
 
     check_gui_support()
@@ -96,8 +96,6 @@ def _run_avatar(avatar: Path, args: argparse.Namespace, opts) -> int:
         path = save_image(img, args.screenshot)
         print(f"wrote {path} ({img.shape[1]}x{img.shape[0]})")
         return 0
-    if args.quit_after is not None and args.quit_after < 1:
-        raise BadInputError(f"--quit-after expects a positive number of frames, got {args.quit_after}")
     from ..viewer.app import check_gui_support
     from ..viewer.avatar_app import run_avatar_app
 

@@ -261,17 +261,20 @@ class ViewerApp:
         self._button(disp, "Screenshot", self._on_screenshot)
 
     # ------------------------------------------------------------------ callbacks
-    def _on_layout(self, ctx) -> None:
+    def _place_panel_and_video(self):
+        """Lay out the panel (right) and the video (left half of the rest, when shown); returns the view's rectangle."""
         r = self.window.content_rect
         pw = min(self.PANEL_W * self.window.scaling, r.width * 0.45)
         view_w = r.width - pw
         self.panel.frame = self.gui.Rect(r.x + view_w, r.y, pw, r.height)
-        if self.image_widget is not None:
-            half = view_w // 2
-            self.image_widget.frame = self.gui.Rect(r.x, r.y, half, r.height)
-            self.scene_widget.frame = self.gui.Rect(r.x + half, r.y, view_w - half, r.height)
-        else:
-            self.scene_widget.frame = self.gui.Rect(r.x, r.y, view_w, r.height)
+        if self.image_widget is None:
+            return self.gui.Rect(r.x, r.y, view_w, r.height)
+        half = view_w // 2
+        self.image_widget.frame = self.gui.Rect(r.x, r.y, half, r.height)
+        return self.gui.Rect(r.x + half, r.y, view_w - half, r.height)
+
+    def _on_layout(self, ctx) -> None:
+        self.scene_widget.frame = self._place_panel_and_video()
         self.soft_widget.frame = self.scene_widget.frame
 
     def _scene_changed(self) -> None:

@@ -98,16 +98,7 @@ class AvatarViewerApp(ViewerApp):
 
     # ------------------------------------------------------------------ drawing
     def _on_layout(self, ctx) -> None:
-        r = self.window.content_rect
-        pw = min(self.PANEL_W * self.window.scaling, r.width * 0.45)
-        view_w = r.width - pw
-        self.panel.frame = self.gui.Rect(r.x + view_w, r.y, pw, r.height)
-        if self.image_widget is not None:
-            half = view_w // 2
-            self.image_widget.frame = self.gui.Rect(r.x, r.y, half, r.height)
-            self.view_widget.frame = self.gui.Rect(r.x + half, r.y, view_w - half, r.height)
-        else:
-            self.view_widget.frame = self.gui.Rect(r.x, r.y, view_w, r.height)
+        self.view_widget.frame = self._place_panel_and_video()
         f = self.view_widget.frame
         if (f.width, f.height) != self._view_size:  # a new size needs a new picture (layout also runs without one)
             self._view_size = (f.width, f.height)
