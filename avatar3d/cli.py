@@ -8,11 +8,11 @@ input) print one sentence; a traceback appears only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
 from . import __version__
+from .commands import register_modules
 from .errors import Avatar3DError, os_error_sentence
 
 COMMANDS = ("info", "models", "demo", "track", "appearance", "avatar", "export", "view")
@@ -23,14 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"avatar3d {__version__}")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"avatar3d.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"avatar3d.commands.{name}":
-                continue  # command not part of this build
-            raise
-        mod.register(sub)
+    register_modules(sub, [f"avatar3d.commands.{name}" for name in COMMANDS])
     return p
 
 

@@ -7,7 +7,8 @@ top-level commands do (:mod:`avatar3d.cli`); a build without one of them simply 
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from . import register_modules
 
 SUBCOMMANDS = ("train", "render", "eval", "export")
 
@@ -15,12 +16,5 @@ SUBCOMMANDS = ("train", "render", "eval", "export")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("avatar", help="the Gaussian head avatar: train it on a tracked video, render, score and export it")
     inner = p.add_subparsers(dest="avatar_command", metavar="SUBCOMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(f"avatar3d.commands.avatar_{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"avatar3d.commands.avatar_{name}":
-                continue
-            raise
-        mod.register(inner)
+    register_modules(inner, [f"avatar3d.commands.avatar_{name}" for name in SUBCOMMANDS])
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
