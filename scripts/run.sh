@@ -12,12 +12,13 @@ VENV="${AVATAR3D_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 TORCH_VERSION="2.13.0"
 MEDIAPIPE_VERSION="0.10.14"
-APT_PACKAGES=(libusb-1.0-0 libvulkan1 mesa-vulkan-drivers xvfb libegl1 libgl1 libgomp1 libxtst6)
+APT_PACKAGES=(libusb-1.0-0 libvulkan1 mesa-vulkan-drivers xvfb libegl1 libgl1 libgomp1 libxtst6 chromium)
 
 log() { printf '\033[1m[avatar3d setup]\033[0m %s\n' "$*" >&2; }
 
 system_packages() {
-  # Open3D needs libusb to import, Mesa's Vulkan driver to render offscreen, Xvfb for the GUI test.
+  # Open3D needs libusb to import, Mesa's Vulkan driver to render offscreen, Xvfb for the GUI test;
+  # headless Chromium opens the HTML report and plays exported GLBs with three.js in the tests.
   command -v dpkg >/dev/null 2>&1 || return 0
   local missing=()
   for p in "${APT_PACKAGES[@]}"; do
