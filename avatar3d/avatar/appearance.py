@@ -15,10 +15,15 @@ Colours are display (sRGB-encoded) values in [0, 1], like the training images.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import torch
 from torch import Tensor
+
+from ..errors import BadInputError
+
+if TYPE_CHECKING:
+    from ..render.lighting import EnvironmentMap
 
 __all__ = ["Appearance", "SHAppearance", "SH_C0", "SH_C1", "rgb_to_sh", "sh_to_rgb"]
 
@@ -47,6 +52,16 @@ class Appearance:
 
     name: str = "appearance"
     learning_rates: dict[str, float] = {}
+    #: whether :meth:`set_environment` can light this appearance with another environment
+    relightable: bool = False
+
+    def set_environment(self, environment: Optional["EnvironmentMap"]) -> None:
+        """Light later :meth:`colours` calls with ``environment`` (linear RGB radiance); None: the capture's own light.
+
+        Appearances that bake the capture's light into their colours cannot be relit and say so.
+        """
+        raise BadInputError(f"this avatar's {self.name!r} appearance bakes in the capture's light and cannot be relit: "
+                            "train it with `avatar3d avatar train --relightable`")
 
     def fields(self, colours: Tensor, num_expression: int) -> dict[str, Tensor]:
         """Initial per-Gaussian tensors ``{name: (N, ...)}`` for Gaussians of display colour ``colours`` (N, 3) and
