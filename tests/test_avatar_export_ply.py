@@ -117,9 +117,7 @@ def test_expression_colour_is_folded_into_the_dc(tiny_avatar):
     d = build_drive(src, DriveRequest(frames=slice(7, 8), settings={"jawOpen": 0.8}))
     cloud = avatar_cloud(av, d.expression[0], d.pose[0], d.transl[0])
     cam = d.camera(0)
-    g, _ = av.pose(d.expression, d.pose, d.transl)
-    dirs = torch.nn.functional.normalize(g.means - cam.centre.reshape(1, 1, 3), dim=-1)
-    want = av.appearance.colours(av.params, d.expression[:, av.expr_index], dirs)[0]
+    want = av.colours(av.posed_head(d.expression, d.pose, d.transl), cam.centre)[0]
     assert torch.allclose(cloud.colours(cam.centre.reshape(3)), want.detach(), atol=1e-5)
 
 

@@ -111,14 +111,13 @@ class AvatarRenderer:
         self.background = torch.tensor(background, dtype=torch.float32)
         self.backend = backend
         self._key: Optional[bytes] = None
-        self._posed = None  # (PosedGaussians of one frame, (N,) opacities, (1, E) expression) of the parameters in _key
+        self._posed = None  # the PosedHead (one frame) of the parameters in _key
 
     def _pose(self, params: HeadParams):
         e, j, t = _tensors(self.avatar, params)
         key = b"".join(x.numpy().tobytes() for x in (e, j, t))
         if key != self._key:
-            g, opac = self.avatar.pose(e, j, t)
-            self._posed, self._key = (g, opac, e), key
+            self._posed, self._key = self.avatar.posed_head(e, j, t), key
         return self._posed
 
     @torch.no_grad()
@@ -126,10 +125,10 @@ class AvatarRenderer:
         """The avatar posed by ``params`` (its own identity: ``params.shape`` is not used) through the OpenCV camera
         ``K`` (3, 3) / ``world_to_cam`` (4, 4) in a ``width`` x ``height`` picture: (image uint8, coverage float32 in [0, 1])."""
         a = self.avatar
-        g, opac, e = self._pose(params)
+        posed = self._pose(params)
+        g, opac = posed.gaussians, posed.opacity
         cam = Camera(torch.as_tensor(np.asarray(K, np.float32)), torch.as_tensor(np.asarray(world_to_cam, np.float32)), int(width), int(height))
-        dirs = torch.nn.functional.normalize(g.means - cam.centre.reshape(1, 1, 3), dim=-1)
-        colours = a.appearance.colours(a.params, e[:, a.expr_index], dirs)
+        colours = a.colours(posed, cam.centre)
         img, alpha, _, _, _ = rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, colours[0], cam.world_to_cam[None], cam.raster_K[None],
                                                   cam.width, cam.height, backgrounds=self.background, backend=self.backend)
         return (img[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), alpha[0, ..., 0].numpy()
