@@ -48,7 +48,8 @@ class LambertDouble(Appearance):
         N = colours.shape[0]
         return {"double_albedo": srgb_decode(colours.float()), "double_normal": torch.tensor([0.0, 0.0, 1.0]).expand(N, 3).clone()}
 
-    def colours(self, params: Mapping[str, Tensor], expression: Tensor, view_dirs: Tensor) -> Tensor:
+    def colours(self, params: Mapping[str, Tensor], expression: Tensor, inputs) -> Tensor:
+        view_dirs = getattr(inputs, "view_dirs", inputs)  # the frames' shading inputs, or (B, N, 3) view directions
         n = torch.nn.functional.normalize(params["double_normal"], dim=-1)
         irradiance = (irradiance_basis(n) @ self._sh.to(n)).clamp_min(0.0)  # (N, 3)
         radiance = params["double_albedo"].clamp(0, 1) * irradiance / np.pi
