@@ -3,8 +3,8 @@
 The page (written beside the GLB, three.js imported through an import map from ``node_modules/three``) writes
 ``<pre id="result">{json}</pre>``: per mesh its name, material and morph target names; per sample time the
 morph influences by name (of the first skinned mesh), every bone's local quaternion and position; whether
-WebGL rendered and the fraction of drawn pixels that differ from the white background. The canvas fills the
-window, so :func:`helpers.browser.screenshot` of the page is the rendered head.
+WebGL rendered and the fraction of drawn pixels that differ from the white background. The canvas sits at the
+top-left, so :func:`helpers.browser.screenshot` of the page is the rendered head.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ try {
   const gl = canvas.getContext('webgl2', { preserveDrawingBuffer: true });
   out.webgl = !!gl;
   if (gl) {
-    const W = window.innerWidth, H = window.innerHeight;
+    const [W, H] = cfg.size;  // fixed: the window's size differs between --dump-dom and --screenshot runs
     const renderer = new THREE.WebGLRenderer({ canvas, context: gl, antialias: true });
     renderer.setSize(W, H, false);
-    canvas.style.cssText = 'width:100vw;height:100vh;display:block';
+    canvas.style.cssText = `width:${W}px;height:${H}px;display:block`;
     document.body.appendChild(canvas);
     renderer.setClearColor(0xffffff, 1);
     renderer.toneMapping = THREE.NeutralToneMapping;
@@ -90,12 +90,12 @@ document.getElementById('result').textContent = JSON.stringify(out);
 
 
 def write_page(glb: Path, times: list[float], render_time: float = 0.0, eye=(0.0, 0.0, 0.75), fov: float = 30.0,
-               center=None, room: bool = False, name: str = "play.html") -> Path:
+               center=None, room: bool = False, size: tuple[int, int] = (320, 320), name: str = "play.html") -> Path:
     """Write the page beside ``glb`` (sampling the clip at ``times`` s, drawing it at ``render_time`` s from a camera at
     ``center`` (default: the scene's bounding-box centre) + ``eye`` metres; ``room``: lit by three.js's RoomEnvironment
-    instead of a hemisphere light) and return its path."""
+    instead of a hemisphere light) on a ``size`` (width, height) pixel canvas at the page's top-left; return its path."""
     cfg = {"glb": Path(glb).name, "times": list(times), "render_time": render_time, "eye": list(eye), "fov": fov,
-           "center": None if center is None else list(center), "room": room}
+           "center": None if center is None else list(center), "room": room, "size": list(size)}
     page = Path(glb).parent / name
     page.write_text(_PAGE % {"three": THREE_DIR.resolve().as_uri(), "cfg": json.dumps(cfg)})
     return page
