@@ -3,7 +3,7 @@
 Mapping from :class:`~avatar3d.models.HeadModel` to glTF (both: metres, +Y up, face towards +Z):
 
 * mesh: identity-applied rest vertices (``v_template + shapedirs @ shape``), one primitive per part
-  (skin, eyes, teeth, mouth interior, eyelashes: :mod:`.parts`) with its own material
+  (skin, eyes, teeth, mouth interior: :mod:`.parts`) with its own material
   (:mod:`.gltf_material`), each split at UV seams; glTF UVs have their origin top-left, so ``v`` is flipped.
 * morph targets: the 52 ARKit blendshapes by Apple's names, then the model's other expressions
   (:mod:`.arkit`: the model's own, combined halves, joint-based approximations or documented empty targets),
@@ -54,7 +54,7 @@ class GltfStats:
     morph_targets: int = 0
     sparse_targets: int = 0  #: morph targets that move something and are stored sparsely in every primitive
     target_kinds: dict[str, int] = field(default_factory=dict)  #: model/combined/approximated/empty/extra -> count
-    parts: list[str] = field(default_factory=list)  #: primitives (skin, eyes, teeth, mouth, eyelashes) in order
+    parts: list[str] = field(default_factory=list)  #: primitives (skin, eyes, teeth, mouth) in order
     joints: int = 0
     frames: int = 0
     duration_s: float = 0.0
@@ -121,8 +121,8 @@ def build_gltf(
     parts = mesh_parts(faces, m.uv_faces.cpu().numpy(), m.uvs.cpu().numpy(), regions)
     n_rest = vertex_normals_np(v_shaped, faces, eps=1e-20, unused=(0.0, 0.0, 1.0))
     if sum(len(p.face_ids) for p in parts) < len(faces):
-        stats.notes.append(f"{len(faces) - sum(len(p.face_ids) for p in parts)} triangles of helper shells around the eyes "
-                           "(drawn with alpha textures upstream) are not exported")
+        stats.notes.append(f"{len(faces) - sum(len(p.face_ids) for p in parts)} triangles of eyelash cards and helper shells "
+                           "around the eyes (drawn with alpha textures upstream) are not exported")
     jidx, jw, dropped = top4_weights(m.lbs_weights.detach().double().cpu().numpy())
     stats.max_dropped_weight = dropped
     if dropped > 0:

@@ -20,12 +20,11 @@ from .source import ExportSource
 NEUTRAL_SKIN = (0.80, 0.58, 0.47, 1.0)
 
 #: part -> (linear RGBA base colour, roughness): wet eyes are glossy, teeth off-white and rougher, the mouth
-#: interior dark red, lashes near black.
+#: interior dark red (sRGB about 0.40 / 0.10 / 0.10).
 PART_MATERIALS: dict[str, tuple[tuple[float, float, float, float], float]] = {
     "eyes": ((1.0, 1.0, 1.0, 1.0), 0.12),
     "teeth": ((0.78, 0.74, 0.62, 1.0), 0.45),
-    "mouth": ((0.28, 0.04, 0.04, 1.0), 0.55),
-    "eyelashes": ((0.025, 0.018, 0.014, 1.0), 0.8),
+    "mouth": ((0.13, 0.011, 0.011, 1.0), 0.55),
 }
 
 

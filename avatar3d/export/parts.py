@@ -1,9 +1,10 @@
-"""Split a head into parts by region (skin, eyes, teeth, mouth interior, eyelashes), one glTF primitive each.
+"""Split a head into parts by region (skin, eyes, teeth, mouth interior), one glTF primitive each.
 
 A face belongs to a region when all three of its vertices do (so the skin triangles bordering the mouth stay
 skin); the first matching region in :data:`PART_REGIONS` wins (teeth sit inside the mouth interior region).
-ICT-FaceKit's thin helper shells around the eyes (tear line, eye blend, occlusion: ``eye_auxiliary``) are
-left out: upstream draws them with alpha textures we do not have, and drawn opaque they hide the eyeballs.
+ICT-FaceKit's thin helper shells around the eyes (tear line, eye blend, occlusion: ``eye_auxiliary``) and its
+eyelash cards are left out: upstream draws them with alpha textures we do not have, and drawn opaque the shells
+hide the eyeballs and the lash cards paint black bands under the eyes.
 Each part keeps the model's vertex indices (``MeshPart.split.src``), so morph targets and skin weights are
 gathered per part from the same model arrays.
 
@@ -22,11 +23,10 @@ from .mesh import SplitMesh, split_seams
 PART_REGIONS: dict[str, tuple[str, ...]] = {
     "teeth": ("teeth",),
     "eyes": ("eyes",),
-    "hidden": ("eye_auxiliary",),  # not exported (see the module docstring)
-    "eyelashes": ("eyelashes",),
+    "hidden": ("eye_auxiliary", "eyelashes"),  # not exported (see the module docstring)
     "mouth": ("mouth_interior",),
 }
-PARTS = ("skin", "eyes", "teeth", "mouth", "eyelashes")  #: exported parts, in primitive order
+PARTS = ("skin", "eyes", "teeth", "mouth")  #: exported parts, in primitive order
 
 #: Linear-RGB colours of the eye (sRGB about: sclera 0.97, iris 0.42 / 0.30 / 0.20 brown, pupil 0.05).
 SCLERA, IRIS, PUPIL = (0.93, 0.91, 0.88), (0.15, 0.075, 0.033), (0.004, 0.003, 0.003)
