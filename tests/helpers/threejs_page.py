@@ -72,8 +72,15 @@ try {
     const box = new THREE.Box3().setFromObject(gltf.scene);
     const c = new THREE.Vector3(...cfg.center || box.getCenter(new THREE.Vector3()).toArray());
     const camera = new THREE.PerspectiveCamera(cfg.fov, W / H, 0.01, 10);
-    camera.position.set(c.x + cfg.eye[0], c.y + cfg.eye[1], c.z + cfg.eye[2]);
-    camera.lookAt(c);
+    if (cfg.camera) {  // a tracked video's camera: position, look-at target, up, principal-point shift in pixels
+      camera.position.set(...cfg.camera.position);
+      camera.up.set(...cfg.camera.up);
+      camera.lookAt(new THREE.Vector3(...cfg.camera.target));
+      camera.setViewOffset(W, H, cfg.camera.offset[0], cfg.camera.offset[1], W, H);
+    } else {
+      camera.position.set(c.x + cfg.eye[0], c.y + cfg.eye[1], c.z + cfg.eye[2]);
+      camera.lookAt(c);
+    }
     renderer.render(scene, camera);
     const px = new Uint8Array(W * H * 4);
     gl.readPixels(0, 0, W, H, gl.RGBA, gl.UNSIGNED_BYTE, px);
@@ -90,12 +97,15 @@ document.getElementById('result').textContent = JSON.stringify(out);
 
 
 def write_page(glb: Path, times: list[float], render_time: float = 0.0, eye=(0.0, 0.0, 0.75), fov: float = 30.0,
-               center=None, room: bool = False, size: tuple[int, int] = (320, 320), name: str = "play.html") -> Path:
+               center=None, room: bool = False, size: tuple[int, int] = (320, 320), camera: dict | None = None,
+               name: str = "play.html") -> Path:
     """Write the page beside ``glb`` (sampling the clip at ``times`` s, drawing it at ``render_time`` s from a camera at
     ``center`` (default: the scene's bounding-box centre) + ``eye`` metres; ``room``: lit by three.js's RoomEnvironment
-    instead of a hemisphere light) on a ``size`` (width, height) pixel canvas at the page's top-left; return its path."""
+    instead of a hemisphere light) on a ``size`` (width, height) pixel canvas at the page's top-left; return its path.
+    ``camera`` (``position``, ``target``, ``up``: world xyz; ``offset``: pixel shift of the principal point, and ``fov``
+    degrees) replaces that camera, e.g. with a tracked video's."""
     cfg = {"glb": Path(glb).name, "times": list(times), "render_time": render_time, "eye": list(eye), "fov": fov,
-           "center": None if center is None else list(center), "room": room, "size": list(size)}
+           "center": None if center is None else list(center), "room": room, "size": list(size), "camera": camera}
     page = Path(glb).parent / name
     page.write_text(_PAGE % {"three": THREE_DIR.resolve().as_uri(), "cfg": json.dumps(cfg)})
     return page
