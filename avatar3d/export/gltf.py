@@ -133,6 +133,12 @@ def build_gltf(
     K = len(targets.specs)
     for s in targets.specs:
         stats.target_kinds[s.kind] = stats.target_kinds.get(s.kind, 0) + 1
+    if K:
+        empty = [s.name for s in targets.specs if s.kind == "empty"]
+        said = {"model": "the model's own", "combined": "sums of split halves", "approximated": "joint motions baked in"}
+        stats.notes.append("52 ARKit morph targets: " + ", ".join(f"{stats.target_kinds[k]} {v}" for k, v in said.items() if k in stats.target_kinds)
+                           + (f", {len(empty)} empty ({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''})" if empty else "")
+                           + (f"; then {stats.target_kinds['extra']} model-specific" if "extra" in stats.target_kinds else ""))
 
     # ---------------------------------------------------------------- materials and primitives
     skin_mat, images = skin_material(gb, src, image_uri)  # materials[0]: the skin
