@@ -4,8 +4,9 @@
 
 Exports TRACK_DIR to a GLB (with its appearance/ maps when present), loads that GLB in headless Chromium with
 three.js's GLTFLoader (the page of tests/helpers/threejs_page.py), sets the clip's AnimationMixer to each
-frame's time, renders it through the tracked camera (intrinsics and extrinsics from params.npz) and puts the
-video frame (TRACK_DIR/images) to its left, one row per frame. Needs Chromium and node_modules/three
+frame's time, renders it through the tracked camera (intrinsics and extrinsics from params.npz) under the
+capture's own light (appearance/environment.hdr, else three.js's RoomEnvironment) and puts the video frame
+(TRACK_DIR/images) to its left, one row per frame. Needs Chromium and node_modules/three
 (``bash scripts/run.sh setup``).
 """
 
@@ -40,6 +41,19 @@ def tracked_camera(seq: TrackedSequence, frame: int) -> dict:
             "offset": [W / 2 - (K[0, 2] + 0.5), H / 2 - (K[1, 2] + 0.5)], "fov": math.degrees(2 * math.atan(H / 2 / K[1, 1]))}
 
 
+def three_js_environment(src: Path, out: Path) -> str:
+    """Write our equirect .hdr (middle column +Z, longitude towards +X) in three.js's layout (middle column +X,
+    +Z at u = 0.75): u_three = 1.25 - u_ours, so columns are mirrored and shifted. Returns the file name."""
+    from avatar3d.render.lighting import EnvironmentMap
+
+    env = EnvironmentMap.read(src).pixels
+    W = env.shape[1]
+    u_three = (np.arange(W) + 0.5) / W
+    cols = np.floor(((1.25 - u_three) % 1.0) * W).astype(int) % W
+    EnvironmentMap(np.ascontiguousarray(env[:, cols])).write(out)
+    return out.name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("track", type=Path)
@@ -50,10 +64,12 @@ def main() -> None:
     seq = TrackedSequence.load(args.track)
     with tempfile.TemporaryDirectory(prefix="glb_vs_video_") as tmp:
         glb = export(args.track, "glb", Path(tmp) / "head.glb")
+        light = args.track / "appearance" / "environment.hdr"  # the capture's own light, when the appearance stage ran
+        env = three_js_environment(light, Path(tmp) / "env.hdr") if light.is_file() else None
         rows = []
         for f in args.frames:
             cam = tracked_camera(seq, f)
-            page = write_page(glb, [f / seq.fps], render_time=f / seq.fps, fov=cam["fov"], camera=cam, room=True,
+            page = write_page(glb, [f / seq.fps], render_time=f / seq.fps, fov=cam["fov"], camera=cam, room=env is None, env_hdr=env,
                               size=(int(seq.width), int(seq.height)), name=f"frame{f}.html")
             shot = screenshot(page, Path(tmp) / f"frame{f}.png", width=int(seq.width), height=int(seq.height), budget_ms=60000)
             video = Image.open(args.track / "images" / f"{f:06d}.png").convert("RGB")

@@ -23,6 +23,7 @@ _PAGE = """<!doctype html>
 import * as THREE from 'three';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
+import { HDRLoader } from 'three/addons/loaders/HDRLoader.js';
 // Decode textures through <img> (TextureLoader), not createImageBitmap: headless Chromium's virtual time does not
 // wait for createImageBitmap, so a large texture would still be decoding when the DOM is dumped.
 window.createImageBitmap = undefined;
@@ -59,13 +60,18 @@ try {
     renderer.setClearColor(0xffffff, 1);
     renderer.toneMapping = THREE.NeutralToneMapping;
     const scene = new THREE.Scene();
-    if (cfg.room) {  // image-based light for stills; slow on SwiftShader, so tests use the plain lights
+    if (cfg.env_hdr) {  // an equirectangular .hdr in three.js's layout beside the page lights the head
+      const env = await new HDRLoader().loadAsync(cfg.env_hdr);
+      env.mapping = THREE.EquirectangularReflectionMapping;
+      scene.environment = env;
+      renderer.toneMapping = THREE.NoToneMapping;  // the capture's light is calibrated radiance: show it as is
+    } else if (cfg.room) {  // image-based light for stills; slow on SwiftShader, so tests use the plain lights
       scene.environment = new THREE.PMREMGenerator(renderer).fromScene(new RoomEnvironment(), 0.04).texture;
       scene.environmentIntensity = 0.8;
     } else {
       scene.add(new THREE.HemisphereLight(0xffffff, 0x806050, 1.6));
     }
-    const sun = new THREE.DirectionalLight(0xffffff, 1.5);
+    const sun = new THREE.DirectionalLight(0xffffff, cfg.env_hdr ? 0.0 : 1.5);
     sun.position.set(0.5, 1.0, 1.5);
     scene.add(sun, gltf.scene);
     gltf.scene.updateMatrixWorld(true);
@@ -98,14 +104,15 @@ document.getElementById('result').textContent = JSON.stringify(out);
 
 def write_page(glb: Path, times: list[float], render_time: float = 0.0, eye=(0.0, 0.0, 0.75), fov: float = 30.0,
                center=None, room: bool = False, size: tuple[int, int] = (320, 320), camera: dict | None = None,
-               name: str = "play.html") -> Path:
+               env_hdr: str | None = None, name: str = "play.html") -> Path:
     """Write the page beside ``glb`` (sampling the clip at ``times`` s, drawing it at ``render_time`` s from a camera at
     ``center`` (default: the scene's bounding-box centre) + ``eye`` metres; ``room``: lit by three.js's RoomEnvironment
     instead of a hemisphere light) on a ``size`` (width, height) pixel canvas at the page's top-left; return its path.
     ``camera`` (``position``, ``target``, ``up``: world xyz; ``offset``: pixel shift of the principal point, and ``fov``
-    degrees) replaces that camera, e.g. with a tracked video's."""
+    degrees) replaces that camera, e.g. with a tracked video's. ``env_hdr``: the name of an equirectangular .hdr beside
+    the GLB, in three.js's layout (middle column +X, +Z at three quarters), that alone lights the head."""
     cfg = {"glb": Path(glb).name, "times": list(times), "render_time": render_time, "eye": list(eye), "fov": fov,
-           "center": None if center is None else list(center), "room": room, "size": list(size), "camera": camera}
+           "center": None if center is None else list(center), "room": room, "size": list(size), "camera": camera, "env_hdr": env_hdr}
     page = Path(glb).parent / name
     page.write_text(_PAGE % {"three": THREE_DIR.resolve().as_uri(), "cfg": json.dumps(cfg)})
     return page
