@@ -81,19 +81,25 @@ class RunFiles:
         return s if isinstance(s, dict) else {}
 
     def stage(self, part: str, rel: str = "") -> tuple[str, dict]:
-        """The stage that makes ``rel`` (the one listing it, or a folder above it, among its outputs), else the
-        stage named for ``part`` (:data:`STAGE_NAMES`); its name and record ({} when unrecorded)."""
+        """The stage that makes ``rel``: the one listing it among its outputs, else the one named for ``part``
+        (:data:`STAGE_NAMES`), else the one listing a folder above it (``track`` holds ``track/appearance`` but
+        need not make it); its name and record ({} when unrecorded)."""
         stages = self.stages
-        if rel:
-            for name, st in stages.items():
-                for out in st.get("outputs") or []:
-                    o = str(out).rstrip("/")
-                    if o and (rel == o or rel.startswith(o + "/")):
-                        return name, st
+        above: list[tuple[int, str]] = []
+        for name, st in stages.items():
+            for out in st.get("outputs") or []:
+                o = str(out).rstrip("/")
+                if rel and o == rel:
+                    return name, st
+                if rel and o and rel.startswith(o + "/"):
+                    above.append((len(o), name))
         names = STAGE_NAMES.get(part, (part,))
         for n in names:
             if n in stages:
                 return n, stages[n]
+        if above:
+            name = max(above)[1]
+            return name, stages[name]
         return names[0], {}
 
     def missing(self, what: str, part: str, rel: str = "") -> str:
@@ -262,9 +268,9 @@ def _tracking(run: RunFiles) -> str:
         stills = crop_stills(run.path / "track")
         caption = "tracked crops with the fitted landmarks (no overlay video)"
     if stills:
-        parts.append(T.gallery([T.figure(T.image_uri(s, **THUMB), caption if i == 0 else "") for i, s in enumerate(stills)], cls="four"))
+        parts.append(T.gallery([T.figure(T.image_uri(s, **THUMB)) for s in stills], cls="four") + T.note(caption))
     if overlay:
-        parts.append(T.note("The whole overlay: ") + T.video("track/overlay.mp4", "tracking overlay"))
+        parts.append(T.video("track/overlay.mp4", "the whole tracking overlay"))
     if metrics is None:
         parts.append(run.missing("tracking metrics (track/metrics.json)", "track", "track/metrics.json"))
         return "\n".join(parts)
@@ -361,7 +367,7 @@ def _heldout(run: RunFiles) -> str:
     else:
         parts.append(run.missing("the held-out still (previews/heldout.png)", "previews", "previews/heldout.png"))
     if run.file("previews/heldout.mp4"):
-        parts.append(T.video("previews/heldout.mp4", "held-out frames: video beside avatar"))
+        parts.append(T.video("previews/heldout.mp4", "held-out frames: video beside avatar", wide=True))
     return "\n".join(parts)
 
 

@@ -86,12 +86,13 @@ def training_plot(seconds: np.ndarray, loss: np.ndarray, psnr: np.ndarray) -> by
         v = np.asarray(vals, np.float64)
         ax.plot(minutes, v, color=colour, alpha=0.25, linewidth=0.6)
         ax.plot(minutes, running_mean(v, window), color=colour, linewidth=1.8)
-        if label == "loss" and np.isfinite(v).any() and np.nanmin(v) > 0:
+        ok = v[np.isfinite(v)]
+        if label == "loss" and ok.size and ok.min() > 0 and ok.max() > 10 * ok.min():  # log only over a decade and more
             ax.set_yscale("log")
         ax.set_xlabel("wall time (minutes)")
         ax.set_title(label, fontsize=11, loc="left")
         _style(ax)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.9, wspace=0.25)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.16, top=0.9, wspace=0.28)
     return figure_png(fig)
 
 
@@ -111,7 +112,7 @@ def heldout_plot(avatar_psnr: Sequence[Optional[float]], baseline_psnr: Optional
     ax.set_xticklabels([str(s) for s in list(labels)[::step]], fontsize=8)
     ax.set_xlabel("held-out frame")
     ax.set_ylabel("PSNR (dB)")
-    ax.legend(loc="lower right", frameon=False, fontsize=9)
+    ax.legend(loc="best", frameon=False, fontsize=9)
     _style(ax)
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.19, top=0.95)
     return figure_png(fig)

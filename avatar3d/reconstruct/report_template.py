@@ -46,7 +46,8 @@ figcaption{color:var(--muted);font-size:13px;margin-top:4px}
 .grid.wide{grid-template-columns:repeat(auto-fill,minmax(260px,1fr))}
 .grid.four{grid-template-columns:repeat(4,1fr)}
 .grid img{width:100%;aspect-ratio:auto;background:#f9fafb;border:1px solid var(--line)}
-video{max-width:100%;border-radius:6px;background:#000}
+video{width:100%;max-width:480px;border-radius:6px;background:#000}
+video.wide{max-width:100%}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:14px;margin:6px 0;min-width:50%}
 th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
@@ -131,10 +132,11 @@ def gallery(figures: Sequence[str], cls: str = "") -> str:
     return f'<div class="grid {escape(cls)}">' + "".join(figures) + "</div>"
 
 
-def video(rel: str, caption: str) -> str:
-    """A video of the run by relative path (beside the report), with a plain link for players that cannot embed it."""
+def video(rel: str, caption: str, wide: bool = False) -> str:
+    """A video of the run by relative path (beside the report), with a plain link for players that cannot embed it;
+    ``wide``: as wide as the column (side-by-side comparisons), else at most 480 px."""
     r = escape(rel)
-    return (f'<figure><video src="{r}" controls muted loop playsinline preload="metadata"></video>'
+    return (f'<figure><video class="{"wide" if wide else ""}" src="{r}" controls muted loop playsinline preload="metadata"></video>'
             f'<figcaption>{escape(caption)} · <a href="{r}">{r}</a></figcaption></figure>')
 
 
