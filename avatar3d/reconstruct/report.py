@@ -42,6 +42,7 @@ MAP_INFO = {"albedo": "diffuse colour (sRGB)", "specular": "specular intensity",
 METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "face_psnr": "face PSNR (dB)", "face_ssim": "face SSIM", "lpips": "LPIPS"}
 LOWER_IS_BETTER = {"lpips"}
 PHOTO = dict(max_width=1100, max_height=900)  # a full-width still
+STRIP = dict(max_width=1600, max_height=600)  # a strip of stills: sharper, as the page shrinks it to the column
 THUMB = dict(max_width=320, max_height=320)  # one cell of a grid
 
 
@@ -356,14 +357,13 @@ def _heldout(run: RunFiles) -> str:
         if a:
             names = m.get("frame_names") or [str(i) for i in range(len(a))]
             parts.append(T.figure(T.png_uri(plots.heldout_plot(a, b, names)), "PSNR of each held-out frame"))
-    still = run.file("previews/heldout.png")
-    if still is None:
+    still, caption = run.file("previews/heldout.png"), "the video beside the avatar on held-out frames"
+    if still is None:  # the evaluation's own comparison images
         shots = sorted((run.path / "avatar" / "heldout").glob("*.png"))
-        still = shots[0] if shots else None
+        still, caption = (shots[0] if shots else None), "video | avatar | textured-mesh baseline | the avatar's error (x4)"
     img = T.read_image(still) if still else None
     if img is not None:
-        rel = still.relative_to(run.path).as_posix()
-        parts.append(T.figure(T.image_uri(img, **PHOTO), f"{rel}: the video beside the avatar on held-out frames"))
+        parts.append(T.figure(T.image_uri(img, **PHOTO), f"{still.relative_to(run.path).as_posix()}: {caption}"))
     else:
         parts.append(run.missing("the held-out still (previews/heldout.png)", "previews", "previews/heldout.png"))
     if run.file("previews/heldout.mp4"):
@@ -401,7 +401,7 @@ def _relighting(run: RunFiles) -> str:
         img = T.read_image(p) if p else None
         parts.append(f"<h3>{env}</h3>")
         if img is not None:
-            parts.append(T.figure(T.image_uri(img, **PHOTO), f"a turn of the head under the {env} environment map"))
+            parts.append(T.figure(T.image_uri(img, **STRIP), f"a turn of the head under the {env} environment map"))
         else:
             parts.append(run.missing(f"the {env} turntable ({png})", "previews", png))
         if run.file(mp4):

@@ -46,7 +46,7 @@ figcaption{color:var(--muted);font-size:13px;margin-top:4px}
 .grid.wide{grid-template-columns:repeat(auto-fill,minmax(260px,1fr))}
 .grid.four{grid-template-columns:repeat(4,1fr)}
 .grid img{width:100%;aspect-ratio:auto;background:#f9fafb;border:1px solid var(--line)}
-video{width:100%;max-width:480px;border-radius:6px;background:#000}
+video{width:100%;max-width:400px;border-radius:6px;background:#000}
 video.wide{max-width:100%}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:14px;margin:6px 0;min-width:50%}
@@ -61,7 +61,8 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:
 .missing b{color:var(--fg)}
 .bar{height:10px;background:var(--accent);border-radius:3px;min-width:2px}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px 0 30px}
-@media (max-width:640px){.grid.four{grid-template-columns:repeat(2,1fr)}header{padding:18px 14px}main{padding:8px}section{padding:14px 12px}header h1{font-size:21px}}
+@media (max-width:640px){nav{flex-wrap:nowrap;overflow-x:auto;white-space:nowrap;padding:8px 12px}
+.grid.four{grid-template-columns:repeat(2,1fr)}header{padding:18px 14px}main{padding:8px}section{padding:14px 12px}header h1{font-size:21px}}
 """
 
 
@@ -134,7 +135,7 @@ def gallery(figures: Sequence[str], cls: str = "") -> str:
 
 def video(rel: str, caption: str, wide: bool = False) -> str:
     """A video of the run by relative path (beside the report), with a plain link for players that cannot embed it;
-    ``wide``: as wide as the column (side-by-side comparisons), else at most 480 px."""
+    ``wide``: as wide as the column (side-by-side comparisons), else at most 400 px."""
     r = escape(rel)
     return (f'<figure><video class="{"wide" if wide else ""}" src="{r}" controls muted loop playsinline preload="metadata"></video>'
             f'<figcaption>{escape(caption)} · <a href="{r}">{r}</a></figcaption></figure>')
