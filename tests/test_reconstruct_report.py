@@ -106,7 +106,7 @@ def _reconstruct_json(run: Path, stages: dict, video: str = "d3.mp4") -> None:
 
     from avatar3d import __version__
 
-    info = {"version": 1, "video": f"/data/videos/{video}",
+    info = {"format": "avatar3d-reconstruct", "version": 1, "video": f"/data/videos/{video}",
             "settings": {"model": "builtin", "preset": "quick", "relightable": False, "avatar": {"resolution": 64, "iterations": 40}},
             "versions": {"avatar3d": __version__, "torch": torch.__version__, "numpy": np.__version__}, "stages": stages}
     (run / "reconstruct.json").write_text(json.dumps(info, indent=1))
@@ -129,10 +129,12 @@ def full_run(avatar_truth_dir, tiny_avatar, capture, tmp_path_factory) -> Path:
         export(track, "glb", run / "head.glb")
         export_avatar_ply(run / "avatar", run / "avatar.ply", neutral=True)
         _previews(run)
-    done = lambda s, *outs: {"status": "done", "seconds": s, "outputs": list(outs)}  # noqa: E731
-    _reconstruct_json(run, {"track": done(41.5, "track"), "appearance": done(95.0, "track/appearance"), "avatar": done(300.2, "avatar"),
+    done = lambda s, *outs: {"status": "done", "seconds": s, "cpu_seconds": 1.8 * s, "outputs": list(outs)}  # noqa: E731
+    previews = sorted(f"previews/{p.name}" for p in (run / "previews").iterdir())
+    _reconstruct_json(run, {"track": done(41.5, "track/params.npz", "track/metrics.json", "track/overlay.mp4"),
+                            "appearance": done(95.0, "track/appearance/material.json"), "avatar": done(300.2, "avatar/avatar.pt"),
                             "eval": done(12.0, "avatar/metrics.json"), "export": done(8.5, "head.glb", "avatar.ply"),
-                            "previews": done(60.0, "previews"), "report": {"status": "pending", "seconds": 0.0, "outputs": []}})
+                            "previews": done(60.0, *previews), "report": {"status": "pending", "seconds": 0.0, "outputs": []}})
     return run
 
 
@@ -177,7 +179,7 @@ def test_full_run_report_renders_every_part(full_run: Path, tmp_path: Path):
     assert f"{metrics['rows']['avatar']['psnr']:.2f}" in page
     assert "textured-mesh baseline" in page and metrics["rows"]["baseline"] is not None
     assert re.search(r"morph targets</td><td>[1-9]", page)
-    assert "8 min 37 s" in page  # the stages' total time
+    assert "8 min 37 s" in page and "15 min 31 s" in page  # the stages' total wall and CPU time
     result = _open_in_browser(path, tmp_path / "report_full.png")
     # overlay stills 4, NME, maps 6 + light, training, held-out plot + still, 3 turntables, 1 relit, expressions
     assert result["images"] >= 19 and result["broken"] == [], result
@@ -192,14 +194,15 @@ def test_half_finished_run_shows_what_is_missing(avatar_truth_dir, tmp_path: Pat
     (run / "track" / "overlay.mp4").unlink()  # the stills then come from the crops and fitted landmarks
     _reconstruct_json(run, {"track": {"status": "done", "seconds": 30.0, "outputs": ["track"]},
                             "appearance": {"status": "failed", "seconds": 2.0, "outputs": [], "error": "the maps <ran out> of memory"},
-                            "avatar": {"status": "pending", "seconds": 0.0, "outputs": []}}, video=HOSTILE)
+                            "avatar": {"status": "pending", "seconds": 0.0, "outputs": [], "note": "interrupted at step 120"}},
+                      video=HOSTILE)
     page = write_report(run).read_text(encoding="utf-8")
     missing = re.findall(r'<div class="missing"><b>(.*?): not produced</b>.*?</div>', page)
     assert len(missing) >= 10, missing
     assert "the appearance maps" in missing and any(m.startswith("head.glb") for m in missing)
     assert re.search(r"the appearance maps: not produced</b> · stage <code>appearance</code>: <span class=\"badge failed\">failed", page)
     assert "the maps &lt;ran out&gt; of memory" in page  # the stage's error, as text
-    assert re.search(r"the training log.*?stage <code>avatar</code>: <span class=\"badge pending\">pending", page)
+    assert re.search(r"the training log.*?stage <code>avatar</code>: <span class=\"badge pending\">pending.*?interrupted at step 120", page)
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;&amp;clip.mp4" in page
     assert "Landmark error over time" in page and "tracked crops with the fitted landmarks" in page
     result = _open_in_browser(run / REPORT_FILE, tmp_path / "report_half.png")

@@ -29,10 +29,9 @@ from ..data.atomic import write_text
 from . import report_plots as plots
 from . import report_template as T
 
-__all__ = ["write_report", "build_report", "RunFiles", "REPORT_FILE", "ENVIRONMENTS"]
+__all__ = ["write_report", "build_report", "RunFiles", "REPORT_FILE", "turntable_environments"]
 
 REPORT_FILE = "report.html"
-ENVIRONMENTS = ("studio", "sunset", "overcast")  #: the turntables' environment maps, in page order
 #: the stage that makes each part, by the names ``reconstruct.json`` may give it (first: the one shown when absent)
 STAGE_NAMES = {"track": ("track", "tracking"), "appearance": ("appearance",), "avatar": ("avatar", "train", "training"),
                "eval": ("eval", "evaluate", "evaluation"), "export": ("export", "exports"), "previews": ("previews", "preview")}
@@ -106,8 +105,8 @@ class RunFiles:
     def missing(self, what: str, part: str, rel: str = "") -> str:
         """The "not produced" box for ``what`` (made by ``part``'s stage)."""
         name, st = self.stage(part, rel)
-        err = st.get("error")
-        return T.missing(what, name, str(st.get("status", "pending")), str(err) if err else None)
+        why = st.get("error") or st.get("note")
+        return T.missing(what, name, str(st.get("status", "pending")), str(why) if why else None)
 
     def status(self, part: str) -> str:
         return str(self.stage(part)[1].get("status", "pending"))
@@ -357,10 +356,10 @@ def _heldout(run: RunFiles) -> str:
         if a:
             names = m.get("frame_names") or [str(i) for i in range(len(a))]
             parts.append(T.figure(T.png_uri(plots.heldout_plot(a, b, names)), "PSNR of each held-out frame"))
-    still, caption = run.file("previews/heldout.png"), "the video beside the avatar on held-out frames"
+    still, caption = run.file("previews/heldout.png"), "video | avatar | textured-mesh baseline | the avatar's error (x4)"
     if still is None:  # the evaluation's own comparison images
         shots = sorted((run.path / "avatar" / "heldout").glob("*.png"))
-        still, caption = (shots[0] if shots else None), "video | avatar | textured-mesh baseline | the avatar's error (x4)"
+        still = shots[len(shots) // 2] if shots else None
     img = T.read_image(still) if still else None
     if img is not None:
         parts.append(T.figure(T.image_uri(img, **PHOTO), f"{still.relative_to(run.path).as_posix()}: {caption}"))
@@ -375,6 +374,7 @@ def _metrics_table(m: dict) -> str:
     rows = m.get("rows") or {}
     a, b, d = (rows.get(k) or {} for k in ("avatar", "baseline", "difference"))
     keys = [k for k in METRIC_LABELS if k in a] + [k for k in a if k not in METRIC_LABELS]
+    keys = [k for k in keys if _num(a.get(k)) is not None or _num(b.get(k)) is not None]  # LPIPS without its package: a note
     body, classes = [], []
     for k in keys:
         digits = 2 if "psnr" in k else 3
@@ -392,9 +392,18 @@ def _metrics_table(m: dict) -> str:
     return table + T.note(" ".join(notes))
 
 
+def turntable_environments(previews: Path) -> list[str]:
+    """The environments of the turntables: the generated ones (:data:`avatar3d.render.lighting.ENVIRONMENTS`, which
+    the previews stage renders), then any other ``turntable_<env>.png|mp4`` in ``previews``."""
+    from ..render.lighting import ENVIRONMENTS
+
+    found = sorted({p.stem[len("turntable_"):] for p in previews.glob("turntable_*.*") if p.suffix in (".png", ".mp4")})
+    return list(ENVIRONMENTS) + [e for e in found if e and e not in ENVIRONMENTS]
+
+
 def _relighting(run: RunFiles) -> str:
     parts, known = [], {"heldout.png", "expressions.png"}
-    for env in ENVIRONMENTS:
+    for env in turntable_environments(run.path / "previews"):
         png, mp4 = f"previews/turntable_{env}.png", f"previews/turntable_{env}.mp4"
         known.add(Path(png).name)
         p = run.file(png)
@@ -424,7 +433,8 @@ def _expressions(run: RunFiles) -> str:
 def _exports(run: RunFiles) -> str:
     parts = []
     for rel, what, reader, use in (("head.glb", "the head as a mesh (glTF 2.0)", glb_summary, "any glTF viewer or engine"),
-                                   ("avatar.ply", "the avatar as 3D Gaussians (neutral)", ply_summary, "3DGS viewers")):
+                                   ("avatar.ply", "the avatar as 3D Gaussians (neutral)", ply_summary,
+                                    "3D Gaussian splatting viewers; `avatar3d view avatar` plays the animated avatar")):
         p = run.file(rel)
         if p is None:
             parts.append(run.missing(f"{rel} ({what})", "export", rel))
@@ -443,18 +453,21 @@ def _timings(run: RunFiles) -> str:
     if not stages:
         return T.missing("timings (reconstruct.json)", None, "pending")
     secs = {k: _num(v.get("seconds")) or 0.0 for k, v in stages.items()}
+    cpu = {k: _num(v.get("cpu_seconds")) for k, v in stages.items()}
     top = max(max(secs.values()), 1e-9)
     rows = []
     for name, st in stages.items():
-        err = st.get("error")
+        why = st.get("error") or st.get("note")
         rows.append(f"<tr><td>{escape(name)}</td><td>{T.badge(str(st.get('status', 'pending')))}</td>"
-                    f"<td class=\"num\">{escape(T.human_seconds(secs[name]))}</td>"
-                    f"<td style=\"width:40%\"><div class=\"bar\" style=\"width:{100 * secs[name] / top:.1f}%\"></div></td>"
-                    f"<td>{escape(str(err)) if err else ''}</td></tr>")
-    total = T.human_seconds(sum(secs.values()))
-    return ('<div class="scroll"><table><thead><tr><th>stage</th><th>status</th><th>time</th><th></th><th></th></tr></thead>'
-            f"<tbody>{''.join(rows)}<tr><th>total</th><th></th><th class=\"num\">{escape(total)}</th><th></th><th></th></tr>"
-            "</tbody></table></div>")
+                    f"<td class=\"num\">{escape(T.human_seconds(secs[name]))}</td><td class=\"num\">{escape(T.human_seconds(cpu[name]))}</td>"
+                    f"<td style=\"width:35%\"><div class=\"bar\" style=\"width:{100 * secs[name] / top:.1f}%\"></div></td>"
+                    f"<td>{escape(str(why)) if why else ''}</td></tr>")
+    total_cpu = [c for c in cpu.values() if c is not None]
+    foot = (f"<tr><th>total</th><th></th><th class=\"num\">{escape(T.human_seconds(sum(secs.values())))}</th>"
+            f"<th class=\"num\">{escape(T.human_seconds(sum(total_cpu)) if total_cpu else '-')}</th><th></th><th></th></tr>")
+    head = "<tr><th>stage</th><th>status</th><th>wall time</th><th>CPU time</th><th></th><th>note</th></tr>"
+    return (f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}{foot}</tbody></table></div>'
+            + T.note("Wall time of each stage (summed over resumed parts); CPU time: of the process, all its threads."))
 
 
 def _settings(run: RunFiles) -> str:
