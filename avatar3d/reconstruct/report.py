@@ -233,6 +233,8 @@ def _header(run: RunFiles) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime if p else time.time()))
     total = sum(_num(s.get("seconds")) or 0.0 for s in run.stages.values())
     meta = [("model", model), ("preset", preset), ("date", stamp), ("total time", T.human_seconds(total) if run.stages else "-")]
+    if isinstance(run.settings.get("relightable"), bool):
+        meta.insert(2, ("relightable", "yes" if run.settings["relightable"] else "no"))
     cards = _cards(run, track)
     return (f"<header><h1>{escape(Path(str(video)).name)}</h1><div class=\"meta\">"
             + "".join(f"<span>{escape(k)} <b>{escape(str(v))}</b></span>" for k, v in meta)
@@ -362,7 +364,7 @@ def _heldout(run: RunFiles) -> str:
         still = shots[len(shots) // 2] if shots else None
     img = T.read_image(still) if still else None
     if img is not None:
-        parts.append(T.figure(T.image_uri(img, **PHOTO), f"{still.relative_to(run.path).as_posix()}: {caption}"))
+        parts.append(T.figure(T.image_uri(img, **PHOTO), f"{still.relative_to(run.path).as_posix()}: {caption}", full=True))
     else:
         parts.append(run.missing("the held-out still (previews/heldout.png)", "previews", "previews/heldout.png"))
     if run.file("previews/heldout.mp4"):
@@ -402,7 +404,8 @@ def turntable_environments(previews: Path) -> list[str]:
 
 
 def _relighting(run: RunFiles) -> str:
-    parts, known = [], {"heldout.png", "expressions.png"}
+    note = run.stage("previews")[1].get("note")  # e.g. what the turntables show when the avatar cannot be relit
+    parts, known = [T.note(str(note))] if note else [], {"heldout.png", "expressions.png"}
     for env in turntable_environments(run.path / "previews"):
         png, mp4 = f"previews/turntable_{env}.png", f"previews/turntable_{env}.mp4"
         known.add(Path(png).name)
@@ -410,7 +413,7 @@ def _relighting(run: RunFiles) -> str:
         img = T.read_image(p) if p else None
         parts.append(f"<h3>{env}</h3>")
         if img is not None:
-            parts.append(T.figure(T.image_uri(img, **STRIP), f"a turn of the head under the {env} environment map"))
+            parts.append(T.figure(T.image_uri(img, **STRIP), f"a turn of the head under the {env} environment map", full=True))
         else:
             parts.append(run.missing(f"the {env} turntable ({png})", "previews", png))
         if run.file(mp4):
@@ -427,7 +430,7 @@ def _expressions(run: RunFiles) -> str:
     img = T.read_image(p) if p else None
     if img is None:
         return run.missing("the expressions sheet (previews/expressions.png)", "previews", "previews/expressions.png")
-    return T.figure(T.image_uri(img, **PHOTO), "expressions set by hand, rendered by the avatar")
+    return T.figure(T.image_uri(img, **PHOTO), "expressions set by hand, rendered by the avatar", full=True)
 
 
 def _exports(run: RunFiles) -> str:

@@ -40,6 +40,7 @@ section h2{margin:0 0 10px;font-size:19px;display:flex;align-items:center;gap:10
 h3{font-size:15px;margin:16px 0 6px}
 p.lead,.caption{color:var(--muted);font-size:13px;margin:4px 0 10px}
 img{max-width:100%;height:auto;display:block;border-radius:6px}
+img.full{width:100%;max-height:85vh;object-fit:contain}
 figure{margin:0}
 figcaption{color:var(--muted);font-size:13px;margin-top:4px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:12px}
@@ -47,11 +48,11 @@ figcaption{color:var(--muted);font-size:13px;margin-top:4px}
 .grid.four{grid-template-columns:repeat(4,1fr)}
 .grid img{width:100%;aspect-ratio:auto;background:#f9fafb;border:1px solid var(--line)}
 video{width:100%;max-width:400px;border-radius:6px;background:#000}
-video.wide{max-width:100%}
+video.wide{max-width:720px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:14px;margin:6px 0;min-width:50%}
 th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-th{font-weight:600;background:#f9fafb}
+th{font-weight:600;background:#f9fafb;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.better{color:var(--ok);font-weight:600}td.worse{color:var(--bad);font-weight:600}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;background:#f3f4f6;padding:1px 4px;border-radius:4px;word-break:break-all}
@@ -122,10 +123,12 @@ def kv_table(items: Iterable[tuple[str, object]]) -> str:
     return table(("name", "value"), [(k, text(v)) for k, v in items])
 
 
-def figure(uri: str, caption: str = "", alt: str = "") -> str:
-    """An embedded image (``uri``: a data URI of this module) with a caption."""
+def figure(uri: str, caption: str = "", alt: str = "", full: bool = False) -> str:
+    """An embedded image (``uri``: a data URI of this module) with a caption; ``full``: as wide as the column (small
+    previews are enlarged; tall ones stay within the window's height)."""
     cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="{escape(uri)}" alt="{escape(alt or caption)}" loading="eager">{cap}</figure>'
+    cls = ' class="full"' if full else ""
+    return f'<figure><img{cls} src="{escape(uri)}" alt="{escape(alt or caption)}" loading="eager">{cap}</figure>'
 
 
 def gallery(figures: Sequence[str], cls: str = "") -> str:
@@ -135,7 +138,7 @@ def gallery(figures: Sequence[str], cls: str = "") -> str:
 
 def video(rel: str, caption: str, wide: bool = False) -> str:
     """A video of the run by relative path (beside the report), with a plain link for players that cannot embed it;
-    ``wide``: as wide as the column (side-by-side comparisons), else at most 400 px."""
+    ``wide``: up to 720 px (side-by-side comparisons), else at most 400 px."""
     r = escape(rel)
     return (f'<figure><video class="{"wide" if wide else ""}" src="{r}" controls muted loop playsinline preload="metadata"></video>'
             f'<figcaption>{escape(caption)} · <a href="{r}">{r}</a></figcaption></figure>')
