@@ -40,16 +40,20 @@ HOSTILE = "<script>alert(1)</script>&clip.mp4"  # a video name that must come ou
 
 # ------------------------------------------------------------------------------------------------ building a run
 def _tracking_outputs(track: Path, broken_frame: int = 5) -> None:
-    """metrics.json (landmark errors of fitted vs "detected" points, one frame without a face) and overlay.mp4 (the crops)."""
+    """metrics.json (the true parameters' landmarks as the fit, jittered ones as the detections, one frame without a
+    face), fitted_landmarks.npy and overlay.mp4 (the crops)."""
     from avatar3d.data.sequence import TrackedSequence
+    from avatar3d.models import load_head_model
+    from avatar3d.tracking.fitting import project_landmarks
     from avatar3d.tracking.outputs import write_metrics, write_overlay
     from avatar3d.tracking.pipeline import FITTED_FILE
 
     seq = TrackedSequence.load(track)
     names = list(seq.frame_names)
     g = np.random.default_rng(0)
-    detected = g.uniform(40, 150, (len(names), 478, 2))
-    fitted = detected + g.normal(0, 1.5, detected.shape)
+    with torch_threads(1):
+        fitted = project_landmarks(load_head_model(seq.model), seq.shape, seq.expression, seq.pose, seq.transl, seq.K, seq.world_to_cam)
+    detected = fitted + g.normal(0, 0.8, fitted.shape)
     valid = np.ones(len(names), bool)
     valid[broken_frame] = False
     write_metrics(track / "metrics.json", fitted, detected, valid, names, {"landmark_fit": 1.0},

@@ -35,6 +35,11 @@ def _style(ax) -> None:
         ax.spines[side].set_visible(False)
 
 
+def _legend(ax) -> None:
+    """A one-row legend above the axes, where it never covers a curve."""
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False, fontsize=9, borderaxespad=0.2)
+
+
 def figure_png(fig) -> bytes:
     """The figure's PNG bytes."""
     buf = io.BytesIO()
@@ -64,9 +69,9 @@ def nme_plot(nme: np.ndarray, valid: np.ndarray, fps: Optional[float] = None) ->
         ax.plot(x[~valid], np.zeros(int((~valid).sum())), "x", color=_RED, markersize=7, clip_on=False, label="no detection")
     ax.set_xlabel("time (s)" if fps else "frame")
     ax.set_ylabel("NME (% inter-ocular)")
-    ax.legend(loc="upper right", frameon=False, fontsize=9)
+    _legend(ax)
     _style(ax)
-    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.95)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.88)
     return figure_png(fig)
 
 
@@ -112,7 +117,7 @@ def heldout_plot(avatar_psnr: Sequence[Optional[float]], baseline_psnr: Optional
     ax.set_xticklabels([str(s) for s in list(labels)[::step]], fontsize=8)
     ax.set_xlabel("held-out frame")
     ax.set_ylabel("PSNR (dB)")
-    ax.legend(loc="best", frameon=False, fontsize=9)
+    _legend(ax)
     _style(ax)
-    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.19, top=0.95)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.19, top=0.87)
     return figure_png(fig)
