@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from avatar3d._tensor import torch_threads
+from avatar3d.errors import BadInputError
 from avatar3d.reconstruct.report import REPORT_FILE, build_report, write_report
 from helpers.browser import dump_dom, result_json, screenshot
 
@@ -228,3 +229,6 @@ def test_unreadable_files_do_not_stop_the_report(tmp_path: Path):
     assert "head.glb" in page and "not readable" in page
     assert "could not be drawn (ValueError: the training log has no steps yet)" in page
     assert "timings (reconstruct.json): not produced" in page
+    with pytest.raises(BadInputError, match="no run folder"):
+        write_report(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()

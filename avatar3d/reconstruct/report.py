@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..data.atomic import write_text
+from ..errors import BadInputError
 from . import report_plots as plots
 from . import report_template as T
 
@@ -270,7 +271,8 @@ def _tracking(run: RunFiles) -> str:
         stills = crop_stills(run.path / "track")
         caption = "tracked crops with the fitted landmarks (no overlay video)"
     if stills:
-        parts.append(T.gallery([T.figure(T.image_uri(s, **THUMB)) for s in stills], cls="four") + T.note(caption))
+        figs = [T.figure(T.image_uri(s, **THUMB), alt=f"tracking still {i + 1}") for i, s in enumerate(stills)]
+        parts.append(T.gallery(figs, cls="four") + T.note(caption))
     if overlay:
         parts.append(T.video("track/overlay.mp4", "the whole tracking overlay"))
     if metrics is None:
@@ -528,6 +530,11 @@ def build_report(run_dir: str | Path) -> str:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` (atomically) from the run directory's files and return its path."""
-    out = Path(run_dir) / REPORT_FILE
-    return write_text(out, build_report(run_dir))
+    """Write ``run_dir/report.html`` (atomically) from the run directory's files and return its path.
+
+    Raises:
+        BadInputError: ``run_dir`` is not a folder.
+    """
+    if not Path(run_dir).is_dir():
+        raise BadInputError(f"there is no run folder {run_dir} to report on; `avatar3d reconstruct VIDEO --out DIR` makes one")
+    return write_text(Path(run_dir) / REPORT_FILE, build_report(run_dir))
