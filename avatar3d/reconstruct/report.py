@@ -408,18 +408,21 @@ def turntable_environments(previews: Path) -> list[str]:
 def _relighting(run: RunFiles) -> str:
     note = run.stage("previews")[1].get("note")  # e.g. what the turntables show when the avatar cannot be relit
     parts, known = [T.note(str(note))] if note else [], {"heldout.png", "expressions.png"}
+    videos = []
     for env in turntable_environments(run.path / "previews"):
         png, mp4 = f"previews/turntable_{env}.png", f"previews/turntable_{env}.mp4"
         known.add(Path(png).name)
         p = run.file(png)
         img = T.read_image(p) if p else None
-        parts.append(f"<h3>{env}</h3>")
+        parts.append(f"<h3>{escape(env)}</h3>")
         if img is not None:
             parts.append(T.figure(T.image_uri(img, **STRIP), f"a turn of the head under the {env} environment map", full=True))
         else:
             parts.append(run.missing(f"the {env} turntable ({png})", "previews", png))
         if run.file(mp4):
-            parts.append(T.video(mp4, f"turntable, {env}"))
+            videos.append(T.video(mp4, f"turntable, {env}"))
+    if videos:  # side by side: three players one under the other would fill screens with black
+        parts.append("<h3>Turntable videos</h3>" + T.gallery(videos))
     others = [p for p in sorted((run.path / "previews").glob("*.png")) if p.name not in known and p.stat().st_size]
     figs = [T.figure(T.image_uri(img, **PHOTO), p.stem.replace("_", " ")) for p in others if (img := T.read_image(p)) is not None]
     if figs:
