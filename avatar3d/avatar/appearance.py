@@ -49,38 +49,32 @@ def sh_to_rgb(dc: Tensor) -> Tensor:
 class ShadingInputs:
     """What an appearance may shade B frames of N Gaussians with (world frame, metres).
 
-    ``normals`` are the Gaussians' shortest axes turned to the side of their parent triangle's outward normal;
-    they and ``mesh_normals`` are computed on first use (an SH colour never asks for them).
+    :meth:`normals` (the Gaussians' shortest axes, turned to the outer side of their parent triangle) is computed
+    on first use: an SH colour never asks for it.
     """
 
     view_dirs: Tensor  #: (B, N, 3) unit directions from the camera centre to each Gaussian
     means: Tensor  #: (B, N, 3) Gaussian centres
-    quats: Tensor  #: (B, N, 4) posed rotations, wxyz
+    quats: Tensor  #: (B, N, 4) posed unit rotations, wxyz
     scales: Tensor  #: (B, N, 3) posed standard deviations
+    local_rotation: Tensor  #: (N, 4) rotations in the parent triangles' frames (+z: the triangle's outward normal)
     vertices: Tensor  #: (B, V, 3) the posed mesh
-    faces: Tensor  #: (F, 3) its triangles
     parent: Tensor  #: (N,) each Gaussian's triangle
     _cache: dict = field(default_factory=dict, repr=False)
 
-    def mesh_normals(self) -> Tensor:
-        """(B, N, 3) outward unit normals of each Gaussian's posed parent triangle."""
-        if "mesh" not in self._cache:
-            from ..geometry import face_normals
-
-            self._cache["mesh"] = face_normals(self.vertices, self.faces)[:, self.parent]
-        return self._cache["mesh"]
-
     def normals(self) -> Tensor:
-        """(B, N, 3) unit normals: each Gaussian's shortest axis, on the side of its triangle's outward normal."""
-        if "gauss" not in self._cache:
+        """(B, N, 3) unit normals: each Gaussian's shortest axis, on its triangle's outer side (the axis's component
+        along the triangle normal, in the triangle's frame, is positive)."""
+        if "normals" not in self._cache:
             from ..geometry import quaternion_to_matrix
 
-            R = quaternion_to_matrix(self.quats)  # (B, N, 3, 3), columns the axes
             axis = self.scales.detach().argmin(-1)  # (B, N)
+            R = quaternion_to_matrix(self.quats)  # (B, N, 3, 3), columns the axes
             n = torch.gather(R, 3, axis[..., None, None].expand(*axis.shape, 3, 1))[..., 0]
-            sign = torch.where((n * self.mesh_normals()).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(n)
-            self._cache["gauss"] = n * sign
-        return self._cache["gauss"]
+            up = quaternion_to_matrix(self.local_rotation.detach())[:, 2]  # (N, 3): local z of each local axis
+            sign = torch.where(torch.gather(up[None].expand(axis.shape[0], -1, -1), 2, axis[..., None]) < 0, -1.0, 1.0)
+            self._cache["normals"] = n * sign.to(n)
+        return self._cache["normals"]
 
 
 class Appearance:

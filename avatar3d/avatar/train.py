@@ -74,7 +74,7 @@ STAGE = "train"  #: the avatar directory's manifest stage (:mod:`avatar3d.data.r
 POSITION_FIELDS = ("offset", "expr_offset")
 #: weights of the relightable appearance's regularisers (:class:`~avatar3d.avatar.relight.PBRAppearance`)
 RELIGHT_REGULARISERS = {"residual": 1.0, "albedo_prior": 0.05, "roughness_prior": 0.01, "specular_prior": 0.01,
-                        "light_grey": 1e-3, "light_smooth": 1e-3, "normal": 0.1}
+                        "light_grey": 0.05, "light_smooth": 0.01, "light_prior": 0.3, "normal": 0.1}
 #: regularisers whose weight falls linearly to 0 over the first half of the run (the normals' tie to the mesh)
 DECAYING = ("normal",)
 #: the appearances an avatar file may name (:func:`make_appearance`)
