@@ -177,3 +177,16 @@ def test_save_and_load_keep_the_appearance_its_light_and_its_shadowing(head, tmp
     av.appearance.set_environment(None)
     with pytest.raises(BadInputError, match="appearance 'sh9'"):
         make_appearance("sh9", tmp_path / "avatar.pt")
+
+
+def test_the_train_command_has_a_relightable_flag(tmp_path):
+    import argparse
+
+    from avatar3d.commands import avatar_train
+
+    parser = argparse.ArgumentParser()
+    avatar_train.register(parser.add_subparsers())
+    args = parser.parse_args(["train", str(tmp_path / "track"), "--out", str(tmp_path / "avatar"), "--relightable", "--quiet"])
+    assert avatar_train._options(args).relightable
+    args = parser.parse_args(["train", str(tmp_path / "track"), "--out", str(tmp_path / "avatar"), "--quiet"])
+    assert not avatar_train._options(args).relightable

@@ -63,17 +63,21 @@ class ShadingInputs:
     _cache: dict = field(default_factory=dict, repr=False)
 
     def normals(self) -> Tensor:
-        """(B, N, 3) unit normals: each Gaussian's shortest axis, on its triangle's outer side (the axis's component
-        along the triangle normal, in the triangle's frame, is positive)."""
+        """(B, N, 3) unit shading normals: each Gaussian's shortest axis, on its triangle's outer side; a Gaussian that
+        is not flat (shortest over middle scale above 1/2: its shortest axis means little) leans towards its triangle's
+        normal, wholly so when round."""
         if "normals" not in self._cache:
             from ..geometry import quaternion_to_matrix
 
-            axis = self.scales.detach().argmin(-1)  # (B, N)
+            s = self.scales.detach().sort(-1)
+            axis = s.indices[..., 0]  # (B, N)
             R = quaternion_to_matrix(self.quats)  # (B, N, 3, 3), columns the axes
             n = torch.gather(R, 3, axis[..., None, None].expand(*axis.shape, 3, 1))[..., 0]
-            up = quaternion_to_matrix(self.local_rotation.detach())[:, 2]  # (N, 3): local z of each local axis
-            sign = torch.where(torch.gather(up[None].expand(axis.shape[0], -1, -1), 2, axis[..., None]) < 0, -1.0, 1.0)
-            self._cache["normals"] = n * sign.to(n)
+            up = quaternion_to_matrix(self.local_rotation.detach())[:, 2]  # (N, 3): the triangle normal in the axes' frame
+            mesh = (R @ up[None, :, :, None].to(R))[..., 0]  # (B, N, 3) the parent triangle's outward normal
+            sign = torch.where((n * mesh).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(n)
+            w = ((s.values[..., :1] / s.values[..., 1:2].clamp(min=1e-12) - 0.5) * 2).clamp(0, 1)
+            self._cache["normals"] = torch.nn.functional.normalize((1 - w) * sign * n + w * mesh, dim=-1, eps=1e-12)
         return self._cache["normals"]
 
 

@@ -75,7 +75,7 @@ POSITION_FIELDS = ("offset", "expr_offset")
 #: weights of the relightable appearance's regularisers (:class:`~avatar3d.avatar.relight.PBRAppearance`)
 RELIGHT_REGULARISERS = {"residual": 1.0, "albedo_prior": 0.05, "roughness_prior": 0.01, "specular_prior": 0.01,
                         "light_grey": 0.05, "light_smooth": 0.01, "light_prior": 0.3, "normal": 0.1}
-#: regularisers whose weight falls linearly to 0 over the first half of the run (the normals' tie to the mesh)
+#: regularisers whose weight falls linearly to a tenth over the first half of the run (the normals' tie to the mesh)
 DECAYING = ("normal",)
 #: the appearances an avatar file may name (:func:`make_appearance`)
 APPEARANCES = ("sh1", "pbr")
@@ -102,7 +102,7 @@ class AvatarOptions:
         (:mod:`.refine`; held-out frames keep their tracked ones).
         relightable: train the relightable appearance (:class:`~avatar3d.avatar.relight.PBRAppearance`: albedo,
         roughness, specular and normals under a trained capture light) instead of SH colour; the regularisers of
-        :data:`DECAYING` fall linearly to 0 over the first half of the run.
+        :data:`DECAYING` fall linearly to a tenth of their weight over the first half of the run.
         preset: the name of the :mod:`.presets` preset these options came from (None: set by hand).
     """
 
@@ -243,7 +243,7 @@ class AvatarTrainer:
         reg = self.avatar.regulariser()
         if self.refine is not None:
             reg["refine"] = self.refine.regulariser()
-        fade = max(0.0, 1.0 - 2.0 * self.step_count / max(1, o.iterations))
+        fade = max(0.1, 1.0 - 2.0 * self.step_count / max(1, o.iterations))
         loss = loss + sum(o.regularisers.get(k, 0.0) * (fade if k in DECAYING else 1.0) * v for k, v in reg.items())
         return loss, target, r
 
@@ -471,13 +471,18 @@ def _resume_state(out: Path, resume: bool, restart: bool) -> Optional[dict[str, 
     return None
 
 
-def _check_resumable(state: dict[str, Any], ckpt: Path, model: HeadModel, track_dir: Path, resolution: int) -> None:
-    """One sentence when the checkpoint belongs to another head model, tracking directory or resolution."""
+def _check_resumable(state: dict[str, Any], ckpt: Path, model: HeadModel, track_dir: Path, resolution: int,
+                     options: AvatarOptions) -> None:
+    """One sentence when the checkpoint belongs to another head model, tracking directory, appearance or resolution."""
     if state.get("model") != model.name:
         raise BadInputError(f"{ckpt} belongs to an avatar of the head model {state.get('model')!r}, not {model.name!r}")
     if state.get("track_dir") not in (None, str(track_dir)):
         raise BadInputError(f"{ckpt} was trained on {state['track_dir']}, not {track_dir}: give that tracking directory, pass --restart "
                             "to train a new avatar, or choose another --out")
+    want = "pbr" if options.relightable else "sh1"
+    if state.get("appearance", "sh1") != want:
+        raise BadInputError(f"{ckpt} holds an avatar with the {state.get('appearance')!r} appearance, and these options train "
+                            f"{want!r}: resume with its own options, pass --restart to train a new avatar, or choose another --out")
     if state.get("resolution") not in (None, resolution):
         raise BadInputError(f"{ckpt} was trained at {state['resolution']} pixels, not {resolution}: resume at that resolution, pass "
                             "--restart to train a new avatar, or choose another --out")
@@ -565,7 +570,7 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         state = _resume_state(out, resume, restart)
         frames, model, train = prepare(track_dir, options)
         if state is not None:
-            _check_resumable(state, out / CHECKPOINT_FILE, model, track_dir, frames.width)
+            _check_resumable(state, out / CHECKPOINT_FILE, model, track_dir, frames.width, options)
         avatar, source = _initial_avatar(track_dir, frames, model, train, options, project=state is None)
         source = state.get("init_colours", source) if state is not None else source
         run = {"track_dir": str(track_dir), "resolution": frames.width, "init_colours": source}
