@@ -99,10 +99,10 @@ def test_the_side_lit_in_the_capture_does_not_stay_brighter(trained, capture, ou
     """The capture's key light is on the head's -X side; lit from +X instead, the +X half of the face is the brighter."""
     av = trained[0].avatar
     P = capture.parameters()
-    from avatar3d.avatar.relight_score import _camera, _frame
+    from avatar3d.avatar.relight_score import capture_camera, frame_parameters
 
-    cam = _camera(P, 192, 192)
-    e, p, t = _frame(P, 1)
+    cam = capture_camera(P, 192, 192)
+    e, p, t = frame_parameters(P, 1)
     halves = {}
     try:
         for az in (-80.0, 80.0):

@@ -29,19 +29,21 @@ from ..render.gaussians import rasterize_gaussians
 from ..render.lighting import EnvironmentMap
 from .model import GaussianHead
 
-__all__ = ["relit_scores", "albedo_score", "relit_pictures"]
+__all__ = ["relit_scores", "albedo_score", "relit_pictures", "frame_parameters", "capture_camera"]
 
 
 def _pool(a: np.ndarray, k: int) -> np.ndarray:
     return a.reshape(a.shape[0] // k, k, a.shape[1] // k, k, *a.shape[2:]).mean((1, 3))
 
 
-def _frame(P: dict, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def frame_parameters(P: dict, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1, E) expression, (1, J, 3) pose, (1, 3) translation of capture frame ``i`` (``P``: the capture's parameters)."""
     t = lambda a: torch.as_tensor(np.asarray(a, np.float32))[None]  # noqa: E731
     return t(P["expression"][i]), t(P["pose"][i]), t(P["transl"][i])
 
 
-def _camera(P: dict, width: int, height: int):
+def capture_camera(P: dict, width: int, height: int):
+    """The capture's camera (one for every frame) at ``width`` x ``height``."""
     from ..render.camera import Camera
 
     return Camera(torch.as_tensor(np.asarray(P["K"], np.float32)), torch.as_tensor(np.asarray(P["world_to_cam"], np.float32)), width, height)
@@ -50,7 +52,7 @@ def _camera(P: dict, width: int, height: int):
 @torch.no_grad()
 def _linear(avatar: GaussianHead, P: dict, i: int, width: int, height: int) -> np.ndarray:
     """(H, W, 3) linear RGB of the avatar at capture frame ``i`` over black."""
-    img = avatar(*_frame(P, i), _camera(P, width, height), background=torch.zeros(3)).image[0]
+    img = avatar(*frame_parameters(P, i), capture_camera(P, width, height), background=torch.zeros(3)).image[0]
     return srgb_decode(img.clamp(0, 1)).numpy()
 
 
@@ -136,11 +138,11 @@ def albedo_score(avatar: GaussianHead, capture, frames: Sequence[int], save: Opt
     ones = EnvironmentMap(np.ones((16, 32, 3), np.float32))
     black = PrefilteredEnvironment(torch.tensor([0.0, 1.0]), torch.zeros(2, 16, 32, 3))
     light = PBRLight(torch.as_tensor(ones.sh(), dtype=torch.float32), black, split_sum_lut())
-    cam = _camera(P, spec.width, spec.height)
+    cam = capture_camera(P, spec.width, spec.height)
     mesh = SeamMesh.of(model)
     ours, theirs, pics = [], [], []
     for i in frames:
-        posed = avatar.posed_head(*_frame(P, int(i)))
+        posed = avatar.posed_head(*frame_parameters(P, int(i)))
         g = posed.gaussians
         albedo = avatar.appearance.albedo(avatar.params, posed.drive)
         img, alpha, _, _, _ = rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], posed.opacity, albedo[0], cam.world_to_cam[None],
