@@ -65,20 +65,30 @@ class ShadingInputs:
     def normals(self) -> Tensor:
         """(B, N, 3) unit shading normals: each Gaussian's shortest axis, on its triangle's outer side; a Gaussian that
         is not flat (shortest over middle scale above 1/2: its shortest axis means little) leans towards its triangle's
-        normal, wholly so when round."""
+        normal, wholly so when round.
+
+        The blend is fixed in the Gaussian's own frame (its scales' ratios and its rotation against the triangle do not
+        change with the pose), so per frame only that one vector is turned by the posed rotation."""
         if "normals" not in self._cache:
             from ..geometry import quaternion_to_matrix
 
-            s = self.scales.detach().sort(-1)
-            axis = s.indices[..., 0]  # (B, N)
-            R = quaternion_to_matrix(self.quats)  # (B, N, 3, 3), columns the axes
-            n = torch.gather(R, 3, axis[..., None, None].expand(*axis.shape, 3, 1))[..., 0]
-            up = quaternion_to_matrix(self.local_rotation.detach())[:, 2]  # (N, 3): the triangle normal in the axes' frame
-            mesh = (R @ up[None, :, :, None].to(R))[..., 0]  # (B, N, 3) the parent triangle's outward normal
-            sign = torch.where((n * mesh).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(n)
-            w = ((s.values[..., :1] / s.values[..., 1:2].clamp(min=1e-12) - 0.5) * 2).clamp(0, 1)
-            self._cache["normals"] = torch.nn.functional.normalize((1 - w) * sign * n + w * mesh, dim=-1, eps=1e-12)
+            s = self.scales[0].detach().sort(-1)  # (N, 3): posing scales the three axes alike
+            axis = s.indices[:, 0]
+            up = quaternion_to_matrix(self.local_rotation)[:, 2]  # (N, 3): the triangle's normal in the Gaussian's axes
+            own = torch.nn.functional.one_hot(axis, 3).to(up)  # the shortest axis
+            own = own * torch.where(torch.gather(up, 1, axis[:, None]) < 0, -1.0, 1.0).to(up)  # on the outer side
+            w = ((s.values[:, :1] / s.values[:, 1:2].clamp(min=1e-12) - 0.5) * 2).clamp(0, 1)
+            local = (1 - w) * own + w * up  # (N, 3)
+            self._cache["normals"] = torch.nn.functional.normalize(_rotate(self.quats, local[None]), dim=-1, eps=1e-12)
         return self._cache["normals"]
+
+
+def _rotate(q: Tensor, v: Tensor) -> Tensor:
+    """(..., 3) vectors ``v`` turned by unit quaternions ``q`` (..., 4) wxyz (broadcast)."""
+    shape = torch.broadcast_shapes(q.shape[:-1], v.shape[:-1]) + (3,)
+    w, u, v = q[..., :1], q[..., 1:].expand(shape), v.expand(shape)
+    t = 2 * torch.linalg.cross(u, v, dim=-1)
+    return v + w * t + torch.linalg.cross(u, t, dim=-1)
 
 
 class Appearance:

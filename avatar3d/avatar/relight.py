@@ -6,8 +6,10 @@
 ``expr_albedo`` (N, K, 3) linear albedo change per unit of each driving expression coefficient (a mouth opening shows
 its inside), ``residual`` (N, 3) a small display-colour residual for what the model cannot explain (kept small by its
 regulariser; switched off when relit), and ``albedo_prior`` (N, 3) the appearance maps' albedo (not trained). The
-normal is the Gaussian's shortest axis (:meth:`~.appearance.ShadingInputs.normals`), held to its triangle's normal
-early in training by the ``normal`` regulariser (the trainer lets its weight decay).
+normal is the Gaussian's shortest axis (:meth:`~.appearance.ShadingInputs.normals`; a Gaussian that is not flat
+leans to its triangle's normal), held to its triangle's normal early in training by the ``normal`` regulariser (the
+trainer lets its weight fall to a tenth over the first half of the run: measured, without that floor a few Gaussians
+whose shortest axis turned sideways lit up as white specks under a new light).
 
 **Shading** (linear RGB, the shared :mod:`avatar3d.render.brdf`), then sRGB-encoded like the training images::
 
