@@ -46,7 +46,10 @@ near-grey gain of 0.97-0.98: the light's colour is not in it). Without any estim
 start) the light drifts and the albedo keeps shading: 18.5-25.5 dB. The relit 512^2 frame: 65 ms of CPU against
 the SH avatar's 47 (1.40x); at the SH avatar's 18.3 FPS on two idle cores (bench_avatar_render.py) that is ~13 FPS
 by CPU time (>= 10), but the wall-clock ratio on this loaded box was 0.58x (6.2 against 10.7 FPS), i.e. ~10.6 FPS
-idle: at the target, without margin.
+idle: at the target, without margin. Re-measured later on the saved avatars at load average 4.2 (two rounds, 2
+threads, 512^2): SH 11.7 / 10.7 FPS (46 / 51 CPU ms), the relightable one relit under ``sunset`` 7.8 / 8.4 FPS
+(66 / 61 CPU ms), under its capture light 8.0 / 7.9 FPS: ~0.75x the SH frame rate, +15-19 ms of CPU a frame for
+the shading (normals, SH irradiance, split-sum lookups, self-shadowing, sRGB), about 13-14 FPS idle by that ratio.
 
 The product's path, ``--starts appearance`` (a second run: its own SH reference, the same 28.12 dB; 64 s, 8.3 FPS,
 48 CPU ms): the appearance stage (``avatar3d appearance``, 128^2 maps) run on the capture first, the avatar's albedo
