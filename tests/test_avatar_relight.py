@@ -9,8 +9,8 @@ import torch
 
 from avatar3d._tensor import torch_threads
 from avatar3d.avatar.model import GaussianHead, HeadInit
-from avatar3d.avatar.relight import PBRAppearance
-from avatar3d.avatar.train import make_appearance, read_avatar, save_avatar
+from avatar3d.avatar.relight import PBRAppearance, make_appearance
+from avatar3d.avatar.train import read_avatar, save_avatar
 from avatar3d.avatar.visibility import SHTransfer, head_rotations, sh_rotation
 from avatar3d.errors import BadInputError
 from avatar3d.render.camera_builders import frontal

@@ -49,13 +49,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import BadInputError
 from ..render.brdf import PrefilteredEnvironment, irradiance, shade_specular, specular_to_f0, split_sum_lut
 from ..render.color import srgb_decode, srgb_encode
 from ..render.lighting import EnvironmentMap, equirect_directions, sh_basis
-from .appearance import Appearance, ShadingInputs
+from .appearance import Appearance, ShadingInputs, SHAppearance
 from .visibility import SHTransfer
 
-__all__ = ["PBRAppearance", "CaptureLight", "FixedLight", "SKIN_ROUGHNESS", "SKIN_SPECULAR", "LIGHT_HEIGHT"]
+__all__ = ["PBRAppearance", "CaptureLight", "FixedLight", "capture_light_estimate", "make_appearance", "APPEARANCES", "SKIN_ROUGHNESS", "SKIN_SPECULAR", "LIGHT_HEIGHT"]
 
 #: Skin priors (the appearance stage's: :mod:`avatar3d.appearance.maps`).
 SKIN_ROUGHNESS = 0.5
@@ -306,3 +307,31 @@ def _normal_tie(params: Mapping[str, Tensor]) -> Tensor:
     axis = params["log_scale"].detach().argmin(-1)
     z = torch.gather(R[:, 2], 1, axis[:, None])[:, 0]  # z component of the shortest axis
     return (1 - z * z).mean()
+
+
+def capture_light_estimate(track_dir) -> Optional[EnvironmentMap]:
+    """The appearance stage's estimate of the capture light (``TRACK_DIR/appearance/environment.hdr``), None if absent
+    or unreadable (then a relightable avatar starts from grey)."""
+    from pathlib import Path
+
+    path = Path(track_dir) / "appearance" / "environment.hdr"
+    try:
+        return EnvironmentMap.read(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+#: the appearances an avatar file may name (:func:`make_appearance`)
+APPEARANCES = ("sh1", "pbr")
+
+
+def make_appearance(name: str, path=None, capture=None, albedo_prior: bool = False) -> Appearance:
+    """An appearance of the kind ``name`` (:data:`APPEARANCES`), e.g. for an avatar file ``path`` to fill; ``capture``
+    (an environment map) and ``albedo_prior``: a relightable one's start (:class:`~avatar3d.avatar.relight.PBRAppearance`).
+    One sentence (:class:`BadInputError`) for a name this version does not know."""
+    if name == "sh1":
+        return SHAppearance()
+    if name == "pbr":
+        return PBRAppearance(capture, albedo_prior)
+    raise BadInputError(f"{path or 'this avatar'} has the appearance {name!r}, which this version cannot read "
+                        f"(it reads {', '.join(APPEARANCES)}); update avatar3d or train the avatar again")

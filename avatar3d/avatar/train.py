@@ -56,12 +56,13 @@ from .metrics import psnr, ssim
 from .model import GaussianHead, HeadInit, driving_expressions
 from .plot import write_curve
 from .refine import FrameRefinement
+from .relight import capture_light_estimate, make_appearance
 from .strategy import DensifyOptions, DensifyStrategy
 from .unseen import hide_unseen
 
 __all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "read_avatar", "AvatarRecord", "FORMAT",
            "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE", "CURVE_FILE", "TrainingStopped", "checkpoint_options", "check_backend",
-           "make_appearance", "APPEARANCES", "RELIGHT_REGULARISERS"]
+           "RELIGHT_REGULARISERS"]
 
 FORMAT = "avatar3d-gaussian-avatar"
 VERSION = 1
@@ -77,8 +78,7 @@ RELIGHT_REGULARISERS = {"residual": 1.0, "albedo_prior": 0.05, "roughness_prior"
                         "light_grey": 0.05, "light_smooth": 0.01, "light_prior": 0.3, "normal": 0.1}
 #: regularisers whose weight falls linearly to a tenth over the first half of the run (the normals' tie to the mesh)
 DECAYING = ("normal",)
-#: the appearances an avatar file may name (:func:`make_appearance`)
-APPEARANCES = ("sh1", "pbr")
+
 
 
 @dataclass
@@ -390,33 +390,6 @@ def load_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> Gau
     return read_avatar(path, head_model).avatar
 
 
-def make_appearance(name: str, path: Optional[Path] = None, capture: Optional[Any] = None, albedo_prior: bool = False) -> Any:
-    """An empty appearance of the kind ``name`` (:data:`APPEARANCES`) for an avatar file ``path`` to fill; ``capture``
-    (an environment map) and ``albedo_prior``: a relightable one's start (:class:`~avatar3d.avatar.relight.PBRAppearance`)."""
-    from .appearance import SHAppearance
-
-    if name == "sh1":
-        return SHAppearance()
-    if name == "pbr":
-        from .relight import PBRAppearance
-
-        return PBRAppearance(capture, albedo_prior)
-    raise BadInputError(f"{path or 'this avatar'} has the appearance {name!r}, which this version cannot read "
-                        f"(it reads {', '.join(APPEARANCES)}); update avatar3d or train the avatar again")
-
-
-def _capture_light(track_dir: Path) -> Any:
-    """The appearance stage's estimate of the capture light (``TRACK_DIR/appearance/environment.hdr``), None if absent
-    or unreadable (then a relightable avatar starts from grey)."""
-    from ..render.lighting import EnvironmentMap
-
-    path = track_dir / "appearance" / "environment.hdr"
-    try:
-        return EnvironmentMap.read(path) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
 def _head_model(spec: str) -> HeadModel:
     from ..errors import Avatar3DError
     from ..models import load_head_model
@@ -609,7 +582,7 @@ def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, tr
     torch.manual_seed(options.seed)
     appearance = None
     if options.relightable:  # the appearance maps' albedo (when they are the texture) is its albedo and prior
-        appearance = make_appearance("pbr", capture=_capture_light(track_dir), albedo_prior=source == "appearance/albedo.png")
+        appearance = make_appearance("pbr", capture=capture_light_estimate(track_dir), albedo_prior=source == "appearance/albedo.png")
     avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, appearance, options=options.init,
                                      expr_index=driving_expressions(train.expression, options.blendshapes))
     if options.backproject and project:
