@@ -113,6 +113,22 @@ class FixedLight:
     def lighting(self) -> tuple[Tensor, PrefilteredEnvironment]:
         return self.sh, self.prefiltered
 
+    @classmethod
+    def of(cls, env: EnvironmentMap) -> "FixedLight":
+        """``FixedLight(env)``, from memory when one of the last few maps had the same pixels (switching back and
+        forth between maps, or several avatars under one map, prefilters each once)."""
+        import hashlib
+
+        key = hashlib.sha1(np.ascontiguousarray(env.pixels, np.float32).tobytes()).hexdigest()
+        if key not in _LIGHTS:
+            _LIGHTS[key] = cls(env)
+            while len(_LIGHTS) > 4:
+                _LIGHTS.pop(next(iter(_LIGHTS)))
+        return _LIGHTS[key]
+
+
+_LIGHTS: dict[str, FixedLight] = {}  # FixedLight.of's maps by pixels (insertion order: oldest first)
+
 
 class CaptureLight:
     """The capture's light, trained: a ``LIGHT_HEIGHT`` x ``2 LIGHT_HEIGHT`` map of log radiance whose per-channel
@@ -214,7 +230,7 @@ class PBRAppearance(Appearance):
             self.transfer = SHTransfer.from_state(tr)
 
     def set_environment(self, environment: Optional[EnvironmentMap]) -> None:
-        self.relit = None if environment is None else FixedLight(environment)
+        self.relit = None if environment is None else FixedLight.of(environment)
 
     def capture_environment(self) -> EnvironmentMap:
         """The trained capture light (:meth:`CaptureLight.environment`)."""

@@ -58,6 +58,9 @@ def head_rotations(rest: Tensor, posed: Tensor) -> Tensor:
     return (U @ D @ Vt).to(posed.dtype)
 
 
+_CACHE: dict[str, "SHTransfer"] = {}  # SHTransfer.compute's results by mesh (insertion order: oldest first)
+
+
 class SHTransfer:
     """Per-vertex occluded and free SH transfer of a rest mesh (see the module docstring).
 
@@ -78,7 +81,21 @@ class SHTransfer:
 
     @classmethod
     def compute(cls, rest: Tensor, faces: Tensor, directions: int = 128, resolution: int = 96) -> "SHTransfer":
-        """Shadow maps towards ``directions`` directions (about a second on two idle cores, once per avatar)."""
+        """Shadow maps towards ``directions`` directions (about a second on two idle cores, once per avatar; the last
+        few meshes' are kept in memory, so a process that builds several avatars of one head pays once)."""
+        import hashlib
+
+        key = hashlib.sha1(b"".join(t.detach().contiguous().cpu().numpy().tobytes() for t in (rest.float(), faces.long()))
+                           + f"{directions},{resolution}".encode()).hexdigest()
+        if key not in _CACHE:
+            _CACHE[key] = cls._compute(rest, faces, directions, resolution)
+            while len(_CACHE) > 4:
+                _CACHE.pop(next(iter(_CACHE)))
+        t = _CACHE[key]
+        return cls(t.rest, t.faces, t.occluded, t.free)
+
+    @classmethod
+    def _compute(cls, rest: Tensor, faces: Tensor, directions: int, resolution: int) -> "SHTransfer":
         from ..appearance.visibility import VertexVisibility
 
         vis = VertexVisibility(rest.float(), faces, directions=directions, resolution=resolution)
