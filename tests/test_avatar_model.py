@@ -111,7 +111,7 @@ def _inputs(av, posed, centre):
 
     g = posed.gaussians
     dirs = torch.nn.functional.normalize(g.means - centre.reshape(1, 1, 3), dim=-1)
-    return ShadingInputs(dirs, g.means, g.quats, g.scales, posed.vertices, av.head_model.faces, av.parent)
+    return ShadingInputs(dirs, g.means, g.quats, g.scales, av.params["rotation"], posed.vertices, av.parent)
 
 
 def test_gradients_reach_every_field_and_state_round_trips(builtin):

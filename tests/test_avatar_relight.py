@@ -9,8 +9,8 @@ import torch
 
 from avatar3d._tensor import torch_threads
 from avatar3d.avatar.model import GaussianHead, HeadInit
-from avatar3d.avatar.relight import PBRAppearance
-from avatar3d.avatar.train import make_appearance, read_avatar, save_avatar
+from avatar3d.avatar.relight import PBRAppearance, make_appearance
+from avatar3d.avatar.train import read_avatar, save_avatar
 from avatar3d.avatar.visibility import SHTransfer, head_rotations, sh_rotation
 from avatar3d.errors import BadInputError
 from avatar3d.render.camera_builders import frontal
@@ -177,3 +177,49 @@ def test_save_and_load_keep_the_appearance_its_light_and_its_shadowing(head, tmp
     av.appearance.set_environment(None)
     with pytest.raises(BadInputError, match="appearance 'sh9'"):
         make_appearance("sh9", tmp_path / "avatar.pt")
+
+
+def test_the_train_command_has_a_relightable_flag(tmp_path):
+    import argparse
+
+    from avatar3d.commands import avatar_train
+
+    parser = argparse.ArgumentParser()
+    avatar_train.register(parser.add_subparsers())
+    args = parser.parse_args(["train", str(tmp_path / "track"), "--out", str(tmp_path / "avatar"), "--relightable", "--quiet"])
+    assert avatar_train._options(args).relightable
+    args = parser.parse_args(["train", str(tmp_path / "track"), "--out", str(tmp_path / "avatar"), "--quiet"])
+    assert not avatar_train._options(args).relightable
+
+
+def test_a_stopped_relightable_run_resumes_exactly(avatar_truth_dir, tmp_path, monkeypatch):
+    """Its light and the light's Adam moments are in the checkpoint: Ctrl-C at step 4 of 8, then --resume, ends bit
+    for bit as an uninterrupted run (and resuming it with SH options is refused in one sentence)."""
+    import os
+    import signal
+
+    from avatar3d.avatar.train import AvatarOptions, AvatarTrainer, train_avatar
+
+    opts = AvatarOptions(resolution=48, iterations=8, init=HeadInit(uv_resolution=16), densify=None, relightable=True)
+    with torch_threads(1):
+        straight = train_avatar(avatar_truth_dir, tmp_path / "straight", opts)
+        real = AvatarTrainer.step
+
+        def step(self):
+            row = real(self)
+            if self.step_count == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+            return row
+
+        monkeypatch.setattr(AvatarTrainer, "step", step)
+        with pytest.raises(KeyboardInterrupt):
+            train_avatar(avatar_truth_dir, tmp_path / "resumed", opts)
+        monkeypatch.setattr(AvatarTrainer, "step", real)
+        with pytest.raises(BadInputError, match="'pbr' appearance"):
+            train_avatar(avatar_truth_dir, tmp_path / "resumed", AvatarOptions(resolution=48, iterations=8, densify=None), resume=True)
+        resumed = train_avatar(avatar_truth_dir, tmp_path / "resumed", opts, resume=True)
+    a, b = straight.avatar.avatar_state(), resumed.avatar.avatar_state()
+    assert a.keys() == b.keys() and "appearance.light" in a
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert float(a["appearance.light"].abs().max()) > 0  # the light was trained (it starts grey: log radiance 0)

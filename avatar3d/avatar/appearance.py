@@ -49,38 +49,46 @@ def sh_to_rgb(dc: Tensor) -> Tensor:
 class ShadingInputs:
     """What an appearance may shade B frames of N Gaussians with (world frame, metres).
 
-    ``normals`` are the Gaussians' shortest axes turned to the side of their parent triangle's outward normal;
-    they and ``mesh_normals`` are computed on first use (an SH colour never asks for them).
+    :meth:`normals` (the Gaussians' shortest axes, turned to the outer side of their parent triangle) is computed
+    on first use: an SH colour never asks for it.
     """
 
     view_dirs: Tensor  #: (B, N, 3) unit directions from the camera centre to each Gaussian
     means: Tensor  #: (B, N, 3) Gaussian centres
-    quats: Tensor  #: (B, N, 4) posed rotations, wxyz
+    quats: Tensor  #: (B, N, 4) posed unit rotations, wxyz
     scales: Tensor  #: (B, N, 3) posed standard deviations
+    local_rotation: Tensor  #: (N, 4) rotations in the parent triangles' frames (+z: the triangle's outward normal)
     vertices: Tensor  #: (B, V, 3) the posed mesh
-    faces: Tensor  #: (F, 3) its triangles
     parent: Tensor  #: (N,) each Gaussian's triangle
     _cache: dict = field(default_factory=dict, repr=False)
 
-    def mesh_normals(self) -> Tensor:
-        """(B, N, 3) outward unit normals of each Gaussian's posed parent triangle."""
-        if "mesh" not in self._cache:
-            from ..geometry import face_normals
-
-            self._cache["mesh"] = face_normals(self.vertices, self.faces)[:, self.parent]
-        return self._cache["mesh"]
-
     def normals(self) -> Tensor:
-        """(B, N, 3) unit normals: each Gaussian's shortest axis, on the side of its triangle's outward normal."""
-        if "gauss" not in self._cache:
+        """(B, N, 3) unit shading normals: each Gaussian's shortest axis, on its triangle's outer side; a Gaussian that
+        is not flat (shortest over middle scale above 1/2: its shortest axis means little) leans towards its triangle's
+        normal, wholly so when round.
+
+        The blend is fixed in the Gaussian's own frame (its scales' ratios and its rotation against the triangle do not
+        change with the pose), so per frame only that one vector is turned by the posed rotation."""
+        if "normals" not in self._cache:
             from ..geometry import quaternion_to_matrix
 
-            R = quaternion_to_matrix(self.quats)  # (B, N, 3, 3), columns the axes
-            axis = self.scales.detach().argmin(-1)  # (B, N)
-            n = torch.gather(R, 3, axis[..., None, None].expand(*axis.shape, 3, 1))[..., 0]
-            sign = torch.where((n * self.mesh_normals()).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(n)
-            self._cache["gauss"] = n * sign
-        return self._cache["gauss"]
+            s = self.scales[0].detach().sort(-1)  # (N, 3): posing scales the three axes alike
+            axis = s.indices[:, 0]
+            up = quaternion_to_matrix(self.local_rotation)[:, 2]  # (N, 3): the triangle's normal in the Gaussian's axes
+            own = torch.nn.functional.one_hot(axis, 3).to(up)  # the shortest axis
+            own = own * torch.where(torch.gather(up, 1, axis[:, None]) < 0, -1.0, 1.0).to(up)  # on the outer side
+            w = ((s.values[:, :1] / s.values[:, 1:2].clamp(min=1e-12) - 0.5) * 2).clamp(0, 1)
+            local = (1 - w) * own + w * up  # (N, 3)
+            self._cache["normals"] = torch.nn.functional.normalize(_rotate(self.quats, local[None]), dim=-1, eps=1e-12)
+        return self._cache["normals"]
+
+
+def _rotate(q: Tensor, v: Tensor) -> Tensor:
+    """(..., 3) vectors ``v`` turned by unit quaternions ``q`` (..., 4) wxyz (broadcast)."""
+    shape = torch.broadcast_shapes(q.shape[:-1], v.shape[:-1]) + (3,)
+    w, u, v = q[..., :1], q[..., 1:].expand(shape), v.expand(shape)
+    t = 2 * torch.linalg.cross(u, v, dim=-1)
+    return v + w * t + torch.linalg.cross(u, t, dim=-1)
 
 
 class Appearance:

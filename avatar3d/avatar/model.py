@@ -265,7 +265,7 @@ class GaussianHead(nn.Module):
         g = posed.gaussians
         B = g.means.shape[0]
         dirs = torch.nn.functional.normalize(g.means.detach() - centre.to(g.means).reshape(-1, 3).expand(B, 3)[:, None], dim=-1)
-        inputs = ShadingInputs(dirs, g.means, g.quats, g.scales, posed.vertices, self.head_model.faces, self.parent)
+        inputs = ShadingInputs(dirs, g.means, g.quats, g.scales, self.params["rotation"], posed.vertices, self.parent)
         return self.appearance.colours(self.params, posed.drive, inputs)
 
     def forward(self, expression: Tensor, pose: Tensor, transl: Tensor, camera: Camera, background: Optional[Tensor] = None,

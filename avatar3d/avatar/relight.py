@@ -6,8 +6,10 @@
 ``expr_albedo`` (N, K, 3) linear albedo change per unit of each driving expression coefficient (a mouth opening shows
 its inside), ``residual`` (N, 3) a small display-colour residual for what the model cannot explain (kept small by its
 regulariser; switched off when relit), and ``albedo_prior`` (N, 3) the appearance maps' albedo (not trained). The
-normal is the Gaussian's shortest axis (:meth:`~.appearance.ShadingInputs.normals`), held to its triangle's normal
-early in training by the ``normal`` regulariser (the trainer lets its weight decay).
+normal is the Gaussian's shortest axis (:meth:`~.appearance.ShadingInputs.normals`; a Gaussian that is not flat
+leans to its triangle's normal), held to its triangle's normal early in training by the ``normal`` regulariser (the
+trainer lets its weight fall to a tenth over the first half of the run: measured, without that floor a few Gaussians
+whose shortest axis turned sideways lit up as white specks under a new light).
 
 **Shading** (linear RGB, the shared :mod:`avatar3d.render.brdf`), then sRGB-encoded like the training images::
 
@@ -30,7 +32,10 @@ carries the whole gain. Relit under another environment the avatar is then as br
 right: with a grey start the albedo absorbs the capture's exposure. The scores report albedo after one
 per-channel gain for that reason. Priors against the rest of the ambiguity (light vs albedo shading): the appearance
 maps' albedo (``albedo_prior``), skin roughness 0.5 and specular 0.35 (``roughness_prior``, ``specular_prior``), a
-light of one colour (``light_grey``: each texel's chromaticity near the mean's) and smooth (``light_smooth``).
+light of one colour (``light_grey``: each texel's chromaticity near the mean's) and smooth (``light_smooth``), and
+near the appearance stage's estimate when there is one (``light_prior``): without it, measured on the path-traced
+capture, the light drifts towards the directions the camera never sees lit (the back) and the albedo brightens to
+make up for it.
 
 :meth:`PBRAppearance.set_environment` (an :class:`~avatar3d.render.lighting.EnvironmentMap`, turned by whoever built
 it) lights later frames with it (prefiltered once: about a second), residual off; None returns to the capture's light.
@@ -44,13 +49,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import BadInputError
 from ..render.brdf import PrefilteredEnvironment, irradiance, shade_specular, specular_to_f0, split_sum_lut
 from ..render.color import srgb_decode, srgb_encode
 from ..render.lighting import EnvironmentMap, equirect_directions, sh_basis
-from .appearance import Appearance, ShadingInputs
+from .appearance import Appearance, ShadingInputs, SHAppearance
 from .visibility import SHTransfer
 
-__all__ = ["PBRAppearance", "CaptureLight", "FixedLight", "SKIN_ROUGHNESS", "SKIN_SPECULAR", "LIGHT_HEIGHT"]
+__all__ = ["PBRAppearance", "CaptureLight", "FixedLight", "capture_light_estimate", "make_appearance", "APPEARANCES", "SKIN_ROUGHNESS", "SKIN_SPECULAR", "LIGHT_HEIGHT"]
 
 #: Skin priors (the appearance stage's: :mod:`avatar3d.appearance.maps`).
 SKIN_ROUGHNESS = 0.5
@@ -107,13 +113,30 @@ class FixedLight:
     def lighting(self) -> tuple[Tensor, PrefilteredEnvironment]:
         return self.sh, self.prefiltered
 
+    @classmethod
+    def of(cls, env: EnvironmentMap) -> "FixedLight":
+        """``FixedLight(env)``, from memory when one of the last few maps had the same pixels (switching back and
+        forth between maps, or several avatars under one map, prefilters each once)."""
+        import hashlib
+
+        key = hashlib.sha1(np.ascontiguousarray(env.pixels, np.float32).tobytes()).hexdigest()
+        if key not in _LIGHTS:
+            _LIGHTS[key] = cls(env)
+            while len(_LIGHTS) > 4:
+                _LIGHTS.pop(next(iter(_LIGHTS)))
+        return _LIGHTS[key]
+
+
+_LIGHTS: dict[str, FixedLight] = {}  # FixedLight.of's maps by pixels (insertion order: oldest first)
+
 
 class CaptureLight:
     """The capture's light, trained: a ``LIGHT_HEIGHT`` x ``2 LIGHT_HEIGHT`` map of log radiance whose per-channel
     solid-angle mean is held at ``mean`` (see the module docstring).
 
     Args: start: the environment to start from (None: uniform grey of radiance 1).
-    Attributes: ``log_radiance`` (W, 3) Parameter; ``mean`` (3,) the fixed mean radiance.
+    Attributes: ``log_radiance`` (W, 3) Parameter; ``mean`` (3,) the fixed mean radiance; ``start`` (W, 3) the
+    starting log radiance when one was given (the ``light_prior`` regulariser holds the light near it), else None.
     """
 
     def __init__(self, start: Optional[EnvironmentMap] = None, height: int = LIGHT_HEIGHT):
@@ -122,6 +145,7 @@ class CaptureLight:
         rad = _on_grid(start, height).clamp(min=1e-4) if start is not None else torch.ones(len(self.dirs), 3)
         self.mean = self._mean(rad)
         self.log_radiance = nn.Parameter(torch.log(rad / self.mean))
+        self.start = self.log_radiance.detach().clone() if start is not None else None
         self.to_sh = (sh_basis(self.dirs, 3) * self.area[:, None]).T.contiguous()  # (9, W)
         self.levels = torch.tensor(PrefilteredEnvironment.DEFAULT_LEVELS, dtype=torch.float32)
         self.prefilter = _prefilter_matrices(self.dirs, self.area, self.levels)  # (L, W, W)
@@ -163,7 +187,7 @@ class PBRAppearance(Appearance):
     name = "pbr"
     relightable = True
     learning_rates = {"albedo": 2e-2, "roughness": 1e-2, "specular": 1e-2, "expr_albedo": 1e-3, "residual": 1e-3,
-                      "albedo_prior": 0.0, "light": 2e-2}
+                      "albedo_prior": 0.0, "light": 5e-3}
 
     def __init__(self, capture: Optional[EnvironmentMap] = None, albedo_prior: bool = False, shadows: bool = True):
         self.light = CaptureLight(capture)
@@ -186,6 +210,8 @@ class PBRAppearance(Appearance):
     def state(self) -> dict[str, Tensor]:
         out = {"light": self.light.log_radiance.detach().clone(), "light_mean": self.light.mean.clone(),
                "albedo_prior_on": torch.tensor(self.albedo_prior)}
+        if self.light.start is not None:
+            out["light_start"] = self.light.start.clone()
         if self.transfer is not None:
             out.update({f"transfer.{k}": v.clone() for k, v in self.transfer.state().items()})
         return out
@@ -196,13 +222,15 @@ class PBRAppearance(Appearance):
                 self.light.mean = state["light_mean"].float().clone()
             if "light" in state:
                 self.light.log_radiance.copy_(state["light"])
+            if "light_start" in state:
+                self.light.start = state["light_start"].float().clone()
         self.albedo_prior = bool(state.get("albedo_prior_on", self.albedo_prior))
         tr = {k[len("transfer."):]: v for k, v in state.items() if k.startswith("transfer.")}
         if tr:
             self.transfer = SHTransfer.from_state(tr)
 
     def set_environment(self, environment: Optional[EnvironmentMap]) -> None:
-        self.relit = None if environment is None else FixedLight(environment)
+        self.relit = None if environment is None else FixedLight.of(environment)
 
     def capture_environment(self) -> EnvironmentMap:
         """The trained capture light (:meth:`CaptureLight.environment`)."""
@@ -210,9 +238,16 @@ class PBRAppearance(Appearance):
 
     # ------------------------------------------------------------------ fields
     def _albedo_of(self, colours: Tensor) -> Tensor:
-        """Linear albedo (N, 3) for starting colours (N, 3) (see the class docstring)."""
+        """Linear albedo (N, 3) for starting colours (N, 3) (see the class docstring): display colours are divided
+        by the light's diffuse gain ``E / pi`` towards the face's front (+Z; the capture looks at the face)."""
         lin = srgb_decode(colours.float().clamp(0, 1))
-        return lin if self.albedo_prior else lin / self.light.mean.to(lin)
+        return lin if self.albedo_prior else lin / self.front_gain().to(lin)
+
+    def front_gain(self) -> Tensor:
+        """(3,) ``E(+Z) / pi``: what the capture light's diffuse lobe multiplies an albedo by on a surface facing +Z."""
+        with torch.no_grad():
+            sh = self.light.lighting()[0]
+            return (irradiance(torch.tensor([[0.0, 0.0, 1.0]]), sh)[0] / torch.pi).clamp(min=1e-3)
 
     def fields(self, colours: Tensor, num_expression: int) -> dict[str, Tensor]:
         N = colours.shape[0]
@@ -230,7 +265,7 @@ class PBRAppearance(Appearance):
         return (a[None] + torch.einsum("nkc,bk->bnc", params["expr_albedo"], expression)).clamp(0, 1)
 
     def base_colour(self, params: Mapping[str, Tensor]) -> Tensor:
-        return srgb_encode(self.albedo(params) * self.light.mean.to(params["albedo"])).clamp(0, 1)
+        return srgb_encode(self.albedo(params) * self.front_gain().to(params["albedo"])).clamp(0, 1)
 
     def set_base_colour(self, params: Mapping[str, Tensor], colours: Tensor, where: Tensor) -> None:
         if self.albedo_prior:  # the appearance maps' shadow-free albedo beats shaded frame colours
@@ -273,6 +308,8 @@ class PBRAppearance(Appearance):
         r = self.light.radiance()
         chroma = r / r.mean(-1, keepdim=True).clamp(min=1e-6) - self.light.mean / self.light.mean.mean()
         out["light_grey"] = chroma.square().mean()
+        if self.light.start is not None:  # the appearance stage saw the whole head under it: stay near its estimate
+            out["light_prior"] = (self.light.log_radiance - self.light.start).square().mean()
         g = self.light.log_radiance.view(self.light.height, 2 * self.light.height, 3)
         out["light_smooth"] = (g[1:] - g[:-1]).square().mean() + (g.roll(1, 1) - g).square().mean()
         return out
@@ -286,3 +323,31 @@ def _normal_tie(params: Mapping[str, Tensor]) -> Tensor:
     axis = params["log_scale"].detach().argmin(-1)
     z = torch.gather(R[:, 2], 1, axis[:, None])[:, 0]  # z component of the shortest axis
     return (1 - z * z).mean()
+
+
+def capture_light_estimate(track_dir) -> Optional[EnvironmentMap]:
+    """The appearance stage's estimate of the capture light (``TRACK_DIR/appearance/environment.hdr``), None if absent
+    or unreadable (then a relightable avatar starts from grey)."""
+    from pathlib import Path
+
+    path = Path(track_dir) / "appearance" / "environment.hdr"
+    try:
+        return EnvironmentMap.read(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+#: the appearances an avatar file may name (:func:`make_appearance`)
+APPEARANCES = ("sh1", "pbr")
+
+
+def make_appearance(name: str, path=None, capture=None, albedo_prior: bool = False) -> Appearance:
+    """An appearance of the kind ``name`` (:data:`APPEARANCES`), e.g. for an avatar file ``path`` to fill; ``capture``
+    (an environment map) and ``albedo_prior``: a relightable one's start (:class:`~avatar3d.avatar.relight.PBRAppearance`).
+    One sentence (:class:`BadInputError`) for a name this version does not know."""
+    if name == "sh1":
+        return SHAppearance()
+    if name == "pbr":
+        return PBRAppearance(capture, albedo_prior)
+    raise BadInputError(f"{path or 'this avatar'} has the appearance {name!r}, which this version cannot read "
+                        f"(it reads {', '.join(APPEARANCES)}); update avatar3d or train the avatar again")

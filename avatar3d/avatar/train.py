@@ -56,12 +56,13 @@ from .metrics import psnr, ssim
 from .model import GaussianHead, HeadInit, driving_expressions
 from .plot import write_curve
 from .refine import FrameRefinement
+from .relight import capture_light_estimate, make_appearance
 from .strategy import DensifyOptions, DensifyStrategy
 from .unseen import hide_unseen
 
 __all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "read_avatar", "AvatarRecord", "FORMAT",
            "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE", "CURVE_FILE", "TrainingStopped", "checkpoint_options", "check_backend",
-           "make_appearance", "APPEARANCES", "RELIGHT_REGULARISERS"]
+           "RELIGHT_REGULARISERS"]
 
 FORMAT = "avatar3d-gaussian-avatar"
 VERSION = 1
@@ -74,11 +75,10 @@ STAGE = "train"  #: the avatar directory's manifest stage (:mod:`avatar3d.data.r
 POSITION_FIELDS = ("offset", "expr_offset")
 #: weights of the relightable appearance's regularisers (:class:`~avatar3d.avatar.relight.PBRAppearance`)
 RELIGHT_REGULARISERS = {"residual": 1.0, "albedo_prior": 0.05, "roughness_prior": 0.01, "specular_prior": 0.01,
-                        "light_grey": 1e-3, "light_smooth": 1e-3, "normal": 0.1}
-#: regularisers whose weight falls linearly to 0 over the first half of the run (the normals' tie to the mesh)
+                        "light_grey": 0.05, "light_smooth": 0.01, "light_prior": 0.3, "normal": 0.1}
+#: regularisers whose weight falls linearly to a tenth over the first half of the run (the normals' tie to the mesh)
 DECAYING = ("normal",)
-#: the appearances an avatar file may name (:func:`make_appearance`)
-APPEARANCES = ("sh1", "pbr")
+
 
 
 @dataclass
@@ -102,7 +102,7 @@ class AvatarOptions:
         (:mod:`.refine`; held-out frames keep their tracked ones).
         relightable: train the relightable appearance (:class:`~avatar3d.avatar.relight.PBRAppearance`: albedo,
         roughness, specular and normals under a trained capture light) instead of SH colour; the regularisers of
-        :data:`DECAYING` fall linearly to 0 over the first half of the run.
+        :data:`DECAYING` fall linearly to a tenth of their weight over the first half of the run.
         preset: the name of the :mod:`.presets` preset these options came from (None: set by hand).
     """
 
@@ -243,7 +243,7 @@ class AvatarTrainer:
         reg = self.avatar.regulariser()
         if self.refine is not None:
             reg["refine"] = self.refine.regulariser()
-        fade = max(0.0, 1.0 - 2.0 * self.step_count / max(1, o.iterations))
+        fade = max(0.1, 1.0 - 2.0 * self.step_count / max(1, o.iterations))
         loss = loss + sum(o.regularisers.get(k, 0.0) * (fade if k in DECAYING else 1.0) * v for k, v in reg.items())
         return loss, target, r
 
@@ -390,33 +390,6 @@ def load_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> Gau
     return read_avatar(path, head_model).avatar
 
 
-def make_appearance(name: str, path: Optional[Path] = None, capture: Optional[Any] = None, albedo_prior: bool = False) -> Any:
-    """An empty appearance of the kind ``name`` (:data:`APPEARANCES`) for an avatar file ``path`` to fill; ``capture``
-    (an environment map) and ``albedo_prior``: a relightable one's start (:class:`~avatar3d.avatar.relight.PBRAppearance`)."""
-    from .appearance import SHAppearance
-
-    if name == "sh1":
-        return SHAppearance()
-    if name == "pbr":
-        from .relight import PBRAppearance
-
-        return PBRAppearance(capture, albedo_prior)
-    raise BadInputError(f"{path or 'this avatar'} has the appearance {name!r}, which this version cannot read "
-                        f"(it reads {', '.join(APPEARANCES)}); update avatar3d or train the avatar again")
-
-
-def _capture_light(track_dir: Path) -> Any:
-    """The appearance stage's estimate of the capture light (``TRACK_DIR/appearance/environment.hdr``), None if absent
-    or unreadable (then a relightable avatar starts from grey)."""
-    from ..render.lighting import EnvironmentMap
-
-    path = track_dir / "appearance" / "environment.hdr"
-    try:
-        return EnvironmentMap.read(path) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
 def _head_model(spec: str) -> HeadModel:
     from ..errors import Avatar3DError
     from ..models import load_head_model
@@ -471,13 +444,18 @@ def _resume_state(out: Path, resume: bool, restart: bool) -> Optional[dict[str, 
     return None
 
 
-def _check_resumable(state: dict[str, Any], ckpt: Path, model: HeadModel, track_dir: Path, resolution: int) -> None:
-    """One sentence when the checkpoint belongs to another head model, tracking directory or resolution."""
+def _check_resumable(state: dict[str, Any], ckpt: Path, model: HeadModel, track_dir: Path, resolution: int,
+                     options: AvatarOptions) -> None:
+    """One sentence when the checkpoint belongs to another head model, tracking directory, appearance or resolution."""
     if state.get("model") != model.name:
         raise BadInputError(f"{ckpt} belongs to an avatar of the head model {state.get('model')!r}, not {model.name!r}")
     if state.get("track_dir") not in (None, str(track_dir)):
         raise BadInputError(f"{ckpt} was trained on {state['track_dir']}, not {track_dir}: give that tracking directory, pass --restart "
                             "to train a new avatar, or choose another --out")
+    want = "pbr" if options.relightable else "sh1"
+    if state.get("appearance", "sh1") != want:
+        raise BadInputError(f"{ckpt} holds an avatar with the {state.get('appearance')!r} appearance, and these options train "
+                            f"{want!r}: resume with its own options, pass --restart to train a new avatar, or choose another --out")
     if state.get("resolution") not in (None, resolution):
         raise BadInputError(f"{ckpt} was trained at {state['resolution']} pixels, not {resolution}: resume at that resolution, pass "
                             "--restart to train a new avatar, or choose another --out")
@@ -565,7 +543,7 @@ def train_avatar(track_dir: str | Path, out: str | Path, options: AvatarOptions 
         state = _resume_state(out, resume, restart)
         frames, model, train = prepare(track_dir, options)
         if state is not None:
-            _check_resumable(state, out / CHECKPOINT_FILE, model, track_dir, frames.width)
+            _check_resumable(state, out / CHECKPOINT_FILE, model, track_dir, frames.width, options)
         avatar, source = _initial_avatar(track_dir, frames, model, train, options, project=state is None)
         source = state.get("init_colours", source) if state is not None else source
         run = {"track_dir": str(track_dir), "resolution": frames.width, "init_colours": source}
@@ -604,7 +582,7 @@ def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, tr
     torch.manual_seed(options.seed)
     appearance = None
     if options.relightable:  # the appearance maps' albedo (when they are the texture) is its albedo and prior
-        appearance = make_appearance("pbr", capture=_capture_light(track_dir), albedo_prior=source == "appearance/albedo.png")
+        appearance = make_appearance("pbr", capture=capture_light_estimate(track_dir), albedo_prior=source == "appearance/albedo.png")
     avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, appearance, options=options.init,
                                      expr_index=driving_expressions(train.expression, options.blendshapes))
     if options.backproject and project:

@@ -15,7 +15,7 @@ exact 9 x 9 rotation of the SH coefficients), and ``shadow = (T_occ . L) / (T_fr
 [0, 1]) is the fraction of the vertex's irradiance that the head does not block. It multiplies the diffuse
 irradiance that a Gaussian computes with its own normal; ``ao = T_occ[0] / T_free[0]`` (the cosine-weighted
 visible fraction, independent of the light) multiplies its specular. Both reach the Gaussians through their
-parent triangle (mean of its three vertices).
+parent triangle (the transfer averaged over its three vertices).
 
 Approximations, on purpose (cheap: per frame one SVD of 3 x 3, a (V, 9) x (9, 3) product): the light's
 occluded irradiance is band-limited to 9 SH coefficients (shadows are soft: a key light's nose shadow is a
@@ -38,14 +38,14 @@ __all__ = ["SHTransfer", "sh_rotation", "head_rotations"]
 
 #: Directions of the least-squares fit that rotates SH coefficients (any >= 9 in general position is exact).
 _FIT_DIRS = torch.as_tensor(fibonacci_sphere(32), dtype=torch.float32)
+_FIT_PINV = torch.linalg.pinv(sh_basis(_FIT_DIRS.double(), 3)).float()  # (9, K)
 
 
 def sh_rotation(R: Tensor) -> Tensor:
     """(B, 9, 9) matrices M with ``M @ L`` the SH coefficients (bands 0-2) of ``w -> f(R w)`` when ``L`` (9, C) are
     those of ``f``: a world light seen from a head turned by ``R`` (B, 3, 3) (rest-frame coefficients)."""
-    Y = sh_basis(_FIT_DIRS.to(R), 3)  # (K, 9)
     Yr = sh_basis(_FIT_DIRS.to(R) @ R.transpose(-1, -2), 3)  # (B, K, 9): rows Y(R d)
-    return torch.linalg.pinv(Y)[None] @ Yr
+    return _FIT_PINV.to(R)[None] @ Yr
 
 
 def head_rotations(rest: Tensor, posed: Tensor) -> Tensor:
@@ -58,22 +58,44 @@ def head_rotations(rest: Tensor, posed: Tensor) -> Tensor:
     return (U @ D @ Vt).to(posed.dtype)
 
 
+_CACHE: dict[str, "SHTransfer"] = {}  # SHTransfer.compute's results by mesh (insertion order: oldest first)
+
+
 class SHTransfer:
     """Per-vertex occluded and free SH transfer of a rest mesh (see the module docstring).
 
     Args:
         rest: (V, 3) rest vertices, metres; faces: (F, 3); directions, resolution: of the shadow maps
         (:class:`~avatar3d.appearance.visibility.VertexVisibility`).
-    Attributes: ``rest`` (V, 3), ``faces`` (F, 3) long, ``occluded`` and ``free`` (V, 9).
+    Attributes: ``rest`` (V, 3), ``faces`` (F, 3) long, ``occluded`` and ``free`` (V, 9); per triangle (the mean of
+    its vertices') ``tri_occluded``, ``tri_free`` (F, 9).
     """
+
+    #: every how many vertices the head rotation is fitted on (a rigid fit needs few; the expressions move some)
+    ROTATION_STRIDE = 8
 
     def __init__(self, rest: Tensor, faces: Tensor, occluded: Tensor, free: Tensor):
         self.rest, self.faces = rest.float(), faces.long()
         self.occluded, self.free = occluded.float(), free.float()
+        self.tri_occluded, self.tri_free = self.occluded[self.faces].mean(1), self.free[self.faces].mean(1)
 
     @classmethod
     def compute(cls, rest: Tensor, faces: Tensor, directions: int = 128, resolution: int = 96) -> "SHTransfer":
-        """Shadow maps towards ``directions`` directions (about a second on two idle cores, once per avatar)."""
+        """Shadow maps towards ``directions`` directions (about a second on two idle cores, once per avatar; the last
+        few meshes' are kept in memory, so a process that builds several avatars of one head pays once)."""
+        import hashlib
+
+        key = hashlib.sha1(b"".join(t.detach().contiguous().cpu().numpy().tobytes() for t in (rest.float(), faces.long()))
+                           + f"{directions},{resolution}".encode()).hexdigest()
+        if key not in _CACHE:
+            _CACHE[key] = cls._compute(rest, faces, directions, resolution)
+            while len(_CACHE) > 4:
+                _CACHE.pop(next(iter(_CACHE)))
+        t = _CACHE[key]
+        return cls(t.rest, t.faces, t.occluded, t.free)
+
+    @classmethod
+    def _compute(cls, rest: Tensor, faces: Tensor, directions: int, resolution: int) -> "SHTransfer":
         from ..appearance.visibility import VertexVisibility
 
         vis = VertexVisibility(rest.float(), faces, directions=directions, resolution=resolution)
@@ -92,17 +114,16 @@ class SHTransfer:
 
     def ambient(self) -> Tensor:
         """(F,) cosine-weighted visible fraction per triangle (light independent; specular occlusion)."""
-        ao = (self.occluded[:, 0] / self.free[:, 0].clamp(min=1e-9)).clamp(0, 1)
-        return ao[self.faces].mean(1)
+        return (self.tri_occluded[:, 0] / self.tri_free[:, 0].clamp(min=1e-9)).clamp(0, 1)
 
     def shadow(self, posed: Tensor, light_sh: Tensor, rotation: Optional[Tensor] = None) -> Tensor:
         """(B, F, C) diffuse shadow factor per triangle of posed vertices (B, V, 3) under the world radiance SH
         ``light_sh`` (9, C) (differentiable in it); ``rotation`` (B, 3, 3) the head rotations if known."""
-        R = head_rotations(self.rest, posed.detach()) if rotation is None else rotation
+        k = self.ROTATION_STRIDE
+        R = head_rotations(self.rest[::k], posed.detach()[:, ::k]) if rotation is None else rotation
         local = sh_rotation(R.to(light_sh)) @ light_sh  # (B, 9, C) light in the rest frame
-        occ = self.occluded.to(light_sh) @ local  # (B, V, C)
-        free = self.free.to(light_sh) @ local
+        occ = self.tri_occluded.to(light_sh) @ local  # (B, F, C)
+        free = self.tri_free.to(light_sh) @ local
         # Where the free irradiance is ~0 (facing away from all light) the ratio means nothing: no shadow there.
-        factor = torch.where(free > 1e-4 * free.abs().amax(1, keepdim=True).clamp(min=1e-9), occ / free.clamp(min=1e-9),
-                             torch.ones_like(occ)).clamp(0, 1)
-        return factor[:, self.faces].mean(2)
+        floor = 1e-4 * free.detach().abs().amax(1, keepdim=True).clamp(min=1e-9)
+        return torch.where(free > floor, occ / torch.maximum(free, floor), torch.ones_like(occ)).clamp(0, 1)
