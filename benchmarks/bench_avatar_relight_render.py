@@ -39,7 +39,7 @@ irradiance, the split-sum lookups, self-shadowing), 0.67-0.78x the SH frame rate
 18.3 FPS at 512^2 on two threads on this box when it is not shared (bench_avatar_render.py); at 0.67-0.77x a relit
 frame would be ~12-14 FPS there, above the 10 FPS target, but that is an estimate from the ratio, not a
 measurement on an idle machine. A rotating light pays for a new environment every frame: generating the map and
-its SH (~5 ms at 256 px) and, above all, prefiltering it for the split sum (~265 ms CPU,
+its SH (~8 ms at 256 px) and, above all, prefiltering it for the split sum (~265 ms CPU,
 ``PrefilteredEnvironment.from_environment``); turning a prefiltered stack by shifting its columns (exact for
 turns about the vertical) would remove that.
 """
