@@ -21,8 +21,27 @@ AVATAR_DIR is a relightable avatar (``avatar3d avatar train TRACK_DIR --relighta
 directory is still where it was trained. FPS is frames over wall seconds (median frame); cpu ms is process CPU time
 per frame over all threads (it does not count waiting for a core, so it stays meaningful on a loaded machine).
 
-Results: see the end of this docstring (filled in from a run; timings on a box shared with other jobs are
-inflated, the ratio to the reference measured in the same run is what compares).
+Results, 2026-12-07, Intel Xeon (2 cores, AVX2, AVX-512), torch 2.13 CPU, ``OMP_WAIT_POLICY=PASSIVE``; the d3 avatar
+trained relightable (``--preset quick --iterations 400``, 256 px, 31,270 Gaussians) driven by 12 tracked frames at
+512^2, on a box shared with six other jobs (load average 6-7: the wall FPS are several times too low; the CPU
+milliseconds and the ratio, measured in the same run, are what compare):
+
+    threads  res     light |    FPS   best  cpu ms | SH FPS SH cpu ms |  ratio | vs 10 FPS
+          1  512   capture |    4.1    4.5   100.6 |    5.2      75.8 |  0.78x |    missed
+          1  512    studio |    4.0    4.7    98.2 |    5.2      75.8 |  0.77x |    missed
+          1  512  rotating |    1.0    1.2   387.4 |    5.2      75.8 |  0.20x |    missed
+          2  512   capture |    3.0    3.2   104.4 |    4.4      75.6 |  0.68x |    missed
+          2  512    studio |    2.9    3.2   104.0 |    4.4      75.6 |  0.67x |    missed
+          2  512  rotating |    0.6    1.0   447.8 |    4.4      75.6 |  0.15x |    missed
+
+So relighting costs ~25-30 ms of CPU per 512^2 frame over the SH colours (the shading of ~31k Gaussians: SH
+irradiance, the split-sum lookups, self-shadowing), 0.67-0.78x the SH frame rate. The unrelit avatar renders
+18.3 FPS at 512^2 on two threads on this box when it is not shared (bench_avatar_render.py); at 0.67-0.77x a relit
+frame would be ~12-14 FPS there, above the 10 FPS target, but that is an estimate from the ratio, not a
+measurement on an idle machine. A rotating light pays for a new environment every frame: generating the map and
+its SH (~8 ms at 256 px) and, above all, prefiltering it for the split sum (~265 ms CPU,
+``PrefilteredEnvironment.from_environment``); turning a prefiltered stack by shifting its columns (exact for
+turns about the vertical) would remove that.
 """
 
 from __future__ import annotations
