@@ -122,6 +122,8 @@ def reconstruct(video: str | Path, out: str | Path, options: ReconstructOptions 
     video, frames = _check_video(video)
     out = Path(out)
     fresh = _check_out(out)
+    if not options.resume:
+        options.settings()  # a bad flag is one sentence before the folder is touched
     digest = video_sha256(video)
     with RunDirectory(out):
         record = RunRecord.read(out)
