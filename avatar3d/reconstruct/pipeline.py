@@ -195,17 +195,20 @@ def _run_stages(run: RunContext, frames: int, restart: bool) -> tuple[list[str],
 def _run_stage(stage: Stage, run: RunContext, progress: RunProgress, k: int, redo: bool) -> None:
     """Run one stage and record how it went (done, pending when interrupted or not in this build, failed)."""
     progress.begin(stage.name)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     try:
         result = stage.run(run, redo)
     except KeyboardInterrupt:
-        run.record.set_stage(stage.name, "pending", time.perf_counter() - t, note="interrupted; run the same command again to continue")
+        run.record.set_stage(stage.name, "pending", time.perf_counter() - t, cpu_seconds=time.process_time() - cpu,
+                             note="interrupted; run the same command again to continue")
         raise ReconstructStopped(stage.name, k, len(STAGES), run.path) from None
     except Exception as e:
         sentence = str(e) if isinstance(e, Avatar3DError) else f"{type(e).__name__}: {e}"
-        run.record.set_stage(stage.name, "failed", time.perf_counter() - t, error=sentence)
+        run.record.set_stage(stage.name, "failed", time.perf_counter() - t, cpu_seconds=time.process_time() - cpu, error=sentence)
         raise
     seconds = time.perf_counter() - t
     extra = {k2: v for k2, v in result.details.items() if v}
-    run.record.set_stage(stage.name, result.status, seconds, result.outputs, note=result.note or None, **extra)
+    # CPU seconds of this process (all its threads) beside the wall time: on a shared machine they measure the work
+    run.record.set_stage(stage.name, result.status, seconds, result.outputs, cpu_seconds=time.process_time() - cpu,
+                         note=result.note or None, **extra)
     progress.end(stage.name, seconds, result.note)

@@ -9,7 +9,8 @@ Format::
      "stages": {"track": {"status": "done", "seconds": 12.3, "outputs": ["track"], "note": "..."}, ...}}
 
 ``status`` is ``done``, ``failed`` (with ``error``: the sentence) or ``pending`` (not run yet, or interrupted:
-``note`` says so); ``seconds`` add up over resumed parts; ``outputs`` are paths relative to ``DIR``.
+``note`` says so); ``seconds`` (wall) and ``cpu_seconds`` (the process's, all threads) add up over resumed parts;
+``outputs`` are paths relative to ``DIR``.
 """
 
 from __future__ import annotations
@@ -96,8 +97,11 @@ class RunRecord:
         """Record stage ``name`` (``seconds`` of this part are added to earlier parts' of an unfinished stage) and save."""
         assert status in STATUSES, status
         old = self.stage(name)
-        before = float(old.get("seconds", 0.0)) if old.get("status") != "done" else 0.0
+        resumed = old.get("status") != "done"  # an unfinished stage's earlier parts count too
+        before, cpu = (float(old.get("seconds", 0.0)), float(old.get("cpu_seconds", 0.0))) if resumed else (0.0, 0.0)
         rec = {"status": status, "seconds": round(before + float(seconds), 3), "outputs": sorted(set(outputs))}
+        if "cpu_seconds" in extra:
+            extra["cpu_seconds"] = round(cpu + float(extra["cpu_seconds"]), 3)
         rec.update({k: v for k, v in extra.items() if v is not None})
         self.data["stages"][name] = rec
         self.save()

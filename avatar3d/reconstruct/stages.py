@@ -196,8 +196,10 @@ class ReportStage(Stage):
 
 def _report_writer() -> Optional[callable]:
     """``avatar3d.reconstruct.report.write_report`` when this build has it."""
+    import importlib
+
     try:
-        from . import report
+        report = importlib.import_module(f"{__package__}.report")
     except ModuleNotFoundError as e:
         if e.name != f"{__package__}.report":
             raise
