@@ -100,8 +100,18 @@ def test_expression_blendshapes_drive_offsets_and_colours(builtin):
         av.params["expr_offset"].zero_()
     g3, _ = av.pose(e2, p, t)
     assert torch.allclose(g2.means, g3.means)
-    colours = SHAppearance().colours(av.params, torch.tensor([[1.0, 0.0]]), torch.nn.functional.normalize(torch.randn(1, av.num_gaussians, 3), dim=-1))
+    posed = av.posed_head(e2, p, t)
+    colours = SHAppearance().colours(av.params, torch.tensor([[1.0, 0.0]]), _inputs(av, posed, torch.randn(3)))
     assert torch.allclose(colours, sh_to_rgb(av.params["sh_dc"])[None].clamp_min(0), atol=1e-6)  # sh_rest and expr_colour 0
+
+
+def _inputs(av, posed, centre):
+    """The shading inputs of ``posed`` (a PosedHead) seen from ``centre`` (3,)."""
+    from avatar3d.avatar.appearance import ShadingInputs
+
+    g = posed.gaussians
+    dirs = torch.nn.functional.normalize(g.means - centre.reshape(1, 1, 3), dim=-1)
+    return ShadingInputs(dirs, g.means, g.quats, g.scales, posed.vertices, av.head_model.faces, av.parent)
 
 
 def test_gradients_reach_every_field_and_state_round_trips(builtin):

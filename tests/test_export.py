@@ -18,11 +18,11 @@ import torch
 
 from avatar3d.errors import BadInputError, MissingFileError
 from avatar3d.export import export, export_files
-from avatar3d.export.gltf import arkit_target_names
+from avatar3d.export.arkit import arkit_target_names
 from avatar3d.export.mesh import axis_angle_to_quat, quat_to_matrix, split_seams, top4_weights
 from avatar3d.models import HeadModel
 from gltf_validator import assert_valid
-from helpers.export_toy import Gltf, check_glb_against_model, gltf_morphed, gltf_skinned, model_vertices, toy_model, toy_sequence
+from helpers.export_toy import Gltf, check_glb_against_model, gltf_morphed, gltf_skinned, model_vertices, target_weights, toy_model, toy_sequence
 
 torch.set_num_threads(1)
 
@@ -63,7 +63,13 @@ def test_glb_with_performance_matches_head_model(toy, tmp_path):
     s = check_glb_against_model(files[0], toy, seq.shape.astype(np.float64), seq, frames=(0, 5, 11))
     print(f"toy GLB: {s['size']} bytes, morph err {s['morph_err']:.2e} m, posed err {s['posed_err']:.2e} m")
     assert stats.frames == 12 and stats.textured and stats.joints == 5
-    assert stats.sparse_targets == 2  # jawOpen and browInnerUp move few vertices; cheekPuff moves all
+    # jawOpen and browInnerUp move few vertices (sparse accessors), cheekPuff moves all (dense).
+    g = Gltf(files[0])
+    names = g.json["meshes"][0]["extras"]["targetNames"]
+    targets = g.json["meshes"][0]["primitives"][0]["targets"]
+    stored = {n: g.json["accessors"][targets[names.index(n)]["POSITION"]] for n in ("jawOpen", "browInnerUp", "cheekPuff")}
+    assert "sparse" in stored["jawOpen"] and "sparse" in stored["browInnerUp"] and "sparse" not in stored["cheekPuff"]
+    assert stats.target_kinds == {"model": 3, "approximated": 11, "empty": 38}  # jaw and eye joints stand in for 11 shapes
     assert stats.max_dropped_weight == 0.0
 
 
@@ -78,7 +84,8 @@ def test_gltf_with_external_files_and_untextured_material(tmp_path):
     assert "animations" not in g.json
     shape = np.array([0.2, -0.1, 0, 0])
     split = split_seams(model.faces.numpy(), model.uv_faces.numpy(), model.uvs.numpy())
-    assert np.abs(gltf_morphed(g, [0.3, 0.9, -0.5]) - model_vertices(model, shape, [0.3, 0.9, -0.5])[split.src]).max() < 1e-4
+    w = target_weights(g, list(model.expression_names), [0.3, 0.9, -0.5])
+    assert np.abs(gltf_morphed(g, w) - model_vertices(model, shape, [0.3, 0.9, -0.5])[split.src]).max() < 1e-4
     # Textured .gltf: the albedo is a PNG beside it, and UVs are flipped to glTF's top-left origin.
     out2 = export(toy_model(), "gltf", tmp_path / "tex" / "head.gltf")
     assert (tmp_path / "tex" / "head_albedo.png").is_file()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from avatar3d.export import export_files
-from avatar3d.export.gltf import arkit_target_names
+from avatar3d.export.arkit import arkit_target_names
 from gltf_validator import assert_valid
 from helpers.export_toy import check_glb_against_model, toy_model, toy_sequence
 
@@ -190,7 +190,7 @@ def test_cli_exports_a_tracking_directory(builtin, tmp_path):
 
     r = cli("--out", str(tmp_path / "perf.glb"))
     assert r.returncode == 0, r.stderr
-    assert "animation 6 frames / 0.24 s" in r.stdout and f"{m.num_expression} morph targets" in r.stdout, r.stdout
+    assert "animation 6 frames / 0.24 s" in r.stdout and "52 morph targets" in r.stdout, r.stdout  # the 52 ARKit names
     assert_valid(tmp_path / "perf.glb")
     r = cli("--format", "obj", "--frame", "3", "--out", str(tmp_path / "f3.obj"))
     assert r.returncode == 0, r.stderr

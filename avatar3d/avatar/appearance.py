@@ -3,8 +3,10 @@
 An :class:`Appearance` declares the per-Gaussian tensors it needs (:meth:`Appearance.fields`, stored by
 the :class:`~avatar3d.avatar.model.GaussianHead` beside the geometry, so densification, checkpoints and
 the optimiser treat them like any other per-Gaussian parameter) and turns them into colours for a frame
-(:meth:`Appearance.colours`). A relightable appearance (albedo, roughness, specular, normals under a
-light) plugs into the same slot by declaring other fields and shading in :meth:`~Appearance.colours`.
+(:meth:`Appearance.colours`, from the frame's :class:`ShadingInputs`: view directions, and on demand the
+Gaussians' normals, positions and the posed mesh). A relightable appearance (albedo, roughness, specular, normals
+under a light: :class:`avatar3d.avatar.relight.PBRAppearance`) plugs into the same slot by declaring other fields,
+global tensors (:meth:`Appearance.parameters`: its light) and shading in :meth:`~Appearance.colours`.
 
 :class:`SHAppearance` is the one trained here: colour as degree-1 spherical harmonics of the viewing
 direction (3DGS's convention and coefficients, so a PLY export writes ``f_dc``/``f_rest`` as they are),
@@ -15,17 +17,18 @@ Colours are display (sRGB-encoded) values in [0, 1], like the training images.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import BadInputError
 
 if TYPE_CHECKING:
     from ..render.lighting import EnvironmentMap
 
-__all__ = ["Appearance", "SHAppearance", "SH_C0", "SH_C1", "rgb_to_sh", "sh_to_rgb"]
+__all__ = ["Appearance", "SHAppearance", "ShadingInputs", "SH_C0", "SH_C1", "rgb_to_sh", "sh_to_rgb"]
 
 #: Real SH constants of bands 0 and 1 (3DGS's ``C0``, ``C1``).
 SH_C0 = 0.28209479177387814
@@ -40,6 +43,44 @@ def rgb_to_sh(rgb: Tensor) -> Tensor:
 def sh_to_rgb(dc: Tensor) -> Tensor:
     """Inverse of :func:`rgb_to_sh`."""
     return dc * SH_C0 + 0.5
+
+
+@dataclass
+class ShadingInputs:
+    """What an appearance may shade B frames of N Gaussians with (world frame, metres).
+
+    ``normals`` are the Gaussians' shortest axes turned to the side of their parent triangle's outward normal;
+    they and ``mesh_normals`` are computed on first use (an SH colour never asks for them).
+    """
+
+    view_dirs: Tensor  #: (B, N, 3) unit directions from the camera centre to each Gaussian
+    means: Tensor  #: (B, N, 3) Gaussian centres
+    quats: Tensor  #: (B, N, 4) posed rotations, wxyz
+    scales: Tensor  #: (B, N, 3) posed standard deviations
+    vertices: Tensor  #: (B, V, 3) the posed mesh
+    faces: Tensor  #: (F, 3) its triangles
+    parent: Tensor  #: (N,) each Gaussian's triangle
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def mesh_normals(self) -> Tensor:
+        """(B, N, 3) outward unit normals of each Gaussian's posed parent triangle."""
+        if "mesh" not in self._cache:
+            from ..geometry import face_normals
+
+            self._cache["mesh"] = face_normals(self.vertices, self.faces)[:, self.parent]
+        return self._cache["mesh"]
+
+    def normals(self) -> Tensor:
+        """(B, N, 3) unit normals: each Gaussian's shortest axis, on the side of its triangle's outward normal."""
+        if "gauss" not in self._cache:
+            from ..geometry import quaternion_to_matrix
+
+            R = quaternion_to_matrix(self.quats)  # (B, N, 3, 3), columns the axes
+            axis = self.scales.detach().argmin(-1)  # (B, N)
+            n = torch.gather(R, 3, axis[..., None, None].expand(*axis.shape, 3, 1))[..., 0]
+            sign = torch.where((n * self.mesh_normals()).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(n)
+            self._cache["gauss"] = n * sign
+        return self._cache["gauss"]
 
 
 class Appearance:
@@ -63,23 +104,44 @@ class Appearance:
         raise BadInputError(f"this avatar's {self.name!r} appearance bakes in the capture's light and cannot be relit: "
                             "train it with `avatar3d avatar train --relightable`")
 
+    def bind(self, head_model, shape: Tensor) -> None:
+        """Called once by the avatar that holds this appearance (its head model and (S,) identity): precompute what
+        depends on the head (e.g. self-shadowing). Default: nothing."""
+
+    def parameters(self) -> dict[str, nn.Parameter]:
+        """Trained tensors that are not per Gaussian (e.g. the capture's light), by name; default none."""
+        return {}
+
+    def state(self) -> dict[str, Tensor]:
+        """Every tensor that is not per Gaussian and that a saved avatar must keep (:meth:`parameters` and
+        precomputed ones), by name."""
+        return {k: v.detach().clone() for k, v in self.parameters().items()}
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        """Restore :meth:`state` (in place, so an optimiser of :meth:`parameters` keeps its tensors)."""
+        params = self.parameters()
+        with torch.no_grad():
+            for k, v in state.items():
+                if k in params:
+                    params[k].copy_(v)
+
     def fields(self, colours: Tensor, num_expression: int) -> dict[str, Tensor]:
         """Initial per-Gaussian tensors ``{name: (N, ...)}`` for Gaussians of display colour ``colours`` (N, 3) and
         ``num_expression`` (K) driving expression coefficients."""
         raise NotImplementedError
 
-    def colours(self, params: Mapping[str, Tensor], expression: Tensor, view_dirs: Tensor) -> Tensor:
-        """(B, N, 3) colours of the Gaussians in B frames.
+    def colours(self, params: Mapping[str, Tensor], expression: Tensor, inputs: ShadingInputs) -> Tensor:
+        """(B, N, 3) display colours of the Gaussians in B frames.
 
         Args:
             params: the avatar's per-Gaussian tensors (at least this appearance's :meth:`fields`).
             expression: (B, K) the driving expression coefficients.
-            view_dirs: (B, N, 3) unit directions from the camera centre to each Gaussian (world frame).
+            inputs: the frames' geometry (:class:`ShadingInputs`).
         """
         raise NotImplementedError
 
     def regulariser(self, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Scalar penalties by name (weights are the trainer's)."""
+        """Scalar penalties by name (weights are the trainer's) of the fields and :meth:`parameters`."""
         return {}
 
     def base_colour(self, params: Mapping[str, Tensor]) -> Tensor:
@@ -108,8 +170,8 @@ class SHAppearance(Appearance):
         return {"sh_dc": rgb_to_sh(colours.float()), "sh_rest": colours.new_zeros(N, 3, 3),
                 "expr_colour": colours.new_zeros(N, num_expression, 3)}
 
-    def colours(self, params: Mapping[str, Tensor], expression: Tensor, view_dirs: Tensor) -> Tensor:
-        x, y, z = view_dirs.unbind(-1)
+    def colours(self, params: Mapping[str, Tensor], expression: Tensor, inputs: ShadingInputs) -> Tensor:
+        x, y, z = inputs.view_dirs.unbind(-1)
         basis = SH_C1 * torch.stack([-y, z, -x], -1)  # (B, N, 3)
         rest = torch.einsum("bnk,nkc->bnc", basis, params["sh_rest"])
         expr = torch.einsum("nec,be->bnc", params["expr_colour"], expression)

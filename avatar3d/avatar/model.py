@@ -20,12 +20,15 @@
   (appearance)               the :class:`~avatar3d.avatar.appearance.Appearance`'s fields (e.g. SH colour)
   ============== =========== =================================================================
 
+* the appearance's tensors that are not per Gaussian (``appearance.<name>``: a relightable appearance's light and
+  self-shadowing; :meth:`~avatar3d.avatar.appearance.Appearance.state`);
 * the head model (a submodule, not part of :meth:`GaussianHead.avatar_state`: it is loaded by name).
 
-:meth:`GaussianHead.forward` poses the mesh with (expression, pose, transl), poses the Gaussians on it and
-splats them with :func:`avatar3d.render.gaussians.rasterize_gaussians` into each frame's camera over a
-white background. Shapes: B frames, N Gaussians, E expressions (K of them drive blendshapes), J joints, S identity
-coefficients.
+:meth:`GaussianHead.posed_head` poses the mesh with (expression, pose, transl) and the Gaussians on it,
+:meth:`GaussianHead.colours` gives them their colours seen from each frame's camera (the appearance's
+:class:`~avatar3d.avatar.appearance.ShadingInputs`), and :meth:`GaussianHead.forward` does both and splats them
+with :func:`avatar3d.render.gaussians.rasterize_gaussians` into each frame's camera over a white background.
+Shapes: B frames, N Gaussians, E expressions (K of them drive blendshapes), J joints, S identity coefficients.
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ from torch import Tensor, nn
 from ..models.base import HeadModel
 from ..render.camera import Camera
 from ..render.gaussians import rasterize_gaussians
-from .appearance import Appearance, SHAppearance
+from .appearance import Appearance, ShadingInputs, SHAppearance
 from .binding import PosedGaussians, bind_points, pose_on_mesh, triangle_frames
 from .surface import neutral_vertices, sample_texture, surface_samples
 
-__all__ = ["GaussianHead", "HeadInit", "AvatarRender", "driving_expressions", "free_triangles", "GEOMETRY_LRS", "MOUTH_REGIONS",
+__all__ = ["GaussianHead", "HeadInit", "AvatarRender", "PosedHead", "driving_expressions", "free_triangles", "GEOMETRY_LRS", "MOUTH_REGIONS",
            "SURFACE_REGIONS", "FREE_OFFSET_M"]
 
 #: Adam learning rates of the geometry fields (GaussianAvatars' values; offsets in triangle units).
@@ -96,6 +99,15 @@ class AvatarRender(NamedTuple):
     means2d: list[Tensor]  #: per frame (1, N, 2) projected means (retain_grad them for densification)
     radii: list[Tensor]  #: per frame (1, N, 2) int32 pixel radii (0: not drawn)
     world_scale: Tensor  #: (B, N) largest world standard deviation of each Gaussian per frame (metres, detached)
+
+
+class PosedHead(NamedTuple):
+    """What :meth:`GaussianHead.posed_head` returns for B frames: everything colouring and splatting need."""
+
+    gaussians: PosedGaussians  #: world Gaussians (B, N, ...)
+    opacity: Tensor  #: (N,) opacities in [0, 1]
+    vertices: Tensor  #: (B, V, 3) the posed mesh, metres
+    drive: Tensor  #: (B, K) the driving expression coefficients
 
 
 def _mouth_triangles(model: HeadModel) -> Tensor:
@@ -155,6 +167,7 @@ class GaussianHead(nn.Module):
             if v.shape[0] != N:
                 raise ValueError(f"per-Gaussian field {k!r} has {v.shape[0]} rows for {N} Gaussians")
         self.params = nn.ParameterDict({k: nn.Parameter(torch.as_tensor(v, dtype=torch.float32).clone()) for k, v in params.items()})
+        self.appearance.bind(head_model, self.shape)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -190,14 +203,18 @@ class GaussianHead(nn.Module):
 
     @classmethod
     def from_state(cls, head_model: HeadModel, state: Mapping[str, Any], appearance: Optional[Appearance] = None) -> "GaussianHead":
-        """An avatar from :meth:`avatar_state` (any number of Gaussians)."""
+        """An avatar from :meth:`avatar_state` (any number of Gaussians); ``appearance`` must be of the kind saved
+        (default :class:`~avatar3d.avatar.appearance.SHAppearance`): its ``appearance.<name>`` tensors are restored."""
         params = {k[len("params."):]: v for k, v in state.items() if k.startswith("params.")}
+        appearance = appearance if appearance is not None else SHAppearance()
+        appearance.load_state({k[len("appearance."):]: v for k, v in state.items() if k.startswith("appearance.")})
         return cls(head_model, state["shape"], state["parent"], params, appearance, state.get("expr_index"))
 
     def avatar_state(self) -> dict[str, Tensor]:
         """The avatar's own tensors (``shape``, ``parent``, ``params.<name>``), without the head model's."""
         out = {"shape": self.shape.detach().clone(), "parent": self.parent.detach().clone(), "expr_index": self.expr_index.clone()}
         out.update({f"params.{k}": v.detach().clone() for k, v in self.params.items()})
+        out.update({f"appearance.{k}": v for k, v in self.appearance.state().items()})
         return out
 
     # ------------------------------------------------------------------ sizes and per-Gaussian fields
@@ -229,13 +246,27 @@ class GaussianHead(nn.Module):
 
         Args: expression (B, E), pose (B, J, 3) axis-angle, transl (B, 3) metres (the tracked parameters).
         """
+        posed = self.posed_head(expression, pose, transl)
+        return posed.gaussians, posed.opacity
+
+    def posed_head(self, expression: Tensor, pose: Tensor, transl: Tensor) -> PosedHead:
+        """The posed mesh and Gaussians of B frames (arguments as :meth:`pose`)."""
         B = expression.shape[0]
         verts = self.head_model(self.shape[None].expand(B, -1), expression, pose, transl).vertices
         p = self.params
         drive = expression.to(p["offset"])[:, self.expr_index]
         posed = pose_on_mesh(verts, self.head_model.faces, self.parent, p["offset"], p["rotation"], p["log_scale"],
                              p["expr_offset"], drive)
-        return posed, torch.sigmoid(p["opacity"])
+        return PosedHead(posed, torch.sigmoid(p["opacity"]), verts, drive)
+
+    def colours(self, posed: PosedHead, centre: Tensor) -> Tensor:
+        """(B, N, 3) colours of posed Gaussians seen from camera centres ``centre`` (B, 3) or (3,) metres (the
+        appearance's, under the environment it was last given)."""
+        g = posed.gaussians
+        B = g.means.shape[0]
+        dirs = torch.nn.functional.normalize(g.means.detach() - centre.to(g.means).reshape(-1, 3).expand(B, 3)[:, None], dim=-1)
+        inputs = ShadingInputs(dirs, g.means, g.quats, g.scales, posed.vertices, self.head_model.faces, self.parent)
+        return self.appearance.colours(self.params, posed.drive, inputs)
 
     def forward(self, expression: Tensor, pose: Tensor, transl: Tensor, camera: Camera, background: Optional[Tensor] = None,
                 mouth: bool = False, backend: str = "auto") -> AvatarRender:
@@ -250,13 +281,12 @@ class GaussianHead(nn.Module):
             backend: the rasterizer backend (``"auto"``: our CPU extension on CPU tensors).
         """
         B = expression.shape[0]
-        g, opac = self.pose(expression, pose, transl)
+        posed = self.posed_head(expression, pose, transl)
+        g, opac = posed.gaussians, posed.opacity
         cam = camera.to(g.means.dtype)
         K = cam.raster_K.expand(B, 3, 3).to(g.means.device)
         vm = cam.world_to_cam.expand(B, 4, 4).to(g.means.device)
-        centre = cam.centre.expand(B, 3).to(g.means.device)
-        dirs = torch.nn.functional.normalize(g.means.detach() - centre[:, None], dim=-1)
-        colours = self.appearance.colours(self.params, expression.to(g.means)[:, self.expr_index], dirs)
+        colours = self.colours(posed, cam.centre.expand(B, 3).to(g.means.device))
         bg = torch.ones(3, device=g.means.device) if background is None else background.to(g.means)
         if mouth:
             flag = self.mouth_triangles[self.parent].to(colours)[None, :, None].expand(B, -1, 1)

@@ -60,7 +60,8 @@ from .strategy import DensifyOptions, DensifyStrategy
 from .unseen import hide_unseen
 
 __all__ = ["AvatarOptions", "AvatarTrainer", "TrainResult", "train_avatar", "load_avatar", "read_avatar", "AvatarRecord", "FORMAT",
-           "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE", "CURVE_FILE", "TrainingStopped", "checkpoint_options", "check_backend"]
+           "CHECKPOINT_FILE", "AVATAR_FILE", "LOG_FILE", "CURVE_FILE", "TrainingStopped", "checkpoint_options", "check_backend",
+           "make_appearance", "APPEARANCES", "RELIGHT_REGULARISERS"]
 
 FORMAT = "avatar3d-gaussian-avatar"
 VERSION = 1
@@ -71,6 +72,13 @@ CURVE_FILE = "train_curve.png"
 STAGE = "train"  #: the avatar directory's manifest stage (:mod:`avatar3d.data.rundir`)
 #: fields whose learning rate decays exponentially (3DGS decays the means')
 POSITION_FIELDS = ("offset", "expr_offset")
+#: weights of the relightable appearance's regularisers (:class:`~avatar3d.avatar.relight.PBRAppearance`)
+RELIGHT_REGULARISERS = {"residual": 1.0, "albedo_prior": 0.05, "roughness_prior": 0.01, "specular_prior": 0.01,
+                        "light_grey": 1e-3, "light_smooth": 1e-3, "normal": 0.1}
+#: regularisers whose weight falls linearly to 0 over the first half of the run (the normals' tie to the mesh)
+DECAYING = ("normal",)
+#: the appearances an avatar file may name (:func:`make_appearance`)
+APPEARANCES = ("sh1", "pbr")
 
 
 @dataclass
@@ -92,6 +100,9 @@ class AvatarOptions:
         progress: show a progress bar; backend: the Gaussian rasterizer's.
         refine: refine each training frame's expression, pose and translation jointly with the avatar
         (:mod:`.refine`; held-out frames keep their tracked ones).
+        relightable: train the relightable appearance (:class:`~avatar3d.avatar.relight.PBRAppearance`: albedo,
+        roughness, specular and normals under a trained capture light) instead of SH colour; the regularisers of
+        :data:`DECAYING` fall linearly to 0 over the first half of the run.
         preset: the name of the :mod:`.presets` preset these options came from (None: set by hand).
     """
 
@@ -106,7 +117,7 @@ class AvatarOptions:
     ssim_weight: float = 0.2
     mouth_weight: float = 1.0
     regularisers: dict[str, float] = field(default_factory=lambda: {"offset": 0.01, "scale": 1.0, "expr_offset": 1.0,
-                                                                    "expr_colour": 1.0, "refine": 1.0})
+                                                                    "expr_colour": 1.0, "refine": 1.0, **RELIGHT_REGULARISERS})
     lr_scale: float = 1.0
     position_lr_final: float = 0.01
     seed: int = 0
@@ -115,6 +126,7 @@ class AvatarOptions:
     progress: bool = False
     backend: str = "auto"
     refine: bool = False
+    relightable: bool = False
     preset: Optional[str] = None
 
     @classmethod
@@ -182,7 +194,9 @@ class AvatarTrainer:
         self.rng = np.random.default_rng(options.seed)
         self.generator = torch.Generator().manual_seed(options.seed)
         self.queue: list[int] = []  # the rest of this epoch's frame order
-        self.lrs = {k: v * options.lr_scale for k, v in avatar.learning_rates().items() if k in avatar.params}
+        lrs = avatar.learning_rates()
+        self.lrs = {k: v * options.lr_scale for k, v in lrs.items() if k in avatar.params}
+        self.lrs.update({f"appearance.{k}": lrs[k] * options.lr_scale for k in avatar.appearance.parameters()})
         self.optimizers = self._optimizers()
         E, J = avatar.head_model.num_expression, avatar.head_model.num_joints
         self.refine = FrameRefinement(len(frames), E, J) if options.refine else None
@@ -194,7 +208,9 @@ class AvatarTrainer:
         self._snapshot: Optional[dict[str, Any]] = None
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {k: torch.optim.Adam([p], lr=self.lrs[k], eps=1e-15) for k, p in self.avatar.params.items()}
+        """One Adam per per-Gaussian field, and per global appearance tensor (``appearance.<name>``: the light)."""
+        params = {**self.avatar.params, **{f"appearance.{k}": p for k, p in self.avatar.appearance.parameters().items()}}
+        return {k: torch.optim.Adam([p], lr=self.lrs[k], eps=1e-15) for k, p in params.items()}
 
     # ------------------------------------------------------------------ one step
     def _rows(self) -> Tensor:
@@ -227,7 +243,8 @@ class AvatarTrainer:
         reg = self.avatar.regulariser()
         if self.refine is not None:
             reg["refine"] = self.refine.regulariser()
-        loss = loss + sum(o.regularisers.get(k, 0.0) * v for k, v in reg.items())
+        fade = max(0.0, 1.0 - 2.0 * self.step_count / max(1, o.iterations))
+        loss = loss + sum(o.regularisers.get(k, 0.0) * (fade if k in DECAYING else 1.0) * v for k, v in reg.items())
         return loss, target, r
 
     def _bad(self, loss: Tensor) -> bool:
@@ -296,6 +313,7 @@ class AvatarTrainer:
         self.avatar.shape.copy_(av["shape"])
         self.avatar.expr_index = av["expr_index"].clone()
         self.avatar.set_fields(params, av["parent"].clone())
+        self.avatar.appearance.load_state({k[len("appearance."):]: v for k, v in av.items() if k.startswith("appearance.")})
         self.optimizers = self._optimizers()
         for k, o in self.optimizers.items():
             o.load_state_dict(copy.deepcopy(state["optimizers"][k]))
@@ -362,13 +380,41 @@ def read_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> Ava
     if model.name != state["model"]:
         raise BadInputError(f"{p} was trained on the head model {state['model']!r}, not {model.name!r}")
     track, res = state.get("track_dir"), state.get("resolution")
-    return AvatarRecord(GaussianHead.from_state(model, state["avatar"]), p, Path(track) if isinstance(track, str) and track else None,
+    appearance = make_appearance(state.get("appearance", "sh1"), p)
+    return AvatarRecord(GaussianHead.from_state(model, state["avatar"], appearance), p, Path(track) if isinstance(track, str) and track else None,
                         int(res) if res else None, {k: v for k, v in state.items() if k != "avatar"})
 
 
 def load_avatar(path: str | Path, head_model: Optional[HeadModel] = None) -> GaussianHead:
     """The avatar of ``AVATAR_DIR/avatar.pt`` (or that file): :func:`read_avatar` without the record."""
     return read_avatar(path, head_model).avatar
+
+
+def make_appearance(name: str, path: Optional[Path] = None, capture: Optional[Any] = None, albedo_prior: bool = False) -> Any:
+    """An empty appearance of the kind ``name`` (:data:`APPEARANCES`) for an avatar file ``path`` to fill; ``capture``
+    (an environment map) and ``albedo_prior``: a relightable one's start (:class:`~avatar3d.avatar.relight.PBRAppearance`)."""
+    from .appearance import SHAppearance
+
+    if name == "sh1":
+        return SHAppearance()
+    if name == "pbr":
+        from .relight import PBRAppearance
+
+        return PBRAppearance(capture, albedo_prior)
+    raise BadInputError(f"{path or 'this avatar'} has the appearance {name!r}, which this version cannot read "
+                        f"(it reads {', '.join(APPEARANCES)}); update avatar3d or train the avatar again")
+
+
+def _capture_light(track_dir: Path) -> Any:
+    """The appearance stage's estimate of the capture light (``TRACK_DIR/appearance/environment.hdr``), None if absent
+    or unreadable (then a relightable avatar starts from grey)."""
+    from ..render.lighting import EnvironmentMap
+
+    path = track_dir / "appearance" / "environment.hdr"
+    try:
+        return EnvironmentMap.read(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _head_model(spec: str) -> HeadModel:
@@ -556,7 +602,10 @@ def _initial_avatar(track_dir: Path, frames: TrackedFrames, model: HeadModel, tr
     frames, for a run whose checkpoint replaces every field anyway)."""
     texture, source = initial_texture(track_dir)
     torch.manual_seed(options.seed)
-    avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, options=options.init,
+    appearance = None
+    if options.relightable:  # the appearance maps' albedo (when they are the texture) is its albedo and prior
+        appearance = make_appearance("pbr", capture=_capture_light(track_dir), albedo_prior=source == "appearance/albedo.png")
+    avatar = GaussianHead.initialise(model, torch.as_tensor(frames.sequence.shape), texture, appearance, options=options.init,
                                      expr_index=driving_expressions(train.expression, options.blendshapes))
     if options.backproject and project:
         colours, seen = backproject_colours(avatar, train, backend=options.backend)

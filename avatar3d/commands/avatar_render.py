@@ -1,28 +1,43 @@
 """``avatar3d avatar render AVATAR_DIR --out DIR``: images or an mp4 of a Gaussian head avatar, driven by its own
-tracking, another person's (cross-reenactment), hand-set expressions or a head-yaw sweep (:mod:`avatar3d.avatar.render`)."""
+tracking, another person's (cross-reenactment), hand-set expressions or a head-yaw sweep (:mod:`avatar3d.avatar.render`),
+relit by an environment map or a light when the avatar is relightable (``--env``, ``--env-rotation``, ``--light``)."""
 
 from __future__ import annotations
 
 import argparse
 import re
 
-#: values that start with a minus but are not options: numbers and ranges such as ``--yaw -45:45`` or ``--frames -10:``
-_NEGATIVE_VALUE = re.compile(r"^-\d*\.?\d+(:[-+]?\d*\.?\d*)*$")
+#: values that start with a minus but are not options: numbers, ranges and lists such as ``--yaw -45:45``, ``--frames -10:``,
+#: ``--light -90,20,2``
+_NEGATIVE_VALUE = re.compile(r"^-\d*\.?\d+([:,][-+]?\d*\.?\d*)*$")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..avatar.drive import DriveRequest, parse_frames, parse_yaw
-    from ..avatar.render import parse_background, render_avatar
+    from ..avatar.render import Relight, parse_background, parse_rotation, render_avatar
     from ..viewer.params import parse_settings
 
     request = DriveRequest(drive=args.drive, frames=parse_frames(args.frames) if args.frames is not None else None,
                            neutral=args.neutral, settings=parse_settings(args.set or []),
                            yaw=parse_yaw(args.yaw) if args.yaw is not None else None, resolution=args.resolution)
     background = parse_background(args.background)
-    r = render_avatar(args.avatar_dir, args.out, request, video=args.video, background=background, progress=not args.quiet)
+    rotation = parse_rotation(args.env_rotation) if args.env_rotation is not None else (0.0, 0.0)
+    relight = Relight(args.env, rotation, args.light)
+    r = render_avatar(args.avatar_dir, args.out, request, video=args.video, background=background, progress=not args.quiet, relight=relight)
     what = str(r.files[0]) if args.video else f"{len(r.files)} PNGs to {r.out}"
-    print(f"wrote {what}: {r.frames} frames at {r.width}x{r.height} in {r.seconds:.1f} s ({r.render_seconds:.1f} s rendering)")
+    lit = f", lit by {_describe(relight)}" if relight.active else ""
+    print(f"wrote {what}: {r.frames} frames at {r.width}x{r.height}{lit} in {r.seconds:.1f} s ({r.render_seconds:.1f} s rendering)")
     return 0
+
+
+def _describe(relight) -> str:
+    parts = [relight.env or "the capture's light"]
+    a, b = relight.rotation
+    if (a, b) != (0.0, 0.0):
+        parts.append(f"turned {a:g} degrees" if a == b else f"turning from {a:g} to {b:g} degrees")
+    if relight.light:
+        parts.append(f"plus the light {relight.light}")
+    return " ".join(parts)
 
 
 def _resolution(s: str) -> int:
@@ -53,6 +68,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", action="store_true", help="write one mp4 (H.264) instead of PNGs")
     p.add_argument("--resolution", type=_resolution, default=None, metavar="N", help="image width in pixels (default: the avatar's training resolution)")
     p.add_argument("--background", default="1,1,1", metavar="R,G,B", help="background colour (default 1,1,1: white; 0..1 or 0..255)")
+    li = p.add_argument_group("relight (avatars trained with --relightable)")
+    li.add_argument("--env", default=None, metavar="NAME|FILE.hdr",
+                    help="light the avatar with an environment: studio, sunset, overcast, capture (its own capture light) or an "
+                    "equirectangular .hdr/.exr file (twice as wide as tall, linear)")
+    li.add_argument("--env-rotation", default=None, metavar="DEG|FROM:TO",
+                    help="turn the environment about the vertical by DEG degrees (+: a light in front moves to the head's left, "
+                    "the picture's right), or from FROM to TO over the frames (e.g. 0:360: a rotating light)")
+    li.add_argument("--light", default=None, metavar="AZ,EL,INTENSITY[,R,G,B]",
+                    help="add a small directional light (alone without --env): azimuth in degrees (0 from the camera, 90 from the "
+                    "head's left, the picture's right), elevation in degrees (90 from above), intensity (1: about the generated "
+                    "maps' level), linear colour")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     # argparse takes "-45:45" for an unknown option (only plain negative numbers pass as values): let ranges pass too
     p._negative_number_matcher = _NEGATIVE_VALUE

@@ -28,12 +28,16 @@ def _options(args: argparse.Namespace):
     """The run's options: a preset's with the flags given, or (``--resume``) the checkpoint's, so it continues exactly."""
     from ..avatar.presets import DEFAULT_PRESET, preset_options, resume_options
     from ..avatar.train import checkpoint_options
+    from ..errors import BadInputError
 
     run = {"backend": args.backend, "progress": not args.quiet}
     previous = checkpoint_options(args.out) if args.resume else None
     if previous is not None:
+        if args.relightable and not previous.relightable:
+            raise BadInputError("this avatar was trained without --relightable, and --resume continues it so: leave out "
+                                "--relightable, or pass --restart to train a relightable one")
         return resume_options(previous, args.preset, args.resolution, args.iterations, **run)
-    return preset_options(args.preset or DEFAULT_PRESET, args.resolution, args.iterations, **run)
+    return preset_options(args.preset or DEFAULT_PRESET, args.resolution, args.iterations, relightable=args.relightable, **run)
 
 
 def _summary(r, out: str) -> str:
@@ -84,5 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     again.add_argument("--resume", action="store_true", help="continue the run in AVATAR_DIR from its checkpoint (with its settings)")
     again.add_argument("--restart", action="store_true", help="train a new avatar in place of the one in AVATAR_DIR (that one stays "
                                                               "until the new one is finished)")
+    p.add_argument("--relightable", action="store_true",
+                   help="train a relightable avatar (albedo, roughness, specular and normals under a trained capture light, "
+                        "started from TRACK_DIR/appearance when present) that 'avatar3d avatar render --env' can relight")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

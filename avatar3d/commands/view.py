@@ -6,6 +6,7 @@ Examples::
     avatar3d view ict --screenshot out.png --set jawOpen=0.8 --light-azimuth 60
     avatar3d view out/track_d0 --screenshot f12.png --frame 12 --beside --overlay 0.6
     avatar3d view out/avatar_d0 --screenshot side.png --frame 12 --yaw 40 --set jawOpen=0.5   # a Gaussian avatar
+    avatar3d view out/avatar_d0 --screenshot lit.png --env sunset --env-rotation 90           # a relightable one, relit
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def options_from_args(args: argparse.Namespace):
     from ..viewer.shot import ViewOptions
 
     light = Lighting(azimuth=args.light_azimuth, elevation=args.light_elevation, intensity=args.light_intensity, color=args.light_color,
-                     environment=args.env, env_rotation=args.env_rotation, env_intensity=args.env_intensity, show_environment=args.show_env)
+                     environment=args.env or "studio", env_rotation=args.env_rotation, env_intensity=args.env_intensity, show_environment=args.show_env)
     return ViewOptions(settings=parse_settings(args.set or []), param_file=args.params, frame=args.frame, lighting=light,
                        mode=args.display, wireframe=args.wireframe, landmarks=args.landmarks, width=args.size[0], height=args.size[1],
                        beside=args.beside, overlay=args.overlay, yaw=args.yaw)
@@ -83,16 +84,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_avatar(avatar: Path, args: argparse.Namespace, opts) -> int:
     """SOURCE is an avatar directory: its Gaussians, drawn by our rasterizer (no Filament, so no Vulkan for screenshots)."""
-    from ..viewer.gaussians import check_avatar_options, open_avatar, render_avatar_view
+    from ..viewer.gaussians import AvatarLight, check_avatar_options, open_avatar, render_avatar_view
 
     check_avatar_options(opts)
     if args.appearance is not None:
         raise BadInputError("--appearance gives a mesh its PBR maps; a Gaussian avatar's colours are its own")
+    light = AvatarLight(args.env, args.env_rotation, args.env_intensity)
     if args.screenshot:
         from ..viewer.shot import check_screenshot_path, save_image
 
         check_screenshot_path(args.screenshot)
-        img = render_avatar_view(open_avatar(avatar), opts)
+        img = render_avatar_view(open_avatar(avatar), opts, light=light)
         path = save_image(img, args.screenshot)
         print(f"wrote {path} ({img.shape[1]}x{img.shape[0]})")
         return 0
@@ -101,7 +103,7 @@ def _run_avatar(avatar: Path, args: argparse.Namespace, opts) -> int:
 
     check_gui_support()
     return run_avatar_app(open_avatar(avatar), opts, gui_screenshot=args.gui_screenshot, quit_after=args.quit_after, play=args.play,
-                          window_size=args.window)
+                          window_size=args.window, light=light)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,9 +130,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     li.add_argument("--light-elevation", type=float, default=25.0, help="directional light elevation in degrees")
     li.add_argument("--light-intensity", type=float, default=1.0, help="directional light intensity (1 = default, 0 = off)")
     li.add_argument("--light-color", type=_color, default=(1.0, 0.97, 0.92), metavar="R,G,B", help="directional light colour, 0..1 each")
-    li.add_argument("--env", choices=("studio", "sunset", "overcast", "capture"), default="studio",
-                    help="environment light: a generated one, or 'capture' (the capture's light estimated by 'avatar3d appearance')")
-    li.add_argument("--env-rotation", type=float, default=0.0, help="environment rotation about the vertical axis, degrees")
+    li.add_argument("--env", default=None, metavar="NAME",
+                    help="environment light: studio (the default for meshes), sunset, overcast, or 'capture' (the capture's light "
+                    "estimated by 'avatar3d appearance'); a relightable avatar (default: its own capture light) also takes a "
+                    ".hdr/.exr file")
+    li.add_argument("--env-rotation", type=float, default=0.0,
+                    help="environment rotation about the vertical axis, degrees (+: a light in front moves to the head's left)")
     li.add_argument("--env-intensity", type=float, default=1.0, help="environment light intensity (1 = default, 0 = off)")
     li.add_argument("--show-env", action="store_true", help="show the environment as the background")
     di = p.add_argument_group("display")

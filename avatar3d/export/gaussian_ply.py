@@ -16,6 +16,12 @@ SH colours use the view direction from the camera centre to the Gaussian in the 
 tracking's world frame: render it with that frame's camera) or neutral (zero expression, pose and
 translation: the head model's frame, metres, +Y up, face towards +Z); the avatar's expression colour
 blendshapes at that expression are folded into ``f_dc``, so the file renders as the avatar does.
+
+A relightable avatar (``appearance.relightable``: albedo, roughness, normals under a light) has no SH colours of
+its own: it is written **baked**, its colours under one light (the capture's own, or an environment:
+:func:`~avatar3d.render.lighting.environment_from_spec`) fitted by least squares into degree-1 SH over
+:data:`BAKE_VIEWS` view directions spread over the sphere (:func:`bake_sh`). Diffuse light is view-independent
+and lands in ``f_dc`` exactly; degree 1 keeps the broad part of a highlight's view dependence, not its sharp lobe.
 """
 
 from __future__ import annotations
@@ -30,16 +36,20 @@ from torch import Tensor
 from ..avatar.appearance import SH_C0, SH_C1
 from ..avatar.drive import open_avatar
 from ..avatar.model import GaussianHead
+from ..avatar.render import capture_light
 from ..data.atomic import atomic_path
 from ..data.sequence import TrackedSequence
 from ..errors import BadInputError
 from ..paths import check_output_path
+from ..render.lighting import CAPTURE, EnvironmentMap, environment_from_spec, fibonacci_sphere
 
 __all__ = ["GaussianCloud", "ply_properties", "write_gaussian_ply", "read_gaussian_ply", "avatar_cloud", "export_avatar_ply",
-           "PlyExport", "DEFAULT_FILE"]
+           "PlyExport", "DEFAULT_FILE", "bake_sh", "BAKE_VIEWS"]
 
 #: the file ``export_avatar_ply`` writes into the avatar directory when no path is given
 DEFAULT_FILE = "avatar.ply"
+#: view directions a relightable avatar's colours are baked over (Fibonacci sphere; 4 unknowns per channel)
+BAKE_VIEWS = 64
 
 
 class GaussianCloud(NamedTuple):
@@ -164,24 +174,54 @@ def read_gaussian_ply(path: str | Path) -> GaussianCloud:
 
 
 # ---------------------------------------------------------------------------------------------- avatars
+def bake_sh(colours: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+    """Least-squares degree-1 SH ``(f_dc (N, 3), f_rest (N, 3, 3))`` of colours (V, N, 3) seen along unit view
+    directions (V, 3) (camera to Gaussian, the same for every Gaussian), in :meth:`GaussianCloud.colours`' convention
+    (``colour = 0.5 + C0 f_dc + C1 (-y, z, -x) . f_rest``). V >= 4 directions that span 3D."""
+    x, y, z = view_dirs.double().unbind(-1)
+    A = torch.stack([torch.full_like(x, SH_C0), -SH_C1 * y, SH_C1 * z, -SH_C1 * x], -1)  # (V, 4)
+    V, N, _ = colours.shape
+    target = (colours.double() - 0.5).reshape(V, N * 3)
+    coeffs = torch.linalg.lstsq(A, target).solution.reshape(4, N, 3)  # one small system shared by every Gaussian
+    return coeffs[0].float(), coeffs[1:].permute(1, 0, 2).float().contiguous()
+
+
+def _baked(avatar: GaussianHead, expression: Tensor, environment: Optional[EnvironmentMap]) -> tuple[Tensor, Tensor]:
+    """(f_dc, f_rest) of a relightable avatar's colours at ``expression`` (E,) under ``environment`` (None: the capture's)."""
+    avatar.appearance.set_environment(environment)
+    d = torch.as_tensor(fibonacci_sphere(BAKE_VIEWS), dtype=torch.float32)  # (V, 3)
+    N = avatar.num_gaussians
+    drive = expression.float()[avatar.expr_index][None].expand(BAKE_VIEWS, -1)
+    colours = avatar.appearance.colours(avatar.params, drive, d[:, None].expand(BAKE_VIEWS, N, 3))
+    return bake_sh(colours.detach(), d)
+
+
 @torch.no_grad()
-def avatar_cloud(avatar: GaussianHead, expression: Tensor, pose: Tensor, transl: Tensor) -> GaussianCloud:
+def avatar_cloud(avatar: GaussianHead, expression: Tensor, pose: Tensor, transl: Tensor,
+                 environment: Optional[EnvironmentMap] = None) -> GaussianCloud:
     """The avatar posed by one frame's parameters (expression (E,), pose (J, 3), transl (3,)) as a cloud.
 
     The SH colour and its expression blendshapes (:class:`~avatar3d.avatar.appearance.SHAppearance`) at this
-    expression become ``f_dc`` / ``f_rest``; other appearances have no 3DGS form yet.
+    expression become ``f_dc`` / ``f_rest``; a relightable appearance is baked under ``environment`` (None: the
+    capture's own light; :func:`bake_sh`). ``environment`` for an SH avatar: refused (it cannot be relit).
     """
     p = avatar.params
-    if not {"sh_dc", "sh_rest"} <= set(p.keys()):
+    relit = avatar.appearance.relightable
+    if not relit and environment is not None:
+        avatar.appearance.set_environment(environment)  # the contract's one sentence
+    if not relit and not {"sh_dc", "sh_rest"} <= set(p.keys()):
         raise BadInputError(f"an avatar with the {avatar.appearance.name!r} appearance cannot be written as a 3D Gaussian PLY "
-                            "(it needs SH colours)")
+                            "(it needs SH colours or a relightable appearance to bake)")
     g, opac = avatar.pose(expression[None].float(), pose[None].float(), transl[None].float())
-    dc = p["sh_dc"].detach()
-    if "expr_colour" in p.keys():  # colour blendshapes are view-independent: they shift the DC term
-        drive = expression.float()[avatar.expr_index]
-        dc = dc + torch.einsum("nec,e->nc", p["expr_colour"].detach(), drive) / SH_C0
+    if relit:
+        dc, rest = _baked(avatar, expression, environment)
+    else:
+        dc, rest = p["sh_dc"].detach(), p["sh_rest"].detach().clone()
+        if "expr_colour" in p.keys():  # colour blendshapes are view-independent: they shift the DC term
+            drive = expression.float()[avatar.expr_index]
+            dc = dc + torch.einsum("nec,e->nc", p["expr_colour"].detach(), drive) / SH_C0
     return GaussianCloud(g.means[0], torch.nn.functional.normalize(g.quats[0], dim=-1), torch.log(g.scales[0]),
-                         p["opacity"].detach().clone(), dc, p["sh_rest"].detach().clone())
+                         p["opacity"].detach().clone(), dc, rest)
 
 
 class PlyExport(NamedTuple):
@@ -194,12 +234,14 @@ class PlyExport(NamedTuple):
 
 
 def export_avatar_ply(avatar_dir: str | Path, path: Optional[str | Path] = None, frame: Optional[int] = None,
-                      neutral: bool = False) -> PlyExport:
+                      neutral: bool = False, environment: Optional[str] = None, env_rotation: float = 0.0) -> PlyExport:
     """Write the avatar of ``avatar_dir`` as a 3DGS PLY at ``path`` (default ``AVATAR_DIR/avatar.ply``).
 
     Args:
         frame: pose it at this frame of its tracking directory (in that tracking's world frame).
         neutral: pose it at zero expression, pose and translation (the default when no frame is given).
+        environment: a relightable avatar's light to bake (an environment spec: studio, sunset, overcast, capture,
+            a .hdr/.exr file, AZ,EL,INTENSITY), turned ``env_rotation`` degrees; None: the capture's own light.
     """
     if frame is not None and neutral:
         raise BadInputError("give a frame or neutral, not both")
@@ -213,7 +255,13 @@ def export_avatar_ply(avatar_dir: str | Path, path: Optional[str | Path] = None,
         e, q, t = torch.zeros(model.num_expression), torch.zeros(model.num_joints, 3), torch.zeros(3)
     else:
         e, q, t = _frame_params(src.track_dir, int(frame))
-    cloud = avatar_cloud(src.avatar, e, q, t)
+    env = None
+    if environment is not None or env_rotation:
+        if not src.avatar.appearance.relightable:
+            src.avatar.appearance.set_environment(None)  # the contract's one sentence: train it with --relightable
+        if environment not in (None, CAPTURE) or env_rotation:  # the capture's own light as it is needs no map
+            env = environment_from_spec(environment or CAPTURE, env_rotation, capture_light(src.avatar))
+    cloud = avatar_cloud(src.avatar, e, q, t, env)
     write_gaussian_ply(out, cloud)
     return PlyExport(out, int(cloud.means.shape[0]), frame, out.stat().st_size)
 

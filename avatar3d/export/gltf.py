@@ -1,20 +1,24 @@
-"""glTF 2.0 / GLB export of a head: skinned mesh + expression morph targets + PBR material + animation.
+"""glTF 2.0 / GLB export of a head: skinned mesh + ARKit morph targets + PBR materials + animation.
 
 Mapping from :class:`~avatar3d.models.HeadModel` to glTF (both: metres, +Y up, face towards +Z):
 
-* mesh: identity-applied rest vertices (``v_template + shapedirs @ shape``), split at UV seams;
-  glTF UVs have their origin top-left, so ``v`` is flipped.
-* morph targets: one per expression blendshape (``exprdirs[:, :, e]``) with normal deltas, named
-  in ``mesh.extras.targetNames`` in ARKit spelling (``eyeBlink_L`` -> ``eyeBlinkLeft``); morph
-  weight = expression coefficient. Targets that move few vertices are stored as sparse accessors.
+* mesh: identity-applied rest vertices (``v_template + shapedirs @ shape``), one primitive per part
+  (skin, eyes, teeth, mouth interior: :mod:`.parts`) with its own material
+  (:mod:`.gltf_material`), each split at UV seams; glTF UVs have their origin top-left, so ``v`` is flipped.
+* morph targets: the 52 ARKit blendshapes by Apple's names, then the model's other expressions
+  (:mod:`.arkit`: the model's own, combined halves, joint-based approximations or documented empty targets),
+  named in ``mesh.extras.targetNames`` and explained in ``mesh.extras.arkit``; every primitive has the
+  same targets (a part a target does not move gets one shared all-zero accessor). Normal deltas
+  included. Targets that move few vertices are stored as sparse accessors.
 * skin: one node per model joint. Each joint node's translation is its rest offset from the parent
   (the root's is its rest location), so with identity rotations the skeleton is the bind pose and
   ``inverseBindMatrices`` are plain translations by ``-rest_joint``. This reproduces
   ``lbs.rigid_transforms`` exactly: world_j = parent_world @ [R_j | offset_j], skin_j = world_j @ IBM_j.
 * animation: one key per frame at ``frame / fps`` s (LINEAR) plus one at N/fps holding the last
-  frame, so the clip lasts N/fps s like the video. Morph weights = expression, joint rotations =
-  quaternions of the axis-angle pose, root translation = rest root location + ``transl`` (our
-  forward adds ``transl`` after skinning, which equals translating the root joint).
+  frame, so the clip lasts N/fps s like the video. Morph weights = expression (each model expression
+  drives one target: :func:`.arkit.clip_weights`), joint rotations = quaternions of the axis-angle pose,
+  root translation = rest root location + ``transl`` (our forward adds ``transl`` after skinning, which
+  equals translating the root joint).
 * FLAME regresses joints after expression blendshapes, so its joints move with expression. In a
   tracked clip every joint's translation is animated so that skinning stays exact; when a user
   drives morph weights by hand in an engine the joints keep their rest pivots (an error that grows
@@ -31,32 +35,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..data.atomic import png_bytes, write_all
+from ..data.atomic import write_all
 from ..geometry import vertex_normals_np
-from ..render.brdf import F0_PER_SPECULAR
-from .appearance import PbrImages, specular_color_factor
+from .arkit import TargetSpec, approximation_deltas, clip_weights, describe, target_deltas, target_specs
 from .gltf_doc import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
-from .mesh import axis_angle_to_quat, continuous_quats, quat_to_matrix, split_seams, top4_weights, vertex_tangents
+from .gltf_material import part_material, skin_material
+from .mesh import axis_angle_to_quat, continuous_quats, quat_to_matrix, top4_weights, vertex_tangents
+from .parts import MeshPart, eye_colors, eye_masks, mesh_parts
 from .source import ExportSource
-
-#: Base colour of the neutral skin material used when a model has no albedo texture (linear RGB).
-NEUTRAL_SKIN = (0.80, 0.58, 0.47, 1.0)
-
-
-def arkit_target_names(names: list[str]) -> list[str]:
-    """Morph target names in Apple ARKit spelling (``eyeBlink_L`` -> ``eyeBlinkLeft``), as engines' face rigs expect.
-
-    ICT-FaceKit splits ARKit shapes with ``_L``/``_R`` suffixes (the subject's left/right, as in ARKit);
-    other names (ARKit already, or FLAME's ``exp_000``) pass through unchanged.
-    """
-    out = []
-    for n in names:
-        if n.endswith("_L") or n.endswith("_R"):
-            n = n[:-2] + ("Left" if n.endswith("_L") else "Right")
-        out.append(n)
-    if len(set(out)) != len(out):  # a model with both spellings: keep its own names rather than collide
-        return list(names)
-    return out
 
 
 @dataclass
@@ -66,7 +52,9 @@ class GltfStats:
     vertices: int = 0  #: exported vertices (after seam splitting)
     triangles: int = 0
     morph_targets: int = 0
-    sparse_targets: int = 0  #: morph targets stored sparsely
+    sparse_targets: int = 0  #: morph targets that move something and are stored sparsely in every primitive
+    target_kinds: dict[str, int] = field(default_factory=dict)  #: model/combined/approximated/empty/extra -> count
+    parts: list[str] = field(default_factory=list)  #: primitives (skin, eyes, teeth, mouth) in order
     joints: int = 0
     frames: int = 0
     duration_s: float = 0.0
@@ -74,6 +62,31 @@ class GltfStats:
     textured: bool = False
     pbr_maps: bool = False  #: the appearance stage's maps (albedo, roughness, normal, specular) are in the material
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Targets:
+    """Every exported morph target over the model's vertices."""
+
+    specs: list[TargetSpec]
+    deltas: np.ndarray  #: (V, 3, K) metres
+    normals: Optional[np.ndarray]  #: (V, 3, K) normal deltas, or None when not exported
+
+
+def _targets(src: ExportSource, v_shaped: np.ndarray, faces: np.ndarray, n_rest: np.ndarray, normal_deltas: bool) -> _Targets:
+    m = src.model
+    specs = target_specs(list(m.expression_names), list(m.joint_names))
+    joints_rest = src.rest_joints(v_shaped)
+    parents, lbs = m.parents.cpu().numpy(), m.lbs_weights.detach().double().cpu().numpy()
+    deltas = target_deltas(specs, m.exprdirs.detach().double().cpu().numpy(),
+                           lambda name: approximation_deltas(name, v_shaped, joints_rest, list(m.joint_names), parents, lbs))
+    normals = None
+    if normal_deltas:
+        normals = np.zeros_like(deltas)
+        for k in range(len(specs)):
+            if np.any(deltas[:, :, k]):
+                normals[:, :, k] = vertex_normals_np(v_shaped + deltas[:, :, k], faces, eps=1e-20, unused=(0.0, 0.0, 1.0)) - n_rest
+    return _Targets(specs, deltas, normals)
 
 
 def build_gltf(
@@ -96,7 +109,7 @@ def build_gltf(
         normal_deltas: include NORMAL morph deltas (shading follows expressions).
         animation: add the tracked performance (when the source has one).
     Returns:
-        the builder, statistics, and ``{texture name: PNG bytes}`` of the material's images.
+        the builder, statistics, and ``{texture name: PNG bytes}`` of the skin material's images.
     """
     m = src.model
     stats = GltfStats()
@@ -104,66 +117,72 @@ def build_gltf(
 
     v_shaped = src.shaped_vertices()  # (V, 3) float64
     faces = m.faces.cpu().numpy()
-    split = split_seams(faces, m.uv_faces.cpu().numpy(), m.uvs.cpu().numpy())
-    s = split.src
+    regions = {name: m.region(name).cpu().numpy() for name in m.region_names}
+    parts = mesh_parts(faces, m.uv_faces.cpu().numpy(), m.uvs.cpu().numpy(), regions)
     n_rest = vertex_normals_np(v_shaped, faces, eps=1e-20, unused=(0.0, 0.0, 1.0))
-    Vx = len(s)
-    stats.vertices, stats.triangles = Vx, len(split.faces)
-
-    # ---------------------------------------------------------------- vertex attributes
-    attrs = {
-        "POSITION": gb.accessor(v_shaped[s].astype(np.float32), ARRAY_BUFFER, minmax=True),
-        "NORMAL": gb.accessor(n_rest[s].astype(np.float32), ARRAY_BUFFER),
-        # glTF's UV origin is the top-left corner of the image; ours (OBJ) is bottom-left.
-        "TEXCOORD_0": gb.accessor(np.stack([split.uvs[:, 0], 1.0 - split.uvs[:, 1]], 1).astype(np.float32), ARRAY_BUFFER),
-    }
-    if src.normal_map is not None:  # explicit tangents make the normal map portable across engines
-        attrs["TANGENT"] = gb.accessor(vertex_tangents(v_shaped[s], n_rest[s], split.uvs, split.faces).astype(np.float32), ARRAY_BUFFER)
-    J = m.num_joints
+    if sum(len(p.face_ids) for p in parts) < len(faces):
+        stats.notes.append(f"{len(faces) - sum(len(p.face_ids) for p in parts)} triangles of eyelash cards and helper shells "
+                           "around the eyes (drawn with alpha textures upstream) are not exported")
     jidx, jw, dropped = top4_weights(m.lbs_weights.detach().double().cpu().numpy())
     stats.max_dropped_weight = dropped
     if dropped > 0:
         stats.notes.append(f"skin weights limited to 4 joints per vertex (largest dropped weight {dropped:.3g})")
-    attrs["JOINTS_0"] = gb.accessor(jidx[s], ARRAY_BUFFER)
-    attrs["WEIGHTS_0"] = gb.accessor(jw[s], ARRAY_BUFFER)
     if m.posedirs is not None:
         stats.notes.append("pose-corrective blendshapes (posedirs) are not expressible in glTF and were dropped")
+    targets = _targets(src, v_shaped, faces, n_rest, normal_deltas)
+    K = len(targets.specs)
+    for s in targets.specs:
+        stats.target_kinds[s.kind] = stats.target_kinds.get(s.kind, 0) + 1
+    if K:
+        empty = [s.name for s in targets.specs if s.kind == "empty"]
+        said = {"model": "the model's own", "combined": "sums of split halves", "approximated": "joint motions baked in"}
+        stats.notes.append("52 ARKit morph targets: " + ", ".join(f"{stats.target_kinds[k]} {v}" for k, v in said.items() if k in stats.target_kinds)
+                           + (f", {len(empty)} empty ({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''})" if empty else "")
+                           + (f"; then {stats.target_kinds['extra']} model-specific" if "extra" in stats.target_kinds else ""))
 
-    idx_dtype = np.uint16 if Vx < 65535 else np.uint32  # 65535 is the primitive-restart value, avoid it
-    indices = gb.accessor(split.faces.reshape(-1).astype(idx_dtype), ELEMENT_ARRAY_BUFFER)
-
-    # ---------------------------------------------------------------- morph targets
-    exprdirs = m.exprdirs.detach().double().cpu().numpy()  # (V, 3, E)
-    E = exprdirs.shape[2]
-    targets = []
-    for e in range(E):
-        d = exprdirs[:, :, e]
-        t = {}
-        acc, nnz = gb.sparse_or_dense(d[s].astype(np.float32), morph_eps, minmax=True)
-        t["POSITION"] = acc
-        stats.sparse_targets += int(nnz < Vx)
-        if normal_deltas:
-            dn = vertex_normals_np(v_shaped + d, faces, eps=1e-20, unused=(0.0, 0.0, 1.0)) - n_rest
-            t["NORMAL"] = gb.sparse_or_dense(dn[s].astype(np.float32), normal_eps, minmax=False)[0]
-        targets.append(t)
-    stats.morph_targets = E
-
-    # ---------------------------------------------------------------- material
-    material, images = _material(gb, src, image_uri)
+    # ---------------------------------------------------------------- materials and primitives
+    skin_mat, images = skin_material(gb, src, image_uri)  # materials[0]: the skin
     stats.textured = "albedo" in images
     stats.pbr_maps = src.pbr is not None
+    colors = eye_colors(v_shaped, eye_masks(regions, v_shaped)) if any(p.name == "eyes" for p in parts) else None
+    sparse = np.ones(K, bool)
+    prims = []
+    for part in parts:
+        s = part.split.src
+        attrs = {
+            "POSITION": gb.accessor(v_shaped[s].astype(np.float32), ARRAY_BUFFER, minmax=True),
+            "NORMAL": gb.accessor(n_rest[s].astype(np.float32), ARRAY_BUFFER),
+            # glTF's UV origin is the top-left corner of the image; ours (OBJ) is bottom-left.
+            "TEXCOORD_0": gb.accessor(np.stack([part.split.uvs[:, 0], 1.0 - part.split.uvs[:, 1]], 1).astype(np.float32), ARRAY_BUFFER),
+            "JOINTS_0": gb.accessor(jidx[s], ARRAY_BUFFER),
+            "WEIGHTS_0": gb.accessor(jw[s], ARRAY_BUFFER),
+        }
+        if part.name == "skin" and src.normal_map is not None:  # explicit tangents make the normal map portable
+            attrs["TANGENT"] = gb.accessor(vertex_tangents(v_shaped[s], n_rest[s], part.split.uvs, part.split.faces).astype(np.float32), ARRAY_BUFFER)
+        if part.name == "eyes" and colors is not None:
+            attrs["COLOR_0"] = gb.accessor(colors[s].astype(np.float32), ARRAY_BUFFER)
+        idx_dtype = np.uint16 if len(s) < 65535 else np.uint32  # 65535 is the primitive-restart value, avoid it
+        prim = {"attributes": attrs, "indices": gb.accessor(part.split.faces.reshape(-1).astype(idx_dtype), ELEMENT_ARRAY_BUFFER),
+                "material": skin_mat if part.name == "skin" else part_material(gb, part.name), "mode": 4}
+        if K:
+            prim["targets"], part_sparse = _primitive_targets(gb, part, targets, morph_eps, normal_eps)
+            sparse &= part_sparse
+        prims.append(prim)
+        stats.vertices += len(s)
+        stats.triangles += len(part.split.faces)
+        stats.parts.append(part.name)
+    stats.morph_targets = K
+    moves = np.abs(targets.deltas).max(axis=(0, 1), initial=0.0) > morph_eps  # (K,)
+    stats.sparse_targets = int((sparse & moves).sum())
 
-    prim: dict = {"attributes": attrs, "indices": indices, "material": material, "mode": 4}
-    mesh: dict = {"name": f"{src.name}_head", "primitives": [prim]}
-    if E:
-        prim["targets"] = targets
-        mesh["weights"] = [0.0] * E
-        mesh["extras"] = {"targetNames": arkit_target_names(m.expression_names)}
-        if mesh["extras"]["targetNames"] != list(m.expression_names):
-            mesh["extras"]["sourceTargetNames"] = list(m.expression_names)  # the model's own spelling
+    mesh: dict = {"name": f"{src.name}_head", "primitives": prims}
+    if K:
+        mesh["weights"] = [0.0] * K
+        mesh["extras"] = {"targetNames": [s.name for s in targets.specs], "arkit": describe(targets.specs, list(m.expression_names))}
     mesh_idx = gb.add("meshes", mesh)
 
     # ---------------------------------------------------------------- skeleton
+    J = m.num_joints
     joints_rest = src.rest_joints(v_shaped)  # (J, 3)
     parents = m.parents.cpu().numpy()
     mesh_node = gb.add("nodes", {"name": f"{src.name}_head", "mesh": mesh_idx})
@@ -184,66 +203,40 @@ def build_gltf(
 
     # ---------------------------------------------------------------- animation
     if animation and src.sequence is not None:
-        _add_animation(gb, src, mesh_node, joint_nodes, joints_rest[0], stats)
+        _add_animation(gb, src, targets.specs, mesh_node, joint_nodes, joints_rest[0], stats)
     gb.doc["asset"]["extras"] = {"avatar3d": {"model": m.name, "model_version": m.version, "units": "metres", "up": "+Y", "front": "+Z"}}
     return gb, stats, images
 
 
-def _material(gb: GltfBuilder, src: ExportSource, image_uri: Optional[Callable[[str], str]]) -> tuple[int, dict[str, bytes]]:
-    """PBR skin material: albedo -> baseColorTexture (else a neutral skin colour); optional tangent-space
-    normal map -> normalTexture; optional roughness map -> metallicRoughnessTexture (G channel, metallic 0);
-    the appearance stage's specular map and ior -> ``KHR_materials_specular`` / ``KHR_materials_ior``."""
-    images: dict[str, bytes] = {}
-    sampler = None
+def _primitive_targets(gb: GltfBuilder, part: MeshPart, targets: _Targets, morph_eps: float, normal_eps: float) -> tuple[list[dict], np.ndarray]:
+    """The part's morph targets (POSITION and NORMAL deltas) and (K,) whether each is stored sparsely.
 
-    def texture(name: str, img: np.ndarray) -> dict:
-        nonlocal sampler
-        if sampler is None:  # linear + trilinear mipmaps, clamped so atlas borders do not bleed across
-            sampler = gb.add("samplers", {"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
-        images[name] = png_bytes(img)
-        im = gb.image(images[name], name, uri=image_uri(name) if image_uri else None)
-        return {"index": gb.add("textures", {"sampler": sampler, "source": im}), "texCoord": 0}
-
-    pbr: dict = {"metallicFactor": 0.0, "roughnessFactor": 0.6}
-    mat: dict = {"name": "skin", "pbrMetallicRoughness": pbr, "doubleSided": False}
-    if src.albedo is not None:
-        pbr["baseColorTexture"] = texture("albedo", src.albedo)
-    else:
-        pbr["baseColorFactor"] = list(NEUTRAL_SKIN)
-    if src.normal_map is not None:
-        mat["normalTexture"] = texture("normal", src.normal_map)
-    if src.roughness_map is not None:
-        r = src.roughness_map
-        # glTF reads roughness from G and metalness from B of one texture; skin is not metallic.
-        mr = np.zeros(r.shape + (3,), np.uint8)
-        mr[..., 1] = r
-        pbr["metallicRoughnessTexture"] = texture("roughness", mr)
-        pbr["roughnessFactor"] = 1.0
-    if src.pbr is not None:
-        _specular_extensions(gb, mat, src.pbr, texture)
-    return gb.add("materials", mat), images
+    Targets that do not move the part share one all-zero accessor."""
+    s = part.split.src
+    zero: Optional[int] = None
+    out, sparse = [], np.ones(len(targets.specs), bool)
+    for k in range(len(targets.specs)):
+        d = targets.deltas[s, :, k]
+        if np.abs(d).max(initial=0.0) <= morph_eps and (targets.normals is None or np.abs(targets.normals[s, :, k]).max(initial=0.0) <= normal_eps):
+            if zero is None:
+                zero = gb.zeros(len(s))
+            t = {"POSITION": zero}
+            if targets.normals is not None:
+                t["NORMAL"] = zero
+            out.append(t)
+            continue
+        acc, nnz = gb.sparse_or_dense(d.astype(np.float32), morph_eps, minmax=True)
+        sparse[k] = nnz < len(s)
+        t = {"POSITION": acc}
+        if targets.normals is not None:
+            t["NORMAL"] = gb.sparse_or_dense(targets.normals[s, :, k].astype(np.float32), normal_eps, minmax=False)[0]
+        out.append(t)
+    return out, sparse
 
 
-def _specular_extensions(gb: GltfBuilder, mat: dict, maps: PbrImages, texture: Callable[[str, np.ndarray], dict]) -> None:
-    """``KHR_materials_specular`` (the specular map in the texture's alpha) and ``KHR_materials_ior`` on ``mat``,
-    scaled so an engine's f0 is ``0.08 * specular`` (:mod:`.appearance`). Both are in ``extensionsUsed`` only:
-    an engine without them shows the core metallic-roughness material (f0 0.04), still a valid skin."""
-    ext = mat.setdefault("extensions", {})
-    k = specular_color_factor(maps.ior)
-    ext["KHR_materials_specular"] = {"specularFactor": 1.0, "specularTexture": texture("specular", maps.specular_rgba()),
-                                     "specularColorFactor": [k, k, k]}
-    ext["KHR_materials_ior"] = {"ior": float(maps.ior)}
-    used = gb.doc.setdefault("extensionsUsed", [])
-    for name in ("KHR_materials_specular", "KHR_materials_ior"):
-        if name not in used:
-            used.append(name)
-    # What no core field or ratified extension carries: how to read the specular map back, the detail's scale.
-    mat["extras"] = {"avatar3d": {"f0_per_specular": F0_PER_SPECULAR, "displacement_scale_m": maps.displacement_scale_m,
-                                  "displacement_offset_m": maps.displacement_offset_m}}
-
-
-def _add_animation(gb: GltfBuilder, src: ExportSource, mesh_node: int, joint_nodes: list[int], root_rest: np.ndarray, stats: GltfStats) -> None:
-    """One clip with morph weights, every joint's rotation and the root translation, one key per frame."""
+def _add_animation(gb: GltfBuilder, src: ExportSource, specs: list[TargetSpec], mesh_node: int, joint_nodes: list[int],
+                   root_rest: np.ndarray, stats: GltfStats) -> None:
+    """One clip with morph weights (:func:`.arkit.clip_weights`), every joint's rotation and the root translation, one key per frame."""
     seq = src.sequence
     expr, pose, transl = src.frame_params()
     N = len(expr)
@@ -258,8 +251,8 @@ def _add_animation(gb: GltfBuilder, src: ExportSource, mesh_node: int, joint_nod
         samplers.append({"input": t_acc, "output": gb.accessor(values.astype(np.float32)), "interpolation": "LINEAR"})
         channels.append({"sampler": len(samplers) - 1, "target": {"node": node, "path": path}})
 
-    if expr.shape[1]:
-        channel(mesh_node, "weights", expr.reshape(-1))  # N*E scalars, frame-major as the spec requires
+    if specs:
+        channel(mesh_node, "weights", clip_weights(specs, expr).reshape(-1))  # N*K scalars, frame-major as the spec requires
     quats = continuous_quats(axis_angle_to_quat(pose))  # (N, J, 4)
     for j, node in enumerate(joint_nodes):
         channel(node, "rotation", quats[:, j])

@@ -87,6 +87,8 @@ class GltfBuilder:
         """
         v = np.ascontiguousarray(values, np.float32)
         moving = np.flatnonzero(np.abs(v).max(1) > eps)
+        if not len(moving):
+            return self.zeros(len(v)), 0
         if len(moving) * 16 >= v.size * 4:
             return self.accessor(v, ARRAY_BUFFER, minmax=minmax), len(v)
         kept = np.zeros_like(v)
@@ -95,14 +97,23 @@ class GltfBuilder:
         if minmax:  # bounds of the accessor as read, zeros included
             acc["min"] = [_num(x) for x in kept.min(0)]
             acc["max"] = [_num(x) for x in kept.max(0)]
-        if len(moving):
-            idx_dtype = np.uint16 if len(v) < 65536 else np.uint32
-            acc["sparse"] = {
-                "count": int(len(moving)),
-                "indices": {"bufferView": self.buffer_view(moving.astype(idx_dtype).tobytes()), "componentType": _COMPONENT[np.dtype(idx_dtype)]},
-                "values": {"bufferView": self.buffer_view(v[moving].tobytes())},
-            }
+        idx_dtype = np.uint16 if len(v) < 65536 else np.uint32
+        acc["sparse"] = {
+            "count": int(len(moving)),
+            "indices": {"bufferView": self.buffer_view(moving.astype(idx_dtype).tobytes()), "componentType": _COMPONENT[np.dtype(idx_dtype)]},
+            "values": {"bufferView": self.buffer_view(v[moving].tobytes())},
+        }
         return self.add("accessors", acc), len(moving)
+
+    def zeros(self, count: int) -> int:
+        """A (count, 3) float32 accessor of zeros, stored as one sparse zero entry (16 bytes).
+
+        glTF allows an accessor without data (read as zeros), but importers built on assimp (Open3D, ...) reject it."""
+        acc: dict[str, Any] = {"componentType": FLOAT, "count": int(count), "type": "VEC3", "min": [0.0] * 3, "max": [0.0] * 3,
+                               "sparse": {"count": 1, "indices": {"bufferView": self.buffer_view(np.zeros(1, np.uint32).tobytes()),
+                                                                  "componentType": UNSIGNED_INT},
+                                          "values": {"bufferView": self.buffer_view(np.zeros(3, np.float32).tobytes())}}}
+        return self.add("accessors", acc)
 
     def image(self, png: bytes, name: str, uri: Optional[str] = None) -> int:
         """An image stored in the buffer (GLB) or referenced by ``uri`` (external file beside .gltf)."""

@@ -17,7 +17,7 @@ from ..data.atomic import png_bytes, write_all
 from ..geometry import vertex_normals_np
 from ..render.brdf import F0_PER_SPECULAR
 from .appearance import PbrImages
-from .gltf import NEUTRAL_SKIN
+from .gltf_material import NEUTRAL_SKIN
 from .source import ExportSource
 
 

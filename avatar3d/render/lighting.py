@@ -30,18 +30,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
 
+from ..errors import BadInputError
 from .color import reinhard_gamma
 from .hdrio import read_hdr_image, write_hdr_image
 
 __all__ = [
     "SH_K", "SH_C", "COSINE_LOBE", "sh_count", "sh_polynomials", "sh_basis", "irradiance_basis", "project_sh", "filament_sh",
     "fibonacci_sphere", "ENVIRONMENTS", "radiance", "environment_sh", "SphereSamples", "brdf_lut", "brdf_lut_approx",
-    "equirect_directions", "EnvironmentMap",
+    "equirect_directions", "EnvironmentMap", "CAPTURE", "environment_names", "environment_from_spec", "directional_light",
+    "rotate_environment", "parse_light", "SPEC_WIDTH",
 ]
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
@@ -366,3 +368,121 @@ class EnvironmentMap:
     def preview(self) -> np.ndarray:
         """(H, W, 3) uint8 tone-mapped picture of the map (for UIs and docs)."""
         return (np.clip(reinhard_gamma(self.pixels.astype(np.float64)), 0, 1) * 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- environments users name
+#: The environment name of the capture's own light (the appearance stage's or the relightable avatar's estimate).
+CAPTURE = "capture"
+#: Width (pixels) of the maps :func:`environment_from_spec` generates; the sunset's sun (~5 degrees) spans ~7 pixels.
+SPEC_WIDTH = 512
+#: Angular standard deviation of :func:`directional_light`'s lobe, radians (2 degrees: a small softbox far away).
+LIGHT_SIGMA = np.deg2rad(2.0)
+_HDR_MAGIC = (b"#?RADIANCE", b"#?RGBE")
+_EXR_MAGIC = b"\x76\x2f\x31\x01"  # 20000630, little-endian
+
+
+def environment_names(capture: Optional["EnvironmentMap"] = None) -> tuple[str, ...]:
+    """The environments a user can name: the generated ones, plus :data:`CAPTURE` when there is one."""
+    return (*ENVIRONMENTS, CAPTURE) if capture is not None else tuple(ENVIRONMENTS)
+
+
+def directional_light(azimuth_deg: float, elevation_deg: float, intensity: float, rgb: Sequence[float] = (1.0, 1.0, 1.0),
+                      width: int = SPEC_WIDTH) -> EnvironmentMap:
+    """A small light (a 2-degree lobe, :data:`LIGHT_SIGMA`) and nothing else, as an environment map ``width`` wide.
+
+    Angles in the head frame (the avatar's world frame, in which the tracking camera sits in front of the face on
+    +Z): the light comes from ``(sin az cos el, sin el, cos az cos el)``: azimuth 0 from the front (the camera's
+    side), +90 from the head's left (+X, the right of the picture), -90 from its right, 180 from behind; elevation
+    +90 from above. ``intensity`` 1 gives a surface facing the light the irradiance pi of a uniform sky of radiance 1
+    (about the level of the generated maps, which have roughly unit mean radiance); ``rgb`` (3,) its colour, linear.
+    """
+    h = width // 2
+    env = EnvironmentMap(np.zeros((h, width, 3), np.float32))
+    az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
+    centre = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+    d = equirect_directions(h, width)
+    lobe = np.exp((d @ centre - 1.0) / LIGHT_SIGMA**2)  # ~ exp(-angle^2 / (2 sigma^2))
+    power = float((lobe * env.solid_angles()).sum())
+    scale = np.pi * float(intensity) / max(power, 1e-12)  # the lobe integrates to pi * intensity
+    env.pixels = (lobe[..., None] * scale * np.asarray(rgb, np.float64)).astype(np.float32)
+    return env
+
+
+def environment_from_spec(spec: Union[str, Path], rotation_deg: float = 0.0, capture: Optional[EnvironmentMap] = None) -> EnvironmentMap:
+    """The environment a user names, turned ``rotation_deg`` about the vertical (+Y; + moves a light from the
+    front towards the head's left, +X, like a light's azimuth: :func:`directional_light`).
+
+    ``spec``: one of :data:`ENVIRONMENTS` (generated, :data:`SPEC_WIDTH` wide); ``"capture"`` (the map
+    ``capture``); a ``.hdr`` or ``.exr`` equirectangular file (linear radiance, twice as wide as tall, row 0 up,
+    the middle column in front of the face: :func:`equirect_directions`); or a directional light
+    ``AZ,EL,INTENSITY[,R,G,B]`` (:func:`directional_light`).
+
+    Raises:
+        BadInputError: one sentence: an unknown name (listing the valid ones), a missing, unreadable or non-HDR
+            file, a map of the wrong shape or with negative radiance, a malformed light, "capture" without one.
+    """
+    text = str(spec).strip()
+    if text in ENVIRONMENTS:
+        return EnvironmentMap.generated(text, SPEC_WIDTH, float(rotation_deg))
+    if text == CAPTURE:
+        if capture is None:
+            raise BadInputError(f"the capture's light is not known here; choose one of: {', '.join(ENVIRONMENTS)}, a .hdr or .exr file, "
+                                "or a light AZ,EL,INTENSITY")
+        return rotate_environment(capture, rotation_deg)
+    path = Path(text)
+    if "," in text and not path.is_file():
+        az, el, intensity, rgb = parse_light(text)
+        return directional_light(az + float(rotation_deg), el, intensity, rgb)
+    if path.suffix.lower() in (".hdr", ".exr", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp") or path.exists():
+        return rotate_environment(_read_map(path), rotation_deg)
+    raise BadInputError(f"unknown environment {text!r}; expected one of: {', '.join((*ENVIRONMENTS, CAPTURE))}, a .hdr or .exr file, "
+                        "or a light AZ,EL,INTENSITY[,R,G,B]")
+
+
+def parse_light(text: str) -> tuple[float, float, float, tuple[float, float, float]]:
+    """``AZ,EL,INTENSITY[,R,G,B]`` -> (azimuth, elevation, intensity, rgb) for :func:`directional_light`; one
+    sentence when malformed."""
+    try:
+        v = [float(x) for x in text.split(",")]
+    except ValueError:
+        v = []
+    ok = len(v) in (3, 6) and all(np.isfinite(v)) and -90 <= v[1] <= 90 and v[2] >= 0 and min(v[3:] or [0]) >= 0
+    if not ok:
+        raise BadInputError(f"a light is AZ,EL,INTENSITY[,R,G,B]: azimuth and elevation (-90..90) in degrees, intensity and colour >= 0 "
+                            f"(e.g. 90,20,3 or 90,20,3,1,0.8,0.6), got {text!r}")
+    rgb = (v[3], v[4], v[5]) if len(v) == 6 else (1.0, 1.0, 1.0)
+    return v[0], v[1], v[2], rgb
+
+
+def _read_map(path: Path) -> EnvironmentMap:
+    """An equirectangular map from a ``.hdr``/``.exr`` file; one sentence for anything else."""
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such environment map file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise BadInputError(f"{path}: the environment map cannot be read ({e.strerror or e})") from None
+    if not (head.startswith(_HDR_MAGIC) or head.startswith(_EXR_MAGIC)):
+        raise BadInputError(f"{path} is not an HDR image: an environment map is linear radiance in a Radiance .hdr or OpenEXR .exr file "
+                            "(a PNG or JPEG holds display colours, not light)")
+    pixels = read_hdr_image(path)
+    H, W = pixels.shape[:2]
+    if W != 2 * H:
+        raise BadInputError(f"{path} is {W}x{H} pixels; an environment map is an equirectangular image twice as wide as it is tall "
+                            "(e.g. 1024x512)")
+    if not np.isfinite(pixels).all() or pixels.min() < 0:
+        raise BadInputError(f"{path} holds negative or non-finite values; an environment map holds light (radiance >= 0)")
+    return EnvironmentMap(np.ascontiguousarray(pixels, np.float32))
+
+
+def rotate_environment(env: EnvironmentMap, rotation_deg: float, width: Optional[int] = None) -> EnvironmentMap:
+    """``env`` turned ``rotation_deg`` about +Y (+: the front towards +X, as :func:`radiance` turns the generated maps),
+    resampled bilinearly (at ``width`` pixels when given, else its own size)."""
+    H, W = env.shape
+    if float(rotation_deg) % 360.0 == 0.0 and width in (None, W):
+        return env
+    if width is not None:
+        H, W = int(width) // 2, int(width)
+    d = equirect_directions(H, W).reshape(-1, 3) @ _rot_y(float(rotation_deg))  # looked up at R^-1 d
+    return EnvironmentMap(env.sample(d).reshape(H, W, 3).astype(np.float32))

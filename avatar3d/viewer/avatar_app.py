@@ -4,8 +4,10 @@ Left: the avatar picture (a ``gui.ImageWidget``: drag to turn the camera about t
 right button to pan, the wheel to zoom) and, when the avatar's tracking directory is still there, the video
 frame. Right: the mesh viewer's panel sections that apply to an avatar: the Source line, Play (the tracked
 sequence's timeline) and the expression and joint sliders (:class:`.app.ViewerApp` builds them; identity
-sliders are left out: an avatar keeps the identity it was trained on). Relighting and display modes are the
-mesh's and are not shown (an avatar's colours are trained, not lit).
+sliders are left out: an avatar keeps the identity it was trained on), and Relight: for a relightable avatar the
+mesh viewer's environment controls (the capture's own light, studio, sunset, overcast; rotation; intensity),
+which set the environment on the avatar's appearance (:func:`.gaussians.avatar_environment`); an avatar whose
+colours bake in its capture's light says so there instead. Display modes are the mesh's and are not shown.
 
 Interactivity: no Filament 3D pass at all. Every change (slider, mouse, timeline) re-renders the avatar
 with :class:`.gaussians.AvatarRenderer` into the image widget, at most ``interactive_pixels`` pixels while things
@@ -22,8 +24,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import BadInputError
 from .app import DEFAULT_WINDOW, ViewerApp
-from .gaussians import AvatarRenderer, AvatarSource, avatar_params, start_camera
+from .gaussians import AvatarLight, AvatarRenderer, AvatarSource, avatar_environment, avatar_environment_names, avatar_params, start_camera
 from .params import set_value, slider_specs
 from .shot import ViewOptions
 
@@ -41,7 +44,8 @@ class AvatarViewerApp(ViewerApp):
     INITIAL_VIEW = (640, 640)  # frontal camera size of an avatar without its sequence (letterboxed into the view)
 
     def __init__(self, av: AvatarSource, opts: ViewOptions, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-                 play: bool = False, window_size: tuple[int, int] = DEFAULT_WINDOW, interactive_pixels: int = 100_000):
+                 play: bool = False, window_size: tuple[int, int] = DEFAULT_WINDOW, interactive_pixels: int = 100_000,
+                 light: AvatarLight = AvatarLight()):
         import open3d as o3d
 
         self.o3d, gui = o3d, o3d.visualization.gui
@@ -52,6 +56,9 @@ class AvatarViewerApp(ViewerApp):
         self.shape_std = self.model.shape_std.detach().cpu().numpy()
         self.frame = opts.frame or 0
         self.renderer = AvatarRenderer(av.avatar)
+        self.light = light
+        if not self.light.own:
+            self.renderer.set_environment(avatar_environment(av.avatar, self.light))  # a bad --env fails before the window opens
         self.orbit = start_camera(av, self.frame, self.INITIAL_VIEW)
         self.orbit.yaw = float(opts.yaw)
         self.interactive_pixels = int(interactive_pixels)
@@ -81,6 +88,7 @@ class AvatarViewerApp(ViewerApp):
         self.sliders: dict[str, object] = {}
         self.status = gui.Label("")
         self._build_drive(em, f"{av.avatar.num_gaussians} Gaussians on the {self.model.name} head, {self.model.num_expression} expressions")
+        self._build_relight()
         view = self._section("View")
         view.add_child(gui.Label("drag: turn, shift/right drag: move, wheel: zoom"))
         self._button(view, "Reset camera", self.reset_camera)
@@ -95,6 +103,37 @@ class AvatarViewerApp(ViewerApp):
         self._changed()
         if play and self.source.sequence is not None:
             self._on_play()
+
+    def _build_relight(self) -> None:
+        """The Relight section: environment, rotation and intensity (the mesh viewer's environment controls)."""
+        gui = self.gui
+        light = self._section("Relight")
+        if not self.av.avatar.appearance.relightable:
+            light.add_child(gui.Label("this avatar's colours bake in its capture's light;\ntrain it with --relightable to relight it"))
+            return
+        env = gui.Combobox()
+        names = avatar_environment_names()
+        for name in names:
+            env.add_item(name)
+        env.selected_text = self.light.environment if self.light.environment in names else names[0]
+        env.set_on_selection_changed(lambda text, i: self.set_light(environment=text))
+        light.add_child(env)
+        grid = self._grid(light)
+        self._slider(grid, "rotation", -180, 180, self.light.rotation, lambda v: self.set_light(rotation=v))
+        self._slider(grid, "intensity", 0, 3, self.light.intensity, lambda v: self.set_light(intensity=v))
+
+    def set_light(self, environment: Optional[str] = None, rotation: Optional[float] = None, intensity: Optional[float] = None) -> None:
+        """Change the avatar's light (the Relight controls call this); a light that cannot be made is shown in the status line."""
+        new = AvatarLight(environment if environment is not None else self.light.environment,
+                          float(rotation) if rotation is not None else self.light.rotation,
+                          float(intensity) if intensity is not None else self.light.intensity)
+        try:
+            self.renderer.set_environment(avatar_environment(self.av.avatar, new))
+        except BadInputError as e:
+            self.status.text = str(e)
+            return
+        self.light = new
+        self._changed()
 
     # ------------------------------------------------------------------ drawing
     def _on_layout(self, ctx) -> None:
@@ -202,13 +241,13 @@ class AvatarViewerApp(ViewerApp):
 
 
 def run_avatar_app(av: AvatarSource, opts: Optional[ViewOptions] = None, gui_screenshot: Optional[str] = None, quit_after: Optional[int] = None,
-                   play: bool = False, window_size: tuple[int, int] = DEFAULT_WINDOW) -> int:
+                   play: bool = False, window_size: tuple[int, int] = DEFAULT_WINDOW, light: AvatarLight = AvatarLight()) -> int:
     """Open the avatar window (``window_size`` (width, height) pixels) and run the event loop until it closes; returns 0."""
     import open3d as o3d
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     app = o3d.visualization.gui.Application.instance
     app.initialize()
-    AvatarViewerApp(av, opts or ViewOptions(), gui_screenshot, quit_after, play, window_size=window_size)
+    AvatarViewerApp(av, opts or ViewOptions(), gui_screenshot, quit_after, play, window_size=window_size, light=light)
     app.run()
     return 0

@@ -29,18 +29,9 @@ import numpy as np
 from ..data.atomic import atomic_path
 from ..errors import BadInputError
 from ..paths import cache_dir
-from ..render.lighting import ENVIRONMENTS, EnvironmentMap, SphereSamples, environment_sh, fibonacci_sphere, filament_sh, project_sh, radiance
+from ..render.lighting import CAPTURE, EnvironmentMap, SphereSamples, environment_names, environment_sh, fibonacci_sphere, filament_sh, project_sh, radiance
 
 __all__ = ["irradiance_sh", "bake_environment", "cube_directions", "CAPTURE", "environment_names"]
-
-#: The environment name of the capture's own light (the appearance stage's estimate).
-CAPTURE = "capture"
-
-
-def environment_names(capture: Optional[EnvironmentMap] = None) -> tuple[str, ...]:
-    """The environments the viewer can light with: the generated ones, plus :data:`CAPTURE` when there is one."""
-    return (*ENVIRONMENTS, CAPTURE) if capture is not None else tuple(ENVIRONMENTS)
-
 
 def _check(name: str, capture: Optional[EnvironmentMap]) -> None:
     if name not in environment_names(capture):

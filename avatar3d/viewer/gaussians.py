@@ -11,6 +11,9 @@ screenshots and the renders agree pixel for pixel. The pieces:
 * :func:`start_camera`: the :class:`~.orbit.OrbitCamera` a session starts from (a tracking or frontal camera,
   turned about the head's centre);
 * :class:`AvatarRenderer`: parameters + camera -> picture (on white, the background avatars are trained on);
+* :class:`AvatarLight` and :func:`avatar_environment`: the light of a relightable avatar (environment, rotation,
+  intensity: the mesh viewer's Relight controls, ``--env``/``--env-rotation``/``--env-intensity``), set on the
+  renderer with :meth:`AvatarRenderer.set_environment`;
 * :func:`render_avatar_view`: one headless screenshot from :class:`~.shot.ViewOptions` (``--screenshot``).
 
 The window (:mod:`.avatar_app`) uses the same three objects.
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from ..avatar.model import GaussianHead
+from ..avatar.render import capture_light
 from ..avatar.train import AVATAR_FILE, read_avatar
 from ..data.frames import TrackedFrames
 from ..data.sequence import PARAMS_FILE
@@ -33,13 +37,14 @@ from ..errors import BadInputError
 from ..render.camera import Camera
 from ..render.camera_builders import frontal
 from ..render.gaussians import rasterize_gaussians
+from ..render.lighting import CAPTURE, ENVIRONMENTS, EnvironmentMap, environment_from_spec
 from .orbit import OrbitCamera
 from .params import HeadParams
 from .shot import ViewOptions, initial_params
 from .source import ViewerSource
 
 __all__ = ["AvatarSource", "AvatarRenderer", "avatar_dir", "open_avatar", "start_camera", "avatar_params", "render_avatar_view", "check_avatar_options",
-           "BACKGROUND"]
+           "BACKGROUND", "AvatarLight", "avatar_environment", "avatar_environment_names"]
 
 #: background of avatar pictures: white, what avatars are trained and rendered over (their edges blend into it)
 BACKGROUND = (1.0, 1.0, 1.0)
@@ -98,6 +103,45 @@ def _tensors(avatar: GaussianHead, p: HeadParams) -> tuple[torch.Tensor, torch.T
     return e, j, torch.as_tensor(p.transl, dtype=torch.float32).reshape(1, 3)
 
 
+@dataclass(frozen=True)
+class AvatarLight:
+    """The light of a relightable avatar's pictures: ``environment`` (a name of :func:`avatar_environment_names` or a
+    ``.hdr``/``.exr`` file; :data:`~avatar3d.render.lighting.CAPTURE` or None: the capture's own light), turned
+    ``rotation`` degrees about the vertical (+: a light in front moves to the head's left, the picture's right) and
+    scaled by ``intensity``."""
+
+    environment: Optional[str] = None
+    rotation: float = 0.0
+    intensity: float = 1.0
+
+    @property
+    def own(self) -> bool:
+        """The capture's own light, as trained (nothing to relight)."""
+        return self.environment in (None, CAPTURE) and self.rotation % 360.0 == 0.0 and self.intensity == 1.0
+
+
+def avatar_environment_names() -> tuple[str, ...]:
+    """What the avatar window's environment list offers: the capture's own light first, then the generated maps."""
+    return (CAPTURE, *ENVIRONMENTS)
+
+
+def avatar_environment(avatar: GaussianHead, light: AvatarLight) -> Optional[EnvironmentMap]:
+    """The environment map ``light`` names for ``avatar`` (None: its capture's own light, nothing to relight).
+
+    Raises:
+        BadInputError: one sentence: the avatar cannot be relit (it bakes its capture's light in), or the
+            environment is unknown or unreadable (:func:`~avatar3d.render.lighting.environment_from_spec`).
+    """
+    if light.own:
+        return None
+    if not avatar.appearance.relightable:
+        avatar.appearance.set_environment(None)  # the contract's one sentence: train it with --relightable
+    if not 0.0 <= light.intensity <= 100.0:
+        raise BadInputError(f"--env-intensity expects a factor between 0 and 100, got {light.intensity:g}")
+    env = environment_from_spec(light.environment or CAPTURE, light.rotation, capture_light(avatar))
+    return env if light.intensity == 1.0 else EnvironmentMap(env.pixels * np.float32(light.intensity))
+
+
 class AvatarRenderer:
     """Pictures of one avatar: (parameters, camera, size) -> (H, W, 3) uint8 on :data:`BACKGROUND` and (H, W) coverage.
 
@@ -111,14 +155,17 @@ class AvatarRenderer:
         self.background = torch.tensor(background, dtype=torch.float32)
         self.backend = backend
         self._key: Optional[bytes] = None
-        self._posed = None  # (PosedGaussians of one frame, (N,) opacities, (1, E) expression) of the parameters in _key
+        self._posed = None  # the PosedHead (one frame) of the parameters in _key
+
+    def set_environment(self, environment: Optional[EnvironmentMap]) -> None:
+        """Light later pictures with ``environment`` (None: the capture's own light); the avatar must be relightable."""
+        self.avatar.appearance.set_environment(environment)
 
     def _pose(self, params: HeadParams):
         e, j, t = _tensors(self.avatar, params)
         key = b"".join(x.numpy().tobytes() for x in (e, j, t))
         if key != self._key:
-            g, opac = self.avatar.pose(e, j, t)
-            self._posed, self._key = (g, opac, e), key
+            self._posed, self._key = self.avatar.posed_head(e, j, t), key
         return self._posed
 
     @torch.no_grad()
@@ -126,10 +173,10 @@ class AvatarRenderer:
         """The avatar posed by ``params`` (its own identity: ``params.shape`` is not used) through the OpenCV camera
         ``K`` (3, 3) / ``world_to_cam`` (4, 4) in a ``width`` x ``height`` picture: (image uint8, coverage float32 in [0, 1])."""
         a = self.avatar
-        g, opac, e = self._pose(params)
+        posed = self._pose(params)
+        g, opac = posed.gaussians, posed.opacity
         cam = Camera(torch.as_tensor(np.asarray(K, np.float32)), torch.as_tensor(np.asarray(world_to_cam, np.float32)), int(width), int(height))
-        dirs = torch.nn.functional.normalize(g.means - cam.centre.reshape(1, 1, 3), dim=-1)
-        colours = a.appearance.colours(a.params, e[:, a.expr_index], dirs)
+        colours = a.colours(posed, cam.centre)
         img, alpha, _, _, _ = rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, colours[0], cam.world_to_cam[None], cam.raster_K[None],
                                                   cam.width, cam.height, backgrounds=self.background, backend=self.backend)
         return (img[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), alpha[0, ..., 0].numpy()
@@ -167,20 +214,25 @@ def avatar_params(av: AvatarSource, opts: ViewOptions) -> HeadParams:
     return initial_params(av.source, opts)
 
 
-def render_avatar_view(av: AvatarSource, opts: ViewOptions, renderer: Optional[AvatarRenderer] = None) -> np.ndarray:
+def render_avatar_view(av: AvatarSource, opts: ViewOptions, renderer: Optional[AvatarRenderer] = None,
+                       light: AvatarLight = AvatarLight()) -> np.ndarray:
     """One headless screenshot: (H, W, 3) uint8 of the avatar at ``opts`` (frame, parameter file, ``--set``; the
     tracking camera at crop size for an avatar with its sequence, else a frontal one at ``opts.width`` x
     ``opts.height``), the camera turned ``opts.yaw`` degrees about the head (:class:`~.orbit.OrbitCamera`); ``opts.beside`` /
-    ``opts.overlay`` put the video frame beside or under it."""
+    ``opts.overlay`` put the video frame beside or under it; a relightable avatar lit by ``light``."""
     check_avatar_options(opts)
     if not 0.0 <= opts.overlay <= 1.0:
         raise BadInputError(f"--overlay expects an opacity between 0 and 1, got {opts.overlay}")
+    env = avatar_environment(av.avatar, light)  # checked before any rendering
+    renderer = renderer or AvatarRenderer(av.avatar)
+    if not light.own:
+        renderer.set_environment(env)
     params = avatar_params(av, opts)
     orbit = start_camera(av, opts.frame, (opts.width, opts.height))
     orbit.yaw = float(opts.yaw)
     w, h = orbit.size
     K, w2c = orbit.matrices()
-    img, alpha = (renderer or AvatarRenderer(av.avatar)).render(params, K, w2c, w, h)
+    img, alpha = renderer.render(params, K, w2c, w, h)
     if (opts.beside or opts.overlay > 0) and av.source.sequence is not None:
         frame = av.source.frame_image(opts.frame or 0)
         if frame is not None:

@@ -15,14 +15,17 @@ import numpy as np
 import torch
 
 from avatar3d.data.sequence import TrackedSequence
-from avatar3d.export.gltf import arkit_target_names
-from avatar3d.export.mesh import quat_to_matrix, split_seams
+from avatar3d.export.arkit import ARKIT_NAMES
+from avatar3d.export.mesh import quat_to_matrix
+from avatar3d.export.parts import mesh_parts
 from avatar3d.models import HeadModel, HeadModelData
 
 
-def toy_model(albedo: bool = True, rigged: bool = True) -> HeadModel:
+def toy_model(albedo: bool = True, rigged: bool = True, parts: bool = False) -> HeadModel:
     """An ellipsoid 'head' (642 vertices) with a UV seam, 4 identity modes, 3 blendshapes and 5 joints
-    (``rigged=False``: no blendshapes and a lone root joint, the least a HeadModel can have)."""
+    (``rigged=False``: no blendshapes and a lone root joint, the least a HeadModel can have; ``parts``: surface
+    patches marked as eyes (around the eye joints) and teeth / mouth interior (low front), so it exports as
+    several primitives)."""
     import trimesh
 
     ico = trimesh.creation.icosphere(subdivisions=3)
@@ -60,13 +63,18 @@ def toy_model(albedo: bool = True, rigged: bool = True) -> HeadModel:
         near = np.argsort(d2[:, j])[:6]
         j_reg[j, near] = 1 / 6
     extras = {}
+    regions = {}
+    if parts:
+        regions["eyes"] = d2[:, 3:5].min(1) < 0.03**2
+        regions["mouth_interior"] = low_front & (np.abs(v[:, 0]) < 0.04)
+        regions["teeth"] = regions["mouth_interior"] & (y < -0.06)
     if albedo:
         g = np.linspace(0, 255, 64, dtype=np.float64)
         extras["albedo"] = np.stack(np.broadcast_arrays(g[None, :], g[:, None], np.full((64, 64), 140.0)), -1).astype(np.uint8)
     data = HeadModelData(
         name="toy", version="1", v_template=v, faces=faces, uvs=uvs, uv_faces=uv_faces, shapedirs=shapedirs, exprdirs=exprdirs,
         expression_names=["jawOpen", "browInnerUp", "cheekPuff"], joint_names=["root", "neck", "jaw", "eye_left", "eye_right"],
-        parents=np.array([-1, 0, 1, 1, 1]), j_regressor=j_reg, lbs_weights=w, extras=extras,
+        parents=np.array([-1, 0, 1, 1, 1]), j_regressor=j_reg, lbs_weights=w, extras=extras, regions=regions,
     )
     if not rigged:
         data.exprdirs, data.expression_names = exprdirs[:, :, :0], []
@@ -130,13 +138,35 @@ class Gltf:
         return out
 
 
+def gltf_attribute(g: Gltf, name: str) -> np.ndarray:
+    """(V', C) attribute ``name`` of every primitive of the first mesh, concatenated in primitive order."""
+    return np.concatenate([g.accessor(p["attributes"][name]) for p in g.json["meshes"][0]["primitives"]])
+
+
 def gltf_morphed(g: Gltf, weights: np.ndarray) -> np.ndarray:
-    """(V', 3) base positions + sum_k weights[k] * target_k deltas (glTF morphing), float64."""
-    prim = g.json["meshes"][0]["primitives"][0]
-    pos = g.accessor(prim["attributes"]["POSITION"]).astype(np.float64)
-    for w, t in zip(weights, prim.get("targets", [])):
-        pos = pos + float(w) * g.accessor(t["POSITION"])
-    return pos
+    """(V', 3) base positions + sum_k weights[k] * target_k deltas (glTF morphing) of every primitive, float64."""
+    out = []
+    for prim in g.json["meshes"][0]["primitives"]:
+        pos = g.accessor(prim["attributes"]["POSITION"]).astype(np.float64)
+        for w, t in zip(weights, prim.get("targets", [])):
+            pos = pos + float(w) * g.accessor(t["POSITION"])
+        out.append(pos)
+    return np.concatenate(out)
+
+
+def target_weights(g: Gltf, model_names: list[str], expression) -> np.ndarray:
+    """(K,) glTF morph weights for model expression coefficients (E,) by the file's documented rule: target k
+    takes the coefficient of the model expression ``extras.arkit.drivenBy[k]`` names (0 when it names none)."""
+    index = {n: i for i, n in enumerate(model_names)}
+    driven = g.json["meshes"][0]["extras"]["arkit"]["drivenBy"]
+    return np.array([0.0 if n is None else float(np.asarray(expression)[index[n]]) for n in driven])
+
+
+def exported_src(model: HeadModel) -> np.ndarray:
+    """(V',) model vertex of every exported vertex, primitives concatenated (the exporter's part layout)."""
+    regions = {n: model.region(n).numpy() for n in model.region_names}
+    parts = mesh_parts(model.faces.numpy(), model.uv_faces.numpy(), model.uvs.numpy(), regions)
+    return np.concatenate([p.split.src for p in parts])
 
 
 def _trs(node: dict, rot=None, trans=None) -> np.ndarray:
@@ -171,9 +201,8 @@ def gltf_skinned(g: Gltf, key: int) -> np.ndarray:
 
     ibm = g.accessor(skin["inverseBindMatrices"]).reshape(-1, 4, 4).transpose(0, 2, 1).astype(np.float64)
     joint_mats = np.stack([W(j) @ ibm[k] for k, j in enumerate(skin["joints"])])  # (J, 4, 4)
-    prim = g.json["meshes"][0]["primitives"][0]
-    J4 = g.accessor(prim["attributes"]["JOINTS_0"]).astype(np.int64)
-    W4 = g.accessor(prim["attributes"]["WEIGHTS_0"]).astype(np.float64)
+    J4 = gltf_attribute(g, "JOINTS_0").astype(np.int64)
+    W4 = gltf_attribute(g, "WEIGHTS_0").astype(np.float64)
     M = np.einsum("vk,vkab->vab", W4, joint_mats[J4])
     return np.einsum("vab,vb->va", M[:, :3, :3], pos) + M[:, :3, 3]
 
@@ -191,22 +220,22 @@ def check_glb_against_model(path: Path, model: HeadModel, shape: np.ndarray, seq
     import trimesh
 
     g = Gltf(path)
-    split = split_seams(model.faces.numpy(), model.uv_faces.numpy(), model.uvs.numpy())
+    src = exported_src(model)
     pg = pygltflib.GLTF2().load(str(path))
-    prim = pg.meshes[0].primitives[0]
-    assert pg.accessors[prim.attributes.POSITION].count == len(split.src)
-    assert len(prim.targets) == model.num_expression
-    assert pg.meshes[0].extras["targetNames"] == arkit_target_names(model.expression_names)
+    prims = pg.meshes[0].primitives
+    assert sum(pg.accessors[p.attributes.POSITION].count for p in prims) == len(src)
+    names = pg.meshes[0].extras["targetNames"]
+    assert names[:52] == list(ARKIT_NAMES) and all(len(p.targets) == len(names) for p in prims)
     assert len(pg.skins[0].joints) == model.num_joints
     assert [pg.nodes[j].name for j in pg.skins[0].joints] == list(model.joint_names)
     tm = trimesh.load(str(path), force="mesh", process=False)
-    assert len(tm.vertices) == len(split.src) and len(tm.faces) == len(model.faces)
+    assert len(tm.vertices) == len(src) and len(tm.faces) == sum(pg.accessors[p.indices].count for p in prims) // 3
     # Neutral expression, zero pose: the rest mesh is the identity-applied model.
-    assert np.abs(np.asarray(tm.vertices) - model_vertices(model, shape)[split.src]).max() < tol
-    # Morph weights applied by hand reproduce the linear model (pose zero).
+    assert np.abs(np.asarray(tm.vertices) - model_vertices(model, shape)[src]).max() < tol
+    # Morph weights set by the file's documented rule (drivenBy) reproduce the linear model (pose zero).
     rng = np.random.default_rng(1)
     w = rng.uniform(0, 1, model.num_expression)
-    err_morph = np.abs(gltf_morphed(g, w) - model_vertices(model, shape, w)[split.src]).max()
+    err_morph = np.abs(gltf_morphed(g, target_weights(g, list(model.expression_names), w)) - model_vertices(model, shape, w)[src]).max()
     assert err_morph < tol, err_morph
     summary = {"morph_err": float(err_morph), "size": path.stat().st_size}
     if seq is not None:
@@ -216,7 +245,7 @@ def check_glb_against_model(path: Path, model: HeadModel, shape: np.ndarray, seq
         assert abs(t_acc.max[0] - seq.num_frames / seq.fps) < 1e-5  # clip lasts frames / fps seconds
         errs = []
         for f in frames:
-            ref = model_vertices(model, shape, seq.expression[f], seq.pose[f], seq.transl[f])[split.src]
+            ref = model_vertices(model, shape, seq.expression[f], seq.pose[f], seq.transl[f])[src]
             errs.append(np.abs(gltf_skinned(g, f) - ref).max())
         assert max(errs) < tol, errs
         summary["posed_err"] = float(max(errs))
