@@ -3,9 +3,9 @@
 * ``heldout.mp4``: the video beside the avatar on the held-out frames (the left half of the evaluation's panels,
   ``AVATAR_DIR/heldout/*.png``); ``heldout.png``: the middle held-out frame's whole panel (video | avatar | textured-mesh
   baseline | the avatar's error);
-* ``turntable_<env>.mp4`` and ``turntable_<env>.png`` (six stills side by side) for the generated environments
-  studio, sunset and overcast: the neutral head swinging 70 degrees either way (a frontal video never sees the back of
-  the head). A relightable avatar is rendered relit (``appearance.set_environment``); otherwise the tracked head mesh
+* ``turntable_<env>.mp4`` and ``turntable_<env>.png`` (six stills side by side, -70 to +70 degrees) for the generated
+  environments studio, sunset and overcast, each exposed to a mean radiance of 1: the neutral head swinging 70 degrees
+  either way (a frontal video never sees the back of the head). A relightable avatar is rendered relit (``appearance.set_environment``); otherwise the tracked head mesh
   with its appearance maps is shaded under each map by :func:`avatar3d.render.pbr.render_pbr`, and the note says so;
 * ``expressions.png``: the avatar with hand-set expressions (:data:`EXPRESSIONS`, through the drive's ``settings``,
   as ``avatar3d avatar render --set``), labelled.
@@ -87,19 +87,30 @@ def _heldout(avatar_dir: Path, out: Path, fps: float) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------- turntables
-def _strip(frames: list[np.ndarray]) -> np.ndarray:
-    """STRIP_STILLS evenly spaced frames of the first half-swing and the second, side by side."""
-    idx = np.linspace(0, len(frames) - 1, STRIP_STILLS + 1)[:-1].round().astype(int)
-    return np.concatenate([frames[i] for i in idx], 1)
+def strip_frames(angles: list[float]) -> list[int]:
+    """The frames whose yaw is nearest to STRIP_STILLS angles evenly spaced from -SWING_DEG to +SWING_DEG."""
+    a = np.asarray(angles)
+    return [int(np.argmin(np.abs(a - t))) for t in np.linspace(-SWING_DEG, SWING_DEG, STRIP_STILLS)]
 
 
-def _write_turntable(out: Path, env: str, frames: list[np.ndarray], fps: float) -> list[Path]:
+def _write_turntable(out: Path, env: str, frames: list[np.ndarray], angles: list[float], fps: float) -> list[Path]:
     from ..tracking.outputs import write_overlay
 
     h, w = frames[0].shape[:2]
     video = write_overlay(out / f"turntable_{env}.mp4", iter(frames), fps, w, h, total=len(frames), progress=False)
-    write_all({out / f"turntable_{env}.png": png_bytes(_strip(frames))})
+    write_all({out / f"turntable_{env}.png": png_bytes(np.concatenate([frames[i] for i in strip_frames(angles)], 1))})
     return [video, out / f"turntable_{env}.png"]
+
+
+def exposed_environment(name: str, width: int = 256):
+    """Generated environment ``name`` scaled to a mean radiance of 1 (over the sphere and the three channels): each
+    preview is exposed for its light, as a camera would be, so a dim map shows its colour rather than a dark head."""
+    from ..render.lighting import EnvironmentMap
+
+    env = EnvironmentMap.generated(name, width=width)
+    w = env.solid_angles()[..., None]
+    mean = float(((env.pixels * w).sum((0, 1)) / w.sum()).mean())
+    return EnvironmentMap((env.pixels / max(mean, 1e-6)).astype(np.float32))
 
 
 def _relit_frames(src, drive, env) -> list[np.ndarray]:
@@ -133,24 +144,24 @@ def _mesh_frames(src, drive, material, light) -> list[np.ndarray]:
 
 def _turntables(src, appearance_dir: Path, out: Path, plan: Plan) -> tuple[list[Path], str]:
     from ..avatar.drive import DriveRequest, build_drive
-    from ..render.lighting import EnvironmentMap
 
-    drive = build_drive(src, DriveRequest(neutral=True, resolution=_even(plan.preview_width), yaw=turntable_angles(plan.turntable_frames)))
+    angles = turntable_angles(plan.turntable_frames)
+    drive = build_drive(src, DriveRequest(neutral=True, resolution=_even(plan.preview_width), yaw=angles))
     fps = 12.0
     files: list[Path] = []
     relit = bool(getattr(src.avatar.appearance, "relightable", False))
     if relit:
         for env in ENVIRONMENTS:
-            files += _write_turntable(out, env, _relit_frames(src, drive, EnvironmentMap.generated(env, width=256)), fps)
-        return files, "turntables: the relightable avatar relit under each environment"
+            files += _write_turntable(out, env, _relit_frames(src, drive, exposed_environment(env)), angles, fps)
+        return files, "turntables: the relightable avatar relit under each environment (exposed to its mean radiance)"
     from ..appearance.maps import AppearanceMaps
     from ..render.pbr import PBRLight, PBRMaterial
 
     maps = AppearanceMaps.load(appearance_dir)
     material = PBRMaterial.of(maps.albedo, maps.specular, maps.roughness, maps.normal)
     for env in ENVIRONMENTS:
-        light = PBRLight.of(EnvironmentMap.generated(env, width=256), width=64)
-        files += _write_turntable(out, env, _mesh_frames(src, drive, material, light), fps)
+        light = PBRLight.of(exposed_environment(env), width=64)
+        files += _write_turntable(out, env, _mesh_frames(src, drive, material, light), angles, fps)
     return files, ("turntables: the avatar is not relightable, so they show the tracked head mesh with its appearance maps "
                    "shaded under each environment (render/pbr.py)")
 
