@@ -21,7 +21,7 @@ from avatar3d._tensor import torch_threads
 from avatar3d.errors import BadInputError
 from avatar3d.reconstruct.pipeline import STOP_AFTER_ENV, ReconstructStopped, reconstruct
 from avatar3d.reconstruct.previews import expected_files
-from avatar3d.reconstruct.settings import Plan, ReconstructOptions
+from avatar3d.reconstruct.settings import Plan, ReconstructOptions, relight_supported
 from avatar3d.reconstruct.stages import stage_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_every_output_exists_and_is_valid(stepwise):
     rec = json.loads((stepwise / "reconstruct.json").read_text())
     assert rec["format"] == "avatar3d-reconstruct" and rec["version"] == 1
     assert set(rec["versions"]) >= {"avatar3d", "torch", "mediapipe", "numpy"} and rec["versions"]["torch"]
-    assert rec["settings"]["plan"] == asdict(TINY) and rec["settings"]["relightable"] is False
+    assert rec["settings"]["plan"] == asdict(TINY) and rec["settings"]["relightable"] is relight_supported()
     for name in STAGES:
         want = "done" if name != "report" or _report_in_build() else "pending"
         assert rec["stages"][name]["status"] == want, (name, rec["stages"][name])
@@ -102,7 +102,8 @@ def test_every_output_exists_and_is_valid(stepwise):
                 "avatar/train_log.csv", "avatar/train_curve.png", "head.glb", "avatar.ply",
                 *(f"previews/{f}" for f in expected_files())]:
         assert (stepwise / rel).is_file() and (stepwise / rel).stat().st_size > 0, rel
-    assert "mesh" in rec["stages"]["previews"]["note"]  # not relightable: the turntables say what they show
+    # the turntables say what they show: the relit avatar, or (not relightable) the head mesh with its maps
+    assert ("relit" if relight_supported() else "mesh") in rec["stages"]["previews"]["note"]
 
     assert_valid(stepwise / "head.glb")
     ply = PlyData.read(str(stepwise / "avatar.ply"))
@@ -129,6 +130,19 @@ def test_previews_are_pictures_of_the_head(stepwise):
     assert np.abs(sunset.astype(int) - strip.astype(int)).mean() > 1.0  # another light, other colours
 
 
+def test_turntables_of_the_mesh_when_the_avatar_is_not_relit(stepwise, tmp_path):
+    import cv2
+
+    from avatar3d.avatar.drive import open_avatar
+    from avatar3d.reconstruct.previews import write_turntables
+
+    with torch_threads(1):
+        files, note = write_turntables(open_avatar(stepwise / "avatar"), stepwise / "track" / "appearance", tmp_path, TINY, relit=False)
+    assert "mesh" in note and len(files) == 6
+    strip = cv2.imread(str(tmp_path / "turntable_overcast.png"))
+    assert strip.shape[1] == 6 * 64 and 0.05 < (strip < 235).any(-1).mean() < 0.9
+
+
 def test_a_second_run_reuses_everything(stepwise):
     before = digests(stepwise)
     t = time.perf_counter()
@@ -147,7 +161,7 @@ def test_sigint_during_training_then_rerun_resumes_to_the_same_outputs(runs):
     code = ("import json, sys\n"
             "from avatar3d._tensor import torch_threads\n"
             "from avatar3d.reconstruct.pipeline import ReconstructStopped, reconstruct\n"
-            "from avatar3d.reconstruct.settings import Plan, ReconstructOptions\n"
+            "from avatar3d.reconstruct.settings import Plan, ReconstructOptions, relight_supported\n"
             "with torch_threads(1):\n"
             "    try:\n"
             "        reconstruct(sys.argv[1], sys.argv[2], ReconstructOptions(plan=Plan(**json.loads(sys.argv[3])), progress=False))\n"

@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=sorted(PLANS), default=DEFAULT_PRESET,
                    help=f"speed against quality (default {DEFAULT_PRESET}); quick: the demo clip in under 10 minutes on two cores")
     p.add_argument("--relightable", action=argparse.BooleanOptionalAction, default=None,
-                   help="train the relightable avatar (its previews relit under each environment); default: off")
+                   help="train the relightable avatar (previews relit under each environment; about twice the training time); "
+                        "default: on where this build has it")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run in DIR with the settings it recorded")
     again.add_argument("--restart", action="store_true", help="redo every stage of the run in DIR (with these settings)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -25,7 +25,8 @@ import torch
 from ..data.atomic import png_bytes, write_all
 from .settings import Plan
 
-__all__ = ["ENVIRONMENTS", "EXPRESSIONS", "expected_files", "write_previews", "turntable_angles"]
+__all__ = ["ENVIRONMENTS", "EXPRESSIONS", "expected_files", "write_previews", "write_turntables", "turntable_angles",
+           "strip_frames", "exposed_environment"]
 
 ENVIRONMENTS = ("studio", "sunset", "overcast")
 #: (label, {expression: value}) of the expression sheet; names a model lacks are tried with Left/Right, else skipped
@@ -142,14 +143,17 @@ def _mesh_frames(src, drive, material, light) -> list[np.ndarray]:
     return out
 
 
-def _turntables(src, appearance_dir: Path, out: Path, plan: Plan) -> tuple[list[Path], str]:
+def write_turntables(src, appearance_dir: Path, out: Path, plan: Plan, relit: Optional[bool] = None) -> tuple[list[Path], str]:
+    """The three turntables of the avatar ``src`` (:func:`avatar3d.avatar.drive.open_avatar`): relit when ``relit``
+    (default: when the avatar is relightable), else the head mesh with the maps of ``appearance_dir``; and the note."""
     from ..avatar.drive import DriveRequest, build_drive
 
     angles = turntable_angles(plan.turntable_frames)
     drive = build_drive(src, DriveRequest(neutral=True, resolution=_even(plan.preview_width), yaw=angles))
     fps = 12.0
     files: list[Path] = []
-    relit = bool(getattr(src.avatar.appearance, "relightable", False))
+    if relit is None:
+        relit = bool(getattr(src.avatar.appearance, "relightable", False))
     if relit:
         for env in ENVIRONMENTS:
             files += _write_turntable(out, env, _relit_frames(src, drive, exposed_environment(env)), angles, fps)
@@ -214,7 +218,7 @@ def write_previews(avatar_dir: Path, appearance_dir: Path, out: Path, plan: Plan
     out.mkdir(parents=True, exist_ok=True)
     src = open_avatar(avatar_dir)
     files = _heldout(Path(avatar_dir), out, _track_fps(src))
-    turn, note = _turntables(src, Path(appearance_dir), out, plan)
+    turn, note = write_turntables(src, Path(appearance_dir), out, plan)
     files += turn
     files.append(_expressions(src, out, plan))
     return files, note
