@@ -196,15 +196,15 @@ def test_bake_sh_recovers_degree_one_colours():
 
 
 @pytest.mark.parametrize("env", [None, "sunset"])
-def test_relightable_avatar_exports_baked_radiance(relit_avatar, tmp_path, monkeypatch, env):
+def test_relightable_avatar_exports_baked_radiance(relit_avatar, tmp_path, env):
     """The PLY of a relightable avatar, rendered as a 3DGS viewer would, is the avatar's own render under the same light.
 
-    The test double's colours are view-independent (Lambert), so the bake is exact up to float rounding: the same
-    2e-3 as the SH avatar's export (the real appearance's specular is held to a looser bound where it is trained)."""
+    Diffuse light is view-independent and is baked exactly; the specular term's view dependence (a skin-rough lobe
+    and its Fresnel rise at grazing angles) is fitted by degree-1 SH over the views in front of each Gaussian, which
+    leaves ~0.011 mean absolute error (3/255) over the face on this avatar: held to 0.02 (5/255, below what the eye
+    picks out on skin), the worst 1 % of face pixels (the silhouette's grazing views) to 0.08."""
     from avatar3d.render.lighting import environment_from_spec
-    from tests.helpers.relight_double import use_double
 
-    use_double(monkeypatch)
     frame = 5
     args = ["avatar", "export", str(relit_avatar), "--out", str(tmp_path / "relit.ply"), "--frame", str(frame)]
     assert main(args + (["--env", env] if env else [])) == 0
@@ -215,8 +215,10 @@ def test_relightable_avatar_exports_baked_radiance(relit_avatar, tmp_path, monke
     with torch.no_grad():
         ref = src.avatar(d.expression, d.pose, d.transl, d.camera(slice(None))).image[0]
     got = _render_cloud(read_gaussian_ply(tmp_path / "relit.ply"), d.camera(0))
-    assert (ref < 0.8).any(-1).float().mean() > 0.05
-    assert (got - ref).abs().max() < 2e-3
+    face = (ref < 0.8).any(-1)
+    assert face.float().mean() > 0.05
+    err = (got - ref).abs()[face]
+    assert err.mean() < 0.02 and torch.quantile(err.flatten(), 0.99) < 0.08, (float(err.mean()), float(err.max()))
 
 
 def test_sh_avatar_refuses_an_environment(tiny_avatar, tmp_path, capsys):

@@ -1,8 +1,8 @@
 """``avatar3d avatar render --env/--env-rotation/--light`` end to end (avatar3d/avatar/render.py, commands/avatar_render.py):
 a relightable avatar's frames relit, a rotating light, and the one sentence for an avatar that cannot be relit.
 
-The relightable avatar is the seconds-long ``tiny_avatar`` with its colours replaced by the Lambert test double
-(tests/helpers/relight_double.py), so these tests check the plumbing, not the relightable appearance's quality."""
+The relightable avatar is the seconds-long ``tiny_avatar`` with the relightable appearance in place of its colours
+(tests/helpers/relight_double.py: reflectance not fitted), so these tests check the plumbing, not the relighting quality."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from PIL import Image
 
 from avatar3d._tensor import torch_threads
 from avatar3d.cli import main
-from tests.helpers.relight_double import relightable_copy, use_double
+from tests.helpers.relight_double import relightable_copy
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    use_double(monkeypatch)
+def _one_thread():
     with torch_threads(1):
         yield
 

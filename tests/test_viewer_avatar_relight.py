@@ -1,6 +1,6 @@
 """``avatar3d view AVATAR_DIR --env/--env-rotation/--env-intensity`` and the avatar window's Relight controls
-(avatar3d/viewer/gaussians.py, avatar_app.py, commands/view.py), on the tiny avatar with the Lambert test double's
-colours (tests/helpers/relight_double.py)."""
+(avatar3d/viewer/gaussians.py, avatar_app.py, commands/view.py), on the tiny avatar with the relightable appearance in
+place of its colours (tests/helpers/relight_double.py)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from PIL import Image
 
 from avatar3d._tensor import torch_threads
 from avatar3d.cli import main
-from tests.helpers.relight_double import relightable_copy, use_double
+from tests.helpers.relight_double import relightable_copy
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    use_double(monkeypatch)
+def _one_thread():
     with torch_threads(1):
         yield
 
@@ -101,12 +100,9 @@ GUI_SCRIPT = textwrap.dedent(
     """
     import sys
     import numpy as np
-    import pytest
     import torch
     torch.set_num_threads(1)
     import open3d as o3d
-    from tests.helpers.relight_double import use_double
-    use_double(pytest.MonkeyPatch())
     from avatar3d.viewer.app import check_gui_support
     from avatar3d.viewer.avatar_app import AvatarViewerApp
     from avatar3d.viewer.gaussians import AvatarLight, open_avatar

@@ -20,8 +20,9 @@ blendshapes at that expression are folded into ``f_dc``, so the file renders as 
 A relightable avatar (``appearance.relightable``: albedo, roughness, normals under a light) has no SH colours of
 its own: it is written **baked**, its colours under one light (the capture's own, or an environment:
 :func:`~avatar3d.render.lighting.environment_from_spec`) fitted by least squares into degree-1 SH over
-:data:`BAKE_VIEWS` view directions spread over the sphere (:func:`bake_sh`). Diffuse light is view-independent
-and lands in ``f_dc`` exactly; degree 1 keeps the broad part of a highlight's view dependence, not its sharp lobe.
+:data:`BAKE_VIEWS` view directions spread over the sphere, those in front of each Gaussian weighing most
+(:func:`bake_sh`). Diffuse light is view-independent and lands in ``f_dc`` exactly; degree 1 keeps the broad part
+of a highlight's view dependence, not its sharp lobe.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..avatar.appearance import SH_C0, SH_C1
+from ..avatar.appearance import SH_C0, SH_C1, ShadingInputs
 from ..avatar.drive import open_avatar
-from ..avatar.model import GaussianHead
+from ..avatar.model import GaussianHead, PosedHead
 from ..avatar.render import capture_light
 from ..data.atomic import atomic_path
 from ..data.sequence import TrackedSequence
@@ -44,12 +45,14 @@ from ..paths import check_output_path
 from ..render.lighting import CAPTURE, EnvironmentMap, environment_from_spec, fibonacci_sphere
 
 __all__ = ["GaussianCloud", "ply_properties", "write_gaussian_ply", "read_gaussian_ply", "avatar_cloud", "export_avatar_ply",
-           "PlyExport", "DEFAULT_FILE", "bake_sh", "BAKE_VIEWS"]
+           "PlyExport", "DEFAULT_FILE", "bake_sh", "BAKE_VIEWS", "BEHIND_WEIGHT"]
 
 #: the file ``export_avatar_ply`` writes into the avatar directory when no path is given
 DEFAULT_FILE = "avatar.ply"
 #: view directions a relightable avatar's colours are baked over (Fibonacci sphere; 4 unknowns per channel)
 BAKE_VIEWS = 64
+#: weight of the views from behind a Gaussian (its front views weigh 1) in the bake's fit
+BEHIND_WEIGHT = 0.02
 
 
 class GaussianCloud(NamedTuple):
@@ -174,26 +177,40 @@ def read_gaussian_ply(path: str | Path) -> GaussianCloud:
 
 
 # ---------------------------------------------------------------------------------------------- avatars
-def bake_sh(colours: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+def bake_sh(colours: Tensor, view_dirs: Tensor, weights: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Least-squares degree-1 SH ``(f_dc (N, 3), f_rest (N, 3, 3))`` of colours (V, N, 3) seen along unit view
     directions (V, 3) (camera to Gaussian, the same for every Gaussian), in :meth:`GaussianCloud.colours`' convention
-    (``colour = 0.5 + C0 f_dc + C1 (-y, z, -x) . f_rest``). V >= 4 directions that span 3D."""
+    (``colour = 0.5 + C0 f_dc + C1 (-y, z, -x) . f_rest``); ``weights`` (V, N) >= 0 per view and Gaussian (None: all
+    equal). V >= 4 directions that span 3D (with weights: 4 of them weighted above 0 for each Gaussian)."""
     x, y, z = view_dirs.double().unbind(-1)
     A = torch.stack([torch.full_like(x, SH_C0), -SH_C1 * y, SH_C1 * z, -SH_C1 * x], -1)  # (V, 4)
     V, N, _ = colours.shape
-    target = (colours.double() - 0.5).reshape(V, N * 3)
-    coeffs = torch.linalg.lstsq(A, target).solution.reshape(4, N, 3)  # one small system shared by every Gaussian
+    target = colours.double() - 0.5  # (V, N, 3)
+    if weights is None:  # one small system shared by every Gaussian
+        coeffs = torch.linalg.lstsq(A, target.reshape(V, N * 3)).solution.reshape(4, N, 3)
+    else:  # per Gaussian: the normal equations (A^T W A) x = A^T W y, (N, 4, 4)
+        w = weights.double()
+        lhs = torch.einsum("vi,vn,vj->nij", A, w, A)
+        rhs = torch.einsum("vi,vn,vnc->nic", A, w, target)
+        coeffs = torch.linalg.solve(lhs, rhs).permute(1, 0, 2)  # (4, N, 3)
     return coeffs[0].float(), coeffs[1:].permute(1, 0, 2).float().contiguous()
 
 
-def _baked(avatar: GaussianHead, expression: Tensor, environment: Optional[EnvironmentMap]) -> tuple[Tensor, Tensor]:
-    """(f_dc, f_rest) of a relightable avatar's colours at ``expression`` (E,) under ``environment`` (None: the capture's)."""
+def _baked(avatar: GaussianHead, posed: PosedHead, environment: Optional[EnvironmentMap]) -> tuple[Tensor, Tensor]:
+    """(f_dc, f_rest) of a relightable avatar's colours, posed as ``posed`` (one frame), under ``environment`` (None: the
+    capture's): its colours seen along each of :data:`BAKE_VIEWS` directions, fitted by :func:`bake_sh`."""
     avatar.appearance.set_environment(environment)
-    d = torch.as_tensor(fibonacci_sphere(BAKE_VIEWS), dtype=torch.float32)  # (V, 3)
-    N = avatar.num_gaussians
-    drive = expression.float()[avatar.expr_index][None].expand(BAKE_VIEWS, -1)
-    colours = avatar.appearance.colours(avatar.params, drive, d[:, None].expand(BAKE_VIEWS, N, 3))
-    return bake_sh(colours.detach(), d)
+    V, N = BAKE_VIEWS, avatar.num_gaussians
+    d = torch.as_tensor(fibonacci_sphere(V), dtype=torch.float32)  # (V, 3)
+    g = posed.gaussians
+    views = lambda t: t.expand(V, *t.shape[1:])  # noqa: E731  (the one frame, seen V times)
+    inputs = ShadingInputs(d[:, None].expand(V, N, 3), views(g.means), views(g.quats), views(g.scales), views(posed.vertices),
+                           avatar.head_model.faces, avatar.parent)
+    colours = avatar.appearance.colours(avatar.params, views(posed.drive), inputs)
+    # A viewer sees a Gaussian's front (opaque heads hide the rest): fit the views in front of its normal, with a
+    # small weight behind so that every Gaussian's fit stays determined.
+    front = (inputs.normals() * -inputs.view_dirs).sum(-1) > 0  # (V, N)
+    return bake_sh(colours.detach(), d, torch.where(front, 1.0, BEHIND_WEIGHT))
 
 
 @torch.no_grad()
@@ -212,9 +229,10 @@ def avatar_cloud(avatar: GaussianHead, expression: Tensor, pose: Tensor, transl:
     if not relit and not {"sh_dc", "sh_rest"} <= set(p.keys()):
         raise BadInputError(f"an avatar with the {avatar.appearance.name!r} appearance cannot be written as a 3D Gaussian PLY "
                             "(it needs SH colours or a relightable appearance to bake)")
-    g, opac = avatar.pose(expression[None].float(), pose[None].float(), transl[None].float())
+    posed = avatar.posed_head(expression[None].float(), pose[None].float(), transl[None].float())
+    g = posed.gaussians
     if relit:
-        dc, rest = _baked(avatar, expression, environment)
+        dc, rest = _baked(avatar, posed, environment)
     else:
         dc, rest = p["sh_dc"].detach(), p["sh_rest"].detach().clone()
         if "expr_colour" in p.keys():  # colour blendshapes are view-independent: they shift the DC term
