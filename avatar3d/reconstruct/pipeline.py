@@ -162,7 +162,7 @@ def _empty(out: Path) -> None:
 def _estimates(run: RunContext, frames: int) -> dict[str, float]:
     options = avatar_options(run)
     width = options.resolution or run.plan.track_resolution
-    return stage_estimates(run.plan, frames, options.iterations, width)
+    return stage_estimates(run.plan, frames, options.iterations, width, run.relightable)
 
 
 def _stop_after() -> set[str]:
