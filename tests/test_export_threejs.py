@@ -93,6 +93,8 @@ def test_webgl_draws_the_head(played):
     if not result.get("webgl"):
         pytest.skip("WebGL is unavailable in this headless Chromium (no SwiftShader)")
     assert 0.1 < result["drawn_fraction"] < 0.9, result["drawn_fraction"]  # a head, neither nothing nor a wall
+    cover = result["coverage"]  # image fraction per material in a flat-colour id pass
+    assert cover["skin"] > 0.1 and cover["eyes"] > 5e-4, cover  # the eyes show through the lids
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     drawn = (img < 245).any(-1)
     assert 0.1 < drawn.mean() < 0.9, drawn.mean()

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from avatar3d._tensor import torch_threads
+from avatar3d.errors import BadInputError
 from avatar3d.reconstruct.report import REPORT_FILE, build_report, write_report
 from helpers.browser import dump_dom, result_json, screenshot
 
@@ -223,8 +224,16 @@ def test_unreadable_files_do_not_stop_the_report(tmp_path: Path):
     (run / "track" / "metrics.json").write_text('{"summary": {"nme_mean": null}, "per_frame": [{"nme": "x"}]}')
     (run / "head.glb").write_bytes(b"not a glb at all, just bytes" * 4)
     (run / "avatar.ply").write_bytes(b"\x00\x01")
+    (run / "track" / "overlay.mp4").write_bytes(b"\x00" * 64)
+    (run / "previews").mkdir()
+    (run / "previews" / "turntable_studio.png").write_bytes(b"\x89PNG broken")
+    (run / "previews" / "extra.png").write_bytes(b"")
     page = build_report(run)
     assert page.count("<section") == len(SECTIONS)
     assert "head.glb" in page and "not readable" in page
     assert "could not be drawn (ValueError: the training log has no steps yet)" in page
     assert "timings (reconstruct.json): not produced" in page
+    assert "the studio turntable (previews/turntable_studio.png): not produced" in page
+    with pytest.raises(BadInputError, match="no run folder"):
+        write_report(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()

@@ -26,15 +26,13 @@ import numpy as np
 
 from .. import __version__
 from ..data.atomic import write_text
+from ..errors import BadInputError
 from . import report_plots as plots
 from . import report_template as T
 
 __all__ = ["write_report", "build_report", "RunFiles", "REPORT_FILE", "turntable_environments"]
 
 REPORT_FILE = "report.html"
-#: the stage that makes each part, by the names ``reconstruct.json`` may give it (first: the one shown when absent)
-STAGE_NAMES = {"track": ("track", "tracking"), "appearance": ("appearance",), "avatar": ("avatar", "train", "training"),
-               "eval": ("eval", "evaluate", "evaluation"), "export": ("export", "exports"), "previews": ("previews", "preview")}
 MAP_INFO = {"albedo": "diffuse colour (sRGB)", "specular": "specular intensity", "roughness": "roughness",
             "normal": "tangent-space normals", "displacement": "displacement (stretched to its range)",
             "coverage": "how well each texel was seen (black: never)"}
@@ -80,36 +78,32 @@ class RunFiles:
         s = self.info.get("settings")
         return s if isinstance(s, dict) else {}
 
-    def stage(self, part: str, rel: str = "") -> tuple[str, dict]:
-        """The stage that makes ``rel``: the one listing it among its outputs, else the one named for ``part``
-        (:data:`STAGE_NAMES`), else the one listing a folder above it (``track`` holds ``track/appearance`` but
-        need not make it); its name and record ({} when unrecorded)."""
+    def stage(self, name: str, rel: str = "") -> tuple[str, dict]:
+        """The stage that makes ``rel``: the one listing it among its outputs, else stage ``name`` (reconstruct's
+        stages: track, appearance, avatar, eval, export, previews, report), else the one listing a folder above it;
+        its name and record ({} when unrecorded)."""
         stages = self.stages
         above: list[tuple[int, str]] = []
-        for name, st in stages.items():
+        for n, st in stages.items():
             for out in st.get("outputs") or []:
                 o = str(out).rstrip("/")
                 if rel and o == rel:
-                    return name, st
+                    return n, st
                 if rel and o and rel.startswith(o + "/"):
-                    above.append((len(o), name))
-        names = STAGE_NAMES.get(part, (part,))
-        for n in names:
-            if n in stages:
-                return n, stages[n]
-        if above:
-            name = max(above)[1]
-            return name, stages[name]
-        return names[0], {}
+                    above.append((len(o), n))
+        if name in stages or not above:
+            return name, stages.get(name, {})
+        n = max(above)[1]
+        return n, stages[n]
 
-    def missing(self, what: str, part: str, rel: str = "") -> str:
-        """The "not produced" box for ``what`` (made by ``part``'s stage)."""
-        name, st = self.stage(part, rel)
+    def missing(self, what: str, stage: str, rel: str = "") -> str:
+        """The "not produced" box for ``what`` (the file or folder ``rel``, made by ``stage``)."""
+        name, st = self.stage(stage, rel)
         why = st.get("error") or st.get("note")
         return T.missing(what, name, str(st.get("status", "pending")), str(why) if why else None)
 
-    def status(self, part: str) -> str:
-        return str(self.stage(part)[1].get("status", "pending"))
+    def status(self, stage: str) -> str:
+        return str(self.stage(stage)[1].get("status", "pending"))
 
 
 # ------------------------------------------------------------------------------------------------ small readers
@@ -270,7 +264,8 @@ def _tracking(run: RunFiles) -> str:
         stills = crop_stills(run.path / "track")
         caption = "tracked crops with the fitted landmarks (no overlay video)"
     if stills:
-        parts.append(T.gallery([T.figure(T.image_uri(s, **THUMB)) for s in stills], cls="four") + T.note(caption))
+        figs = [T.figure(T.image_uri(s, **THUMB), alt=f"tracking still {i + 1}") for i, s in enumerate(stills)]
+        parts.append(T.gallery(figs, cls="four") + T.note(caption))
     if overlay:
         parts.append(T.video("track/overlay.mp4", "the whole tracking overlay"))
     if metrics is None:
@@ -406,18 +401,21 @@ def turntable_environments(previews: Path) -> list[str]:
 def _relighting(run: RunFiles) -> str:
     note = run.stage("previews")[1].get("note")  # e.g. what the turntables show when the avatar cannot be relit
     parts, known = [T.note(str(note))] if note else [], {"heldout.png", "expressions.png"}
+    videos = []
     for env in turntable_environments(run.path / "previews"):
         png, mp4 = f"previews/turntable_{env}.png", f"previews/turntable_{env}.mp4"
         known.add(Path(png).name)
         p = run.file(png)
         img = T.read_image(p) if p else None
-        parts.append(f"<h3>{env}</h3>")
+        parts.append(f"<h3>{escape(env)}</h3>")
         if img is not None:
             parts.append(T.figure(T.image_uri(img, **STRIP), f"a turn of the head under the {env} environment map", full=True))
         else:
             parts.append(run.missing(f"the {env} turntable ({png})", "previews", png))
         if run.file(mp4):
-            parts.append(T.video(mp4, f"turntable, {env}"))
+            videos.append(T.video(mp4, f"turntable, {env}"))
+    if videos:  # side by side: three players one under the other would fill screens with black
+        parts.append("<h3>Turntable videos</h3>" + T.gallery(videos))
     others = [p for p in sorted((run.path / "previews").glob("*.png")) if p.name not in known and p.stat().st_size]
     figs = [T.figure(T.image_uri(img, **PHOTO), p.stem.replace("_", " ")) for p in others if (img := T.read_image(p)) is not None]
     if figs:
@@ -521,13 +519,19 @@ def build_report(run_dir: str | Path) -> str:
     header = _guarded(_header, run)
     if not header.startswith("<header"):
         header = f"<header><h1>{escape(Path(run_dir).name)}</h1>{header}</header>"
-    body = [T.section(a, title, _guarded(fn, run), run.status(part) if part and run.stages else None) for a, title, part, fn in SECTIONS]
+    body = [T.section(a, title, _guarded(fn, run), run.status(stage) if stage and run.stages else None)
+            for a, title, stage, fn in SECTIONS]
     video = Path(str(run.info.get("video") or run.path.name)).name
     footer = f"avatar3d {__version__} · written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from the files of {run.path.name}/"
     return T.page(f"avatar3d report: {video}", header, [(a, t) for a, t, _, _ in SECTIONS], body, footer)
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` (atomically) from the run directory's files and return its path."""
-    out = Path(run_dir) / REPORT_FILE
-    return write_text(out, build_report(run_dir))
+    """Write ``run_dir/report.html`` (atomically) from the run directory's files and return its path.
+
+    Raises:
+        BadInputError: ``run_dir`` is not a folder.
+    """
+    if not Path(run_dir).is_dir():
+        raise BadInputError(f"there is no run folder {run_dir} to report on; `avatar3d reconstruct VIDEO --out DIR` makes one")
+    return write_text(Path(run_dir) / REPORT_FILE, build_report(run_dir))

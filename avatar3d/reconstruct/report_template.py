@@ -63,7 +63,7 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:
 .bar{height:10px;background:var(--accent);border-radius:3px;min-width:2px}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px 0 30px}
 @media (max-width:640px){nav{flex-wrap:nowrap;overflow-x:auto;white-space:nowrap;padding:8px 12px}
-.grid.four{grid-template-columns:repeat(2,1fr)}header{padding:18px 14px}main{padding:8px}section{padding:14px 12px}header h1{font-size:21px}}
+.grid,.grid.four,.grid.wide{grid-template-columns:repeat(2,1fr)}header{padding:18px 14px}main{padding:8px}section{padding:14px 12px}header h1{font-size:21px}}
 """
 
 

@@ -3,7 +3,8 @@
 The page (written beside the GLB, three.js imported through an import map from ``node_modules/three``) writes
 ``<pre id="result">{json}</pre>``: per mesh its name, material and morph target names; per sample time the
 morph influences by name (of the first skinned mesh), every bone's local quaternion and position; whether
-WebGL rendered and the fraction of drawn pixels that differ from the white background. The canvas sits at the
+WebGL rendered, the fraction of drawn pixels that differ from the white background and, per material, the
+fraction of the image its primitives cover (``coverage``). The canvas sits at the
 top-left, so :func:`helpers.browser.screenshot` of the page is the rendered head.
 """
 
@@ -87,6 +88,24 @@ try {
       camera.position.set(c.x + cfg.eye[0], c.y + cfg.eye[1], c.z + cfg.eye[2]);
       camera.lookAt(c);
     }
+    // An id pass first: each primitive in a flat pure colour (exact after sRGB encoding), pixels counted per
+    // material, so a test sees which parts are visible (eyes not hidden under skin, teeth with the jaw open).
+    const ids = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]];
+    const shaded = meshes.map((m) => m.material), mapping = renderer.toneMapping;
+    meshes.forEach((m, i) => { m.material = new THREE.MeshBasicMaterial({ color: new THREE.Color(...ids[i %% 6]) }); });
+    renderer.toneMapping = THREE.NoToneMapping;
+    renderer.render(scene, camera);
+    const idpx = new Uint8Array(W * H * 4);
+    gl.readPixels(0, 0, W, H, gl.RGBA, gl.UNSIGNED_BYTE, idpx);
+    out.coverage = {};
+    meshes.forEach((m, i) => {
+      const [r, g, b] = ids[i %% 6].map((x) => x * 255);
+      let n = 0;
+      for (let k = 0; k < idpx.length; k += 4) if (idpx[k] === r && idpx[k + 1] === g && idpx[k + 2] === b) n++;
+      out.coverage[shaded[i].name] = (out.coverage[shaded[i].name] || 0) + n / (W * H);
+      m.material = shaded[i];
+    });
+    renderer.toneMapping = mapping;
     renderer.render(scene, camera);
     const px = new Uint8Array(W * H * 4);
     gl.readPixels(0, 0, W, H, gl.RGBA, gl.UNSIGNED_BYTE, px);
