@@ -175,7 +175,7 @@ def test_sigint_during_training_then_rerun_resumes_to_the_same_outputs(runs):
     deadline = time.time() + 240
     while not (out / "avatar" / ".lock").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
-    time.sleep(4.0)  # into the training (its first seconds read the frames)
+    time.sleep(2.0)  # into the stage: reading the frames or the first steps (it takes 10 s or more)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
