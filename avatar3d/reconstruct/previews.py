@@ -3,8 +3,8 @@
 * ``heldout.mp4``: the video beside the avatar on the held-out frames (the left half of the evaluation's panels,
   ``AVATAR_DIR/heldout/*.png``); ``heldout.png``: the middle held-out frame's whole panel (video | avatar | textured-mesh
   baseline | the avatar's error);
-* ``turntable_<env>.mp4`` and ``turntable_<env>.png`` (six stills side by side, -70 to +70 degrees) for the generated
-  environments studio, sunset and overcast, each exposed to a mean radiance of 1: the neutral head swinging 70 degrees
+* ``turntable_<env>.mp4`` and ``turntable_<env>.png`` (six stills side by side, -45 to +45 degrees) for the generated
+  environments studio, sunset and overcast, each exposed to a mean radiance of 1: the neutral head swinging 45 degrees
   either way (a frontal video never sees the back of the head). A relightable avatar is rendered relit (``appearance.set_environment``); otherwise the tracked head mesh
   with its appearance maps is shaded under each map by :func:`avatar3d.render.pbr.render_pbr`, and the note says so;
 * ``expressions.png``: the avatar with hand-set expressions (:data:`EXPRESSIONS`, through the drive's ``settings``,
@@ -41,7 +41,7 @@ EXPRESSIONS: tuple[tuple[str, dict[str, float]], ...] = (
     ("eyeWide", {"eyeWideLeft": 1.0, "eyeWideRight": 1.0}),
 )
 STRIP_STILLS = 6
-SWING_DEG = 70.0
+SWING_DEG = 45.0  #: degrees either way: a frontal video shows little more of the head (at 70 the sides come apart)
 WHITE = (1.0, 1.0, 1.0)
 
 
@@ -54,7 +54,7 @@ def expected_files(environments: Iterable[str] = ENVIRONMENTS) -> list[str]:
 
 
 def turntable_angles(frames: int) -> list[float]:
-    """Yaw in degrees of each frame: one smooth swing to +70, back through 0 to -70 and home."""
+    """Yaw in degrees of each frame: one smooth swing to +SWING_DEG, back through 0 to -SWING_DEG and home."""
     return [SWING_DEG * math.sin(2 * math.pi * k / frames) for k in range(frames)]
 
 
