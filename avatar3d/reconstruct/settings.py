@@ -124,7 +124,9 @@ class ReconstructOptions:
 
 
 def default_relightable() -> bool:
-    """The default of ``--relightable``: on wherever this build has the relightable avatar. It trains within the presets'
-    budgets: measured on the demo clip's track (256 px, one thread), 0.28 CPU seconds a step against 0.14 for the plain
-    colour avatar, i.e. the quick preset's 1200 steps in about 6 minutes of one core (3.5 on two)."""
+    """The default of ``--relightable``: on wherever this build has the relightable avatar (what the product promises).
+    Measured on the demo clip's track (256 px, one thread): 0.28 CPU seconds a step against 0.14 for the plain colour
+    avatar. The quick preset's 1200 steps then fit its 5-minute budget (310 CPU s of one core, about 3.5 minutes on two);
+    the default preset's 3600 steps at 512 px take about twice its 30-minute budget (an estimated 50 minutes of one core):
+    ``--no-relightable`` halves that."""
     return relight_supported()
