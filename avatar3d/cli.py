@@ -15,7 +15,7 @@ from . import __version__
 from .commands import register_modules
 from .errors import Avatar3DError, os_error_sentence
 
-COMMANDS = ("info", "models", "demo", "track", "appearance", "avatar", "export", "view")
+COMMANDS = ("info", "models", "demo", "reconstruct", "track", "appearance", "avatar", "export", "view")
 
 
 def build_parser() -> argparse.ArgumentParser:
