@@ -19,6 +19,7 @@ subprocess under the same conditions, and prints one table:
   expression with the largest mean there;
 * the eyelid gap at the video's most closed frame, fitted vs detected (inter-ocular distances).
 
+Fits are cached per code revision (commit + hash of the uncommitted diff), so the reference's are made once.
 Timings are not the point here; the machine is named for the record (shared machines are slow).
 """
 
@@ -71,7 +72,19 @@ def worker(capture: Path, spec: str, out: Path) -> None:
              names=np.array(model.expression_names), bounds=np.array(model.expression_range, np.float64), focal=res.focal)
 
 
+def revision(code_root: Path) -> str:
+    """The checkout's commit plus a hash of its uncommitted changes (what a cached fit was made with)."""
+    import hashlib
+
+    head = subprocess.run(["git", "-C", str(code_root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    diff = subprocess.run(["git", "-C", str(code_root), "diff", "HEAD"], capture_output=True).stdout
+    return f"{head[:12]}-{hashlib.sha1(diff).hexdigest()[:8]}"
+
+
 def run_worker(code_root: Path, capture: Path, spec: str, out: Path) -> dict:
+    if out.is_file():  # the same code on the same capture (the reference's fits are reused between runs)
+        return dict(np.load(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(capture), spec, str(out)], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(code_root))
@@ -108,6 +121,7 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--max-frames", type=int, default=90)
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--code", default="before,after", help="which rows to run (fits are cached per revision under ~/.cache/avatar3d/bench/expressions)")
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -131,7 +145,10 @@ def main() -> None:
             cap = capture_for(video, data, args.fps, args.max_frames, Path(tmp))
             for model in args.models.split(","):
                 for which, root in (("before", args.reference), ("after", ROOT)):
-                    r = run_worker(root, cap, model_spec(model, data), Path(tmp) / f"{video}_{model}_{which}.npz")
+                    if which not in args.code.split(","):
+                        continue
+                    out = CACHE.parent / "expressions" / revision(root) / f"{video}_{model}_{args.fps:g}fps_{args.max_frames}.npz"
+                    r = run_worker(root, cap, model_spec(model, data), out)
                     s = summarise(r)
                     results.append(dict(video=video, model=model, code=which, **s))
                     print(row(video, model, which, s), flush=True)

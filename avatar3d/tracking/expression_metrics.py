@@ -49,8 +49,8 @@ def brow_heights(lm: np.ndarray) -> np.ndarray:
     return np.stack([r, l_], -1) / iod[..., None]
 
 
-def neutral_frames(lm: np.ndarray, valid: np.ndarray | None = None, lips_closed: float = 0.03, eyes_open: float = 0.8,
-                   brows: float = 0.03, corners: float = 0.04) -> np.ndarray:
+def neutral_frames(lm: np.ndarray, valid: np.ndarray | None = None, lips_closed: float = 0.05, eyes_open: float = 0.8,
+                   brows: float = 0.04, corners: float = 0.06) -> np.ndarray:
     """(N,) bool: frames whose detected landmarks (N, 478, ≥2) look like the person at rest.
 
     A frame is neutral when the inner lips are closed (gap < ``lips_closed`` inter-ocular distances),

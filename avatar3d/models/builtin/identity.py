@@ -105,15 +105,16 @@ def _soft_tissue(name: str, asm: Assembly, A: Anatomy) -> np.ndarray:
     V = asm.vertices
     d = np.zeros_like(V)
     if name == "eye_opening":
-        # ~1.2 mm more palpebral aperture per std (adult SD of the fissure height), mostly the upper lid.
+        # ~2.4 mm more palpebral aperture per std, mostly the upper lid: the resting lid gap MediaPipe
+        # reports on the six shared videos spans 0.09-0.21 inter-ocular distances (SD ~0.04, ~2.5 mm).
         for side in (1, -1):
             up, lo = X.lids(side)
-            d += _rotate_about(V, A.eye(side), "x", -up * 0.070) + _rotate_about(V, A.eye(side), "x", lo * 0.020)
+            d += _rotate_about(V, A.eye(side), "x", -up * 0.140) + _rotate_about(V, A.eye(side), "x", lo * 0.040)
     elif name == "brow_height":
         ey = A.eye_center[1]
-        for side in (1, -1):  # the browDown / browOuterUp region, 2.5 mm up per std
+        for side in (1, -1):  # the browDown / browOuterUp region, 4 mm up per std (brow-to-eye spread of the shared videos)
             g = _gauss(V, (side * 0.033, ey + 0.020, 0.078), (0.026, 0.016, 0.03)) * X.skin
-            d[:, 1] += 0.0025 * g
+            d[:, 1] += 0.0040 * g
     else:
         raise KeyError(name)
     return d
