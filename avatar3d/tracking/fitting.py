@@ -118,7 +118,7 @@ MODEL_PRIORS: dict[str, dict] = {
     # part of that margin buys 30x stronger magnitude priors (w_expr 3e-4, w_expr_l1 1e-4; blinks keep a
     # tenth: FitConfig.free_expressions) and the resting-face prior (w_expr_rest): fewer coefficients at
     # their bound, NME still at or below the earlier fit's. Measured with benchmarks/bench_tracking_expressions.py.
-    "builtin": dict(w_shape=1e-4, w_expr=1e-4, w_expr_l1=1e-4, w_smooth_expr=0.03, w_expr_rest=1e-2),
+    "builtin": dict(w_shape=1e-4, w_expr=3e-4, w_expr_l1=1e-4, w_smooth_expr=0.03, w_expr_rest=1e-2),
     # ICT: the robust expression smoothing at 0.01 let its (otherwise unregularised) coefficients jump to their
     # bounds (frames at the bound 2 -> 14% on d6); at 0.1 it is as before below 0.1 per frame² and still lets blinks through.
     "ict": dict(smooth_expr_delta=0.1),
