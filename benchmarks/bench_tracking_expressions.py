@@ -93,7 +93,7 @@ def run_worker(code_root: Path, capture: Path, spec: str, out: Path) -> dict:
 
 def summarise(r: dict) -> dict:
     """The table's numbers for one fit (with this checkout's measures, whatever code made the fit)."""
-    from avatar3d.tracking.expression_metrics import eyelid_gaps, expression_report
+    from avatar3d.tracking.expression_metrics import expression_report, eyelid_gaps
     from avatar3d.tracking.metrics import nme
 
     names = [str(s) for s in r["names"]]
@@ -130,6 +130,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import machine
+
     from avatar3d.paths import shared_data_dir
 
     data = shared_data_dir()

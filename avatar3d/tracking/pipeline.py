@@ -35,8 +35,8 @@ from ..data.frames import TrackedFrames
 from ..data.rundir import RunDirectory
 from ..data.sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
 from ..render.camera import scale_pixels
-from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
 from .expression_metrics import expression_report
+from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
 from .metrics import expression_saturation
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
 
