@@ -203,3 +203,42 @@ def test_real_blinks_close(real_fit):
     open_gap = np.median(fit[det > 2 * CLOSED])
     assert np.median(fit[closed]) < 0.06 and np.median(err) < 0.03, msg
     assert np.percentile(fit[closed], 90) < 0.5 * open_gap, f"{msg}; open eyes fitted at {open_gap:.3f}"
+
+
+def test_detector_correction_is_zero_at_the_neutral_face(builtin):
+    """The table's offset is MediaPipe's measured view of the neutral face; the correction network only adds
+    what changes from there (it used to open the neutral lips by 0.024 IOD, so closed lips could not be fitted)."""
+    import torch
+
+    from avatar3d.tracking.landmark_model import landmark_head
+
+    full, table = landmark_head(builtin), landmark_head(builtin, correction=False)
+    if full.correction is None:
+        pytest.skip("no shipped detector correction")
+    S, E, J = builtin.num_shape, builtin.num_expression, builtin.num_joints
+    args = (torch.zeros(S), torch.zeros(1, E), torch.zeros(1, J, 3), torch.zeros(1, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(full(*args)[0], table(*args)[0], rtol=0, atol=1e-7)
+        e = builtin.expression_vector({"mouthSmileLeft": 0.8})
+        assert (full(args[0], e, *args[2:])[0] - table(args[0], e, *args[2:])[0]).norm(dim=-1).max() > 1e-4  # still corrects expressions
+
+
+def test_neutral_frames_and_report():
+    from avatar3d.tracking.expression_metrics import expression_report, neutral_frames
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(100, 400, (478, 2))
+    base[[33, 133]], base[[263, 362]] = [[150, 200], [190, 200]], [[310, 200], [270, 200]]  # inter-ocular distance 120 px
+    base[[159, 145]], base[[386, 374]] = [[170, 190], [170, 210]], [[290, 190], [290, 210]]  # lids open
+    base[[105, 334]] = [[170, 140], [290, 140]]
+    base[[13, 14]], base[[61, 291]] = [[230, 320], [230, 320.5]], [[195, 322], [265, 322]]  # lips closed
+    lm = np.repeat(base[None], 10, 0)
+    lm[7:, 14, 1] += 30  # mouth open in the last three frames
+    n = neutral_frames(lm)
+    assert n[:7].all() and not n[7:].any()
+    e = np.zeros((10, 3))
+    e[:, 1] = 1.0  # held at the bound through the video
+    e[8, 2] = 0.95
+    rep = expression_report(e, ["a", "b", "c"], (0.0, 1.0), lm)
+    assert rep["most_at_bound"] == {"name": "b", "share": 1.0} and rep["frames_any_above"] == 1.0
+    assert rep["neutral_frames"] == 7 and rep["neutral_max_mean"]["name"] == "b" and abs(rep["neutral_mean"] - 1 / 3) < 1e-9

@@ -48,7 +48,7 @@ def _rot(axis: str, ang: np.ndarray) -> np.ndarray:
     return np.stack(m, -1).reshape(-1, 3, 3)
 
 
-def _rotate_about(p: np.ndarray, center: np.ndarray, axis: str, ang: np.ndarray) -> np.ndarray:
+def rotate_about(p: np.ndarray, center: np.ndarray, axis: str, ang: np.ndarray) -> np.ndarray:
     """Displacement that rotates points p (N, 3) about ``center`` by per-point angles."""
     q = p - center
     return np.einsum("nij,nj->ni", _rot(axis, ang), q) - q
@@ -112,6 +112,11 @@ class _Ctx:
         return D
 
 
+def eyelid_weights(asm: Assembly, A: Anatomy, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) weights of the upper and lower eyelid of eye ``side`` (+1 left, -1 right): the rows the blink turns."""
+    return _Ctx(asm, A).lids(side)
+
+
 def _corner(A: Anatomy, side: int) -> np.ndarray:
     return A.mouth_line(np.array([side * A.mouth_half_width]))[0]
 
@@ -125,13 +130,13 @@ def build_expressions(asm: Assembly, A: Anatomy) -> np.ndarray:
     tmj = np.array(A.tmj)
 
     # --- jaw
-    out["jawOpen"] = _rotate_about(V, tmj, "x", JAW_OPEN_RAD * X.jaw)
+    out["jawOpen"] = rotate_about(V, tmj, "x", JAW_OPEN_RAD * X.jaw)
     out["jawForward"] = X.jaw[:, None] * np.array([0, 0, 0.006])
     for nm, s in (("jawLeft", 1), ("jawRight", -1)):
         out[nm] = X.jaw[:, None] * np.array([s * 0.007, 0, 0])
     # mouthClose: lips sealed while the jaw is open (undo the jaw rotation on the lip bands).
     lips = np.clip(X.lower_lip * 1.2, 0, 1)
-    out["mouthClose"] = -_rotate_about(V, tmj, "x", JAW_OPEN_RAD * X.jaw * lips) * 0.92 + X.upper_lip[:, None] * np.array([0, -0.0015, 0])
+    out["mouthClose"] = -rotate_about(V, tmj, "x", JAW_OPEN_RAD * X.jaw * lips) * 0.92 + X.upper_lip[:, None] * np.array([0, -0.0015, 0])
 
     # --- eyes: lids rotate about the eyeball centre (they lie on the lid sphere)
     e_up, e_dn = A.eye_open_up, A.eye_open_down
@@ -140,15 +145,15 @@ def build_expressions(asm: Assembly, A: Anatomy) -> np.ndarray:
         ec = A.eye(side)
         up, lo = X.lids(side)
         # Positive rotation about +X tilts +Z towards -Y, i.e. moves the front of the lid down.
-        out["eyeBlink" + sfx] = _rotate_about(V, ec, "x", up * close * BLINK_UP) + _rotate_about(V, ec, "x", -lo * close * BLINK_DOWN)
-        out["eyeSquint" + sfx] = _rotate_about(V, ec, "x", -lo * 0.22) + _rotate_about(V, ec, "x", up * 0.08) + (_gauss(V, ec + (0, -0.018, 0.01), 0.012) * skin)[:, None] * np.array([0, 0.002, 0])
-        out["eyeWide" + sfx] = _rotate_about(V, ec, "x", -up * 0.22) + _rotate_about(V, ec, "x", lo * 0.06)
-        out["eyeLookUp" + sfx] = _rotate_about(V, ec, "x", -up * 0.12 - lo * 0.08)
-        out["eyeLookDown" + sfx] = _rotate_about(V, ec, "x", up * 0.2 + lo * 0.08)
+        out["eyeBlink" + sfx] = rotate_about(V, ec, "x", up * close * BLINK_UP) + rotate_about(V, ec, "x", -lo * close * BLINK_DOWN)
+        out["eyeSquint" + sfx] = rotate_about(V, ec, "x", -lo * 0.22) + rotate_about(V, ec, "x", up * 0.08) + (_gauss(V, ec + (0, -0.018, 0.01), 0.012) * skin)[:, None] * np.array([0, 0.002, 0])
+        out["eyeWide" + sfx] = rotate_about(V, ec, "x", -up * 0.22) + rotate_about(V, ec, "x", lo * 0.06)
+        out["eyeLookUp" + sfx] = rotate_about(V, ec, "x", -up * 0.12 - lo * 0.08)
+        out["eyeLookDown" + sfx] = rotate_about(V, ec, "x", up * 0.2 + lo * 0.08)
         both = up + lo
         # Looking in (towards the nose) turns the lids about +Y towards -X for the left eye.
-        out["eyeLookIn" + sfx] = _rotate_about(V, ec, "y", -side * both * 0.08)
-        out["eyeLookOut" + sfx] = _rotate_about(V, ec, "y", side * both * 0.08)
+        out["eyeLookIn" + sfx] = rotate_about(V, ec, "y", -side * both * 0.08)
+        out["eyeLookOut" + sfx] = rotate_about(V, ec, "y", side * both * 0.08)
 
     # --- brows
     ey = A.eye_center[1]

@@ -99,21 +99,21 @@ def _field(name: str, p: np.ndarray, A: Anatomy) -> np.ndarray:
 
 def _soft_tissue(name: str, asm: Assembly, A: Anatomy) -> np.ndarray:
     """(V, 3) displacement of a :data:`SOFT_TISSUE` mode (one standard deviation); eyeballs stay put."""
-    from .blendshapes import _Ctx, _gauss, _rotate_about
+    from .blendshapes import eyelid_weights, rotate_about
 
-    X = _Ctx(asm, A)
     V = asm.vertices
     d = np.zeros_like(V)
+    skin = asm.part == PART_IDS["head"]
     if name == "eye_opening":
         # ~2.4 mm more palpebral aperture per std, mostly the upper lid: the resting lid gap MediaPipe
         # reports on the six shared videos spans 0.09-0.21 inter-ocular distances (SD ~0.04, ~2.5 mm).
         for side in (1, -1):
-            up, lo = X.lids(side)
-            d += _rotate_about(V, A.eye(side), "x", -up * 0.140) + _rotate_about(V, A.eye(side), "x", lo * 0.040)
+            up, lo = eyelid_weights(asm, A, side)
+            d += rotate_about(V, A.eye(side), "x", -up * 0.140) + rotate_about(V, A.eye(side), "x", lo * 0.040)
     elif name == "brow_height":
         ey = A.eye_center[1]
         for side in (1, -1):  # the browDown / browOuterUp region, 4 mm up per std (brow-to-eye spread of the shared videos)
-            g = _gauss(V, (side * 0.033, ey + 0.020, 0.078), (0.026, 0.016, 0.03)) * X.skin
+            g = _g(V, (side * 0.033, ey + 0.020, 0.078), (0.026, 0.016, 0.03)) * skin
             d[:, 1] += 0.0040 * g
     else:
         raise KeyError(name)
