@@ -67,7 +67,13 @@ def worker(capture: Path, spec: str, out: Path) -> None:
     torch.set_num_threads(1)
     cap = CaptureResult.load(capture)
     model = load_head_model(spec)
-    res = fit_landmarks(model, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), progress=False)
+    from avatar3d.tracking.fitting import default_config
+
+    try:  # what `avatar3d track` uses at the capture's frame rate (a reference without that argument: its default)
+        cfg = default_config(model, cap.fps)
+    except TypeError:
+        cfg = default_config(model)
+    res = fit_landmarks(model, cap.landmarks, cap.valid, CropCameras(cap.boxes, cap.source_size, cap.resolution), cfg, progress=False)
     np.savez(out, expression=res.expression, landmarks=res.landmarks, detected=cap.landmarks[..., :2], valid=cap.valid,
              names=np.array(model.expression_names), bounds=np.array(model.expression_range, np.float64), focal=res.focal)
 

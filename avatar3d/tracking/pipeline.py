@@ -77,7 +77,7 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, run: RunDirectory)
     """Fit, or reuse ``params.npz`` when resuming a run with the same model and frames."""
     out = run.path
     p = out / PARAMS_FILE
-    cfg = opts.fit or default_config(model)
+    cfg = opts.fit or default_config(model, cap.fps)
     if opts.sparse_expressions:
         cfg = sparse_expressions(cfg)
     settings = json.dumps(asdict(cfg), sort_keys=True)
