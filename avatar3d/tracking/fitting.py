@@ -117,11 +117,11 @@ MODEL_PRIORS: dict[str, dict] = {
     # correction anchored at the neutral face), the landmark error dropped on every shared video, and
     # that margin buys 30x stronger magnitude priors (w_expr 3e-4, w_expr_l1 1e-4; blinks keep a tenth:
     # FitConfig.free_expressions) and the resting-face prior (w_expr_rest). Measured with
-    # benchmarks/bench_tracking_expressions.py (10 fps, 90 frames): the most-pinned coefficient at its bound in
-    # 2-7% of frames on d3/d6/d12/d14 (was 30-42%), 19% d13, 39% d0 (was 59%, 48%); NME 0.01-0.09 points above
-    # the earlier fit on d0/d6/d12/d13 (1.56/2.57/3.31/1.32%), below it on d3/d14. Without w_expr_rest NME is
-    # ~0.05 lower (d13 1.26%) and neutral frames fit less neutral; with robust smoothing of every expression it was
-    # lower than before everywhere, but the rendered ground truth's mouthSmileLeft fell to r 0.75.
+    # benchmarks/bench_tracking_expressions.py (10 fps, 90 frames, with default_config's frame-rate scaling):
+    # the most-pinned coefficient at its bound in 5.6-26% of frames on d3/d6/d12/d13/d14 (was 30-59%), 48% on
+    # d0 (unchanged); NME below the earlier fit's on all six (d6 2.52 -> 2.18%, d12 3.24 -> 2.86%). Without
+    # w_expr_rest NME is ~0.05 lower and neutral frames fit less neutral; robust smoothing of every expression
+    # (not only blinks) cost the rendered ground truth's mouthSmileLeft (r 0.90 -> 0.75).
     "builtin": dict(w_shape=1e-4, w_expr=3e-4, w_expr_l1=1e-4, w_smooth_expr=0.03, w_expr_rest=1e-2),
     # ICT: its blinks' smoothness at 0.1 (as before below 0.1 per frame², still lets blinks through).
     "ict": dict(smooth_expr_delta=0.1),
