@@ -50,7 +50,8 @@ RESPONSE_YAWS = (-0.25, 0.0, 0.25)
 
 def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, amplitude: float = 0.8, shape_amplitude: float = 2.5,
                      prior: float = 0.5, expressions: Optional[Sequence[str]] = None, identity: bool = True, width: int = 360,
-                     height: int = 640, distance: float = 0.35, progress: bool = False) -> dict[str, np.ndarray]:
+                     height: int = 640, distance: float = 0.35, progress: bool = False,
+                     shapes: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
     """MediaPipe's view of ``model``'s expression and identity bases, lifted to model-space landmark motion.
 
     Renders the mean-identity neutral head, each expression at ``amplitude`` and each identity
@@ -66,6 +67,7 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
         prior: weight of the mesh's own displacement, in views.
         expressions: names to measure (None: all); the others, and the identity when ``identity`` is
             False, keep the mesh's own displacement (quick partial measurements, e.g. in tests).
+        shapes: identity coefficients to measure when ``identity`` is on (None: all).
     Returns:
         ``expression`` (E, 478, 3) metres per unit coefficient, ``shape`` (S, 478, 3) metres per unit
         coefficient, ``offset`` (478, 3) where MediaPipe puts the neutral mean face's landmarks
@@ -86,7 +88,7 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
     if unknown:
         raise ValueError(f"head model {model.name!r} has no expression(s) {unknown}")
     ei = np.array([names.index(n) for n in expressions] if expressions is not None else np.arange(E), int)
-    si = np.arange(S) if identity else np.zeros(0, int)
+    si = (np.arange(S) if shapes is None else np.asarray(shapes, int)) if identity else np.zeros(0, int)
     focal = phone_focal(width, height)
     K = centred_K(focal, width, height)
     w2c = front_camera(distance)
@@ -139,6 +141,48 @@ def measure_response(model: HeadModel, yaws: Sequence[float] = RESPONSE_YAWS, am
     out_e, out_s = own_e.copy(), own_s.copy()
     out_e[ei], out_s[si] = d[:ne], d[ne : ne + ns]
     return dict(expression=out_e.astype(np.float32), shape=out_s.astype(np.float32), offset=d[-1].astype(np.float32))
+
+
+#: Expressions measured at full amplitude by :func:`remeasure_rows`: MediaPipe's view of a closing eye is
+#: far from linear (renders of the built-in head: eyelid gap 0.155 open, 0.108 at blink 0.8, 0.019 at 1.0,
+#: in inter-ocular distances), so the slope measured at 0.8 never closed the fitted eye (0.10 at blink 1,
+#: where real closed eyes are detected at 0.01-0.03). Measured at 1.0, the table is right at full closure.
+FULL_AMPLITUDE = ("eyeBlinkLeft", "eyeBlinkRight")
+
+
+def remeasure_rows(model: HeadModel, expressions: Sequence[str] = (), shapes: Sequence[int] = (), path: Optional[Path] = None,
+                   progress: bool = False) -> Path:
+    """Measure some expression and identity rows again and splice them into the shipped response file.
+
+    For a generator change that touches a few blendshapes or identity modes: the other rows, the
+    neutral offset and the correction network are kept (the network sees expressions and joint
+    rotations, not the identity). :data:`FULL_AMPLITUDE` expressions are measured at 1.0, others at 0.8.
+    The file is re-stamped with the model's current version. ~10 s per row on two cores.
+    """
+    p = Path(path) if path is not None else response_path(model.name)
+    with np.load(p) as z:
+        old = {k: z[k] for k in z.files}
+    tables = {k: old[k].astype(np.float32) for k in RESPONSE_TABLES}
+    S = model.num_shape
+    if tables["shape"].shape[0] != S:  # modes added at the end: the mesh's own motion until measured
+        with torch.no_grad():
+            own = (model(torch.eye(S)).landmarks - model().landmarks).numpy()
+        tables["shape"] = np.concatenate([tables["shape"], own[tables["shape"].shape[0]:]])[:S]
+    names = list(model.expression_names)
+    groups = [[e for e in expressions if e in FULL_AMPLITUDE], [e for e in expressions if e not in FULL_AMPLITUDE]]
+    for amp, group in zip((1.0, 0.8), groups):
+        if group or (amp == 0.8 and len(shapes)):
+            r = measure_response(model, amplitude=amp, expressions=group, identity=amp == 0.8 and len(shapes) > 0,
+                                 shapes=list(shapes), progress=progress)
+            for e in group:
+                tables["expression"][names.index(e)] = r["expression"][names.index(e)]
+            if amp == 0.8:
+                for k in shapes:
+                    tables["shape"][k] = r["shape"][k]
+    corr = {k: v for k, v in old.items() if k.startswith("correction.")}
+    np.savez_compressed(p, **{k: v.astype(np.float16) for k, v in tables.items()}, **corr, model=model.name,
+                        version=str(model.version), expression_names=np.array(model.expression_names), yaws=np.array(RESPONSE_YAWS))
+    return p
 
 
 def projection_jacobian(model: HeadModel, pose: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> tuple[np.ndarray, float]:

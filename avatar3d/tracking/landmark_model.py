@@ -75,6 +75,14 @@ class LandmarkHead(nn.Module):
             exprdirs[:L] = response["expression"].to(exprdirs.dtype).permute(1, 2, 0)
         #: the non-linear part of the detector's view (landmark points only), or None
         self.correction = response.get("correction") if response is not None else None
+        if self.correction is not None:
+            # The table's offset is MediaPipe's view of the neutral face, measured directly; the network,
+            # trained on random expression mixtures, is only right about what changes from there. At the
+            # neutral face it added a bias of its own (inner lips 0.024 inter-ocular distances apart where
+            # MediaPipe sees them closed), so closed lips could not be fitted closed: it is anchored at zero there.
+            with torch.no_grad():
+                rest = self.correction(torch.zeros(1, model.num_expression), torch.eye(3).expand(1, model.num_joints, 3, 3))
+            self.register_buffer("correction_rest", rest)  # (1, 3, L) metres
         self.register_buffer("p_template", template.T.contiguous())  # (3, P)
         self.register_buffer("shapedirs", soa(shapedirs))  # (S, 3P)
         self.register_buffer("exprdirs", soa(exprdirs))  # (E, 3P): the batched blend is one GEMM
@@ -120,7 +128,7 @@ class LandmarkHead(nn.Module):
             v = v + (rot[:, 1:] - eye).reshape(B, -1) @ self.posedirs
         v = v.view(B, 3, P)
         if correct and self.correction is not None and rot is not None:
-            d = self.correction(expression, rot)  # (B, 3, L): landmark points only
+            d = self.correction(expression, rot) - self.correction_rest  # (B, 3, L): landmark points only
             v = torch.cat([v[:, :, : d.shape[2]] + d, v[:, :, d.shape[2] :]], 2) if P > d.shape[2] else v + d
         return v
 

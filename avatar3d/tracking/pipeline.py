@@ -35,6 +35,7 @@ from ..data.frames import TrackedFrames
 from ..data.rundir import RunDirectory
 from ..data.sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
 from ..render.camera import scale_pixels
+from .expression_metrics import expression_report
 from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
 from .metrics import expression_saturation
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
@@ -76,7 +77,7 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, run: RunDirectory)
     """Fit, or reuse ``params.npz`` when resuming a run with the same model and frames."""
     out = run.path
     p = out / PARAMS_FILE
-    cfg = opts.fit or default_config(model)
+    cfg = opts.fit or default_config(model, cap.fps)
     if opts.sparse_expressions:
         cfg = sparse_expressions(cfg)
     settings = json.dumps(asdict(cfg), sort_keys=True)
@@ -252,6 +253,7 @@ def _track(source: str | Path, run: RunDirectory, opts: TrackOptions) -> dict:
         "landmark_fit_fps": cap.num_frames / timings["landmark_fit"] if timings["landmark_fit"] > 0 else None, "torch_threads": torch_threads,
         "max_faces_seen": int(cap.num_faces.max()), **photo_extra,
         **expression_saturation(seq.expression, model.expression_names, float(model.expression_range[1])),
+        "expression_saturation": expression_report(seq.expression, model.expression_names, model.expression_range, cap.landmarks, cap.valid),
     }
     if cap.ended_early:  # a cut-off video: say so (the CLI prints it), with the frames expected and found
         extra["source_frames_expected"] = cap.frames_expected

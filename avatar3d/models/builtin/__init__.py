@@ -43,7 +43,7 @@ from .texture import hairline_y, paint
 __all__ = ["load_builtin", "build_builtin_data", "status", "GENERATOR_VERSION", "geometry_hash"]
 
 #: Bump whenever generated arrays change (invalidates the on-disk cache and the landmark asset).
-GENERATOR_VERSION = "builtin-2026.11.2"
+GENERATOR_VERSION = "builtin-2026.12.1"
 LANDMARKS_ASSET = ASSETS / "builtin" / "landmarks.npz"
 
 

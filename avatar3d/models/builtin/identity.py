@@ -4,6 +4,12 @@ Every mode is a smooth 3-D displacement field scaled so that coefficient 1 is ab
 deviation of adult variation (``shape_std`` = 1 for all modes): coefficients ~ N(0, 1) give
 plausible heads. Eyeballs move rigidly with their centre; ears move rigidly with their root
 (except the ear-size mode, which scales them about the root).
+
+The last modes describe a resting face's soft tissue that the skull modes cannot: how far the
+eyelids are open and how high the brows sit. Without them a person's narrower resting eyes or lower
+brows could only be fitted with expressions (eyeBlink, browDown held at their bound through a neutral
+video: a grimace when played back). They come after the free-form modes so that the coefficients
+of older fits keep their meaning.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ STRUCTURED = [
     "jaw_width", "chin", "cheekbones", "brow_ridge", "eye_spacing", "eye_height", "lip_fullness",
     "mouth_width", "ear_size", "neck_width",
 ]  # fmt: skip
-N_FREE = 24
+#: resting soft-tissue modes, after the free-form ones (see the module docstring)
+SOFT_TISSUE = ["eye_opening", "brow_height"]
+N_FREE = 22
 FREE_RMS = 0.0007  #: metres RMS over the skin per unit free-form coefficient
 
 
@@ -89,6 +97,29 @@ def _field(name: str, p: np.ndarray, A: Anatomy) -> np.ndarray:
     return d
 
 
+def _soft_tissue(name: str, asm: Assembly, A: Anatomy) -> np.ndarray:
+    """(V, 3) displacement of a :data:`SOFT_TISSUE` mode (one standard deviation); eyeballs stay put."""
+    from .blendshapes import eyelid_weights, rotate_about
+
+    V = asm.vertices
+    d = np.zeros_like(V)
+    skin = asm.part == PART_IDS["head"]
+    if name == "eye_opening":
+        # ~2.4 mm more palpebral aperture per std, mostly the upper lid: the resting lid gap MediaPipe
+        # reports on the six shared videos spans 0.09-0.21 inter-ocular distances (SD ~0.04, ~2.5 mm).
+        for side in (1, -1):
+            up, lo = eyelid_weights(asm, A, side)
+            d += rotate_about(V, A.eye(side), "x", -up * 0.140) + rotate_about(V, A.eye(side), "x", lo * 0.040)
+    elif name == "brow_height":
+        ey = A.eye_center[1]
+        for side in (1, -1):  # the browDown / browOuterUp region, 4 mm up per std (brow-to-eye spread of the shared videos)
+            g = _g(V, (side * 0.033, ey + 0.020, 0.078), (0.026, 0.016, 0.03)) * skin
+            d[:, 1] += 0.0040 * g
+    else:
+        raise KeyError(name)
+    return d
+
+
 def _rigid_parts(asm: Assembly, field_fn, A: Anatomy) -> np.ndarray:
     """Evaluate a field on all vertices, but move eyeballs and ears rigidly with their anchor."""
     V = asm.vertices
@@ -144,5 +175,7 @@ def build_identity(asm: Assembly, A: Anatomy) -> tuple[np.ndarray, list[str], np
         d *= FREE_RMS / np.sqrt((d[skin] ** 2).sum(1).mean())
         free.append(d)
         names.append(f"free_{len(free):02d}")
-    basis = np.stack(modes + free, -1)
+    soft = [_soft_tissue(nm, asm, A) for nm in SOFT_TISSUE]
+    names += SOFT_TISSUE
+    basis = np.stack(modes + free + soft, -1)
     return basis, names, np.ones(len(names))
