@@ -87,6 +87,7 @@ class _Tried:
         self.x, self.y = np.zeros(0), np.zeros(0)
 
     def score(self, logs: np.ndarray) -> None:
+        logs = np.unique(np.round(np.asarray(logs, np.float64), 6))  # candidates clipped to a limit coincide
         logs = np.asarray([v for v in logs if not np.isclose(self.x, v, atol=1e-4).any()])
         if len(logs):
             self.x = np.concatenate([self.x, logs])
