@@ -22,6 +22,22 @@ The result sits at a limit only when the residual still falls there (``at_bound`
 Why this replaced a PnP guess refined over 0.5-2x of it: the guess, bounded at 4 L, sat at that bound
 on videos with little head motion (d3, d14), and the refinement then returned its lower bound (2.00 L
 exactly) although the non-rigid residual has its minimum at ~1.9 L there.
+
+What the estimate can and cannot know (measured 2026-12-07, rendered truth of the built-in head, 24
+frames, the face the same size in the frame at every lens, i.e. the camera distance scaled with the lens):
+
+=====================  =====  =====  =====  =====  =====
+true focal / L          0.48   0.69   1.03   1.72   2.76
+perfect landmarks       0.98   1.00     -    1.07   1.12   (estimate / truth; projected mesh points + 0.5 px noise)
+MediaPipe, this fit     1.58   1.02   0.68   0.42   0.26   (built-in head with its detector-response table)
+MediaPipe, plain mesh   1.57   1.17   0.88   0.66   0.33   (the mesh's own landmark points)
+=====================  =====  =====  =====  =====  =====
+
+The search recovers the focal from landmarks that carry perspective, but MediaPipe's landmarks barely
+do: it draws every face with about the perspective of a phone held at arm's length, so the estimate
+stays at 0.70-0.76 L whatever the lens, and it is right at the phone's lens (where the built-in head's
+detector-response table was measured) and wrong elsewhere. A user who knows the lens passes it
+(``avatar3d track --focal-35mm``). A second identity gave the same (1.05 and 0.41 at 0.69 and 1.72 L).
 """
 
 from __future__ import annotations
