@@ -262,7 +262,8 @@ def fit_landmarks(
             init_focal = focal_est.px
             if focal_est.why is None or focal_est.at_bound:
                 # The search already minimised the same residual over the focal; letting Adam move
-                # it again only trades it against the temporal terms.
+                # it again only trades it against the temporal terms (and, estimated with another model,
+                # moving it with this model's residual raised ICT's NME on five of six videos).
                 cfg = FitConfig(**{**cfg.__dict__, "optimize_focal": False})
         t_focal = time.perf_counter() - t0
         res = _fit(model, head, lm, valid, cameras, cfg, init_focal, progress)
@@ -333,16 +334,16 @@ def _focal_residuals(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid
     short full fits (identity + expression, no temporal terms) of a few frames spread over the video."""
     idx = np.flatnonzero(valid)
     idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), cfg.focal_search_frames)).round().astype(int)]
-    sub_cfg = FitConfig(**{**cfg.__dict__, "iters_rigid": 35, "iters_full": 140, "optimize_focal": False, "w_smooth": 0.0,
-                           "w_smooth_expr": 0.0, "focal_search": 0})
+    sub_cfg = FitConfig(**{**cfg.__dict__, "optimize_focal": False, "w_smooth": 0.0, "w_smooth_expr": 0.0, "focal_search": 0})
     n = len(idx)
 
-    def residuals(focals: np.ndarray) -> np.ndarray:
+    def residuals(focals: np.ndarray, iters: tuple[int, int]) -> np.ndarray:
         # All candidates in one batch (G groups of n frames, each with its own identity and focal):
         # one optimisation instead of G, which matters because small batches are overhead-bound.
         G = len(focals)
         group = np.repeat(np.arange(G), n)
-        res = _fit(model, head, np.tile(lm[idx], (G, 1, 1)), np.ones(G * n, bool), cameras.subset(np.tile(idx, G)), sub_cfg,
+        it = replace(sub_cfg, iters_rigid=iters[0], iters_full=iters[1])
+        res = _fit(model, head, np.tile(lm[idx], (G, 1, 1)), np.ones(G * n, bool), cameras.subset(np.tile(idx, G)), it,
                    float(np.exp(np.log(focals).mean())), False, frame_focal=np.asarray(focals)[group], group=group)
         return res.group_loss if G > 1 else np.array([res.data_loss])
 
