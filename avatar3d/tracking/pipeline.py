@@ -86,7 +86,8 @@ def focal_gauge(model):
     (:mod:`avatar3d.calibration.detector_response`: the built-in head) reads the detections' perspective with
     that flatness modelled; one without (ICT, FLAME) explains it as a longer lens (ICT's own residual put the
     focal 1.2-1.5x longer than the built-in head's on d0, d12, d13). The focal is the camera's, not the model's,
-    so such models are given the built-in head's estimate.
+    so such models are given the built-in head's estimate: both models track a video with the same camera.
+    (How well landmarks determine it at all: :mod:`avatar3d.tracking.focal`.)
     """
     from ..models import load_head_model
     from .landmark_model import landmark_head
