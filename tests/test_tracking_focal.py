@@ -12,7 +12,7 @@ L = 1000.0  # the image's long side, px
 
 def _bowl(best: float, calls: list | None = None):
     """A residual with its minimum at ``best`` px, quadratic in log focal (as the short fits' residual is near its minimum)."""
-    def residuals(f: np.ndarray, iters: tuple[int, int]) -> np.ndarray:
+    def residuals(f: np.ndarray, iters: tuple[int, int], frames: int) -> np.ndarray:
         if calls is not None:
             calls.append(len(f))
         return 0.01 + 0.004 * np.log(np.asarray(f) / best) ** 2
@@ -41,13 +41,13 @@ def test_search_extends_past_the_bracket_before_calling_a_limit():
 
 def test_a_residual_still_falling_at_the_limit_is_reported():
     """Orthographic-looking data (the residual keeps falling with the focal): at the limit, and said so."""
-    est = search_focal(lambda f, it: 1.0 / np.asarray(f), L)
+    est = search_focal(lambda f, it, n: 1.0 / np.asarray(f), L)
     hi = FocalSearch().limits[1]
     assert est.at_bound and np.isclose(est.px, hi * L)
     assert "longest" in est.why and "perspective" in est.why
     js = est.to_json()
     assert js["at_bound"] is True and js["why"] == est.why and np.isclose(js["relative_to_long_side"], hi)
-    est = search_focal(lambda f, it: np.asarray(f, float), L)
+    est = search_focal(lambda f, it, n: np.asarray(f, float), L)
     assert est.at_bound and "shortest" in est.why
 
 

@@ -332,12 +332,12 @@ def _focal_residuals(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid
                      cfg: FitConfig):
     """The scoring function of :func:`~avatar3d.tracking.focal.search_focal`: focals (G,) px -> (G,) landmark term of
     short full fits (identity + expression, no temporal terms) of a few frames spread over the video."""
-    idx = np.flatnonzero(valid)
-    idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), cfg.focal_search_frames)).round().astype(int)]
+    frames = np.flatnonzero(valid)
     sub_cfg = FitConfig(**{**cfg.__dict__, "optimize_focal": False, "w_smooth": 0.0, "w_smooth_expr": 0.0, "focal_search": 0})
-    n = len(idx)
 
-    def residuals(focals: np.ndarray, iters: tuple[int, int]) -> np.ndarray:
+    def residuals(focals: np.ndarray, iters: tuple[int, int], n_frames: int) -> np.ndarray:
+        n = min(len(frames), n_frames, cfg.focal_search_frames)
+        idx = frames[np.linspace(0, len(frames) - 1, n).round().astype(int)]
         # All candidates in one batch (G groups of n frames, each with its own identity and focal):
         # one optimisation instead of G, which matters because small batches are overhead-bound.
         G = len(focals)
