@@ -13,8 +13,9 @@ Search (:func:`search_focal`), in units of the image's long side L (L is a 50 mm
 1. a coarse log-spaced bracket (:attr:`FocalSearch.coarse`, 0.3-6 L), all candidates in one batched fit;
 2. while the best candidate is at an end of what was tried, more candidates beyond it, up to the
    hard limits (:attr:`FocalSearch.limits`, 0.12-16 L: a 6 mm and a 800 mm equivalent lens);
-3. three candidates closely around the parabola vertex of the best and its neighbours, then the
-   vertex of the parabola through the best of all tried and its two nearest neighbours.
+3. three candidates closely around the parabola vertex of the best and its neighbours, fitted on more
+   frames (one or two more beyond them while their best is at an end), then the vertex of the parabola
+   through the best of those and its two neighbours.
 
 The result sits at a limit only when the residual still falls there (``at_bound`` then says so, with
 ``why``): the data, not the search, put it there.
@@ -169,8 +170,13 @@ def search_focal(residuals: Residuals, long_side: float, schedule: FocalSearch =
         d = np.log(schedule.fine_step)
         three = np.array([x - d, x, x + d])
         fine.score(three, schedule.fine_iters)
-        if same or fine.best() == 1:  # the vertex around the best of all (or of the three when they form a bowl)
-            x = fine.vertex()
+        for _ in range(2):  # the longer fits' best at an end of the three: one step further (twice at most)
+            k = fine.best()
+            if 0 < k < len(fine.x) - 1:
+                break
+            fine.score(np.array([fine.x[0] - d if k == 0 else fine.x[-1] + d]), schedule.fine_iters)
+            three = np.append(three, fine.x[0] if k == 0 else fine.x[-1])
+        x = fine.vertex()  # around the best of the longer fits (of all, when pooled)
     is_three = np.isclose(t.x[:, None], three[None], atol=1e-4).any(1) if len(three) else np.zeros(len(t.x), bool)
     bracket = [(float(np.exp(a)), float(b)) for a, b, f in zip(t.x, t.y, is_three) if not (same and f)]
     finals = [(float(np.exp(a)), float(b)) for a, b in zip(fine.x, fine.y)] if not same else \
