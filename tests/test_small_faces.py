@@ -55,7 +55,10 @@ def test_small_face_clip_tracks(videos_dir, tmp_path):
     clip = write_video(tmp_path / "small_face.mp4", [_paste_small(f) for f in _d3_frames(videos_dir, 20)], fps=10)
     s = track(clip, tmp_path / "out", TrackOptions(max_frames=20, overlay=False, progress=False))
     assert s["frames"] == 20 and s["failures"] == 0
+    print(f"small face: NME {s['nme_mean']:.2%}, focal {s['focal']}, plausibility {s['plausibility']}")
     assert s["nme_mean"] <= 0.04, f"NME {s['nme_mean']:.2%}"
+    assert s["focal"]["at_bound"] is False or any("focal" in w for w in s.get("warnings", [])), s["focal"]  # never silently
+    assert s["plausibility"]["plausible"], s["plausibility"]  # a person, however small
 
 
 def test_small_faces_are_off_by_default():

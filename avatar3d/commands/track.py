@@ -11,9 +11,10 @@ def run(args: argparse.Namespace) -> int:
 
     opts = TrackOptions(model=args.model, fps=args.fps, max_frames=args.max_frames, resolution=args.resolution,
                         overlay=not args.no_overlay, photometric=args.photometric, resume=not args.restart, progress=not args.quiet,
-                        sparse_expressions=args.sparse_expressions)
+                        sparse_expressions=args.sparse_expressions, focal_35mm=args.focal_35mm)
     s = track(args.input, args.out, opts)
-    for w in s.get("warnings", []):  # e.g. a video cut off part-way: tracked, but the user should know
+    # e.g. a video cut off part-way, a face the model cannot describe: tracked, but the user should know
+    for w in s.get("warnings", []):
         print(f"avatar3d track: warning: {w}", file=sys.stderr)
     print(f"tracked {s['frames']} frames ({s['failures']} without a face, interpolated) with {s['model']}: "
           f"landmark NME {s['nme_mean'] * 100:.2f}% of inter-ocular distance ({s['error_px_mean']:.2f} px), "
@@ -58,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sparse-expressions", action="store_true",
                    help="fewer, larger expression coefficients (ARKit-like curves to retarget to another rig) for a slightly higher "
                         "landmark error")
+    p.add_argument("--focal-35mm", type=_positive_float, default=None, metavar="MM",
+                   help="the camera's focal length as a 35 mm-equivalent (a phone's main camera: about 26 mm), when known; "
+                        "default: estimated from the face's perspective")
     p.add_argument("--no-overlay", action="store_true", help="skip rendering overlay.mp4")
     p.add_argument("--restart", action="store_true", help="ignore checkpoints in --out and redo every stage")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

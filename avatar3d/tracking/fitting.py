@@ -8,9 +8,9 @@ All N frames are optimised together (Adam on the whole batch) with
 * Gaussian priors on identity (in units of the model's ``shape_std``), expression, jaw and eyes,
   an optional L1 (sparsity) prior on expression, strengths per head model (:data:`MODEL_PRIORS`);
 * temporal smoothness (squared second differences) of pose, translation and expression;
-* the focal length is estimated, not assumed: a PnP sweep gives a first guess, then short
-  non-rigid fits of a few frames at log-spaced candidate focals (batched into one optimisation)
-  pick the focal with the lowest landmark residual (perspective effects constrain it).
+* the focal length is estimated, not assumed: short non-rigid fits of a few frames at log-spaced
+  candidate focals (batched into one optimisation) pick the focal with the lowest landmark residual
+  (perspective effects constrain it); the bracketed search is :mod:`avatar3d.tracking.focal`.
 
 Landmarks are computed by :class:`LandmarkHead` (only the vertices under the landmarks), so a
 30k-vertex model costs about as much as a toy one. The landmark term (skinning, projection,
@@ -38,6 +38,7 @@ from ..models.lbs import batch_rodrigues
 from ..render.camera import crop_intrinsics, project
 from ..render.camera_builders import R_MODEL_TO_CV, centred_K, front_camera
 from ..train import RunLog, Stage, run_stage
+from .focal import FocalEstimate, assumed_focal, search_focal
 from .landmark_model import LandmarkHead, landmark_head, project_points, projected_landmark_loss
 
 __all__ = ["FitConfig", "FitResult", "CropCameras", "fit_landmarks", "default_config", "sparse_expressions", "project_landmarks",
@@ -172,6 +173,7 @@ class FitResult:
     losses: list = field(default_factory=list)
     data_loss: float = float("nan")  #: final robust landmark term (inter-ocular units)
     group_loss: Optional[np.ndarray] = None  #: per-group landmark term (batched focal search only)
+    focal_estimate: Optional[FocalEstimate] = None  #: how the focal was found (None: given by the caller)
 
 
 class CropCameras:
@@ -284,6 +286,7 @@ def fit_landmarks(
     config: Optional[FitConfig] = None,
     init_focal: Optional[float] = None,
     progress: bool = True,
+    focal_model: Optional[HeadModel] = None,
 ) -> FitResult:
     """Fit ``model`` to detected landmarks of N frames.
 
@@ -292,6 +295,10 @@ def fit_landmarks(
         valid: (N,) bool; frames with False get no landmark term.
         cameras: per-frame crop intrinsics from a shared source focal length.
         init_focal: source focal in pixels to start from (None: estimated, see module docstring).
+        focal_model: the head model whose landmark residual estimates the focal length (None: ``model``).
+            MediaPipe detections look flatter than a real head; a model that ships MediaPipe's measured
+            view of itself (the built-in head's detector-response table) reads their perspective right,
+            one without it (ICT, FLAME) overestimates the focal (the pipeline passes the built-in head).
     Returns:
         :class:`FitResult`.
     """
@@ -305,17 +312,22 @@ def fit_landmarks(
         if valid.shape != (len(lm),) or not valid.any():
             raise ValueError(f"valid must be ({len(lm)},) bool with at least one True frame")
         head = landmark_head(model, cfg.detector_response, cfg.detector_correction)
+        focal_est = None
         if init_focal is None:
-            init_focal = _pnp_focal(head, lm, valid, cameras)
-            if cfg.focal_search > 1 and valid.sum() >= 3:  # one or two frames: too little perspective
-                init_focal = _search_focal(model, head, lm, valid, cameras, cfg, init_focal)
+            focal_est = _estimate_focal(model, head, lm, valid, cameras, cfg, focal_model)
+            init_focal = focal_est.px
+            if focal_est.why is None or focal_est.at_bound:
                 # The search already minimised the same residual over the focal; letting Adam move
-                # it again only trades it against the temporal terms.
+                # it again only trades it against the temporal terms (and, estimated with another model,
+                # moving it with this model's residual raised ICT's NME on five of six videos).
                 cfg = FitConfig(**{**cfg.__dict__, "optimize_focal": False})
         t_focal = time.perf_counter() - t0
         res = _fit(model, head, lm, valid, cameras, cfg, init_focal, progress)
         res.timings["focal_search"] = t_focal
         res.timings["total"] += t_focal
+        if focal_est is not None:
+            focal_est.px = res.focal
+        res.focal_estimate = focal_est
         return res
 
 
@@ -357,35 +369,41 @@ def _pnp_focal(head: LandmarkHead, lm: np.ndarray, valid: np.ndarray, cameras: C
     return float(cands[int(np.argmin(errs))])
 
 
-def _search_focal(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid: np.ndarray, cameras: CropCameras,
-                  cfg: FitConfig, guess: float) -> float:
-    """Refine the focal length by short full fits (identity + expression) on a few frames.
+def _estimate_focal(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid: np.ndarray, cameras: CropCameras,
+                    cfg: FitConfig, focal_model: Optional[HeadModel]) -> FocalEstimate:
+    """The source focal (:mod:`avatar3d.tracking.focal`): a search over short fits of ``focal_model`` (or ``model``),
+    or, with one or two frames (too little perspective) or ``cfg.focal_search`` < 2, a rigid PnP guess."""
+    L = cameras.default_focal
+    if cfg.focal_search < 2 or valid.sum() < 3:
+        return assumed_focal(L, "one or two frames show too little perspective to measure the focal length: a rigid fit of the mean "
+                                "head guessed it" if cfg.focal_search >= 2 else "focal search off: a rigid fit of the mean head "
+                                "guessed it", _pnp_focal(head, lm, valid, cameras))
+    if focal_model is not None and focal_model is not model:
+        model, head = focal_model, landmark_head(focal_model)
+        cfg = replace(default_config(focal_model), focal_search_frames=cfg.focal_search_frames)
+    return search_focal(_focal_residuals(model, head, lm, valid, cameras, cfg), L, gauge=model.name)
 
-    A rigid mean-shape PnP confuses identity and expression with perspective; the non-rigid fit
-    residual at a fixed focal is a reliable, smooth function of the focal, minimised here over a
-    log-spaced bracket with a parabolic step around the best candidate.
-    """
-    idx = np.flatnonzero(valid)
-    idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), cfg.focal_search_frames)).round().astype(int)]
-    sub_cfg = FitConfig(**{**cfg.__dict__, "iters_rigid": 35, "iters_full": 140, "optimize_focal": False, "w_smooth": 0.0,
-                           "w_smooth_expr": 0.0, "focal_search": 0})
-    logs = np.log(guess) + np.linspace(np.log(0.5), np.log(2.0), cfg.focal_search)
-    G, n = len(logs), len(idx)
-    # All candidates in one batch (G groups of n frames, each with its own identity and focal):
-    # one optimisation instead of G, which matters because small batches are overhead-bound.
-    cams = cameras.subset(np.tile(idx, G))
-    group = np.repeat(np.arange(G), n)
-    res = _fit(model, head, np.tile(lm[idx], (G, 1, 1)), np.ones(G * n, bool), cams, sub_cfg, float(guess), False,
-               frame_focal=np.exp(logs)[group], group=group)
-    loss = res.group_loss
-    k = int(np.argmin(loss))
-    if 0 < k < len(logs) - 1:  # vertex of the parabola through the best and its neighbours
-        x, y = logs[k - 1 : k + 2], loss[k - 1 : k + 2]
-        den = (y[0] - 2 * y[1] + y[2])
-        if den > 0:
-            step = 0.5 * (y[0] - y[2]) / den * (x[2] - x[1])
-            return float(np.exp(x[1] + np.clip(step, x[0] - x[1], x[2] - x[1])))
-    return float(np.exp(logs[k]))
+
+def _focal_residuals(model: HeadModel, head: LandmarkHead, lm: np.ndarray, valid: np.ndarray, cameras: CropCameras,
+                     cfg: FitConfig):
+    """The scoring function of :func:`~avatar3d.tracking.focal.search_focal`: focals (G,) px -> (G,) landmark term of
+    short full fits (identity + expression, no temporal terms) of a few frames spread over the video."""
+    frames = np.flatnonzero(valid)
+    sub_cfg = FitConfig(**{**cfg.__dict__, "optimize_focal": False, "w_smooth": 0.0, "w_smooth_expr": 0.0, "focal_search": 0})
+
+    def residuals(focals: np.ndarray, iters: tuple[int, int], n_frames: int) -> np.ndarray:
+        n = min(len(frames), n_frames, cfg.focal_search_frames)
+        idx = frames[np.linspace(0, len(frames) - 1, n).round().astype(int)]
+        # All candidates in one batch (G groups of n frames, each with its own identity and focal):
+        # one optimisation instead of G, which matters because small batches are overhead-bound.
+        G = len(focals)
+        group = np.repeat(np.arange(G), n)
+        it = replace(sub_cfg, iters_rigid=iters[0], iters_full=iters[1])
+        res = _fit(model, head, np.tile(lm[idx], (G, 1, 1)), np.ones(G * n, bool), cameras.subset(np.tile(idx, G)), it,
+                   float(np.exp(np.log(focals).mean())), False, frame_focal=np.asarray(focals)[group], group=group)
+        return res.group_loss if G > 1 else np.array([res.data_loss])
+
+    return residuals
 
 
 def _fit(model: HeadModel, head: LandmarkHead, lm_np: np.ndarray, valid: np.ndarray, cameras: CropCameras, cfg: FitConfig,

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.atomic import atomic_path, write_text
 from ..render.camera import cv_to_gl_c2w, raster_intrinsics
-from .metrics import jitter, landmark_errors
+from .metrics import jitter, landmark_errors, region_nme
 
 __all__ = ["write_transforms", "write_metrics", "write_overlay", "render_overlay_frames", "OVERLAY_FILE", "METRICS_FILE"]
 
@@ -88,7 +88,8 @@ def write_transforms(path: str | Path, K: np.ndarray, world_to_cam: np.ndarray, 
 
 def write_metrics(path: str | Path, fitted: np.ndarray, detected: np.ndarray, valid: np.ndarray, names: Sequence[str],
                   timings: dict, extra: Optional[dict] = None) -> dict:
-    """Write ``metrics.json``: per-frame landmark error (px and / inter-ocular), failures, jitter, timings.
+    """Write ``metrics.json``: per-frame landmark error (px and / inter-ocular; per face region in ``nme_regions``:
+    jaw, eyes, brows, nose, mouth), failures, jitter, timings.
 
     Args:
         fitted, detected: (N, 478, ≥2) landmarks in crop pixels. valid: (N,) detection succeeded.
@@ -106,6 +107,8 @@ def write_metrics(path: str | Path, fitted: np.ndarray, detected: np.ndarray, va
         "nme_median": float(np.median(nm[valid])),
         "nme_max": float(nm[valid].max()),
         "error_px_mean": float(px[valid].mean()),
+        # Per region: the jaw line's points are silhouette points, much less certain than eyes or mouth.
+        "nme_regions": region_nme(fitted, detected, valid),
         # Jitter: mean landmark acceleration (px / frame²) of the fitted mesh vs the raw detections.
         "jitter_fitted_px": jitter(np.asarray(fitted)[..., :2]),
         "jitter_detected_px": jitter(np.asarray(detected)[..., :2]),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -37,8 +37,10 @@ from ..data.sequence import PARAMS_FILE, TRANSFORMS_FILE, TrackedSequence
 from ..render.camera import scale_pixels
 from .expression_metrics import expression_report
 from .fitting import CropCameras, FitConfig, FitResult, default_config, fit_landmarks, sparse_expressions
+from .focal import assumed_focal
 from .metrics import expression_saturation
 from .outputs import METRICS_FILE, OVERLAY_FILE, render_overlay_frames, write_metrics, write_overlay, write_transforms
+from .plausibility import check_plausibility, detector_score
 
 __all__ = ["TrackOptions", "track"]
 
@@ -64,6 +66,11 @@ class TrackOptions:
     fit: Optional[FitConfig] = None  #: None: the model's :func:`~avatar3d.tracking.fitting.default_config`
     #: fewer, ARKit-like expression coefficients (:func:`~avatar3d.tracking.fitting.sparse_expressions`)
     sparse_expressions: bool = False
+    #: the camera's focal length as a 35 mm-equivalent in mm (a phone's main camera: ~26), when known; None: estimated
+    focal_35mm: Optional[float] = None
+    #: check that the face is one the model can describe (:mod:`~avatar3d.tracking.plausibility`; runs the face
+    #: detector on a few crops)
+    plausibility: bool = True
 
 
 def _log(msg: str, progress: bool) -> None:
@@ -73,6 +80,36 @@ def _log(msg: str, progress: bool) -> None:
         tqdm.write(msg)
 
 
+def focal_gauge(model):
+    """The head model whose landmark residual estimates the focal length for ``model`` (None: ``model`` itself).
+
+    MediaPipe reports a flatter face than a real head. A model that ships MediaPipe's measured view of itself
+    (:mod:`avatar3d.calibration.detector_response`: the built-in head) reads the detections' perspective with
+    that flatness modelled; one without (ICT, FLAME) explains it as a longer lens (ICT's own residual put the
+    focal 1.2-1.5x longer than the built-in head's on d0, d12, d13). The focal is the camera's, not the model's,
+    so such models are given the built-in head's estimate: both models track a video with the same camera.
+    (How well landmarks determine it at all: :mod:`avatar3d.tracking.focal`.)
+    """
+    from ..models import load_head_model
+    from .landmark_model import landmark_head
+
+    if landmark_head(model).uses_response:
+        return None
+    try:
+        gauge = load_head_model("builtin")
+    except Exception:  # no built-in landmark embedding: the model's own residual is all there is
+        return None
+    return gauge if gauge.has_landmarks and landmark_head(gauge).uses_response else None
+
+
+def _source_focal(opts: TrackOptions, cap: CaptureResult) -> Optional[float]:
+    """Source-pixel focal of ``--focal-35mm`` (None when not given): 35 mm-equivalent over the 43.27 mm film diagonal."""
+    if opts.focal_35mm is None:
+        return None
+    w, h = cap.source_size
+    return float(opts.focal_35mm) / 43.267 * float(np.hypot(w, h))
+
+
 def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, run: RunDirectory) -> tuple[TrackedSequence, FitResult | None, float]:
     """Fit, or reuse ``params.npz`` when resuming a run with the same model and frames."""
     out = run.path
@@ -80,7 +117,10 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, run: RunDirectory)
     cfg = opts.fit or default_config(model, cap.fps)
     if opts.sparse_expressions:
         cfg = sparse_expressions(cfg)
-    settings = json.dumps(asdict(cfg), sort_keys=True)
+    given_focal = _source_focal(opts, cap)
+    if given_focal is not None:  # the user knows the lens: keep it
+        cfg = replace(cfg, optimize_focal=False)
+    settings = json.dumps({**asdict(cfg), **({"focal_35mm": opts.focal_35mm} if given_focal is not None else {})}, sort_keys=True)
     if opts.resume and p.is_file():
         try:
             seq = TrackedSequence.load(out)
@@ -93,7 +133,10 @@ def _fit_stage(model, cap: CaptureResult, opts: TrackOptions, run: RunDirectory)
     run.replace_stage("fit", settings=asdict(cfg), files=[PARAMS_FILE, FITTED_FILE, FIT_SETTINGS_FILE])
     t0 = time.perf_counter()
     cams = CropCameras(cap.boxes, cap.source_size, cap.resolution)
-    res = fit_landmarks(model, cap.landmarks, cap.valid, cams, cfg, progress=opts.progress)
+    res = fit_landmarks(model, cap.landmarks, cap.valid, cams, cfg, init_focal=given_focal, progress=opts.progress,
+                        focal_model=focal_gauge(model))
+    if res.focal_estimate is None:
+        res.focal_estimate = assumed_focal(max(cap.source_size), f"given: a {opts.focal_35mm:g} mm-equivalent lens", res.focal)
     dt = time.perf_counter() - t0
     seq = TrackedSequence(
         model=opts.model, model_version=str(model.version), fps=cap.fps, shape=res.shape, expression=res.expression,
@@ -177,6 +220,31 @@ def _photometric_stage(model, seq: TrackedSequence, cap: CaptureResult, run: Run
                          "photometric_resolution": cfg.resolution}
 
 
+def _focal_info(res: FitResult | None, out: Path, focal: float, cap: CaptureResult) -> dict:
+    """metrics.json's "focal": how this fit found its focal, or, when the fit was resumed, what the last run said."""
+    if res is not None and res.focal_estimate is not None:
+        return res.focal_estimate.to_json()
+    try:
+        old = json.loads((out / METRICS_FILE).read_text())["summary"]["focal"]
+        if abs(old["px"] - focal) < 1e-3 * focal:
+            return old
+    except (OSError, KeyError, ValueError, TypeError):
+        pass
+    return assumed_focal(max(cap.source_size), "resumed from an earlier fit whose focal search was not recorded", focal).to_json()
+
+
+def _plausibility(model, seq: TrackedSequence, cap: CaptureResult, out: Path, fitted: np.ndarray):
+    """:func:`~avatar3d.tracking.plausibility.check_plausibility` of the fit, with the detector's score on up to 5 crops."""
+    import cv2
+
+    from .metrics import nme
+
+    idx = np.flatnonzero(cap.valid)
+    idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), 5)).round().astype(int)] if len(idx) else idx
+    crops = (cv2.imread(str(out / "images" / f"{cap.names[i]}.png"))[..., ::-1] for i in idx)
+    return check_plausibility(model, seq.shape, nme(fitted, cap.landmarks, cap.valid), detector_score(crops))
+
+
 def track(source: str | Path, out_dir: str | Path, options: Optional[TrackOptions] = None) -> dict:
     """Track a head in a video / image folder / image and write the tracking directory.
 
@@ -247,17 +315,27 @@ def _track(source: str | Path, run: RunDirectory, opts: TrackOptions) -> dict:
                       total=cap.num_frames, progress=opts.progress)
         timings["overlay"] = time.perf_counter() - t0
     focal = float(seq.K[0, 0, 0] * cap.boxes[0, 2] / cap.resolution)
+    focal_info = _focal_info(res, out, focal, cap)
     extra = {
         "model": opts.model, "model_version": str(model.version), "source": str(source), "fps": cap.fps,
-        "resolution": cap.resolution, "focal_px_source": focal, "source_size": list(cap.source_size),
+        "resolution": cap.resolution, "focal_px_source": focal, "focal": focal_info, "source_size": list(cap.source_size),
         "landmark_fit_fps": cap.num_frames / timings["landmark_fit"] if timings["landmark_fit"] > 0 else None, "torch_threads": torch_threads,
         "max_faces_seen": int(cap.num_faces.max()), **photo_extra,
         **expression_saturation(seq.expression, model.expression_names, float(model.expression_range[1])),
         "expression_saturation": expression_report(seq.expression, model.expression_names, model.expression_range, cap.landmarks, cap.valid),
     }
+    warnings = []
     if cap.ended_early:  # a cut-off video: say so (the CLI prints it), with the frames expected and found
         extra["source_frames_expected"] = cap.frames_expected
-        extra["warnings"] = [cap.shortfall_message()]
+        warnings.append(cap.shortfall_message())
+    if focal_info.get("at_bound"):
+        warnings.append(f"focal length: {focal_info['why']}")
+    if opts.plausibility:
+        plaus = _plausibility(model, seq, cap, out, fitted)
+        extra["plausibility"] = plaus.to_json()
+        warnings += plaus.warnings
+    if warnings:
+        extra["warnings"] = warnings
     summary = write_metrics(out / METRICS_FILE, fitted, cap.landmarks, cap.valid, cap.names, timings, extra)
     run.record_stage("outputs", [TRANSFORMS_FILE, METRICS_FILE, *([OVERLAY_FILE] if opts.overlay else [])])
     return summary
