@@ -48,40 +48,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
+from bench_avatar_render import time_render  # noqa: E402  (beside this script)
 
 from avatar3d.avatar.appearance import SHAppearance  # noqa: E402
 from avatar3d.avatar.drive import DriveRequest, build_drive, open_avatar  # noqa: E402
 from avatar3d.avatar.model import GaussianHead  # noqa: E402
-from avatar3d.avatar.render import Relight, frame_lights, render_frames  # noqa: E402
+from avatar3d.avatar.render import Relight, frame_lights  # noqa: E402
 from avatar3d.export.gaussian_ply import avatar_cloud  # noqa: E402
 
 TARGET_FPS = 10.0
-
-
-def time_render(avatar, drive, lights=None) -> tuple[float, float, float]:
-    """(median wall, fastest wall, median CPU) seconds per frame of ``render_frames`` over the frames of ``drive``
-    (the first frame is a warm-up and not counted)."""
-    frames = render_frames(avatar, drive, lights=lights)
-    next(frames)
-    walls, cpus = [], []
-    while True:
-        w, c = time.perf_counter(), time.process_time()
-        try:
-            next(frames)
-        except StopIteration:
-            break
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), min(walls), statistics.median(cpus)
 
 
 def sh_twin(avatar: GaussianHead) -> GaussianHead:
@@ -123,7 +105,7 @@ def main() -> int:
             for name, relight in rows.items():
                 lights = frame_lights(relight, len(drive), av.appearance.capture_environment()) if relight.active else None
                 av.appearance.set_environment(None)
-                wall, best, cpu = time_render(av, drive, lights)
+                wall, best, cpu = time_render(av, drive, lights=lights)
                 result[(threads, res, name)] = 1 / wall
                 print(f"{threads:7d} {res:4d} {name:>9} | {1 / wall:6.1f} {1 / best:6.1f} {1e3 * cpu:7.1f} | {1 / rwall:6.1f} "
                       f"{1e3 * rcpu:9.1f} | {rwall / wall:5.2f}x | {'met' if 1 / wall >= TARGET_FPS else 'missed':>9}", flush=True)

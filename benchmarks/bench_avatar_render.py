@@ -78,9 +78,10 @@ def torch_posing():
         yield
 
 
-def time_render(avatar, drive) -> tuple[float, float, float]:
-    """(median wall, fastest wall, median CPU) seconds per frame of ``render_frames`` over the frames of ``drive``."""
-    frames = render_frames(avatar, drive)
+def time_render(avatar, drive, **render_options) -> tuple[float, float, float]:
+    """(median wall, fastest wall, median CPU) seconds per frame of ``render_frames(avatar, drive, **render_options)``
+    over the frames of ``drive`` (the first frame is a warm-up and not counted)."""
+    frames = render_frames(avatar, drive, **render_options)
     next(frames)  # warm-up: extension load, allocator
     walls, cpus = [], []
     while True:

@@ -173,3 +173,12 @@ def tiny_avatar(avatar_truth_dir, tmp_path_factory) -> Path:
     with torch_threads(1):
         train_avatar(avatar_truth_dir, out, AvatarOptions(resolution=64, iterations=40, init=HeadInit(uv_resolution=24), densify=None))
     return out
+
+
+@pytest.fixture(scope="session")
+def relit_avatar(tiny_avatar, tmp_path_factory) -> Path:
+    """:func:`tiny_avatar` with a relightable appearance (reflectance not fitted): for the plumbing of relit render,
+    view and export, not for relighting quality; read-only for tests."""
+    from tests.helpers.relight_double import relightable_copy
+
+    return relightable_copy(tiny_avatar, tmp_path_factory.mktemp("relit_avatar") / "avatar")

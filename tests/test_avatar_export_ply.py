@@ -176,13 +176,6 @@ def test_reader_refuses_other_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- relightable avatars
-@pytest.fixture(scope="module")
-def relit_avatar(tiny_avatar, tmp_path_factory):
-    from tests.helpers.relight_double import relightable_copy
-
-    return relightable_copy(tiny_avatar, tmp_path_factory.mktemp("relit_ply") / "avatar")
-
-
 def test_bake_sh_recovers_degree_one_colours():
     """Colours that are degree-1 SH of the view direction are fitted exactly (the least squares has no residual)."""
     c = _cloud(40)

@@ -14,18 +14,12 @@ from PIL import Image
 
 from avatar3d._tensor import torch_threads
 from avatar3d.cli import main
-from tests.helpers.relight_double import relightable_copy
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
     with torch_threads(1):
         yield
-
-
-@pytest.fixture(scope="module")
-def relit_avatar(tiny_avatar, tmp_path_factory):
-    return relightable_copy(tiny_avatar, tmp_path_factory.mktemp("relit") / "avatar")
 
 
 def _render(out, avatar, *args: str) -> list[np.ndarray]:

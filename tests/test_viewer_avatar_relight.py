@@ -16,7 +16,6 @@ from PIL import Image
 
 from avatar3d._tensor import torch_threads
 from avatar3d.cli import main
-from tests.helpers.relight_double import relightable_copy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,11 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 def _one_thread():
     with torch_threads(1):
         yield
-
-
-@pytest.fixture(scope="module")
-def relit_avatar(tiny_avatar, tmp_path_factory):
-    return relightable_copy(tiny_avatar, tmp_path_factory.mktemp("relit_view") / "avatar")
 
 
 def _shot(tmp_path: Path, avatar: Path, name: str, *args: str) -> np.ndarray:

@@ -204,8 +204,8 @@ def _baked(avatar: GaussianHead, posed: PosedHead, environment: Optional[Environ
     d = torch.as_tensor(fibonacci_sphere(V), dtype=torch.float32)  # (V, 3)
     g = posed.gaussians
     views = lambda t: t.expand(V, *t.shape[1:])  # noqa: E731  (the one frame, seen V times)
-    inputs = ShadingInputs(d[:, None].expand(V, N, 3), views(g.means), views(g.quats), views(g.scales), views(posed.vertices),
-                           avatar.head_model.faces, avatar.parent)
+    inputs = ShadingInputs(d[:, None].expand(V, N, 3), views(g.means), views(g.quats), views(g.scales), avatar.params["rotation"],
+                           views(posed.vertices), avatar.parent)
     colours = avatar.appearance.colours(avatar.params, views(posed.drive), inputs)
     # A viewer sees a Gaussian's front (opaque heads hide the rest): fit the views in front of its normal, with a
     # small weight behind so that every Gaussian's fit stays determined.
