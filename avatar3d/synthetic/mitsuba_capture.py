@@ -54,7 +54,7 @@ from .video import ANIMATED, encode_mp4
 
 __all__ = ["CaptureSpec", "MitsubaCapture", "MitsubaHead", "render_capture", "capture_parameters", "small_spec", "benchmark_spec",
            "held_out_specs", "HELD_OUT", "background", "mitsuba_sensor", "mitsuba_material", "mitsuba_environment", "F0_RANGE",
-           "CAPTURE_VERSION"]
+           "CAPTURE_VERSION", "code_versions"]
 
 #: Bump when the rendering changes (part of the cache key, with :data:`pbr_maps.MAPS_VERSION` and Mitsuba's version).
 CAPTURE_VERSION = 2
@@ -97,8 +97,16 @@ class CaptureSpec:
         """Hex digest of every parameter and the code/renderer versions."""
         import mitsuba
 
-        blob = json.dumps(dict(asdict(self), capture=CAPTURE_VERSION, maps=MAPS_VERSION, mitsuba=mitsuba.__version__), sort_keys=True)
+        blob = json.dumps(dict(asdict(self), **code_versions(self.model), mitsuba=mitsuba.__version__), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def code_versions(model: str) -> dict[str, object]:
+    """The versions of our code that a capture of ``model`` depends on (part of every cache key): the renderer
+    (:data:`CAPTURE_VERSION`), the maps (:data:`pbr_maps.MAPS_VERSION`) and the generated head's geometry."""
+    from ..models.builtin import version_key
+
+    return dict(capture=CAPTURE_VERSION, maps=MAPS_VERSION, head=version_key() if model == "builtin" else model)
 
 
 def small_spec(**kw) -> CaptureSpec:

@@ -23,8 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..render.lighting import EnvironmentMap
-from .mitsuba_capture import CAPTURE_VERSION, CaptureSpec, MitsubaHead, held_out_specs, mitsuba_sensor
-from .pbr_maps import MAPS_VERSION
+from .mitsuba_capture import CaptureSpec, MitsubaHead, code_versions, held_out_specs, mitsuba_sensor
 
 __all__ = ["RelightTruth", "held_out_truth", "DEFAULT_FRAMES", "face_texels", "material_errors", "relight_scores", "truth_directory"]
 
@@ -51,8 +50,8 @@ class RelightTruth:
 def _key(spec: CaptureSpec, frames: Sequence[int], spp: int, count: int) -> str:
     import mitsuba
 
-    blob = json.dumps(dict(asdict(spec), frames=list(map(int, frames)), spp=spp, count=count, capture=CAPTURE_VERSION,
-                           maps=MAPS_VERSION, mitsuba=mitsuba.__version__), sort_keys=True)
+    blob = json.dumps(dict(asdict(spec), frames=list(map(int, frames)), spp=spp, count=count, **code_versions(spec.model),
+                           mitsuba=mitsuba.__version__), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

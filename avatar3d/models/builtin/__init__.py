@@ -40,7 +40,7 @@ from .identity import build_identity
 from .rig import JOINT_NAMES, PARENTS, skinning
 from .texture import hairline_y, paint
 
-__all__ = ["load_builtin", "build_builtin_data", "status", "GENERATOR_VERSION", "geometry_hash"]
+__all__ = ["load_builtin", "build_builtin_data", "status", "GENERATOR_VERSION", "geometry_hash", "version_key"]
 
 #: Bump whenever generated arrays change (invalidates the on-disk cache and the landmark asset).
 GENERATOR_VERSION = "builtin-2026.12.1"
@@ -152,6 +152,12 @@ def build_builtin_data(anatomy: Anatomy = DEFAULT, landmarks: bool = True, textu
 _ARRAYS = ("v_template", "faces", "uvs", "uv_faces", "shapedirs", "exprdirs", "parents", "j_regressor", "lbs_weights", "shape_std", "lmk_faces", "lmk_bary", "lmk68_faces", "lmk68_bary")
 
 
+def version_key() -> str:
+    """What identifies the generated head: the generator version and a hash of its sources (caches of anything
+    rendered from it, e.g. the Mitsuba captures, key on this so that an edited head is never scored against stale renders)."""
+    return f"{GENERATOR_VERSION}-{_source_hash()}"
+
+
 def _source_hash() -> str:
     """Hash of this package's sources, so an edited generator never loads stale cached arrays."""
     h = hashlib.sha1()
@@ -165,7 +171,7 @@ def _source_hash() -> str:
 
 
 def _cache_path() -> Path:
-    return cache_dir("models") / f"{GENERATOR_VERSION}-{_source_hash()}.npz"
+    return cache_dir("models") / f"{version_key()}.npz"
 
 
 def _save(data: HeadModelData, path: Path) -> None:
