@@ -22,6 +22,7 @@ from avatar3d.viewer.orbit import OrbitCamera
 from avatar3d.viewer.params import apply_settings
 from avatar3d.viewer.scene import project
 from avatar3d.viewer.shot import ViewOptions, initial_params
+from tests.helpers.view_cli import view_screenshot
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,19 +33,13 @@ def _one_thread():
         yield
 
 
-def _shot(tmp_path: Path, avatar: Path, name: str, *args: str) -> np.ndarray:
-    out = tmp_path / f"{name}.png"
-    assert main(["view", str(avatar), "--screenshot", str(out), *args]) == 0
-    return np.asarray(Image.open(out).convert("RGB")).astype(float)
-
-
 def _covered(img: np.ndarray) -> np.ndarray:
     return (255 - img).max(2) > 25  # the background is white
 
 
 def test_screenshot_shows_the_head_and_follows_expression_and_yaw(tiny_avatar, avatar_truth_dir, tmp_path, out_dir, capsys):
     assert avatar_dir(tiny_avatar) == avatar_dir(tiny_avatar / "avatar.pt") == tiny_avatar and avatar_dir(avatar_truth_dir) is None
-    neutral = _shot(tmp_path, tiny_avatar, "frame0")
+    neutral = view_screenshot(tmp_path, tiny_avatar, "frame0")
     assert "wrote" in capsys.readouterr().out
     # The avatar's picture covers the true head of frame 0 (the capture's mask, same tracking camera and crop).
     mask = np.asarray(Image.open(sorted((avatar_truth_dir / "masks").iterdir())[0]).convert("L")) > 127
@@ -52,9 +47,9 @@ def test_screenshot_shows_the_head_and_follows_expression_and_yaw(tiny_avatar, a
     cov = _covered(neutral)
     iou = (cov & mask).sum() / (cov | mask).sum()
     assert iou > 0.75, f"the avatar's picture does not sit on the head (IoU {iou:.2f} with the true mask)"
-    jaw = _shot(tmp_path, tiny_avatar, "jaw", "--set", "jawOpen=1")
-    turned = _shot(tmp_path, tiny_avatar, "yaw", "--yaw", "35")
-    beside = _shot(tmp_path, tiny_avatar, "beside", "--beside")
+    jaw = view_screenshot(tmp_path, tiny_avatar, "jaw", "--set", "jawOpen=1")
+    turned = view_screenshot(tmp_path, tiny_avatar, "yaw", "--yaw", "35")
+    beside = view_screenshot(tmp_path, tiny_avatar, "beside", "--beside")
     Image.fromarray(np.concatenate([neutral, jaw, turned], 1).astype(np.uint8)).save(out_dir / "viewer_avatar.png")
     # jawOpen moves the lower face, not the top of the head.
     ys = np.nonzero(mask)[0]
@@ -70,7 +65,7 @@ def test_screenshot_shows_the_head_and_follows_expression_and_yaw(tiny_avatar, a
     video = np.asarray(Image.open(sorted((avatar_truth_dir / "images").iterdir())[0]).convert("RGB")).astype(float)
     assert np.abs(beside[:, : neutral.shape[1]] - video).mean() < 1.0
     # --overlay 1: the avatar over the video by its coverage (the video where there are no Gaussians).
-    over = _shot(tmp_path, tiny_avatar, "overlay", "--overlay", "1")
+    over = view_screenshot(tmp_path, tiny_avatar, "overlay", "--overlay", "1")
     solid, empty = _covered(neutral) & mask, ~_covered(neutral) & ~mask
     assert np.abs(over - neutral)[solid].mean() < 12 and np.abs(over - video)[empty].mean() < 2
 
@@ -83,8 +78,8 @@ def test_mesh_screenshot_yaw_circles_the_camera(tmp_path):
         check_offscreen_support()
     except Avatar3DError as e:
         pytest.skip(str(e))
-    front = _shot(tmp_path, Path("builtin"), "front", "--size", "96")
-    side = _shot(tmp_path, Path("builtin"), "side", "--size", "96", "--yaw", "60")
+    front = view_screenshot(tmp_path, Path("builtin"), "front", "--size", "96")
+    side = view_screenshot(tmp_path, Path("builtin"), "side", "--size", "96", "--yaw", "60")
     sil_f, sil_s = (np.abs(x - x[2, 2]).sum(2) > 12 for x in (front, side))
     assert sil_f[48, 48] and sil_s[48, 48], "the head stays in the middle"
     assert (sil_f ^ sil_s).mean() > 0.03, "a side view has another silhouette"
@@ -155,7 +150,7 @@ def test_bad_avatars_are_one_sentence(tiny_avatar, tmp_path, capsys):
     state["track_dir"] = str(tmp_path / "moved_away")
     (tmp_path / "alone").mkdir()
     torch.save(state, tmp_path / "alone" / "avatar.pt")
-    alone = _shot(tmp_path, tmp_path / "alone", "alone", "--size", "96x80")
+    alone = view_screenshot(tmp_path, tmp_path / "alone", "alone", "--size", "96x80")
     assert alone.shape == (80, 96, 3) and _covered(alone)[30:50, 38:58].all() and not _covered(alone)[:, :5].any()
     assert main(["view", str(tmp_path / "alone"), "--screenshot", str(tmp_path / "x.png"), "--frame", "3"]) == 2
     err = capsys.readouterr().err.strip()

@@ -16,6 +16,7 @@ from PIL import Image
 
 from avatar3d._tensor import torch_threads
 from avatar3d.cli import main
+from tests.helpers.view_cli import view_screenshot
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,19 +27,13 @@ def _one_thread():
         yield
 
 
-def _shot(tmp_path: Path, avatar: Path, name: str, *args: str) -> np.ndarray:
-    out = tmp_path / f"{name}.png"
-    assert main(["view", str(avatar), "--screenshot", str(out), *args]) == 0
-    return np.asarray(Image.open(out).convert("RGB")).astype(float)
-
-
 def test_screenshots_under_two_envs_differ(relit_avatar, tmp_path, out_dir):
-    own = _shot(tmp_path, relit_avatar, "own")
-    capture = _shot(tmp_path, relit_avatar, "capture", "--env", "capture")
-    studio = _shot(tmp_path, relit_avatar, "studio", "--env", "studio")
-    sunset = _shot(tmp_path, relit_avatar, "sunset", "--env", "sunset")
-    turned = _shot(tmp_path, relit_avatar, "turned", "--env", "sunset", "--env-rotation", "-120")
-    bright = _shot(tmp_path, relit_avatar, "bright", "--env", "sunset", "--env-intensity", "2")
+    own = view_screenshot(tmp_path, relit_avatar, "own")
+    capture = view_screenshot(tmp_path, relit_avatar, "capture", "--env", "capture")
+    studio = view_screenshot(tmp_path, relit_avatar, "studio", "--env", "studio")
+    sunset = view_screenshot(tmp_path, relit_avatar, "sunset", "--env", "sunset")
+    turned = view_screenshot(tmp_path, relit_avatar, "turned", "--env", "sunset", "--env-rotation", "-120")
+    bright = view_screenshot(tmp_path, relit_avatar, "bright", "--env", "sunset", "--env-intensity", "2")
     Image.fromarray(np.concatenate([own, studio, sunset, turned, bright], 1).astype(np.uint8)).save(out_dir / "viewer_avatar_relight.png")
     cov = (255 - studio).max(2) > 20
     assert cov.mean() > 0.05

@@ -34,7 +34,6 @@ Shapes: n held-out frames of H x W pixels.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.atomic import file_sha256
 from ..data.frames import TrackedFrames
 from ..errors import BadInputError
 from ..models.base import HeadModel
@@ -351,7 +351,7 @@ def metrics_json(result: EvalResult, meta: dict[str, Any], frames: str) -> dict[
 
     per_frame = {"avatar": result.avatar.per_frame(), "baseline": result.baseline.per_frame() if result.baseline else None}
     return {"format": METRICS_FORMAT, "version": 1, "avatar_dir": str(result.avatar_dir.resolve()),
-            "avatar": {"model": meta.get("model"), "steps": meta.get("steps"), "sha256": _sha256(result.avatar_dir / AVATAR_FILE)},
+            "avatar": {"model": meta.get("model"), "steps": meta.get("steps"), "sha256": file_sha256(result.avatar_dir / AVATAR_FILE)},
             "track_dir": str(result.track_dir.resolve()), "resolution": result.resolution, "frame_set": frames,
             "frames": result.frames, "frame_names": result.names, "rows": result.rows(),
             "baseline": {"available": result.baseline is not None, "source": result.baseline_source},
@@ -359,14 +359,6 @@ def metrics_json(result: EvalResult, meta: dict[str, Any], frames: str) -> dict[
             "per_frame": per_frame, "protocol": PROTOCOL, "seconds": round(result.seconds, 3),
             "versions": {"avatar3d": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()}}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write(run, result: EvalResult, meta: dict[str, Any], frames: str, panels: list[bytes]) -> None:

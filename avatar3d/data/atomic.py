@@ -7,13 +7,14 @@ on one file system (atomic on POSIX).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Union
 
-__all__ = ["temp_path", "atomic_path", "write_text", "write_all", "png_bytes"]
+__all__ = ["file_sha256", "temp_path", "atomic_path", "write_text", "write_all", "png_bytes"]
 
 Payload = Union[bytes, Callable[[Path], None]]
 
@@ -118,3 +119,12 @@ def png_bytes(image) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", optimize=False)
     return buf.getvalue()
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (ties a record to a file's content, not its name)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..data.atomic import file_sha256
 from ..data.rundir import LOCK_FILE, RunDirectory
 from ..errors import Avatar3DError, BadInputError
 from .progress import RunProgress, stage_estimates
-from .record import RECORD_FILE, RunRecord, video_sha256
+from .record import RECORD_FILE, RunRecord
 from .settings import ReconstructOptions
 from .stages import STAGES, RunContext, Stage, avatar_options, stage_names
 
@@ -124,7 +125,7 @@ def reconstruct(video: str | Path, out: str | Path, options: ReconstructOptions 
     fresh = _check_out(out)
     if not options.resume:
         options.settings()  # a bad flag is one sentence before the folder is touched
-    digest = video_sha256(video)
+    digest = file_sha256(video)
     with RunDirectory(out):
         record = RunRecord.read(out)
         options = _options(record, options, out)

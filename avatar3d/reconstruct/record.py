@@ -15,7 +15,6 @@ Format::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -23,20 +22,11 @@ from typing import Any, Iterable, Optional
 
 from ..data.atomic import write_text
 
-__all__ = ["RECORD_FILE", "FORMAT", "RunRecord", "video_sha256", "package_versions"]
+__all__ = ["RECORD_FILE", "FORMAT", "RunRecord", "package_versions"]
 
 RECORD_FILE = "reconstruct.json"
 FORMAT = "avatar3d-reconstruct"
 STATUSES = ("done", "failed", "pending")
-
-
-def video_sha256(path: Path) -> str:
-    """SHA-256 of the video's bytes (a run is tied to the clip, not to its name)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_versions() -> dict[str, Optional[str]]:
