@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from ..errors import BadInputError
 from ..render.brdf import PrefilteredEnvironment, irradiance, shade_specular, specular_to_f0, split_sum_lut
 from ..render.color import srgb_decode, srgb_encode
-from ..render.lighting import EnvironmentMap, equirect_directions, sh_basis
+from ..render.lighting import EnvironmentMap, equirect_directions, sh_basis, sh_rotation_y
 from .appearance import Appearance, ShadingInputs, SHAppearance
 from .visibility import SHTransfer
 
@@ -103,25 +103,40 @@ def _prefilter_matrices(dirs: Tensor, area: Tensor, levels: Tensor) -> Tensor:
 
 
 class FixedLight:
-    """A given environment, prefiltered once: ``sh`` (9, 3) radiance SH and ``prefiltered`` its GGX stack."""
+    """A given environment, prefiltered once: ``sh`` (9, 3) radiance SH and ``prefiltered`` its GGX stack
+    (:meth:`prefilter`); :meth:`rotated` turns both about +Y without prefiltering again."""
 
-    def __init__(self, env: EnvironmentMap, width: int = 64):
-        self.environment = env
-        self.sh = torch.as_tensor(env.sh(), dtype=torch.float32)
-        self.prefiltered = PrefilteredEnvironment.from_environment(env, width=width)
+    def __init__(self, sh: Tensor, prefiltered: PrefilteredEnvironment):
+        self.sh = sh
+        self.prefiltered = prefiltered
+
+    @classmethod
+    def prefilter(cls, env: EnvironmentMap, width: int = 64) -> "FixedLight":
+        """``env``'s SH and its GGX stack at ``width`` pixels (about a second: the costly part)."""
+        return cls(torch.as_tensor(env.sh(), dtype=torch.float32), PrefilteredEnvironment.from_environment(env, width=width))
+
+    def rotated(self, degrees: float) -> "FixedLight":
+        """This light turned ``degrees`` about +Y (:func:`~avatar3d.render.lighting.rotate_environment`'s sense): the SH
+        by its exact rotation, the prefiltered stack by turning its lookups (sub-millisecond)."""
+        turn = torch.as_tensor(sh_rotation_y(degrees), dtype=torch.float32)
+        return FixedLight(turn @ self.sh, self.prefiltered.rotated(degrees))
 
     def lighting(self) -> tuple[Tensor, PrefilteredEnvironment]:
         return self.sh, self.prefiltered
 
     @classmethod
     def of(cls, env: EnvironmentMap) -> "FixedLight":
-        """``FixedLight(env)``, from memory when one of the last few maps had the same pixels (switching back and
-        forth between maps, or several avatars under one map, prefilters each once)."""
+        """The light of ``env``: a turned map (:attr:`EnvironmentMap.turned`) is its source's light turned; a map's
+        prefiltering is kept for the last few maps by pixels (switching back and forth between maps, a rotating
+        light, or several avatars under one map prefilter each map once)."""
         import hashlib
 
+        if env.turned is not None:
+            source, degrees = env.turned
+            return cls.of(source).rotated(degrees)
         key = hashlib.sha1(np.ascontiguousarray(env.pixels, np.float32).tobytes()).hexdigest()
         if key not in _LIGHTS:
-            _LIGHTS[key] = cls(env)
+            _LIGHTS[key] = cls.prefilter(env)
             while len(_LIGHTS) > 4:
                 _LIGHTS.pop(next(iter(_LIGHTS)))
         return _LIGHTS[key]

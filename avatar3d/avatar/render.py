@@ -32,7 +32,7 @@ import torch
 from ..data.atomic import png_bytes, write_all
 from ..data.rundir import RunDirectory
 from ..errors import Avatar3DError, BadInputError, os_error_sentence
-from ..render.lighting import CAPTURE, ENVIRONMENTS, SPEC_WIDTH, EnvironmentMap, directional_light, environment_from_spec, parse_light, rotate_environment
+from ..render.lighting import CAPTURE, SPEC_WIDTH, EnvironmentMap, directional_light, environment_from_spec, parse_light, rotate_environment
 from ..train.report import Progress
 from .drive import AvatarDir, Drive, DriveRequest, build_drive, open_avatar
 from .model import GaussianHead
@@ -115,7 +115,9 @@ def capture_light(avatar: GaussianHead) -> Optional[EnvironmentMap]:
 def frame_lights(relight: Relight, frames: int, capture: Optional[EnvironmentMap] = None) -> Callable[[int], Optional[EnvironmentMap]]:
     """Frame number -> the environment of that frame (None: the capture's own light) for ``frames`` frames.
 
-    Every spec is read and checked here, once (one sentence per problem); a rotating light is turned per frame.
+    Every spec is read and checked here, once (one sentence per problem). The unturned light (the map plus the
+    directional light) is made once; each frame's is that one turned (:func:`rotate_environment`), which records
+    its source, so the appearance prefilters the source once and turns the result per frame.
     """
     a, b = relight.rotation
     angle = (lambda i: a) if frames < 2 or a == b else (lambda i: a + (b - a) * i / (frames - 1))  # noqa: E731
@@ -124,8 +126,11 @@ def frame_lights(relight: Relight, frames: int, capture: Optional[EnvironmentMap
     if relight.env == CAPTURE and relight.light is None and a == b == 0.0:
         return lambda i: None  # the capture's own light, as the appearance holds it
     base = environment_from_spec(relight.env, 0.0, capture) if relight.env is not None else None
-    lamp_spec = parse_light(relight.light) if relight.light is not None else None  # made per frame at the map's size
-    width = max(SPEC_WIDTH, base.shape[1] if base is not None else 0)
+    if relight.light is not None:
+        width = max(SPEC_WIDTH, base.shape[1] if base is not None else 0)
+        az, el, intensity, rgb = parse_light(relight.light)
+        lamp = directional_light(az, el, intensity, rgb, width=width)
+        base = lamp if base is None else EnvironmentMap(rotate_environment(base, 0.0, width).pixels + lamp.pixels)
 
     memo: dict[float, EnvironmentMap] = {}  # the last frame's: a fixed rotation makes one map for every frame
 
@@ -133,19 +138,8 @@ def frame_lights(relight: Relight, frames: int, capture: Optional[EnvironmentMap
         rot = float(angle(i))
         if rot not in memo:
             memo.clear()
-            memo[rot] = make(rot)
+            memo[rot] = rotate_environment(base, rot)
         return memo[rot]
-
-    def make(rot: float) -> EnvironmentMap:
-        if relight.env in ENVIRONMENTS:
-            env = environment_from_spec(relight.env, rot)  # the generated maps turn exactly
-        else:
-            env = rotate_environment(base, rot, width) if base is not None else None
-        if lamp_spec is None:
-            return env
-        az, el, intensity, rgb = lamp_spec
-        lamp = directional_light(az + rot, el, intensity, rgb, width=width)
-        return lamp if env is None else EnvironmentMap(rotate_environment(env, 0.0, width).pixels + lamp.pixels)
 
     return light
 

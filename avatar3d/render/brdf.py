@@ -326,10 +326,12 @@ def _upsampled(img: Tensor, width: int) -> Tensor:
 class PrefilteredEnvironment:
     """An environment map convolved with the GGX lobe at a stack of roughness levels (the split sum's
     first factor): ``maps`` (L, H, W, 3) linear radiance, equirectangular (:func:`.lighting.equirect_directions`),
-    one per ``levels`` (L,) ascending perceptual roughness starting at 0 (the map itself)."""
+    one per ``levels`` (L,) ascending perceptual roughness starting at 0 (the map itself); ``turn``: degrees about
+    +Y the stack is turned by when looked up (:meth:`rotated`)."""
 
     levels: Tensor
     maps: Tensor
+    turn: float = 0.0
 
     #: Default roughness levels: 0.1 apart (skin's 0.3-0.6 sits on levels), 0.2 apart above 0.6.
     DEFAULT_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -345,6 +347,12 @@ class PrefilteredEnvironment:
         maps = [_prefilter(mips, r, width) if r < 0.35 else _upsampled(_prefilter(mips, r, width // 2), width) for r in levels]
         return cls(torch.tensor(levels, dtype=torch.float32), torch.stack(maps))
 
+    def rotated(self, degrees: float) -> "PrefilteredEnvironment":
+        """The stack of the map turned ``degrees`` about +Y (:func:`.lighting.rotate_environment`'s sense: + moves the
+        front towards +X), sharing ``maps``: prefiltering commutes with a rotation, and a turn about +Y moves only
+        longitudes, so each lookup's longitude is turned back before sampling (exact at any angle, free)."""
+        return PrefilteredEnvironment(self.levels, self.maps, self.turn + float(degrees))
+
     def radiance(self, dirs: Tensor, roughness: Tensor) -> Tensor:
         """(..., 3) prefiltered radiance at unit directions (..., 3) and perceptual roughness (..., 1):
         bilinear in each level (longitude wraps), linear between the two levels around ``roughness``;
@@ -355,7 +363,10 @@ class PrefilteredEnvironment:
         lv = self.levels.to(d)
         hi = torch.searchsorted(lv, r.detach().contiguous(), right=True).clamp(1, len(lv) - 1)
         level = hi - 1 + (r - lv[hi - 1]) / (lv[hi] - lv[hi - 1])  # fractional index into the stack
-        return _blend_levels(list(self.maps), level, _equirect_uv(d)).view(*shape, 3)
+        uv = _equirect_uv(d)
+        if self.turn % 360.0 != 0.0:  # the turned map at d is the map at R^-1 d: longitude less the turn
+            uv = torch.stack([(uv[:, 0] - self.turn / 360.0) % 1.0, uv[:, 1]], -1)
+        return _blend_levels(list(self.maps), level, uv).view(*shape, 3)
 
 
 # ----------------------------------------------------------------------------- shading under an environment

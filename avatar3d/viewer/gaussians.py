@@ -37,7 +37,7 @@ from ..errors import BadInputError
 from ..render.camera import Camera
 from ..render.camera_builders import frontal
 from ..render.gaussians import rasterize_gaussians
-from ..render.lighting import CAPTURE, ENVIRONMENTS, EnvironmentMap, environment_from_spec
+from ..render.lighting import CAPTURE, ENVIRONMENTS, EnvironmentMap, environment_from_spec, rotate_environment
 from .orbit import OrbitCamera
 from .params import HeadParams
 from .shot import ViewOptions, initial_params
@@ -138,8 +138,11 @@ def avatar_environment(avatar: GaussianHead, light: AvatarLight) -> Optional[Env
         avatar.appearance.set_environment(None)  # the contract's one sentence: train it with --relightable
     if not 0.0 <= light.intensity <= 100.0:
         raise BadInputError(f"--env-intensity expects a factor between 0 and 100, got {light.intensity:g}")
-    env = environment_from_spec(light.environment or CAPTURE, light.rotation, capture_light(avatar))
-    return env if light.intensity == 1.0 else EnvironmentMap(env.pixels * np.float32(light.intensity))
+    env = environment_from_spec(light.environment or CAPTURE, 0.0, capture_light(avatar))
+    if light.intensity != 1.0:
+        env = EnvironmentMap(env.pixels * np.float32(light.intensity))
+    # Turned last: the map records its unturned source, so a rotation slider prefilters the source once and then only turns it.
+    return rotate_environment(env, light.rotation)
 
 
 class AvatarRenderer:
