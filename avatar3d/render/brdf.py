@@ -245,16 +245,19 @@ def _equirect_bilinear(img: Tensor, d: Tensor) -> Tensor:
     return _sample_uv(img, _equirect_uv(d))
 
 
-def _blend_levels(images: Sequence[Tensor], level: Tensor, uv: Tensor) -> Tensor:
-    """(N, 3) radiance at :func:`_equirect_uv` coordinates (N, 2) from equirectangular ``images`` (H_k, W_k, 3),
-    linearly between the two images around the fractional index ``level`` (N,) (differentiable in both)."""
-    out = uv.new_zeros(len(uv), 3)
-    for k, img in enumerate(images):
-        w = (1 - (level - k).abs()).clamp(min=0)
-        sel = torch.nonzero(w.detach() > 0)[:, 0]
-        if len(sel):
-            out = out.index_add(0, sel, w[sel, None] * _sample_uv(img.to(uv), uv[sel]))
-    return out
+def _sample_stack(maps: Tensor, level: Tensor, uv: Tensor) -> Tensor:
+    """(N, 3) radiance at :func:`_equirect_uv` coordinates (N, 2) from a stack of equirectangular images ``maps``
+    (L, H, W, 3): bilinear in each (longitude wraps, as :func:`_sample_uv`), linear between the two images around the
+    fractional index ``level`` (N,) in [0, L - 1]; differentiable in all three. One trilinear lookup of the stack
+    (the same weights as blending two bilinear lookups, a third of the time of a lookup per level)."""
+    L, H, W = maps.shape[:3]
+    padded = torch.cat([maps[:, :, -1:], maps, maps[:, :, :1]], 2).permute(3, 0, 1, 2)[None].contiguous()  # (1, 3, L, H, W + 2)
+    x = uv[:, 0] * W + 0.5  # texel centres of the padded images at integers
+    y = (uv[:, 1] * H - 0.5).clamp(0, H - 1)
+    z = level / max(L - 1, 1)
+    grid = torch.stack([x / (W + 1) * 2 - 1, y / max(H - 1, 1) * 2 - 1, z * 2 - 1], -1).view(1, 1, 1, -1, 3).to(maps.dtype)
+    out = torch.nn.functional.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out[0, :, 0, 0].T
 
 
 def _tangent_frames(n: Tensor) -> tuple[Tensor, Tensor]:
@@ -366,7 +369,7 @@ class PrefilteredEnvironment:
         uv = _equirect_uv(d)
         if self.turn % 360.0 != 0.0:  # the turned map at d is the map at R^-1 d: longitude less the turn
             uv = torch.stack([(uv[:, 0] - self.turn / 360.0) % 1.0, uv[:, 1]], -1)
-        return _blend_levels(list(self.maps), level, uv).view(*shape, 3)
+        return _sample_stack(self.maps.to(d), level, uv).view(*shape, 3)
 
 
 # ----------------------------------------------------------------------------- shading under an environment
