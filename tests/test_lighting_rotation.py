@@ -17,8 +17,16 @@ from avatar3d.avatar.relight import FixedLight
 from avatar3d.avatar.render import Relight, frame_lights
 from avatar3d.render.brdf import shade, split_sum_lut
 from avatar3d.render.color import srgb_encode
-from avatar3d.render.lighting import (EnvironmentMap, directional_light, environment_from_spec, equirect_directions, fibonacci_sphere,
-                                      rotate_environment, sh_basis, sh_rotation_y)
+from avatar3d.render.lighting import (
+    EnvironmentMap,
+    directional_light,
+    environment_from_spec,
+    equirect_directions,
+    fibonacci_sphere,
+    rotate_environment,
+    sh_basis,
+    sh_rotation_y,
+)
 
 ANGLES = (37.3, -121.9)  # fractional columns at every width used here
 
@@ -112,3 +120,21 @@ def test_a_rotating_light_prefilters_once():
     np.testing.assert_allclose(source.pixels, EnvironmentMap.generated("studio", source.shape[1]).pixels
                                + directional_light(30, 20, 2, width=source.shape[1]).pixels, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(maps[1].pixels, np.roll(source.pixels, source.shape[1] // 4, axis=1), rtol=1e-6)
+
+
+def test_the_viewers_rotation_slider_reuses_one_prefiltering():
+    """The viewer's Relight rotation (``avatar_environment``): every angle of one map and intensity is that map turned."""
+    from types import SimpleNamespace
+
+    from avatar3d.viewer.gaussians import AvatarLight, avatar_environment
+
+    capture = EnvironmentMap.generated("overcast", 32)
+    avatar = SimpleNamespace(appearance=SimpleNamespace(relightable=True, capture_environment=lambda: capture))
+    for name in ("studio", "capture"):
+        a, b = (avatar_environment(avatar, AvatarLight(name, rot, 1.5)) for rot in (20.0, -65.5))
+        assert (a.turned[1], b.turned[1]) == (20.0, -65.5)
+        np.testing.assert_array_equal(a.turned[0].pixels, b.turned[0].pixels)
+        assert FixedLight.of(a).prefiltered.maps is FixedLight.of(b).prefiltered.maps
+    # The intensity scales the light before it is turned.
+    lit = avatar_environment(avatar, AvatarLight("capture", 90.0, 2.0))
+    np.testing.assert_allclose(lit.pixels, rotate_environment(capture, 90.0).pixels * 2, rtol=1e-6)
