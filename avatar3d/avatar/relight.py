@@ -126,14 +126,18 @@ class FixedLight:
 
     @classmethod
     def of(cls, env: EnvironmentMap) -> "FixedLight":
-        """The light of ``env``: a turned map (:attr:`EnvironmentMap.turned`) is its source's light turned; a map's
-        prefiltering is kept for the last few maps by pixels (switching back and forth between maps, a rotating
-        light, or several avatars under one map prefilter each map once)."""
+        """The light of ``env``: a turned map (:attr:`EnvironmentMap.turned`) is its source's light turned (the last
+        source known by identity: maps are not changed in place once made); a map's prefiltering is kept for the last
+        few maps by pixels (switching back and forth between maps, a rotating light, or several avatars under one map
+        prefilter each map once)."""
         import hashlib
 
         if env.turned is not None:
             source, degrees = env.turned
-            return cls.of(source).rotated(degrees)
+            held = _TURNED_SOURCE.get("last")
+            if held is None or held[0] is not source:  # by identity: hashing a 2k map's pixels every frame costs ~25 ms
+                _TURNED_SOURCE["last"] = held = (source, cls.of(source))
+            return held[1].rotated(degrees)
         key = hashlib.sha1(np.ascontiguousarray(env.pixels, np.float32).tobytes()).hexdigest()
         if key not in _LIGHTS:
             _LIGHTS[key] = cls.prefilter(env)
@@ -143,6 +147,7 @@ class FixedLight:
 
 
 _LIGHTS: dict[str, FixedLight] = {}  # FixedLight.of's maps by pixels (insertion order: oldest first)
+_TURNED_SOURCE: dict[str, tuple[EnvironmentMap, FixedLight]] = {}  # the last turned maps' source (held, so its id stays its own) and light
 
 
 class CaptureLight:
