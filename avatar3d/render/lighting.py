@@ -452,7 +452,7 @@ def environment_from_spec(spec: Union[str, Path], rotation_deg: float = 0.0, cap
     rot = float(rotation_deg)
     if text in ENVIRONMENTS:
         env = EnvironmentMap.generated(text, SPEC_WIDTH, rot)  # the generated maps turn exactly
-        return _turned_from(env, EnvironmentMap.generated(text, SPEC_WIDTH), rot)
+        return _turned_from(env, lambda: EnvironmentMap.generated(text, SPEC_WIDTH), rot)
     if text == CAPTURE:
         if capture is None:
             raise BadInputError(f"the capture's light is not known here; choose one of: {', '.join(ENVIRONMENTS)}, a .hdr or .exr file, "
@@ -461,17 +461,18 @@ def environment_from_spec(spec: Union[str, Path], rotation_deg: float = 0.0, cap
     path = Path(text)
     if "," in text and not path.is_file():
         az, el, intensity, rgb = parse_light(text)
-        return _turned_from(directional_light(az + rot, el, intensity, rgb), directional_light(az, el, intensity, rgb), rot)
+        return _turned_from(directional_light(az + rot, el, intensity, rgb), lambda: directional_light(az, el, intensity, rgb), rot)
     if path.suffix.lower() in (".hdr", ".exr", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp") or path.exists():
         return rotate_environment(_read_map(path), rotation_deg)
     raise BadInputError(f"unknown environment {text!r}; expected one of: {', '.join((*ENVIRONMENTS, CAPTURE))}, a .hdr or .exr file, "
                         "or a light AZ,EL,INTENSITY[,R,G,B]")
 
 
-def _turned_from(env: EnvironmentMap, source: EnvironmentMap, rotation_deg: float) -> EnvironmentMap:
-    """``env`` (``source`` turned ``rotation_deg``, made exactly) recording so (:attr:`EnvironmentMap.turned`)."""
+def _turned_from(env: EnvironmentMap, source: Callable[[], EnvironmentMap], rotation_deg: float) -> EnvironmentMap:
+    """``env`` (the map ``source()`` makes, turned ``rotation_deg`` exactly) recording so (:attr:`EnvironmentMap.turned`;
+    the source is made only for a turn)."""
     if rotation_deg % 360.0 != 0.0:
-        env.turned = (source, rotation_deg)
+        env.turned = (source(), rotation_deg)
     return env
 
 
