@@ -400,7 +400,7 @@ class EnvironmentMap:
 #: The environment name of the capture's own light (the appearance stage's or the relightable avatar's estimate).
 CAPTURE = "capture"
 #: Width (pixels) of the maps :func:`environment_from_spec` generates: 1.4-degree pixels, finer than the sunset's sun
-#: (~4 degrees) and the directional light's lobe; 512 would cost ~4x the time per map (a rotating light makes one a frame).
+#: (~4 degrees) and the directional light's lobe; 512 would cost ~4x the time per map.
 SPEC_WIDTH = 256
 #: Angular standard deviation of :func:`directional_light`'s lobe, radians (2 degrees: a small softbox far away).
 LIGHT_SIGMA = np.deg2rad(2.0)
@@ -437,7 +437,8 @@ def directional_light(azimuth_deg: float, elevation_deg: float, intensity: float
 
 def environment_from_spec(spec: Union[str, Path], rotation_deg: float = 0.0, capture: Optional[EnvironmentMap] = None) -> EnvironmentMap:
     """The environment a user names, turned ``rotation_deg`` about the vertical (+Y; + moves a light from the
-    front towards the head's left, +X, like a light's azimuth: :func:`directional_light`).
+    front towards the head's left, +X, like a light's azimuth: :func:`directional_light`); a turned map records its
+    unturned source (:attr:`EnvironmentMap.turned`).
 
     ``spec``: one of :data:`ENVIRONMENTS` (generated, :data:`SPEC_WIDTH` wide); ``"capture"`` (the map
     ``capture``); a ``.hdr`` or ``.exr`` equirectangular file (linear radiance, twice as wide as tall, row 0 up,
