@@ -51,9 +51,9 @@ are what compare, the least CPU the steadiest):
 So a relit frame costs 1.13-1.17x the plain frame's CPU (+10-12 ms at 512^2), and a rotating light the same as a
 fixed one (it was 5x: prefiltering each frame's map, ~300 ms). The colours went from 24.0 to 18.1 ms of CPU (the
 fastest of 25 interleaved A/B frames, same run): the prefiltered stack read by one trilinear lookup instead of a
-bilinear lookup per roughness level (now 4.3 ms; 7.8 ms, median, in a profile before the change) and the expression
-albedo by a batched product instead of ``einsum``'s transposing copy (now 1.7 ms; 6.1 ms before), colours equal to
-1e-6 (tests/test_relit_shading_paths.py). The
+bilinear lookup per roughness level (6.9 -> 3.8 ms, fastest of 25, same run) and the expression albedo's change by a
+batched product instead of ``einsum``'s transposing copy (3.0 -> 1.5 ms), colours equal to 1e-6
+(tests/test_relit_shading_paths.py). The
 normals (5.7 ms, ``ShadingInputs.normals``) are the next cut: their part in each Gaussian's own frame does not change
 between frames. On the idle box the plain render gives 18.3 FPS at 512^2 on two threads (bench_avatar_render.py);
 at 1.13-1.17x its CPU a relit frame would be ~15.5-16 FPS, above the 10 FPS target, but that is an estimate from the
