@@ -110,3 +110,28 @@ def test_real_video_models_agree_and_no_focal_sits_at_a_limit(d3_capture, builti
     print(focals)
     assert max(focals.values()) / min(focals.values()) < 1.15, focals
     assert not np.isclose(focals["builtin"] / max(cap.source_size), 2.0, atol=1e-3)
+
+
+def test_shipped_response_keeps_mediapipes_flatter_neutral_face(builtin):
+    """The offset's depth is the correction network's view of the neutral face (folded once), flatter than the mesh:
+    without it the fit compared MediaPipe with a deeper face and read the focal 7.7% long (the test above)."""
+    import torch
+
+    from avatar3d.calibration.detector_response import fold_neutral_depth, neutral_depth
+    from avatar3d.tracking.detector_model import load_response, response_path
+
+    with np.load(response_path("builtin")) as z:
+        assert str(z["offset_depth"]) == "correction"
+    resp = load_response(builtin)
+    if resp is None or "correction" not in resp:
+        pytest.skip("no shipped detector response for this built-in head")
+    tables = {k: resp[k].numpy() for k in ("expression", "shape", "offset")}
+    with pytest.raises(ValueError, match="already"):
+        fold_neutral_depth(builtin, {**tables, "correction": resp["correction"], "offset_depth": "correction"})
+    folded = fold_neutral_depth(builtin, {**tables, "correction": resp["correction"]})
+    depth = neutral_depth(builtin, resp["correction"])
+    np.testing.assert_allclose(folded["offset"][:, :2], tables["offset"][:, :2])
+    np.testing.assert_allclose(folded["offset"][:, 2] - tables["offset"][:, 2], depth, atol=1e-6)
+    with torch.no_grad():
+        z_mesh = builtin().landmarks[0, :, 2].numpy()
+    assert np.corrcoef(z_mesh, depth)[0, 1] < -0.5  # nearer points pushed back: a flatter face
