@@ -39,6 +39,13 @@ do: it draws every face with about the perspective of a phone held at arm's leng
 stays at 0.70-0.76 L whatever the lens, and it is right at the phone's lens (where the built-in head's
 detector-response table was measured) and wrong elsewhere. A user who knows the lens passes it
 (``avatar3d track --focal-35mm``). A second identity gave the same (1.05 and 0.41 at 0.69 and 1.72 L).
+
+What sets the estimate at the phone lens is the depth of the face the fit compares with MediaPipe:
+perspective scales with depth over distance, so a model face deeper than MediaPipe's is fitted
+from farther away, i.e. with a longer lens. The built-in head's response gives MediaPipe's flatter
+neutral face (``avatar3d.calibration.detector_response.fold_neutral_depth``); while the fit dropped
+that depth (2026-12-07, the detector correction anchored at the neutral face) the rendered truth read
+1.077x, with it 1.017x (2026-12-08). Search schedule and fit priors moved it by under 0.1%.
 """
 
 from __future__ import annotations
