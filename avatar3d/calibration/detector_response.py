@@ -29,9 +29,10 @@ the mesh's depth where MediaPipe's face is flatter; the network, trained on turn
 that flattening as a constant output. The fit anchors the network at zero for the neutral face (so that
 it cannot hold the lips apart there), which also threw that depth away: the face the fit compared with
 MediaPipe was deeper than MediaPipe's, and the perspective that depth implies put the focal length
-7.7% too long on the rendered ground truth (1.017x with the network's depth, 1.077x without; in-plane
-anchoring alone changes neither the lips nor the focal). :func:`fold_neutral_depth` therefore moves the
-network's neutral depth into the offset: in-plane the offset stays measured, its depth is the network's.
+7.7% too long on the rendered ground truth (1.077x; 1.017x with the network's depth, a second identity
+1.023x; face RMS 1.115 -> 1.062 mm). :func:`fold_neutral_depth` therefore moves the network's neutral
+depth into the offset: in-plane the offset stays measured (the lips still close), its depth is the network's.
+On the shared videos the built-in head's NME moved by -0.017 to +0.018 points (2026-12-08).
 
 Only models with an albedo texture can be measured (the built-in head). Table and network ship as
 ``tracking/data/detector_response_<model>.npz``, which the fit reads through
