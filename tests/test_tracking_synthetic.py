@@ -72,7 +72,10 @@ def test_face_vertices_within_2mm(tracked, out_dir):
 #: Lower floors, each with its reason. mouthSmileLeft: 0.93-0.94 before the expression fixes of issue #17 (stronger
 #: built-in priors, the resting eye/brow identity modes) and the wider focal search; 0.896 with both (2026-12-07).
 #: The priors trade some smile amplitude for curves that are not pinned at their bounds on real videos.
-FLOORS = {"mouthSmileLeft": 0.88}
+#: 0.857 since the fit keeps MediaPipe's flatter neutral face and the focal is right (1.017x, was 1.077x;
+#: 2026-12-08): the same capture refitted with either change alone gave 0.882-0.884, while face RMS went
+#: 1.115 -> 1.062 mm and browInnerUp 0.973 -> 0.986. The smile rises under an open jaw on a turned head.
+FLOORS = {"mouthSmileLeft": 0.84}
 
 
 def test_expression_correlations(tracked):

@@ -23,11 +23,23 @@ The table is linear, and MediaPipe is not (a smile under an open jaw, the far si
 head): the same file also holds a small network trained on 24,000 random renders that adds the
 non-linear rest (:mod:`~avatar3d.calibration.detector_correction`).
 
+The neutral face's depth is the one thing the table measures poorly and the network well. Three
+turns of ±0.25 rad barely separate a landmark's depth from its position, so the table's offset keeps
+the mesh's depth where MediaPipe's face is flatter; the network, trained on turns to ±0.5 rad, learned
+that flattening as a constant output. The fit anchors the network at zero for the neutral face (so that
+it cannot hold the lips apart there), which also threw that depth away: the face the fit compared with
+MediaPipe was deeper than MediaPipe's, and the perspective that depth implies put the focal length
+7.7% too long on the rendered ground truth (1.077x; 1.017x with the network's depth, a second identity
+1.023x; face RMS 1.115 -> 1.062 mm). :func:`fold_neutral_depth` therefore moves the network's neutral
+depth into the offset: in-plane the offset stays measured (the lips still close), its depth is the network's.
+On the shared videos the built-in head's NME moved by -0.017 to +0.018 points (2026-12-08).
+
 Only models with an albedo texture can be measured (the built-in head). Table and network ship as
 ``tracking/data/detector_response_<model>.npz``, which the fit reads through
 :mod:`avatar3d.tracking.detector_model`, and are ignored, with a warning, when the model's version or
 expressions changed (regenerate: ``python -m avatar3d.calibration builtin``: ~2 min for the table,
-~17 min on 2 cores for the network's renders, ~1 min to train it).
+~17 min on 2 cores for the network's renders, ~1 min to train it; ``--fold-depth`` folds the network's
+neutral depth into a shipped file made before that step existed, once).
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from .._tensor import f32
 from ..models.base import HeadModel
 from ..tracking.detector_model import RESPONSE_TABLES, response_path
 
-__all__ = ["measure_response", "projection_jacobian", "save_response", "main", "RESPONSE_YAWS"]
+__all__ = ["measure_response", "projection_jacobian", "save_response", "fold_neutral_depth", "neutral_depth", "main", "RESPONSE_YAWS"]
 
 #: Head turns (radians about the vertical axis) the response is measured at.
 RESPONSE_YAWS = (-0.25, 0.0, 0.25)
@@ -181,7 +193,8 @@ def remeasure_rows(model: HeadModel, expressions: Sequence[str] = (), shapes: Se
                     tables["shape"][k] = r["shape"][k]
     corr = {k: v for k, v in old.items() if k.startswith("correction.")}
     np.savez_compressed(p, **{k: v.astype(np.float16) for k, v in tables.items()}, **corr, model=model.name,
-                        version=str(model.version), expression_names=np.array(model.expression_names), yaws=np.array(RESPONSE_YAWS))
+                        version=str(model.version), expression_names=np.array(model.expression_names), yaws=np.array(RESPONSE_YAWS),
+                        offset_depth=str(old.get("offset_depth", "measured")))
     return p
 
 
@@ -212,8 +225,47 @@ def save_response(model: HeadModel, response: dict, path: Optional[Path] = None)
     tables = {k: np.asarray(response[k], np.float16) for k in RESPONSE_TABLES}
     extra = response["correction"].to_arrays() if response.get("correction") is not None else {}
     np.savez_compressed(p, **tables, **extra, model=model.name, version=str(model.version),
-                        expression_names=np.array(model.expression_names), yaws=np.array(RESPONSE_YAWS))
+                        expression_names=np.array(model.expression_names), yaws=np.array(RESPONSE_YAWS),
+                        offset_depth=str(response.get("offset_depth", "measured")))
     return p
+
+
+def neutral_depth(model: HeadModel, correction) -> np.ndarray:
+    """(L,) metres: the rest-frame depth (z) a :class:`~avatar3d.tracking.detector_model.DetectorCorrection` adds
+    to each landmark at the neutral face, head and eyes straight (what the fit's anchoring at zero removes)."""
+    with torch.no_grad():
+        rest = correction(torch.zeros(1, model.num_expression), torch.eye(3).expand(1, model.num_joints, 3, 3))
+    return rest[0, 2].double().numpy()
+
+
+def fold_neutral_depth(model: HeadModel, response: dict) -> dict:
+    """``response`` with its ``correction``'s neutral depth (:func:`neutral_depth`) added to the ``offset``'s z
+    (module docstring: the table measures that depth poorly, the network well) and ``offset_depth`` "correction".
+
+    Raises:
+        ValueError: no correction to take the depth from, or the offset already has it (folding twice doubles it).
+    """
+    if response.get("correction") is None:
+        raise ValueError("the response has no detector correction to take the neutral face's depth from")
+    if str(response.get("offset_depth", "measured")) != "measured":
+        raise ValueError("the response's offset already has the correction's neutral depth")
+    off = np.array(response["offset"], np.float64)
+    off[:, 2] += neutral_depth(model, response["correction"])
+    return {**response, "offset": off.astype(np.float32), "offset_depth": "correction"}
+
+
+def fold_shipped(model: HeadModel, path: Optional[Path] = None) -> Path:
+    """Apply :func:`fold_neutral_depth` to a response file written before that step existed, in place."""
+    from ..tracking.detector_model import load_response
+
+    p = Path(path) if path is not None else response_path(model.name)
+    with np.load(p) as z:
+        folded = str(z["offset_depth"]) if "offset_depth" in z.files else "measured"
+    resp = load_response(model, p)
+    if resp is None:
+        raise ValueError(f"{p} does not match head model {model.name!r} {model.version}: regenerate it instead")
+    resp = {k: (v.numpy() if k in RESPONSE_TABLES else v) for k, v in resp.items()}
+    return save_response(model, fold_neutral_depth(model, {**resp, "offset_depth": folded}), p)
 
 
 def main() -> None:
@@ -229,9 +281,14 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=24000, help="random renders for the correction (0: table only)")
     ap.add_argument("--workers", type=int, default=2, help="processes rendering and detecting the samples")
     ap.add_argument("--cache", type=Path, help="an .npz of samples to reuse (written when missing)")
+    ap.add_argument("--fold-depth", action="store_true", help="only fold the shipped file's network depth into its offset "
+                                                             "(a file made before that step; once)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     m = load_head_model(args.model)
+    if args.fold_depth:
+        print(fold_shipped(m))
+        return
     resp = measure_response(m, progress=True)
     if args.samples > 0:
         from .detector_correction import sample_detections_parallel, train_correction
@@ -246,6 +303,7 @@ def main() -> None:
         head = LandmarkHead(m, response={k: torch.as_tensor(v) for k, v in resp.items()})
         resp["correction"], report = train_correction(m, head, samples, progress=True)
         print("detector correction, mean pseudo-Huber px: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
+        resp = fold_neutral_depth(m, resp)
     print(save_response(m, resp))
 
 

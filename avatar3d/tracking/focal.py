@@ -31,6 +31,7 @@ frames, the face the same size in the frame at every lens, i.e. the camera dista
 true focal / L          0.48   0.69   1.03   1.72   2.76
 perfect landmarks       0.98   1.00     -    1.07   1.12   (estimate / truth; projected mesh points + 0.5 px noise)
 MediaPipe, this fit     1.58   1.02   0.68   0.42   0.26   (built-in head with its detector-response table)
+... 2026-12-08          1.61   1.017  0.67   0.41     -    (the same, MediaPipe's neutral depth kept; below)
 MediaPipe, plain mesh   1.57   1.17   0.88   0.66   0.33   (the mesh's own landmark points)
 =====================  =====  =====  =====  =====  =====
 
@@ -38,7 +39,18 @@ The search recovers the focal from landmarks that carry perspective, but MediaPi
 do: it draws every face with about the perspective of a phone held at arm's length, so the estimate
 stays at 0.70-0.76 L whatever the lens, and it is right at the phone's lens (where the built-in head's
 detector-response table was measured) and wrong elsewhere. A user who knows the lens passes it
-(``avatar3d track --focal-35mm``). A second identity gave the same (1.05 and 0.41 at 0.69 and 1.72 L).
+(``avatar3d track --focal-35mm``). A second identity gave the same (1.05 and 0.41 at 0.69 and 1.72 L;
+1.023 at 0.69 L on 2026-12-08). Recalibrating the detector response at several lenses cannot change
+this: the response is one model-space view of MediaPipe, and MediaPipe's landmarks are nearly the
+same whatever the lens, so no calibration can read the lens from them; it only chooses the lens at
+which the estimate is right (the phone's, where most videos come from).
+
+What sets the estimate at the phone lens is the depth of the face the fit compares with MediaPipe:
+perspective scales with depth over distance, so a model face deeper than MediaPipe's is fitted
+from farther away, i.e. with a longer lens. The built-in head's response gives MediaPipe's flatter
+neutral face (``avatar3d.calibration.detector_response.fold_neutral_depth``); while the fit dropped
+that depth (2026-12-07, the detector correction anchored at the neutral face) the rendered truth read
+1.077x, with it 1.017x (2026-12-08). Search schedule and fit priors moved it by under 0.1%.
 """
 
 from __future__ import annotations
