@@ -12,7 +12,7 @@ value and every gradient are a few dozen operations in one node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor
 __all__ = ["PriorWeights", "Unknowns", "regularizer", "reference_regularizer", "smooth2", "smooth2_robust", "soft_min_frames"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class PriorWeights:
     """Weights of the terms (``FitConfig`` fields of the same names) and the per-problem constants.
 
@@ -44,6 +44,7 @@ class PriorWeights:
     shape_std: Tensor  #: (S,)
     vmask: Tensor  #: (N,) 1 on frames with a detection
     rest: bool
+    cache: dict = field(default_factory=dict, repr=False)  #: per-column constants (:func:`_columns`)
 
 
 @dataclass
@@ -103,106 +104,88 @@ def reference_regularizer(w: PriorWeights, u: Unknowns) -> Tensor:
     return reg
 
 
-def _second_diff(x: Tensor) -> Tensor:
-    """(N - 2, ...) second differences along the frames."""
-    return x[2:] - 2 * x[1:-1] + x[:-2]
-
-
 def _pull_back(d: Tensor, n: int) -> Tensor:
-    """(N, ...) gradient of ``sum(d * second_diff(x))`` with respect to x, for (N - 2, ...) ``d``."""
-    g = d.new_zeros((n,) + d.shape[1:])
+    """(N, K) gradient of ``sum(d * second_diff(x))`` with respect to (N, K) x, for (N - 2, K) ``d``."""
+    g = d.new_zeros((n, d.shape[1]))
     g[:-2] += d
     g[1:-1] -= 2 * d
     g[2:] += d
     return g
 
 
-def _smooth_term(x: Tensor, weight: float) -> tuple[float, Optional[Tensor]]:
-    """``weight * smooth2(x)`` and its gradient (None when it is zero)."""
-    if weight == 0 or x.shape[0] < 3:
-        return 0.0, None
-    d = _second_diff(x)
-    m = x.shape[0] - 2
-    return weight * float((d * d).sum()) / m, _pull_back(d * (2 * weight / m), x.shape[0])
+def _columns(w: PriorWeights, widths: tuple[int, ...], rigid: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-column constants of the unknowns side by side (rot, tr[, jaw, eyes, expr]): smoothness weight, robust
+    (0/1), quadratic and L1 magnitude weights (the latter two per frame: divided by N by the caller)."""
+    key = (widths, rigid)
+    if key not in w.cache:
+        E = widths[4] if not rigid else 0
+        smooth = [w.w_smooth] * 6 + ([] if rigid else [w.w_smooth] * 3 + [0.1 * w.w_smooth] * 6)
+        quad = [0.0] * 6 + ([] if rigid else [w.w_jaw] * 3 + [w.w_eyes] * 6)
+        n = len(smooth)
+        sm, q, l1, robust = (torch.zeros(n + E, dtype=torch.float64) for _ in range(4))  # cast to the unknowns' type by the caller
+        sm[:n], q[:n] = torch.tensor(smooth, dtype=torch.float64), torch.tensor(quad, dtype=torch.float64)
+        if E:
+            pw = w.expr_prior.to(sm.dtype)
+            sm[n:], q[n:], l1[n:], robust[n:] = w.w_smooth_expr, w.w_expr * pw, w.w_expr_l1 * pw, (pw < 1).to(sm.dtype)
+        w.cache[key] = (sm, robust, q, l1)
+    return w.cache[key]
 
 
-def _robust_smooth_term(x: Tensor, weight: float, delta: float) -> tuple[float, Optional[Tensor]]:
-    """``weight * smooth2_robust(x, delta)`` and its gradient (None when it is zero)."""
-    if weight == 0 or x.shape[0] < 3 or x.shape[1] == 0:
-        return 0.0, None
-    d = _second_diff(x)
-    root = torch.sqrt(1 + d * d / delta**2)
-    m = x.shape[0] - 2
-    value = weight * float((2 * delta**2 * (root - 1)).sum()) / m
-    return value, _pull_back(d / root * (2 * weight / m), x.shape[0])
+def _terms(w: PriorWeights, u: Unknowns) -> tuple[Tensor, list[Optional[Tensor]]]:
+    """The regularizer's value and its gradient for each unknown (in the order of :class:`Unknowns`).
 
-
-def _expression_terms(w: PriorWeights, expr: Tensor) -> tuple[float, Tensor]:
-    """Value and (N, E) gradient of the expression magnitude priors, smoothness and resting-face prior."""
-    N = expr.shape[0]
-    pw = w.expr_prior
-    value = w.w_expr * float((expr * expr).sum(0) @ pw) / N + w.w_expr_l1 * float(expr.abs().sum(0) @ pw) / N
-    g = expr * (pw * (2 * w.w_expr / N)) + torch.sign(expr) * (pw * (w.w_expr_l1 / N))
-    fast = pw < 1
-    v_fast, g_fast = _robust_smooth_term(expr[:, fast], w.w_smooth_expr, w.smooth_expr_delta)
-    v_slow, g_slow = _smooth_term(expr[:, ~fast], w.w_smooth_expr)
-    value += v_fast + v_slow
-    if g_fast is not None:
-        g[:, fast] += g_fast
-    if g_slow is not None:
-        g[:, ~fast] += g_slow
-    if w.rest and w.w_expr_rest > 0:
-        big = (1 - w.vmask)[:, None] * 1e3
-        z = -(expr + big) / w.expr_rest_tau
+    The per-frame unknowns sit side by side in one (N, K) matrix, so each kind of term (smoothness, robust
+    smoothness, quadratic and L1 priors) is a few operations on all of them at once."""
+    rigid = u.expr is None
+    parts = [u.rot, u.tr] if rigid else [u.rot, u.tr, u.jaw, u.eyes, u.expr]
+    widths = tuple(int(x.shape[1]) for x in parts)
+    X = torch.cat(parts, 1).to(u.rot.dtype)  # (N, K)
+    sm, robust, q, l1 = (c.to(X.dtype) for c in _columns(w, widths, rigid))
+    N = X.shape[0]
+    value = w.w_focal * u.log_f**2 + w.w_shape * (u.shape * u.shape / w.shape_std**2).sum()
+    G = X * (2 * q / N)
+    value = value + ((X * X).sum(0) @ q) / N
+    if not rigid and w.w_expr_l1 != 0:
+        value = value + (X.abs().sum(0) @ l1) / N
+        G = G + torch.sign(X) * (l1 / N)
+    if N >= 3:
+        d = X[2:] - 2 * X[1:-1] + X[:-2]
+        m = N - 2
+        if rigid or not bool(robust.any()):
+            value = value + ((d * d).sum(0) @ sm) / m
+            G = G + _pull_back(d * (2 * sm / m), N)
+        else:
+            delta2 = w.smooth_expr_delta**2
+            root = torch.sqrt(1 + d * d / delta2)
+            per = torch.where(robust > 0, 2 * delta2 * (root - 1), d * d)
+            slope = torch.where(robust > 0, d / root, d)  # half the derivative of ``per``
+            value = value + (per.sum(0) @ sm) / m
+            G = G + _pull_back(slope * (2 * sm / m), N)
+    grads = list(torch.split(G, widths, 1))
+    if not rigid and w.rest and w.w_expr_rest > 0:
+        expr = u.expr
+        z = -(expr + (1 - w.vmask)[:, None] * 1e3) / w.expr_rest_tau  # frames without a detection do not count
         lse = torch.logsumexp(z, 0)
         rest = (-w.expr_rest_tau * (lse - torch.log(w.vmask.sum().clamp_min(1)))).clamp_min(0)
-        value += w.w_expr_rest * float((rest * rest).sum())
-        g += torch.exp(z - lse) * (2 * w.w_expr_rest * rest)  # d softmin / d x is the softmax over the frames
-    return value, g
-
-
-def _terms(w: PriorWeights, u: Unknowns) -> tuple[float, dict[str, Optional[Tensor]]]:
-    """The regularizer's value and its gradient for each unknown."""
-    grads: dict[str, Optional[Tensor]] = {}
-    value = w.w_focal * float(u.log_f) ** 2
-    grads["log_f"] = 2 * w.w_focal * u.log_f
-    value_rot, grads["rot"] = _smooth_term(u.rot, w.w_smooth)
-    value_tr, grads["tr"] = _smooth_term(u.tr, w.w_smooth)
-    inv_var = w.shape_std.reciprocal() ** 2
-    value += value_rot + value_tr + w.w_shape * float((u.shape * u.shape * inv_var).sum())
-    grads["shape"] = u.shape * (inv_var * (2 * w.w_shape))
-    if u.expr is not None:
-        value_expr, grads["expr"] = _expression_terms(w, u.expr)
-        N = u.expr.shape[0]
-        value_jaw, g_jaw = _smooth_term(u.jaw, w.w_smooth)
-        value_eyes, g_eyes = _smooth_term(u.eyes, 0.1 * w.w_smooth)
-        value += value_expr + value_jaw + value_eyes
-        value += w.w_jaw * float((u.jaw * u.jaw).sum()) / N + w.w_eyes * float((u.eyes * u.eyes).sum()) / N
-        grads["jaw"] = u.jaw * (2 * w.w_jaw / N) + (g_jaw if g_jaw is not None else 0)
-        grads["eyes"] = u.eyes * (2 * w.w_eyes / N) + (g_eyes if g_eyes is not None else 0)
-    return value, grads
-
-
-_ORDER = ("log_f", "rot", "tr", "shape", "expr", "jaw", "eyes")
+        value = value + w.w_expr_rest * (rest * rest).sum()
+        grads[4] = grads[4] + torch.exp(z - lse) * (2 * w.w_expr_rest * rest)  # d softmin / d x: the softmax over the frames
+    g_shape = u.shape * (2 * w.w_shape / w.shape_std**2)
+    if rigid:
+        return value, [2 * w.w_focal * u.log_f, grads[0], grads[1], g_shape]
+    return value, [2 * w.w_focal * u.log_f, grads[0], grads[1], g_shape, grads[4], grads[2], grads[3]]
 
 
 class _Regularizer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w: PriorWeights, *tensors: Tensor) -> Tensor:
-        u = Unknowns(*tensors)
-        value, grads = _terms(w, u)
-        ctx.grads = [grads.get(k) for k, t in zip(_ORDER, tensors) if t is not None]
-        ctx.present = [t is not None for t in tensors]
-        return tensors[0].new_tensor(value)
+        value, grads = _terms(w, Unknowns(*tensors))
+        ctx.grads = grads
+        return value
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        it = iter(ctx.grads)
-        out = [None]  # (the weights)
-        for present, need in zip(ctx.present, ctx.needs_input_grad[1:]):
-            gr = next(it) if present else None
-            out.append(gr * g if (present and need and gr is not None) else None)
-        return tuple(out)
+        grads = ctx.grads + [None] * (len(ctx.needs_input_grad) - 1 - len(ctx.grads))
+        return (None,) + tuple(gr * g if need else None for gr, need in zip(grads, ctx.needs_input_grad[1:]))
 
 
 def regularizer(w: PriorWeights, u: Unknowns) -> Tensor:
