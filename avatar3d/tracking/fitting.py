@@ -94,8 +94,9 @@ class FitConfig:
     detector_correction: bool = True
     seed: int = 0
     #: Landmark term through :func:`~avatar3d.tracking.landmark_model.projected_landmark_loss` (analytic
-    #: backward, ~3x faster per iteration); False: the same expression through autograd (the reference
-    #: that tests and ``benchmarks/bench_tracking.py`` compare it with).
+    #: backward, ~3x faster per iteration) and priors through :func:`~avatar3d.tracking.fit_priors.regularizer`
+    #: (one node); False: the same expressions through autograd (the reference that tests and
+    #: ``benchmarks/bench_tracking.py`` compare it with).
     fused: bool = True
 
 
