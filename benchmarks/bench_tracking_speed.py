@@ -2,7 +2,9 @@
 
 Usage::
 
-    python benchmarks/bench_tracking_speed.py [--video d13] [--frames 90] [--fps 10] [--photometric-frames 20]
+    python benchmarks/bench_tracking_speed.py [--video d13] [--frames 90] [--fps 10] [--photometric-frames 20] [--repeat 2]
+
+(about a minute on an idle two-core machine; ``OMP_WAIT_POLICY=PASSIVE`` changes nothing here, every stage runs on one thread)
 
 Every figure is measured on ONE torch thread and printed with the CPU model (``lscpu``'s "Model name") and, as the
 reference measured in the same run, a fixed single-thread workload (float32 512x512 matrix products, GFLOP/s),
@@ -34,7 +36,7 @@ from avatar3d.capture.stage import detect_landmarks, run_capture  # noqa: E402
 from avatar3d.capture.video import open_source  # noqa: E402
 from avatar3d.models import load_head_model  # noqa: E402
 from avatar3d.paths import shared_data_dir  # noqa: E402
-from avatar3d.tracking.fitting import CropCameras, fit_landmarks  # noqa: E402
+from avatar3d.tracking.fitting import CropCameras, default_config, fit_landmarks  # noqa: E402
 from avatar3d.tracking.metrics import nme  # noqa: E402
 from avatar3d.tracking.pipeline import focal_gauge  # noqa: E402
 
@@ -75,6 +77,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--photometric-frames", type=int, default=20, help="0: skip the photometric row")
+    ap.add_argument("--repeat", type=int, default=2, help="landmark fits per model (the least CPU time is reported)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = shared_data_dir()
@@ -102,14 +105,20 @@ def main() -> int:
     fits = {}
     for name in ("builtin", "ict"):
         m = load_head_model("builtin" if name == "builtin" else f"ict={data / 'ict-facekit-light.tar.xz'}")
-        fit_landmarks(m, cap.landmarks[:4], cap.valid[:4], cams.subset(np.arange(4)), progress=False)  # warm up
-        res, c, w = cpu_seconds(lambda: fit_landmarks(m, cap.landmarks, cap.valid, cams, progress=False, focal_model=focal_gauge(m)))
+        cfg = default_config(m, cap.fps)  # what `avatar3d track` fits with
+        fit_landmarks(m, cap.landmarks[:4], cap.valid[:4], cams.subset(np.arange(4)), cfg, progress=False)  # warm up
+        best = None
+        for _ in range(args.repeat):  # the least CPU of the repeats: a loaded machine only ever adds to it
+            res, c, w = cpu_seconds(lambda: fit_landmarks(m, cap.landmarks, cap.valid, cams, cfg, progress=False,
+                                                          focal_model=focal_gauge(m)))
+            best = (res, c, w) if best is None or c < best[1] else best
+        res, c, w = best
         share = res.timings["focal_search"] / res.timings["total"]
         fits[name] = (m, res)
         rows.append((f"landmark fit, {name} ({cap.num_frames} frames, focal search included)",
-                     f"{cap.num_frames / c:.1f} frames/s (wall {cap.num_frames / w:.1f})",
-                     f"focal search {share:.0%} of it; NME {nme(res.landmarks, cap.landmarks, cap.valid):.2%}; "
-                     f"{cap.num_frames / c / ref0:.2f} frames/s per reference GFLOP/s"))
+                     f"{cap.num_frames / c:.1f} frames/s = {1e3 * c / cap.num_frames:.1f} CPU ms/frame (wall {cap.num_frames / w:.1f})",
+                     f"focal search {share:.0%} of it; NME {nme(res.landmarks, cap.landmarks, cap.valid):.2%}, focal "
+                     f"{res.focal / cams.default_focal:.3f}x the long side; {cap.num_frames / c / ref0:.2f} frames/s per reference GFLOP/s"))
 
     if args.photometric_frames:
         import cv2

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._allocator import keep_freed_memory
 from .._tensor import f32, torch_threads
 from ..geometry import axis_angle_to_matrix_np, matrix_to_axis_angle_np
 from ..models.base import HeadModel
@@ -38,6 +39,7 @@ from ..models.lbs import batch_rodrigues
 from ..render.camera import crop_intrinsics, project
 from ..render.camera_builders import R_MODEL_TO_CV, centred_K, front_camera
 from ..train import RunLog, Stage, run_stage
+from .fit_priors import PriorWeights, Unknowns, reference_regularizer, regularizer
 from .focal import FocalEstimate, assumed_focal, search_focal
 from .landmark_model import LandmarkHead, landmark_head, project_points, projected_landmark_loss
 
@@ -73,7 +75,7 @@ class FitConfig:
     #: detection noise is otherwise spread over many of them (mouthDimple, mouthStretch, ...).
     w_expr_l1: float = 0.0
     #: "Every expression returns to rest at some point of the video": a quadratic prior on each
-    #: coefficient's soft minimum over the frames (:func:`_soft_min_frames`). An expression held through
+    #: coefficient's soft minimum over the frames (:func:`~avatar3d.tracking.fit_priors.soft_min_frames`). An expression held through
     #: the whole video is the person's resting face, which the identity should explain; without this the
     #: identity prior (paid once) lost to the per-frame expression priors (paid as a mean), and a neutral
     #: talking video was fitted with browDown and eyeBlink near their bound in most frames.
@@ -92,8 +94,9 @@ class FitConfig:
     detector_correction: bool = True
     seed: int = 0
     #: Landmark term through :func:`~avatar3d.tracking.landmark_model.projected_landmark_loss` (analytic
-    #: backward, ~3x faster per iteration); False: the same expression through autograd (the reference
-    #: that tests and ``benchmarks/bench_tracking.py`` compare it with).
+    #: backward, ~3x faster per iteration) and priors through :func:`~avatar3d.tracking.fit_priors.regularizer`
+    #: (one node); False: the same expressions through autograd (the reference that tests and
+    #: ``benchmarks/bench_tracking.py`` compare it with).
     fused: bool = True
 
 
@@ -256,28 +259,6 @@ def _landmark_weights(P: int, extra: float) -> Tensor:
     return w / w.mean()
 
 
-def _smooth2(x: Tensor) -> Tensor:
-    """Mean squared second difference along frames of (N, ...) x (0 for N < 3)."""
-    if x.shape[0] < 3:
-        return x.new_zeros(())
-    return ((x[2:] - 2 * x[1:-1] + x[:-2]) ** 2).sum(-1).mean()
-
-
-def _smooth2_robust(x: Tensor, delta: float) -> Tensor:
-    """Like :func:`_smooth2` (equal for second differences much smaller than ``delta``), linear beyond ``delta``."""
-    if x.shape[0] < 3:
-        return x.new_zeros(())
-    d2 = (x[2:] - 2 * x[1:-1] + x[:-2]) ** 2
-    return (2 * delta**2 * (torch.sqrt(1 + d2 / delta**2) - 1)).sum(-1).mean()
-
-
-def _soft_min_frames(x: Tensor, mask: Tensor, tau: float) -> Tensor:
-    """(E,) soft minimum over the frames of (N, E) ``x`` where ``mask`` (N,) is 1 (a smooth min, within ``tau``)."""
-    big = (1 - mask)[:, None] * 1e3  # frames without a detection do not count
-    n = mask.sum().clamp_min(1)
-    return -tau * (torch.logsumexp(-(x + big) / tau, 0) - torch.log(n))
-
-
 def fit_landmarks(
     model: HeadModel,
     landmarks: np.ndarray,
@@ -304,6 +285,7 @@ def fit_landmarks(
     """
     # The batch is many small tensors: intra-op threads only add synchronisation (and on a shared
     # 2-core machine, spin-waiting); one thread is faster. Restored on exit.
+    keep_freed_memory()  # every step allocates and frees the same large planes: reuse them, no fresh pages
     with torch_threads(1):
         cfg = config or default_config(model)
         t0 = time.perf_counter()
@@ -498,6 +480,12 @@ class LandmarkFitProblem:
         self.point_w = self.w_lmk / P  # the landmark term is a weighted mean over points
         self.focal_px = f_frame * cameras.scale  # (N,) crop focal per unit of exp(log_f)
         self.last_frame = torch.zeros(N)  #: per-frame landmark term of the last evaluated loss
+        #: the priors' weights; the resting-face prior (soft minimum) only with one identity: the batched focal search
+        #: fits independent groups (a quantile instead of the soft minimum is added by :meth:`regularizer`)
+        self.prior_weights = PriorWeights(
+            cfg.w_focal, cfg.w_smooth, cfg.w_shape, cfg.w_expr, cfg.w_expr_l1, cfg.w_jaw, cfg.w_eyes, cfg.w_smooth_expr,
+            cfg.smooth_expr_delta, cfg.w_expr_rest, cfg.expr_rest_tau, self.expr_prior, self.shape_std, self.vmask,
+            rest=self.G == 1 and cfg.expr_rest_quantile <= 0)
 
     def _init_unknowns(self, model: HeadModel, rot0: np.ndarray, piv0: np.ndarray) -> None:
         N, S, E, jn = self.N, self.head.num_shape, self.head.num_expression, self.jn
@@ -571,26 +559,16 @@ class LandmarkFitProblem:
         return data + self.regularizer(rigid, tr)
 
     def regularizer(self, rigid: bool, tr: Tensor) -> Tensor:
-        """Priors (focal, identity; expression, jaw, eyes unless ``rigid``) and smoothness along time."""
-        cfg, expr, jaw, eyes = self.cfg, self.expr, self.jaw, self.eyes
-        reg = cfg.w_focal * self.log_f**2
-        reg = reg + cfg.w_smooth * (_smooth2(self.rot) + _smooth2(tr * self.m_to_iod))
-        reg = reg + cfg.w_shape * ((self.shape / self.shape_std) ** 2).sum()  # (per group)
+        """Priors (focal, identity; expression, jaw, eyes unless ``rigid``) and smoothness along time
+        (:mod:`~avatar3d.tracking.fit_priors`; through autograd when ``cfg.fused`` is off)."""
+        cfg = self.cfg
+        u = Unknowns(self.log_f, self.rot, tr * self.m_to_iod, self.shape)
         if not rigid:
-            pw = self.expr_prior
-            reg = reg + cfg.w_expr * (expr**2 @ pw).mean() + cfg.w_expr_l1 * (expr.abs() @ pw).mean()
-            reg = reg + cfg.w_jaw * (jaw**2).sum(-1).mean() + cfg.w_eyes * (eyes**2).sum(-1).mean()
-            # Blinks are the fast events (one or two frames at 10 fps): robust smoothness for them, the
-            # squared one for the rest (robust everywhere let mouthSmileLeft jitter: rendered truth r 0.90 -> 0.75).
-            fast = self.expr_prior < 1
-            smooth = _smooth2_robust(expr[:, fast], cfg.smooth_expr_delta) + _smooth2(expr[:, ~fast])
-            reg = reg + cfg.w_smooth_expr * smooth + cfg.w_smooth * (_smooth2(jaw) + 0.1 * _smooth2(eyes))
-            if cfg.w_expr_rest > 0 and self.G == 1:  # (the batched focal search fits independent groups)
-                if cfg.expr_rest_quantile > 0:
-                    rest = torch.quantile(expr[self.vmask > 0], cfg.expr_rest_quantile, dim=0).clamp_min(0)
-                else:
-                    rest = _soft_min_frames(expr, self.vmask, cfg.expr_rest_tau).clamp_min(0)
-                reg = reg + cfg.w_expr_rest * (rest**2).sum()
+            u.expr, u.jaw, u.eyes = self.expr, self.jaw, self.eyes
+        reg = (regularizer if cfg.fused else reference_regularizer)(self.prior_weights, u)
+        if not rigid and cfg.w_expr_rest > 0 and self.G == 1 and cfg.expr_rest_quantile > 0:
+            rest = torch.quantile(self.expr[self.vmask > 0], cfg.expr_rest_quantile, dim=0).clamp_min(0)
+            reg = reg + cfg.w_expr_rest * (rest**2).sum()
         return reg
 
     def constrain(self) -> None:

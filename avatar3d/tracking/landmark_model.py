@@ -86,10 +86,23 @@ class LandmarkHead(nn.Module):
         self.register_buffer("p_template", template.T.contiguous())  # (3, P)
         self.register_buffer("shapedirs", soa(shapedirs))  # (S, 3P)
         self.register_buffer("exprdirs", soa(exprdirs))  # (E, 3P): the batched blend is one GEMM
+        if self.correction is not None:
+            # The network's last layer is linear in its hidden features h (B, rank): its weights become rows below the
+            # expression rows, its bias (less the neutral anchor) part of the template, so the corrected points are
+            # one GEMM of [expression, h] (fewer passes over the (B, 3P) points in the fit's inner loop).
+            basis, L, unit = self.correction.basis, self.num_landmarks, self.correction.unit
+            rank = basis.weight.shape[1]
+            rows = torch.zeros(rank, 3, self.num_points, dtype=template.dtype)
+            rows[:, :, :L] = (basis.weight.detach().T * unit).reshape(rank, 3, L)
+            offset = torch.zeros(3, self.num_points, dtype=template.dtype)
+            offset[:, :L] = (basis.bias.detach() * unit).reshape(3, L) - self.correction_rest[0]
+            self.register_buffer("mixdirs", torch.cat([self.exprdirs, rows.reshape(rank, -1)]))  # (E + rank, 3P)
+            self.register_buffer("p_template_corrected", self.p_template + offset)  # (3, P)
         w = mix(model.lbs_weights)
         # Rows sum to 1 (up to float rounding, renormalised): the translation can then be part of the blend.
         self.register_buffer("weights_t", (w / w.sum(1, keepdim=True)).T.contiguous())  # (J, P)
         self.register_buffer("parents", model.parents.clone())
+        self.parent_list = [int(p) for p in model.parents]  #: (J,) parents as ints, the root's first (-1)
         if model.posedirs is not None:
             n = model.posedirs.shape[0]
             pd = mix(model.posedirs.view(n, -1, 3).permute(1, 2, 0))  # (P, 3, n)
@@ -118,18 +131,21 @@ class LandmarkHead(nn.Module):
             correct: add :attr:`correction` (when there is one and ``rot`` is given).
         """
         B, P = expression.shape[0], self.num_points
+        corrected = correct and self.correction is not None and rot is not None
+        template = self.p_template_corrected if corrected else self.p_template
         if shape.ndim == 1:
-            base = (self.p_template.reshape(-1) + shape @ self.shapedirs)[None]  # (1, 3P), shared by the batch
+            base = (template.reshape(-1) + shape @ self.shapedirs)[None]  # (1, 3P), shared by the batch
         else:
-            base = self.p_template.reshape(1, -1) + shape @ self.shapedirs  # (B, 3P)
-        v = torch.addmm(base, expression, self.exprdirs)
+            base = template.reshape(1, -1) + shape @ self.shapedirs  # (B, 3P)
+        if corrected:  # the network's hidden layer and the expressions through one GEMM (see __init__)
+            c = self.correction
+            v = torch.addmm(base, torch.cat([expression, c.net(c.features(expression, rot))], 1), self.mixdirs)
+        else:
+            v = torch.addmm(base, expression, self.exprdirs)
         if self.posedirs is not None and rot is not None and self.num_joints > 1:
             eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
             v = v + (rot[:, 1:] - eye).reshape(B, -1) @ self.posedirs
         v = v.view(B, 3, P)
-        if correct and self.correction is not None and rot is not None:
-            d = self.correction(expression, rot) - self.correction_rest  # (B, 3, L): landmark points only
-            v = torch.cat([v[:, :, : d.shape[2]] + d, v[:, :, d.shape[2] :]], 2) if P > d.shape[2] else v + d
         return v
 
     def skin_transforms(self, shape: Tensor, rot: Tensor) -> Tensor:
@@ -148,10 +164,20 @@ class LandmarkHead(nn.Module):
 
         Skinning, the model translation (B, 3) metres and the (4, 4) ``world_to_cam`` composed on
         the J joints, so the per-point work (:func:`projected_landmark_loss`) is one affine map.
+        Equal to ``world_to_cam`` after :meth:`skin_transforms` and the translation, chained as 3x4 maps with
+        the camera folded into the root (the fit's inner loop: a third of the graph nodes of 4x4 products).
         """
         Rc, tc = world_to_cam[:3, :3], world_to_cam[:3, 3]
-        A = Rc @ self.skin_transforms(shape, rot)
-        return torch.cat([A[..., :3], A[..., 3:] + (transl @ Rc.T + tc)[:, None, :, None]], -1)
+        j = self.joints(shape)  # (J, 3) or (B, J, 3) rest joints
+        j = j[None].expand(rot.shape[0], -1, -1) if j.ndim == 2 else j
+        Rs = [torch.matmul(Rc, rot[:, 0])]  # joint k's rotation into the camera
+        ts = [(j[:, 0] + transl) @ Rc.T + tc]  # joint k's posed position in the camera
+        for k, p in enumerate(self.parent_list[1:], 1):
+            Rs.append(torch.bmm(Rs[p], rot[:, k]))
+            ts.append(ts[p] + torch.bmm(Rs[p], (j[:, k] - j[:, p])[..., None])[..., 0])
+        R = torch.stack(Rs, 1)  # (B, J, 3, 3)
+        t = torch.stack(ts, 1) - (R @ j[..., None])[..., 0]  # the rest joint location removed: applies to rest points
+        return torch.cat([R, t[..., None]], -1)
 
     def forward(self, shape: Tensor, expression: Tensor, pose: Tensor, transl: Tensor) -> tuple[Tensor, Tensor]:
         """Posed points.
