@@ -60,7 +60,8 @@ std::vector<Prepared<scalar_t>> prepare(const scalar_t* m, const scalar_t* cn, c
 // ------------------------------------------------------------------------------------------- forward
 
 // Per-tile state of the front-to-back pass (row stride kStride = 24, channel-major colour sums).
-template <typename T>
+// kLast: record each pixel's end of list (what the backward pass needs); a forward-only render skips it.
+template <typename T, bool kLast = true>
 struct FwdState {
   T Tr[kTilePix];
   int32_t alive[kTilePix];  // 1 while the pixel composites (0: saturated, or padding outside the image)
@@ -85,7 +86,7 @@ struct FwdState {
       const int contrib = a3d_gs::composite_forward(e, alive[p0 + l], tr, wl, stop);
       w[l] = wl;
       Tr[p0 + l] = tr;
-      end[p0 + l] = contrib ? i + 1 : end[p0 + l];
+      if (kLast) end[p0 + l] = contrib ? i + 1 : end[p0 + l];
       alive[p0 + l] = stop ? 0 : alive[p0 + l];
       nstop += stop;
     }
@@ -103,9 +104,9 @@ struct FwdState {
   }
 };
 
-// Composites one tile of camera c into images/alphas/last. ts holds the tile's gathered splats.
-template <typename T>
-A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc,
+// Composites one tile of camera c into images/alphas/last (last only with kLast). ts holds the tile's gathered splats.
+template <typename T, bool kLast>
+A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T, kLast>& st, int W, int H, const T* bgc,
                                         T* img, T* alp, int32_t* lst) {
   const int D = st.D;
   const int nx = std::min(kTile, W - ts.X0), ny = std::min(kTile, H - ts.Y0);
@@ -131,7 +132,7 @@ A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T>& st
       const int64_t pix = (int64_t)(ts.Y0 + y) * W + ts.X0 + x;
       for (int d = 0; d < D; ++d) img[pix * D + d] = st.acc[(size_t)d * kTilePix + p] + (bgc ? st.Tr[p] * bgc[d] : T(0));
       alp[pix] = T(1) - st.Tr[p];
-      lst[pix] = st.end[p];
+      if (kLast) lst[pix] = st.end[p];
     }
 }
 
@@ -255,9 +256,9 @@ A3D_FORCE_INLINE void backward_tile_body(const TileSplats<T>& ts, const int32_t*
 enum class Isa { kBase, kAvx2, kAvx512 };
 
 #define A3D_GS_TILE_KERNELS(SUFFIX, ATTR)                                                                         \
-  template <typename T>                                                                                          \
-  ATTR void forward_tile_##SUFFIX(const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img,   \
-                                  T* alp, int32_t* lst) {                                                        \
+  template <typename T, bool kLast>                                                                              \
+  ATTR void forward_tile_##SUFFIX(const TileSplats<T>& ts, FwdState<T, kLast>& st, int W, int H, const T* bgc,    \
+                                  T* img, T* alp, int32_t* lst) {                                                \
     forward_tile_body(ts, st, W, H, bgc, img, alp, lst);                                                         \
   }                                                                                                              \
   template <typename T>                                                                                          \
@@ -296,8 +297,8 @@ Isa pick_isa() {
 #endif
 }
 
-template <typename T>
-void forward_tile(Isa isa, const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img, T* alp,
+template <typename T, bool kLast>
+void forward_tile(Isa isa, const TileSplats<T>& ts, FwdState<T, kLast>& st, int W, int H, const T* bgc, T* img, T* alp,
                   int32_t* lst) {
 #ifdef A3D_GS_X86
   if (isa == Isa::kAvx512) return forward_tile_avx512(ts, st, W, H, bgc, img, alp, lst);
@@ -322,7 +323,8 @@ void check(const at::Tensor& t, const char* name, at::ScalarType dt) {
   TORCH_CHECK(t.scalar_type() == dt, name, " has the wrong dtype");
 }
 
-template <typename scalar_t>
+// kLast: also fill `last` (each pixel's end of list, for the backward pass); without it `last` is not touched.
+template <typename scalar_t, bool kLast>
 void forward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
                   const at::Tensor& features, const at::Tensor& radii, const at::Tensor& depths,
                   const at::Tensor& backgrounds, bool has_bg, int C, int N, int D, int W, int H, at::Tensor& images,
@@ -337,12 +339,12 @@ void forward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at:
   const int64_t* offs = offsets_t.data_ptr<int64_t>();
   const int32_t* ids = ids_t.data_ptr<int32_t>();
   scalar_t *img = images.data_ptr<scalar_t>(), *alp = alphas.data_ptr<scalar_t>();
-  int32_t* lst = last.data_ptr<int32_t>();
+  int32_t* lst = kLast ? last.data_ptr<int32_t>() : nullptr;
   const Isa isa = pick_isa<scalar_t>();
 #pragma omp parallel
   {
     TileSplats<scalar_t> ts;
-    FwdState<scalar_t> st;
+    FwdState<scalar_t, kLast> st;
     st.D = D;
     st.acc.resize((size_t)D * kTilePix);
 #pragma omp for schedule(dynamic, 1)
@@ -352,7 +354,7 @@ void forward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at:
                 tile % tiles_w, tile / tiles_w);
       const scalar_t* bgc = bg ? bg + (int64_t)c * D : nullptr;
       scalar_t *ic = img + (int64_t)c * H * W * D, *ac = alp + (int64_t)c * H * W;
-      int32_t* lc = lst + (int64_t)c * H * W;
+      int32_t* lc = kLast ? lst + (int64_t)c * H * W : nullptr;
       forward_tile(isa, ts, st, W, H, bgc, ic, ac, lc);
     }
   }
@@ -466,10 +468,34 @@ std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Te
   auto last = at::empty({C, H, W}, opts.dtype(at::kInt));
   at::Tensor offsets_t, ids_t;
   if (dt == at::kDouble)
-    forward_impl<double>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+    forward_impl<double, true>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
   else
-    forward_impl<float>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+    forward_impl<float, true>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
   return {images, alphas, last, offsets_t, ids_t};
+}
+
+// gs_forward without what only the backward pass needs (no `last`, the tile lists dropped): the same
+// images and alphas, bit for bit. Returns images (C,H,W,D), alphas (C,H,W,1).
+std::vector<at::Tensor> gs_render(at::Tensor means2d, at::Tensor conics, at::Tensor opacities, at::Tensor features,
+                                  at::Tensor radii, at::Tensor depths, at::Tensor backgrounds, int64_t width,
+                                  int64_t height) {
+  const auto dt = means2d.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means2d must be float32 or float64");
+  check(means2d, "means2d", dt); check(conics, "conics", dt); check(opacities, "opacities", dt);
+  check(features, "features", dt); check(radii, "radii", at::kInt); check(depths, "depths", dt);
+  const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
+  const int W = width, H = height;
+  const bool has_bg = backgrounds.numel() > 0;
+  if (has_bg) check(backgrounds, "backgrounds", dt);
+  auto opts = means2d.options();
+  auto images = at::empty({C, H, W, D}, opts);
+  auto alphas = at::empty({C, H, W, 1}, opts);
+  at::Tensor last, offsets_t, ids_t;
+  if (dt == at::kDouble)
+    forward_impl<double, false>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+  else
+    forward_impl<float, false>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+  return {images, alphas};
 }
 
 // Gradients for gs_forward's float inputs. v_images (C,H,W,D), v_alphas (C,H,W,1).
