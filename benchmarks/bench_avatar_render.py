@@ -66,15 +66,18 @@ import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
 from avatar3d.avatar import binding  # noqa: E402
 from avatar3d.avatar.drive import DriveRequest, build_drive, open_avatar  # noqa: E402
 from avatar3d.avatar.render import render_frames  # noqa: E402
+from avatar3d.render import gaussians  # noqa: E402
 from avatar3d.render.gaussians import rasterize_gaussians  # noqa: E402
 
 TARGET_FPS = 20.0
 
 
 @contextmanager
-def torch_posing():
-    """The reference: posing through the differentiable torch code (the fused kernel hidden)."""
-    with mock.patch.object(binding, "cpu_extension", lambda: None):
+def reference_path():
+    """The reference: the render as a training step computes it, i.e. posing through the differentiable torch code
+    (the fused kernel hidden) and the rasterizer's autograd entry (``ext.forward``, which keeps each pixel's list
+    end for a backward pass) instead of the forward-only ``ext.render``."""
+    with mock.patch.object(binding, "cpu_extension", lambda: None), mock.patch.object(gaussians, "_needs_grad", lambda *t: True):
         yield
 
 
@@ -103,11 +106,20 @@ def stages(avatar, drive, reps: int = 10) -> dict[str, float]:
     hm, P = avatar.head_model, avatar.params
     verts = hm(avatar.shape[None], e, p, t).vertices
     drv = e[:, avatar.expr_index]
-    g = binding.pose_on_mesh(verts, hm.faces, avatar.parent, P["offset"], P["rotation"], P["log_scale"], P["expr_offset"], drv)
-    dirs = torch.nn.functional.normalize(g.means - cam.centre.reshape(1, 1, 3), dim=-1)
-    col = avatar.appearance.colours(P, drv, dirs)
-    opac = torch.sigmoid(P["opacity"])
+    posed = avatar.posed_head(e, p, t)
+    g, opac = posed.gaussians, posed.opacity
+    centre = cam.centre.reshape(1, 3)
+    col = avatar.colours(posed, centre)
     K, vm, bg = cam.raster_K.reshape(1, 3, 3), cam.world_to_cam.reshape(1, 4, 4), torch.ones(3)
+
+    def raster(depth_mode: str = "none"):
+        return rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, col[0], vm, K, drive.width, drive.height,
+                                   backgrounds=bg, depth_mode=depth_mode)
+
+    def raster_training_entry():
+        with mock.patch.object(gaussians, "_needs_grad", lambda *t: True):
+            return raster("expected")
+
     steps = {
         "head model": lambda: hm(avatar.shape[None], e, p, t),
         "posing (fused)": lambda: binding.pose_on_mesh(verts, hm.faces, avatar.parent, P["offset"], P["rotation"],
@@ -115,9 +127,9 @@ def stages(avatar, drive, reps: int = 10) -> dict[str, float]:
         "posing (torch, ref)": lambda: binding.pose_gaussians(
             binding.triangle_frames(verts, hm.faces), avatar.parent,
             P["offset"] + torch.einsum("nek,be->bnk", P["expr_offset"], drv), P["rotation"], P["log_scale"]),
-        "SH colours": lambda: avatar.appearance.colours(P, drv, dirs),
-        "rasterize": lambda: rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, col[0], vm, K, drive.width,
-                                                 drive.height, backgrounds=bg),
+        "colours": lambda: avatar.colours(posed, centre),
+        "rasterize (render)": raster,
+        "rasterize (train, ref)": raster_training_entry,
     }
     out = {}
     for name, fn in steps.items():
@@ -141,7 +153,7 @@ def main() -> int:
     print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     src = open_avatar(a.avatar)
     av = src.avatar
-    print(f"# avatar {a.avatar}: {av.num_gaussians} Gaussians, head model {type(av.head_model).__name__}, "
+    print(f"# avatar {a.avatar}: {av.num_gaussians} Gaussians, {type(av.appearance).__name__}, head model {type(av.head_model).__name__}, "
           f"{a.frames} tracked frames per row, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}")
     hdr = (f"{'threads':>7} {'res':>4} | {'FPS':>6} {'best':>6} {'cpu ms':>7} | {'ref FPS':>7} {'ref best':>8} "
            f"{'ref cpu ms':>10} | {'speed-up':>8} | {'vs 20 FPS':>9}")
@@ -153,7 +165,7 @@ def main() -> int:
         for res in (int(x) for x in a.res.split(",")):
             drive = build_drive(src, DriveRequest(frames=slice(0, a.frames + 1), resolution=res))
             wall, best, cpu = time_render(av, drive)
-            with torch_posing():
+            with reference_path():
                 rwall, rbest, rcpu = time_render(av, drive)
             fps[(threads, res)] = (1 / wall, 1 / best)
             print(f"{threads:7d} {res:4d} | {1 / wall:6.1f} {1 / best:6.1f} {1e3 * cpu:7.1f} | {1 / rwall:7.1f} "
@@ -170,7 +182,7 @@ def main() -> int:
               f" {'met' if med >= TARGET_FPS else 'MISSED'}; fastest frame {best:.1f} FPS (see the load average)")
     print(f"# load1 at end={os.getloadavg()[0]:.1f}. FPS = 1 / median frame wall time; best = 1 / fastest frame (on a"
           " loaded machine the closest to an idle one); cpu ms = median process CPU time per frame (all threads)."
-          " ref = the same loop with the torch posing (module docstring).")
+          " ref = the same loop as a training step computes it (module docstring).")
     return 0
 
 
