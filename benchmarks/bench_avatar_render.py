@@ -54,7 +54,7 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -81,21 +81,31 @@ def reference_path():
         yield
 
 
-def time_render(avatar, drive, **render_options) -> tuple[float, float, float]:
-    """(median wall, fastest wall, median CPU) seconds per frame of ``render_frames(avatar, drive, **render_options)``
-    over the frames of ``drive`` (the first frame is a warm-up and not counted)."""
-    frames = render_frames(avatar, drive, **render_options)
-    next(frames)  # warm-up: extension load, allocator
-    walls, cpus = [], []
-    while True:
-        w, c = time.perf_counter(), time.process_time()
-        try:
-            next(frames)
-        except StopIteration:
-            break
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), min(walls), statistics.median(cpus)
+def _timed(frames, context) -> tuple[float, float]:
+    """(wall, CPU) seconds of the next frame of the generator ``frames``, rendered inside ``context``."""
+    w, c = time.perf_counter(), time.process_time()
+    with context:
+        next(frames)
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def time_render(avatar, drive) -> dict[str, tuple[float, float, float]]:
+    """``{"new": ..., "ref": ...}``: (median wall, fastest wall, median CPU) seconds per frame of ``render_frames``
+    over the frames of ``drive``, the render as it is and :func:`reference_path`, frame by frame in turns (so
+    both see the same load). The first frame of each is a warm-up and not counted."""
+    gens = {"new": render_frames(avatar, drive), "ref": render_frames(avatar, drive)}
+    ctx = {"new": nullcontext, "ref": reference_path}
+    for k in gens:
+        _timed(gens[k], ctx[k]())  # warm-up: extension load, allocator
+    times: dict[str, list] = {"new": [], "ref": []}
+    for _ in range(len(drive) - 1):
+        for k in gens:
+            times[k].append(_timed(gens[k], ctx[k]()))
+    out = {}
+    for k, ts in times.items():
+        walls, cpus = [t[0] for t in ts], [t[1] for t in ts]
+        out[k] = (statistics.median(walls), min(walls), statistics.median(cpus))
+    return out
 
 
 @torch.no_grad()
@@ -164,9 +174,8 @@ def main() -> int:
         torch.set_num_threads(threads)  # also OpenMP's team size (the extension's tiles)
         for res in (int(x) for x in a.res.split(",")):
             drive = build_drive(src, DriveRequest(frames=slice(0, a.frames + 1), resolution=res))
-            wall, best, cpu = time_render(av, drive)
-            with reference_path():
-                rwall, rbest, rcpu = time_render(av, drive)
+            t = time_render(av, drive)
+            (wall, best, cpu), (rwall, rbest, rcpu) = t["new"], t["ref"]
             fps[(threads, res)] = (1 / wall, 1 / best)
             print(f"{threads:7d} {res:4d} | {1 / wall:6.1f} {1 / best:6.1f} {1e3 * cpu:7.1f} | {1 / rwall:7.1f} "
                   f"{1 / rbest:8.1f} {1e3 * rcpu:10.1f} | {rwall / wall:7.2f}x | "

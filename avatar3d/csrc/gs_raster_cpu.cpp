@@ -5,9 +5,11 @@
 // Speed notes (issue #3): binning is a radix depth sort plus a parallel counting sort (gs_bin_cpu.cpp);
 // per-Gaussian work (alpha ellipse box, row-span constants) is done once per call, not per tile;
 // each tile's splats are gathered contiguously; pixels are processed 8 at a time as SIMD lanes (AVX2
-// or AVX-512 builds of the tile kernels are picked at run time); chunks and tiles whose pixels are
-// all saturated are skipped; the backward keeps per-lane gradient sums in registers and adds each
-// splat's total once per tile into a per-thread buffer reduced at the end (no atomics).
+// or AVX-512 builds of the tile kernels are picked at run time; the AVX-512 forward takes 16, a tile
+// row per chunk: issue #14); chunks and tiles whose pixels are all saturated are skipped; the backward
+// keeps per-lane gradient sums in registers and adds each splat's total once per tile into a
+// per-thread buffer reduced at the end (no atomics). A forward-only render (gs_render) keeps no
+// per-pixel list ends for a backward pass.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
