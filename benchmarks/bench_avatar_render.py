@@ -6,45 +6,48 @@ with their expression offsets (:func:`avatar3d.avatar.binding.pose_on_mesh`), th
 (:func:`avatar3d.avatar.render.render_frames`). Frames are the avatar's own tracked frames, rendered at each
 resolution (the camera scaled). Target (issue #14): >= 20 FPS at 512^2 on two CPU cores.
 
-Reference, measured in the same run: the same loop with the differentiable torch posing (offset blendshapes by
-``einsum``, ``triangle_frames``, ``pose_gaussians``: what every render used before the fused forward-only posing). The tile-kernel change of the
-same work (SIMD row spans, inlined sqrt) cannot be switched off in-process; it is bit-identical, and its
-before/after figures (interleaved runs of the old and new extension) are below.
+Reference, measured in the same run, frame by frame in turns with the render: the frame as a training step
+computes it, i.e. the differentiable torch posing (offset blendshapes by ``einsum``, ``triangle_frames``,
+``pose_gaussians``) and the rasterizer's autograd entry (``ext.forward``, which keeps every pixel's list end for
+a backward pass) instead of the fused forward-only posing and ``ext.render``. The kernel changes (16-pixel
+AVX-512 chunks; no depth channel where nobody reads it) cannot be switched off in-process; they are
+bit-identical, and their before/after figures (runs of the old and new code in turns) are below.
 
-    [OMP_WAIT_POLICY=PASSIVE] python benchmarks/bench_avatar_render.py --avatar AVATAR_DIR [--threads 1,2]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_avatar_render.py --avatar AVATAR_DIR [--threads 1,2]
         [--res 256,512] [--frames 20]
 
-AVATAR_DIR is any trained avatar (``avatar3d avatar train TRACK_DIR --out AVATAR_DIR``) whose tracking directory
-is still where it was trained. FPS is frames over wall seconds (median frame); cpu ms is process CPU time per
-frame over all threads (it does not count waiting for a core, so it stays meaningful on a loaded machine).
+(about a minute on an idle 2-core machine.) AVATAR_DIR is any trained avatar (``avatar3d avatar train TRACK_DIR
+--out AVATAR_DIR``) whose tracking directory is still where it was trained. FPS is frames over wall seconds
+(median frame); cpu ms is process CPU time per frame over all threads (it does not count waiting for a core, so
+it stays meaningful on a loaded machine). ``avatar3d avatar render`` sets ``OMP_WAIT_POLICY=PASSIVE`` itself
+(unless the user chose a policy; :mod:`avatar3d._openmp`); this script, like any library user, must be given it.
 
-Results, 2026-12-07, Intel Xeon (Sapphire Rapids class VM), 2 cores, AVX-512, torch 2.13 CPU; d3 avatar (28,077
-Gaussians, built-in head model) driven by its first 20 tracked frames; run under ``nice`` on a box shared with
-other jobs (load average 2-2.5 at the time; wall figures include waiting for a core, cpu ms does not):
+Results, 2026-12-08, Intel Xeon (Sapphire Rapids class VM), 2 cores, AVX-512, torch 2.13 CPU; d3 avatar (28,077
+Gaussians, SHAppearance, built-in head model) driven by its tracked frames; measured on a box shared with five
+other jobs (load average 8-10 on 2 cores: wall figures are 3x inflated and meaningless; compare CPU ms, and
+ratios measured in the same run).
 
-  with ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of spinning):
+  before/after, 12 frames at 512^2 per run, five runs of the old code (main at 7b81e82) and the new in turns,
+  median over the runs of each run's median CPU ms per frame (load 8.5-9.8):
 
-    threads  res |    FPS   best  cpu ms | ref FPS ref best ref cpu ms | speed-up | vs 20 FPS
-          1  256 |   16.4   18.7    61.1 |    12.2     13.9       81.9 |    1.34x |    missed
-          1  512 |    9.9   10.9   101.2 |     8.1      9.3      123.6 |    1.22x |    missed
-          2  256 |   29.6   34.9    58.1 |    21.6     24.8       73.5 |    1.37x |       met
-          2  512 |   18.3   21.4    95.6 |    15.2     18.5      113.8 |    1.20x |    missed
+    threads |  before cpu ms | after cpu ms | after/before
+          1 |           69.0 |         60.7 |        0.88
+          2 |           71.0 |         63.0 |        0.89
 
-  with OpenMP's default wait policy (same box, minutes earlier, load 1.9-2.5):
+  the compositing kernel alone (one 512^2 frame of the d3 avatar, 1 thread, 15 calls in turns): 8-pixel chunks
+  43.5 ms, 16-pixel chunks 39.9 ms (0.92x); the render entry against the autograd entry with its depth channel
+  (before this work) 45 vs 51.5 ms (0.87x).
 
-          1  256 |   19.1   25.5    52.2 |    16.4     18.8       56.7 |    1.16x |    missed
-          1  512 |   10.9   11.4    91.3 |     8.9      9.2      112.2 |    1.23x |    missed
-          2  256 |    2.9    4.2   347.3 |     1.6      2.1      637.4 |    1.83x |    missed
-          2  512 |    2.7    3.1   367.6 |     1.5      1.5      666.3 |    1.82x |    missed
+  one 512^2 frame, 1 thread, median CPU ms per step (this script's stage table, load ~8): head model 5.4,
+  posing 2.2 (torch posing: 18.6), colours 4.8, rasterize (projection, binning, compositing: render entry) 42.0
+  (training entry: 46.6); with the uint8 conversion (1.2) and Python glue (~3) a frame is ~60 ms of CPU.
 
-  one 512^2 frame, 1 thread, median CPU ms per step: head model 4.5, posing 2.3 (torch posing: 14.1),
-  SH colours 3.6, rasterize (projection, binning, compositing) 58.5.
-
-So: 20 FPS at 512^2 on two cores is within reach only with passive OpenMP waiting on this shared box (18.3 FPS
-median, 21.4 for the fastest frame); with the default policy two threads are 4x slower than one, because an
-idle OpenMP thread spins (perf: ~45% of samples in libgomp) on a core the working thread needs whenever
-anything else runs. The fused posing saves ~12 ms of CPU per frame (the ``speed-up`` column); the rasterizer's
-compositing is the rest (about 45-50 ms of CPU per 512^2 frame).
+So a frame costs about 60 ms of CPU, two thirds of it compositing. The README's figures from the idle-ish box
+before this work were 18.3 FPS (median) at 512^2 on two threads with 95.6 ms CPU per frame at load 2-2.5; 12% less
+CPU per frame puts that at about 20-21 FPS, **estimated**: the idle rerun decides. With OpenMP's default
+(spinning) wait on a busy machine two threads are 4x slower than one: ``avatar3d avatar render`` of 20 frames
+at 512^2 took 15.8 s of rendering with ``OMP_WAIT_POLICY=ACTIVE`` and 4.1 s with the passive policy it now sets
+itself (load 8; identical PNGs).
 """
 
 from __future__ import annotations

@@ -72,3 +72,19 @@ def test_depth_mode_none_on_the_training_path_keeps_gradients(cpu_ext):
     assert depth is None and feats.grad is not None and feats.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="depth_mode"):
         rasterize_gaussians(**sc, depth_mode="median")
+
+
+def test_passive_openmp_wait_is_set_only_before_torch_and_never_over_the_users():
+    """``avatar3d avatar render`` asks for OMP_WAIT_POLICY=PASSIVE (libgomp reads it when torch loads it)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from avatar3d._openmp import prefer_passive_wait as p; "
+            "print(p(), os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True).stdout.split()  # noqa: E731
+    assert run(env) == ["True", "PASSIVE", "False"]  # the module itself does not import torch
+    assert run(dict(env, OMP_WAIT_POLICY="ACTIVE")) == ["False", "ACTIVE", "False"]
+    late = subprocess.run([sys.executable, "-c", "import torch; " + code], env=env, capture_output=True, text=True, check=True)
+    assert late.stdout.split()[:2] == ["False", "None"]  # too late once torch is loaded: nothing pretends otherwise
