@@ -27,6 +27,14 @@ Gaussians, SHAppearance, built-in head model) driven by its tracked frames; meas
 other jobs (load average 8-10 on 2 cores: wall figures are 3x inflated and meaningless; compare CPU ms, and
 ratios measured in the same run).
 
+  this script (--res 256,512 --frames 10, load 6.2-6.4; ref = the training path, module docstring):
+
+    threads  res |    FPS   best  cpu ms | ref FPS ref best ref cpu ms | speed-up | vs 20 FPS
+          1  256 |    8.6    9.9    46.5 |     6.5      7.3       62.4 |    1.32x |    missed
+          1  512 |    6.6    7.3    61.6 |     5.2      5.6       76.4 |    1.27x |    missed
+          2  256 |    8.0    9.7    42.9 |     5.5      7.3       60.7 |    1.47x |    missed
+          2  512 |    6.0    7.8    63.7 |     5.0      5.9       79.5 |    1.20x |    missed
+
   before/after, 12 frames at 512^2 per run, five runs of the old code (main at 7b81e82) and the new in turns,
   median over the runs of each run's median CPU ms per frame (load 8.5-9.8):
 
