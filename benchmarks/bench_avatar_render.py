@@ -6,45 +6,56 @@ with their expression offsets (:func:`avatar3d.avatar.binding.pose_on_mesh`), th
 (:func:`avatar3d.avatar.render.render_frames`). Frames are the avatar's own tracked frames, rendered at each
 resolution (the camera scaled). Target (issue #14): >= 20 FPS at 512^2 on two CPU cores.
 
-Reference, measured in the same run: the same loop with the differentiable torch posing (offset blendshapes by
-``einsum``, ``triangle_frames``, ``pose_gaussians``: what every render used before the fused forward-only posing). The tile-kernel change of the
-same work (SIMD row spans, inlined sqrt) cannot be switched off in-process; it is bit-identical, and its
-before/after figures (interleaved runs of the old and new extension) are below.
+Reference, measured in the same run, frame by frame in turns with the render: the frame as a training step
+computes it, i.e. the differentiable torch posing (offset blendshapes by ``einsum``, ``triangle_frames``,
+``pose_gaussians``) and the rasterizer's autograd entry (``ext.forward``, which keeps every pixel's list end for
+a backward pass) instead of the fused forward-only posing and ``ext.render``. The kernel changes (16-pixel
+AVX-512 chunks; no depth channel where nobody reads it) cannot be switched off in-process; they are
+bit-identical, and their before/after figures (runs of the old and new code in turns) are below.
 
-    [OMP_WAIT_POLICY=PASSIVE] python benchmarks/bench_avatar_render.py --avatar AVATAR_DIR [--threads 1,2]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_avatar_render.py --avatar AVATAR_DIR [--threads 1,2]
         [--res 256,512] [--frames 20]
 
-AVATAR_DIR is any trained avatar (``avatar3d avatar train TRACK_DIR --out AVATAR_DIR``) whose tracking directory
-is still where it was trained. FPS is frames over wall seconds (median frame); cpu ms is process CPU time per
-frame over all threads (it does not count waiting for a core, so it stays meaningful on a loaded machine).
+(about a minute on an idle 2-core machine.) AVATAR_DIR is any trained avatar (``avatar3d avatar train TRACK_DIR
+--out AVATAR_DIR``) whose tracking directory is still where it was trained. FPS is frames over wall seconds
+(median frame); cpu ms is process CPU time per frame over all threads (it does not count waiting for a core, so
+it stays meaningful on a loaded machine). ``avatar3d avatar render`` sets ``OMP_WAIT_POLICY=PASSIVE`` itself
+(unless the user chose a policy; :mod:`avatar3d._openmp`); this script, like any library user, must be given it.
 
-Results, 2026-12-07, Intel Xeon (Sapphire Rapids class VM), 2 cores, AVX-512, torch 2.13 CPU; d3 avatar (28,077
-Gaussians, built-in head model) driven by its first 20 tracked frames; run under ``nice`` on a box shared with
-other jobs (load average 2-2.5 at the time; wall figures include waiting for a core, cpu ms does not):
+Results, 2026-12-08, Intel Xeon (Sapphire Rapids class VM), 2 cores, AVX-512, torch 2.13 CPU; d3 avatar (28,077
+Gaussians, SHAppearance, built-in head model) driven by its tracked frames; measured on a box shared with five
+other jobs (load average 8-10 on 2 cores: wall figures are 3x inflated and meaningless; compare CPU ms, and
+ratios measured in the same run).
 
-  with ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of spinning):
+  this script (--res 256,512 --frames 10, load 6.2-6.4; ref = the training path, module docstring):
 
     threads  res |    FPS   best  cpu ms | ref FPS ref best ref cpu ms | speed-up | vs 20 FPS
-          1  256 |   16.4   18.7    61.1 |    12.2     13.9       81.9 |    1.34x |    missed
-          1  512 |    9.9   10.9   101.2 |     8.1      9.3      123.6 |    1.22x |    missed
-          2  256 |   29.6   34.9    58.1 |    21.6     24.8       73.5 |    1.37x |       met
-          2  512 |   18.3   21.4    95.6 |    15.2     18.5      113.8 |    1.20x |    missed
+          1  256 |    8.6    9.9    46.5 |     6.5      7.3       62.4 |    1.32x |    missed
+          1  512 |    6.6    7.3    61.6 |     5.2      5.6       76.4 |    1.27x |    missed
+          2  256 |    8.0    9.7    42.9 |     5.5      7.3       60.7 |    1.47x |    missed
+          2  512 |    6.0    7.8    63.7 |     5.0      5.9       79.5 |    1.20x |    missed
 
-  with OpenMP's default wait policy (same box, minutes earlier, load 1.9-2.5):
+  before/after, 12 frames at 512^2 per run, five runs of the old code (main at 7b81e82) and the new in turns,
+  median over the runs of each run's median CPU ms per frame (load 8.5-9.8):
 
-          1  256 |   19.1   25.5    52.2 |    16.4     18.8       56.7 |    1.16x |    missed
-          1  512 |   10.9   11.4    91.3 |     8.9      9.2      112.2 |    1.23x |    missed
-          2  256 |    2.9    4.2   347.3 |     1.6      2.1      637.4 |    1.83x |    missed
-          2  512 |    2.7    3.1   367.6 |     1.5      1.5      666.3 |    1.82x |    missed
+    threads |  before cpu ms | after cpu ms | after/before
+          1 |           69.0 |         60.7 |        0.88
+          2 |           71.0 |         63.0 |        0.89
 
-  one 512^2 frame, 1 thread, median CPU ms per step: head model 4.5, posing 2.3 (torch posing: 14.1),
-  SH colours 3.6, rasterize (projection, binning, compositing) 58.5.
+  the compositing kernel alone (one 512^2 frame of the d3 avatar, 1 thread, 15 calls in turns): 8-pixel chunks
+  43.5 ms, 16-pixel chunks 39.9 ms (0.92x); the render entry against the autograd entry with its depth channel
+  (before this work) 45 vs 51.5 ms (0.87x).
 
-So: 20 FPS at 512^2 on two cores is within reach only with passive OpenMP waiting on this shared box (18.3 FPS
-median, 21.4 for the fastest frame); with the default policy two threads are 4x slower than one, because an
-idle OpenMP thread spins (perf: ~45% of samples in libgomp) on a core the working thread needs whenever
-anything else runs. The fused posing saves ~12 ms of CPU per frame (the ``speed-up`` column); the rasterizer's
-compositing is the rest (about 45-50 ms of CPU per 512^2 frame).
+  one 512^2 frame, 1 thread, median CPU ms per step (this script's stage table, load ~8): head model 5.4,
+  posing 2.2 (torch posing: 18.6), colours 4.8, rasterize (projection, binning, compositing: render entry) 42.0
+  (training entry: 46.6); with the uint8 conversion (1.2) and Python glue (~3) a frame is ~60 ms of CPU.
+
+So a frame costs about 60 ms of CPU, two thirds of it compositing. The README's figures from the idle-ish box
+before this work were 18.3 FPS (median) at 512^2 on two threads with 95.6 ms CPU per frame at load 2-2.5; 12% less
+CPU per frame puts that at about 20-21 FPS, **estimated**: the idle rerun decides. With OpenMP's default
+(spinning) wait on a busy machine two threads are 4x slower than one: ``avatar3d avatar render`` of 20 frames
+at 512^2 took 15.8 s of rendering with ``OMP_WAIT_POLICY=ACTIVE`` and 4.1 s with the passive policy it now sets
+itself (load 8; identical PNGs).
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -66,33 +77,46 @@ import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
 from avatar3d.avatar import binding  # noqa: E402
 from avatar3d.avatar.drive import DriveRequest, build_drive, open_avatar  # noqa: E402
 from avatar3d.avatar.render import render_frames  # noqa: E402
+from avatar3d.render import gaussians  # noqa: E402
 from avatar3d.render.gaussians import rasterize_gaussians  # noqa: E402
 
 TARGET_FPS = 20.0
 
 
 @contextmanager
-def torch_posing():
-    """The reference: posing through the differentiable torch code (the fused kernel hidden)."""
-    with mock.patch.object(binding, "cpu_extension", lambda: None):
+def reference_path():
+    """The reference: the render as a training step computes it, i.e. posing through the differentiable torch code
+    (the fused kernel hidden) and the rasterizer's autograd entry (``ext.forward``, which keeps each pixel's list
+    end for a backward pass) instead of the forward-only ``ext.render``."""
+    with mock.patch.object(binding, "cpu_extension", lambda: None), mock.patch.object(gaussians, "_needs_grad", lambda *t: True):
         yield
 
 
-def time_render(avatar, drive, **render_options) -> tuple[float, float, float]:
-    """(median wall, fastest wall, median CPU) seconds per frame of ``render_frames(avatar, drive, **render_options)``
-    over the frames of ``drive`` (the first frame is a warm-up and not counted)."""
-    frames = render_frames(avatar, drive, **render_options)
-    next(frames)  # warm-up: extension load, allocator
-    walls, cpus = [], []
-    while True:
-        w, c = time.perf_counter(), time.process_time()
-        try:
-            next(frames)
-        except StopIteration:
-            break
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), min(walls), statistics.median(cpus)
+def _timed(frames, context) -> tuple[float, float]:
+    """(wall, CPU) seconds of the next frame of the generator ``frames``, rendered inside ``context``."""
+    w, c = time.perf_counter(), time.process_time()
+    with context:
+        next(frames)
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def time_render(avatar, drive) -> dict[str, tuple[float, float, float]]:
+    """``{"new": ..., "ref": ...}``: (median wall, fastest wall, median CPU) seconds per frame of ``render_frames``
+    over the frames of ``drive``, the render as it is and :func:`reference_path`, frame by frame in turns (so
+    both see the same load). The first frame of each is a warm-up and not counted."""
+    gens = {"new": render_frames(avatar, drive), "ref": render_frames(avatar, drive)}
+    ctx = {"new": nullcontext, "ref": reference_path}
+    for k in gens:
+        _timed(gens[k], ctx[k]())  # warm-up: extension load, allocator
+    times: dict[str, list] = {"new": [], "ref": []}
+    for _ in range(len(drive) - 1):
+        for k in gens:
+            times[k].append(_timed(gens[k], ctx[k]()))
+    out = {}
+    for k, ts in times.items():
+        walls, cpus = [t[0] for t in ts], [t[1] for t in ts]
+        out[k] = (statistics.median(walls), min(walls), statistics.median(cpus))
+    return out
 
 
 @torch.no_grad()
@@ -103,11 +127,20 @@ def stages(avatar, drive, reps: int = 10) -> dict[str, float]:
     hm, P = avatar.head_model, avatar.params
     verts = hm(avatar.shape[None], e, p, t).vertices
     drv = e[:, avatar.expr_index]
-    g = binding.pose_on_mesh(verts, hm.faces, avatar.parent, P["offset"], P["rotation"], P["log_scale"], P["expr_offset"], drv)
-    dirs = torch.nn.functional.normalize(g.means - cam.centre.reshape(1, 1, 3), dim=-1)
-    col = avatar.appearance.colours(P, drv, dirs)
-    opac = torch.sigmoid(P["opacity"])
+    posed = avatar.posed_head(e, p, t)
+    g, opac = posed.gaussians, posed.opacity
+    centre = cam.centre.reshape(1, 3)
+    col = avatar.colours(posed, centre)
     K, vm, bg = cam.raster_K.reshape(1, 3, 3), cam.world_to_cam.reshape(1, 4, 4), torch.ones(3)
+
+    def raster(depth_mode: str = "none"):
+        return rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, col[0], vm, K, drive.width, drive.height,
+                                   backgrounds=bg, depth_mode=depth_mode)
+
+    def raster_training_entry():
+        with mock.patch.object(gaussians, "_needs_grad", lambda *t: True):
+            return raster("expected")
+
     steps = {
         "head model": lambda: hm(avatar.shape[None], e, p, t),
         "posing (fused)": lambda: binding.pose_on_mesh(verts, hm.faces, avatar.parent, P["offset"], P["rotation"],
@@ -115,9 +148,9 @@ def stages(avatar, drive, reps: int = 10) -> dict[str, float]:
         "posing (torch, ref)": lambda: binding.pose_gaussians(
             binding.triangle_frames(verts, hm.faces), avatar.parent,
             P["offset"] + torch.einsum("nek,be->bnk", P["expr_offset"], drv), P["rotation"], P["log_scale"]),
-        "SH colours": lambda: avatar.appearance.colours(P, drv, dirs),
-        "rasterize": lambda: rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, col[0], vm, K, drive.width,
-                                                 drive.height, backgrounds=bg),
+        "colours": lambda: avatar.colours(posed, centre),
+        "rasterize (render)": raster,
+        "rasterize (train, ref)": raster_training_entry,
     }
     out = {}
     for name, fn in steps.items():
@@ -141,7 +174,7 @@ def main() -> int:
     print(machine.describe(), flush=True)  # speed figures compare only on the same CPU
     src = open_avatar(a.avatar)
     av = src.avatar
-    print(f"# avatar {a.avatar}: {av.num_gaussians} Gaussians, head model {type(av.head_model).__name__}, "
+    print(f"# avatar {a.avatar}: {av.num_gaussians} Gaussians, {type(av.appearance).__name__}, head model {type(av.head_model).__name__}, "
           f"{a.frames} tracked frames per row, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}")
     hdr = (f"{'threads':>7} {'res':>4} | {'FPS':>6} {'best':>6} {'cpu ms':>7} | {'ref FPS':>7} {'ref best':>8} "
            f"{'ref cpu ms':>10} | {'speed-up':>8} | {'vs 20 FPS':>9}")
@@ -152,9 +185,8 @@ def main() -> int:
         torch.set_num_threads(threads)  # also OpenMP's team size (the extension's tiles)
         for res in (int(x) for x in a.res.split(",")):
             drive = build_drive(src, DriveRequest(frames=slice(0, a.frames + 1), resolution=res))
-            wall, best, cpu = time_render(av, drive)
-            with torch_posing():
-                rwall, rbest, rcpu = time_render(av, drive)
+            t = time_render(av, drive)
+            (wall, best, cpu), (rwall, rbest, rcpu) = t["new"], t["ref"]
             fps[(threads, res)] = (1 / wall, 1 / best)
             print(f"{threads:7d} {res:4d} | {1 / wall:6.1f} {1 / best:6.1f} {1e3 * cpu:7.1f} | {1 / rwall:7.1f} "
                   f"{1 / rbest:8.1f} {1e3 * rcpu:10.1f} | {rwall / wall:7.2f}x | "
@@ -170,7 +202,7 @@ def main() -> int:
               f" {'met' if med >= TARGET_FPS else 'MISSED'}; fastest frame {best:.1f} FPS (see the load average)")
     print(f"# load1 at end={os.getloadavg()[0]:.1f}. FPS = 1 / median frame wall time; best = 1 / fastest frame (on a"
           " loaded machine the closest to an idle one); cpu ms = median process CPU time per frame (all threads)."
-          " ref = the same loop with the torch posing (module docstring).")
+          " ref = the same loop as a training step computes it (module docstring).")
     return 0
 
 

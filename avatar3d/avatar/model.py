@@ -295,12 +295,14 @@ class GaussianHead(nn.Module):
         images, alphas, m2d, radii = [], [], [], []
         for b in range(B):
             img, a, _, _, meta = rasterize_gaussians(g.means[b], g.quats[b], g.scales[b], opac, colours[b], vm[b:b + 1],
-                                                     K[b:b + 1], camera.width, camera.height, backgrounds=bg, backend=backend)
-            images.append(img[0])
-            alphas.append(a[0])
+                                                     K[b:b + 1], camera.width, camera.height, backgrounds=bg,
+                                                     depth_mode="none", backend=backend)
+            images.append(img)
+            alphas.append(a)
             m2d.append(meta["means2d"])
             radii.append(meta["radii"])
-        image, alpha = torch.stack(images), torch.stack(alphas)
+        # one frame (a render's case): its (1, H, W, .) outputs as they are, no stacking copy
+        image, alpha = (images[0], alphas[0]) if B == 1 else (torch.cat(images), torch.cat(alphas))
         size = g.scales.detach().amax(-1)
         if mouth:
             return AvatarRender(image[..., :3], alpha, image[..., 3:], m2d, radii, size)

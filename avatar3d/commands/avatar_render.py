@@ -13,6 +13,9 @@ _NEGATIVE_VALUE = re.compile(r"^-\d*\.?\d+([:,][-+]?\d*\.?\d*)*$")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._openmp import prefer_passive_wait
+
+    prefer_passive_wait()  # before torch loads OpenMP: two threads pay off only when idle ones sleep
     from ..avatar.drive import DriveRequest, parse_frames, parse_yaw
     from ..avatar.render import Relight, parse_background, parse_rotation, render_avatar
     from ..viewer.params import parse_settings

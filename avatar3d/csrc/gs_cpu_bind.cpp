@@ -6,6 +6,7 @@
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &gs_forward, "Gaussian rasterization forward (CPU)");
+  m.def("render", &gs_render, "Gaussian rasterization forward without the backward's records (CPU)");
   m.def("backward", &gs_backward, "Gaussian rasterization backward (CPU)");
   m.def("project_forward", &gs_project_forward, "EWA projection forward (CPU)");
   m.def("project_backward", &gs_project_backward, "EWA projection backward (CPU)");

@@ -10,6 +10,10 @@
 std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Tensor opacities,
                                      at::Tensor features, at::Tensor radii, at::Tensor depths,
                                      at::Tensor backgrounds, int64_t width, int64_t height);
+// gs_forward's images and alphas only (forward-only rendering: nothing kept for a backward pass).
+std::vector<at::Tensor> gs_render(at::Tensor means2d, at::Tensor conics, at::Tensor opacities, at::Tensor features,
+                                  at::Tensor radii, at::Tensor depths, at::Tensor backgrounds, int64_t width,
+                                  int64_t height);
 std::vector<at::Tensor> gs_backward(at::Tensor means2d, at::Tensor conics, at::Tensor opacities,
                                       at::Tensor features, at::Tensor radii, at::Tensor backgrounds,
                                       at::Tensor alphas, at::Tensor last, at::Tensor offsets,

@@ -5,9 +5,11 @@
 // Speed notes (issue #3): binning is a radix depth sort plus a parallel counting sort (gs_bin_cpu.cpp);
 // per-Gaussian work (alpha ellipse box, row-span constants) is done once per call, not per tile;
 // each tile's splats are gathered contiguously; pixels are processed 8 at a time as SIMD lanes (AVX2
-// or AVX-512 builds of the tile kernels are picked at run time); chunks and tiles whose pixels are
-// all saturated are skipped; the backward keeps per-lane gradient sums in registers and adds each
-// splat's total once per tile into a per-thread buffer reduced at the end (no atomics).
+// or AVX-512 builds of the tile kernels are picked at run time; the AVX-512 forward takes 16, a tile
+// row per chunk: issue #14); chunks and tiles whose pixels are all saturated are skipped; the backward
+// keeps per-lane gradient sums in registers and adds each splat's total once per tile into a
+// per-thread buffer reduced at the end (no atomics). A forward-only render (gs_render) keeps no
+// per-pixel list ends for a backward pass.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -59,13 +61,16 @@ std::vector<Prepared<scalar_t>> prepare(const scalar_t* m, const scalar_t* cn, c
 
 // ------------------------------------------------------------------------------------------- forward
 
-// Per-tile state of the front-to-back pass (row stride kStride = 24, channel-major colour sums).
-template <typename T>
+// Per-tile state of the front-to-back pass: chunks of L pixels, rows kS = 16 + L entries apart,
+// channel-major colour sums. kLast: record each pixel's end of list (what the backward pass needs); a
+// forward-only render skips it.
+template <typename T, bool kLast, int L>
 struct FwdState {
-  T Tr[kTilePix];
-  int32_t alive[kTilePix];  // 1 while the pixel composites (0: saturated, or padding outside the image)
-  int32_t end[kTilePix];    // one past the last composited list position
-  std::vector<T> acc;       // (D, kTilePix)
+  static constexpr int kL = L, kS = kTile + L, kP = kTile * kS;
+  T Tr[kP];
+  int32_t alive[kP];        // 1 while the pixel composites (0: saturated, or padding outside the image)
+  int32_t end[kP];          // one past the last composited list position
+  std::vector<T> acc;       // (D, kP)
   const T* fcur = nullptr;  // features of the splat being walked
   int D = 0;
   uint32_t live[kTile];     // per row: bit x set while pixel x is alive (padding bits 16.. stay 0)
@@ -73,46 +78,47 @@ struct FwdState {
   int ndone = 0;            // pixels that stopped during this splat
 
   A3D_FORCE_INLINE void chunk(const Splat<T>& s, int p0, T px0, T py) {
-    const int row = p0 / kStride, x0 = p0 % kStride;
-    if (((live[row] >> x0) & ((1u << kLanes) - 1)) == 0) return;  // every lane already saturated
-    T w[kLanes];
+    const int row = p0 / kS, x0 = p0 % kS;
+    if (((live[row] >> x0) & ((1u << L) - 1)) == 0) return;  // every lane already saturated
+    T w[L];
     int nstop = 0;
 #pragma omp simd reduction(+ : nstop)
-    for (int l = 0; l < kLanes; ++l) {
+    for (int l = 0; l < L; ++l) {
       const PairEval<T> e = a3d_gs::eval_pair(s, px0 + T(l), py);
       int stop;
       T tr = Tr[p0 + l], wl;
       const int contrib = a3d_gs::composite_forward(e, alive[p0 + l], tr, wl, stop);
       w[l] = wl;
       Tr[p0 + l] = tr;
-      end[p0 + l] = contrib ? i + 1 : end[p0 + l];
+      if (kLast) end[p0 + l] = contrib ? i + 1 : end[p0 + l];
       alive[p0 + l] = stop ? 0 : alive[p0 + l];
       nstop += stop;
     }
     if (nstop) {
       ndone += nstop;
-      for (int l = 0; l < kLanes; ++l)
+      for (int l = 0; l < L; ++l)
         if (!alive[p0 + l]) live[row] &= ~(1u << (x0 + l));
     }
     for (int d = 0; d < D; ++d) {
       const T fd = fcur[d];
-      T* a = &acc[(size_t)d * kTilePix + p0];
+      T* a = &acc[(size_t)d * kP + p0];
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) a[l] += fd * w[l];
+      for (int l = 0; l < L; ++l) a[l] += fd * w[l];
     }
   }
 };
 
-// Composites one tile of camera c into images/alphas/last. ts holds the tile's gathered splats.
-template <typename T>
-A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc,
+// Composites one tile of camera c into images/alphas/last (last only with kLast). ts holds the tile's gathered splats.
+template <typename T, bool kLast, int L>
+A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T, kLast, L>& st, int W, int H, const T* bgc,
                                         T* img, T* alp, int32_t* lst) {
+  constexpr int S = FwdState<T, kLast, L>::kS, P = FwdState<T, kLast, L>::kP;
   const int D = st.D;
   const int nx = std::min(kTile, W - ts.X0), ny = std::min(kTile, H - ts.Y0);
-  for (int p = 0; p < kTilePix; ++p) {
+  for (int p = 0; p < P; ++p) {
     st.Tr[p] = T(1);
     st.end[p] = 0;
-    st.alive[p] = (p % kStride < nx && p / kStride < ny) ? 1 : 0;
+    st.alive[p] = (p % S < nx && p / S < ny) ? 1 : 0;
   }
   for (int y = 0; y < kTile; ++y) st.live[y] = y < ny ? (1u << nx) - 1 : 0u;
   std::fill(st.acc.begin(), st.acc.end(), T(0));
@@ -127,11 +133,11 @@ A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T>& st
   }
   for (int y = 0; y < ny; ++y)
     for (int x = 0; x < nx; ++x) {
-      const int p = y * kStride + x;
+      const int p = y * S + x;
       const int64_t pix = (int64_t)(ts.Y0 + y) * W + ts.X0 + x;
-      for (int d = 0; d < D; ++d) img[pix * D + d] = st.acc[(size_t)d * kTilePix + p] + (bgc ? st.Tr[p] * bgc[d] : T(0));
+      for (int d = 0; d < D; ++d) img[pix * D + d] = st.acc[(size_t)d * P + p] + (bgc ? st.Tr[p] * bgc[d] : T(0));
       alp[pix] = T(1) - st.Tr[p];
-      lst[pix] = st.end[p];
+      if (kLast) lst[pix] = st.end[p];
     }
 }
 
@@ -140,6 +146,7 @@ A3D_FORCE_INLINE void forward_tile_body(const TileSplats<T>& ts, FwdState<T>& st
 // Per-tile state of the back-to-front pass; per-lane gradient sums of the current splat.
 template <typename T>
 struct BwdState {
+  static constexpr int kL = kLanes;  // 8-pixel chunks, rows kStride apart
   T Tr[kTilePix];
   T tail[kTilePix];
   int32_t endp[kTilePix];
@@ -254,10 +261,10 @@ A3D_FORCE_INLINE void backward_tile_body(const TileSplats<T>& ts, const int32_t*
 // attributes, so nothing compiled for a newer ISA can leak into shared code.
 enum class Isa { kBase, kAvx2, kAvx512 };
 
-#define A3D_GS_TILE_KERNELS(SUFFIX, ATTR)                                                                         \
-  template <typename T>                                                                                          \
-  ATTR void forward_tile_##SUFFIX(const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img,   \
-                                  T* alp, int32_t* lst) {                                                        \
+#define A3D_GS_TILE_KERNELS(SUFFIX, ATTR, FWD_ATTR)                                                               \
+  template <typename T, bool kLast, int L>                                                                       \
+  FWD_ATTR void forward_tile_##SUFFIX(const TileSplats<T>& ts, FwdState<T, kLast, L>& st, int W, int H, const T* bgc, \
+                                  T* img, T* alp, int32_t* lst) {                                                \
     forward_tile_body(ts, st, W, H, bgc, img, alp, lst);                                                         \
   }                                                                                                              \
   template <typename T>                                                                                          \
@@ -267,11 +274,15 @@ enum class Isa { kBase, kAvx2, kAvx512 };
     backward_tile_body(ts, ids, st, W, H, bgc, alp, lst, vi, va, gbuf, bgbuf);                                   \
   }
 
-A3D_GS_TILE_KERNELS(base, )
+A3D_GS_TILE_KERNELS(base, , )
 #if defined(__GNUC__) && defined(__x86_64__)
 #define A3D_GS_X86 1
-A3D_GS_TILE_KERNELS(avx2, __attribute__((target("avx2,fma"))))
-A3D_GS_TILE_KERNELS(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))))
+#define A3D_GS_AVX2 __attribute__((target("avx2,fma")))
+#define A3D_GS_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"
+A3D_GS_TILE_KERNELS(avx2, A3D_GS_AVX2, A3D_GS_AVX2)
+// the forward's 16-lane chunks as single zmm vectors (GCC's default tuning would split them in two ymm halves)
+A3D_GS_TILE_KERNELS(avx512, __attribute__((target(A3D_GS_AVX512))),
+                    __attribute__((target(A3D_GS_AVX512 ",prefer-vector-width=512"))))
 #endif
 
 // Which build of the tile kernels to run; float only (double is for tests and gradcheck).
@@ -296,8 +307,8 @@ Isa pick_isa() {
 #endif
 }
 
-template <typename T>
-void forward_tile(Isa isa, const TileSplats<T>& ts, FwdState<T>& st, int W, int H, const T* bgc, T* img, T* alp,
+template <typename T, bool kLast, int L>
+void forward_tile(Isa isa, const TileSplats<T>& ts, FwdState<T, kLast, L>& st, int W, int H, const T* bgc, T* img, T* alp,
                   int32_t* lst) {
 #ifdef A3D_GS_X86
   if (isa == Isa::kAvx512) return forward_tile_avx512(ts, st, W, H, bgc, img, alp, lst);
@@ -322,7 +333,12 @@ void check(const at::Tensor& t, const char* name, at::ScalarType dt) {
   TORCH_CHECK(t.scalar_type() == dt, name, " has the wrong dtype");
 }
 
-template <typename scalar_t>
+template <typename scalar_t, bool kLast, int L>
+void forward_tiles(Isa isa, const Prepared<scalar_t>* prep, const scalar_t* f, const scalar_t* bg, const int64_t* offs,
+                   const int32_t* ids, int C, int N, int D, int W, int H, scalar_t* img, scalar_t* alp, int32_t* lst);
+
+// kLast: also fill `last` (each pixel's end of list, for the backward pass); without it `last` is not touched.
+template <typename scalar_t, bool kLast>
 void forward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
                   const at::Tensor& features, const at::Tensor& radii, const at::Tensor& depths,
                   const at::Tensor& backgrounds, bool has_bg, int C, int N, int D, int W, int H, at::Tensor& images,
@@ -332,27 +348,38 @@ void forward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at:
   const int32_t* rad = radii.data_ptr<int32_t>();
   std::tie(offsets_t, ids_t) = a3d_gs::bin_gaussians_cpu<scalar_t>(m, rad, depths.data_ptr<scalar_t>(), C, N, W, H);
   const std::vector<Prepared<scalar_t>> prep = prepare(m, cn, op, rad, (int64_t)C * N, W, H);
-  const int tiles_w = A3D_DIV_UP(W, kTile);
-  const int64_t T = (int64_t)tiles_w * A3D_DIV_UP(H, kTile);
   const int64_t* offs = offsets_t.data_ptr<int64_t>();
   const int32_t* ids = ids_t.data_ptr<int32_t>();
   scalar_t *img = images.data_ptr<scalar_t>(), *alp = alphas.data_ptr<scalar_t>();
-  int32_t* lst = last.data_ptr<int32_t>();
+  int32_t* lst = kLast ? last.data_ptr<int32_t>() : nullptr;
   const Isa isa = pick_isa<scalar_t>();
+  // 16-lane chunks (a tile row each) where a vector holds 16 floats, else 8 (same results: lanes are pixels)
+  if (isa == Isa::kAvx512)
+    forward_tiles<scalar_t, kLast, 16>(isa, prep.data(), f, bg, offs, ids, C, N, D, W, H, img, alp, lst);
+  else
+    forward_tiles<scalar_t, kLast, kLanes>(isa, prep.data(), f, bg, offs, ids, C, N, D, W, H, img, alp, lst);
+}
+
+// The tile loop of forward_impl with L-pixel chunks (parallel over (camera, tile)).
+template <typename scalar_t, bool kLast, int L>
+void forward_tiles(Isa isa, const Prepared<scalar_t>* prep, const scalar_t* f, const scalar_t* bg, const int64_t* offs,
+                   const int32_t* ids, int C, int N, int D, int W, int H, scalar_t* img, scalar_t* alp, int32_t* lst) {
+  const int tiles_w = A3D_DIV_UP(W, kTile);
+  const int64_t T = (int64_t)tiles_w * A3D_DIV_UP(H, kTile);
 #pragma omp parallel
   {
     TileSplats<scalar_t> ts;
-    FwdState<scalar_t> st;
+    FwdState<scalar_t, kLast, L> st;
     st.D = D;
-    st.acc.resize((size_t)D * kTilePix);
+    st.acc.resize((size_t)D * st.kP);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ct = 0; ct < C * T; ++ct) {
       const int c = ct / T, tile = ct % T;
-      ts.gather(prep.data() + (int64_t)c * N, f + (int64_t)c * N * D, ids + offs[ct], offs[ct + 1] - offs[ct], D,
+      ts.gather(prep + (int64_t)c * N, f + (int64_t)c * N * D, ids + offs[ct], offs[ct + 1] - offs[ct], D,
                 tile % tiles_w, tile / tiles_w);
       const scalar_t* bgc = bg ? bg + (int64_t)c * D : nullptr;
       scalar_t *ic = img + (int64_t)c * H * W * D, *ac = alp + (int64_t)c * H * W;
-      int32_t* lc = lst + (int64_t)c * H * W;
+      int32_t* lc = kLast ? lst + (int64_t)c * H * W : nullptr;
       forward_tile(isa, ts, st, W, H, bgc, ic, ac, lc);
     }
   }
@@ -466,10 +493,34 @@ std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Te
   auto last = at::empty({C, H, W}, opts.dtype(at::kInt));
   at::Tensor offsets_t, ids_t;
   if (dt == at::kDouble)
-    forward_impl<double>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+    forward_impl<double, true>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
   else
-    forward_impl<float>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+    forward_impl<float, true>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
   return {images, alphas, last, offsets_t, ids_t};
+}
+
+// gs_forward without what only the backward pass needs (no `last`, the tile lists dropped): the same
+// images and alphas, bit for bit. Returns images (C,H,W,D), alphas (C,H,W,1).
+std::vector<at::Tensor> gs_render(at::Tensor means2d, at::Tensor conics, at::Tensor opacities, at::Tensor features,
+                                  at::Tensor radii, at::Tensor depths, at::Tensor backgrounds, int64_t width,
+                                  int64_t height) {
+  const auto dt = means2d.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means2d must be float32 or float64");
+  check(means2d, "means2d", dt); check(conics, "conics", dt); check(opacities, "opacities", dt);
+  check(features, "features", dt); check(radii, "radii", at::kInt); check(depths, "depths", dt);
+  const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
+  const int W = width, H = height;
+  const bool has_bg = backgrounds.numel() > 0;
+  if (has_bg) check(backgrounds, "backgrounds", dt);
+  auto opts = means2d.options();
+  auto images = at::empty({C, H, W, D}, opts);
+  auto alphas = at::empty({C, H, W, 1}, opts);
+  at::Tensor last, offsets_t, ids_t;
+  if (dt == at::kDouble)
+    forward_impl<double, false>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+  else
+    forward_impl<float, false>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+  return {images, alphas};
 }
 
 // Gradients for gs_forward's float inputs. v_images (C,H,W,D), v_alphas (C,H,W,1).

@@ -23,6 +23,8 @@ constexpr int kTile = A3D_GS_TILE;
 constexpr int kLanes = 8;                  // pixels per chunk: one AVX2 float vector, two SSE ones
 constexpr int kStride = kTile + kLanes;    // state row stride: a chunk may start at any column 0..15
 constexpr int kTilePix = kTile * kStride;  // per-pixel state entries of a tile (with padding)
+// The forward pass of the AVX-512 build takes 16 lanes (one zmm vector: a whole tile row in one chunk);
+// a visitor's kL says its chunk width, its rows are kTile + kL entries apart.
 
 // Inclusive pixel box (image or tile-local coordinates); x0 > x1 or y0 > y1 means empty.
 struct PixBox {
@@ -152,8 +154,8 @@ A3D_FORCE_INLINE void row_spans(const Prepared<T>& p, int X0, int Y0, int* xa_ou
   }
 }
 
-// The pair walk: calls v.chunk(s, p0, px0, py) for every 8-pixel chunk of tile rows that can hold a
-// pixel with alpha >= 1/255; p0 = state index (y * kStride + x) of its first pixel, (px0 + l, py) =
+// The pair walk: calls v.chunk(s, p0, px0, py) for every chunk (Visitor::kL pixels) of tile rows that can hold a
+// pixel with alpha >= 1/255; p0 = state index (y * (kTile + kL) + x) of its first pixel, (px0 + l, py) =
 // centre of lane l. Rows are cut to the ellipse's span (row_spans), so thin or tilted splats skip the
 // chunks their box corners would cost.
 // Two phases: the chunk list is built branch-free first, then walked in one flat loop, so the CPU
@@ -168,20 +170,23 @@ A3D_FORCE_INLINE void walk_pairs(const TileSplats<T>& ts, int64_t i, Visitor& v)
   } else {
     for (int y = 0; y < kTile; ++y) { xa_r[y] = b.x0; xb_r[y] = b.x1; }
   }
-  int16_t list[2 * kTile];  // a row needs at most two chunks (clipped width <= 16)
+  constexpr int L = Visitor::kL, S = kTile + L;
+  int16_t list[2 * kTile];  // a row needs at most two chunks (clipped width <= 16), one with 16 lanes
   int n = 0;
   for (int y = b.y0; y <= b.y1; ++y) {
     const int xa = xa_r[y], xb = xb_r[y];
-    const int p0 = y * kStride + xa;
+    const int p0 = y * S + xa;
     list[n] = (int16_t)p0;
     n += xa <= xb;
-    list[n] = (int16_t)(p0 + kLanes);
-    n += xa + kLanes <= xb;
+    if (L < kTile) {
+      list[n] = (int16_t)(p0 + L);
+      n += xa + L <= xb;
+    }
   }
   const Splat<T> s = p.s;
   const int X0 = ts.X0, Y0 = ts.Y0;
   for (int k = 0; k < n; ++k) {
-    const int p0 = list[k], y = p0 / kStride, x = p0 - y * kStride;
+    const int p0 = list[k], y = p0 / S, x = p0 - y * S;
     v.chunk(s, p0, T(X0 + x) + T(0.5), T(Y0 + y) + T(0.5));
   }
 }

@@ -11,7 +11,12 @@ gradients the PyTorch projection (``gaussians_reference.project_gaussians``, aut
 * ``"gsplat"``- ``gsplat.rasterization`` when gsplat with its CUDA build is installed;
 * ``"auto"``  - ``cuda`` on CUDA tensors, else ``cpu``, else ``torch`` when a build failed.
 
-Depth and normals are composited as extra feature channels, so every backend handles them alike.
+Depth and normals are composited as extra feature channels, so every backend handles them alike
+(``depth_mode="none"`` leaves depth out: one channel less to composite).
+
+Forward only (autograd off, or no input needing gradients) the CPU backend calls the extension directly
+(:func:`_render_cpu`): no autograd records and no per-pixel list ends kept for a backward pass; the images
+are the same, bit for bit.
 """
 
 from __future__ import annotations
@@ -290,18 +295,19 @@ def rasterize_gaussians(
         near_plane, far_plane: camera-z culling range (metres).
         backgrounds: (C, D) or (D,) colour behind the Gaussians; default black.
         normals: optional (N, 3) per-Gaussian normals (any frame), composited like features.
-        depth_mode: "expected" (sum w z / alpha, 0 where empty) or "accumulated" (sum w z, gsplat "D").
+        depth_mode: "expected" (sum w z / alpha, 0 where empty), "accumulated" (sum w z, gsplat "D") or "none"
+            (no depth composited; depths is None).
         eps2d: low-pass dilation added to 2D covariances (gsplat default 0.3, antialiased=False).
         backend: "auto", "cpu", "cuda", "torch" or "gsplat" (see module docstring).
 
     Returns:
-        images (C, H, W, D), alphas (C, H, W, 1), depths (C, H, W, 1), normals (C, H, W, 3) or None
+        images (C, H, W, D), alphas (C, H, W, 1), depths (C, H, W, 1) (None with depth_mode "none"), normals (C, H, W, 3) or None
         (un-normalised weighted sum), and meta with "radii" (C, N, 2) int32, "means2d" (C, N, 2),
         "conics" (C, N, 3), "depths" (C, N), "tile_size", "backend".
     """
     _check_inputs(means, quats, scales, opacities, features, viewmats, Ks, width, height, backgrounds, normals)
-    if depth_mode not in ("expected", "accumulated"):
-        raise ValueError(f"depth_mode must be 'expected' or 'accumulated', got {depth_mode!r}.")
+    if depth_mode not in ("expected", "accumulated", "none"):
+        raise ValueError(f"depth_mode must be 'expected', 'accumulated' or 'none', got {depth_mode!r}.")
     width, height = int(width), int(height)
     C, N, D = viewmats.shape[0], means.shape[0], features.shape[-1]
     dt = means.dtype
@@ -312,6 +318,9 @@ def rasterize_gaussians(
         name, ext = "torch", None  # the CUDA kernels are float32-only; double (gradcheck) uses the reference
     if backgrounds is not None and backgrounds.ndim == 1:
         backgrounds = backgrounds.expand(C, D)
+    if name == "cpu" and not _needs_grad(means, quats, scales, opacities, features, viewmats, Ks, backgrounds, normals):
+        return _render_cpu(ext, means, quats, scales, opacities, features, viewmats, Ks, width, height, near_plane,
+                           far_plane, backgrounds, normals, depth_mode, eps2d)
     if name == "gsplat":
         return _rasterize_gsplat(means, quats, scales, opacities, features, viewmats, Ks, width, height, near_plane,
                                  far_plane, backgrounds, normals, depth_mode, eps2d)
@@ -324,15 +333,9 @@ def rasterize_gaussians(
     else:  # reference projection: autograd also reaches viewmats and Ks
         radii, means2d, depths, conics, _ = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
                                                               near_plane, far_plane, eps2d)
-    feats = features if features.ndim == 3 else features.expand(C, N, D)
-    extra = [depths[..., None]] + ([normals.to(dt).expand(C, N, 3)] if normals is not None else [])
-    feats = torch.cat([feats.to(dt)] + extra, -1)
-    bg = None
-    if backgrounds is not None:
-        bg = torch.cat([backgrounds.to(dt), backgrounds.new_zeros(C, feats.shape[-1] - D).to(dt)], -1)
+    feats, bg, splits = _channels(features, depths, normals, backgrounds, depth_mode, C, N, dt)
     opac = opacities.to(dt).expand(C, N)
     meta = {"radii": radii, "means2d": means2d, "conics": conics, "depths": depths, "tile_size": TILE_SIZE, "backend": name}
-    splits = [D, 1] + ([3] if normals is not None else [])
     if name == "torch":
         img, alphas = ref.rasterize_reference(means2d, conics, opac, feats, radii, depths, width, height, bg)
         parts = torch.split(img, splits, dim=-1)
@@ -340,12 +343,56 @@ def rasterize_gaussians(
         c = lambda t: t.contiguous()  # noqa: E731
         *parts, alphas = _RasterizeExt.apply(c(means2d), c(conics), c(opac), c(feats), None if bg is None else c(bg),
                                              c(radii), c(depths.detach()), width, height, ext, name == "cuda", splits)
-    images, depth = parts[0], parts[1]
-    nrm = parts[2] if normals is not None else None
+    return _outputs(parts, alphas, normals, depth_mode) + (meta,)
+
+
+def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+    """Whether autograd will record through any of ``tensors`` (None entries ignored)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _channels(features: Tensor, depths: Tensor, normals: Optional[Tensor], backgrounds: Optional[Tensor],
+              depth_mode: str, C: int, N: int, dt: torch.dtype) -> Tuple[Tensor, Optional[Tensor], list]:
+    """What is composited: features (C, N, D') = colour | depth (unless depth_mode "none") | normals, the
+    background (C, D') (0 behind depth and normals) or None, and the channel counts of those parts."""
+    D = features.shape[-1]
+    feats = features if features.ndim == 3 else features.expand(C, N, D)
+    extra = ([depths[..., None]] if depth_mode != "none" else []) + ([normals.to(dt).expand(C, N, 3)] if normals is not None else [])
+    splits = [D] + [e.shape[-1] for e in extra]
+    feats = torch.cat([feats.to(dt)] + extra, -1) if extra else feats.to(dt)
+    bg = None
+    if backgrounds is not None:
+        bg = torch.cat([backgrounds.to(dt), backgrounds.new_zeros(C, feats.shape[-1] - D).to(dt)], -1) if extra else backgrounds.to(dt)
+    return feats, bg, splits
+
+
+def _outputs(parts, alphas: Tensor, normals: Optional[Tensor], depth_mode: str) -> tuple:
+    """(images, alphas, depth or None, normals or None) from the composited parts (as :func:`_channels` split them)."""
+    parts = list(parts)
+    images = parts.pop(0)
+    depth = parts.pop(0) if depth_mode != "none" else None
+    nrm = parts.pop(0) if normals is not None else None
     if depth_mode == "expected":
         # 0 (not NaN) where nothing was drawn; the clamp keeps the gradient finite there too
         depth = depth / alphas.clamp_min(1e-10)
-    return images, alphas, depth, nrm, meta
+    return images, alphas, depth, nrm
+
+
+def _render_cpu(ext, means, quats, scales, opacities, features, viewmats, Ks, width, height, near_plane, far_plane,
+                backgrounds, normals, depth_mode, eps2d):
+    """:func:`rasterize_gaussians` on the CPU extension without autograd (forward only): the projection and the
+    compositing called directly (``ext.render`` keeps nothing for a backward pass). Same results, bit for bit."""
+    dt = means.dtype
+    C, N = viewmats.shape[0], means.shape[0]
+    c = lambda t: t.to(dt).contiguous()  # noqa: E731
+    radii, means2d, depths, conics = ext.project_forward(c(means), c(quats), c(scales), c(viewmats), c(Ks), width, height,
+                                                         float(near_plane), float(far_plane), float(eps2d))
+    feats, bg, splits = _channels(features, depths, normals, backgrounds, depth_mode, C, N, dt)
+    images, alphas = ext.render(means2d, conics, c(opacities.expand(C, N)), feats.contiguous(), radii, depths,
+                                bg.contiguous() if bg is not None else means2d.new_zeros(0), width, height)
+    parts = torch.split(images, splits, dim=-1) if len(splits) > 1 else [images]
+    meta = {"radii": radii, "means2d": means2d, "conics": conics, "depths": depths, "tile_size": TILE_SIZE, "backend": "cpu"}
+    return _outputs(parts, alphas, normals, depth_mode) + (meta,)
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, features, viewmats, Ks, width, height, near_plane, far_plane,
@@ -363,7 +410,7 @@ def _rasterize_gsplat(means, quats, scales, opacities, features, viewmats, Ks, w
                                          near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backgrounds=bg,
                                          render_mode="RGB+D" if depth_mode == "accumulated" else "RGB+ED",
                                          packed=False, tile_size=TILE_SIZE, sh_degree=None)
-    images, depth = render[..., :D], render[..., -1:]
+    images, depth = render[..., :D], (render[..., -1:] if depth_mode != "none" else None)
     nrm = render[..., D:D + 3] if normals is not None else None
     meta = dict(meta, backend="gsplat")
     return images, alphas, depth, nrm, meta
