@@ -42,9 +42,19 @@ true maps (no normal map), ceiling     31.8 / 29.8 dB         34.8 dB    --     
 
 (albedo PSNR after one per-channel scale.) The estimated light is the weak link: its face-facing part
 comes out ~15-20 % too dim (the albedo correspondingly bright: 1.15-1.24x the truth per channel, 1.05x
-with the light known). The background fixes the environment behind the head and its mean radiance
-(measured 0.62 vs the truth's 0.62) but the front is tied to the albedo's scale only through the head's
-sides, which the smoothness prior decides. The per-region roughness moves little from the prior: on
+with the light known). **Why (measured)**: not the forward model (the true maps through our renderer are only
+4-6 % darker than Mitsuba's path trace of them, red the most: interreflection and the principled BSDF's diffuse)
+but the fit's scale. The background probe sees the environment behind the head only (rows 5-10, longitudes
+beyond +-160 degrees on the test capture); the front, which lights the face, is tied to it only through the
+few texels that see both, so along the front's albedo/light scale the objective is nearly flat (0.06 % over
+15 %) and the alternation leaves the scale where fusion's first albedo put it (fusion's grey-light convention,
+mean radiance 1): started from the true albedo the same fit stays at albedo gains 0.99, started from fusion's
+it stays at 0.83-0.85 and creeps +0.4 % a round. Letting the objective choose (a line search along the
+update, or along the unseen front's level, with each texel's albedo eliminated) moved the scale but not to the
+truth: along the front's level the objective falls monotonically (model errors, not the data, decide it:
+gains went to 1.34 and relighting lost 6 dB); along the updates it stopped at gains 1.05 (relit raw
+28.3 / 26.6 / 31.0 dB) but the albedo score fell to 27.4 dB, below its 28 dB target. So the front's level is
+not observable from this capture with this model, and it stays a convention. The per-region roughness moves little from the prior: on
 this capture the prior alone is already within 0.044 of the truth, and the per-region fit under the
 estimated light does worse (0.059; under the true light better, 0.040).
 
