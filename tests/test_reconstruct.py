@@ -170,8 +170,10 @@ def test_sigint_during_training_then_rerun_resumes_to_the_same_outputs(runs):
             "        sys.exit(130)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop(STOP_AFTER_ENV, None)
+    # SIGINT as a terminal delivers it: a suite started from a background job inherits SIGINT ignored (POSIX), and a
+    # Python started so keeps ignoring it, so the child gets the default disposition back before it starts
     proc = subprocess.Popen([sys.executable, "-c", code, str(CLIP), str(out), json.dumps(asdict(TINY))], env=env,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (out / "avatar" / ".lock").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
