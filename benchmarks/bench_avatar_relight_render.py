@@ -58,6 +58,17 @@ normals (5.7 ms, ``ShadingInputs.normals``) are the next cut: their part in each
 between frames. On the idle box the plain render gives 18.3 FPS at 512^2 on two threads (bench_avatar_render.py);
 at 1.13-1.17x its CPU a relit frame would be ~15.5-16 FPS, above the 10 FPS target, but that is an estimate from the
 ratio: the idle rerun is what measures it.
+
+Later (same day): a render now keeps the normals' part in each Gaussian's own frame while the Gaussians are unchanged
+(``ShadingInputs.local_normals``, cached by ``GaussianHead.colours`` when grad mode is off; per frame only the turn by
+the posed rotation is left) and the head model's mesh at the avatar's identity (``GaussianHead._shaped_template``).
+Measured in one process, the old and new code of each piece in turns (40 calls each, median CPU ms, 1 thread, load
+~2 but CPU time inflated by the other jobs): relit colours 32.2 -> 25.6, head model 7.3 -> 5.1. Whole frames, this
+script ``--threads 1 --res 512 --frames 8``, three runs of the old code (main at 6dba3cb) and the new in turns:
+studio row, least of each run's min CPU ms 77.4 -> 69.8, median of the runs' medians 105.3 -> 76.5 (the box swung
+between ~60 and ~85 ms plain frames from run to run; the per-piece figures are the steadier ones). Images equal to
+2.1e-7 (float order of the kept normals; tests/test_avatar_render_caches.py). The ``--stages`` table times fresh
+``ShadingInputs`` (its normals row is the uncached cost).
 """
 
 from __future__ import annotations

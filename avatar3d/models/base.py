@@ -226,6 +226,7 @@ class HeadModel(nn.Module):
         jaw_pose: Optional[Tensor] = None,
         eye_pose: Optional[Tensor] = None,
         batch_size: Optional[int] = None,
+        shaped: Optional[Tensor] = None,
     ) -> HeadOutput:
         """Pose the head.
 
@@ -238,6 +239,8 @@ class HeadModel(nn.Module):
                 ``pose``. A joint the model lacks raises ``ValueError`` unless the value is all zero.
             eye_pose: (B, 6) left then right eye axis-angle.
             batch_size: B when no argument carries it.
+            shaped: (B, V, 3) or (1, V, 3) :meth:`shaped_template` of ``shape``, given by a caller that poses one
+                identity many times (an avatar's renders) so the identity blendshape is not recomputed each call.
         Returns:
             :class:`HeadOutput` with (B, V, 3) vertices, (B, J, 3) joints, (B, 478, 3) and (B, 68, 3)
             landmarks (NaN-free zeros if the model has no embedding).
@@ -277,7 +280,7 @@ class HeadModel(nn.Module):
             cols[self.joint_names.index(jname)] = val
         full_pose = torch.stack(cols, 1)
 
-        v_shaped = self.v_template[None] + torch.einsum("vcs,bs->bvc", self.shapedirs, betas)
+        v_shaped = self.shaped_template(betas) if shaped is None else shaped.to(ref).expand(B, -1, -1)
         v_expr = v_shaped + torch.einsum("vce,be->bvc", self.exprdirs, expr)
         # Joints come from the identity-shaped mesh unless the model says otherwise (FLAME/smplx
         # regress them after expression blendshapes too: ``joints_from_expression``).
@@ -293,6 +296,12 @@ class HeadModel(nn.Module):
             landmarks68=self.surface_points(verts, self.lmk68_faces, self.lmk68_bary, 68),
             vertices_unposed=v_unposed,
         )
+
+    def shaped_template(self, shape: Tensor) -> Tensor:
+        """(B, V, 3) the unposed mesh of identities ``shape`` (B, S) (fewer leading coefficients are zero-padded), no
+        expression, metres."""
+        betas = _as_batch(shape, shape.shape[0] if shape.ndim == 2 else 1, self.num_shape, "shape", self.v_template)
+        return self.v_template[None] + torch.einsum("vcs,bs->bvc", self.shapedirs, betas)
 
     def surface_points(self, verts: Tensor, face_idx: Optional[Tensor], bary: Optional[Tensor], n: int) -> Tensor:
         """(B, n, 3) points given by triangle indices + barycentrics on (B, V, 3) vertices."""

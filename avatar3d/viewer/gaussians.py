@@ -181,7 +181,8 @@ class AvatarRenderer:
         cam = Camera(torch.as_tensor(np.asarray(K, np.float32)), torch.as_tensor(np.asarray(world_to_cam, np.float32)), int(width), int(height))
         colours = a.colours(posed, cam.centre)
         img, alpha, _, _, _ = rasterize_gaussians(g.means[0], g.quats[0], g.scales[0], opac, colours[0], cam.world_to_cam[None], cam.raster_K[None],
-                                                  cam.width, cam.height, backgrounds=self.background, backend=self.backend)
+                                                  cam.width, cam.height, backgrounds=self.background, depth_mode="none",
+                                                  backend=self.backend)
         return (img[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), alpha[0, ..., 0].numpy()
 
 
