@@ -472,6 +472,18 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
 
 }  // namespace
 
+// The forward inputs' dtypes and devices checked (the layout of gs_forward's comment); returns their shared dtype.
+static at::ScalarType check_forward_inputs(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
+                                          const at::Tensor& features, const at::Tensor& radii, const at::Tensor& depths,
+                                          const at::Tensor& backgrounds) {
+  const auto dt = means2d.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means2d must be float32 or float64");
+  check(means2d, "means2d", dt); check(conics, "conics", dt); check(opacities, "opacities", dt);
+  check(features, "features", dt); check(radii, "radii", at::kInt); check(depths, "depths", dt);
+  if (backgrounds.numel() > 0) check(backgrounds, "backgrounds", dt);
+  return dt;
+}
+
 // means2d (C,N,2), conics (C,N,3), opacities (C,N), features (C,N,D), radii (C,N,2) int32,
 // depths (C,N), backgrounds (C,D) or empty. Returns images (C,H,W,D), alphas (C,H,W,1),
 // last (C,H,W) int32 = end of the contributing prefix of each pixel's tile list,
@@ -479,14 +491,10 @@ void backward_impl(const at::Tensor& means2d, const at::Tensor& conics, const at
 std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Tensor opacities,
                                      at::Tensor features, at::Tensor radii, at::Tensor depths,
                                      at::Tensor backgrounds, int64_t width, int64_t height) {
-  const auto dt = means2d.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means2d must be float32 or float64");
-  check(means2d, "means2d", dt); check(conics, "conics", dt); check(opacities, "opacities", dt);
-  check(features, "features", dt); check(radii, "radii", at::kInt); check(depths, "depths", dt);
+  const auto dt = check_forward_inputs(means2d, conics, opacities, features, radii, depths, backgrounds);
   const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
   const int W = width, H = height;
   const bool has_bg = backgrounds.numel() > 0;
-  if (has_bg) check(backgrounds, "backgrounds", dt);
   auto opts = means2d.options();
   auto images = at::empty({C, H, W, D}, opts);
   auto alphas = at::empty({C, H, W, 1}, opts);
@@ -504,14 +512,10 @@ std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Te
 std::vector<at::Tensor> gs_render(at::Tensor means2d, at::Tensor conics, at::Tensor opacities, at::Tensor features,
                                   at::Tensor radii, at::Tensor depths, at::Tensor backgrounds, int64_t width,
                                   int64_t height) {
-  const auto dt = means2d.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means2d must be float32 or float64");
-  check(means2d, "means2d", dt); check(conics, "conics", dt); check(opacities, "opacities", dt);
-  check(features, "features", dt); check(radii, "radii", at::kInt); check(depths, "depths", dt);
+  const auto dt = check_forward_inputs(means2d, conics, opacities, features, radii, depths, backgrounds);
   const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
   const int W = width, H = height;
   const bool has_bg = backgrounds.numel() > 0;
-  if (has_bg) check(backgrounds, "backgrounds", dt);
   auto opts = means2d.options();
   auto images = at::empty({C, H, W, D}, opts);
   auto alphas = at::empty({C, H, W, 1}, opts);
