@@ -484,34 +484,12 @@ static at::ScalarType check_forward_inputs(const at::Tensor& means2d, const at::
   return dt;
 }
 
-// means2d (C,N,2), conics (C,N,3), opacities (C,N), features (C,N,D), radii (C,N,2) int32,
-// depths (C,N), backgrounds (C,D) or empty. Returns images (C,H,W,D), alphas (C,H,W,1),
-// last (C,H,W) int32 = end of the contributing prefix of each pixel's tile list,
-// tile_offsets (C*tiles+1) int64, flat_ids (M) int32.
-std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Tensor opacities,
-                                     at::Tensor features, at::Tensor radii, at::Tensor depths,
-                                     at::Tensor backgrounds, int64_t width, int64_t height) {
-  const auto dt = check_forward_inputs(means2d, conics, opacities, features, radii, depths, backgrounds);
-  const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
-  const int W = width, H = height;
-  const bool has_bg = backgrounds.numel() > 0;
-  auto opts = means2d.options();
-  auto images = at::empty({C, H, W, D}, opts);
-  auto alphas = at::empty({C, H, W, 1}, opts);
-  auto last = at::empty({C, H, W}, opts.dtype(at::kInt));
-  at::Tensor offsets_t, ids_t;
-  if (dt == at::kDouble)
-    forward_impl<double, true>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
-  else
-    forward_impl<float, true>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
-  return {images, alphas, last, offsets_t, ids_t};
-}
-
-// gs_forward without what only the backward pass needs (no `last`, the tile lists dropped): the same
-// images and alphas, bit for bit. Returns images (C,H,W,D), alphas (C,H,W,1).
-std::vector<at::Tensor> gs_render(at::Tensor means2d, at::Tensor conics, at::Tensor opacities, at::Tensor features,
-                                  at::Tensor radii, at::Tensor depths, at::Tensor backgrounds, int64_t width,
-                                  int64_t height) {
+// The forward pass behind both entry points; kLists: keep what the backward pass needs (`last`, the tile lists),
+// else those three come back undefined. Same images and alphas either way, bit for bit.
+template <bool kLists>
+static std::vector<at::Tensor> forward_entry(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
+                                             const at::Tensor& features, const at::Tensor& radii, const at::Tensor& depths,
+                                             const at::Tensor& backgrounds, int64_t width, int64_t height) {
   const auto dt = check_forward_inputs(means2d, conics, opacities, features, radii, depths, backgrounds);
   const int C = means2d.size(0), N = means2d.size(1), D = features.size(2);
   const int W = width, H = height;
@@ -520,11 +498,31 @@ std::vector<at::Tensor> gs_render(at::Tensor means2d, at::Tensor conics, at::Ten
   auto images = at::empty({C, H, W, D}, opts);
   auto alphas = at::empty({C, H, W, 1}, opts);
   at::Tensor last, offsets_t, ids_t;
+  if (kLists) last = at::empty({C, H, W}, opts.dtype(at::kInt));
   if (dt == at::kDouble)
-    forward_impl<double, false>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+    forward_impl<double, kLists>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
   else
-    forward_impl<float, false>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
-  return {images, alphas};
+    forward_impl<float, kLists>(means2d, conics, opacities, features, radii, depths, backgrounds, has_bg, C, N, D, W, H, images, alphas, last, offsets_t, ids_t);
+  return {images, alphas, last, offsets_t, ids_t};
+}
+
+// means2d (C,N,2), conics (C,N,3), opacities (C,N), features (C,N,D), radii (C,N,2) int32,
+// depths (C,N), backgrounds (C,D) or empty. Returns images (C,H,W,D), alphas (C,H,W,1),
+// last (C,H,W) int32 = end of the contributing prefix of each pixel's tile list,
+// tile_offsets (C*tiles+1) int64, flat_ids (M) int32.
+std::vector<at::Tensor> gs_forward(at::Tensor means2d, at::Tensor conics, at::Tensor opacities,
+                                     at::Tensor features, at::Tensor radii, at::Tensor depths,
+                                     at::Tensor backgrounds, int64_t width, int64_t height) {
+  return forward_entry<true>(means2d, conics, opacities, features, radii, depths, backgrounds, width, height);
+}
+
+// gs_forward without what only the backward pass needs (no `last`, the tile lists dropped): the same
+// images and alphas, bit for bit. Returns images (C,H,W,D), alphas (C,H,W,1).
+std::vector<at::Tensor> gs_render(at::Tensor means2d, at::Tensor conics, at::Tensor opacities, at::Tensor features,
+                                  at::Tensor radii, at::Tensor depths, at::Tensor backgrounds, int64_t width,
+                                  int64_t height) {
+  auto out = forward_entry<false>(means2d, conics, opacities, features, radii, depths, backgrounds, width, height);
+  return {out[0], out[1]};
 }
 
 // Gradients for gs_forward's float inputs. v_images (C,H,W,D), v_alphas (C,H,W,1).
